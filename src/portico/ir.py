@@ -1,0 +1,275 @@
+"""The intermediate representation: what the data plane must do, nothing of how.
+
+The translator produces an `IR`; the xds package turns it into Envoy resources.
+Every type is a frozen dataclass of tuples, so two IRs compare with `==` and a
+change can be diffed per listener, per route configuration and per cluster
+(the unit of incremental pushes).
+
+Naming: an `IR.listeners` entry is one socket (address, port, transport); a
+Gateway listener (spec) becomes one `FilterChain` inside it, because several
+Gateway listeners share a port and are told apart by SNI or Host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# ---------------------------------------------------------------- clusters
+
+AppProtocol = Literal["http1", "h2c", "h2", "ws", "tcp", "udp"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str  # an IP, or a DNS name when Cluster.dns is true
+    port: int
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """TLS origination towards a backend (BackendTLSPolicy, Gateway spec.tls.backend)."""
+
+    sni: str
+    # PEM bundle of trusted CAs; empty with system_ca=True uses the system store.
+    ca_pem: str = ""
+    system_ca: bool = False
+    # Names the backend certificate must present (SAN); defaults to sni when empty.
+    subject_alt_names: tuple[SubjectAltName, ...] = ()
+    # Client certificate presented to the backend (Gateway spec.tls.backend.clientCertificateRef).
+    client_cert_secret: str | None = None
+    alpn: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubjectAltName:
+    type: Literal["Hostname", "URI"]
+    value: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One per Service port (shared by every route that uses it), see ARCHITECTURE."""
+
+    name: str  # e.g. "httproute/ns/svc/8080" — stable, unique
+    endpoints: tuple[Endpoint, ...]
+    protocol: AppProtocol = "http1"
+    dns: bool = False  # ExternalName: resolve endpoints by DNS (STRICT_DNS)
+    tls: UpstreamTLS | None = None
+    lb_policy: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = "round_robin"
+    connect_timeout_ms: int = 10_000
+
+
+# ---------------------------------------------------------------- HTTP routes
+
+StringMatchType = Literal["Exact", "RegularExpression", "Prefix"]
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    name: str  # lower case; ":authority"/":method" style pseudo-headers allowed
+    value: str
+    type: StringMatchType = "Exact"
+    invert: bool = False
+
+
+@dataclass(frozen=True)
+class QueryParamMatch:
+    name: str
+    value: str
+    type: StringMatchType = "Exact"
+
+
+@dataclass(frozen=True)
+class PathMatch:
+    # Prefix is segment-aware (Gateway API PathPrefix): "/v2" matches "/v2", "/v2/x", not "/v2x".
+    type: Literal["Exact", "Prefix", "RegularExpression"]
+    value: str
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    path: PathMatch = PathMatch("Prefix", "/")
+    headers: tuple[HeaderMatch, ...] = ()
+    query_params: tuple[QueryParamMatch, ...] = ()
+    method: str | None = None
+    grpc: bool = False  # only requests with content-type application/grpc*
+
+
+@dataclass(frozen=True)
+class HeaderValue:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderModifier:
+    """RequestHeaderModifier / ResponseHeaderModifier (set replaces, add appends)."""
+
+    set: tuple[HeaderValue, ...] = ()
+    add: tuple[HeaderValue, ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None  # None: keep (or drop when the scheme's default); see translator
+    strip_port: bool = False
+    path_full: str | None = None  # ReplaceFullPath
+    path_prefix: str | None = None  # ReplacePrefixMatch (with the matched prefix)
+    status_code: int = 302
+
+
+@dataclass(frozen=True)
+class URLRewrite:
+    hostname: str | None = None
+    path_full: str | None = None
+    path_prefix: str | None = None  # ReplacePrefixMatch
+
+
+@dataclass(frozen=True)
+class Mirror:
+    cluster: str
+    # fraction of requests mirrored, as numerator/denominator (percent p -> p/100)
+    numerator: int = 100
+    denominator: int = 100
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int
+    codes: tuple[int, ...] = ()
+    backoff_ms: int | None = None
+    on_connect_failure: bool = True
+
+
+@dataclass(frozen=True)
+class CORS:
+    allow_origins: tuple[str, ...] = ()  # exact or "*" wildcards as in the spec
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age_s: int | None = None
+
+
+@dataclass(frozen=True)
+class WeightedBackend:
+    """One backendRef's share of a rule. cluster None: the ref is invalid and its
+    share answers 500 (HTTPRoute spec, BackendRef 'If a backendRef is invalid')."""
+
+    cluster: str | None
+    weight: int
+    request_headers: HeaderModifier = HeaderModifier()
+    response_headers: HeaderModifier = HeaderModifier()
+
+
+@dataclass(frozen=True)
+class SessionPersistence:
+    type: Literal["Cookie", "Header"]
+    name: str
+    ttl_s: int | None = None
+
+
+@dataclass(frozen=True)
+class RouteAction:
+    backends: tuple[WeightedBackend, ...] = ()
+    # direct answer (e.g. 500 when no backend is usable); wins over backends
+    direct_status: int | None = None
+    redirect: Redirect | None = None
+    rewrite: URLRewrite | None = None
+    request_headers: HeaderModifier = HeaderModifier()
+    response_headers: HeaderModifier = HeaderModifier()
+    mirrors: tuple[Mirror, ...] = ()
+    timeout_ms: int | None = None  # HTTPRoute timeouts.request (0 = none)
+    backend_timeout_ms: int | None = None  # timeouts.backendRequest (per try)
+    retry: Retry | None = None
+    cors: CORS | None = None
+    session_persistence: SessionPersistence | None = None
+    websocket: bool = False  # allow Upgrade: websocket on this route
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # "<kind>/<ns>/<name>/rule/<i>/match/<j>" — for logs and stats
+    match: RouteMatch
+    action: RouteAction
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    name: str
+    domains: tuple[str, ...]  # "*" for any
+    routes: tuple[Route, ...]  # in match order: first match wins (precedence applied)
+
+
+# ---------------------------------------------------------------- listeners
+
+@dataclass(frozen=True)
+class TLSCertificate:
+    name: str  # secret name for SDS, e.g. "ns/secret"
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
+class ClientValidation:
+    """Frontend client-certificate validation (Gateway spec.tls.frontend)."""
+
+    ca_pem: str
+    optional: bool = False  # AllowInsecureFallback: accept clients without a valid cert
+
+
+@dataclass(frozen=True)
+class DownstreamTLS:
+    certificates: tuple[TLSCertificate, ...]
+    client_validation: ClientValidation | None = None
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    route_config_name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+    # HTTPS: answer 421 when Host does not belong to the SNI-selected listener.
+    misdirected_421: bool = False
+
+
+@dataclass(frozen=True)
+class TCPConfig:
+    backends: tuple[WeightedBackend, ...]  # cluster None entries: connection refused/closed
+
+
+@dataclass(frozen=True)
+class FilterChain:
+    """One Gateway listener (or one TLSRoute hostname set) on a socket."""
+
+    name: str  # "<ns>/<gateway>/<listener>[/...]"
+    server_names: tuple[str, ...] = ()  # SNI match; empty = any
+    tls: DownstreamTLS | None = None  # terminate TLS; None with server_names = passthrough
+    http: HTTPConfig | None = None
+    tcp: TCPConfig | None = None
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str  # "<address>:<port>/<transport>"
+    address: str
+    port: int
+    transport: Literal["tcp", "udp"] = "tcp"
+    filter_chains: tuple[FilterChain, ...] = ()
+    # UDP listeners: backends of the single UDPRoute served here
+    udp_backends: tuple[WeightedBackend, ...] = ()
+
+
+@dataclass(frozen=True)
+class IR:
+    listeners: tuple[Listener, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    # Gateway (ns, name) -> listener names it owns, to tell which ACK programs which Gateway.
+    gateway_listeners: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
