@@ -1,0 +1,581 @@
+"""Typed views of the Kubernetes and Gateway API objects Portico reads.
+
+Field names follow the API (camelCase on the wire, snake_case here). Every model
+keeps unknown fields (`extra="allow"`), so an object round-trips unchanged and a
+newer API version's fields are not silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from portico.objects import GATEWAY_GROUP, ObjectKey, key_of
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+        frozen=False,
+    )
+
+
+# ------------------------------------------------------------------ metadata
+
+
+class ObjectMeta(Model):
+    name: str
+    namespace: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int = 1
+    creation_timestamp: str = ""
+    uid: str = ""
+    resource_version: str = ""
+
+
+class Condition(Model):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: str = ""
+
+
+class Resource(Model):
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    # the original document: models are views; status is owned by the store
+    status: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return key_of({"apiVersion": self.api_version, "kind": self.kind,
+                       "metadata": {"name": self.metadata.name, "namespace": self.metadata.namespace}})
+
+    @property
+    def namespace(self) -> str:
+        return self.key.namespace
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# ------------------------------------------------------------------ references
+
+
+class LocalObjectReference(Model):
+    group: str = ""
+    kind: str
+    name: str
+
+
+class SecretObjectReference(Model):
+    group: str = ""
+    kind: str = "Secret"
+    name: str
+    namespace: str | None = None
+
+
+class ParentReference(Model):
+    group: str = GATEWAY_GROUP
+    kind: str = "Gateway"
+    namespace: str | None = None
+    name: str
+    section_name: str | None = None
+    port: int | None = None
+
+
+class BackendObjectReference(Model):
+    group: str = ""
+    kind: str = "Service"
+    name: str
+    namespace: str | None = None
+    port: int | None = None
+
+
+# ------------------------------------------------------------------ GatewayClass
+
+
+class GatewayClassSpec(Model):
+    controller_name: str
+    parameters_ref: dict[str, Any] | None = None
+    description: str | None = None
+
+
+class GatewayClass(Resource):
+    spec: GatewayClassSpec
+
+
+# ------------------------------------------------------------------ Gateway
+
+
+class LabelSelectorRequirement(Model):
+    key: str
+    operator: str
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+
+class RouteNamespaces(Model):
+    from_: str = Field(default="Same", validation_alias="from", serialization_alias="from")
+    selector: LabelSelector | None = None
+
+
+class RouteGroupKind(Model):
+    group: str = GATEWAY_GROUP
+    kind: str
+
+
+class AllowedRoutes(Model):
+    namespaces: RouteNamespaces = Field(default_factory=RouteNamespaces)
+    kinds: list[RouteGroupKind] | None = None
+
+
+class GatewayTLSConfig(Model):
+    mode: str = "Terminate"
+    certificate_refs: list[SecretObjectReference] = Field(default_factory=list)
+    options: dict[str, str] = Field(default_factory=dict)
+    frontend_validation: dict[str, Any] | None = None
+
+
+class Listener(Model):
+    name: str
+    hostname: str | None = None
+    port: int
+    protocol: str
+    tls: GatewayTLSConfig | None = None
+    allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
+
+
+class GatewayAddress(Model):
+    type: str = "IPAddress"
+    value: str
+
+
+class GatewayInfrastructure(Model):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    parameters_ref: LocalObjectReference | None = None
+
+
+class GatewaySpec(Model):
+    gateway_class_name: str
+    listeners: list[Listener] = Field(default_factory=list)
+    addresses: list[GatewayAddress] = Field(default_factory=list)
+    infrastructure: GatewayInfrastructure | None = None
+    tls: dict[str, Any] | None = None
+    allowed_listeners: dict[str, Any] | None = None
+
+
+class Gateway(Resource):
+    spec: GatewaySpec
+
+
+class ListenerSetSpec(Model):
+    parent_ref: ParentReference
+    listeners: list[Listener] = Field(default_factory=list)
+
+
+class ListenerSet(Resource):
+    spec: ListenerSetSpec
+
+
+# ------------------------------------------------------------------ routes
+
+
+class HTTPPathMatch(Model):
+    type: str = "PathPrefix"
+    value: str = "/"
+
+
+class HTTPHeaderMatch(Model):
+    type: str = "Exact"
+    name: str
+    value: str
+
+
+class HTTPQueryParamMatch(Model):
+    type: str = "Exact"
+    name: str
+    value: str
+
+
+class HTTPRouteMatch(Model):
+    path: HTTPPathMatch | None = None
+    headers: list[HTTPHeaderMatch] = Field(default_factory=list)
+    query_params: list[HTTPQueryParamMatch] = Field(default_factory=list)
+    method: str | None = None
+
+
+class HTTPHeader(Model):
+    name: str
+    value: str
+
+
+class HTTPHeaderFilter(Model):
+    set: list[HTTPHeader] = Field(default_factory=list)
+    add: list[HTTPHeader] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class HTTPPathModifier(Model):
+    type: str
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+
+class HTTPRequestRedirectFilter(Model):
+    scheme: str | None = None
+    hostname: str | None = None
+    path: HTTPPathModifier | None = None
+    port: int | None = None
+    status_code: int = 302
+
+
+class HTTPURLRewriteFilter(Model):
+    hostname: str | None = None
+    path: HTTPPathModifier | None = None
+
+
+class Fraction(Model):
+    numerator: int
+    denominator: int = 100
+
+
+class HTTPRequestMirrorFilter(Model):
+    backend_ref: BackendObjectReference
+    percent: int | None = None
+    fraction: Fraction | None = None
+
+
+class HTTPCORSFilter(Model):
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_credentials: bool | None = None
+    allow_methods: list[str] = Field(default_factory=list)
+    allow_headers: list[str] = Field(default_factory=list)
+    expose_headers: list[str] = Field(default_factory=list)
+    max_age: int | None = None
+
+
+class HTTPRouteFilter(Model):
+    type: str
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    request_redirect: HTTPRequestRedirectFilter | None = None
+    url_rewrite: HTTPURLRewriteFilter | None = None
+    cors: HTTPCORSFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+
+class HTTPBackendRef(BackendObjectReference):
+    weight: int = 1
+    filters: list[HTTPRouteFilter] = Field(default_factory=list)
+
+
+class HTTPRouteTimeouts(Model):
+    request: str | None = None
+    backend_request: str | None = None
+
+
+class HTTPRouteRetry(Model):
+    codes: list[int] = Field(default_factory=list)
+    attempts: int | None = None
+    backoff: str | None = None
+
+
+class SessionPersistenceConfig(Model):
+    session_name: str | None = None
+    absolute_timeout: str | None = None
+    idle_timeout: str | None = None
+    type: str = "Cookie"
+    cookie_config: dict[str, Any] | None = None
+
+
+class HTTPRouteRule(Model):
+    name: str | None = None
+    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
+    filters: list[HTTPRouteFilter] = Field(default_factory=list)
+    backend_refs: list[HTTPBackendRef] = Field(default_factory=list)
+    timeouts: HTTPRouteTimeouts | None = None
+    retry: HTTPRouteRetry | None = None
+    session_persistence: SessionPersistenceConfig | None = None
+
+
+class HTTPRouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    hostnames: list[str] = Field(default_factory=list)
+    rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()])
+
+
+class HTTPRoute(Resource):
+    spec: HTTPRouteSpec
+
+
+class GRPCMethodMatch(Model):
+    type: str = "Exact"
+    service: str | None = None
+    method: str | None = None
+
+
+class GRPCHeaderMatch(Model):
+    type: str = "Exact"
+    name: str
+    value: str
+
+
+class GRPCRouteMatch(Model):
+    method: GRPCMethodMatch | None = None
+    headers: list[GRPCHeaderMatch] = Field(default_factory=list)
+
+
+class GRPCRouteFilter(Model):
+    type: str
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+
+class GRPCBackendRef(BackendObjectReference):
+    weight: int = 1
+    filters: list[GRPCRouteFilter] = Field(default_factory=list)
+
+
+class GRPCRouteRule(Model):
+    name: str | None = None
+    matches: list[GRPCRouteMatch] = Field(default_factory=list)
+    filters: list[GRPCRouteFilter] = Field(default_factory=list)
+    backend_refs: list[GRPCBackendRef] = Field(default_factory=list)
+    session_persistence: SessionPersistenceConfig | None = None
+
+
+class GRPCRouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    hostnames: list[str] = Field(default_factory=list)
+    rules: list[GRPCRouteRule] = Field(default_factory=lambda: [GRPCRouteRule()])
+
+
+class GRPCRoute(Resource):
+    spec: GRPCRouteSpec
+
+
+class L4BackendRef(BackendObjectReference):
+    weight: int = 1
+
+
+class L4RouteRule(Model):
+    name: str | None = None
+    backend_refs: list[L4BackendRef] = Field(default_factory=list)
+
+
+class L4RouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    hostnames: list[str] = Field(default_factory=list)  # TLSRoute only
+    rules: list[L4RouteRule] = Field(default_factory=list)
+
+
+class TLSRoute(Resource):
+    spec: L4RouteSpec
+
+
+class TCPRoute(Resource):
+    spec: L4RouteSpec
+
+
+class UDPRoute(Resource):
+    spec: L4RouteSpec
+
+
+# ------------------------------------------------------------------ policies and grants
+
+
+class ReferenceGrantFrom(Model):
+    group: str
+    kind: str
+    namespace: str
+
+
+class ReferenceGrantTo(Model):
+    group: str
+    kind: str
+    name: str | None = None
+
+
+class ReferenceGrantSpec(Model):
+    from_: list[ReferenceGrantFrom] = Field(validation_alias="from", serialization_alias="from")
+    to: list[ReferenceGrantTo]
+
+
+class ReferenceGrant(Resource):
+    spec: ReferenceGrantSpec
+
+
+class LocalPolicyTargetReference(Model):
+    group: str = ""
+    kind: str
+    name: str
+    section_name: str | None = None
+
+
+class SubjectAltName(Model):
+    type: str
+    hostname: str | None = None
+    uri: str | None = None
+
+
+class BackendTLSValidation(Model):
+    ca_certificate_refs: list[LocalObjectReference] = Field(default_factory=list)
+    well_known_ca_certificates: str | None = None
+    hostname: str
+    subject_alt_names: list[SubjectAltName] = Field(default_factory=list)
+
+
+class BackendTLSPolicySpec(Model):
+    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
+    validation: BackendTLSValidation
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class BackendTLSPolicy(Resource):
+    spec: BackendTLSPolicySpec
+
+
+# ------------------------------------------------------------------ core kinds
+
+
+class ServicePort(Model):
+    name: str = ""
+    protocol: str = "TCP"
+    port: int
+    target_port: int | str | None = None
+    app_protocol: str | None = None
+
+
+class ServiceSpec(Model):
+    type: str = "ClusterIP"
+    ports: list[ServicePort] = Field(default_factory=list)
+    selector: dict[str, str] = Field(default_factory=dict)
+    external_name: str | None = None
+    cluster_ip: str | None = Field(default=None, validation_alias="clusterIP", serialization_alias="clusterIP")
+
+
+class Service(Resource):
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+
+
+class EndpointConditions(Model):
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class EndpointSliceEndpoint(Model):
+    addresses: list[str] = Field(default_factory=list)
+    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    hostname: str | None = None
+
+
+class EndpointPort(Model):
+    name: str | None = None
+    port: int | None = None
+    protocol: str = "TCP"
+    app_protocol: str | None = None
+
+
+class EndpointSlice(Resource):
+    address_type: str = "IPv4"
+    endpoints: list[EndpointSliceEndpoint] = Field(default_factory=list)
+    ports: list[EndpointPort] | None = None
+
+
+class Namespace(Resource):
+    pass
+
+
+class Secret(Resource):
+    type: str = "Opaque"
+    data: dict[str, str] = Field(default_factory=dict)
+    string_data: dict[str, str] = Field(default_factory=dict)
+
+
+class ConfigMap(Resource):
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class Other(Resource):
+    """Any other kind: stored and listed, not translated."""
+
+
+MODELS: dict[tuple[str, str], type[Resource]] = {
+    (GATEWAY_GROUP, "GatewayClass"): GatewayClass,
+    (GATEWAY_GROUP, "Gateway"): Gateway,
+    (GATEWAY_GROUP, "ListenerSet"): ListenerSet,
+    (GATEWAY_GROUP, "HTTPRoute"): HTTPRoute,
+    (GATEWAY_GROUP, "GRPCRoute"): GRPCRoute,
+    (GATEWAY_GROUP, "TLSRoute"): TLSRoute,
+    (GATEWAY_GROUP, "TCPRoute"): TCPRoute,
+    (GATEWAY_GROUP, "UDPRoute"): UDPRoute,
+    (GATEWAY_GROUP, "ReferenceGrant"): ReferenceGrant,
+    (GATEWAY_GROUP, "BackendTLSPolicy"): BackendTLSPolicy,
+    ("", "Service"): Service,
+    ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
+    ("", "Namespace"): Namespace,
+    ("", "Secret"): Secret,
+    ("", "ConfigMap"): ConfigMap,
+}
+
+
+class InvalidObject(Exception):
+    """A document that cannot be read as its kind; `path` names the field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def model_for(api_version: str, kind: str) -> type[Resource]:
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    if group == "gateway.networking.x-k8s.io" and kind == "ListenerSet":
+        group = GATEWAY_GROUP  # ListenerSet graduated from the experimental group
+    return MODELS.get((group, kind), Other)
+
+
+def parse_object(raw: dict[str, Any]) -> Resource:
+    """Parse a Kubernetes-shaped document into its model, or raise InvalidObject."""
+    for required in ("apiVersion", "kind"):
+        if not raw.get(required):
+            raise InvalidObject(required, "required field is missing")
+    if not (raw.get("metadata") or {}).get("name"):
+        raise InvalidObject("metadata.name", "required field is missing")
+    model = model_for(str(raw["apiVersion"]), str(raw["kind"]))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InvalidObject(_field_path(tuple(err["loc"])), err["msg"]) from None
+
+
+def dump(obj: Resource) -> dict[str, Any]:
+    """The object in Kubernetes shape (camelCase, unknown fields kept)."""
+    return obj.model_dump(by_alias=True, exclude_unset=True, mode="json")
