@@ -9,16 +9,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portico.ir import IR
+from portico.models import Resource
 from portico.objects import ObjectKey
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every stored object in Kubernetes shape (apiVersion, kind, metadata, spec,
-    status), keyed by identity. metadata.generation, creationTimestamp and uid
-    are filled in by the store."""
+    """Every stored object, parsed (`portico.models.parse_object`), keyed by
+    identity. metadata.generation, creationTimestamp and uid are filled in by
+    the store."""
 
-    objects: dict[ObjectKey, dict[str, Any]]
+    objects: dict[ObjectKey, Resource]
+    # Gateway (namespace, name) -> the loopback address it binds (standalone contract)
+    addresses: dict[tuple[str, str], str] = field(default_factory=dict)
+    # added to every listener port (`portico run --port-offset`)
+    port_offset: int = 0
 
 
 @dataclass
