@@ -32,3 +32,10 @@ class Translation:
     # the full new `status` of every object the translator owns status for
     # (entries of other controllers carried over from the input untouched)
     statuses: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+
+
+def translate(snapshot: Snapshot) -> Translation:
+    """Snapshot → IR + status (see the package docstring)."""
+    from portico.translator.pipeline import run
+
+    return run(snapshot)

@@ -1,0 +1,104 @@
+"""Backend references: Service → Envoy cluster, through EndpointSlices.
+
+Rules (BackendRef and the standalone contract): a Service port is matched to
+the EndpointSlice port by name, as kube-proxy does; endpoints that are not
+ready are skipped; ExternalName Services resolve by DNS; one cluster per
+Service port, shared by every route that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portico.ir import AppProtocol, Cluster, Endpoint
+from portico.models import BackendObjectReference, Resource, Service, ServicePort
+from portico.objects import CORE_GROUP, GATEWAY_GROUP
+from portico.translator.conditions import Cond
+from portico.translator.context import Context
+
+# Service/EndpointSlice appProtocol values Portico can speak to (Gateway API
+# "Backend Protocol" GEP-1911); None means plain HTTP/1.1 for HTTP routes.
+APP_PROTOCOLS: dict[str | None, AppProtocol] = {
+    None: "http1",
+    "http": "http1",
+    "kubernetes.io/h2c": "h2c",
+    "kubernetes.io/ws": "ws",
+    "grpc": "h2c",
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    cluster: Cluster | None
+    problem: Cond | None = None
+
+
+def backend_problem(reason: str, message: str) -> Resolved:
+    return Resolved(None, Cond("ResolvedRefs", False, reason, message))
+
+
+class Backends:
+    """Resolves backendRefs and collects the clusters they need."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.clusters: dict[str, Cluster] = {}
+
+    def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
+        if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":
+            return backend_problem("InvalidKind", f"backendRef kind {ref.group}/{ref.kind} is not supported")
+        ns = ref.namespace or route.namespace
+        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, CORE_GROUP, "Service",
+                                          ns, ref.name):
+            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows Service {ns}/{ref.name}")
+        svc = self.ctx.get(Service, "Service", ns, ref.name)
+        if svc is None:
+            return backend_problem("BackendNotFound", f"Service {ns}/{ref.name} not found")
+        if svc.spec.type == "ExternalName":
+            return self.external_name(svc, ref, default_protocol)
+        port = next((p for p in svc.spec.ports if p.port == ref.port), None)
+        if port is None:
+            return backend_problem("BackendNotFound", f"Service {ns}/{ref.name} has no port {ref.port}")
+        protocol = self.protocol(port.app_protocol, default_protocol)
+        if protocol is None:
+            return backend_problem("UnsupportedProtocol",
+                                   f"appProtocol {port.app_protocol} of Service {ns}/{ref.name} is not supported")
+        return Resolved(self.add(Cluster(cluster_name(ns, ref.name, port.port, protocol),
+                                         self.endpoints(svc, port), protocol)))
+
+    def external_name(self, svc: Service, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
+        if not svc.spec.external_name or ref.port is None:
+            return backend_problem("BackendNotFound", f"Service {svc.namespace}/{svc.name} has no externalName")
+        port = next((p for p in svc.spec.ports if p.port == ref.port), None)
+        protocol = self.protocol(port.app_protocol if port else None, default) or default
+        name = cluster_name(svc.namespace, svc.name, ref.port, protocol)
+        return Resolved(self.add(Cluster(name, (Endpoint(svc.spec.external_name, ref.port),), protocol, dns=True)))
+
+    @staticmethod
+    def protocol(app_protocol: str | None, default: AppProtocol) -> AppProtocol | None:
+        if default in ("tcp", "udp", "h2c") and app_protocol in (None, "http", "grpc"):
+            return default  # L4 routes proxy bytes; GRPCRoute always speaks HTTP/2
+        return APP_PROTOCOLS.get(app_protocol)
+
+    def endpoints(self, svc: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        out: list[Endpoint] = []
+        for es in self.ctx.slices.get((svc.namespace, svc.name), []):
+            if es.address_type != "IPv4":
+                continue
+            number = next((p.port for p in es.ports or [] if (p.name or "") == port.name
+                           and p.protocol == port.protocol), None)
+            if number is None:
+                continue
+            for ep in es.endpoints:
+                if ep.conditions.ready is not False:  # nil means ready (EndpointConditions)
+                    out.extend(Endpoint(a, number) for a in ep.addresses)
+        return tuple(sorted(set(out), key=lambda e: (e.address, e.port)))
+
+    def add(self, cluster: Cluster) -> Cluster:
+        self.clusters.setdefault(cluster.name, cluster)
+        return self.clusters[cluster.name]
+
+
+def cluster_name(namespace: str, service: str, port: int, protocol: AppProtocol) -> str:
+    suffix = "" if protocol in ("http1", "tcp") else f"/{protocol}"
+    return f"{namespace}/{service}/{port}{suffix}"

@@ -1,0 +1,15 @@
+"""Gateway API Duration (GEP-2257): e.g. "1h", "500ms", "1m30s"."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+
+
+def parse_duration_ms(text: str) -> int | None:
+    """Milliseconds, or None when the text is not a valid Duration."""
+    if not re.fullmatch(r"([0-9]{1,5}(h|m|s|ms)){1,4}", text):
+        return None
+    return sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(text))

@@ -1,0 +1,251 @@
+"""GatewayClass acceptance and Gateway listener validation.
+
+Produces a `GatewayState` per Gateway of an accepted class of ours: its address,
+its listeners with their conditions, and (filled in later by route attachment)
+the routes each listener serves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from portico import CONTROLLER_NAME
+from portico.ir import Route, TLSCertificate, WeightedBackend
+from portico.models import Gateway, GatewayClass, Listener, Secret
+from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
+from portico.translator.conditions import Cond
+from portico.translator.context import Context
+from portico.translator.secrets import tls_key_pair
+
+# Route kinds each listener protocol can serve (Gateway API Listener.protocol).
+PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {
+    "HTTP": ("HTTPRoute", "GRPCRoute"),
+    "HTTPS": ("HTTPRoute", "GRPCRoute"),
+    "TLS": ("TLSRoute",),
+    "TCP": ("TCPRoute",),
+    "UDP": ("UDPRoute",),
+}
+
+# Protocols that can share one port, told apart by SNI (HTTPS and TLS) or not at all.
+PORT_FAMILY = {"HTTP": "http", "HTTPS": "tls", "TLS": "tls", "TCP": "tcp", "UDP": "udp"}
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One HTTP/gRPC rule match, ready for a virtual host; sorted by precedence."""
+
+    precedence: tuple[object, ...]
+    route: Route
+
+
+@dataclass
+class HostRoutes:
+    hostnames: list[str]
+    entries: list[RouteEntry]
+
+
+@dataclass
+class L4Routes:
+    """A TLS/TCP/UDP route's backends on a listener (TLSRoute: per SNI hostname)."""
+
+    hostnames: list[str]
+    backends: tuple[WeightedBackend, ...]
+    precedence: tuple[object, ...]
+
+
+@dataclass
+class ListenerState:
+    gateway: Gateway
+    spec: Listener
+    port: int  # with the standalone port offset
+    conds: list[Cond] = field(default_factory=list)
+    supported_kinds: list[str] = field(default_factory=list)
+    certificates: list[TLSCertificate] = field(default_factory=list)
+    attached_routes: int = 0
+    # filled by route translation: what this listener serves
+    http_routes: list[HostRoutes] = field(default_factory=list)
+    l4_routes: list[L4Routes] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def protocol(self) -> str:
+        return self.spec.protocol
+
+    @property
+    def accepted(self) -> bool:
+        """A listener serves traffic unless a condition says it cannot."""
+        return not any(c.type in ("Accepted", "Programmed") and not c.status for c in self.conds) and not any(
+            c.type == "Conflicted" and c.status for c in self.conds)
+
+    @property
+    def tls_mode(self) -> str:
+        return self.spec.tls.mode if self.spec.tls else "Terminate"
+
+    def allows_kind(self, kind: str) -> bool:
+        return kind in self.supported_kinds
+
+
+@dataclass
+class GatewayState:
+    gateway: Gateway
+    address: str | None
+    listeners: list[ListenerState]
+    conds: list[Cond] = field(default_factory=list)
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.gateway.key
+
+
+def accepted_classes(ctx: Context) -> dict[str, GatewayClass]:
+    """Our GatewayClasses by name. Classes of other controllers are not ours to
+    judge (no status is written for them)."""
+    return {c.name: c for c in ctx.all(GatewayClass, "GatewayClass")
+            if c.spec.controller_name == CONTROLLER_NAME and not class_problem(ctx, c)}
+
+
+def class_problem(ctx: Context, gc: GatewayClass) -> str | None:
+    """Why the class cannot be accepted (GatewayClass parametersRef rules), if so."""
+    ref = gc.spec.parameters_ref
+    if not ref:
+        return None
+    group, kind = str(ref.get("group", "")), str(ref.get("kind", ""))
+    namespace, name = str(ref.get("namespace") or ""), str(ref.get("name", ""))
+    if (kind, namespace, name) not in {(k, ns, n) for k, ns, n in ctx.by_name}:
+        return f"parametersRef {group}/{kind} {namespace}/{name} not found"
+    return None
+
+
+def class_conditions(ctx: Context, gc: GatewayClass) -> list[Cond]:
+    problem = class_problem(ctx, gc)
+    if problem:
+        return [Cond("Accepted", False, "InvalidParameters", problem),
+                Cond("SupportedVersion", True, "SupportedVersion")]
+    return [Cond("Accepted", True, "Accepted", "Accepted by portico"),
+            Cond("SupportedVersion", True, "SupportedVersion")]
+
+
+def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[ObjectKey, GatewayState]:
+    states: dict[ObjectKey, GatewayState] = {}
+    for gw in ctx.all(Gateway, "Gateway"):
+        if gw.spec.gateway_class_name not in classes:
+            continue
+        address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
+        listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
+        mark_conflicts(listeners)
+        states[gw.key] = GatewayState(gw, address, listeners, gateway_conditions(gw, address, listeners))
+    return states
+
+
+def validate_listener(ctx: Context, gw: Gateway, spec: Listener) -> ListenerState:
+    state = ListenerState(gw, spec, spec.port + ctx.snapshot.port_offset)
+    kinds = PROTOCOL_KINDS.get(spec.protocol)
+    if kinds is None:
+        state.conds += [Cond("Accepted", False, "UnsupportedProtocol",
+                             f"protocol {spec.protocol} is not supported"),
+                        Cond("Programmed", False, "Invalid", "the listener is not accepted")]
+        return state
+    state.supported_kinds, kinds_ok = allowed_kinds(spec, kinds)
+    if not kinds_ok:
+        state.conds.append(Cond("ResolvedRefs", False, "InvalidRouteKinds",
+                                "allowedRoutes.kinds names a kind this listener cannot serve"))
+    if spec.protocol == "HTTPS" or (spec.protocol == "TLS" and state.tls_mode == "Terminate"):
+        resolve_certificates(ctx, gw, state)
+    return state
+
+
+def allowed_kinds(spec: Listener, kinds: tuple[str, ...]) -> tuple[list[str], bool]:
+    """(supportedKinds, every requested kind valid) — Listener.allowedRoutes.kinds."""
+    requested = spec.allowed_routes.kinds
+    if requested is None:
+        return list(kinds), True
+    valid = [k.kind for k in requested if k.group == GATEWAY_GROUP and k.kind in kinds]
+    return list(dict.fromkeys(valid)), len(valid) == len(requested)
+
+
+def resolve_certificates(ctx: Context, gw: Gateway, state: ListenerState) -> None:
+    """Listener.tls.certificateRefs: Secrets, same namespace or granted."""
+    refs = state.spec.tls.certificate_refs if state.spec.tls else []
+    if not refs:
+        state.conds.append(Cond("ResolvedRefs", False, "InvalidCertificateRef",
+                                "a TLS listener needs at least one certificateRef"))
+        return
+    for ref in refs:
+        ns = ref.namespace or gw.namespace
+        if ref.group != CORE_GROUP or ref.kind != "Secret":
+            problem: tuple[str, str] | None = ("InvalidCertificateRef", f"{ref.group}/{ref.kind} is not a Secret")
+        elif not ctx.reference_allowed(GATEWAY_GROUP, "Gateway", gw.namespace, CORE_GROUP, "Secret", ns, ref.name):
+            problem = ("RefNotPermitted", f"no ReferenceGrant allows Secret {ns}/{ref.name}")
+        else:
+            problem = load_certificate(ctx, state, ns, ref.name)
+        if problem:
+            state.conds.append(Cond("ResolvedRefs", False, problem[0], problem[1]))
+            state.conds.append(Cond("Programmed", False, "Invalid", problem[1]))
+
+
+def load_certificate(ctx: Context, state: ListenerState, ns: str, name: str) -> tuple[str, str] | None:
+    secret = ctx.get(Secret, "Secret", ns, name)
+    if secret is None:
+        return ("InvalidCertificateRef", f"Secret {ns}/{name} not found")
+    pair = tls_key_pair(secret)
+    if isinstance(pair, str):
+        return ("InvalidCertificateRef", f"Secret {ns}/{name}: {pair}")
+    state.certificates.append(TLSCertificate(f"{ns}/{name}", pair[0], pair[1]))
+    return None
+
+
+def mark_conflicts(listeners: list[ListenerState]) -> None:
+    """Listeners on one port must share a protocol family (ProtocolConflict) and,
+    within a protocol, differ in hostname (HostnameConflict)."""
+    by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
+    for ls in listeners:
+        if ls.protocol in PORT_FAMILY:
+            transport = "udp" if ls.protocol == "UDP" else "tcp"
+            by_port[(ls.port, transport)].append(ls)
+    for group in by_port.values():
+        families = {PORT_FAMILY[ls.protocol] for ls in group}
+        for ls in group:
+            if len(families) > 1:
+                conflict(ls, "ProtocolConflict", f"port {ls.port} is used with another protocol")
+            elif sum(1 for o in group if (o.spec.hostname or "") == (ls.spec.hostname or "")
+                     and o.protocol == ls.protocol) > 1:
+                conflict(ls, "HostnameConflict", f"another listener on port {ls.port} has the same hostname")
+
+
+def conflict(ls: ListenerState, reason: str, message: str) -> None:
+    ls.conds += [Cond("Conflicted", True, reason, message), Cond("Accepted", False, reason, message),
+                 Cond("Programmed", False, reason, message)]
+
+
+def gateway_conditions(gw: Gateway, address: str | None, listeners: list[ListenerState]) -> list[Cond]:
+    """Gateway Accepted/Programmed (GatewayConditionType)."""
+    conds: list[Cond] = []
+    for a in gw.spec.addresses:
+        if a.type not in ("IPAddress", "") or not a.value.startswith("127."):
+            conds += [Cond("Accepted", False, "UnsupportedAddress",
+                           f"address {a.value} ({a.type}) is not a loopback IPv4 address"),
+                      Cond("Programmed", False, "AddressNotUsable", f"address {a.value} cannot be used")]
+    ok = [ls for ls in listeners if ls.accepted]
+    if len(ok) < len(listeners):
+        conds.append(Cond("Accepted", bool(ok), "ListenersNotValid", "some listeners are not valid"))
+    conds.append(Cond("Accepted", True, "Accepted"))
+    if address is None:
+        conds.append(Cond("Programmed", False, "AddressNotAssigned", "no address could be assigned"))
+    if not ok and listeners:
+        conds.append(Cond("Programmed", False, "Invalid", "no listener is valid"))
+    conds.append(Cond("Programmed", True, "Programmed"))
+    return conds
+
+
+def listener_conditions(ls: ListenerState) -> list[Cond]:
+    """The listener's own problems first, then the positive defaults."""
+    return ls.conds + [
+        Cond("Accepted", True, "Accepted"),
+        Cond("Programmed", True, "Programmed"),
+        Cond("ResolvedRefs", True, "ResolvedRefs"),
+        Cond("Conflicted", False, "NoConflicts"),
+    ]

@@ -1,0 +1,37 @@
+"""The translation pipeline, top to bottom: classes, gateways, routes, IR, status."""
+
+from __future__ import annotations
+
+from portico import ir
+from portico.models import GatewayClass
+from portico.translator import Snapshot, Translation
+from portico.translator.backends import Backends
+from portico.translator.build import build_listeners
+from portico.translator.context import Context
+from portico.translator.features import SUPPORTED_FEATURES
+from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
+from portico.translator.httproute import translate_httproutes
+from portico.translator.status import gateway_status, gatewayclass_status, route_status
+from portico import CONTROLLER_NAME
+
+
+def run(snapshot: Snapshot) -> Translation:
+    ctx = Context(snapshot)
+    out = Translation(ir.IR())
+    for gc in ctx.all(GatewayClass, "GatewayClass"):
+        if gc.spec.controller_name == CONTROLLER_NAME:
+            out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
+    gateways = build_gateways(ctx, accepted_classes(ctx))
+    backends = Backends(ctx)
+    for result in translate_httproutes(ctx, gateways, backends):
+        out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds)
+    listeners: list[ir.Listener] = []
+    owners: list[tuple[str, tuple[str, ...]]] = []
+    for key, gw in sorted(gateways.items()):
+        built = build_listeners(gw)
+        listeners += built
+        owners.append((f"{key.namespace}/{key.name}", tuple(li.name for li in built)))
+        out.statuses[key] = gateway_status(gw)
+    out.ir = ir.IR(tuple(listeners), tuple(sorted(backends.clusters.values(), key=lambda c: c.name)),
+                   tuple(owners))
+    return out
