@@ -1,0 +1,87 @@
+"""Loopback addresses for Gateways in standalone mode (see ARCHITECTURE, "Addresses").
+
+Every Gateway listens on its own 127.0.0.0/8 address so that many Gateways can
+each use port 80. A requested `IPAddress` inside 127.0.0.0/8 is honoured;
+otherwise an address is taken from the pool and kept while the Gateway exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+DEFAULT_POOL = "127.10.0.0/16"
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+GatewayKey = tuple[str, str]  # (namespace, name)
+
+log = logging.getLogger(__name__)
+
+
+def usable_address(value: str) -> str | None:
+    """The canonical form of `value` when it is an IPv4 address in 127.0.0.0/8."""
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv4Address) and ip in LOOPBACK:
+        return str(ip)
+    return None
+
+
+class AddressPool:
+    def __init__(self, cidr: str = DEFAULT_POOL) -> None:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if not isinstance(network, ipaddress.IPv4Network) or not network.subnet_of(LOOPBACK):
+            raise ValueError(f"address pool {cidr} is not within 127.0.0.0/8")
+        self.network = network
+        # hosts() skips the network and broadcast addresses (except for /31 and /32)
+        self._size = max(network.num_addresses - 2, 1) if network.prefixlen < 31 else network.num_addresses
+        self._first = int(network.network_address) + (1 if network.prefixlen < 31 else 0)
+        self._assigned: dict[GatewayKey, str] = {}
+        self._owners: dict[str, GatewayKey] = {}
+
+    def assign(self, gateway_key: GatewayKey, requested: Iterable[str] = ()) -> str | None:
+        """The address Gateway `gateway_key` listens on.
+
+        The first requested value that is a loopback IPv4 address wins; when some
+        addresses are requested but none is usable the answer is None (the
+        translator reports the Gateway's address as not usable). With nothing
+        requested, a pool address is assigned and kept for this key.
+        """
+        requested = [r for r in requested if r]
+        if requested:
+            self.release(gateway_key)
+            for value in requested:
+                address = usable_address(value)
+                if address is not None:
+                    return address
+            return None
+        current = self._assigned.get(gateway_key)
+        if current is not None:
+            return current
+        return self._allocate(gateway_key)
+
+    def release(self, gateway_key: GatewayKey) -> None:
+        address = self._assigned.pop(gateway_key, None)
+        if address is not None:
+            self._owners.pop(address, None)
+
+    def assigned(self) -> dict[GatewayKey, str]:
+        return dict(self._assigned)
+
+    def _allocate(self, gateway_key: GatewayKey) -> str | None:
+        # Start probing at a hash of the key so that a Gateway usually gets the
+        # same address again after a restart (URLs in notes and scripts keep working).
+        digest = hashlib.sha256(f"{gateway_key[0]}/{gateway_key[1]}".encode()).digest()
+        start = int.from_bytes(digest[:8], "big") % self._size
+        for i in range(self._size):
+            address = str(ipaddress.IPv4Address(self._first + (start + i) % self._size))
+            if address not in self._owners:
+                self._assigned[gateway_key] = address
+                self._owners[address] = gateway_key
+                return address
+        log.warning("no free address left in %s for Gateway %s/%s", self.network, *gateway_key)
+        return None

@@ -1,0 +1,185 @@
+"""`portico echo`: a small HTTP/1.1 backend answering with a JSON echo of the request.
+
+The reply uses the field names of the conformance kit's echo backend (upstream's
+echo-basic), so tests written against one work against the other:
+`path` (request target), `host`, `method`, `proto`, `headers` (Go-canonical
+names -> list of values, Host excluded), `httpPort`, `namespace`, `ingress`,
+`service`, `pod`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 10 * 1024 * 1024
+IDLE_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who answers: the fields a Kubernetes pod would report."""
+
+    pod: str = "echo"
+    namespace: str = ""
+    service: str = ""
+    port: int = 0
+
+
+def canonical_header(name: str) -> str:
+    """Go's textproto.CanonicalMIMEHeaderKey: 'x-foo-bar' -> 'X-Foo-Bar'."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def go_headers(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if name.lower() != "host":
+            out.setdefault(canonical_header(name), []).append(value)
+    return out
+
+
+def echo_reply(identity: Identity, method: str, target: str, version: str,
+               headers: list[tuple[str, str]]) -> dict[str, Any]:
+    host = next((v for k, v in headers if k.lower() == "host"), "")
+    return {
+        "path": target,
+        "host": host,
+        "method": method,
+        "proto": version,
+        "headers": go_headers(headers),
+        "httpPort": str(identity.port),
+        "namespace": identity.namespace,
+        "ingress": "",
+        "service": identity.service,
+        "pod": identity.pod,
+    }
+
+
+class BadRequest(Exception):
+    pass
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(f"malformed request line {lines[0]!r}")
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest(f"malformed header line {line!r}")
+        headers.append((name, value.strip()))
+    return parts[0], parts[1], parts[2], headers
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
+    return ",".join(v for k, v in headers if k.lower() == name)
+
+
+async def read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]]) -> bytes:
+    if "chunked" in _header(headers, "transfer-encoding").lower():
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                    pass
+                return bytes(body)
+            if len(body) + size > MAX_BODY:
+                raise BadRequest("body too large")
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    length = _header(headers, "content-length").split(",")[0].strip()
+    if not length:
+        return b""
+    if not length.isdigit() or int(length) > MAX_BODY:
+        raise BadRequest("bad content-length")
+    return await reader.readexactly(int(length))
+
+
+def render(status: int, body: bytes, content_type: str, keep_alive: bool, head_only: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        f"Date: {formatdate(usegmt=True)}",
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return out if head_only else out + body
+
+
+class EchoServer:
+    def __init__(self, identity: Identity, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.identity = identity
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        if not self.identity.port:
+            self.identity = dataclasses.replace(self.identity, port=self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one_request(reader, writer.write, writer.drain):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, write: Callable[[bytes], None],
+                           drain: Callable[[], Awaitable[None]]) -> bool:
+        """Answer one request; True to keep the connection open."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+        except asyncio.IncompleteReadError:
+            return False  # the client closed between requests
+        try:
+            method, target, version, headers = parse_head(head)
+            if _header(headers, "expect").lower() == "100-continue":
+                write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await read_body(reader, headers)
+        except (BadRequest, ValueError) as e:
+            write(render(400, f"{e}\n".encode(), "text/plain", False, False))
+            await drain()
+            return False
+        keep_alive = version == "HTTP/1.1" and "close" not in _header(headers, "connection").lower()
+        body = json.dumps(echo_reply(self.identity, method, target, version, headers), indent=1).encode()
+        write(render(200, body, "application/json", keep_alive, method == "HEAD"))
+        await drain()
+        return keep_alive
+
+
+async def serve_forever(identity: Identity, host: str, port: int, stop: asyncio.Event) -> None:
+    server = EchoServer(identity, host, port)
+    bound = await server.start()
+    log.info("echo %s listening on http://%s:%d", identity.pod, host, bound)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

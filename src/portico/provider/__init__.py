@@ -1,0 +1,54 @@
+"""Providers turn a source of manifests into object events for the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from portico.objects import ObjectKey
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from: file and 1-based line of its start."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Document:
+    key: ObjectKey
+    raw: dict[str, Any]
+    source: Source
+
+
+@dataclass(frozen=True)
+class DocumentError:
+    """A document that was skipped (or an object that was not applied)."""
+
+    file: str
+    line: int
+    message: str
+    path: str = ""  # field path inside the document, e.g. "spec.listeners[0].port"
+    object: str = ""  # "Kind ns/name" when known
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "path": self.path,
+                "message": self.message, "object": self.object}
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        what = f" {self.object}" if self.object else ""
+        field_path = f" {self.path}:" if self.path else ""
+        return f"{where}:{what}{field_path} {self.message}"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One sync: what changed since the previous event, and every load error now."""
+
+    upserts: tuple[Document, ...] = ()
+    deletes: tuple[ObjectKey, ...] = ()
+    errors: tuple[DocumentError, ...] = field(default=())
+    initial: bool = False  # the first, complete load

@@ -1,0 +1,122 @@
+"""The admin API over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from portico.admin import AdminServer
+from portico.objects import key_of
+from portico.provider import Document, DocumentError, ProviderEvent, Source
+from portico.store import Store
+
+GATEWAY: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "Gateway",
+    "metadata": {"name": "gw", "namespace": "infra"},
+    "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+}
+SERVICE: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+                           "spec": {"ports": [{"port": 80}]}}
+
+
+def filled_store() -> Store:
+    store = Store()
+    store.apply(ProviderEvent(
+        upserts=tuple(Document(key_of(r), r, Source("m.yaml", i)) for i, r in enumerate((GATEWAY, SERVICE))),
+        errors=(DocumentError("bad.yaml", 7, "invalid YAML: mapping values are not allowed here"),),
+    ))
+    store.set_status(key_of(GATEWAY), {"conditions": [{"type": "Accepted", "status": "True"}]})
+    return store
+
+
+@contextmanager
+def running(server: AdminServer) -> Iterator[str]:
+    """Run the server's loop in a thread; yield its base URL."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def get(url: str) -> tuple[int, dict[str, Any], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read()), r.headers.get("Connection", "")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), e.headers.get("Connection", "")
+
+
+def test_healthz_follows_readiness() -> None:
+    server = AdminServer(Store())
+    with running(server) as base:
+        assert get(base + "/healthz")[0] == 503
+        server.ready = True
+        status, body, connection = get(base + "/healthz")
+        assert (status, body, connection) == (200, {"status": "ok"}, "close")
+
+
+def test_objects_in_kubernetes_shape_with_status_and_errors() -> None:
+    with running(AdminServer(filled_store())) as base:
+        status, body, _ = get(base + "/api/objects")
+        assert status == 200
+        kinds = {o["kind"]: o for o in body["items"]}
+        gw = kinds["Gateway"]
+        assert set(gw) >= {"apiVersion", "kind", "metadata", "spec", "status"}
+        assert gw["metadata"]["generation"] == 1 and gw["metadata"]["uid"]
+        assert gw["status"]["conditions"][0]["type"] == "Accepted"
+        assert body["errors"] == [{"file": "bad.yaml", "line": 7, "path": "", "object": "",
+                                   "message": "invalid YAML: mapping values are not allowed here"}]
+
+
+def test_object_filters() -> None:
+    with running(AdminServer(filled_store())) as base:
+        def names(query: str) -> list[str]:
+            return [o["metadata"]["name"] for o in get(base + "/api/objects?" + query)[1]["items"]]
+
+        assert names("kind=Gateway") == ["gw"]
+        assert names("namespace=default") == ["svc"]
+        assert names("kind=Service&name=svc") == ["svc"]
+        assert names("name=missing") == []
+
+
+def test_errors_endpoint_and_unknown_paths() -> None:
+    with running(AdminServer(filled_store())) as base:
+        status, body, _ = get(base + "/api/errors")
+        assert status == 200 and body["items"][0]["line"] == 7
+        assert get(base + "/nope")[0] == 404
+
+
+def test_bad_method_and_garbage() -> None:
+    with running(AdminServer(Store())) as base:
+        req = urllib.request.Request(base + "/api/objects", method="POST", data=b"{}")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 405
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"garbage\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 400")

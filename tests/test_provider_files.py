@@ -1,0 +1,209 @@
+"""The file provider: discovery, multi-document YAML, Lists, errors, diffs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from portico.objects import ObjectKey
+from portico.provider.files import FileProvider, parse_json, parse_yaml, split_yaml
+
+ROUTE = ObjectKey("gateway.networking.k8s.io", "HTTPRoute", "default", "r1")
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_split_keeps_line_offsets() -> None:
+    text = "a: 1\n---\nb: 2\n--- \nc: 3\n"
+    assert [offset for offset, _ in split_yaml(text)] == [0, 1, 3]
+
+
+def test_multi_document_with_lines() -> None:
+    text = """# leading comment
+apiVersion: v1
+kind: Service
+metadata: {name: s1}
+---
+---
+# comment only above
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: r1
+"""
+    result = parse_yaml(text, "f.yaml")
+    assert result.errors == []
+    assert [(d.key.kind, d.source.line) for d in result.documents] == [("Service", 2), ("HTTPRoute", 8)]
+    assert result.documents[1].key == ROUTE
+
+
+def test_list_items_get_their_own_lines() -> None:
+    text = """apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: a, namespace: ns}
+- apiVersion: v1
+  kind: Service
+  metadata: {namespace: ns}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: c}
+"""
+    result = parse_yaml(text, "list.yaml")
+    assert [(d.key.name, d.source.line) for d in result.documents] == [("a", 4), ("c", 10)]
+    [error] = result.errors
+    assert (error.line, error.path) == (7, "items[1].metadata.name")
+    assert error.message == "required field is missing"
+
+
+def test_bad_yaml_reports_the_error_line_and_the_rest_loads() -> None:
+    text = """apiVersion: v1
+kind: Service
+metadata: {name: ok1}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: [unclosed
+  namespace: x
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ok2}
+"""
+    result = parse_yaml(text, "bad.yaml")
+    assert [d.key.name for d in result.documents] == ["ok1", "ok2"]
+    [error] = result.errors
+    assert error.file == "bad.yaml"
+    assert 8 <= error.line <= 10
+    assert error.message.startswith("invalid YAML")
+    assert not result.complete
+
+
+def test_missing_identity_fields() -> None:
+    text = """kind: Service
+metadata: {name: a}
+---
+apiVersion: v1
+metadata: {name: b}
+---
+apiVersion: v1
+kind: Service
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ""}
+---
+- just a list
+"""
+    errors = parse_yaml(text, "f.yaml").errors
+    assert [(e.line, e.path) for e in errors] == [
+        (1, "apiVersion"), (4, "kind"), (7, "metadata"), (10, "metadata.name"), (14, "")]
+
+
+def test_timestamps_stay_strings() -> None:
+    result = parse_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {d: 2024-01-01}\n", "f")
+    assert result.documents[0].raw["data"]["d"] == "2024-01-01"
+
+
+def test_json_documents_and_errors() -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}]}
+    result = parse_json("\n" + json.dumps(doc), "f.json")
+    assert [(d.key.name, d.source.line) for d in result.documents] == [("s", 2)]
+    bad = parse_json('{\n  "apiVersion": "v1",\n  oops\n}', "f.json")
+    assert bad.errors[0].line == 3
+
+
+def test_scan_walks_recursively_and_skips_hidden_and_other_files(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+    write(tmp_path / "a.yaml", svc % "a")
+    write(tmp_path / "sub" / "deeper" / "b.yml", svc % "b")
+    write(tmp_path / "c.json", json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "c"}}))
+    write(tmp_path / ".hidden.yaml", svc % "hidden")
+    write(tmp_path / ".git" / "x.yaml", svc % "git")
+    write(tmp_path / "notes.txt", svc % "txt")
+    event = FileProvider([tmp_path]).scan()
+    assert event.initial
+    assert sorted(d.key.name for d in event.upserts) == ["a", "b", "c"]
+
+
+def test_scan_diffs_against_the_previous_set(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\nspec: {x: %d}\n"
+    f = write(tmp_path / "a.yaml", (svc % ("a", 1)) + "---\n" + (svc % ("b", 1)))
+    provider = FileProvider([tmp_path])
+    provider.scan()
+    again = provider.scan()
+    assert not again.upserts and not again.deletes and not again.initial
+    write(f, (svc % ("a", 2)) + "---\n" + (svc % ("c", 1)))
+    event = provider.scan({str(f)})
+    assert sorted(d.key.name for d in event.upserts) == ["a", "c"]
+    assert [k.name for k in event.deletes] == ["b"]
+    f.unlink()
+    event = provider.scan()
+    assert sorted(k.name for k in event.deletes) == ["a", "c"]
+
+
+def test_broken_file_keeps_its_previous_objects(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+    f = write(tmp_path / "a.yaml", svc % "a" + "---\n" + svc % "b")
+    provider = FileProvider([tmp_path])
+    provider.scan()
+    write(f, svc % "a" + "---\napiVersion: v1\nkind: Service\nmetadata: {name: [b\n")
+    event = provider.scan({str(f)})
+    assert not event.deletes
+    assert len(event.errors) == 1
+    write(f, svc % "a")
+    event = provider.scan({str(f)})
+    assert [k.name for k in event.deletes] == ["b"]
+    assert event.errors == ()
+
+
+def test_single_file_path(tmp_path: Path) -> None:
+    f = write(tmp_path / "one.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+    write(tmp_path / "other.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: b}\n")
+    event = FileProvider([f]).scan()
+    assert [d.key.name for d in event.upserts] == ["a"]
+
+
+@pytest.mark.timeout(20)
+def test_watch_applies_changes_and_atomic_renames(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+    write(tmp_path / "a.yaml", svc % "a")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        events = FileProvider([tmp_path]).events(stop)
+        first = await anext(events)
+        assert [d.key.name for d in first.upserts] == ["a"]
+        loop = asyncio.get_running_loop()
+        # made before the watcher runs: the periodic rescan finds it
+        write(tmp_path / "early.yaml", svc % "early")
+        event = await asyncio.wait_for(anext(events), 5)
+        assert [d.key.name for d in event.upserts] == ["early"]
+        for name in ("b", "c"):
+            # the conformance runner's way: write a dot-file, then rename it into place
+            tmp = tmp_path / f".{name}.yaml.tmp"
+            tmp.write_text(svc % name)
+            started = loop.time()
+            os.replace(tmp, tmp_path / f"{name}.yaml")
+            event = await asyncio.wait_for(anext(events), 5)
+            assert [d.key.name for d in event.upserts] == [name]
+            assert loop.time() - started < 1.0
+        (tmp_path / "a.yaml").unlink()
+        event = await asyncio.wait_for(anext(events), 5)
+        assert [k.name for k in event.deletes] == ["a"]
+        stop.set()
+        await events.aclose()
+
+    asyncio.run(scenario())

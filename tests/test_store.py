@@ -1,0 +1,195 @@
+"""The store: Kubernetes metadata semantics, invalid objects, status."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from portico.objects import key_of
+from portico.provider import Document, DocumentError, ProviderEvent, Source
+from portico.store import Store
+
+ROUTE: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "r", "namespace": "ns"},
+    "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}]},
+}
+SLICE: dict[str, Any] = {
+    "apiVersion": "discovery.k8s.io/v1",
+    "kind": "EndpointSlice",
+    "metadata": {"name": "s", "labels": {"kubernetes.io/service-name": "svc"}},
+    "addressType": "IPv4",
+    "endpoints": [{"addresses": ["127.0.0.1"]}],
+    "ports": [{"name": "http", "port": 9001}],
+}
+
+
+def doc(raw: dict[str, Any], file: str = "f.yaml", line: int = 1) -> Document:
+    return Document(key_of(raw), copy.deepcopy(raw), Source(file, line))
+
+
+def new_store() -> Store:
+    ticks = itertools.count()
+    uids = itertools.count()
+    return Store(clock=lambda: f"2026-01-01T00:00:{next(ticks):02d}Z", new_uid=lambda: f"uid-{next(uids)}")
+
+
+def meta(store: Store, raw: dict[str, Any]) -> dict[str, Any]:
+    obj = store.get(key_of(raw))
+    assert obj is not None
+    return dict(obj.raw["metadata"])
+
+
+def test_first_sight_sets_metadata() -> None:
+    store = new_store()
+    assert store.upsert(doc(ROUTE))
+    m = meta(store, ROUTE)
+    assert (m["generation"], m["uid"], m["creationTimestamp"]) == (1, "uid-0", "2026-01-01T00:00:00Z")
+    assert m["resourceVersion"] == "1"
+    obj = store.get(key_of(ROUTE))
+    assert obj is not None and obj.resource.metadata.generation == 1
+
+
+def test_default_namespace_is_filled_in() -> None:
+    store = new_store()
+    store.upsert(doc(SLICE))
+    assert meta(store, SLICE)["namespace"] == "default"
+
+
+def test_generation_grows_on_spec_change_only() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))
+    same = doc(ROUTE, file="moved.yaml", line=9)
+    assert not store.upsert(same)
+    assert meta(store, ROUTE)["resourceVersion"] == "1"
+
+    labelled = copy.deepcopy(ROUTE)
+    labelled["metadata"]["labels"] = {"a": "b"}
+    assert store.upsert(doc(labelled))
+    m = meta(store, ROUTE)
+    assert m["generation"] == 1 and m["resourceVersion"] == "2" and m["uid"] == "uid-0"
+
+    changed = copy.deepcopy(labelled)
+    changed["spec"]["hostnames"] = ["example.com"]
+    assert store.upsert(doc(changed))
+    m = meta(store, ROUTE)
+    assert (m["generation"], m["uid"], m["creationTimestamp"]) == (2, "uid-0", "2026-01-01T00:00:00Z")
+    assert store.upsert(doc(ROUTE))
+    assert meta(store, ROUTE)["generation"] == 3
+
+
+def test_manifest_values_of_server_metadata_are_ignored() -> None:
+    store = new_store()
+    raw = copy.deepcopy(ROUTE)
+    raw["metadata"].update(generation=7, uid="mine", creationTimestamp="1999-01-01T00:00:00Z")
+    store.upsert(doc(raw))
+    m = meta(store, ROUTE)
+    assert (m["generation"], m["uid"]) == (1, "uid-0")
+
+
+def test_kinds_without_spec_compare_content() -> None:
+    store = new_store()
+    store.upsert(doc(SLICE))
+    moved = copy.deepcopy(SLICE)
+    moved["endpoints"][0]["addresses"] = ["127.0.0.2"]
+    assert store.upsert(doc(moved))
+    assert meta(store, SLICE)["generation"] == 2
+    annotated = copy.deepcopy(moved)
+    annotated["metadata"]["annotations"] = {"x": "y"}
+    assert store.upsert(doc(annotated))
+    assert meta(store, SLICE)["generation"] == 2
+
+
+def test_delete_and_recreate_starts_over() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))
+    assert store.apply(ProviderEvent(deletes=(key_of(ROUTE),)))
+    assert store.get(key_of(ROUTE)) is None
+    store.upsert(doc(ROUTE))
+    m = meta(store, ROUTE)
+    assert (m["generation"], m["uid"], m["creationTimestamp"]) == (1, "uid-1", "2026-01-01T00:00:01Z")
+
+
+def test_invalid_object_keeps_the_previous_version() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))
+    bad = copy.deepcopy(ROUTE)
+    bad["spec"]["rules"] = "not a list"
+    assert not store.upsert(doc(bad, file="r.yaml", line=4))
+    obj = store.get(key_of(ROUTE))
+    assert obj is not None and obj.raw["spec"] == ROUTE["spec"]
+    [error] = store.errors()
+    assert (error.file, error.line, error.object) == ("r.yaml", 4, "HTTPRoute ns/r")
+    assert error.path.startswith("spec.rules")
+    assert error.message
+    # fixed: applied, error gone
+    fixed = copy.deepcopy(ROUTE)
+    fixed["spec"]["hostnames"] = ["a.example"]
+    assert store.upsert(doc(fixed))
+    assert store.errors() == []
+    assert meta(store, ROUTE)["generation"] == 2
+
+
+def test_invalid_on_first_sight_is_not_stored() -> None:
+    store = new_store()
+    bad = copy.deepcopy(ROUTE)
+    bad["spec"] = {"parentRefs": "gw"}
+    store.upsert(doc(bad))
+    assert store.get(key_of(ROUTE)) is None
+    assert len(store.errors()) == 1
+    store.apply(ProviderEvent(deletes=(key_of(ROUTE),)))
+    assert store.errors() == []
+
+
+def test_reverting_to_the_serving_version_clears_the_error() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))
+    bad = copy.deepcopy(ROUTE)
+    bad["spec"]["rules"] = 5
+    store.upsert(doc(bad))
+    assert not store.upsert(doc(ROUTE))
+    assert store.errors() == []
+    assert meta(store, ROUTE)["generation"] == 1
+
+
+def test_load_errors_are_replaced_per_sync() -> None:
+    store = new_store()
+    err = DocumentError("a.yaml", 3, "invalid YAML")
+    store.apply(ProviderEvent(errors=(err,)))
+    assert store.errors() == [err]
+    store.apply(ProviderEvent())
+    assert store.errors() == []
+
+
+def test_status_is_separate_and_bumps_resource_version() -> None:
+    store = new_store()
+    raw = copy.deepcopy(ROUTE)
+    raw["status"] = {"parents": [{"controllerName": "other.example/ctrl"}]}
+    store.upsert(doc(raw))
+    key = key_of(ROUTE)
+    [listed] = store.list_objects(kind="HTTPRoute")
+    assert listed["status"] == raw["status"]
+    assert store.set_status(key, {"parents": []})
+    assert not store.set_status(key, {"parents": []})
+    assert meta(store, ROUTE)["resourceVersion"] == "2"
+    # a spec change keeps the status
+    changed = copy.deepcopy(raw)
+    changed["spec"]["hostnames"] = ["x"]
+    store.upsert(doc(changed))
+    obj = store.get(key)
+    assert obj is not None and obj.status == {"parents": []}
+    # no longer ours: the manifest's status comes back
+    assert store.release_statuses(keep=()) == [key]
+    assert obj.status == raw["status"]
+
+
+def test_list_filters() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))
+    store.upsert(doc(SLICE))
+    assert [o["kind"] for o in store.list_objects()] == ["EndpointSlice", "HTTPRoute"]
+    assert [o["kind"] for o in store.list_objects(namespace="ns")] == ["HTTPRoute"]
+    assert [o["kind"] for o in store.list_objects(kind="EndpointSlice", name="s")] == ["EndpointSlice"]
+    assert store.list_objects(name="nope") == []
