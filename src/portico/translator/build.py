@@ -15,7 +15,7 @@ from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState
 
 
 def build_listeners(gw: GatewayState) -> list[ir.Listener]:
-    if gw.address is None:
+    if gw.address is None or not gw.accepted:
         return []
     by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for ls in gw.listeners:

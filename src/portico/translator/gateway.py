@@ -100,6 +100,11 @@ class GatewayState:
     def key(self) -> ObjectKey:
         return self.gateway.key
 
+    @property
+    def accepted(self) -> bool:
+        """The first Accepted condition decides (see conditions.render_all)."""
+        return next((c.status for c in self.conds if c.type == "Accepted"), True)
+
 
 def accepted_classes(ctx: Context) -> dict[str, GatewayClass]:
     """Our GatewayClasses by name. Classes of other controllers are not ours to
@@ -115,8 +120,10 @@ def class_problem(ctx: Context, gc: GatewayClass) -> str | None:
         return None
     group, kind = str(ref.get("group", "")), str(ref.get("kind", ""))
     namespace, name = str(ref.get("namespace") or ""), str(ref.get("name", ""))
-    if (kind, namespace, name) not in {(k, ns, n) for k, ns, n in ctx.by_name}:
-        return f"parametersRef {group}/{kind} {namespace}/{name} not found"
+    if (group, kind) not in PARAMETER_KINDS:
+        return f"parametersRef kind {group}/{kind} is not supported (use a ConfigMap)"
+    if (kind, namespace, name) not in ctx.by_name:
+        return f"parametersRef {kind} {namespace}/{name} not found"
     return None
 
 
@@ -137,8 +144,27 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
         address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
         listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
         mark_conflicts(listeners)
-        states[gw.key] = GatewayState(gw, address, listeners, gateway_conditions(gw, address, listeners))
+        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, address, listeners)
+        states[gw.key] = GatewayState(gw, address, listeners, conds)
     return states
+
+
+# Parameter kinds Portico reads (GatewayClass and Gateway infrastructure parametersRef).
+PARAMETER_KINDS = {(CORE_GROUP, "ConfigMap")}
+
+
+def infrastructure_conditions(ctx: Context, gw: Gateway) -> list[Cond]:
+    """Gateway spec.infrastructure.parametersRef: an unknown kind or a missing
+    object makes the Gateway Accepted=False with reason InvalidParameters."""
+    infra = gw.spec.infrastructure
+    ref = infra.parameters_ref if infra else None
+    if ref is None:
+        return []
+    if (ref.group, ref.kind) not in PARAMETER_KINDS or (ref.kind, gw.namespace, ref.name) not in ctx.by_name:
+        message = f"parametersRef {ref.group}/{ref.kind} {ref.name} is not a known parameters object"
+        return [Cond("Accepted", False, "InvalidParameters", message),
+                Cond("Programmed", False, "Invalid", message)]
+    return []
 
 
 def validate_listener(ctx: Context, gw: Gateway, spec: Listener) -> ListenerState:
