@@ -19,7 +19,7 @@ def build_listeners(gw: GatewayState) -> list[ir.Listener]:
         return []
     by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for ls in gw.listeners:
-        if ls.accepted:
+        if ls.ready:
             by_port[(ls.port, "udp" if ls.protocol == "UDP" else "tcp")].append(ls)
     out = []
     for (port, transport), group in sorted(by_port.items()):

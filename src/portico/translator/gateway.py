@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from portico import CONTROLLER_NAME
+from portico.addresses import usable_address
 from portico.ir import Route, TLSCertificate, WeightedBackend
 from portico.models import Gateway, GatewayClass, Listener, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
@@ -77,9 +78,15 @@ class ListenerState:
 
     @property
     def accepted(self) -> bool:
-        """A listener serves traffic unless a condition says it cannot."""
-        return not any(c.type in ("Accepted", "Programmed") and not c.status for c in self.conds) and not any(
-            c.type == "Conflicted" and c.status for c in self.conds)
+        """Routes may attach (and count in attachedRoutes) unless the listener is
+        not Accepted — even when unresolved refs keep it from being Programmed."""
+        return not any((c.type == "Accepted" and not c.status) or (c.type == "Conflicted" and c.status)
+                       for c in self.conds)
+
+    @property
+    def ready(self) -> bool:
+        """Accepted and Programmed: the listener goes to the data plane."""
+        return self.accepted and not any(c.type == "Programmed" and not c.status for c in self.conds)
 
     @property
     def tls_mode(self) -> str:
@@ -249,12 +256,7 @@ def conflict(ls: ListenerState, reason: str, message: str) -> None:
 
 def gateway_conditions(gw: Gateway, address: str | None, listeners: list[ListenerState]) -> list[Cond]:
     """Gateway Accepted/Programmed (GatewayConditionType)."""
-    conds: list[Cond] = []
-    for a in gw.spec.addresses:
-        if a.type not in ("IPAddress", "") or not a.value.startswith("127."):
-            conds += [Cond("Accepted", False, "UnsupportedAddress",
-                           f"address {a.value} ({a.type}) is not a loopback IPv4 address"),
-                      Cond("Programmed", False, "AddressNotUsable", f"address {a.value} cannot be used")]
+    conds = address_conditions(gw)
     ok = [ls for ls in listeners if ls.accepted]
     if len(ok) < len(listeners):
         conds.append(Cond("Accepted", bool(ok), "ListenersNotValid", "some listeners are not valid"))
@@ -265,6 +267,20 @@ def gateway_conditions(gw: Gateway, address: str | None, listeners: list[Listene
         conds.append(Cond("Programmed", False, "Invalid", "no listener is valid"))
     conds.append(Cond("Programmed", True, "Programmed"))
     return conds
+
+
+def address_conditions(gw: Gateway) -> list[Cond]:
+    """spec.addresses (GatewaySpecAddress): only IPAddress is supported
+    (UnsupportedAddress); in standalone mode it must be a loopback IPv4 address
+    this machine can bind (else Programmed=False, AddressNotUsable)."""
+    for a in gw.spec.addresses:
+        if a.type not in ("IPAddress", ""):
+            return [Cond("Accepted", False, "UnsupportedAddress", f"address type {a.type} is not supported")]
+    for a in gw.spec.addresses:
+        if usable_address(a.value) is None:
+            return [Cond("Programmed", False, "AddressNotUsable",
+                         f"address {a.value} is not a loopback IPv4 address")]
+    return []
 
 
 def listener_conditions(ls: ListenerState) -> list[Cond]:

@@ -8,9 +8,11 @@ a match ANDed); entries carry the precedence key of the HTTPRoute spec
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from portico import ir
-from portico.models import HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule
+from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
+from portico.objects import ObjectKey
 from portico.translator.attachment import ParentResult, attach
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
@@ -18,7 +20,6 @@ from portico.translator.context import Context
 from portico.translator.durations import parse_duration_ms
 from portico.translator.filters import FilterSet, apply_filters
 from portico.translator.gateway import GatewayState, HostRoutes, ListenerState, RouteEntry
-from portico.objects import ObjectKey
 
 
 @dataclass
@@ -77,8 +78,8 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         rewrite=filters.rewrite,
         cors=filters.cors,
         websocket=any(backends.clusters[b.cluster].protocol == "ws" for b in weighted if b.cluster),
-        **timeouts(rule),
     )
+    action = replace(action, **timeouts(rule))
     return RuleResult(rule, index, action, filters, conds)
 
 
@@ -94,7 +95,7 @@ def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -
     return None
 
 
-def timeouts(rule: HTTPRouteRule) -> dict[str, int | None]:
+def timeouts(rule: HTTPRouteRule) -> dict[str, Any]:
     t = rule.timeouts
     if t is None:
         return {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portico import ir
+from portico import CONTROLLER_NAME, ir
 from portico.models import GatewayClass
 from portico.translator import Snapshot, Translation
 from portico.translator.backends import Backends
@@ -12,7 +12,6 @@ from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
 from portico.translator.httproute import translate_httproutes
 from portico.translator.status import gateway_status, gatewayclass_status, route_status
-from portico import CONTROLLER_NAME
 
 
 def run(snapshot: Snapshot) -> Translation:
