@@ -193,3 +193,25 @@ def test_list_filters() -> None:
     assert [o["kind"] for o in store.list_objects(namespace="ns")] == ["HTTPRoute"]
     assert [o["kind"] for o in store.list_objects(kind="EndpointSlice", name="s")] == ["EndpointSlice"]
     assert store.list_objects(name="nope") == []
+
+
+def test_condition_transition_times() -> None:
+    store = new_store()
+    store.upsert(doc(ROUTE))  # clock tick 0
+    key = key_of(ROUTE)
+
+    def status(accepted: str, resolved: str) -> dict[str, Any]:
+        conds = [{"type": "Accepted", "status": accepted, "lastTransitionTime": "1970-01-01T00:00:00Z"},
+                 {"type": "ResolvedRefs", "status": resolved, "lastTransitionTime": "1970-01-01T00:00:00Z"}]
+        return {"parents": [{"parentRef": {"name": "gw"}, "conditions": conds}]}
+
+    def times() -> list[str]:
+        obj = store.get(key)
+        assert obj is not None
+        return [c["lastTransitionTime"] for c in obj.status["parents"][0]["conditions"]]
+
+    store.set_status(key, status("True", "True"))
+    assert times() == ["2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"]
+    assert not store.set_status(key, status("True", "True"))
+    store.set_status(key, status("True", "False"))
+    assert times()[0] == "2026-01-01T00:00:01Z" and times()[1] > "2026-01-01T00:00:02Z"

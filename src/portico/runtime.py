@@ -1,0 +1,223 @@
+"""The standalone control loop: provider events → store → translate → xDS, and status back.
+
+Changes are batched: the first change after a quiet period is translated at
+once, later ones at most every `min_interval` seconds while they keep coming.
+A Gateway is reported `Programmed=True` only once Envoy has ACKed an xDS
+version that contains its listeners (ARCHITECTURE, "status"); until then the
+translator's Programmed conditions are published as `False`, reason `Pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from portico import CONTROLLER_NAME
+from portico.addresses import AddressPool
+from portico.ir import IR
+from portico.models import Gateway, GatewayClass
+from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.provider import ProviderEvent
+from portico.store import Store
+from portico.translator import Snapshot, Translation, translate
+
+log = logging.getLogger(__name__)
+
+GatewayKey = tuple[str, str]
+Translate = Callable[[Snapshot], Translation]
+Push = Callable[[IR], int]
+
+
+@dataclass
+class _Pending:
+    version: int
+    listeners: frozenset[str]
+
+
+def _is_programmed(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Programmed" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _pending_conditions(conditions: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
+    out = []
+    for c in conditions:
+        if c.get("type") == "Programmed" and c.get("status") == "True":
+            c = {**c, "status": "False", "reason": "Pending", "message": message}
+        out.append(c)
+    return out
+
+
+def held_back(status: dict[str, Any], message: str) -> dict[str, Any]:
+    """A Gateway status whose Programmed conditions (Gateway and listeners) wait for an ACK."""
+    out = copy.copy(status)
+    out["conditions"] = _pending_conditions(status.get("conditions") or [], message)
+    if "listeners" in status:
+        out["listeners"] = [{**ls, "conditions": _pending_conditions(ls.get("conditions") or [], message)}
+                            for ls in status["listeners"]]
+    return out
+
+
+class ControlLoop:
+    """Everything between the provider and the xDS server; no sockets of its own."""
+
+    def __init__(self, store: Store, pool: AddressPool, push: Push, *, port_offset: int = 0,
+                 translator: Translate = translate, min_interval: float = 0.05) -> None:
+        self.store = store
+        self.pool = pool
+        self.push = push
+        self.port_offset = port_offset
+        self.translator = translator
+        self.min_interval = min_interval
+        self.last_ir: IR | None = None
+        self.version = 0  # the xDS version holding last_ir
+        self.acked_version = 0
+        self.nack_message = ""
+        self.syncs = 0  # translations attempted (for tests and logs)
+        self._desired: dict[ObjectKey, dict[str, Any]] = {}  # translator statuses
+        self._pending: dict[GatewayKey, _Pending] = {}
+        self._programmed: dict[GatewayKey, frozenset[str]] = {}  # listeners Envoy has ACKed
+        self._dirty = asyncio.Event()
+
+    # ------------------------------------------------------------ inputs
+
+    def apply(self, event: ProviderEvent) -> None:
+        """A provider sync: update the store; translate soon if anything changed."""
+        changed = self.store.apply(event)
+        if changed or event.initial:
+            self._dirty.set()
+
+    def on_ack(self, version: int) -> None:
+        """Envoy accepted xDS `version`: publish the Gateways it programs."""
+        self.acked_version = max(self.acked_version, version)
+        self.nack_message = ""
+        for gw, pending in list(self._pending.items()):
+            if version >= pending.version:
+                del self._pending[gw]
+                self._programmed[gw] = pending.listeners
+                key = ObjectKey(GATEWAY_GROUP, "Gateway", *gw)
+                if key in self._desired:
+                    self.store.set_status(key, self._desired[key])
+
+    def on_nack(self, version: int, message: str) -> None:
+        log.error("Envoy rejected configuration version %d: %s", version, message)
+        self.nack_message = f"Envoy rejected configuration version {version}: {message}"
+        for gw, pending in self._pending.items():
+            if pending.version <= version:
+                self._publish_held(ObjectKey(GATEWAY_GROUP, "Gateway", *gw), self.nack_message)
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:
+        """Consume `events` and translate until cancelled; `ready` after the first sync."""
+        consumer = asyncio.create_task(self._consume(events))
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                await self.sync_async()
+                if ready is not None:
+                    ready()
+                    ready = None
+                # coalesce bursts: at most one translation per interval while changes keep coming
+                await asyncio.sleep(self.min_interval)
+                if consumer.done():
+                    consumer.result()  # the provider failed: raise its error
+        finally:
+            consumer.cancel()
+
+    async def _consume(self, events: AsyncIterator[ProviderEvent]) -> None:
+        async for event in events:
+            self.apply(event)
+
+    async def sync_async(self) -> bool:
+        """Translate off the event loop (large configurations take a while); push and
+        write statuses on it. False when the translation failed."""
+        snapshot = self.snapshot()
+        try:
+            translation = await asyncio.to_thread(self.translator, snapshot)
+        except Exception:
+            log.exception("translation failed; the last good configuration keeps serving")
+            return False
+        self.publish(translation)
+        return True
+
+    def sync(self) -> bool:
+        """`sync_async` without a thread (tests, tools)."""
+        try:
+            translation = self.translator(self.snapshot())
+        except Exception:
+            log.exception("translation failed; the last good configuration keeps serving")
+            return False
+        self.publish(translation)
+        return True
+
+    # ------------------------------------------------------------ steps
+
+    def snapshot(self) -> Snapshot:
+        self.syncs += 1
+        return Snapshot(self.store.resources(), self.assign_addresses(), self.port_offset)
+
+    def assign_addresses(self) -> dict[GatewayKey, str]:
+        """Addresses of our Gateways; pool addresses of vanished Gateways go back."""
+        ours = {k.name for k, obj in self.store.objects().items() if k.kind == "GatewayClass"
+                and isinstance(obj.resource, GatewayClass) and obj.resource.spec.controller_name == CONTROLLER_NAME}
+        out: dict[GatewayKey, str] = {}
+        for key, obj in self.store.objects().items():
+            gw = obj.resource
+            if key.kind != "Gateway" or not isinstance(gw, Gateway) or gw.spec.gateway_class_name not in ours:
+                continue
+            requested = [a.value for a in gw.spec.addresses if a.type in ("IPAddress", "")]
+            address = self.pool.assign((key.namespace, key.name), requested)
+            if address is not None:
+                out[(key.namespace, key.name)] = address
+        for gone in set(self.pool.assigned()) - set(out):
+            self.pool.release(gone)
+        return out
+
+    def publish(self, translation: Translation) -> None:
+        if translation.ir != self.last_ir:
+            self.version = self.push(translation.ir)
+            self.last_ir = translation.ir
+            log.info("configuration version %d: %d listeners, %d clusters", self.version,
+                     len(translation.ir.listeners), len(translation.ir.clusters))
+        listeners = {tuple(gw): frozenset(names) for gw, names in translation.ir.gateway_listeners}
+        self._desired = translation.statuses
+        for gw in set(self._pending) | set(self._programmed):
+            if ObjectKey(GATEWAY_GROUP, "Gateway", *gw) not in translation.statuses:
+                self._pending.pop(gw, None)
+                self._programmed.pop(gw, None)
+        for key, status in translation.statuses.items():
+            if key.kind == "Gateway" and _is_programmed(status):
+                self._publish_gateway(key, status, listeners.get((key.namespace, key.name), frozenset()))
+            else:
+                if key.kind == "Gateway":
+                    self._pending.pop((key.namespace, key.name), None)
+                self.store.set_status(key, status)
+        self.store.release_statuses(translation.statuses)
+
+    def _publish_gateway(self, key: ObjectKey, status: dict[str, Any], listeners: frozenset[str]) -> None:
+        gw = (key.namespace, key.name)
+        if self._programmed.get(gw) == listeners:
+            # Envoy already has exactly these listeners (e.g. only a route changed)
+            self._pending.pop(gw, None)
+            self.store.set_status(key, status)
+            return
+        pending = self._pending.get(gw)
+        if pending is None or pending.listeners != listeners:
+            self._pending[gw] = _Pending(self.version, listeners)
+        if self.acked_version >= self._pending[gw].version:
+            self.on_ack(self.acked_version)
+            return
+        self._publish_held(key, self.nack_message)
+
+    def _publish_held(self, key: ObjectKey, message: str) -> None:
+        status = self._desired.get(key)
+        if status is not None:
+            pending = self._pending.get((key.namespace, key.name))
+            why = message or f"waiting for Envoy to accept configuration version {pending.version if pending else '?'}"
+            self.store.set_status(key, held_back(status, why))

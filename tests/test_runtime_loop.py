@@ -1,0 +1,199 @@
+"""The control loop: batching, Programmed held until ACK, failures, addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+from portico.addresses import AddressPool
+from portico.ir import IR, Listener
+from portico.objects import key_of
+from portico.provider import Document, ProviderEvent, Source
+from portico.runtime import ControlLoop, held_back
+from portico.store import Store
+from portico.translator import Snapshot, Translation
+
+CLASS: dict[str, Any] = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                         "metadata": {"name": "portico"},
+                         "spec": {"controllerName": "portico.dev/gateway-controller"}}
+GATEWAY: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+    "metadata": {"name": "gw", "namespace": "ns"},
+    "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+}
+GW_KEY = key_of(GATEWAY)
+
+
+def docs(*raws: dict[str, Any]) -> ProviderEvent:
+    return ProviderEvent(upserts=tuple(Document(key_of(r), copy.deepcopy(r), Source("f", 1)) for r in raws))
+
+
+class FakeTranslator:
+    """One listener per Gateway at its assigned address; Programmed=True."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self.fail = False
+
+    def __call__(self, snapshot: Snapshot) -> Translation:
+        self.snapshots.append(snapshot)
+        if self.fail:
+            raise RuntimeError("boom")
+        listeners, owners, statuses = [], [], {}
+        for key, obj in snapshot.objects.items():
+            if key.kind != "Gateway":
+                continue
+            address = snapshot.addresses[(key.namespace, key.name)]
+            ports = [ls["port"] for ls in obj.model_dump(by_alias=True)["spec"]["listeners"]]
+            names = tuple(f"{address}:{p + snapshot.port_offset}/tcp" for p in ports)
+            listeners += [Listener(n, address, int(n.split(":")[1].split("/")[0])) for n in names]
+            owners.append(((key.namespace, key.name), names))
+            cond = {"type": "Programmed", "status": "True", "reason": "Programmed",
+                    "lastTransitionTime": "1970-01-01T00:00:00Z"}
+            statuses[key] = {"addresses": [{"value": address}], "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted"}, cond],
+                "listeners": [{"name": "http", "conditions": [dict(cond)]}]}
+        return Translation(IR(listeners=tuple(listeners), gateway_listeners=tuple(owners)), statuses)
+
+
+class FakeXds:
+    def __init__(self) -> None:
+        self.pushed: list[IR] = []
+
+    def update(self, ir: IR) -> int:
+        self.pushed.append(ir)
+        return len(self.pushed)
+
+
+def programmed(store: Store) -> tuple[str, str]:
+    obj = store.get(GW_KEY)
+    assert obj is not None
+    cond = next(c for c in obj.status["conditions"] if c["type"] == "Programmed")
+    listener_cond = obj.status["listeners"][0]["conditions"][0]
+    assert listener_cond["status"] == cond["status"]
+    return cond["status"], cond["reason"]
+
+
+def make_loop(offset: int = 0) -> tuple[ControlLoop, FakeTranslator, FakeXds]:
+    translator, xds = FakeTranslator(), FakeXds()
+    loop = ControlLoop(Store(), AddressPool(), xds.update, port_offset=offset, translator=translator)
+    return loop, translator, xds
+
+
+def test_programmed_only_after_ack() -> None:
+    loop, _, xds = make_loop()
+    loop.apply(docs(CLASS, GATEWAY))
+    assert loop.sync()
+    assert len(xds.pushed) == 1
+    assert programmed(loop.store) == ("False", "Pending")
+    obj = loop.store.get(GW_KEY)
+    assert obj is not None and obj.status["conditions"][0]["type"] == "Accepted"  # other conditions kept
+    loop.on_nack(1, "bad listener")
+    assert programmed(loop.store) == ("False", "Pending")
+    loop.on_ack(1)
+    assert programmed(loop.store) == ("True", "Programmed")
+
+
+def test_unchanged_listeners_stay_programmed_and_new_ones_wait() -> None:
+    loop, _, xds = make_loop()
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+    loop.on_ack(1)
+    loop.apply(docs({**GATEWAY, "metadata": {**GATEWAY["metadata"], "labels": {"a": "b"}}}))
+    loop.sync()
+    assert len(xds.pushed) == 1  # same IR: nothing pushed
+    assert programmed(loop.store) == ("True", "Programmed")
+    more = copy.deepcopy(GATEWAY)
+    more["spec"]["listeners"].append({"name": "other", "port": 81, "protocol": "HTTP"})
+    loop.apply(docs(more))
+    loop.sync()
+    assert programmed(loop.store) == ("False", "Pending")
+    loop.on_ack(1)
+    assert programmed(loop.store) == ("False", "Pending")
+    loop.on_ack(2)
+    assert programmed(loop.store) == ("True", "Programmed")
+
+
+def test_addresses_and_port_offset_reach_the_translator() -> None:
+    loop, translator, _ = make_loop(offset=10000)
+    other_class = {**GATEWAY, "metadata": {"name": "foreign", "namespace": "ns"},
+                   "spec": {**GATEWAY["spec"], "gatewayClassName": "someone-else"}}
+    loop.apply(docs(CLASS, GATEWAY, other_class))
+    loop.sync()
+    snapshot = translator.snapshots[-1]
+    assert snapshot.port_offset == 10000
+    assert list(snapshot.addresses) == [("ns", "gw")]
+    assert snapshot.addresses[("ns", "gw")].startswith("127.10.")
+    static = copy.deepcopy(GATEWAY)
+    static["spec"]["addresses"] = [{"type": "IPAddress", "value": "127.0.0.250"}]
+    loop.apply(docs(static))
+    loop.sync()
+    assert translator.snapshots[-1].addresses == {("ns", "gw"): "127.0.0.250"}
+
+
+def test_translation_failure_keeps_the_last_good_config() -> None:
+    loop, translator, xds = make_loop()
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+    loop.on_ack(1)
+    translator.fail = True
+    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": []}}))
+    assert not loop.sync()
+    assert len(xds.pushed) == 1
+    assert programmed(loop.store) == ("True", "Programmed")
+
+
+def test_statuses_no_longer_owned_are_released() -> None:
+    loop, _, _ = make_loop()
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+    loop.apply(ProviderEvent(deletes=(key_of(CLASS),)))
+    loop.sync()  # the fake translates every Gateway; drop the class: the pool releases it
+    assert loop.pool.assigned() == {}
+
+
+def test_held_back_keeps_other_fields() -> None:
+    status = {"addresses": [1], "conditions": [{"type": "Programmed", "status": "True", "reason": "Programmed"}],
+              "listeners": [{"name": "a", "attachedRoutes": 2,
+                             "conditions": [{"type": "Programmed", "status": "True"}]}]}
+    held = held_back(status, "wait")
+    assert held["addresses"] == [1]
+    assert held["conditions"][0] == {"type": "Programmed", "status": "False", "reason": "Pending", "message": "wait"}
+    assert held["listeners"][0]["attachedRoutes"] == 2
+    assert status["conditions"][0]["status"] == "True"  # input untouched
+
+
+def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
+    async def scenario() -> tuple[ControlLoop, FakeTranslator]:
+        translator, xds = FakeTranslator(), FakeXds()
+        loop = ControlLoop(Store(), AddressPool(), xds.update, translator=translator, min_interval=0.2)
+        queue: asyncio.Queue[ProviderEvent] = asyncio.Queue()
+
+        async def events() -> AsyncIterator[ProviderEvent]:
+            while True:
+                yield await queue.get()
+
+        ready = asyncio.Event()
+        task = asyncio.create_task(loop.run(events(), ready.set))
+        await queue.put(ProviderEvent(initial=True))
+        await asyncio.wait_for(ready.wait(), 2)
+        assert translator.snapshots and len(translator.snapshots) == 1
+        start = asyncio.get_running_loop().time()
+        await queue.put(docs(CLASS))
+        await asyncio.sleep(0.25)  # the first change after a quiet period: translated at once
+        assert len(translator.snapshots) == 2
+        for i in range(20):  # a burst: coalesced
+            gw = copy.deepcopy(GATEWAY)
+            gw["metadata"]["name"] = f"gw{i}"
+            await queue.put(docs(gw))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        assert len(translator.snapshots) <= 5
+        assert len(translator.snapshots[-1].addresses) == 20
+        assert asyncio.get_running_loop().time() - start < 2
+        task.cancel()
+        return loop, translator
+
+    asyncio.run(scenario())
