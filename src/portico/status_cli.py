@@ -1,0 +1,86 @@
+"""`portico status`: a running instance's GatewayClasses, Gateways, listeners
+and routes with their conditions, read from its admin API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from portico import CONTROLLER_NAME
+
+GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
+
+
+def fetch_objects(admin: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """GET /api/objects on the admin address; raises OSError when it does not answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{admin}/api/objects", timeout=timeout) as r:
+            data = json.loads(r.read().decode())
+    except urllib.error.URLError as e:
+        raise OSError(f"admin API at {admin} does not answer: {e.reason}") from e
+    return [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
+
+
+def conditions_text(conditions: list[dict[str, Any]]) -> str:
+    """'Accepted ✓  Programmed ✗ (AddressNotUsable: ...)' — failures carry their reason."""
+    parts = []
+    for c in conditions:
+        # Conflicted is the one condition whose healthy state is False
+        healthy = (c.get("status") == "True") != (c.get("type") == "Conflicted")
+        mark = "[green]✓[/]" if healthy else "[red]✗[/]"
+        detail = "" if healthy else f" ({c.get('reason')}: {c.get('message', '')})"
+        parts.append(f"{c.get('type')} {mark}{detail}")
+    return "  ".join(parts)
+
+
+def name_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta.get("name"))
+
+
+def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(kind, name, where, conditions) rows: one per object, listener and route parent."""
+    out = []
+    for obj in sorted(objects, key=lambda o: ((GATEWAY_KINDS + ROUTE_KINDS).index(o["kind"]), name_of(o))):
+        status = obj.get("status") or {}
+        kind, name = obj["kind"], name_of(obj)
+        if kind in GATEWAY_KINDS:
+            addresses = ", ".join(a.get("value", "") for a in status.get("addresses", []))
+            out.append((kind, name, addresses, conditions_text(status.get("conditions", []))))
+            for ls in status.get("listeners", []):
+                where = f"listener {ls.get('name')}: {ls.get('attachedRoutes', 0)} routes"
+                out.append(("", "", where, conditions_text(ls.get("conditions", []))))
+            continue
+        parents = [p for p in status.get("parents", []) if p.get("controllerName") == CONTROLLER_NAME]
+        if not parents:
+            out.append((kind, name, "no parent of ours", ""))
+        for i, p in enumerate(parents):
+            ref = p.get("parentRef", {})
+            where = f"→ {ref.get('kind', 'Gateway')} {ref.get('namespace') or obj['metadata'].get('namespace')}/" \
+                    f"{ref.get('name')}" + (f" [{ref['sectionName']}]" if ref.get("sectionName") else "")
+            out.append((kind if i == 0 else "", name if i == 0 else "", where,
+                        conditions_text(p.get("conditions", []))))
+    return out
+
+
+def render(objects: list[dict[str, Any]], output: str, console: Console) -> None:
+    if output == "json":
+        console.print_json(json.dumps({"items": objects}))
+        return
+    if output == "yaml":
+        console.print(yaml.safe_dump({"items": objects}, sort_keys=False), markup=False, highlight=False)
+        return
+    table = Table(show_lines=False)
+    for column in ("KIND", "NAME", "WHERE", "CONDITIONS"):
+        table.add_column(column, overflow="fold")
+    for row in rows(objects):
+        table.add_row(*row)
+    console.print(table)

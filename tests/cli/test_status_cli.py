@@ -1,0 +1,45 @@
+"""`portico status` rendering from admin API objects."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from portico import CONTROLLER_NAME
+from portico.status_cli import render, rows
+
+
+def cond(t: str, s: str, reason: str = "R") -> dict[str, str]:
+    return {"type": t, "status": s, "reason": reason, "message": "why"}
+
+
+OBJECTS = [
+    {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
+     "status": {"parents": [
+         {"controllerName": CONTROLLER_NAME, "parentRef": {"name": "gw", "sectionName": "http"},
+          "conditions": [cond("Accepted", "False", "NotAllowedByListeners")]},
+         {"controllerName": "other.io/controller", "parentRef": {"name": "theirs"}, "conditions": []}]}},
+    {"kind": "Gateway", "metadata": {"name": "gw", "namespace": "ns"},
+     "status": {"addresses": [{"value": "127.10.0.1"}], "conditions": [cond("Programmed", "True")],
+                "listeners": [{"name": "http", "attachedRoutes": 2,
+                               "conditions": [cond("Conflicted", "False", "NoConflicts")]}]}},
+]
+
+
+def test_rows_order_gateways_first_and_show_only_our_parents() -> None:
+    out = rows(OBJECTS)
+    assert [r[0] for r in out] == ["Gateway", "", "HTTPRoute"]
+    assert out[0][2] == "127.10.0.1"
+    assert out[1][2] == "listener http: 2 routes" and "✓" in out[1][3]  # Conflicted=False is healthy
+    assert out[2][2] == "→ Gateway ns/gw [http]"
+    assert "NotAllowedByListeners" in out[2][3] and "theirs" not in str(out)
+
+
+def test_render_json_and_table() -> None:
+    buf = io.StringIO()
+    render(OBJECTS, "json", Console(file=buf, width=200))
+    assert '"items"' in buf.getvalue()
+    buf = io.StringIO()
+    render(OBJECTS, "table", Console(file=buf, width=200))
+    assert "listener http" in buf.getvalue()
