@@ -273,3 +273,6 @@ class IR:
     clusters: tuple[Cluster, ...] = ()
     # Gateway (ns, name) -> listener names it owns, to tell which ACK programs which Gateway.
     gateway_listeners: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    # Certificates referenced by name outside a DownstreamTLS (UpstreamTLS.client_cert_secret),
+    # served to Envoy over SDS like the listener certificates.
+    secrets: tuple[TLSCertificate, ...] = ()

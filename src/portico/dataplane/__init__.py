@@ -1,0 +1,1 @@
+"""Data plane processes (Envoy) run by Portico in standalone mode."""

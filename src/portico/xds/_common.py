@@ -1,0 +1,39 @@
+"""Small helpers shared by the xds builders (Any packing, ADS config sources, durations)."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import config_source_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+
+TYPE_PREFIX = "type.googleapis.com/"
+
+# The static cluster with no endpoints that invalid backends route to (HTTPRoute spec:
+# an invalid backendRef's share of requests answers 500; TCP connections get closed).
+INVALID_CLUSTER = "portico/invalid-backend"
+INVALID_BACKEND_HEADER = "x-portico-invalid-backend"
+
+
+def pack(msg: Message) -> any_pb2.Any:
+    """Pack `msg` into an Any with the canonical type.googleapis.com prefix."""
+    out = any_pb2.Any()
+    out.Pack(msg, type_url_prefix="type.googleapis.com/")
+    return out
+
+
+def ads_source() -> config_source_pb2.ConfigSource:
+    """A config source telling Envoy to fetch the resource over the ADS stream (xDS v3)."""
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.ApiVersion.V3,
+    )
+
+
+def millis(ms: int) -> duration_pb2.Duration:
+    """A protobuf Duration of `ms` milliseconds."""
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def stat_name(name: str) -> str:
+    """Envoy stat prefixes: keep it to characters that do not split stat names (no '.' or ':')."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -1,0 +1,191 @@
+"""IR listeners -> Envoy LDS `Listener` resources.
+
+One Envoy listener per IR Listener (socket); one filter chain per IR FilterChain,
+told apart by SNI (`server_names`). HTTP chains use an HttpConnectionManager whose
+routes come over RDS; TCP chains a tcp_proxy; UDP listeners a udp_proxy.
+"""
+
+from __future__ import annotations
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
+from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from google.protobuf import wrappers_pb2
+
+from portico import ir
+from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, pack, stat_name
+from portico.xds.routes import CORS_FILTER, SESSION_FILTER
+from portico.xds.secrets import sds_config
+
+_HCM = hcm.HttpConnectionManager
+
+
+def build_listener(listener: ir.Listener) -> listener_pb2.Listener | None:
+    """The LDS resource for `listener`, or None when it has nothing to serve."""
+    if listener.transport == "udp":
+        return _udp_listener(listener) if listener.udp_backends else None
+    if not listener.filter_chains:
+        return None
+    out = listener_pb2.Listener(name=listener.name, address=_address(listener, address_pb2.SocketAddress.TCP))
+    inspect_tls = any(c.server_names or c.tls is not None for c in listener.filter_chains)
+    out.filter_chains.extend(_filter_chain(listener, c, inspect_tls) for c in listener.filter_chains)
+    if inspect_tls:
+        # SNI-based filter chain selection needs the TLS ClientHello parsed first.
+        out.listener_filters.append(
+            listener_components_pb2.ListenerFilter(
+                name="envoy.filters.listener.tls_inspector",
+                typed_config=pack(tls_inspector_pb2.TlsInspector()),
+            )
+        )
+    return out
+
+
+def _address(listener: ir.Listener, protocol: int) -> address_pb2.Address:
+    sock = address_pb2.SocketAddress(address=listener.address, port_value=listener.port, protocol=protocol)
+    return address_pb2.Address(socket_address=sock)
+
+
+def _filter_chain(
+    listener: ir.Listener, chain: ir.FilterChain, inspect_tls: bool
+) -> listener_components_pb2.FilterChain:
+    out = listener_components_pb2.FilterChain(name=chain.name)
+    if chain.server_names:
+        out.filter_chain_match.server_names.extend(chain.server_names)
+    if inspect_tls and (chain.server_names or chain.tls is not None):
+        out.filter_chain_match.transport_protocol = "tls"
+    if chain.tls is not None:
+        out.transport_socket.CopyFrom(_downstream_tls(chain.tls))
+    prefix = stat_name(f"{listener.name}/{chain.name}")
+    if chain.http is not None:
+        out.filters.append(
+            _network_filter("envoy.filters.network.http_connection_manager", http_manager(chain.http, prefix))
+        )
+    elif chain.tcp is not None:
+        out.filters.append(_network_filter("envoy.filters.network.tcp_proxy", _tcp_proxy(chain.tcp, prefix)))
+    return out
+
+
+def _network_filter(name: str, config: object) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(name=name, typed_config=pack(config))
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def http_manager(http: ir.HTTPConfig, prefix: str) -> hcm.HttpConnectionManager:
+    """HttpConnectionManager with routes over RDS (ADS)."""
+    out = _HCM(
+        stat_prefix=prefix,
+        codec_type=_HCM.AUTO,  # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext)
+        use_remote_address=wrappers_pb2.BoolValue(value=True),
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        merge_slashes=False,
+        generate_request_id=wrappers_pb2.BoolValue(value=False),
+        server_header_transformation=_HCM.PASS_THROUGH,
+        strip_any_host_port=True,  # so vhost domains need no "host:port" variants
+        rds=hcm.Rds(config_source=ads_source(), route_config_name=http.route_config_name),
+        local_reply_config=_local_reply_config(),
+    )
+    # WebSocket upgrades are off by default; routes with action.websocket enable them.
+    out.upgrade_configs.append(
+        _HCM.UpgradeConfig(upgrade_type="websocket", enabled=wrappers_pb2.BoolValue(value=False))
+    )
+    out.http_filters.extend(_http_filters())
+    return out
+
+
+def _http_filters() -> list[hcm.HttpFilter]:
+    """CORS and stateful session are always present (inert without per-route config) so a
+    route gaining one does not change the listener and drain its connections; router last."""
+    return [
+        hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
+        hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession())),
+        hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())),
+    ]
+
+
+def _local_reply_config() -> hcm.LocalReplyConfig:
+    """Requests sent to the invalid-backend cluster (marker header, no healthy upstream) answer 500."""
+    no_healthy = accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["UH"]))
+    marked = accesslog_pb2.AccessLogFilter(
+        header_filter=accesslog_pb2.HeaderFilter(
+            header=rc.HeaderMatcher(name=INVALID_BACKEND_HEADER, present_match=True)
+        )
+    )
+    mapper = hcm.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(and_filter=accesslog_pb2.AndFilter(filters=[no_healthy, marked])),
+        status_code=wrappers_pb2.UInt32Value(value=500),
+    )
+    return hcm.LocalReplyConfig(mappers=[mapper])
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def _downstream_tls(t: ir.DownstreamTLS) -> base_pb2.TransportSocket:
+    """Certificates over SDS (rotation pushes only the secret); optional client validation."""
+    ctx = tls_pb2.DownstreamTlsContext()
+    common = ctx.common_tls_context
+    common.tls_certificate_sds_secret_configs.extend(sds_config(c.name) for c in t.certificates)
+    common.alpn_protocols.extend(t.alpn)
+    cv = t.client_validation
+    if cv is not None:
+        common.validation_context.trusted_ca.inline_string = cv.ca_pem
+        ctx.require_client_certificate.value = not cv.optional
+        if cv.optional:
+            # AllowInsecureFallback: an invalid client certificate does not fail the handshake.
+            common.validation_context.trust_chain_verification = (
+                common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
+            )
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=pack(ctx))
+
+
+# ---------------------------------------------------------------- TCP / UDP
+
+
+def _tcp_proxy(tcp: ir.TCPConfig, prefix: str) -> tcp_proxy_pb2.TcpProxy:
+    """tcp_proxy to the backend(s); all-invalid backends go to the empty cluster (connection closed)."""
+    out = tcp_proxy_pb2.TcpProxy(stat_prefix=prefix)
+    backends = [b for b in tcp.backends if b.weight > 0]
+    if len(backends) <= 1:
+        out.cluster = (backends[0].cluster if backends else None) or INVALID_CLUSTER
+        return out
+    for b in backends:
+        out.weighted_clusters.clusters.add(name=b.cluster or INVALID_CLUSTER, weight=b.weight)
+    return out
+
+
+def _udp_listener(listener: ir.Listener) -> listener_pb2.Listener:
+    out = listener_pb2.Listener(
+        name=listener.name,
+        address=_address(listener, address_pb2.SocketAddress.UDP),
+        udp_listener_config=udp_listener_config_pb2.UdpListenerConfig(),
+    )
+    proxy = udp_proxy_pb2.UdpProxyConfig(stat_prefix=stat_name(listener.name))
+    route = udp_route_pb2.Route(cluster=udp_cluster(listener.udp_backends))
+    action = extension_pb2.TypedExtensionConfig(name="route", typed_config=pack(route))
+    proxy.matcher.on_no_match.action.CopyFrom(action)
+    out.listener_filters.append(
+        listener_components_pb2.ListenerFilter(name="envoy.filters.udp_listener.udp_proxy", typed_config=pack(proxy))
+    )
+    return out
+
+
+def udp_cluster(backends: tuple[ir.WeightedBackend, ...]) -> str:
+    """udp_proxy routes to one cluster only (its Route action has no weights): the
+    highest-weight valid backend wins; none valid -> the empty cluster."""
+    valid = [b for b in backends if b.weight > 0 and b.cluster is not None]
+    if not valid:
+        return INVALID_CLUSTER
+    best = max(valid, key=lambda b: b.weight)
+    return best.cluster or INVALID_CLUSTER

@@ -1,0 +1,353 @@
+"""IR HTTP configs -> Envoy RDS `RouteConfiguration` resources.
+
+Implements the Gateway API HTTPRoute/GRPCRoute semantics the translator left to the
+data plane: segment-aware prefixes, weighted backends (invalid ones answer 500),
+header modifiers, redirects, rewrites, mirrors, timeouts, retries, CORS and session
+persistence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2, extension_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
+from envoy.extensions.http.stateful_session.cookie.v3 import cookie_pb2
+from envoy.extensions.http.stateful_session.header.v3 import header_pb2
+from envoy.type.http.v3 import cookie_pb2 as http_cookie_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import wrappers_pb2
+
+from portico import ir
+from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
+
+CORS_FILTER = "envoy.filters.http.cors"
+SESSION_FILTER = "envoy.filters.http.stateful_session"
+MISDIRECTED_VHOST = "portico/misdirected"
+
+_HVO = base_pb2.HeaderValueOption
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+def build_route_configuration(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
+    """The RDS resource named `http.route_config_name`."""
+    out = route_pb2.RouteConfiguration(name=http.route_config_name)
+    out.virtual_hosts.extend(build_virtual_host(vh) for vh in http.virtual_hosts)
+    has_catch_all = any("*" in vh.domains for vh in http.virtual_hosts)
+    if http.misdirected_421 and not has_catch_all:
+        # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
+        out.virtual_hosts.append(_misdirected_vhost())
+    return out
+
+
+def build_virtual_host(vh: ir.VirtualHost) -> rc.VirtualHost:
+    """Envoy matches domains case-insensitively; the HCM strips any port from Host first."""
+    out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
+    out.routes.extend(build_route(r) for r in vh.routes)
+    return out
+
+
+def build_route(route: ir.Route) -> rc.Route:
+    out = rc.Route(name=route.name, match=build_match(route.match))
+    action = route.action
+    _set_action(out, action, route.match.path)
+    _header_modifier(action.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
+    _header_modifier(action.response_headers, out.response_headers_to_add, out.response_headers_to_remove)
+    if action.cors is not None:
+        out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors_policy(action.cors)))
+    if action.session_persistence is not None:
+        per_route = _session_per_route(action.session_persistence)
+        out.typed_per_filter_config[SESSION_FILTER].CopyFrom(pack(per_route))
+    return out
+
+
+# ---------------------------------------------------------------- matching
+
+
+def build_match(m: ir.RouteMatch) -> rc.RouteMatch:
+    out = rc.RouteMatch()
+    _set_path(out, m.path)
+    out.headers.extend(_header_matcher(h) for h in m.headers)
+    if m.method is not None:
+        out.headers.append(rc.HeaderMatcher(name=":method", string_match=string_pb2.StringMatcher(exact=m.method)))
+    out.query_parameters.extend(_query_matcher(q) for q in m.query_params)
+    if m.grpc:
+        out.grpc.SetInParent()
+    return out
+
+
+def _set_path(out: rc.RouteMatch, path: ir.PathMatch) -> None:
+    if path.type == "Exact":
+        out.path = path.value
+    elif path.type == "RegularExpression":
+        out.safe_regex.CopyFrom(_regex(path.value))
+    else:
+        # Gateway API PathPrefix is segment-aware, with a trailing "/" ignored: "/v2/" == "/v2".
+        prefix = _segment_prefix(path.value)
+        if prefix:
+            out.path_separated_prefix = prefix
+        else:
+            out.prefix = "/"
+
+
+def _segment_prefix(value: str) -> str:
+    """The prefix without trailing slashes ("" for "/")."""
+    return value.rstrip("/")
+
+
+def _string_matcher(kind: ir.StringMatchType, value: str) -> string_pb2.StringMatcher:
+    if kind == "RegularExpression":
+        return string_pb2.StringMatcher(safe_regex=_regex(value))
+    if kind == "Prefix":
+        return string_pb2.StringMatcher(prefix=value)
+    return string_pb2.StringMatcher(exact=value)
+
+
+def _header_matcher(h: ir.HeaderMatch) -> rc.HeaderMatcher:
+    return rc.HeaderMatcher(name=h.name, string_match=_string_matcher(h.type, h.value), invert_match=h.invert)
+
+
+def _query_matcher(q: ir.QueryParamMatch) -> rc.QueryParameterMatcher:
+    return rc.QueryParameterMatcher(name=q.name, string_match=_string_matcher(q.type, q.value))
+
+
+def _regex(value: str) -> regex_pb2.RegexMatcher:
+    # google_re2 is the (only) default engine of safe_regex.
+    return regex_pb2.RegexMatcher(regex=value)
+
+
+# ---------------------------------------------------------------- actions
+
+
+def _set_action(out: rc.Route, action: ir.RouteAction, path: ir.PathMatch) -> None:
+    if action.direct_status is not None:
+        out.direct_response.status = action.direct_status
+    elif action.redirect is not None:
+        out.redirect.CopyFrom(_redirect(action.redirect, path))
+    else:
+        backends = [b for b in action.backends if b.weight > 0]
+        if not any(b.cluster is not None for b in backends):
+            # No backend at all, all weights 0, or every backendRef invalid: 500 (HTTPRoute spec).
+            out.direct_response.status = 500
+            return
+        out.route.CopyFrom(_route_action(action, backends, path))
+
+
+def _route_action(action: ir.RouteAction, backends: list[ir.WeightedBackend], path: ir.PathMatch) -> rc.RouteAction:
+    out = rc.RouteAction()
+    _set_backends(out, backends)
+    if action.rewrite is not None:
+        _set_rewrite(out, action.rewrite, path)
+    out.request_mirror_policies.extend(_mirror(m) for m in action.mirrors)
+    _set_timeouts(out, action)
+    if action.websocket:
+        out.upgrade_configs.append(rc.RouteAction.UpgradeConfig(upgrade_type="websocket", enabled=_true()))
+    return out
+
+
+def _set_backends(out: rc.RouteAction, backends: list[ir.WeightedBackend]) -> None:
+    only = backends[0]
+    simple = len(backends) == 1 and not (only.request_headers or only.response_headers)
+    if simple and only.cluster is not None:
+        out.cluster = only.cluster
+        return
+    # weighted_clusters also carries per-backend header modifiers (single backend included).
+    out.weighted_clusters.clusters.extend(_cluster_weight(b) for b in backends)
+
+
+def _cluster_weight(b: ir.WeightedBackend) -> rc.WeightedCluster.ClusterWeight:
+    out = rc.WeightedCluster.ClusterWeight(weight=wrappers_pb2.UInt32Value(value=b.weight))
+    if b.cluster is None:
+        # Invalid backendRef: its share answers 500 via the HCM local_reply_config mapper
+        # (response flag UH on this empty cluster + this marker header).
+        out.name = INVALID_CLUSTER
+        out.request_headers_to_add.append(_header(INVALID_BACKEND_HEADER, "1", _HVO.OVERWRITE_IF_EXISTS_OR_ADD))
+        return out
+    out.name = b.cluster
+    _header_modifier(b.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
+    _header_modifier(b.response_headers, out.response_headers_to_add, out.response_headers_to_remove)
+    return out
+
+
+def _set_rewrite(out: rc.RouteAction, rw: ir.URLRewrite, path: ir.PathMatch) -> None:
+    if rw.hostname is not None:
+        out.host_rewrite_literal = rw.hostname
+    if rw.path_full is not None:
+        out.regex_rewrite.CopyFrom(_full_path_rewrite(rw.path_full))
+    elif rw.path_prefix is not None:
+        prefix_rewrite, regex_rewrite = _prefix_replacement(path, rw.path_prefix)
+        if regex_rewrite is not None:
+            out.regex_rewrite.CopyFrom(regex_rewrite)
+        elif prefix_rewrite is not None:
+            out.prefix_rewrite = prefix_rewrite
+
+
+def _full_path_rewrite(value: str) -> regex_pb2.RegexMatchAndSubstitute:
+    """ReplaceFullPath: the whole path (the query string is kept by Envoy)."""
+    return regex_pb2.RegexMatchAndSubstitute(pattern=_regex("^/.*$"), substitution=value)
+
+
+def _prefix_replacement(
+    path: ir.PathMatch, replacement: str
+) -> tuple[str | None, regex_pb2.RegexMatchAndSubstitute | None]:
+    """ReplacePrefixMatch (segment-aware, trailing "/" ignored on both sides):
+    "/foo/bar" with prefix "/foo" -> "/xyz" gives "/xyz/bar"; -> "/" gives "/bar";
+    "/foo" -> "/" gives "/". Returns (prefix_rewrite, regex_rewrite), at most one set."""
+    prefix = _segment_prefix(path.value) if path.type != "RegularExpression" else ""
+    target = replacement.rstrip("/")
+    if prefix and target:
+        # path_separated_prefix + prefix_rewrite replaces exactly the matched segments.
+        return target, None
+    if prefix:
+        # Replacing with "/": drop the prefix and the slashes after it, keep one leading "/".
+        pattern = "^" + re.escape(prefix) + "/*"
+        return None, regex_pb2.RegexMatchAndSubstitute(pattern=_regex(pattern), substitution="/")
+    if target:
+        # Match "/" (everything): insert the replacement before the path.
+        return target + "/", None
+    return None, None
+
+
+def _redirect(r: ir.Redirect, path: ir.PathMatch) -> rc.RedirectAction:
+    out = rc.RedirectAction(response_code=_REDIRECT_CODES.get(r.status_code, rc.RedirectAction.FOUND))
+    if r.scheme is not None:
+        out.scheme_redirect = r.scheme
+    if r.hostname is not None:
+        out.host_redirect = r.hostname
+    # strip_port: the HCM strips the port from Host already, so no port_redirect means none.
+    if r.port is not None and not r.strip_port:
+        out.port_redirect = r.port
+    if r.path_full is not None:
+        out.path_redirect = r.path_full
+    elif r.path_prefix is not None:
+        prefix_rewrite, regex_rewrite = _prefix_replacement(path, r.path_prefix)
+        if regex_rewrite is not None:
+            out.regex_rewrite.CopyFrom(regex_rewrite)
+        elif prefix_rewrite is not None:
+            out.prefix_rewrite = prefix_rewrite
+    return out
+
+
+def _mirror(m: ir.Mirror) -> rc.RouteAction.RequestMirrorPolicy:
+    out = rc.RouteAction.RequestMirrorPolicy(cluster=m.cluster)
+    if m.denominator > 0 and m.numerator < m.denominator:
+        # MILLION denominator keeps fractions such as 1/3 precise to 1e-6.
+        numerator = m.numerator * 1_000_000 // m.denominator
+        out.runtime_fraction.default_value.CopyFrom(
+            percent_pb2.FractionalPercent(numerator=numerator, denominator=percent_pb2.FractionalPercent.MILLION)
+        )
+    return out
+
+
+def _set_timeouts(out: rc.RouteAction, action: ir.RouteAction) -> None:
+    """timeouts.request -> route timeout (0 disables); timeouts.backendRequest is per try
+    (per_try_timeout), or the route timeout when there is neither a request timeout nor retries."""
+    if action.timeout_ms is not None:
+        out.timeout.CopyFrom(millis(action.timeout_ms))
+    if action.retry is not None:
+        out.retry_policy.CopyFrom(_retry_policy(action.retry))
+    backend = action.backend_timeout_ms
+    if backend is None:
+        return
+    if action.timeout_ms is None and action.retry is None:
+        out.timeout.CopyFrom(millis(backend))
+        return
+    if action.timeout_ms is None:
+        out.timeout.CopyFrom(millis(0))  # bounded by the per-try timeouts
+    out.retry_policy.per_try_timeout.CopyFrom(millis(backend))
+
+
+def _retry_policy(r: ir.Retry) -> rc.RetryPolicy:
+    conditions = ["retriable-status-codes"] if r.codes else []
+    if r.on_connect_failure:
+        conditions.append("connect-failure")
+    conditions += ["refused-stream", "reset"]
+    out = rc.RetryPolicy(
+        retry_on=",".join(conditions),
+        num_retries=wrappers_pb2.UInt32Value(value=r.attempts),
+        retriable_status_codes=list(r.codes),
+    )
+    if r.backoff_ms is not None and r.backoff_ms > 0:
+        out.retry_back_off.base_interval.CopyFrom(millis(r.backoff_ms))
+    return out
+
+
+# ---------------------------------------------------------------- headers, CORS, sessions
+
+
+def _header(name: str, value: str, action: int) -> base_pb2.HeaderValueOption:
+    return _HVO(header=base_pb2.HeaderValue(key=name, value=value), append_action=action)
+
+
+def _header_modifier(mod: ir.HeaderModifier, to_add: Any, to_remove: Any) -> None:
+    """Gateway API HeaderModifier: set overwrites, add appends, remove removes.
+    `to_add`/`to_remove` are the repeated fields of a Route or ClusterWeight."""
+    adds = [_header(h.name, h.value, _HVO.OVERWRITE_IF_EXISTS_OR_ADD) for h in mod.set]
+    adds += [_header(h.name, h.value, _HVO.APPEND_IF_EXISTS_OR_ADD) for h in mod.add]
+    to_add.extend(adds)
+    to_remove.extend(mod.remove)
+
+
+def _cors_policy(c: ir.CORS) -> cors_pb2.CorsPolicy:
+    out = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[_origin_matcher(o) for o in c.allow_origins],
+        allow_methods=", ".join(c.allow_methods),
+        allow_headers=", ".join(c.allow_headers),
+        expose_headers=", ".join(c.expose_headers),
+        allow_credentials=wrappers_pb2.BoolValue(value=c.allow_credentials),
+    )
+    if c.max_age_s is not None:
+        out.max_age = str(c.max_age_s)
+    return out
+
+
+def _origin_matcher(origin: str) -> string_pb2.StringMatcher:
+    """Gateway API allowOrigins: "*" alone matches all; "*" in the host is a greedy
+    match to the left (any number of labels)."""
+    if origin == "*":
+        return string_pb2.StringMatcher(safe_regex=_regex(".*"))
+    if "*" not in origin:
+        return string_pb2.StringMatcher(exact=origin)
+    pattern = ".*".join(re.escape(part) for part in origin.split("*"))
+    return string_pb2.StringMatcher(safe_regex=_regex(pattern))
+
+
+def _session_per_route(sp: ir.SessionPersistence) -> stateful_session_pb2.StatefulSessionPerRoute:
+    """Gateway API sessionPersistence -> stateful_session with a cookie or header state."""
+    state = extension_pb2.TypedExtensionConfig()
+    if sp.type == "Cookie":
+        cookie = http_cookie_pb2.Cookie(name=sp.name, path="/")
+        if sp.ttl_s is not None:
+            cookie.ttl.CopyFrom(millis(sp.ttl_s * 1000))
+        state.name = "envoy.http.stateful_session.cookie"
+        state.typed_config.CopyFrom(pack(cookie_pb2.CookieBasedSessionState(cookie=cookie)))
+    else:
+        state.name = "envoy.http.stateful_session.header"
+        state.typed_config.CopyFrom(pack(header_pb2.HeaderBasedSessionState(name=sp.name)))
+    return stateful_session_pb2.StatefulSessionPerRoute(
+        stateful_session=stateful_session_pb2.StatefulSession(session_state=state)
+    )
+
+
+def _misdirected_vhost() -> rc.VirtualHost:
+    route = rc.Route(
+        name=MISDIRECTED_VHOST,
+        match=rc.RouteMatch(prefix="/"),
+        direct_response=rc.DirectResponseAction(status=421),
+    )
+    return rc.VirtualHost(name=MISDIRECTED_VHOST, domains=["*"], routes=[route])
+
+
+def _true() -> wrappers_pb2.BoolValue:
+    return wrappers_pb2.BoolValue(value=True)

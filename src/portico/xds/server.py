@@ -1,0 +1,374 @@
+"""The ADS server: serves `build(ir)` to Envoy over delta xDS (DeltaAggregatedResources).
+
+Ordering ("No errors on change", ARCHITECTURE), per Envoy stream:
+  1. clusters (CDS), endpoints (EDS) and secrets (SDS) of the newest version;
+  2. once Envoy has ACKed them and every accepted EDS cluster has its endpoints
+     (i.e. is warm), listeners (LDS, with removals) and route configurations (RDS);
+  3. once those are ACKed, removals of the clusters no route uses any more.
+A version is ACKed when Envoy holds every resource of it; a NACK is logged with
+Envoy's error detail, reported through `on_nack`, and the previous config keeps serving.
+Versions superseded before they were fully applied are never ACKed on their own: the
+newest one is (`on_ack` is monotonic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
+
+from portico.ir import IR
+from portico.xds._common import pack
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, build, resource_version
+
+log = logging.getLogger("portico.xds")
+
+AckCallback = Callable[[int], None]
+NackCallback = Callable[[int, str], None]
+
+_WILDCARD = (CLUSTER, LISTENER)  # LDS and CDS are wildcard subscriptions in Envoy
+_SPLIT = (LISTENER, ROUTE)  # one response per resource: a NACK then names exactly one resource
+_UPDATE = object()  # queue marker: a new snapshot is available
+_CLOSED = object()  # queue marker: Envoy closed its request stream
+
+
+@dataclass(frozen=True)
+class _Entry:
+    version: str
+    resource: any_pb2.Any
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One `update()`: type URL -> name -> (content hash, packed resource)."""
+
+    version: int
+    resources: dict[str, dict[str, _Entry]]
+
+    def versions(self, type_url: str) -> dict[str, str]:
+        return {name: e.version for name, e in self.resources[type_url].items()}
+
+
+@dataclass
+class _Sent:
+    type_url: str
+    version: int
+    names: list[str]
+
+
+@dataclass
+class _TypeState:
+    started: bool = False  # Envoy has asked for this type on this stream
+    answered: bool = False  # a response of this type was sent on this stream
+    subscribed: set[str] = field(default_factory=set)
+    known: dict[str, str] = field(default_factory=dict)  # what Envoy holds (sent or declared)
+    broken: dict[str, str] = field(default_factory=dict)  # name -> version Envoy rejected
+
+
+class _Stream:
+    """The state of one Envoy's delta ADS stream and the ordering rules above."""
+
+    def __init__(self, server: XdsServer, peer: str) -> None:
+        self.server = server
+        self.peer = peer
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.types: dict[str, _TypeState] = {t: _TypeState() for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)}
+        self.pending: dict[str, _Sent] = {}
+        self.nonces = itertools.count(1)
+        self.back: Snapshot | None = None  # the snapshot LDS/RDS are served from
+        self.applied = 0
+        self.nack_reported = 0
+        self.last_error = ""
+
+    # ------------------------------------------------------------ requests
+
+    def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        state = self.types.get(req.type_url)
+        if state is None:
+            log.warning("xds %s: request for unknown type %s", self.peer, req.type_url)
+            return
+        if not state.started:
+            state.started = True
+            # Envoy reconnecting tells what it holds: do not resend those.
+            state.known.update(req.initial_resource_versions)
+        state.subscribed.update(n for n in req.resource_names_subscribe if n != "*")
+        for name in req.resource_names_unsubscribe:
+            state.subscribed.discard(name)
+            state.known.pop(name, None)
+            state.broken.pop(name, None)
+        if req.response_nonce:
+            self._on_reply(req)
+
+    def _on_reply(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        sent = self.pending.pop(req.response_nonce, None)
+        if sent is None:
+            return
+        state = self.types[sent.type_url]
+        if not req.HasField("error_detail"):
+            for name in sent.names:
+                state.broken.pop(name, None)
+            return
+        message = req.error_detail.message
+        for name in sent.names:
+            if name in state.known:
+                state.broken[name] = state.known[name]
+        self.last_error = message
+        self.nack_reported = max(self.nack_reported, sent.version)
+        self.server._report_nack(sent.version, sent.type_url, message)
+
+    # ------------------------------------------------------------ pushes
+
+    def step(self) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        """Everything that may be sent now, in order."""
+        target = self.server._snapshot
+        out: list[discovery_pb2.DeltaDiscoveryResponse] = []
+        for type_url in (CLUSTER, ENDPOINT, SECRET):
+            out += self._push(type_url, target, remove=False)
+        if not self._warm(target):
+            if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
+                out += self._push(ROUTE, self.back, remove=False)
+            return out
+        self.back = target
+        out += self._push(LISTENER, target, remove=True)
+        out += self._push(ROUTE, target, remove=False)
+        if self._busy(LISTENER, ROUTE) or self._has_broken(target, LISTENER, ROUTE):
+            return out
+        # Routes no longer use the removed clusters: remove them now.
+        out += self._push(CLUSTER, target, remove=True)
+        self._check_applied(target)
+        return out
+
+    def _push(self, type_url: str, snap: Snapshot, remove: bool) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        state = self.types[type_url]
+        if not state.started:
+            return []
+        desired = snap.resources[type_url]
+        names = desired.keys() if type_url in _WILDCARD else state.subscribed & desired.keys()
+        changed = sorted(n for n in names if state.known.get(n) != desired[n].version)
+        # Named types (RDS, EDS, SDS) are never removed: Envoy unsubscribes when unused.
+        removed = sorted(n for n in state.known if n not in desired) if remove and type_url in _WILDCARD else []
+        batches: list[tuple[list[str], list[str]]]
+        if type_url in _SPLIT:
+            batches = [([n], []) for n in changed] + ([([], removed)] if removed else [])
+        else:
+            batches = [(changed, removed)] if changed or removed else []
+        if not batches and not state.answered and type_url in _WILDCARD:
+            # Envoy's initialization waits for a first CDS/LDS answer, even an empty one.
+            batches = [([], [])]
+        return [self._response(type_url, snap, upserts, gone) for upserts, gone in batches]
+
+    def _response(
+        self, type_url: str, snap: Snapshot, upserts: list[str], removed: list[str]
+    ) -> discovery_pb2.DeltaDiscoveryResponse:
+        state = self.types[type_url]
+        state.answered = True
+        nonce = str(next(self.nonces))
+        resp = discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=str(snap.version), type_url=type_url, nonce=nonce, removed_resources=removed
+        )
+        for name in upserts:
+            entry = snap.resources[type_url][name]
+            resp.resources.add(name=name, version=entry.version, resource=entry.resource)
+            state.known[name] = entry.version
+            state.broken.pop(name, None)
+        for name in removed:
+            state.known.pop(name, None)
+            state.broken.pop(name, None)
+        self.pending[nonce] = _Sent(type_url, snap.version, upserts)
+        log.debug(
+            "xds %s: push v%d %s +%d -%d",
+            self.peer,
+            snap.version,
+            type_url.rsplit(".", 1)[-1],
+            len(upserts),
+            len(removed),
+        )
+        return resp
+
+    # ------------------------------------------------------------ gates
+
+    def _busy(self, *type_urls: str) -> bool:
+        return any(s.type_url in type_urls for s in self.pending.values())
+
+    def _has_broken(self, snap: Snapshot, *type_urls: str) -> bool:
+        """Is some resource Envoy rejected still wanted, unchanged, in `snap`?"""
+        for type_url in type_urls:
+            desired = snap.resources[type_url]
+            for name, version in self.types[type_url].broken.items():
+                entry = desired.get(name)
+                if entry is not None and entry.version == version:
+                    return True
+        return False
+
+    def _warm(self, snap: Snapshot) -> bool:
+        """Have CDS/EDS/SDS been ACKed, with endpoints for every accepted EDS cluster?"""
+        if self._busy(CLUSTER, ENDPOINT, SECRET) or not self.types[CLUSTER].started:
+            return False
+        clusters = self.types[CLUSTER]
+        endpoints = self.types[ENDPOINT]
+        for name, entry in snap.resources[ENDPOINT].items():
+            accepted = clusters.known.get(name) is not None and name not in clusters.broken
+            if accepted and endpoints.known.get(name) != entry.version:
+                return False
+        return True
+
+    def _check_applied(self, snap: Snapshot) -> None:
+        if self.pending or not self.types[LISTENER].started or snap.version <= self.applied:
+            return
+        for type_url, state in self.types.items():
+            if state.known != snap.versions(type_url) and type_url in _WILDCARD:
+                return
+            if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
+                return
+        if self._has_broken(snap, *self.types):
+            if snap.version > self.nack_reported:
+                self.nack_reported = snap.version
+                self.server._report_nack(snap.version, "", self.last_error)
+            return
+        self.applied = snap.version
+        self.server._stream_applied()
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: XdsServer) -> None:
+        self.server = server
+
+    async def DeltaAggregatedResources(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        stream = _Stream(self.server, context.peer())
+        reader = asyncio.create_task(_read(request_iterator, stream.queue))
+        self.server._streams.add(stream)
+        log.info("xds: Envoy connected from %s", stream.peer)
+        try:
+            while await _drain(stream):
+                for resp in stream.step():
+                    yield resp
+        finally:
+            reader.cancel()
+            self.server._streams.discard(stream)
+            log.info("xds: Envoy stream from %s closed", stream.peer)
+
+
+async def _read(requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], queue: asyncio.Queue[object]) -> None:
+    try:
+        async for req in requests:
+            queue.put_nowait(req)
+    except (asyncio.CancelledError, grpc.aio.AioRpcError):
+        pass
+    finally:
+        queue.put_nowait(_CLOSED)
+
+
+async def _drain(stream: _Stream) -> bool:
+    """Wait for one event, then take every queued one (coalescing updates). False when closed."""
+    items = [await stream.queue.get()]
+    while not stream.queue.empty():
+        items.append(stream.queue.get_nowait())
+    for item in items:
+        if item is _CLOSED:
+            return False
+        if isinstance(item, discovery_pb2.DeltaDiscoveryRequest):
+            stream.handle(item)
+    return True
+
+
+class XdsServer:
+    """Delta ADS server for one configuration (every Envoy node gets the same snapshot)."""
+
+    def __init__(self, on_ack: AckCallback | None = None, on_nack: NackCallback | None = None) -> None:
+        self.on_ack = on_ack
+        self.on_nack = on_nack
+        self._snapshot = Snapshot(0, {t: {} for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)})
+        self._streams: set[_Stream] = set()
+        self._acked = 0
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cache: dict[tuple[str, str], _Entry] = {}
+
+    @property
+    def version(self) -> int:
+        """The newest version passed to Envoy (0 before the first `update`)."""
+        return self._snapshot.version
+
+    @property
+    def acked_version(self) -> int:
+        """The newest version every connected Envoy has fully applied (0: none yet)."""
+        return self._acked
+
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen on host:port (0: ephemeral); returns the bound port."""
+        self._loop = asyncio.get_running_loop()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ]
+        )
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        bound: int = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"xds: cannot listen on {host}:{port}")
+        await server.start()
+        self._server = server
+        log.info("xds: ADS server listening on %s:%d", host, bound)
+        return bound
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def update(self, ir: IR) -> int:
+        """Build `ir`, make it the newest version and push what changed; returns its version."""
+        resources = build(ir).by_type()
+        entries = {t: {name: self._entry(t, msg) for name, msg in d.items()} for t, d in resources.items()}
+        self._cache = {(t, e.version): e for t, d in entries.items() for e in d.values()}
+        self._snapshot = Snapshot(self._snapshot.version + 1, entries)
+        self._notify()
+        return self._snapshot.version
+
+    def _entry(self, type_url: str, msg: Any) -> _Entry:
+        version = resource_version(msg)
+        cached = self._cache.get((type_url, version))
+        return cached if cached is not None else _Entry(version, pack(msg))
+
+    def _notify(self) -> None:
+        loop = self._loop
+        for stream in list(self._streams):
+            if loop is None or _running_loop() is loop:
+                stream.queue.put_nowait(_UPDATE)
+            else:
+                loop.call_soon_threadsafe(stream.queue.put_nowait, _UPDATE)
+
+    def _stream_applied(self) -> None:
+        version = min(s.applied for s in self._streams) if self._streams else 0
+        if version <= self._acked:
+            return
+        self._acked = version
+        log.info("xds: version %d ACKed", version)
+        if self.on_ack is not None:
+            self.on_ack(version)
+
+    def _report_nack(self, version: int, type_url: str, message: str) -> None:
+        kind = type_url.rsplit(".", 1)[-1] or "config"
+        log.warning("xds: Envoy rejected %s of version %d: %s", kind, version, message)
+        if self.on_nack is not None:
+            self.on_nack(version, message)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
+        return loop
+    except RuntimeError:
+        return None
