@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from portico import CONTROLLER_NAME
-from portico.addresses import AddressPool
+from portico.addresses import DEFAULT_POOL, AddressPool
+from portico.admin import AdminServer
 from portico.ir import IR
 from portico.models import Gateway, GatewayClass
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
+from portico.provider.files import FileProvider
 from portico.store import Store
 from portico.translator import Snapshot, Translation, translate
 
@@ -221,3 +223,65 @@ class ControlLoop:
             pending = self._pending.get((key.namespace, key.name))
             why = message or f"waiting for Envoy to accept configuration version {pending.version if pending else '?'}"
             self.store.set_status(key, held_back(status, why))
+
+
+# ---------------------------------------------------------------- standalone
+
+
+@dataclass
+class Options:
+    paths: list[str]
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9911
+    port_offset: int = 0
+    address_pool: str = DEFAULT_POOL
+    envoy_log_level: str = "warning"
+
+
+async def serve(options: Options, stop: asyncio.Event) -> None:
+    """`portico run`: admin API, ADS server, Envoy and the control loop, until `stop` is set.
+
+    Order matters: the admin port is taken first (a clash fails fast), the ADS
+    server before Envoy (which connects to it), and on the way out Envoy stops
+    before the ADS server so it never runs without its control plane.
+    """
+    # imported here: grpc and the Envoy protos are heavy, `portico echo` does not need them
+    from portico.dataplane.envoy import EnvoyProcess
+    from portico.xds.server import XdsServer
+
+    store = Store()
+    pool = AddressPool(options.address_pool)
+    admin = AdminServer(store, options.admin_host, options.admin_port)
+    await admin.start()
+    xds = XdsServer()
+    control = ControlLoop(store, pool, xds.update, port_offset=options.port_offset)
+    xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
+    envoy: EnvoyProcess | None = None
+    try:
+        xds_port = await xds.start("127.0.0.1", 0)
+        envoy = EnvoyProcess("127.0.0.1", xds_port, log_level=options.envoy_log_level)
+        await envoy.start()
+        provider = FileProvider(options.paths)
+        loop_task = asyncio.create_task(control.run(provider.events(stop), ready=_set_ready(admin)))
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({loop_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if loop_task in done:
+            loop_task.result()  # the control loop only ends by failing: raise its error
+        for task in (loop_task, stopped):
+            task.cancel()
+        await asyncio.gather(loop_task, stopped, return_exceptions=True)
+        log.info("stopping")
+    finally:
+        admin.ready = False
+        if envoy is not None:
+            await envoy.stop()
+        await xds.stop()
+        await admin.stop()
+
+
+def _set_ready(admin: AdminServer) -> Callable[[], None]:
+    def ready() -> None:
+        admin.ready = True
+        log.info("serving")
+
+    return ready

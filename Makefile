@@ -1,0 +1,35 @@
+# make run   — set up (once) and start the quickstart: two echo backends and a gateway
+# make test  — set up (once), then lint, type-check and run the tests
+#
+# Set-up is idempotent: .venv is created when absent and packages are installed
+# again only when pyproject.toml or the conformance kit's requirements change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KIT_REQUIREMENTS := ../shared/conformance/requirements.txt
+STAMP := $(VENV)/.portico-setup
+SETUP_INPUTS := pyproject.toml $(wildcard $(KIT_REQUIREMENTS))
+
+.PHONY: setup run test lint clean-setup
+
+setup: $(STAMP)
+
+$(STAMP): $(SETUP_INPUTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	if [ -f $(KIT_REQUIREMENTS) ]; then $(BIN)/python -m pip install -q -r $(KIT_REQUIREMENTS); fi
+	touch $@
+
+run: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" examples/quickstart/run.sh
+
+lint: setup
+	$(BIN)/ruff check src
+	$(BIN)/mypy src
+
+test: lint
+	$(BIN)/pytest
+
+clean-setup:
+	rm -f $(STAMP)

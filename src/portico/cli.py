@@ -1,0 +1,97 @@
+"""The `portico` command: `portico run` (standalone gateway) and `portico echo` (test backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from portico.addresses import DEFAULT_POOL
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.")
+
+DEFAULT_ADMIN = "127.0.0.1:9911"  # Envoy's own admin listens on an ephemeral port, never here
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise typer.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` and set `stop` on SIGINT/SIGTERM, so that it can shut down cleanly."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (watched).", exists=True)],
+    admin_address: Annotated[str, typer.Option(help="HOST:PORT of the admin API.")] = DEFAULT_ADMIN,
+    port_offset: Annotated[int, typer.Option(help="Added to every listener port (non-root users).")] = 0,
+    address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
+    from portico.runtime import Options, serve
+
+    setup_logging(log_level)
+    admin_host, admin_port = parse_host_port(admin_address)
+    options = Options(
+        paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
+        port_offset=port_offset, address_pool=address_pool,
+        envoy_log_level="info" if log_level.lower() == "debug" else "warning",
+    )
+    try:
+        run_until_signalled(lambda stop: serve(options, stop))
+    except (OSError, ValueError) as e:
+        logging.getLogger("portico").error("%s", e)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def echo(
+    port: Annotated[int, typer.Option(help="Port to listen on.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    name: Annotated[str, typer.Option(help="Reported as the pod name.")] = "echo",
+    namespace: Annotated[str, typer.Option(help="Reported as the namespace.")] = "",
+    service: Annotated[str, typer.Option(help="Reported as the service.")] = "",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """An HTTP/1.1 backend answering every request with a JSON echo of it."""
+    from portico.echo import Identity, serve_forever
+
+    setup_logging(log_level)
+    identity = Identity(pod=name, namespace=namespace, service=service, port=port)
+    try:
+        run_until_signalled(lambda stop: serve_forever(identity, host, port, stop))
+    except OSError as e:
+        logging.getLogger("portico").error("echo: %s", e)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()
