@@ -71,9 +71,18 @@ def split_yaml(text: str) -> Iterator[tuple[int, str]]:
         yield start, "".join(lines[start:])
 
 
-def _yaml_error_line(error: yaml.YAMLError, offset: int) -> int:
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    return offset + (mark.line if mark is not None else 0) + 1
+def _yaml_error_line(error: yaml.YAMLError, offset: int, chunk: str) -> int:
+    """1-based file line of a YAML error. An error found only at the end of the
+    chunk (e.g. an unclosed bracket) points at what was left open instead, not
+    at the next document's `---`."""
+    last = max((i for i, line in enumerate(chunk.splitlines()) if line.strip()), default=0)
+    problem = getattr(error, "problem_mark", None)
+    context = getattr(error, "context_mark", None)
+    mark = problem
+    if mark is None or (mark.line > last and context is not None):
+        mark = context
+    line = min(mark.line, last) if mark is not None else 0
+    return offset + line + 1
 
 
 def _yaml_error_message(error: yaml.YAMLError) -> str:
@@ -158,7 +167,7 @@ def parse_yaml(text: str, file: str) -> FileResult:
                 continue
             raw = loader.construct_document(node)
         except yaml.YAMLError as e:
-            out.error(_yaml_error_line(e, offset), _yaml_error_message(e))
+            out.error(_yaml_error_line(e, offset, chunk), _yaml_error_message(e))
             continue
         finally:
             loader.dispose()
