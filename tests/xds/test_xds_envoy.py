@@ -1,0 +1,283 @@
+"""Integration: XdsServer + the real Envoy from the wheel, real requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+import xds_cases
+from conftest import EchoBackend, Plane, free_port, request
+
+from portico import ir
+
+ADDRESS = "127.0.0.1"
+
+
+def cluster(name: str, *backends: EchoBackend) -> ir.Cluster:
+    return ir.Cluster(name, tuple(b.endpoint() for b in backends))
+
+
+def route(name: str, prefix: str, *backends: ir.WeightedBackend, **action: object) -> ir.Route:
+    return ir.Route(
+        name,
+        ir.RouteMatch(path=ir.PathMatch("Prefix", prefix)),
+        ir.RouteAction(backends=backends, **action),  # type: ignore[arg-type]
+    )
+
+
+def to(cluster_name: str | None, weight: int = 1) -> ir.WeightedBackend:
+    return ir.WeightedBackend(cluster_name, weight)
+
+
+def http_ir(port: int, routes: list[ir.Route], clusters: list[ir.Cluster], domains: tuple[str, ...] = ("*",)) -> ir.IR:
+    vh = ir.VirtualHost("vh", domains, tuple(routes))
+    chain = ir.FilterChain("default/gw/http", http=ir.HTTPConfig(f"rc-{port}", (vh,)))
+    listener = ir.Listener(f"{ADDRESS}:{port}/tcp", ADDRESS, port, filter_chains=(chain,))
+    return ir.IR(listeners=(listener,), clusters=tuple(clusters))
+
+
+def test_route_added_then_nack_keeps_serving(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    plane.push(http_ir(port, [route("a", "/a", to(svc.name))], [svc]))
+    before = len(echo.requests)
+    status, _, body = request(port, "/a/x")
+    assert status == 200 and json.loads(body)["path"] == "/a/x"
+    assert len(echo.requests) == before + 1
+    assert request(port, "/b")[0] == 404
+
+    plane.push(http_ir(port, [route("a", "/a", to(svc.name)), route("b", "/b", to(svc.name))], [svc]))
+    assert request(port, "/b")[0] == 200
+
+    bad = ir.Route("bad", ir.RouteMatch(path=ir.PathMatch("RegularExpression", "/(unclosed")), ir.RouteAction())
+    message = plane.push_nacked(http_ir(port, [route("a", "/a", to(svc.name)), bad], [svc]))
+    assert "missing )" in message
+    assert request(port, "/b")[0] == 200  # the previous route configuration keeps serving
+
+    # A later good version is ACKed again.
+    plane.push(http_ir(port, [route("a", "/a", to(svc.name))], [svc]))
+    assert request(port, "/b")[0] == 404
+
+
+@pytest.mark.parametrize("case", sorted(xds_cases.CASES))
+def test_golden_cases_accepted_by_envoy(plane: Plane, case: str) -> None:
+    plane.push(xds_cases.CASES[case]())
+
+
+def test_invalid_backend_share_answers_500(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    empty = ir.Cluster("httproute/default/empty/80", ())
+    routes = [
+        route("mixed", "/mixed", to(svc.name), to(None)),
+        route("invalid", "/invalid", to(None)),
+        route("empty", "/empty", to(empty.name)),
+    ]
+    plane.push(http_ir(port, routes, [svc, empty]))
+    statuses = {request(port, "/mixed")[0] for _ in range(60)}
+    assert statuses == {200, 500}
+    assert request(port, "/invalid")[0] == 500
+    assert request(port, "/empty")[0] == 503  # a Service with no endpoints: 503
+
+
+def test_header_modifiers(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    backend = ir.WeightedBackend(
+        svc.name,
+        1,
+        request_headers=ir.HeaderModifier(set=(ir.HeaderValue("x-backend", "b"),)),
+        response_headers=ir.HeaderModifier(set=(ir.HeaderValue("x-backend-resp", "r"),)),
+    )
+    r = route(
+        "mods",
+        "/",
+        backend,
+        request_headers=ir.HeaderModifier(
+            set=(ir.HeaderValue("x-set", "new"),), add=(ir.HeaderValue("x-add", "more"),), remove=("x-remove",)
+        ),
+        response_headers=ir.HeaderModifier(add=(ir.HeaderValue("x-resp", "1"),)),
+    )
+    plane.push(http_ir(port, [r], [svc]))
+    status, headers, body = request(port, "/", headers={"x-set": "old", "x-add": "first", "x-remove": "gone"})
+    seen = json.loads(body)["headers"]
+    assert status == 200
+    assert seen["x-set"] == "new" and seen["x-backend"] == "b" and "x-remove" not in seen
+    assert "first" in seen["x-add"] and "more" in seen["x-add"]
+    assert headers["x-resp"] == "1" and headers["x-backend-resp"] == "r"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "replacement", "path", "expected"),
+    [
+        ("/foo", "/xyz", "/foo/bar", "/xyz/bar"),
+        ("/foo", "/xyz/", "/foo/bar", "/xyz/bar"),
+        ("/foo/", "/xyz", "/foo/bar", "/xyz/bar"),
+        ("/foo", "/xyz", "/foo", "/xyz"),
+        ("/foo", "/xyz", "/foo/", "/xyz/"),
+        ("/foo", "/", "/foo/bar", "/bar"),
+        ("/foo", "/", "/foo", "/"),
+        ("/foo", "/", "/foo/", "/"),
+        ("/foo", "/xyz", "/foo/bar?q=1", "/xyz/bar?q=1"),
+        ("/", "/xyz", "/bar", "/xyz/bar"),
+    ],
+)
+def test_replace_prefix_match(
+    plane: Plane, echo: EchoBackend, prefix: str, replacement: str, path: str, expected: str
+) -> None:
+    """Gateway API ReplacePrefixMatch table (HTTPPathModifier)."""
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    r = route("rw", prefix, to(svc.name), rewrite=ir.URLRewrite(path_prefix=replacement))
+    plane.push(http_ir(port, [r], [svc]))
+    status, _, body = request(port, path)
+    assert status == 200 and json.loads(body)["path"] == expected
+
+
+def test_rewrite_full_path_and_host(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    r = route("rw", "/", to(svc.name), rewrite=ir.URLRewrite(hostname="rewritten.example", path_full="/full"))
+    plane.push(http_ir(port, [r], [svc]))
+    _, _, body = request(port, "/some/path?x=1")
+    seen = json.loads(body)
+    assert seen["path"] == "/full?x=1" and seen["headers"]["host"] == "rewritten.example"
+
+
+def test_redirects(plane: Plane) -> None:
+    port = free_port()
+    routes = [
+        ir.Route(
+            "https",
+            ir.RouteMatch(path=ir.PathMatch("Prefix", "/secure")),
+            ir.RouteAction(redirect=ir.Redirect(scheme="https", strip_port=True, status_code=301)),
+        ),
+        ir.Route(
+            "prefix",
+            ir.RouteMatch(path=ir.PathMatch("Prefix", "/old")),
+            ir.RouteAction(redirect=ir.Redirect(hostname="new.example", port=8080, path_prefix="/new")),
+        ),
+    ]
+    plane.push(http_ir(port, routes, []))
+    status, headers, _ = request(port, "/secure/a", host=f"example.com:{port}")
+    assert (status, headers["location"]) == (301, "https://example.com/secure/a")
+    status, headers, _ = request(port, "/old/page?q=1")
+    assert (status, headers["location"]) == (302, "http://new.example:8080/new/page?q=1")
+
+
+def test_https_sni_and_misdirected(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    cert = ir.TLSCertificate("default/cert", xds_cases.pem("server.pem"), xds_cases.pem("server.key"))
+    vh = ir.VirtualHost("vh", ("example.com",), (route("all", "/", to(svc.name)),))
+    chain = ir.FilterChain(
+        "default/gw/https",
+        server_names=("example.com",),
+        tls=ir.DownstreamTLS((cert,), alpn=("http/1.1",)),
+        http=ir.HTTPConfig(f"rc-{port}", (vh,), misdirected_421=True),
+    )
+    listener = ir.Listener(f"{ADDRESS}:{port}/tcp", ADDRESS, port, filter_chains=(chain,))
+    plane.push(ir.IR(listeners=(listener,), clusters=(svc,)))
+    ctx = ssl.create_default_context(cafile=str(xds_cases.TESTDATA / "ca.pem"))
+
+    def get_sni(host: str) -> int:
+        raw = socket.create_connection((ADDRESS, port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="example.com") as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        return int(data.split(b" ", 2)[1])
+
+    assert get_sni("example.com") == 200
+    assert get_sni("other.example.com") == 421
+
+
+def test_tcp_proxy(plane: Plane) -> None:
+    from conftest import TCPEcho
+
+    backend = TCPEcho("tcp")
+    try:
+        port = free_port()
+        c = ir.Cluster("tcproute/default/echo/9000", (ir.Endpoint(ADDRESS, backend.port),), protocol="tcp")
+        chain = ir.FilterChain("default/gw/tcp", tcp=ir.TCPConfig((to(c.name),)))
+        listener = ir.Listener(f"{ADDRESS}:{port}/tcp", ADDRESS, port, filter_chains=(chain,))
+        plane.push(ir.IR(listeners=(listener,), clusters=(c,)))
+        with socket.create_connection((ADDRESS, port), timeout=10) as s:
+            s.sendall(b"ping")
+            assert s.recv(100) == b"tcp:ping"
+    finally:
+        backend.close()
+
+
+def test_udp_proxy(plane: Plane) -> None:
+    from conftest import UDPEcho
+
+    low, high = UDPEcho("low"), UDPEcho("high")
+    try:
+        port = free_port(kind=socket.SOCK_DGRAM)
+        clusters = (
+            ir.Cluster("udproute/default/low/53", (ir.Endpoint(ADDRESS, low.port),), protocol="udp"),
+            ir.Cluster("udproute/default/high/53", (ir.Endpoint(ADDRESS, high.port),), protocol="udp"),
+        )
+        listener = ir.Listener(
+            f"{ADDRESS}:{port}/udp",
+            ADDRESS,
+            port,
+            transport="udp",
+            udp_backends=(to(clusters[0].name, 1), to(clusters[1].name, 5)),
+        )
+        plane.push(ir.IR(listeners=(listener,), clusters=clusters))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            for _ in range(20):  # the listener may take a moment to bind after the ACK
+                s.sendto(b"hi", (ADDRESS, port))
+                try:
+                    assert s.recv(100) == b"high:hi"
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                pytest.fail("no UDP answer through Envoy")
+    finally:
+        low.close()
+        high.close()
+
+
+def test_no_errors_while_backends_change(plane: Plane, echo: EchoBackend, echo2: EchoBackend) -> None:
+    """ARCHITECTURE "No errors on change": clusters come before the routes using them and
+    leave after; a route switching between fresh clusters never answers 5xx."""
+    port = free_port()
+    stop = threading.Event()
+    failures: list[int] = []
+    count = [0]
+
+    def hammer() -> None:
+        while not stop.is_set():
+            status = request(port, "/svc")[0]
+            count[0] += 1
+            if status != 200:
+                failures.append(status)
+
+    def version(i: int) -> ir.IR:
+        c = cluster(f"httproute/default/svc-{i}/80", echo if i % 2 else echo2)
+        return http_ir(port, [route("svc", "/svc", to(c.name))], [c])
+
+    plane.push(version(0))
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 12):
+            plane.push(version(i))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert count[0] > 50
+    assert failures == []
