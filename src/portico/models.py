@@ -170,13 +170,24 @@ class GatewayInfrastructure(Model):
     parameters_ref: LocalObjectReference | None = None
 
 
+class ListenerNamespaces(Model):
+    """Gateway spec.allowedListeners.namespaces: `from` defaults to None (no ListenerSets)."""
+
+    from_: str = Field(default="None", validation_alias="from", serialization_alias="from")
+    selector: LabelSelector | None = None
+
+
+class AllowedListeners(Model):
+    namespaces: ListenerNamespaces = Field(default_factory=ListenerNamespaces)
+
+
 class GatewaySpec(Model):
     gateway_class_name: str
     listeners: list[Listener] = Field(default_factory=list)
     addresses: list[GatewayAddress] = Field(default_factory=list)
     infrastructure: GatewayInfrastructure | None = None
     tls: dict[str, Any] | None = None
-    allowed_listeners: dict[str, Any] | None = None
+    allowed_listeners: AllowedListeners | None = None
 
 
 class Gateway(Resource):
