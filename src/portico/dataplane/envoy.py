@@ -161,6 +161,7 @@ class EnvoyProcess:
         self._stopping = False
         self._admin: tuple[str, int] | None = None
         self._log_out: TextIO | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
 
     @property
     def admin_address(self) -> tuple[str, int] | None:
@@ -245,7 +246,9 @@ class EnvoyProcess:
         )
         self._proc = proc
         assert proc.stdout is not None
-        asyncio.create_task(self._pump(proc.stdout), name=f"envoy-log-{proc.pid}")
+        pump = asyncio.create_task(self._pump(proc.stdout), name=f"envoy-log-{proc.pid}")
+        self._pumps.add(pump)  # keep a reference until the output ends
+        pump.add_done_callback(self._pumps.discard)
         log.info("envoy started (pid %d): %s", proc.pid, " ".join(self._args()))
         self._admin = await self._read_admin_address(address_file, proc, timeout)
         log.info("envoy admin on %s:%d", *self._admin)

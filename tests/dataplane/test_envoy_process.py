@@ -1,0 +1,77 @@
+"""EnvoyProcess: bootstrap, start/ready/stop, several instances, restart after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from portico.dataplane.envoy import EnvoyProcess, bootstrap, find_envoy
+from portico.xds.server import XdsServer
+
+
+def test_find_envoy_is_executable() -> None:
+    assert os.access(find_envoy(), os.X_OK)
+
+
+def test_bootstrap_points_at_delta_ads() -> None:
+    boot = bootstrap("127.0.0.1", 1234)
+    ads = boot["dynamic_resources"]["ads_config"]
+    assert ads["api_type"] == "DELTA_GRPC"
+    assert boot["node"] == {"id": "portico", "cluster": "portico"}
+    assert boot["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 0}
+    xds = boot["static_resources"]["clusters"][0]
+    assert xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 1234,
+    }
+
+
+async def _wait(predicate: object, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def test_two_instances_restart_and_stop(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        xds = XdsServer()
+        port = await xds.start("127.0.0.1")
+        first = EnvoyProcess("127.0.0.1", port, concurrency=1, log_file=tmp_path / "envoy1.log")
+        second = EnvoyProcess("127.0.0.1", port, concurrency=1)
+        try:
+            await asyncio.gather(first.start(), second.start())
+            await asyncio.gather(first.wait_ready(), second.wait_ready())
+            assert first.admin_port != second.admin_port
+            assert len(xds._streams) == 2
+
+            crashed = first.pid
+            assert crashed is not None
+            os.kill(crashed, signal.SIGKILL)
+            await _wait(lambda: first.restarts == 1 and first.pid not in (None, crashed))
+            await first.wait_ready()
+            await _wait(lambda: len(xds._streams) == 2)
+        finally:
+            pids = [p for p in (first.pid, second.pid) if p is not None]
+            await asyncio.gather(first.stop(), second.stop())
+            await xds.stop()
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert "starting" in (tmp_path / "envoy1.log").read_text().lower()
+
+    asyncio.run(scenario())
+
+
+def test_start_failure_is_reported() -> None:
+    async def scenario() -> None:
+        envoy = EnvoyProcess("127.0.0.1", 1, extra_args=("--no-such-flag",))
+        with pytest.raises(RuntimeError, match="exited"):
+            await envoy.start(timeout=20)
+        await envoy.stop()
+
+    asyncio.run(scenario())
