@@ -173,7 +173,8 @@ class WeightedBackend:
 class SessionPersistence:
     type: Literal["Cookie", "Header"]
     name: str
-    ttl_s: int | None = None
+    ttl_s: int | None = None  # Cookie: Max-Age; None for a session cookie
+    path: str = "/"  # Cookie: the Path attribute
 
 
 @dataclass(frozen=True)

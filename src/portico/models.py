@@ -307,12 +307,21 @@ class HTTPRouteRetry(Model):
     backoff: str | None = None
 
 
+class SessionCookieConfig(Model):
+    name: str | None = None
+    path: str = "/"
+    lifetime_type: str = "Session"
+
+
+class SessionHeaderConfig(Model):
+    name: str
+
+
 class SessionPersistenceConfig(Model):
-    session_name: str | None = None
     absolute_timeout: str | None = None
-    idle_timeout: str | None = None
     type: str = "Cookie"
-    cookie_config: dict[str, Any] | None = None
+    cookie: SessionCookieConfig | None = None
+    header: SessionHeaderConfig | None = None
 
 
 class HTTPRouteRule(Model):

@@ -13,3 +13,9 @@ def parse_duration_ms(text: str) -> int | None:
     if not re.fullmatch(r"([0-9]{1,5}(h|m|s|ms)){1,4}", text):
         return None
     return sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(text))
+
+
+def parse_duration_s(text: str) -> int | None:
+    """Whole seconds (rounded up, so a lifetime is never cut short), or None when invalid."""
+    ms = parse_duration_ms(text)
+    return None if ms is None else -(-ms // 1000)

@@ -1,23 +1,67 @@
-"""HTTPRoute and GRPCRoute filters (HTTPRouteFilter) → IR action pieces."""
+"""HTTPRoute and GRPCRoute filters (HTTPRouteFilter, GRPCRouteFilter) → IR action pieces.
+
+Three outcomes besides the IR pieces themselves (HTTPRouteRule.filters):
+- `invalid`: the rule cannot be programmed as written (an unknown or unsupported
+  filter type or value, an incompatible combination); the route drops the rule
+  and reports it (Accepted=False UnsupportedValue / IncompatibleFilters, or
+  PartiallyInvalid when other rules survive).
+- `failed`: an ExtensionRef that cannot be resolved. "the filter MUST NOT be
+  skipped. Instead, requests that would have been processed by that filter MUST
+  receive a HTTP error response": the rule answers 500.
+- `conds`: reference problems (ResolvedRefs=False) of mirror backends and
+  extension references.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portico import ir
 from portico.models import (
     GRPCRouteFilter,
+    HTTPCORSFilter,
     HTTPHeaderFilter,
+    HTTPPathModifier,
     HTTPRequestMirrorFilter,
     HTTPRequestRedirectFilter,
     HTTPRouteFilter,
+    HTTPURLRewriteFilter,
     Resource,
 )
 from portico.translator.conditions import Cond
 
 if TYPE_CHECKING:  # avoids an import cycle
     from portico.translator.backends import Backends
+
+AnyFilter = HTTPRouteFilter | GRPCRouteFilter
+
+# HTTPRouteFilter.type -> the field that carries its configuration
+# ("filter.<field> must be specified for <type> filter.type").
+CONFIG_FIELDS = {
+    "RequestHeaderModifier": "request_header_modifier",
+    "ResponseHeaderModifier": "response_header_modifier",
+    "RequestMirror": "request_mirror",
+    "RequestRedirect": "request_redirect",
+    "URLRewrite": "url_rewrite",
+    "CORS": "cors",
+    "ExtensionRef": "extension_ref",
+}
+HTTP_FILTER_TYPES = frozenset(CONFIG_FIELDS)
+# GRPCRouteFilter.type enum.
+GRPC_FILTER_TYPES = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"})
+# Filters a backendRef may carry here: header edits map to Envoy's per-cluster
+# header options; anything else at that level is implementation-specific and not supported.
+BACKEND_FILTER_TYPES = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "ExtensionRef"})
+# "This filter can be used multiple times within the same rule": RequestMirror and ExtensionRef only.
+REPEATABLE = frozenset({"RequestMirror", "ExtensionRef"})
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+REDIRECT_SCHEMES = frozenset({"http", "https"})
+PATH_MODIFIERS = frozenset({"ReplaceFullPath", "ReplacePrefixMatch"})
+# HTTPCORSFilter.maxAge: "When the MaxAge field is unspecified, the gateway sets the
+# response header Access-Control-Max-Age: 5 by default."
+CORS_DEFAULT_MAX_AGE = 5
 
 
 @dataclass
@@ -29,10 +73,104 @@ class FilterSet:
     mirrors: tuple[ir.Mirror, ...] = ()
     cors: ir.CORS | None = None
     conds: list[Cond] = field(default_factory=list)
-    failed: bool = False  # a filter could not be applied: the rule answers 500
+    failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
+    invalid: Cond | None = None  # the rule cannot be programmed (Accepted=False reason)
+
+
+def unsupported(message: str) -> Cond:
+    return Cond("Accepted", False, "UnsupportedValue", message)
+
+
+def incompatible(message: str) -> Cond:
+    return Cond("Accepted", False, "IncompatibleFilters", message)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def filters_problem(filters: list[HTTPRouteFilter] | list[GRPCRouteFilter],
+                    allowed: frozenset[str]) -> Cond | None:
+    """Why this filter list cannot be programmed, if it cannot (the CRD rules
+    plus the values this implementation does not support)."""
+    for f in filters:
+        problem = filter_problem(f, allowed)
+        if problem:
+            return problem
+    counts = Counter(f.type for f in filters)
+    repeated = sorted(t for t, n in counts.items() if n > 1 and t not in REPEATABLE)
+    if repeated:
+        return incompatible(f"{repeated[0]} filter cannot be repeated")
+    if counts["RequestRedirect"] and counts["URLRewrite"]:
+        # "All filters are expected to be compatible with each other except for the
+        # URLRewrite and RequestRedirect filters, which may not be combined."
+        return incompatible("RequestRedirect and URLRewrite filters cannot be combined")
+    return None
+
+
+def filter_problem(f: AnyFilter, allowed: frozenset[str]) -> Cond | None:
+    if f.type not in allowed:
+        # "Unknown values here must result in the implementation setting the Accepted
+        # Condition for the Route to status: False, with a Reason of UnsupportedValue."
+        return unsupported(f"filter type {f.type} is not supported here")
+    if getattr(f, CONFIG_FIELDS[f.type], None) is None:
+        return unsupported(f"filter {f.type} has no {CONFIG_FIELDS[f.type]} configuration")
+    if isinstance(f, HTTPRouteFilter):
+        return redirect_problem(f.request_redirect) or rewrite_problem(f.url_rewrite) or mirror_problem(
+            f.request_mirror)
+    return mirror_problem(f.request_mirror)
+
+
+def redirect_problem(r: HTTPRequestRedirectFilter | None) -> Cond | None:
+    if r is None:
+        return None
+    if r.status_code not in REDIRECT_CODES:
+        return unsupported(f"redirect statusCode {r.status_code} is not supported")
+    if r.scheme is not None and r.scheme not in REDIRECT_SCHEMES:
+        return unsupported(f"redirect scheme {r.scheme} is not supported")
+    return path_modifier_problem(r.path)
+
+
+def rewrite_problem(r: HTTPURLRewriteFilter | None) -> Cond | None:
+    return path_modifier_problem(r.path) if r else None
+
+
+def path_modifier_problem(p: HTTPPathModifier | None) -> Cond | None:
+    if p is None:
+        return None
+    if p.type not in PATH_MODIFIERS:
+        return unsupported(f"path modifier type {p.type} is not supported")
+    value = p.replace_full_path if p.type == "ReplaceFullPath" else p.replace_prefix_match
+    if value is None:
+        return unsupported(f"path modifier {p.type} has no value")
+    return None
+
+
+def mirror_problem(m: HTTPRequestMirrorFilter | None) -> Cond | None:
+    if m is None:
+        return None
+    if m.percent is not None and m.fraction is not None:
+        return unsupported("only one of percent or fraction may be specified in RequestMirror")
+    if m.fraction is not None and not 0 <= m.fraction.numerator <= m.fraction.denominator:
+        return unsupported("RequestMirror fraction numerator must be between 0 and the denominator")
+    if m.percent is not None and not 0 <= m.percent <= 100:
+        return unsupported("RequestMirror percent must be between 0 and 100")
+    return None
+
+
+def prefix_replacements(filters: list[HTTPRouteFilter]) -> bool:
+    """Does a redirect or rewrite use ReplacePrefixMatch? ("ReplacePrefixMatch is only
+    compatible with a PathPrefix HTTPRouteMatch.")"""
+    paths = [f.request_redirect.path if f.request_redirect else f.url_rewrite.path if f.url_rewrite else None
+             for f in filters]
+    return any(p is not None and p.type == "ReplacePrefixMatch" for p in paths)
+
+
+# ---------------------------------------------------------------- translation
 
 
 def header_modifier(f: HTTPHeaderFilter | None) -> ir.HeaderModifier:
+    """HTTPHeaderFilter: set replaces, add appends (a second value, which a
+    client sees joined with a comma), remove removes; names are case-insensitive."""
     if f is None:
         return ir.HeaderModifier()
     return ir.HeaderModifier(
@@ -43,40 +181,62 @@ def header_modifier(f: HTTPHeaderFilter | None) -> ir.HeaderModifier:
 
 
 def apply_filters(route: Resource, filters: list[HTTPRouteFilter] | list[GRPCRouteFilter],
-                  backends: Backends) -> FilterSet:
-    out = FilterSet()
+                  backends: Backends, allowed: frozenset[str] = HTTP_FILTER_TYPES) -> FilterSet:
+    out = FilterSet(invalid=filters_problem(filters, allowed))
+    if out.invalid is not None:
+        return out
     for f in filters:
-        if f.type == "RequestHeaderModifier":
-            out.request_headers = header_modifier(f.request_header_modifier)
-        elif f.type == "ResponseHeaderModifier":
-            out.response_headers = header_modifier(f.response_header_modifier)
-        elif f.type == "RequestMirror" and f.request_mirror:
-            mirror = mirror_of(route, f.request_mirror, backends, out)
-            if mirror:
-                out.mirrors += (mirror,)
-        elif isinstance(f, HTTPRouteFilter) and f.type == "RequestRedirect":
-            out.redirect = f.request_redirect
-        elif isinstance(f, HTTPRouteFilter) and f.type == "URLRewrite" and f.url_rewrite:
-            path = f.url_rewrite.path
-            out.rewrite = ir.URLRewrite(
-                hostname=f.url_rewrite.hostname,
-                path_full=path.replace_full_path if path and path.type == "ReplaceFullPath" else None,
-                path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None)
-        elif isinstance(f, HTTPRouteFilter) and f.type == "CORS" and f.cors:
-            c = f.cors
-            out.cors = ir.CORS(tuple(c.allow_origins), tuple(c.allow_methods), tuple(c.allow_headers),
-                               tuple(c.expose_headers), bool(c.allow_credentials), c.max_age)
-        else:
-            # ExtensionRef to an unknown resource, or an unsupported filter type: the
-            # filter must not be skipped; its requests get an error (HTTPRouteFilter).
-            out.failed = True
-            out.conds.append(Cond("Accepted", False, "UnsupportedValue",
-                                  f"filter {f.type} is not supported"))
+        apply_one(route, f, backends, out)
     return out
+
+
+def apply_one(route: Resource, f: AnyFilter, backends: Backends, out: FilterSet) -> None:
+    if f.type == "RequestHeaderModifier":
+        out.request_headers = header_modifier(f.request_header_modifier)
+    elif f.type == "ResponseHeaderModifier":
+        out.response_headers = header_modifier(f.response_header_modifier)
+    elif f.type == "RequestMirror" and f.request_mirror:
+        mirror = mirror_of(route, f.request_mirror, backends, out)
+        if mirror:
+            out.mirrors += (mirror,)
+    elif f.type == "ExtensionRef" and f.extension_ref:
+        # No extension kinds are implemented, so every reference is to an unsupported kind.
+        ref = f.extension_ref
+        out.failed = True
+        out.conds.append(Cond("ResolvedRefs", False, "InvalidKind",
+                              f"ExtensionRef {ref.group}/{ref.kind} {ref.name}: kind is not supported"))
+    elif isinstance(f, HTTPRouteFilter):
+        apply_http_only(f, out)
+
+
+def apply_http_only(f: HTTPRouteFilter, out: FilterSet) -> None:
+    if f.type == "RequestRedirect":
+        out.redirect = f.request_redirect
+    elif f.type == "URLRewrite" and f.url_rewrite:
+        path = f.url_rewrite.path
+        out.rewrite = ir.URLRewrite(
+            hostname=f.url_rewrite.hostname,
+            path_full=path.replace_full_path if path and path.type == "ReplaceFullPath" else None,
+            path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None)
+    elif f.type == "CORS" and f.cors:
+        out.cors = cors_of(f.cors)
+
+
+def cors_of(c: HTTPCORSFilter) -> ir.CORS:
+    return ir.CORS(
+        allow_origins=tuple(c.allow_origins),
+        allow_methods=tuple(c.allow_methods),
+        allow_headers=tuple(c.allow_headers),
+        expose_headers=tuple(c.expose_headers),
+        allow_credentials=bool(c.allow_credentials),
+        max_age_s=CORS_DEFAULT_MAX_AGE if c.max_age is None else c.max_age,
+    )
 
 
 def mirror_of(route: Resource, spec: HTTPRequestMirrorFilter, backends: Backends,
               out: FilterSet) -> ir.Mirror | None:
+    """HTTPRequestMirrorFilter.backendRef: an unresolvable reference sets
+    ResolvedRefs=False and is "not configured" (the rule itself still works)."""
     resolved = backends.resolve(route, spec.backend_ref, "http1")
     if resolved.problem or resolved.cluster is None:
         if resolved.problem:

@@ -2,24 +2,34 @@
 
 Each rule becomes one IR route per match (matches are ORed, conditions within
 a match ANDed); entries carry the precedence key of the HTTPRoute spec
-(HTTPRouteRule "Precedence" rules) so the virtual host can order them.
+(HTTPRouteRule "Precedence" rules) so the virtual host can order them. Rules
+that cannot be programmed are dropped and reported (routebinding).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from portico import ir
-from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
+from portico.models import HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
-from portico.translator.attachment import ParentResult, attach
+from portico.translator.attachment import attach
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.durations import parse_duration_ms
-from portico.translator.filters import FilterSet, apply_filters
-from portico.translator.gateway import GatewayState, HostRoutes, ListenerState, RouteEntry
+from portico.translator.filters import (
+    BACKEND_FILTER_TYPES,
+    FilterSet,
+    apply_filters,
+    incompatible,
+    prefix_replacements,
+    unsupported,
+)
+from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.routebinding import RouteResult, RuleCheck, rules_conditions
+from portico.translator.session import session_persistence
 
 
 @dataclass
@@ -29,13 +39,11 @@ class RuleResult:
     action: ir.RouteAction
     filters: FilterSet
     conds: list[Cond] = field(default_factory=list)
+    problem: Cond | None = None  # the rule cannot be programmed (dropped)
 
-
-@dataclass
-class RouteResult:
-    route: HTTPRoute
-    parents: list[ParentResult]
-    conds: list[Cond]  # route-wide (ResolvedRefs, ...), applied to every parent entry
+    @property
+    def check(self) -> RuleCheck:
+        return RuleCheck(self.index, self.rule.name, self.problem)
 
 
 def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
@@ -46,29 +54,32 @@ def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
         if not parents:
             continue
         rules = [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
-        for parent in parents:
-            for binding in parent.bindings:
-                binding.listener.attached_routes += 1
-                binding.listener.http_routes.append(
-                    HostRoutes(binding.hostnames, route_entries(route, rules, binding.listener)))
-        conds = [c for r in rules for c in r.conds]
-        results.append(RouteResult(route, parents, conds))
+        conds, programmable = rules_conditions([r.check for r in rules])
+        conds += [c for r in rules if r.problem is None for c in r.conds]
+        valid = [r for r in rules if r.problem is None]
+        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
     return results
 
 
+def entries_of(route: HTTPRoute, rules: list[RuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:
+    def entries(listener: ListenerState) -> list[RouteEntry]:
+        return route_entries(route, rules, listener)
+    return entries
+
+
 def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: Backends) -> RuleResult:
-    conds: list[Cond] = []
+    filters = apply_filters(route, rule.filters, backends)
+    problem = filters.invalid or rule_problem(rule)
+    if problem is not None:
+        return RuleResult(rule, index, ir.RouteAction(), filters, problem=problem)
+    conds = list(filters.conds)
     weighted = []
     for ref in rule.backend_refs:
-        resolved = backends.resolve(route, ref, "http1")
-        if resolved.problem:
-            conds.append(resolved.problem)
-        ref_filters = apply_filters(route, ref.filters, backends)
-        conds += ref_filters.conds
-        weighted.append(ir.WeightedBackend(resolved.cluster.name if resolved.cluster else None, ref.weight,
-                                           ref_filters.request_headers, ref_filters.response_headers))
-    filters = apply_filters(route, rule.filters, backends)
-    conds += filters.conds
+        backend, ref_conds, ref_problem = translate_backend(route, ref, backends)
+        if ref_problem is not None:
+            return RuleResult(rule, index, ir.RouteAction(), filters, problem=ref_problem)
+        conds += ref_conds
+        weighted.append(backend)
     action = ir.RouteAction(
         backends=tuple(weighted),
         direct_status=rule_direct_status(weighted, filters),
@@ -77,15 +88,54 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         mirrors=filters.mirrors,
         rewrite=filters.rewrite,
         cors=filters.cors,
+        retry=retry_of(rule),
+        session_persistence=session_persistence(route, index, rule.session_persistence),
         websocket=any(backends.clusters[b.cluster].protocol == "ws" for b in weighted if b.cluster),
+        timeout_ms=request_timeout_ms(rule),
+        backend_timeout_ms=backend_timeout_ms(rule),
     )
-    action = replace(action, **timeouts(rule))
     return RuleResult(rule, index, action, filters, conds)
+
+
+def translate_backend(route: HTTPRoute, ref: HTTPBackendRef,
+                      backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
+    """A backendRef with its own filters ("executed if and only if the request is
+    being forwarded to the backend defined here"): header edits only."""
+    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES)
+    if ref_filters.invalid is not None:
+        return ir.WeightedBackend(None, 0), [], ref_filters.invalid
+    resolved = backends.resolve(route, ref, "http1")
+    conds = ref_filters.conds + ([resolved.problem] if resolved.problem else [])
+    # An unresolvable ExtensionRef on the backendRef: its share of requests answers 500.
+    cluster = resolved.cluster.name if resolved.cluster and not ref_filters.failed else None
+    return ir.WeightedBackend(cluster, ref.weight, ref_filters.request_headers,
+                              ref_filters.response_headers), conds, None
+
+
+def rule_problem(rule: HTTPRouteRule) -> Cond | None:
+    """HTTPRouteRule validations the API server would make, and values this
+    implementation cannot program."""
+    if any(f.type == "RequestRedirect" for f in rule.filters) and rule.backend_refs:
+        return incompatible("RequestRedirect filter must not be used together with backendRefs")
+    uses_prefix = prefix_replacements(rule.filters) or any(prefix_replacements(b.filters)
+                                                           for b in rule.backend_refs)
+    if uses_prefix and not single_prefix_match(rule):
+        # "ReplacePrefixMatch is only compatible with a PathPrefix HTTPRouteMatch."
+        return incompatible("ReplacePrefixMatch requires exactly one PathPrefix match")
+    return timeouts_problem(rule) or retry_problem(rule)
+
+
+def single_prefix_match(rule: HTTPRouteRule) -> bool:
+    if len(rule.matches) != 1:
+        return False
+    path = rule.matches[0].path
+    return path is None or path.type == "PathPrefix"
 
 
 def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -> int | None:
     """HTTPRoute BackendRef rules: no backendRefs and no redirect answers 500;
-    so does a rule whose backends are all invalid or all weighted 0."""
+    so does a rule whose backends are all invalid or all weighted 0, and one with
+    an ExtensionRef that cannot be resolved (the filter must not be skipped)."""
     if filters.redirect is not None:
         return None
     if filters.failed:
@@ -95,28 +145,84 @@ def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -
     return None
 
 
-def timeouts(rule: HTTPRouteRule) -> dict[str, Any]:
+# ---------------------------------------------------------------- timeouts and retries
+
+
+def timeouts_problem(rule: HTTPRouteRule) -> Cond | None:
     t = rule.timeouts
     if t is None:
-        return {}
-    return {"timeout_ms": parse_duration_ms(t.request) if t.request else None,
-            "backend_timeout_ms": parse_duration_ms(t.backend_request) if t.backend_request else None}
+        return None
+    request = parse_duration_ms(t.request) if t.request is not None else None
+    backend = parse_duration_ms(t.backend_request) if t.backend_request is not None else None
+    if (t.request is not None and request is None) or (t.backend_request is not None and backend is None):
+        return unsupported("timeouts must be Gateway API durations (GEP-2257)")
+    if request and backend is not None and backend > request:
+        return unsupported("backendRequest timeout cannot be longer than request timeout")
+    return None
+
+
+def request_timeout_ms(rule: HTTPRouteRule) -> int | None:
+    """HTTPRouteTimeouts.request: "0s" disables the timeout (kept as 0 in the IR)."""
+    t = rule.timeouts
+    return parse_duration_ms(t.request) if t and t.request else None
+
+
+def backend_timeout_ms(rule: HTTPRouteRule) -> int | None:
+    """HTTPRouteTimeouts.backendRequest: per try to a backend; "0s" disables it."""
+    t = rule.timeouts
+    return parse_duration_ms(t.backend_request) if t and t.backend_request else None
+
+
+# Retries when HTTPRouteRetry.attempts is unspecified ("implementation-specific").
+DEFAULT_RETRY_ATTEMPTS = 1
+
+
+def retry_problem(rule: HTTPRouteRule) -> Cond | None:
+    r = rule.retry
+    if r is None:
+        return None
+    if r.backoff is not None and parse_duration_ms(r.backoff) is None:
+        return unsupported("retry backoff must be a Gateway API duration (GEP-2257)")
+    if any(not 400 <= c <= 599 for c in r.codes):
+        return unsupported("retry codes must be HTTP error status codes (400-599)")
+    return None
+
+
+def retry_of(rule: HTTPRouteRule) -> ir.Retry | None:
+    """HTTPRouteRetry: attempts is the number of retries after the first try;
+    codes are retried, and so are connection errors (a reset or refused
+    connection is always a retriable failure)."""
+    r = rule.retry
+    if r is None:
+        return None
+    attempts = DEFAULT_RETRY_ATTEMPTS if r.attempts is None else r.attempts
+    if attempts <= 0:
+        return None
+    return ir.Retry(attempts=attempts, codes=tuple(sorted(set(r.codes))),
+                    backoff_ms=parse_duration_ms(r.backoff) if r.backoff else None)
+
+
+# ---------------------------------------------------------------- entries and matches
 
 
 def route_entries(route: HTTPRoute, rules: list[RuleResult], listener: ListenerState) -> list[RouteEntry]:
     entries = []
     for rule in rules:
         action = with_redirect(rule, listener)
+        label = rule.rule.name or str(rule.index)
         for j, match in enumerate(rule.rule.matches or [HTTPRouteMatch()]):
             m = route_match(match)
-            name = f"httproute/{route.namespace}/{route.name}/rule/{rule.index}/match/{j}"
+            name = f"httproute/{route.namespace}/{route.name}/rule/{label}/match/{j}"
             entries.append(RouteEntry(precedence(route, rule.index, j, match, m),
                                       ir.Route(name, m, action)))
     return entries
 
 
 def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:
-    """RequestRedirect port defaults depend on the listener (HTTPRequestRedirectFilter.port)."""
+    """RequestRedirect port defaults depend on the listener (HTTPRequestRedirectFilter.port):
+    no port and a scheme: the scheme's well-known port; no port and no scheme: the
+    listener's port. The port is left out of Location when it is the default of the
+    scheme in effect (http/80, https/443)."""
     spec = rule.filters.redirect
     if spec is None:
         return rule.action
@@ -139,24 +245,41 @@ def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:
 
 
 def route_match(match: HTTPRouteMatch) -> ir.RouteMatch:
+    return ir.RouteMatch(path=path_match(match), headers=header_matches(match),
+                         query_params=query_matches(match), method=match.method)
+
+
+def path_match(match: HTTPRouteMatch) -> ir.PathMatch:
+    """PathPrefix matches whole path elements and ignores a trailing "/"."""
     path = match.path
     if path is None or (path.type == "PathPrefix" and path.value in ("", "/")):
-        p = ir.PathMatch("Prefix", "/")
-    elif path.type == "PathPrefix":
-        p = ir.PathMatch("Prefix", path.value.rstrip("/") or "/")
-    elif path.type == "Exact":
-        p = ir.PathMatch("Exact", path.value)
-    else:
-        p = ir.PathMatch("RegularExpression", path.value)
-    return ir.RouteMatch(
-        path=p,
-        headers=tuple(ir.HeaderMatch(h.name.lower(), h.value, "RegularExpression"
-                                     if h.type == "RegularExpression" else "Exact") for h in match.headers),
-        query_params=tuple(ir.QueryParamMatch(q.name, q.value, "RegularExpression"
-                                              if q.type == "RegularExpression" else "Exact")
-                           for q in match.query_params),
-        method=match.method,
-    )
+        return ir.PathMatch("Prefix", "/")
+    if path.type == "PathPrefix":
+        return ir.PathMatch("Prefix", path.value.rstrip("/") or "/")
+    if path.type == "Exact":
+        return ir.PathMatch("Exact", path.value)
+    return ir.PathMatch("RegularExpression", path.value)
+
+
+def header_matches(match: HTTPRouteMatch) -> tuple[ir.HeaderMatch, ...]:
+    """HTTPHeaderMatch: names are case-insensitive; "If multiple entries specify
+    equivalent header names, only the first entry ... MUST be considered"."""
+    seen: dict[str, ir.HeaderMatch] = {}
+    for h in match.headers:
+        seen.setdefault(h.name.lower(), ir.HeaderMatch(h.name.lower(), h.value, string_match_type(h.type)))
+    return tuple(seen.values())
+
+
+def query_matches(match: HTTPRouteMatch) -> tuple[ir.QueryParamMatch, ...]:
+    """HTTPQueryParamMatch: exact (case-sensitive) names; the first of equivalent names wins."""
+    seen: dict[str, ir.QueryParamMatch] = {}
+    for q in match.query_params:
+        seen.setdefault(q.name, ir.QueryParamMatch(q.name, q.value, string_match_type(q.type)))
+    return tuple(seen.values())
+
+
+def string_match_type(kind: str) -> ir.StringMatchType:
+    return "RegularExpression" if kind == "RegularExpression" else "Exact"
 
 
 PATH_RANK = {"Exact": 3, "RegularExpression": 2, "Prefix": 1}
@@ -166,8 +289,9 @@ def precedence(route: HTTPRoute, rule: int, match_index: int, spec: HTTPRouteMat
                m: ir.RouteMatch) -> tuple[object, ...]:
     """HTTPRouteRule precedence, most important first (lower sorts first):
     Exact path; longest prefix; method; most headers; most query params;
-    oldest route; namespace/name; rule order; match order."""
+    oldest route; "{namespace}/{name}"; rule order; match order."""
     return (
         -PATH_RANK[m.path.type], -len(m.path.value), 0 if m.method else 1, -len(m.headers),
-        -len(m.query_params), route.metadata.creation_timestamp, route.namespace, route.name, rule, match_index,
+        -len(m.query_params), route.metadata.creation_timestamp, f"{route.namespace}/{route.name}",
+        rule, match_index,
     )

@@ -10,7 +10,9 @@ from portico.translator.build import build_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
+from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
+from portico.translator.routebinding import bind_routes
 from portico.translator.status import gateway_status, gatewayclass_status, route_status
 
 
@@ -22,7 +24,9 @@ def run(snapshot: Snapshot) -> Translation:
             out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
     gateways = build_gateways(ctx, accepted_classes(ctx))
     backends = Backends(ctx)
-    for result in translate_httproutes(ctx, gateways, backends):
+    http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
+    bind_routes(http_routes)
+    for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds)
     listeners: list[ir.Listener] = []
     owners: list[tuple[str, tuple[str, ...]]] = []

@@ -1,0 +1,223 @@
+"""GRPCRoute → route entries on the listeners it attaches to.
+
+A gRPC call is an HTTP/2 POST to "/<service>/<method>", so a GRPCMethodMatch is
+a path match (Exact service and method: the exact path; Exact service only: the
+"/<service>" path segment; anything else: a regular expression over both
+segments), and header matches are HTTP/2 header matches. Backends speak HTTP/2
+(GRPCRoute always carries gRPC, whatever the Service's appProtocol says,
+unless it names a protocol that is not HTTP/2).
+
+Precedence (GRPCRouteRule.matches): longest hostname first (one virtual host per
+hostname), then the most characters in the service, in the method, the most
+header matches; then the oldest route, "{namespace}/{name}", rule order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from portico import ir
+from portico.models import GRPCBackendRef, GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
+from portico.objects import ObjectKey
+from portico.translator.attachment import attach
+from portico.translator.backends import Backends
+from portico.translator.conditions import Cond
+from portico.translator.context import Context
+from portico.translator.filters import (
+    BACKEND_FILTER_TYPES,
+    GRPC_FILTER_TYPES,
+    FilterSet,
+    apply_filters,
+    unsupported,
+)
+from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.routebinding import RouteResult, RuleCheck, rules_conditions
+from portico.translator.session import session_persistence
+
+# Service appProtocols a GRPCRoute can use: the HTTP/2 ones (the cluster speaks h2c).
+GRPC_PROTOCOLS = frozenset({"h2c", "h2"})
+# Answer for a rule whose backends cannot be used: "all traffic which matches this
+# rule MUST receive an UNAVAILABLE status" (gRPC maps HTTP 503 to UNAVAILABLE).
+UNAVAILABLE_STATUS = 503
+# GRPCMethodMatch (CEL): valid Exact service and method names.
+SERVICE_NAME = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*")
+METHOD_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+ANY_SEGMENT = "[^/]+"
+
+
+@dataclass
+class GRPCRuleResult:
+    rule: GRPCRouteRule
+    index: int
+    action: ir.RouteAction
+    conds: list[Cond] = field(default_factory=list)
+    problem: Cond | None = None
+
+    @property
+    def check(self) -> RuleCheck:
+        return RuleCheck(self.index, self.rule.name, self.problem)
+
+
+def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
+                         backends: Backends) -> list[RouteResult]:
+    results = []
+    for route in ctx.all(GRPCRoute, "GRPCRoute"):
+        parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
+        if not parents:
+            continue
+        rules = [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
+        conds, programmable = rules_conditions([r.check for r in rules])
+        conds += [c for r in rules if r.problem is None for c in r.conds]
+        valid = [r for r in rules if r.problem is None]
+        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
+    return results
+
+
+def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:
+    filters = apply_filters(route, rule.filters, backends, GRPC_FILTER_TYPES)
+    problem = filters.invalid or matches_problem(rule.matches)
+    if problem is not None:
+        return GRPCRuleResult(rule, index, ir.RouteAction(), problem=problem)
+    conds = list(filters.conds)
+    weighted = []
+    for ref in rule.backend_refs:
+        backend, ref_conds, ref_problem = translate_backend(route, ref, backends)
+        if ref_problem is not None:
+            return GRPCRuleResult(rule, index, ir.RouteAction(), problem=ref_problem)
+        conds += ref_conds
+        weighted.append(backend)
+    action = ir.RouteAction(
+        backends=tuple(weighted),
+        direct_status=direct_status(weighted, filters),
+        request_headers=filters.request_headers,
+        response_headers=filters.response_headers,
+        mirrors=filters.mirrors,
+        session_persistence=session_persistence(route, index, rule.session_persistence),
+    )
+    return GRPCRuleResult(rule, index, action, conds)
+
+
+def translate_backend(route: GRPCRoute, ref: GRPCBackendRef,
+                      backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
+    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES & GRPC_FILTER_TYPES)
+    if ref_filters.invalid is not None:
+        return ir.WeightedBackend(None, 0), [], ref_filters.invalid
+    resolved = backends.resolve(route, ref, "h2c")
+    conds = ref_filters.conds + ([resolved.problem] if resolved.problem else [])
+    cluster = resolved.cluster
+    if cluster is not None and cluster.protocol not in GRPC_PROTOCOLS:
+        # "If a Route is not able to send traffic to the backend using the specified
+        # protocol then the backend is considered invalid" (UnsupportedProtocol).
+        conds.append(Cond("ResolvedRefs", False, "UnsupportedProtocol",
+                          f"backend {cluster.name} does not speak HTTP/2, which gRPC needs"))
+        cluster = None
+    name = cluster.name if cluster is not None and not ref_filters.failed else None
+    return ir.WeightedBackend(name, ref.weight, ref_filters.request_headers,
+                              ref_filters.response_headers), conds, None
+
+
+def direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -> int | None:
+    """No usable backend (none, all invalid or weighted 0) or an unresolvable
+    ExtensionRef: the rule's calls fail with UNAVAILABLE."""
+    if filters.failed or not weighted or all(b.cluster is None or b.weight == 0 for b in weighted):
+        return UNAVAILABLE_STATUS
+    return None
+
+
+# ---------------------------------------------------------------- matches
+
+
+def matches_problem(matches: list[GRPCRouteMatch]) -> Cond | None:
+    for m in matches:
+        problem = method_problem(m.method) if m.method else None
+        if problem:
+            return problem
+    return None
+
+
+def method_problem(m: GRPCMethodMatch) -> Cond | None:
+    """GRPCMethodMatch validations: one of service or method; valid names for Exact;
+    compilable expressions for RegularExpression."""
+    if m.type not in ("Exact", "RegularExpression"):
+        return unsupported(f"method match type {m.type} is not supported")
+    if not m.service and not m.method:
+        return unsupported("one or both of service or method must be specified")
+    if m.type == "Exact":
+        if m.service and not SERVICE_NAME.fullmatch(m.service):
+            return unsupported(f"invalid service name {m.service!r}")
+        if m.method and not METHOD_NAME.fullmatch(m.method):
+            return unsupported(f"invalid method name {m.method!r}")
+        return None
+    for expr in (m.service, m.method):
+        if expr and not valid_regex(expr):
+            return unsupported(f"invalid regular expression {expr!r}")
+    return None
+
+
+def valid_regex(expr: str) -> bool:
+    try:
+        re.compile(expr)
+    except re.error:
+        return False
+    return True
+
+
+def path_match(m: GRPCMethodMatch | None) -> ir.PathMatch:
+    """The request path "/<service>/<method>" a method match selects."""
+    if m is None or (not m.service and not m.method):
+        return ir.PathMatch("Prefix", "/")
+    if m.type == "Exact":
+        if m.service and m.method:
+            return ir.PathMatch("Exact", f"/{m.service}/{m.method}")
+        if m.service:
+            return ir.PathMatch("Prefix", f"/{m.service}")  # segment-aware: "/svc/..." only
+        return ir.PathMatch("RegularExpression", f"/{ANY_SEGMENT}/{re.escape(m.method or '')}")
+    service = f"(?:{m.service})" if m.service else ANY_SEGMENT
+    method = f"(?:{m.method})" if m.method else ANY_SEGMENT
+    return ir.PathMatch("RegularExpression", f"/{service}/{method}")
+
+
+def header_matches(match: GRPCRouteMatch) -> tuple[ir.HeaderMatch, ...]:
+    """GRPCHeaderMatch: names are case-insensitive; only the first of equivalent names counts."""
+    seen: dict[str, ir.HeaderMatch] = {}
+    for h in match.headers:
+        kind: ir.StringMatchType = "RegularExpression" if h.type == "RegularExpression" else "Exact"
+        seen.setdefault(h.name.lower(), ir.HeaderMatch(h.name.lower(), h.value, kind))
+    return tuple(seen.values())
+
+
+def route_match(match: GRPCRouteMatch) -> ir.RouteMatch:
+    return ir.RouteMatch(path=path_match(match.method), headers=header_matches(match))
+
+
+# ---------------------------------------------------------------- entries
+
+
+def entries_of(route: GRPCRoute, rules: list[GRPCRuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:
+    def entries(listener: ListenerState) -> list[RouteEntry]:
+        return route_entries(route, rules)
+    return entries
+
+
+def route_entries(route: GRPCRoute, rules: list[GRPCRuleResult]) -> list[RouteEntry]:
+    """"If no matches are specified, the implementation MUST match every gRPC request"."""
+    out = []
+    for rule in rules:
+        label = rule.rule.name or str(rule.index)
+        for j, match in enumerate(rule.rule.matches or [GRPCRouteMatch()]):
+            name = f"grpcroute/{route.namespace}/{route.name}/rule/{label}/match/{j}"
+            out.append(RouteEntry(precedence(route, rule.index, j, match), ir.Route(name, route_match(match),
+                                                                                     rule.action)))
+    return out
+
+
+def precedence(route: GRPCRoute, rule: int, match_index: int, match: GRPCRouteMatch) -> tuple[object, ...]:
+    """GRPCRouteRule precedence within a hostname, lower sorts first. The leading 1
+    keeps gRPC keys apart from HTTPRoute keys (which start below 0): the two kinds
+    never share a hostname on a listener (cross serving), so they never tie."""
+    m = match.method
+    return (1, -len(m.service or "") if m else 0, -len(m.method or "") if m else 0,
+            -len(header_matches(match)), route.metadata.creation_timestamp, f"{route.namespace}/{route.name}",
+            rule, match_index)

@@ -1,0 +1,137 @@
+"""Binding translated HTTPRoutes and GRPCRoutes to the listeners they attached to.
+
+Shared by both kinds because of the rules that span them:
+- GRPCRoute "cross serving": when an HTTPRoute and a GRPCRoute on one listener
+  have intersecting hostnames, exactly one is accepted: the oldest by
+  creation timestamp, then the first by "{namespace}/{name}"; the other gets
+  Accepted=False on that parent.
+- Dropped rules (HTTPRouteRule.filters): invalid rules are not programmed; if
+  every rule of a route is invalid the route is not accepted, otherwise it
+  reports PartiallyInvalid=True with a message starting "Dropped Rule".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from portico.models import Resource
+from portico.translator import hostnames
+from portico.translator.attachment import ParentResult
+from portico.translator.conditions import Cond
+from portico.translator.gateway import HostRoutes, ListenerState, RouteEntry
+
+
+@dataclass
+class RouteResult:
+    route: Resource
+    parents: list[ParentResult]
+    conds: list[Cond]  # route-wide (ResolvedRefs, PartiallyInvalid, ...), applied to every parent entry
+    # the route's entries as served on a listener; None when no rule can be programmed
+    entries: Callable[[ListenerState], list[RouteEntry]] | None = None
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """A rule's identity and, if it cannot be programmed, why (an Accepted=False condition)."""
+
+    index: int
+    name: str | None
+    problem: Cond | None
+
+
+def rule_label(index: int, name: str | None) -> str:
+    """How a rule is named in messages: its name when it has one (HTTPRouteRule.name)."""
+    return f"rule {index} ({name})" if name else f"rule {index}"
+
+
+def rules_conditions(rules: Sequence[RuleCheck]) -> tuple[list[Cond], bool]:
+    """(route conditions, whether any rule survives). PartiallyInvalid: "Drop
+    Rule(s): ... The message for this condition MUST start with the prefix
+    'Dropped Rule' ... the Accepted condition MUST be set to True"."""
+    dropped = [r for r in rules if r.problem is not None]
+    if not dropped:
+        return [], True
+    details = "; ".join(f"{rule_label(r.index, r.name)}: {r.problem.message}" for r in dropped if r.problem)
+    if len(dropped) == len(rules):
+        first = dropped[0].problem
+        assert first is not None
+        return [Cond("Accepted", False, first.reason, f"no rule can be programmed: {details}")], False
+    return [Cond("PartiallyInvalid", True, "UnsupportedValue", f"Dropped Rule(s): {details}")], True
+
+
+@dataclass
+class Candidate:
+    """A route on one listener, through one or more of its parentRefs."""
+
+    result: RouteResult
+    parents: list[ParentResult]
+    hostnames: list[str] = field(default_factory=list)
+
+    @property
+    def order(self) -> tuple[str, str]:
+        """Route age, then "{namespace}/{name}" (the cross-serving tie-breakers)."""
+        route = self.result.route
+        return (route.metadata.creation_timestamp, f"{route.namespace}/{route.name}")
+
+
+def bind_routes(results: list[RouteResult]) -> None:
+    """Attach each route's entries to its listeners, resolving HTTPRoute/GRPCRoute
+    hostname conflicts; update parents' bindings and conditions accordingly."""
+    by_listener: dict[int, tuple[ListenerState, list[Candidate]]] = {}
+    for result in results:
+        if result.entries is None:
+            continue
+        for parent in result.parents:
+            for binding in parent.bindings:
+                slot = by_listener.setdefault(id(binding.listener), (binding.listener, []))
+                slot[1].append(Candidate(result, [parent], list(binding.hostnames)))
+    for listener, candidates in by_listener.values():
+        bind_listener(listener, merge_duplicates(candidates))
+
+
+def merge_duplicates(candidates: list[Candidate]) -> list[Candidate]:
+    """One candidate per route on a listener (a route may reach a listener
+    through several parentRefs): it is attached, and counted, once."""
+    merged: dict[int, Candidate] = {}
+    for c in candidates:
+        first = merged.setdefault(id(c.result), c)
+        if first is not c:
+            first.parents += c.parents
+            first.hostnames = list(dict.fromkeys(first.hostnames + c.hostnames))
+    return list(merged.values())
+
+
+def bind_listener(listener: ListenerState, candidates: list[Candidate]) -> None:
+    accepted: list[Candidate] = []
+    for c in sorted(candidates, key=lambda c: c.order):
+        rival = next((a for a in accepted if a.result.route.kind != c.result.route.kind
+                      and hostnames_intersect(a.hostnames, c.hostnames)), None)
+        if rival is not None:
+            reject(c, rival, listener)
+            continue
+        accepted.append(c)
+        entries = c.result.entries
+        assert entries is not None
+        listener.attached_routes += 1
+        listener.http_routes.append(HostRoutes(c.hostnames, entries(listener)))
+
+
+def reject(c: Candidate, rival: Candidate, listener: ListenerState) -> None:
+    """GRPCRoute cross serving: "The rejected Route MUST raise an 'Accepted'
+    condition with a status of 'False' in the corresponding RouteParentStatus"."""
+    route, other = c.result.route, rival.result.route
+    for parent in c.parents:
+        parent.bindings = [b for b in parent.bindings if b.listener is not listener]
+        if not parent.bindings:
+            parent.conds.append(Cond(
+                "Accepted", False, "HostnameConflict",
+                f"{route.kind} hostnames intersect those of {other.kind} {other.namespace}/{other.name} "
+                f"on listener {listener.name}, which takes precedence"))
+
+
+def hostnames_intersect(a: list[str], b: list[str]) -> bool:
+    """Do two hostname sets share a name? "*" matches any hostname; wildcards
+    intersect when one covers the other (Gateway API hostname intersection)."""
+    return any(x == "*" or y == "*" or x.lower() == y.lower()
+               or hostnames.matches(x, y) or hostnames.matches(y, x) for x in a for y in b)
