@@ -8,7 +8,7 @@ routes come over RDS; TCP chains a tcp_proxy; UDP listeners a udp_proxy.
 from __future__ import annotations
 
 from envoy.config.accesslog.v3 import accesslog_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -21,6 +21,7 @@ from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from google.protobuf import wrappers_pb2
+from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from portico import ir
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, pack, stat_name
@@ -173,7 +174,8 @@ def _udp_listener(listener: ir.Listener) -> listener_pb2.Listener:
     )
     proxy = udp_proxy_pb2.UdpProxyConfig(stat_prefix=stat_name(listener.name))
     route = udp_route_pb2.Route(cluster=udp_cluster(listener.udp_backends))
-    action = extension_pb2.TypedExtensionConfig(name="route", typed_config=pack(route))
+    # The matcher is the xDS (cncf) one: its action is an xds.core TypedExtensionConfig.
+    action = xds_extension_pb2.TypedExtensionConfig(name="route", typed_config=pack(route))
     proxy.matcher.on_no_match.action.CopyFrom(action)
     out.listener_filters.append(
         listener_components_pb2.ListenerFilter(name="envoy.filters.udp_listener.udp_proxy", typed_config=pack(proxy))

@@ -70,6 +70,8 @@ class _TypeState:
     subscribed: set[str] = field(default_factory=set)
     known: dict[str, str] = field(default_factory=dict)  # what Envoy holds (sent or declared)
     broken: dict[str, str] = field(default_factory=dict)  # name -> version Envoy rejected
+    # Names of a rejected batch: resent one per response to learn which one Envoy rejects.
+    split: set[str] = field(default_factory=set)
 
 
 class _Stream:
@@ -90,6 +92,15 @@ class _Stream:
     # ------------------------------------------------------------ requests
 
     def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        log.debug(
+            "xds %s: request %s nonce=%r +%d -%d%s",
+            self.peer,
+            req.type_url.rsplit(".", 1)[-1],
+            req.response_nonce,
+            len(req.resource_names_subscribe),
+            len(req.resource_names_unsubscribe),
+            " NACK" if req.HasField("error_detail") else "",
+        )
         state = self.types.get(req.type_url)
         if state is None:
             log.warning("xds %s: request for unknown type %s", self.peer, req.type_url)
@@ -103,6 +114,7 @@ class _Stream:
             state.subscribed.discard(name)
             state.known.pop(name, None)
             state.broken.pop(name, None)
+            state.split.discard(name)
         if req.response_nonce:
             self._on_reply(req)
 
@@ -111,14 +123,23 @@ class _Stream:
         if sent is None:
             return
         state = self.types[sent.type_url]
+        for name in sent.names:
+            state.split.discard(name)
         if not req.HasField("error_detail"):
             for name in sent.names:
                 state.broken.pop(name, None)
             return
         message = req.error_detail.message
-        for name in sent.names:
-            if name in state.known:
-                state.broken[name] = state.known[name]
+        if len(sent.names) > 1:
+            # Envoy applies the good resources of a batch and names the bad one only in
+            # prose: resend each alone so ACK/NACK pinpoints it (identical updates are no-ops).
+            for name in sent.names:
+                state.known.pop(name, None)
+                state.split.add(name)
+        else:
+            for name in sent.names:
+                if name in state.known:
+                    state.broken[name] = state.known[name]
         self.last_error = message
         self.nack_reported = max(self.nack_reported, sent.version)
         self.server._report_nack(sent.version, sent.type_url, message)
@@ -128,8 +149,9 @@ class _Stream:
     def step(self) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """Everything that may be sent now, in order."""
         target = self.server._snapshot
-        out: list[discovery_pb2.DeltaDiscoveryResponse] = []
-        for type_url in (CLUSTER, ENDPOINT, SECRET):
+        out = self._push(CLUSTER, target, remove=False)
+        self._rewarm(out)
+        for type_url in (ENDPOINT, SECRET):
             out += self._push(type_url, target, remove=False)
         if not self._warm(target):
             if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
@@ -158,7 +180,10 @@ class _Stream:
         if type_url in _SPLIT:
             batches = [([n], []) for n in changed] + ([([], removed)] if removed else [])
         else:
-            batches = [(changed, removed)] if changed or removed else []
+            alone = [n for n in changed if n in state.split]
+            together = [n for n in changed if n not in state.split]
+            batches = [([n], []) for n in alone]
+            batches += [(together, removed)] if together or removed else []
         if not batches and not state.answered and type_url in _WILDCARD:
             # Envoy's initialization waits for a first CDS/LDS answer, even an empty one.
             batches = [([], [])]
@@ -191,6 +216,15 @@ class _Stream:
             len(removed),
         )
         return resp
+
+    def _rewarm(self, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:
+        """An updated EDS cluster warms again and needs its endpoints resent: Envoy keeps
+        the subscription (so asks nothing) and holds the CDS ACK until the cluster is warm."""
+        endpoints = self.types[ENDPOINT]
+        for resp in cds:
+            for res in resp.resources:
+                if res.name in endpoints.subscribed:
+                    endpoints.known.pop(res.name, None)
 
     # ------------------------------------------------------------ gates
 
