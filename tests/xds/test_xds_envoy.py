@@ -312,8 +312,12 @@ def test_cluster_changed_in_place_under_load(plane: Plane, echo: EchoBackend) ->
                 failures.append(status)
 
     def version(i: int) -> ir.IR:
-        lb = "round_robin" if i % 2 else "least_request"
-        c = ir.Cluster("httproute/default/inplace/80", (echo.endpoint(),), lb_policy=lb, connect_timeout_ms=1000 + i)
+        c = ir.Cluster(
+            "httproute/default/inplace/80",
+            (echo.endpoint(),),
+            lb_policy="round_robin" if i % 2 else "least_request",
+            connect_timeout_ms=1000 + i,
+        )
         return http_ir(port, [route("svc", "/svc", to(c.name))], [c])
 
     plane.push(version(0))
