@@ -22,15 +22,19 @@ import datetime
 import ipaddress
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from portico.validation.celext import (
     CompiledRule,
+    compile_batch,
     compile_rule,
     escape_property,
-    new_context,
+    go_regex,
+    reusable_context,
 )
 from portico.validation.violation import Violation
 
@@ -51,33 +55,6 @@ def format_path(path: PathT) -> str:
 
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
-def go_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an RE2 (Go) pattern with Python's ``re``: ``$`` means end of text."""
-    out: list[str] = []
-    i = 0
-    in_class = False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-        elif ch == "[":
-            in_class = True
-            if pattern[i + 1 : i + 2] == "]":  # a literal ']' first in the class
-                out.append("[]")
-                i += 2
-                continue
-        elif ch == "$":
-            ch = r"\Z"
-        out.append(ch)
-        i += 1
-    return re.compile("".join(out))
 
 
 # --- formats the API server enforces (kube-openapi strfmt) ---------------------
@@ -190,6 +167,8 @@ class SchemaNode:
     all_of: tuple[SchemaNode, ...] = ()
     not_: SchemaNode | None = None
     rules: tuple[CompiledRule, ...] = ()
+    batch: Any = None  # one cel.Program for all rules without oldSelf (when 2 or more)
+    batch_rules: tuple[CompiledRule, ...] = ()
     # derived
     rules_below: bool = False  # this node or a descendant carries CEL rules
     defaults_below: bool = False  # a descendant has a default
@@ -256,6 +235,8 @@ def compile_schema(raw: Mapping[str, Any], rule_errors: list[str] | None = None)
                 raise
             rule_errors.append(str(exc))
     n.rules = tuple(rules)
+    n.batch_rules = tuple(r for r in rules if not r.transition)
+    n.batch = compile_batch(n.batch_rules)
     # derived facts
     escapes = {}
     for name in n.properties:
@@ -650,31 +631,81 @@ def _correlate(node: SchemaNode, value: list[Any], old: Any) -> list[Any]:
     ]
 
 
+Failures = tuple[tuple[CompiledRule, str], ...]
+
+# CEL rules are pure functions of `self`: results are memoized per (schema node, value), so a
+# parentRef, filter or backendRef shared by many routes is evaluated once.  Converting values
+# into the CEL runtime costs more than serializing them, which makes this a large saving.
+_MEMO_SIZE = 65536
+_memo: OrderedDict[tuple[int, str], Failures] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def _eval_rules(node: SchemaNode, value: Any, old: Any, path: PathT, out: list[Violation]) -> None:
-    ctx = None
-    for rule in node.rules:
-        if rule.transition and old is MISSING:
-            continue
-        if ctx is None:
-            variables = {"self": to_cel(node, value, node.cel_names)}
-            if old is not MISSING:
-                variables["oldSelf"] = to_cel(node, old, None)
-            ctx = new_context(variables)
+    cel_self = to_cel(node, value, node.cel_names)
+    if old is not MISSING:
+        failures = _evaluate(node, cel_self, to_cel(node, old, None))
+    else:
+        try:
+            key: tuple[int, str] | None = (id(node), json.dumps(cel_self, sort_keys=True, separators=(",", ":")))
+        except (TypeError, ValueError):
+            key = None
+        cached = None
+        if key is not None:
+            with _memo_lock:
+                cached = _memo.get(key)
+                if cached is not None:
+                    _memo.move_to_end(key)
+        if cached is None:
+            cached = _evaluate(node, cel_self, MISSING)
+            if key is not None:
+                with _memo_lock:
+                    _memo[key] = cached
+                    if len(_memo) > _MEMO_SIZE:
+                        _memo.popitem(last=False)
+        failures = cached
+    for rule, message in failures:
         where = format_path(path)
         if rule.field_path:
             where = where + rule.field_path if where else rule.field_path.lstrip(".")
+        out.append(Violation(where, message, rule.rule))
+
+
+def _evaluate(node: SchemaNode, cel_self: Any, cel_old: Any) -> Failures:
+    """The rules of node that fail for this value, each with its message."""
+    ctx = reusable_context()
+    ctx.add_variable("self", cel_self)
+    if cel_old is not MISSING:
+        ctx.add_variable("oldSelf", cel_old)
+    failures: list[tuple[CompiledRule, str]] = []
+    if cel_old is MISSING and node.batch is not None:
+        try:
+            results = node.batch.execute(ctx)
+        except Exception:  # noqa: BLE001 - evaluate one by one to find the failing rule
+            results = None
+        if isinstance(results, list) and len(results) == len(node.batch_rules):
+            for rule, result in zip(node.batch_rules, results, strict=True):
+                if result is not True:
+                    failures.append((rule, _failure(rule, result, ctx)))
+            return tuple(failures)
+    for rule in node.rules:
+        if rule.transition and cel_old is MISSING:
+            continue
         try:
             result = rule.program.execute(ctx)
         except Exception as exc:  # noqa: BLE001 - any evaluation error rejects the object
             msg = rule.message or f"failed rule: {rule.rule}"
-            out.append(Violation(where, f"{msg} (rule evaluation error: {_short(exc)})", rule.rule))
+            failures.append((rule, f"{msg} (rule evaluation error: {_short(exc)})"))
             continue
-        if result is True:
-            continue
-        if result is not False:
-            out.append(Violation(where, f"rule did not evaluate to a bool: {result!r}", rule.rule))
-            continue
-        out.append(Violation(where, rule.failure_message(ctx), rule.rule))
+        if result is not True:
+            failures.append((rule, _failure(rule, result, ctx)))
+    return tuple(failures)
+
+
+def _failure(rule: CompiledRule, result: Any, ctx: Any) -> str:
+    if result is False:
+        return rule.failure_message(ctx)
+    return f"rule did not evaluate to a bool: {result!r}"
 
 
 def _short(exc: Exception) -> str:
