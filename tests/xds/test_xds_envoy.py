@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import xds_cases
@@ -333,3 +335,122 @@ def test_cluster_changed_in_place_under_load(plane: Plane, echo: EchoBackend) ->
         for t in threads:
             t.join()
     assert failures == []
+
+
+def test_grpc_over_h2c_both_sides(plane: Plane) -> None:
+    """Plaintext listener with HTTP/2 prior knowledge (codec AUTO) to an h2c cluster, grpc match."""
+    import grpc
+
+    def echo_handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return b"echo:" + request
+
+    server = grpc.server(ThreadPoolExecutor(2))
+    handler = grpc.unary_unary_rpc_method_handler(echo_handler)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {"Echo": handler}),))
+    backend_port = server.add_insecure_port(f"{ADDRESS}:0")
+    server.start()
+    try:
+        port = free_port()
+        c = ir.Cluster("grpcroute/default/echo/50051", (ir.Endpoint(ADDRESS, backend_port),), protocol="h2c")
+        r = ir.Route("grpc", ir.RouteMatch(grpc=True), ir.RouteAction(backends=(to(c.name),)))
+        plane.push(http_ir(port, [r], [c]))
+        with grpc.insecure_channel(f"{ADDRESS}:{port}") as channel:
+            call = channel.unary_unary("/test.Echo/Echo")
+            assert call(b"hi", timeout=10) == b"echo:hi"
+        assert request(port, "/test.Echo/Echo", method="POST")[0] == 404  # not application/grpc
+    finally:
+        server.stop(None)
+
+
+def test_websocket_upgrade(plane: Plane) -> None:
+    class Upgrade(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += self.request.recv(4096)
+            self.request.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n"
+            )
+            while chunk := self.request.recv(4096):
+                self.request.sendall(chunk)
+
+    backend = socketserver.ThreadingTCPServer((ADDRESS, 0), Upgrade)
+    backend.daemon_threads = True
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    try:
+        port = free_port()
+        c = ir.Cluster("httproute/default/ws/80", (ir.Endpoint(ADDRESS, backend.server_address[1]),), protocol="ws")
+        plane.push(http_ir(port, [route("ws", "/ws", to(c.name), websocket=True)], [c]))
+        with socket.create_connection((ADDRESS, port), timeout=10) as s:
+            s.sendall(
+                b"GET /ws HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade\r\nupgrade: websocket\r\n"
+                b"sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            s.sendall(b"frame")
+            assert s.recv(100) == b"frame"
+    finally:
+        backend.shutdown()
+        backend.server_close()
+
+
+def test_cors_session_and_mirror(plane: Plane, echo: EchoBackend, echo2: EchoBackend) -> None:
+    port = free_port()
+    svc, mirror = cluster("httproute/default/echo/80", echo), cluster("httproute/default/echo2/80", echo2)
+    cors = ir.CORS(allow_origins=("https://*.example.org",), allow_methods=("GET", "PUT"), max_age_s=60)
+    routes = [
+        route("cors", "/cors", to(svc.name), cors=cors),
+        route("sticky", "/sticky", to(svc.name), session_persistence=ir.SessionPersistence("Cookie", "sticky")),
+        route("mirror", "/mirror", to(svc.name), mirrors=(ir.Mirror(mirror.name),)),
+    ]
+    plane.push(http_ir(port, routes, [svc, mirror]))
+    preflight = {"origin": "https://a.b.example.org", "access-control-request-method": "PUT"}
+    status, headers, _ = request(port, "/cors", method="OPTIONS", headers=preflight)
+    assert status == 200 and headers["access-control-allow-origin"] == "https://a.b.example.org"
+    assert "PUT" in headers["access-control-allow-methods"]
+    _, headers, _ = request(port, "/cors", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in headers
+
+    _, headers, _ = request(port, "/sticky")
+    assert headers["set-cookie"].startswith("sticky=")
+
+    before = len(echo2.requests)
+    assert request(port, "/mirror/x")[0] == 200
+    deadline = time.monotonic() + 5
+    while len(echo2.requests) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert echo2.requests[-1]["path"] == "/mirror/x"
+
+
+def test_mutual_tls_required(plane: Plane, echo: EchoBackend) -> None:
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    cert = ir.TLSCertificate("default/cert", xds_cases.pem("server.pem"), xds_cases.pem("server.key"))
+    vh = ir.VirtualHost("vh", ("*",), (route("all", "/", to(svc.name)),))
+    chain = ir.FilterChain(
+        "default/gw/mtls",
+        tls=ir.DownstreamTLS((cert,), client_validation=ir.ClientValidation(xds_cases.pem("ca.pem")), alpn=()),
+        http=ir.HTTPConfig(f"rc-{port}", (vh,)),
+    )
+    plane.push(
+        ir.IR(listeners=(ir.Listener(f"{ADDRESS}:{port}/tcp", ADDRESS, port, filter_chains=(chain,)),), clusters=(svc,))
+    )
+
+    def get(with_cert: bool) -> bytes:
+        ctx = ssl.create_default_context(cafile=str(xds_cases.TESTDATA / "ca.pem"))
+        if with_cert:
+            ctx.load_cert_chain(xds_cases.TESTDATA / "client.pem", xds_cases.TESTDATA / "client.key")
+        with socket.create_connection((ADDRESS, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="example.com") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n")
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+                return data
+
+    assert get(True).startswith(b"HTTP/1.1 200")
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        get(False)

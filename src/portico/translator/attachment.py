@@ -4,18 +4,24 @@ Implements the ParentReference rules shared by every route kind: name,
 namespace, sectionName and port selection; Listener.allowedRoutes (namespaces
 From Same/All/Selector, kinds); hostname intersection; and the route parent
 reasons NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname.
+
+A parentRef names a Gateway or a ListenerSet (GEP-1713). A Gateway parent
+offers only the Gateway's own listeners, a ListenerSet parent only that set's
+(sectionName is the ListenerSet listener's name); both report on the Gateway
+whose address serves them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portico.models import ParentReference, Resource
+from portico.models import ListenerSet, ParentReference, Resource
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.translator import hostnames
 from portico.translator.conditions import Cond
 from portico.translator.context import Context, selector_matches
 from portico.translator.gateway import GatewayState, ListenerState
+from portico.translator.listenerset import LISTENERSET_GROUPS, parent_gateway_key
 
 # Listener protocols whose routes carry hostnames (TCP and UDP have none).
 HOSTNAME_PROTOCOLS = {"HTTP", "HTTPS", "TLS"}
@@ -43,28 +49,44 @@ def gateway_key(route: Resource, ref: ParentReference) -> ObjectKey | None:
     return ObjectKey(GATEWAY_GROUP, "Gateway", ref.namespace or route.namespace, ref.name)
 
 
+def resolve_parent(ctx: Context, route: Resource, ref: ParentReference,
+                   gateways: dict[ObjectKey, GatewayState]) -> tuple[GatewayState, ListenerSet | None] | None:
+    """(Gateway of ours, ListenerSet or None for the Gateway itself) a parentRef
+    names; None when the parent is not ours."""
+    if ref.kind == "ListenerSet" and ref.group in LISTENERSET_GROUPS:
+        lset = ctx.get(ListenerSet, "ListenerSet", ref.namespace or route.namespace, ref.name)
+        key = parent_gateway_key(lset) if lset else None
+        gw = gateways.get(key) if key else None
+        return (gw, lset) if gw else None
+    key = gateway_key(route, ref)
+    gw = gateways.get(key) if key else None
+    return (gw, None) if gw else None
+
+
 def attach(ctx: Context, route: Resource, route_hostnames: list[str],
            parent_refs: list[ParentReference], gateways: dict[ObjectKey, GatewayState]) -> list[ParentResult]:
-    """One result per parentRef that names a Gateway of ours (others are not ours
-    to report on: their status entries belong to other controllers)."""
+    """One result per parentRef that names a Gateway of ours, or a ListenerSet
+    of one (others are not ours to report on: their status entries belong to
+    other controllers)."""
     results = []
     for ref in parent_refs:
-        key = gateway_key(route, ref)
-        gw = gateways.get(key) if key else None
-        if gw is not None:
-            results.append(attach_one(ctx, route, route_hostnames, ref, gw))
+        parent = resolve_parent(ctx, route, ref, gateways)
+        if parent is not None:
+            results.append(attach_one(ctx, route, route_hostnames, ref, *parent))
     return results
 
 
 def attach_one(ctx: Context, route: Resource, route_hostnames: list[str],
-               ref: ParentReference, gw: GatewayState) -> ParentResult:
+               ref: ParentReference, gw: GatewayState, lset: ListenerSet | None = None) -> ParentResult:
     result = ParentResult(ref, gw)
-    candidates = [ls for ls in gw.listeners
+    offered = parent_listeners(gw, lset)
+    candidates = [ls for ls in offered
                   if (ref.section_name is None or ls.name == ref.section_name)
                   and (ref.port is None or ls.spec.port == ref.port)]
     if not candidates:
-        result.conds.append(Cond("Accepted", False, "NoMatchingParent",
-                                 "no listener matches the parentRef's sectionName and port"))
+        message = ("no listener matches the parentRef's sectionName and port" if offered or lset is None
+                   else f"ListenerSet {lset.namespace}/{lset.name} is not accepted by its Gateway")
+        result.conds.append(Cond("Accepted", False, "NoMatchingParent", message))
         return result
     reasons: list[Cond] = []
     for ls in candidates:
@@ -83,6 +105,17 @@ def attach_one(ctx: Context, route: Resource, route_hostnames: list[str],
         best = next((c for c in reasons if c.reason == "NoMatchingListenerHostname"), reasons[0])
         result.conds.append(best)
     return result
+
+
+def parent_listeners(gw: GatewayState, lset: ListenerSet | None) -> list[ListenerState]:
+    """The listeners a parent offers. A Gateway parent: its own only; a route
+    reaches ListenerSet listeners through the ListenerSet (GEP-1713: "Routes can
+    attach to a ListenerSet by specifying it as a parentRef"). A ListenerSet
+    that is not attached offers none."""
+    if lset is None:
+        return gw.own_listeners
+    key = lset.key
+    return [ls for ls in gw.listeners if ls.listener_set is not None and ls.listener_set.key == key]
 
 
 def listener_refusal(ctx: Context, route: Resource, ls: ListenerState) -> Cond | None:
@@ -106,7 +139,8 @@ def namespace_allowed(ctx: Context, ls: ListenerState, namespace: str) -> bool:
         return ns.selector is not None and selector_matches(ns.selector, ctx.namespace_labels(namespace))
     if ns.from_ == "None":
         return False
-    return namespace == ls.gateway.namespace
+    # Same: the namespace of the Gateway or ListenerSet that declares the listener
+    return namespace == ls.owner.namespace
 
 
 def route_hostnames_on(ls: ListenerState, route_hostnames: list[str]) -> list[str]:

@@ -41,11 +41,11 @@ def filter_chains(gw: GatewayState, port: int, group: list[ListenerState]) -> li
         rc = f"{prefix}/{port}"
         return [ir.FilterChain(rc, http=ir.HTTPConfig(rc, virtual_hosts(group)))]
     if family == "tcp":
-        return [ir.FilterChain(f"{prefix}/{group[0].name}", tcp=ir.TCPConfig(l4_backends(group[0])))]
+        return [ir.FilterChain(f"{prefix}/{group[0].qualified_name}", tcp=ir.TCPConfig(l4_backends(group[0])))]
     chains: list[ir.FilterChain] = []
     for ls in group:
         sni = (ls.spec.hostname,) if ls.spec.hostname else ()
-        name = f"{prefix}/{ls.name}"
+        name = f"{prefix}/{ls.qualified_name}"  # ListenerSet listener names may repeat
         if ls.protocol == "HTTPS":
             chains.append(ir.FilterChain(name, sni, ir.DownstreamTLS(tuple(ls.certificates)),
                                          http=ir.HTTPConfig(name, virtual_hosts([ls]))))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from portico import CONTROLLER_NAME
 from portico.addresses import usable_address
 from portico.ir import Route, TLSCertificate, WeightedBackend
-from portico.models import Gateway, GatewayClass, Listener, Secret
+from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -67,10 +67,26 @@ class ListenerState:
     # filled by route translation: what this listener serves
     http_routes: list[HostRoutes] = field(default_factory=list)
     l4_routes: list[L4Routes] = field(default_factory=list)
+    # the ListenerSet that declares this listener; None for the Gateway's own
+    listener_set: ListenerSet | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def owner(self) -> Gateway | ListenerSet:
+        """The object that declares the listener: allowedRoutes `from: Same` means
+        its namespace, certificateRefs are resolved from it, its status lists it."""
+        return self.listener_set or self.gateway
+
+    @property
+    def qualified_name(self) -> str:
+        """Unique among a Gateway's merged listeners (a name need not be unique
+        across a Gateway and its ListenerSets): "<ns>/<listenerset>/<name>"."""
+        if self.listener_set is None:
+            return self.name
+        return f"{self.listener_set.namespace}/{self.listener_set.name}/{self.name}"
 
     @property
     def protocol(self) -> str:
@@ -111,6 +127,16 @@ class GatewayState:
     def accepted(self) -> bool:
         """The first Accepted condition decides (see conditions.render_all)."""
         return next((c.status for c in self.conds if c.type == "Accepted"), True)
+
+    @property
+    def own_listeners(self) -> list[ListenerState]:
+        """spec.listeners, without those of attached ListenerSets."""
+        return [ls for ls in self.listeners if ls.listener_set is None]
+
+    @property
+    def attached_listener_sets(self) -> int:
+        """status.attachedListenerSets: only Accepted ListenerSets add listeners."""
+        return len({ls.listener_set.key for ls in self.listeners if ls.listener_set is not None})
 
 
 def accepted_classes(ctx: Context) -> dict[str, GatewayClass]:
@@ -174,8 +200,9 @@ def infrastructure_conditions(ctx: Context, gw: Gateway) -> list[Cond]:
     return []
 
 
-def validate_listener(ctx: Context, gw: Gateway, spec: Listener) -> ListenerState:
-    state = ListenerState(gw, spec, spec.port + ctx.snapshot.port_offset)
+def validate_listener(ctx: Context, gw: Gateway, spec: Listener,
+                      listener_set: ListenerSet | None = None) -> ListenerState:
+    state = ListenerState(gw, spec, spec.port + ctx.snapshot.port_offset, listener_set=listener_set)
     kinds = PROTOCOL_KINDS.get(spec.protocol)
     if kinds is None:
         state.conds += [Cond("Accepted", False, "UnsupportedProtocol",
@@ -202,16 +229,20 @@ def allowed_kinds(spec: Listener, kinds: tuple[str, ...]) -> tuple[list[str], bo
 
 def resolve_certificates(ctx: Context, gw: Gateway, state: ListenerState) -> None:
     """Listener.tls.certificateRefs: Secrets, same namespace or granted."""
+    # A ListenerSet's references are its own: "ReferenceGrants applied to a
+    # Gateway are not inherited by child ListenerSets" (ListenerSet CRD).
+    owner = state.owner
     refs = state.spec.tls.certificate_refs if state.spec.tls else []
     if not refs:
         state.conds.append(Cond("ResolvedRefs", False, "InvalidCertificateRef",
                                 "a TLS listener needs at least one certificateRef"))
         return
     for ref in refs:
-        ns = ref.namespace or gw.namespace
+        ns = ref.namespace or owner.namespace
         if ref.group != CORE_GROUP or ref.kind != "Secret":
             problem: tuple[str, str] | None = ("InvalidCertificateRef", f"{ref.group}/{ref.kind} is not a Secret")
-        elif not ctx.reference_allowed(GATEWAY_GROUP, "Gateway", gw.namespace, CORE_GROUP, "Secret", ns, ref.name):
+        elif not ctx.reference_allowed(owner.key.group, owner.kind, owner.namespace, CORE_GROUP, "Secret", ns,
+                                       ref.name):
             problem = ("RefNotPermitted", f"no ReferenceGrant allows Secret {ns}/{ref.name}")
         else:
             problem = load_certificate(ctx, state, ns, ref.name)

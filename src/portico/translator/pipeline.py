@@ -12,8 +12,9 @@ from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
+from portico.translator.listenerset import attach_listener_sets
 from portico.translator.routebinding import bind_routes
-from portico.translator.status import gateway_status, gatewayclass_status, route_status
+from portico.translator.status import gateway_status, gatewayclass_status, listenerset_status, route_status
 
 
 def run(snapshot: Snapshot) -> Translation:
@@ -23,11 +24,14 @@ def run(snapshot: Snapshot) -> Translation:
         if gc.spec.controller_name == CONTROLLER_NAME:
             out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
     gateways = build_gateways(ctx, accepted_classes(ctx))
+    listener_sets = attach_listener_sets(ctx, gateways)
     backends = Backends(ctx)
     http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
     bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds)
+    for lset in listener_sets:  # after routes: attachedRoutes are counted
+        out.statuses[lset.key] = listenerset_status(lset)
     listeners: list[ir.Listener] = []
     owners: list[tuple[str, tuple[str, ...]]] = []
     for key, gw in sorted(gateways.items()):

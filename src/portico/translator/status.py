@@ -13,7 +13,8 @@ from portico.models import GatewayClass, Resource
 from portico.objects import GATEWAY_GROUP
 from portico.translator.attachment import ParentResult, parent_ref_status
 from portico.translator.conditions import Cond, render_all
-from portico.translator.gateway import GatewayState, listener_conditions
+from portico.translator.gateway import GatewayState, ListenerState, listener_conditions
+from portico.translator.listenerset import ListenerSetState
 
 
 def gatewayclass_status(gc: GatewayClass, conds: list[Cond], features: list[str]) -> dict[str, Any]:
@@ -25,19 +26,35 @@ def gatewayclass_status(gc: GatewayClass, conds: list[Cond], features: list[str]
 
 def gateway_status(gw: GatewayState) -> dict[str, Any]:
     generation = gw.gateway.metadata.generation
-    return {
+    status: dict[str, Any] = {
         "addresses": [{"type": "IPAddress", "value": gw.address}] if gw.address else [],
         "conditions": render_all(gw.conds, generation),
-        "listeners": [
-            {
-                "name": ls.name,
-                "supportedKinds": [{"group": GATEWAY_GROUP, "kind": k} for k in ls.supported_kinds],
-                "attachedRoutes": ls.attached_routes,
-                "conditions": render_all(listener_conditions(ls), generation),
-            }
-            for ls in gw.listeners
-        ],
+        "listeners": listener_statuses(gw.own_listeners, generation),
     }
+    allowed = gw.gateway.spec.allowed_listeners
+    if allowed is not None and allowed.namespaces.from_ != "None":
+        # ListenerSets with Accepted=True (Gateway status.attachedListenerSets)
+        status["attachedListenerSets"] = gw.attached_listener_sets
+    return status
+
+
+def listenerset_status(state: ListenerSetState) -> dict[str, Any]:
+    """ListenerSet status: conditions and one ListenerEntryStatus per listener."""
+    generation = state.listener_set.metadata.generation
+    return {"conditions": render_all(state.conds, generation),
+            "listeners": listener_statuses(state.listeners, generation)}
+
+
+def listener_statuses(listeners: list[ListenerState], generation: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": ls.name,
+            "supportedKinds": [{"group": GATEWAY_GROUP, "kind": k} for k in ls.supported_kinds],
+            "attachedRoutes": ls.attached_routes,
+            "conditions": render_all(listener_conditions(ls), generation),
+        }
+        for ls in listeners
+    ]
 
 
 def route_status(route: Resource, parents: list[ParentResult], route_conds: list[Cond]) -> dict[str, Any]:
