@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from portico.addresses import DEFAULT_POOL
+from portico.validation.cli import validate_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.")
 
@@ -91,6 +92,9 @@ def echo(
     except OSError as e:
         logging.getLogger("portico").error("echo: %s", e)
         raise typer.Exit(1) from None
+
+
+app.command("validate")(validate_command)
 
 
 if __name__ == "__main__":
