@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from pathlib import Path
 
 import pytest
 
-from portico.addresses import AddressPool
+from portico.addresses import AddressPool, listening_addresses
 
 
 def test_assigned_address_is_in_the_pool_and_stable() -> None:
@@ -20,8 +22,27 @@ def test_assigned_address_is_in_the_pool_and_stable() -> None:
     assert other not in (None, first)
 
 
-def test_same_key_gets_the_same_address_in_a_new_pool() -> None:
-    assert AddressPool().assign(("a", "b")) == AddressPool().assign(("a", "b"))
+def test_addresses_in_use_on_the_machine_are_skipped() -> None:
+    pool = AddressPool("127.0.1.0/29", in_use=lambda: {"127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.5"})
+    got = {pool.assign(("ns", "a")), pool.assign(("ns", "b"))}
+    assert got == {"127.0.1.4", "127.0.1.6"}
+    assert pool.assign(("ns", "c")) is None
+
+
+def test_listening_addresses_reads_proc_net(tmp_path: Path) -> None:
+    head = "  sl  local_address rem_address   st tx_queue rx_queue\n"
+    (tmp_path / "tcp").write_text(head + "   0: 0100007F:1F90 00000000:0000 0A 0\n"
+                                         "   1: 0200007F:1F90 0100007F:1234 01 0\n")
+    (tmp_path / "udp").write_text(head + "   0: 05000A7F:0035 00000000:0000 07 0\n")
+    assert listening_addresses(str(tmp_path)) == {"127.0.0.1", "127.10.0.5"}
+    assert listening_addresses(str(tmp_path / "missing")) == set()
+
+
+def test_a_real_listener_is_seen() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.77", 0))
+        s.listen()
+        assert "127.0.0.77" in listening_addresses()
 
 
 def test_requested_loopback_address_is_honoured() -> None:
@@ -32,7 +53,7 @@ def test_requested_loopback_address_is_honoured() -> None:
 
 
 def test_release_frees_the_address() -> None:
-    pool = AddressPool("127.0.1.0/30")  # two usable hosts
+    pool = AddressPool("127.0.1.0/30", in_use=set)  # two usable hosts
     a = pool.assign(("ns", "a"))
     b = pool.assign(("ns", "b"))
     assert {a, b} == {"127.0.1.1", "127.0.1.2"}
@@ -42,7 +63,7 @@ def test_release_frees_the_address() -> None:
 
 
 def test_requesting_an_address_releases_the_pool_one() -> None:
-    pool = AddressPool("127.0.1.0/30")
+    pool = AddressPool("127.0.1.0/30", in_use=set)
     a = pool.assign(("ns", "a"))
     assert pool.assign(("ns", "a"), ["127.0.0.9"]) == "127.0.0.9"
     b, c = pool.assign(("ns", "b")), pool.assign(("ns", "c"))

@@ -2,15 +2,16 @@
 
 Every Gateway listens on its own 127.0.0.0/8 address so that many Gateways can
 each use port 80. A requested `IPAddress` inside 127.0.0.0/8 is honoured;
-otherwise an address is taken from the pool and kept while the Gateway exists.
+otherwise an address is taken from the pool and kept while the Gateway exists
+(addresses something else on the machine listens on are skipped).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 
 DEFAULT_POOL = "127.10.0.0/16"
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -32,7 +33,8 @@ def usable_address(value: str) -> str | None:
 
 
 class AddressPool:
-    def __init__(self, cidr: str = DEFAULT_POOL) -> None:
+    def __init__(self, cidr: str = DEFAULT_POOL,
+                 in_use: Callable[[], set[str]] | None = None) -> None:
         network = ipaddress.ip_network(cidr, strict=False)
         if not isinstance(network, ipaddress.IPv4Network) or not network.subnet_of(LOOPBACK):
             raise ValueError(f"address pool {cidr} is not within 127.0.0.0/8")
@@ -42,6 +44,7 @@ class AddressPool:
         self._first = int(network.network_address) + (1 if network.prefixlen < 31 else 0)
         self._assigned: dict[GatewayKey, str] = {}
         self._owners: dict[str, GatewayKey] = {}
+        self._in_use = in_use or listening_addresses
 
     def assign(self, gateway_key: GatewayKey, requested: Iterable[str] = ()) -> str | None:
         """The address Gateway `gateway_key` listens on.
@@ -73,15 +76,38 @@ class AddressPool:
         return dict(self._assigned)
 
     def _allocate(self, gateway_key: GatewayKey) -> str | None:
-        # Start probing at a hash of the key so that a Gateway usually gets the
-        # same address again after a restart (URLs in notes and scripts keep working).
-        digest = hashlib.sha256(f"{gateway_key[0]}/{gateway_key[1]}".encode()).digest()
-        start = int.from_bytes(digest[:8], "big") % self._size
+        # A random start and skipping addresses someone already listens on keep
+        # two control planes on one machine (same manifests, same pool) from
+        # binding the same address: Envoy's listeners use SO_REUSEPORT, so the
+        # kernel would silently share connections between them.
+        busy = self._in_use()
+        start = random.SystemRandom().randrange(self._size)
         for i in range(self._size):
             address = str(ipaddress.IPv4Address(self._first + (start + i) % self._size))
-            if address not in self._owners:
+            if address not in self._owners and address not in busy:
                 self._assigned[gateway_key] = address
                 self._owners[address] = gateway_key
                 return address
         log.warning("no free address left in %s for Gateway %s/%s", self.network, *gateway_key)
         return None
+
+
+def listening_addresses(proc_net: str = "/proc/net") -> set[str]:
+    """IPv4 addresses with a listening TCP or a bound UDP socket (Linux; empty elsewhere)."""
+    found: set[str] = set()
+    for table, state in (("tcp", "0A"), ("udp", "07")):  # LISTEN, CLOSE (bound, unconnected)
+        try:
+            with open(f"{proc_net}/{table}", encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == state:
+                found.add(_proc_ipv4(fields[1].split(":")[0]))
+    return found
+
+
+def _proc_ipv4(hex_address: str) -> str:
+    """/proc/net/tcp's little-endian hex form ('0100007F') -> '127.0.0.1'."""
+    return str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_address), "little")))
