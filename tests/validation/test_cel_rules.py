@@ -126,3 +126,26 @@ def test_every_function_a_rule_calls_exists() -> None:
     for crd in reg.all():
         walk(reg.schema(crd))
     assert missing == set()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matched"),
+    [
+        (r"^(?i)\.?[a-z_][a-z_0-9]*$", "Foo_1", True),  # RE2 flag group after ^
+        (r"^[a-z]+$", "abc\n", False),  # $ is end of text, as in RE2
+        (r"^/[a-z]*$", "/abc", True),
+    ],
+)
+def test_go_regex(pattern: str, text: str, matched: bool) -> None:
+    from portico.validation.celext import go_regex
+
+    assert bool(go_regex(pattern).search(text)) is matched
+
+
+def test_rewrite_matches_leaves_fields_and_strings_alone() -> None:
+    from portico.validation.celext import MATCHES_FUNCTION, rewrite_matches
+
+    rule = 'has(self[0].matches) && self.v.matches(\'matches(x)\') && matches(self.v, r"""a""")'
+    assert rewrite_matches(rule) == (
+        f'has(self[0].matches) && self.v.{MATCHES_FUNCTION}(\'matches(x)\') && {MATCHES_FUNCTION}(self.v, r"""a""")'
+    )
