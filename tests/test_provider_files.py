@@ -163,6 +163,8 @@ def test_broken_file_keeps_its_previous_objects(tmp_path: Path) -> None:
     event = provider.scan({str(f)})
     assert not event.deletes
     assert len(event.errors) == 1
+    unchanged = provider.scan()  # nothing reloaded: the errors still stand
+    assert unchanged.errors == event.errors and not unchanged.upserts and not unchanged.deletes
     write(f, svc % "a")
     event = provider.scan({str(f)})
     assert [k.name for k in event.deletes] == ["b"]

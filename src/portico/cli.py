@@ -68,7 +68,7 @@ def run(
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError, TimeoutError) as e:  # e.g. admin port taken, no Envoy
         logging.getLogger("portico").error("%s", e)
         raise typer.Exit(1) from None
 

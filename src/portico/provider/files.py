@@ -22,7 +22,7 @@ from typing import Any
 import watchfiles
 import yaml
 
-from portico.objects import key_of
+from portico.objects import ObjectKey, key_of
 from portico.provider import Document, DocumentError, ProviderEvent, Source
 
 log = logging.getLogger(__name__)
@@ -245,17 +245,22 @@ class FileProvider:
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
         self._cache: dict[str, tuple[tuple[int, int, int] | None, FileResult]] = {}
-        self._by_file: dict[str, dict[Any, Document]] = {}
-        self._current: dict[Any, Document] = {}
+        self._by_file: dict[str, dict[ObjectKey, Document]] = {}
+        self._current: dict[ObjectKey, Document] = {}
+        self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
 
     def scan(self, changed: set[str] | None = None) -> ProviderEvent:
         """Reload (files in `changed`, and any whose stat changed) and diff with the last scan."""
         for path in changed or ():
             self._cache.pop(path, None)
-        by_file: dict[str, dict[Any, Document]] = {}
+        paths = manifest_files(self.paths)
+        if self._loaded_once and set(paths) == set(self._by_file) and all(map(self._cached, paths)):
+            # the periodic rescan's usual case: nothing to parse, nothing to diff
+            return ProviderEvent(errors=self._errors)
+        by_file: dict[str, dict[ObjectKey, Document]] = {}
         errors: list[DocumentError] = []
-        for path in manifest_files(self.paths):
+        for path in paths:
             result = self._load_cached(path)
             errors.extend(result.errors)
             docs = {d.key: d for d in result.documents}
@@ -269,6 +274,11 @@ class FileProvider:
             del self._cache[stale]
         return self._diff(by_file, errors)
 
+    def _cached(self, path: str) -> bool:
+        cached = self._cache.get(path)
+        signature = _signature(path)
+        return cached is not None and signature is not None and cached[0] == signature
+
     def _load_cached(self, path: str) -> FileResult:
         signature = _signature(path)
         cached = self._cache.get(path)
@@ -280,8 +290,8 @@ class FileProvider:
             log.warning("skipped document: %s", error)
         return result
 
-    def _diff(self, by_file: dict[str, dict[Any, Document]], errors: list[DocumentError]) -> ProviderEvent:
-        desired: dict[Any, Document] = {}
+    def _diff(self, by_file: dict[str, dict[ObjectKey, Document]], errors: list[DocumentError]) -> ProviderEvent:
+        desired: dict[ObjectKey, Document] = {}
         for path, docs in by_file.items():
             for key, doc in docs.items():
                 previous = desired.get(key)
@@ -293,8 +303,8 @@ class FileProvider:
         deletes = tuple(k for k in self._current if k not in desired)
         initial = not self._loaded_once
         self._loaded_once = True
-        self._current, self._by_file = desired, by_file
-        return ProviderEvent(upserts, deletes, tuple(errors), initial)
+        self._current, self._by_file, self._errors = desired, by_file, tuple(errors)
+        return ProviderEvent(upserts, deletes, self._errors, initial)
 
     def _watch_roots(self) -> list[str]:
         # a single file is watched through its directory: atomic renames
