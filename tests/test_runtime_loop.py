@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from portico.addresses import AddressPool
@@ -145,6 +145,20 @@ def test_translation_failure_keeps_the_last_good_config() -> None:
     assert programmed(loop.store) == ("True", "Programmed")
 
 
+def test_push_failure_keeps_the_last_good_config() -> None:
+    loop, _, xds = make_loop()
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+
+    def broken(ir: IR) -> int:
+        raise ValueError("cannot build")
+
+    loop.push = broken
+    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": []}}))
+    assert not loop.sync()
+    assert loop.last_ir == xds.pushed[0] and loop.version == 1
+
+
 def test_statuses_no_longer_owned_are_released() -> None:
     loop, _, _ = make_loop()
     loop.apply(docs(CLASS, GATEWAY))
@@ -166,9 +180,20 @@ def test_held_back_keeps_other_fields() -> None:
 
 
 def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
-    async def scenario() -> tuple[ControlLoop, FakeTranslator]:
+    interval = 1.0  # large, so that "at once" and "coalesced" are far apart even on a busy machine
+
+    async def until(condition: Callable[[], bool], timeout: float = 10) -> float:
+        """Seconds until `condition` holds."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not condition():
+            assert loop.time() - start < timeout
+            await asyncio.sleep(0.005)
+        return loop.time() - start
+
+    async def scenario() -> None:
         translator, xds = FakeTranslator(), FakeXds()
-        loop = ControlLoop(Store(), AddressPool(), xds.update, translator=translator, min_interval=0.2)
+        loop = ControlLoop(Store(), AddressPool(), xds.update, translator=translator, min_interval=interval)
         queue: asyncio.Queue[ProviderEvent] = asyncio.Queue()
 
         async def events() -> AsyncIterator[ProviderEvent]:
@@ -178,22 +203,16 @@ def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
         ready = asyncio.Event()
         task = asyncio.create_task(loop.run(events(), ready.set))
         await queue.put(ProviderEvent(initial=True))
-        await asyncio.wait_for(ready.wait(), 2)
-        assert translator.snapshots and len(translator.snapshots) == 1
-        start = asyncio.get_running_loop().time()
+        await asyncio.wait_for(ready.wait(), 5)
+        await asyncio.sleep(interval + 0.1)  # quiet
         await queue.put(docs(CLASS))
-        await asyncio.sleep(0.25)  # the first change after a quiet period: translated at once
-        assert len(translator.snapshots) == 2
-        for i in range(20):  # a burst: coalesced
+        assert await until(lambda: len(translator.snapshots) == 2) < interval / 2
+        for i in range(20):  # a burst right after: coalesced into one more translation
             gw = copy.deepcopy(GATEWAY)
             gw["metadata"]["name"] = f"gw{i}"
             await queue.put(docs(gw))
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
-        assert len(translator.snapshots) <= 5
-        assert len(translator.snapshots[-1].addresses) == 20
-        assert asyncio.get_running_loop().time() - start < 2
+        await until(lambda: len(translator.snapshots[-1].addresses) == 20)
+        assert len(translator.snapshots) == 3
         task.cancel()
-        return loop, translator
 
     asyncio.run(scenario())

@@ -170,6 +170,44 @@ class GatewayInfrastructure(Model):
     parameters_ref: LocalObjectReference | None = None
 
 
+class ObjectReference(Model):
+    group: str = ""
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+class FrontendTLSValidation(Model):
+    ca_certificate_refs: list[ObjectReference] = Field(default_factory=list)
+    mode: str = "AllowValidOnly"
+
+
+class TLSConfig(Model):
+    validation: FrontendTLSValidation | None = None
+
+
+class TLSPortConfig(Model):
+    port: int
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+
+
+class FrontendTLSConfig(Model):
+    default: TLSConfig = Field(default_factory=TLSConfig)
+    per_port: list[TLSPortConfig] = Field(default_factory=list)
+
+
+class GatewayBackendTLS(Model):
+    client_certificate_ref: SecretObjectReference | None = None
+
+
+class GatewaySpecTLS(Model):
+    """Gateway spec.tls: client certificate validation (frontend) and the
+    client certificate presented to backends (backend)."""
+
+    frontend: FrontendTLSConfig | None = None
+    backend: GatewayBackendTLS | None = None
+
+
 class ListenerNamespaces(Model):
     """Gateway spec.allowedListeners.namespaces: `from` defaults to None (no ListenerSets)."""
 
@@ -186,7 +224,7 @@ class GatewaySpec(Model):
     listeners: list[Listener] = Field(default_factory=list)
     addresses: list[GatewayAddress] = Field(default_factory=list)
     infrastructure: GatewayInfrastructure | None = None
-    tls: dict[str, Any] | None = None
+    tls: GatewaySpecTLS | None = None
     allowed_listeners: AllowedListeners | None = None
 
 

@@ -142,20 +142,19 @@ class ControlLoop:
         snapshot = self.snapshot()
         try:
             translation = await asyncio.to_thread(self.translator, snapshot)
+            self.publish(translation)
         except Exception:
             log.exception("translation failed; the last good configuration keeps serving")
             return False
-        self.publish(translation)
         return True
 
     def sync(self) -> bool:
         """`sync_async` without a thread (tests, tools)."""
         try:
-            translation = self.translator(self.snapshot())
+            self.publish(self.translator(self.snapshot()))
         except Exception:
             log.exception("translation failed; the last good configuration keeps serving")
             return False
-        self.publish(translation)
         return True
 
     # ------------------------------------------------------------ steps

@@ -24,6 +24,10 @@ APP_PROTOCOLS: dict[str | None, AppProtocol] = {
     "kubernetes.io/h2c": "h2c",
     "kubernetes.io/ws": "ws",
     "grpc": "h2c",
+    # HTTP over TLS: the TLS itself comes from a BackendTLSPolicy (Gateway API
+    # originates TLS to backends only through one); upstream tests spell it both ways.
+    "https": "http1",
+    "HTTPS": "http1",
 }
 
 
@@ -43,6 +47,8 @@ class Backends:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.clusters: dict[str, Cluster] = {}
+        # cluster name -> (namespace, Service, Service port name): what policies target
+        self.origins: dict[str, tuple[str, str, str]] = {}
 
     def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
         if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":
@@ -64,7 +70,7 @@ class Backends:
             return backend_problem("UnsupportedProtocol",
                                    f"appProtocol {port.app_protocol} of Service {ns}/{ref.name} is not supported")
         return Resolved(self.add(Cluster(cluster_name(ns, ref.name, port.port, protocol),
-                                         self.endpoints(svc, port), protocol)))
+                                         self.endpoints(svc, port), protocol), (ns, ref.name, port.name)))
 
     def external_name(self, svc: Service, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
         if not svc.spec.external_name or ref.port is None:
@@ -72,7 +78,8 @@ class Backends:
         port = next((p for p in svc.spec.ports if p.port == ref.port), None)
         protocol = self.protocol(port.app_protocol if port else None, default) or default
         name = cluster_name(svc.namespace, svc.name, ref.port, protocol)
-        return Resolved(self.add(Cluster(name, (Endpoint(svc.spec.external_name, ref.port),), protocol, dns=True)))
+        cluster = Cluster(name, (Endpoint(svc.spec.external_name, ref.port),), protocol, dns=True)
+        return Resolved(self.add(cluster, (svc.namespace, svc.name, port.name if port else "")))
 
     @staticmethod
     def protocol(app_protocol: str | None, default: AppProtocol) -> AppProtocol | None:
@@ -94,8 +101,9 @@ class Backends:
                     out.extend(Endpoint(a, number) for a in ep.addresses)
         return tuple(sorted(set(out), key=lambda e: (e.address, e.port)))
 
-    def add(self, cluster: Cluster) -> Cluster:
+    def add(self, cluster: Cluster, origin: tuple[str, str, str]) -> Cluster:
         self.clusters.setdefault(cluster.name, cluster)
+        self.origins.setdefault(cluster.name, origin)
         return self.clusters[cluster.name]
 
 

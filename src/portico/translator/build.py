@@ -3,6 +3,10 @@
 One IR listener per (address, port, transport). HTTP listeners on a port share
 one route configuration whose virtual hosts are the listeners' and routes'
 hostnames; HTTPS and TLS listeners get one filter chain each, chosen by SNI.
+
+HTTPS misdirected requests (Listener.hostname): a Host that the SNI-selected
+listener does not serve, but another HTTPS listener on the port serves (or
+serves more specifically), answers 421; a Host no listener serves, 404.
 """
 
 from __future__ import annotations
@@ -44,23 +48,45 @@ def filter_chains(gw: GatewayState, port: int, group: list[ListenerState]) -> li
         return [ir.FilterChain(f"{prefix}/{group[0].qualified_name}", tcp=ir.TCPConfig(l4_backends(group[0])))]
     chains: list[ir.FilterChain] = []
     for ls in group:
-        sni = (ls.spec.hostname,) if ls.spec.hostname else ()
         name = f"{prefix}/{ls.qualified_name}"  # ListenerSet listener names may repeat
         if ls.protocol == "HTTPS":
-            chains.append(ir.FilterChain(name, sni, ir.DownstreamTLS(tuple(ls.certificates)),
-                                         http=ir.HTTPConfig(name, virtual_hosts([ls]))))
+            chains.append(https_chain(name, ls, [o for o in group if o.protocol == "HTTPS"]))
         else:
-            chains += tls_chains(name, ls)
+            chains += tls_chains(name, ls, group)
     return chains
 
 
-def tls_chains(name: str, ls: ListenerState) -> list[ir.FilterChain]:
+def https_chain(name: str, ls: ListenerState, peers: list[ListenerState]) -> ir.FilterChain:
+    """An HTTPS listener: its SNI, certificates, client validation and virtual
+    hosts, plus the 421 answers for Hosts that belong to its peers on the port."""
+    sni = (ls.spec.hostname,) if ls.spec.hostname else ()
+    tls = ir.DownstreamTLS(tuple(ls.certificates), ls.client_validation)
+    own = virtual_hosts([ls], peers)
+    misdirected = misdirected_hosts(ls, peers, {d for vh in own for d in vh.domains})
+    # Another listener without hostname serves every other Host: 421 for all of them.
+    catch_all_peer = bool(ls.spec.hostname) and any(not o.spec.hostname for o in peers if o is not ls)
+    return ir.FilterChain(name, sni, tls, http=ir.HTTPConfig(name, own + misdirected, catch_all_peer))
+
+
+def misdirected_hosts(ls: ListenerState, peers: list[ListenerState], own: set[str]) -> tuple[ir.VirtualHost, ...]:
+    """Virtual hosts answering 421 for the hostnames of the other HTTPS listeners
+    on the port (the Host belongs to another listener than the SNI chose)."""
+    names = sorted({o.spec.hostname.lower() for o in peers if o is not ls and o.spec.hostname} - own,
+                   key=hostnames.specificity)
+    action = ir.RouteAction(direct_status=421)
+    return tuple(ir.VirtualHost(f"misdirected/{h}", (h,), (ir.Route(f"misdirected/{h}", ir.RouteMatch(), action),))
+                 for h in names)
+
+
+def tls_chains(name: str, ls: ListenerState, group: list[ListenerState]) -> list[ir.FilterChain]:
     """TLS listeners: one chain per SNI hostname of the attached TLSRoutes; the
-    oldest route wins a hostname claimed twice (route precedence)."""
+    oldest route wins a hostname claimed twice (route precedence), and a more
+    specific listener on the port wins a hostname it covers (listener isolation)."""
     claimed: dict[str, tuple[ir.WeightedBackend, ...]] = {}
     for r in sorted(ls.l4_routes, key=lambda r: r.precedence):
         for h in r.hostnames:
-            claimed.setdefault(h, r.backends)
+            if not shadowed(h, ls, group):
+                claimed.setdefault(h, r.backends)
     tls = ir.DownstreamTLS(tuple(ls.certificates), alpn=()) if ls.tls_mode == "Terminate" else None
     return [ir.FilterChain(f"{name}/{h}", () if h == "*" else (h,), tls, tcp=ir.TCPConfig(backends))
             for h, backends in sorted(claimed.items(), key=lambda kv: hostnames.specificity(kv[0]))]
@@ -73,17 +99,19 @@ def l4_backends(ls: ListenerState) -> tuple[ir.WeightedBackend, ...]:
     return min(ls.l4_routes, key=lambda r: r.precedence).backends
 
 
-def virtual_hosts(group: list[ListenerState]) -> tuple[ir.VirtualHost, ...]:
+def virtual_hosts(group: list[ListenerState], peers: list[ListenerState] | None = None) -> tuple[ir.VirtualHost, ...]:
     """Virtual hosts of listeners sharing a route configuration. A hostname that
-    a more specific listener also covers belongs to that listener only (listener
-    isolation: a request is served by the most specific matching listener)."""
+    a more specific listener (of the group, or of `peers`) also covers belongs
+    to that listener only (listener isolation: a request is served by the most
+    specific matching listener)."""
+    peers = group if peers is None else peers
     domains: dict[str, list[object]] = {}
     entries: dict[str, list[tuple[tuple[object, ...], ir.Route]]] = defaultdict(list)
     for ls in group:
         domains.setdefault((ls.spec.hostname or "*").lower(), [])
         for hr in ls.http_routes:
             for h in hr.hostnames:
-                if shadowed(h, ls, group):
+                if shadowed(h, ls, peers):
                     continue
                 domains.setdefault(h, [])
                 entries[h] += [(e.precedence, e.route) for e in hr.entries]

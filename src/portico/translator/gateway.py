@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from portico import CONTROLLER_NAME
 from portico.addresses import usable_address
-from portico.ir import Route, TLSCertificate, WeightedBackend
+from portico.ir import ClientValidation, Route, TLSCertificate, WeightedBackend
 from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
+from portico.translator.frontendtls import backend_client_certificate, frontend_validation
 from portico.translator.secrets import tls_key_pair
 
 # Route kinds each listener protocol can serve (Gateway API Listener.protocol).
@@ -63,6 +64,7 @@ class ListenerState:
     conds: list[Cond] = field(default_factory=list)
     supported_kinds: list[str] = field(default_factory=list)
     certificates: list[TLSCertificate] = field(default_factory=list)
+    client_validation: ClientValidation | None = None  # Gateway spec.tls.frontend (HTTPS)
     attached_routes: int = 0
     # filled by route translation: what this listener serves
     http_routes: list[HostRoutes] = field(default_factory=list)
@@ -118,6 +120,8 @@ class GatewayState:
     address: str | None
     listeners: list[ListenerState]
     conds: list[Cond] = field(default_factory=list)
+    # Gateway spec.tls.backend.clientCertificateRef, presented to TLS backends
+    backend_client_cert: TLSCertificate | None = None
 
     @property
     def key(self) -> ObjectKey:
@@ -177,8 +181,9 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
         address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
         listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
         mark_conflicts(listeners)
-        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, address, listeners)
-        states[gw.key] = GatewayState(gw, address, listeners, conds)
+        client_cert, cert_conds = backend_client_certificate(ctx, gw)
+        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, address, listeners) + cert_conds
+        states[gw.key] = GatewayState(gw, address, listeners, conds, client_cert)
     return states
 
 
@@ -213,9 +218,26 @@ def validate_listener(ctx: Context, gw: Gateway, spec: Listener,
     if not kinds_ok:
         state.conds.append(Cond("ResolvedRefs", False, "InvalidRouteKinds",
                                 "allowedRoutes.kinds names a kind this listener cannot serve"))
-    if spec.protocol == "HTTPS" or (spec.protocol == "TLS" and state.tls_mode == "Terminate"):
-        resolve_certificates(ctx, gw, state)
+    validate_tls(ctx, gw, state)
     return state
+
+
+def validate_tls(ctx: Context, gw: Gateway, state: ListenerState) -> None:
+    """Listener.tls: HTTPS always terminates (Passthrough is an UnsupportedValue);
+    TLS terminates or passes through; terminating listeners need certificates,
+    and HTTPS ones get the Gateway's frontend client validation for their port."""
+    protocol = state.protocol
+    modes = {"HTTPS": ("Terminate",), "TLS": ("Terminate", "Passthrough")}.get(protocol)
+    if modes and state.tls_mode not in modes:
+        message = f"tls.mode {state.tls_mode} is not supported on a {protocol} listener"
+        state.conds += [Cond("Accepted", False, "UnsupportedValue", message),
+                        Cond("Programmed", False, "Invalid", message)]
+        return
+    if protocol == "HTTPS" or (protocol == "TLS" and state.tls_mode == "Terminate"):
+        resolve_certificates(ctx, gw, state)
+    if protocol == "HTTPS":
+        state.client_validation, conds = frontend_validation(ctx, gw, state.spec.port)
+        state.conds += conds
 
 
 def allowed_kinds(spec: Listener, kinds: tuple[str, ...]) -> tuple[list[str], bool]:
@@ -234,8 +256,9 @@ def resolve_certificates(ctx: Context, gw: Gateway, state: ListenerState) -> Non
     owner = state.owner
     refs = state.spec.tls.certificate_refs if state.spec.tls else []
     if not refs:
-        state.conds.append(Cond("ResolvedRefs", False, "InvalidCertificateRef",
-                                "a TLS listener needs at least one certificateRef"))
+        message = "a TLS listener that terminates needs at least one certificateRef"
+        state.conds += [Cond("ResolvedRefs", False, "InvalidCertificateRef", message),
+                        Cond("Programmed", False, "Invalid", message)]
         return
     for ref in refs:
         ns = ref.namespace or owner.namespace
@@ -248,7 +271,9 @@ def resolve_certificates(ctx: Context, gw: Gateway, state: ListenerState) -> Non
             problem = load_certificate(ctx, state, ns, ref.name)
         if problem:
             state.conds.append(Cond("ResolvedRefs", False, problem[0], problem[1]))
-            state.conds.append(Cond("Programmed", False, "Invalid", problem[1]))
+    if not state.certificates:
+        # Programmed only with at least one usable certificate; the valid ones are served.
+        state.conds.append(Cond("Programmed", False, "Invalid", "no certificateRef is usable"))
 
 
 def load_certificate(ctx: Context, state: ListenerState, ns: str, name: str) -> tuple[str, str] | None:
@@ -264,7 +289,9 @@ def load_certificate(ctx: Context, state: ListenerState, ns: str, name: str) -> 
 
 def mark_conflicts(listeners: list[ListenerState]) -> None:
     """Listeners on one port must share a protocol family (ProtocolConflict) and,
-    within a protocol, differ in hostname (HostnameConflict)."""
+    within a protocol, differ in hostname (HostnameConflict). HTTPS and TLS
+    listeners on one port are told apart by SNI alone, so they must differ in
+    hostname across both protocols too."""
     by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for ls in listeners:
         if ls.protocol in PORT_FAMILY:
@@ -275,8 +302,7 @@ def mark_conflicts(listeners: list[ListenerState]) -> None:
         for ls in group:
             if len(families) > 1:
                 conflict(ls, "ProtocolConflict", f"port {ls.port} is used with another protocol")
-            elif sum(1 for o in group if (o.spec.hostname or "") == (ls.spec.hostname or "")
-                     and o.protocol == ls.protocol) > 1:
+            elif sum(1 for o in group if (o.spec.hostname or "") == (ls.spec.hostname or "")) > 1:
                 conflict(ls, "HostnameConflict", f"another listener on port {ls.port} has the same hostname")
 
 

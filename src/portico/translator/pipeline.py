@@ -6,12 +6,14 @@ from portico import CONTROLLER_NAME, ir
 from portico.models import GatewayClass
 from portico.translator import Snapshot, Translation
 from portico.translator.backends import Backends
+from portico.translator.backendtls import apply_backend_tls
 from portico.translator.build import build_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
+from portico.translator.l4routes import translate_l4routes
 from portico.translator.listenerset import attach_listener_sets
 from portico.translator.routebinding import bind_routes
 from portico.translator.status import gateway_status, gatewayclass_status, listenerset_status, route_status
@@ -30,6 +32,10 @@ def run(snapshot: Snapshot) -> Translation:
     bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds)
+    for l4 in translate_l4routes(ctx, gateways, backends):
+        out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds)
+    backend_tls = apply_backend_tls(ctx, gateways, backends)
+    out.statuses.update(backend_tls.statuses)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
     listeners: list[ir.Listener] = []
@@ -40,5 +46,5 @@ def run(snapshot: Snapshot) -> Translation:
         owners.append((f"{key.namespace}/{key.name}", tuple(li.name for li in built)))
         out.statuses[key] = gateway_status(gw)
     out.ir = ir.IR(tuple(listeners), tuple(sorted(backends.clusters.values(), key=lambda c: c.name)),
-                   tuple(owners))
+                   tuple(owners), backend_tls.secrets)
     return out

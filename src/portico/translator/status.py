@@ -10,7 +10,7 @@ from typing import Any
 
 from portico import CONTROLLER_NAME
 from portico.models import GatewayClass, Resource
-from portico.objects import GATEWAY_GROUP
+from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.translator.attachment import ParentResult, parent_ref_status
 from portico.translator.conditions import Cond, render_all
 from portico.translator.gateway import GatewayState, ListenerState, listener_conditions
@@ -68,3 +68,17 @@ def route_status(route: Resource, parents: list[ParentResult], route_conds: list
         ours.append({"parentRef": parent_ref_status(parent.ref), "controllerName": CONTROLLER_NAME,
                      "conditions": render_all(conds, generation)})
     return {**(route.status or {}), "parents": others + ours}
+
+
+def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]]) -> dict[str, Any]:
+    """PolicyAncestorStatus entries of ours, one per ancestor Gateway (at most 16,
+    PolicyStatus.ancestors); other controllers' entries are kept."""
+    generation = policy.metadata.generation
+    others = [a for a in (policy.status or {}).get("ancestors") or []
+              if isinstance(a, dict) and a.get("controllerName") != CONTROLLER_NAME]
+    ours = [{"ancestorRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": key.namespace, "name": key.name},
+             "controllerName": CONTROLLER_NAME,
+             "conditions": render_all(conds + [Cond("Accepted", True, "Accepted"),
+                                               Cond("ResolvedRefs", True, "ResolvedRefs")], generation)}
+            for key, conds in sorted(ancestors.items())]
+    return {**(policy.status or {}), "ancestors": others + ours[:max(0, 16 - len(others))]}
