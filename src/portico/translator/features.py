@@ -4,5 +4,6 @@ only those the conformance kit passes (tests/conformance/passing.txt)."""
 SUPPORTED_FEATURES: list[str] = [
     "Gateway",
     "HTTPRoute",
+    "ListenerSet",
     "ReferenceGrant",
 ]
