@@ -103,14 +103,15 @@ def merge_duplicates(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def bind_listener(listener: ListenerState, candidates: list[Candidate]) -> None:
-    accepted: list[Candidate] = []
+    accepted: dict[str, list[Candidate]] = {}  # by route kind: only other kinds can be rivals
     for c in sorted(candidates, key=lambda c: c.order):
-        rival = next((a for a in accepted if a.result.route.kind != c.result.route.kind
-                      and hostnames_intersect(a.hostnames, c.hostnames)), None)
+        kind = c.result.route.kind
+        rival = next((a for k, same_kind in accepted.items() if k != kind for a in same_kind
+                      if hostnames_intersect(a.hostnames, c.hostnames)), None)
         if rival is not None:
             reject(c, rival, listener)
             continue
-        accepted.append(c)
+        accepted.setdefault(kind, []).append(c)
         entries = c.result.entries
         assert entries is not None
         listener.attached_routes += 1
