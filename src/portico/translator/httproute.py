@@ -213,9 +213,31 @@ def route_entries(route: HTTPRoute, rules: list[RuleResult], listener: ListenerS
         for j, match in enumerate(rule.rule.matches or [HTTPRouteMatch()]):
             m = route_match(match)
             name = f"httproute/{route.namespace}/{route.name}/rule/{label}/match/{j}"
-            entries.append(RouteEntry(precedence(route, rule.index, j, match, m),
-                                      ir.Route(name, m, action)))
+            key = precedence(route, rule.index, j, match, m)
+            twin = explicit_port_twin(name, m, action, listener)
+            if twin is not None:
+                entries.append(RouteEntry(key + (0,), twin))
+            entries.append(RouteEntry(key + (1,), ir.Route(name, m, action)))
     return entries
+
+
+# A Host header that carries a port ("example.com:8080").
+HOST_WITH_PORT = r".+:[0-9]+"
+
+
+def explicit_port_twin(name: str, m: ir.RouteMatch, action: ir.RouteAction,
+                       listener: ListenerState) -> ir.Route | None:
+    """A redirect whose port is the scheme's default leaves the port out of Location,
+    keeping the request's Host. A Host that names a port would keep that port, yet the
+    redirect port MUST be the derived one: for such Hosts a twin route (tried first)
+    names the derived port explicitly."""
+    r = action.redirect
+    if r is None or not r.strip_port:
+        return None
+    scheme = r.scheme or ("https" if listener.protocol == "HTTPS" else "http")
+    port = {"http": 80, "https": 443}[scheme]
+    match = replace(m, headers=m.headers + (ir.HeaderMatch(":authority", HOST_WITH_PORT, "RegularExpression"),))
+    return ir.Route(f"{name}/host-port", match, replace(action, redirect=replace(r, port=port, strip_port=False)))
 
 
 def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:

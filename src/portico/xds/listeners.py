@@ -93,7 +93,6 @@ def http_manager(http: ir.HTTPConfig, prefix: str) -> hcm.HttpConnectionManager:
         merge_slashes=False,
         generate_request_id=wrappers_pb2.BoolValue(value=False),
         server_header_transformation=_HCM.PASS_THROUGH,
-        strip_any_host_port=True,  # so vhost domains need no "host:port" variants
         rds=hcm.Rds(config_source=ads_source(), route_config_name=http.route_config_name),
         local_reply_config=_local_reply_config(),
     )

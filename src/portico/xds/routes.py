@@ -42,7 +42,9 @@ _REDIRECT_CODES = {
 
 def build_route_configuration(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
     """The RDS resource named `http.route_config_name`."""
-    out = route_pb2.RouteConfiguration(name=http.route_config_name)
+    # Virtual hosts match the Host without its port; the Host itself reaches the
+    # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
+    out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
     out.virtual_hosts.extend(build_virtual_host(vh) for vh in http.virtual_hosts)
     has_catch_all = any("*" in vh.domains for vh in http.virtual_hosts)
     if http.misdirected_421 and not has_catch_all:
@@ -225,7 +227,8 @@ def _redirect(r: ir.Redirect, path: ir.PathMatch) -> rc.RedirectAction:
         out.scheme_redirect = r.scheme
     if r.hostname is not None:
         out.host_redirect = r.hostname
-    # strip_port: the HCM strips the port from Host already, so no port_redirect means none.
+    # strip_port: no port_redirect keeps the request's Host as it is (without a port in the
+    # common case); the translator adds a twin route with the port explicit for Hosts with one.
     if r.port is not None and not r.strip_port:
         out.port_redirect = r.port
     if r.path_full is not None:
