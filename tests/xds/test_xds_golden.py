@@ -12,6 +12,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from portico.xds import build, resource_version
+from portico.xds.resources import Builder
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -44,3 +45,22 @@ def test_build_is_deterministic() -> None:
             assert {n: resource_version(m) for n, m in by_name.items()} == {
                 n: resource_version(m) for n, m in second[type_url].items()
             }
+
+
+def test_builder_reuses_unchanged_units_and_matches_build() -> None:
+    """The memoizing Builder gives exactly build()'s output, whatever was built before."""
+    builder = Builder()
+    cases = [make() for make in xds_cases.CASES.values()]
+    for previous, current in zip([None, *cases], [*cases, cases[0]], strict=True):
+        if previous is not None:
+            builder.build(previous)
+        got, want = builder.build(current).by_type(), build(current).by_type()
+        for type_url, by_name in want.items():
+            assert {n: resource_version(m) for n, m in got[type_url].items()} == {
+                n: resource_version(m) for n, m in by_name.items()
+            }
+    first = builder.build(cases[0])
+    again = builder.build(xds_cases.http_basic())  # equal IR, new objects
+    assert all(again.clusters[n] is m for n, m in first.clusters.items() if n != "portico/invalid-backend")
+    assert all(again.routes[n] is m for n, m in first.routes.items())
+    assert all(again.listeners[n] is m for n, m in first.listeners.items())

@@ -9,6 +9,7 @@ persistence.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2, extension_pb2
@@ -40,12 +41,17 @@ _REDIRECT_CODES = {
 }
 
 
-def build_route_configuration(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
-    """The RDS resource named `http.route_config_name`."""
+RouteBuilder = Callable[[ir.Route], rc.Route]
+
+
+def build_route_configuration(
+    http: ir.HTTPConfig, route_builder: RouteBuilder | None = None
+) -> route_pb2.RouteConfiguration:
+    """The RDS resource named `http.route_config_name` (`route_builder`: a memoizing build_route)."""
     # Virtual hosts match the Host without its port; the Host itself reaches the
     # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
     out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
-    out.virtual_hosts.extend(build_virtual_host(vh) for vh in http.virtual_hosts)
+    out.virtual_hosts.extend(build_virtual_host(vh, route_builder) for vh in http.virtual_hosts)
     has_catch_all = any("*" in vh.domains for vh in http.virtual_hosts)
     if http.misdirected_421 and not has_catch_all:
         # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
@@ -53,10 +59,10 @@ def build_route_configuration(http: ir.HTTPConfig) -> route_pb2.RouteConfigurati
     return out
 
 
-def build_virtual_host(vh: ir.VirtualHost) -> rc.VirtualHost:
-    """Envoy matches domains case-insensitively; the HCM strips any port from Host first."""
+def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = None) -> rc.VirtualHost:
+    """Envoy matches domains case-insensitively (and, here, ignoring the Host's port)."""
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
-    out.routes.extend(build_route(r) for r in vh.routes)
+    out.routes.extend((route_builder or build_route)(r) for r in vh.routes)
     return out
 
 

@@ -26,7 +26,7 @@ from google.protobuf import any_pb2
 
 from portico.ir import IR
 from portico.xds._common import pack
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, build, resource_version
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Builder, resource_version
 
 log = logging.getLogger("portico.xds")
 
@@ -325,7 +325,8 @@ class XdsServer:
         self._acked = 0
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._cache: dict[tuple[str, str], _Entry] = {}
+        self._builder = Builder()
+        self._entries: dict[int, tuple[Any, _Entry]] = {}
 
     @property
     def version(self) -> int:
@@ -364,17 +365,19 @@ class XdsServer:
 
     def update(self, ir: IR) -> int:
         """Build `ir`, make it the newest version and push what changed; returns its version."""
-        resources = build(ir).by_type()
-        entries = {t: {name: self._entry(t, msg) for name, msg in d.items()} for t, d in resources.items()}
-        self._cache = {(t, e.version): e for t, d in entries.items() for e in d.values()}
+        resources = self._builder.build(ir).by_type()
+        previous, self._entries = self._entries, {}
+        entries = {t: {name: self._entry(msg, previous) for name, msg in d.items()} for t, d in resources.items()}
         self._snapshot = Snapshot(self._snapshot.version + 1, entries)
         self._notify()
         return self._snapshot.version
 
-    def _entry(self, type_url: str, msg: Any) -> _Entry:
-        version = resource_version(msg)
-        cached = self._cache.get((type_url, version))
-        return cached if cached is not None else _Entry(version, pack(msg))
+    def _entry(self, msg: Any, previous: dict[int, tuple[Any, _Entry]]) -> _Entry:
+        """Hash and pack `msg`, unless the builder reused it from the previous update."""
+        cached = previous.get(id(msg))
+        entry = cached[1] if cached is not None and cached[0] is msg else _Entry(resource_version(msg), pack(msg))
+        self._entries[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
+        return entry
 
     def _notify(self) -> None:
         loop = self._loop
