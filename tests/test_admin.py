@@ -87,7 +87,7 @@ def test_objects_in_kubernetes_shape_with_status_and_errors() -> None:
         assert set(gw) >= {"apiVersion", "kind", "metadata", "spec", "status"}
         assert gw["metadata"]["generation"] == 1 and gw["metadata"]["uid"]
         assert gw["status"]["conditions"][0]["type"] == "Accepted"
-        assert body["errors"] == [{"file": "bad.yaml", "line": 7, "path": "", "object": "",
+        assert body["errors"] == [{"file": "bad.yaml", "line": 7, "path": "", "object": "", "rule": "",
                                    "message": "invalid YAML: mapping values are not allowed here"}]
 
 

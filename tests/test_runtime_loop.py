@@ -139,7 +139,8 @@ def test_translation_failure_keeps_the_last_good_config() -> None:
     loop.sync()
     loop.on_ack(1)
     translator.fail = True
-    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": []}}))
+    changed = {**GATEWAY["spec"]["listeners"][0], "port": 8081}
+    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [changed]}}))
     assert not loop.sync()
     assert len(xds.pushed) == 1
     assert programmed(loop.store) == ("True", "Programmed")
@@ -154,7 +155,8 @@ def test_push_failure_keeps_the_last_good_config() -> None:
         raise ValueError("cannot build")
 
     loop.push = broken
-    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": []}}))
+    changed = {**GATEWAY["spec"]["listeners"][0], "port": 8081}
+    loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [changed]}}))
     assert not loop.sync()
     assert loop.last_ir == xds.pushed[0] and loop.version == 1
 

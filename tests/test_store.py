@@ -9,6 +9,7 @@ from typing import Any
 from portico.objects import key_of
 from portico.provider import Document, DocumentError, ProviderEvent, Source
 from portico.store import Store
+from portico.validation import apply_defaults
 
 ROUTE: dict[str, Any] = {
     "apiVersion": "gateway.networking.k8s.io/v1",
@@ -119,7 +120,8 @@ def test_invalid_object_keeps_the_previous_version() -> None:
     bad["spec"]["rules"] = "not a list"
     assert not store.upsert(doc(bad, file="r.yaml", line=4))
     obj = store.get(key_of(ROUTE))
-    assert obj is not None and obj.raw["spec"] == ROUTE["spec"]
+    # stored as an API server stores it: defaulted
+    assert obj is not None and obj.raw["spec"] == apply_defaults(ROUTE)["spec"]
     [error] = store.errors()
     assert (error.file, error.line, error.object) == ("r.yaml", 4, "HTTPRoute ns/r")
     assert error.path.startswith("spec.rules")
@@ -215,3 +217,40 @@ def test_condition_transition_times() -> None:
     assert not store.set_status(key, status("True", "True"))
     store.set_status(key, status("True", "False"))
     assert times()[0] == "2026-01-01T00:00:01Z" and times()[1] > "2026-01-01T00:00:02Z"
+
+
+CEL_INVALID = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated, namespace: ns}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: ns}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - filters:
+        - type: RequestRedirect
+          requestRedirect: {hostname: a.example}
+        - type: URLRewrite
+          urlRewrite: {hostname: b.example}
+"""
+
+
+def test_cel_violation_names_file_field_line_and_rule(tmp_path: Any) -> None:
+    """The API server's CEL rules apply in standalone mode (x-kubernetes-validations)."""
+    path = tmp_path / "route.yaml"
+    path.write_text(CEL_INVALID)
+    raw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": "r", "namespace": "ns"},
+           "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"filters": [
+               {"type": "RequestRedirect", "requestRedirect": {"hostname": "a.example"}},
+               {"type": "URLRewrite", "urlRewrite": {"hostname": "b.example"}}]}]}}
+    store = new_store()
+    assert not store.upsert(doc(raw, file=str(path), line=5))
+    [error] = store.errors()
+    assert error.file == str(path) and error.path == "spec.rules[0].filters"
+    assert error.line == 11  # the `filters:` line, not the document start
+    assert "RequestRedirect and URLRewrite" in error.message
+    assert "RequestRedirect" in error.rule and "URLRewrite" in error.rule  # the CEL rule itself

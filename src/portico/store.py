@@ -25,6 +25,8 @@ from typing import Any
 from portico.models import InvalidObject, Resource, parse_object
 from portico.objects import CLUSTER_SCOPED, ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent, Source
+from portico.validation import Violation, apply_defaults, validate
+from portico.validation.cli import field_line
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,13 @@ class Store:
         if current is not None and current.content == content and doc.key not in self._invalid:
             current.source = doc.source
             return False
-        raw = self._with_metadata(doc.key, content, current)
+        # What an API server does before storing: schema and CEL validation, then
+        # defaulting. A rejected object is not applied; the previous one keeps serving.
+        violations = validate(content, old=current.content if current is not None else None)
+        if violations:
+            self._reject_violations(doc, violations)
+            return False
+        raw = apply_defaults(self._with_metadata(doc.key, content, current))
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         try:
             resource = parse_object({**raw, "status": document_status} if document_status else raw)
@@ -237,8 +245,17 @@ class Store:
         meta["resourceVersion"] = self._next_version()
         return raw
 
+    def _reject_violations(self, doc: Document, violations: list[Violation]) -> None:
+        v = violations[0]
+        line = field_line(doc.source.file, doc.source.line, v.path)
+        message = v.message if len(violations) == 1 else f"{v.message} (and {len(violations) - 1} more)"
+        self._record_invalid(doc, DocumentError(doc.source.file, line, message, v.path, str(doc.key), v.rule or ""))
+
     def _reject(self, doc: Document, error: InvalidObject) -> None:
-        problem = DocumentError(doc.source.file, doc.source.line, error.message, error.path, str(doc.key))
+        self._record_invalid(doc, DocumentError(doc.source.file, doc.source.line, error.message, error.path,
+                                                str(doc.key)))
+
+    def _record_invalid(self, doc: Document, problem: DocumentError) -> None:
         if self._invalid.get(doc.key) != problem:
             serving = "; the previous version keeps serving" if doc.key in self._objects else ""
             log.error("invalid object not applied: %s%s", problem, serving)

@@ -32,16 +32,18 @@ class DocumentError:
     message: str
     path: str = ""  # field path inside the document, e.g. "spec.listeners[0].port"
     object: str = ""  # "Kind ns/name" when known
+    rule: str = ""  # the schema keyword or CEL rule that rejected it
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "path": self.path,
-                "message": self.message, "object": self.object}
+                "message": self.message, "object": self.object, "rule": self.rule}
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
         what = f" {self.object}" if self.object else ""
         field_path = f" {self.path}:" if self.path else ""
-        return f"{where}:{what}{field_path} {self.message}"
+        rule = f" (rule: {self.rule})" if self.rule else ""
+        return f"{where}:{what}{field_path} {self.message}{rule}"
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,22 @@ def _items(doc: _Doc) -> Iterator[tuple[Any, yaml.Node | None, int]]:
         yield data, doc.node, doc.line
 
 
+def field_line(file: str, start_line: int, path: str) -> int:
+    """The line of field `path` in the object that starts at `start_line` of `file`
+    (the provider reports where documents start; this finds the field itself)."""
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return start_line
+    for doc in _documents(text):
+        if isinstance(doc, yaml.YAMLError):
+            break
+        for _, node, line in _items(doc):
+            if line == start_line:
+                return node_line(node, parse_path(path), line)
+    return start_line
+
+
 def validate_text(text: str, file: str) -> tuple[list[Report], int]:
     """Reports for the manifests in text (YAML or JSON), and how many objects it holds."""
     reports: list[Report] = []
