@@ -1,5 +1,6 @@
 """Property tests: the translator never raises on well-typed input, and route
-status has exactly one entry per (parentRef, our controller)."""
+status has exactly one entry per (parentRef, our controller); parents are
+Gateways or ListenerSets (whose parent Gateway is ours)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,22 @@ def listener(draw: st.DrawFn, i: int) -> dict[str, Any]:
 @st.composite
 def gateway(draw: st.DrawFn, name: str) -> dict[str, Any]:
     count = draw(st.integers(0, 4))
+    spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["portico", "other"])),
+                            "listeners": [draw(listener(i)) for i in range(count)]}
+    allowed = draw(st.sampled_from([None, "None", "Same", "All", "Selector"]))
+    if allowed:
+        spec["allowedListeners"] = {"namespaces": {"from": allowed, "selector": {"matchLabels": {"team": "x"}}}}
     return {"apiVersion": GW, "kind": "Gateway",
+            "metadata": {"name": name, "namespace": draw(st.sampled_from(NAMESPACES))}, "spec": spec}
+
+
+@st.composite
+def listener_set(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    parent = {"name": draw(st.sampled_from(["g1", "g2"])),
+              **draw(st.sampled_from([{}] + [{"namespace": ns} for ns in NAMESPACES]))}
+    return {"apiVersion": GW, "kind": "ListenerSet",
             "metadata": {"name": name, "namespace": draw(st.sampled_from(NAMESPACES))},
-            "spec": {"gatewayClassName": draw(st.sampled_from(["portico", "other"])),
-                     "listeners": [draw(listener(i)) for i in range(count)]}}
+            "spec": {"parentRef": parent, "listeners": [draw(listener(i)) for i in range(draw(st.integers(1, 3)))]}}
 
 
 @st.composite
@@ -59,10 +72,11 @@ def backend_ref(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def route(draw: st.DrawFn, kind: str, name: str) -> dict[str, Any]:
-    refs = draw(st.lists(st.tuples(st.sampled_from(["g1", "g2"]), st.sampled_from(NAMESPACES),
+    refs = draw(st.lists(st.tuples(st.sampled_from(["g1", "g2", "s1", "s2"]), st.sampled_from(NAMESPACES),
                                    st.sampled_from([None, "l0", "l1"]), st.sampled_from([None, 80, 443])),
                          max_size=3, unique=True))
-    parent_refs = [{"name": n, "namespace": ns, **({"sectionName": s} if s else {}), **({"port": p} if p else {})}
+    parent_refs = [{"name": n, "namespace": ns, **({"kind": "ListenerSet"} if n.startswith("s") else {}),
+                    **({"sectionName": s} if s else {}), **({"port": p} if p else {})}
                    for n, ns, s, p in refs]
     rule: dict[str, Any] = {"backendRefs": draw(st.lists(backend_ref(), max_size=3))}
     if kind == "HTTPRoute":
@@ -87,6 +101,7 @@ def snapshot(draw: st.DrawFn) -> Snapshot:
                   "to": [{"group": "", "kind": "Service"}]}},
     ]
     docs += [draw(gateway(n)) for n in ("g1", "g2")]
+    docs += [draw(listener_set(n)) for n in ("s1", "s2")]
     for i, kind in enumerate(draw(st.lists(st.sampled_from(ROUTE_KINDS), max_size=4))):
         docs.append(draw(route(kind, f"r{i}")))
     objects = {}
@@ -102,18 +117,29 @@ def our_gateways(snap: Snapshot) -> set[ObjectKey]:
             ["gateway_class_name"] == "portico"}
 
 
+def parent_is_ours(snap: Snapshot, route_ns: str, ref: dict[str, Any]) -> bool:
+    key = ObjectKey("gateway.networking.k8s.io", ref.get("kind", "Gateway"), ref.get("namespace") or route_ns,
+                    ref["name"])
+    if key.kind == "ListenerSet":
+        lset = snap.objects.get(key)
+        if lset is None:
+            return False
+        parent = lset.model_dump(by_alias=True)["spec"]["parentRef"]
+        key = ObjectKey("gateway.networking.k8s.io", "Gateway", parent.get("namespace") or key.namespace,
+                        parent["name"])
+    return key in our_gateways(snap)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshot())
 def test_translator_total_and_one_status_entry_per_parent(snap: Snapshot) -> None:
     out = translate(snap)
-    ours = our_gateways(snap)
     for key, obj in snap.objects.items():
         if not key.kind.endswith("Route"):
             continue
         expected = []
         for ref in obj.model_dump(by_alias=True)["spec"]["parentRefs"]:
-            gw = ObjectKey("gateway.networking.k8s.io", "Gateway", ref.get("namespace") or key.namespace, ref["name"])
-            if gw in ours:
+            if parent_is_ours(snap, key.namespace, ref):
                 expected.append((ref["name"], ref.get("namespace"), ref.get("sectionName"), ref.get("port")))
         parents = [p for p in out.statuses.get(key, {}).get("parents", [])
                    if p["controllerName"] == CONTROLLER_NAME]
@@ -123,3 +149,31 @@ def test_translator_total_and_one_status_entry_per_parent(snap: Snapshot) -> Non
         for p in parents:
             types = [c["type"] for c in p["conditions"]]
             assert len(types) == len(set(types)) and {"Accepted", "ResolvedRefs"} <= set(types)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshot())
+def test_listener_sets_status_and_unique_filter_chains(snap: Snapshot) -> None:
+    """A ListenerSet of our Gateway has Accepted and one listener entry per spec
+    listener; the Gateway counts the Accepted ones; filter chain names are
+    unique per socket (listener names repeat across a Gateway and its sets)."""
+    out = translate(snap)
+    attached: dict[ObjectKey, int] = {}
+    for key, obj in snap.objects.items():
+        if key.kind != "ListenerSet":
+            continue
+        spec = obj.model_dump(by_alias=True)["spec"]
+        parent = ObjectKey("gateway.networking.k8s.io", "Gateway", spec["parentRef"].get("namespace") or key.namespace,
+                           spec["parentRef"]["name"])
+        status = out.statuses.get(key)
+        assert (status is not None) == (parent in our_gateways(snap)), key
+        if status is None:
+            continue
+        assert [ls["name"] for ls in status["listeners"]] == [ls["name"] for ls in spec["listeners"]]
+        accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+        attached[parent] = attached.get(parent, 0) + (accepted["status"] == "True")
+    for gw in our_gateways(snap):
+        assert out.statuses[gw].get("attachedListenerSets", 0) == attached.get(gw, 0), gw
+    for li in out.ir.listeners:
+        names = [fc.name for fc in li.filter_chains]
+        assert len(names) == len(set(names)), li.name
