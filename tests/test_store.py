@@ -252,5 +252,5 @@ def test_cel_violation_names_file_field_line_and_rule(tmp_path: Any) -> None:
     [error] = store.errors()
     assert error.file == str(path) and error.path == "spec.rules[0].filters"
     assert error.line == 11  # the `filters:` line, not the document start
-    assert "RequestRedirect and URLRewrite" in error.message
+    assert error.message.startswith("May specify either httpRouteFilterRequestRedirect")  # the CRD message
     assert "RequestRedirect" in error.rule and "URLRewrite" in error.rule  # the CEL rule itself
