@@ -99,3 +99,24 @@ app.command("validate")(validate_command)
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def status(
+    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running `portico run`")]
+    = DEFAULT_ADMIN,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
+) -> None:
+    """Show GatewayClasses, Gateways, listeners and routes with their conditions."""
+    from rich.console import Console
+
+    from portico.status_cli import fetch_objects, render
+
+    if output not in ("table", "yaml", "json"):
+        raise typer.BadParameter("output must be table, yaml or json", param_hint="--output")
+    try:
+        objects = fetch_objects(admin_address)
+    except OSError as e:
+        typer.echo(f"portico status: {e}", err=True)
+        raise typer.Exit(1) from None
+    render(objects, output, Console())
