@@ -60,6 +60,11 @@ def test_route_added_then_nack_keeps_serving(plane: Plane, echo: EchoBackend) ->
     assert "missing )" in message
     assert request(port, "/b")[0] == 200  # the previous route configuration keeps serving
 
+    # A version that leaves the rejected route table as it was is NACKed too.
+    other = cluster("httproute/default/other/80", echo)
+    message = plane.push_nacked(http_ir(port, [route("a", "/a", to(svc.name)), bad], [svc, other]))
+    assert "missing )" in message
+
     # A later good version is ACKed again.
     plane.push(http_ir(port, [route("a", "/a", to(svc.name))], [svc]))
     assert request(port, "/b")[0] == 404

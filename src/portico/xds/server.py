@@ -160,10 +160,12 @@ class _Stream:
         self.back = target
         out += self._push(LISTENER, target, remove=True)
         out += self._push(ROUTE, target, remove=False)
-        if self._busy(LISTENER, ROUTE) or self._has_broken(target, LISTENER, ROUTE):
+        if self._busy(LISTENER, ROUTE):
             return out
-        # Routes no longer use the removed clusters: remove them now.
-        out += self._push(CLUSTER, target, remove=True)
+        if not self._has_broken(target, LISTENER, ROUTE):
+            # Routes no longer use the removed clusters: remove them now. (After a rejected
+            # listener or route table, the old one Envoy kept may still use them.)
+            out += self._push(CLUSTER, target, remove=True)
         self._check_applied(target)
         return out
 
@@ -254,18 +256,20 @@ class _Stream:
         return True
 
     def _check_applied(self, snap: Snapshot) -> None:
+        """Everything answered: `snap` is ACKed if Envoy holds all of it, NACKed if a resource
+        it rejected is still wanted unchanged (reported once per version)."""
         if self.pending or not self.types[LISTENER].started or snap.version <= self.applied:
+            return
+        if self._has_broken(snap, *self.types):
+            if snap.version > self.nack_reported:
+                self.nack_reported = snap.version
+                self.server._report_nack(snap.version, "", f"still rejected: {self.last_error}")
             return
         for type_url, state in self.types.items():
             if state.known != snap.versions(type_url) and type_url in _WILDCARD:
                 return
             if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
                 return
-        if self._has_broken(snap, *self.types):
-            if snap.version > self.nack_reported:
-                self.nack_reported = snap.version
-                self.server._report_nack(snap.version, "", self.last_error)
-            return
         self.applied = snap.version
         self.server._stream_applied()
 

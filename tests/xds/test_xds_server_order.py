@@ -1,0 +1,120 @@
+"""XdsServer ordering, driven by a scripted delta ADS client (no Envoy): clusters and
+endpoints before the listeners and routes using them, cluster removals after."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.rpc import status_pb2
+
+from portico import ir
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from portico.xds.server import XdsServer
+
+
+def model(cluster_name: str) -> ir.IR:
+    c = ir.Cluster(cluster_name, (ir.Endpoint("127.20.0.1", 80),))
+    r = ir.Route("r", ir.RouteMatch(), ir.RouteAction(backends=(ir.WeightedBackend(cluster_name, 1),)))
+    http = ir.HTTPConfig("rc", (ir.VirtualHost("vh", ("*",), (r,)),))
+    listener = ir.Listener("l", "127.30.1.1", 18081, filter_chains=(ir.FilterChain("fc", http=http),))
+    return ir.IR(listeners=(listener,), clusters=(c,))
+
+
+class FakeEnvoy:
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self.call = call
+        self.inbox: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for resp in self.call:
+            await self.inbox.put(resp)
+
+    async def send(self, type_url: str, nonce: str = "", subscribe: tuple[str, ...] = (), error: str = "") -> None:
+        req = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=type_url, response_nonce=nonce, resource_names_subscribe=list(subscribe)
+        )
+        if error:
+            req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+        await self.call.write(req)
+
+    async def next(self) -> discovery_pb2.DeltaDiscoveryResponse:
+        return await asyncio.wait_for(self.inbox.get(), 5)
+
+    async def nothing(self) -> None:
+        await asyncio.sleep(0.2)
+        assert self.inbox.empty(), f"unexpected: {self.inbox.get_nowait()}"
+
+
+def names(resp: discovery_pb2.DeltaDiscoveryResponse) -> list[str]:
+    return sorted(r.name for r in resp.resources)
+
+
+def test_order_of_pushes_and_acks() -> None:
+    async def scenario() -> None:
+        acks: list[int] = []
+        nacks: list[tuple[int, str]] = []
+        server = XdsServer(on_ack=acks.append, on_nack=lambda v, m: nacks.append((v, m)))
+        port = await server.start("127.0.0.1")
+        server.update(model("a"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+            await envoy.send(CLUSTER)
+            cds = await envoy.next()
+            assert (cds.type_url, names(cds)) == (CLUSTER, ["a", "portico/invalid-backend"])
+            await envoy.send(LISTENER)
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.nothing()  # cluster "a" has no endpoints yet: no listener
+            await envoy.send(ENDPOINT, subscribe=("a",))
+            eds = await envoy.next()
+            assert (eds.type_url, names(eds)) == (ENDPOINT, ["a"])
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            lds = await envoy.next()
+            assert (lds.type_url, names(lds)) == (LISTENER, ["l"])
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(ROUTE, subscribe=("rc",))
+            rds = await envoy.next()
+            assert (rds.type_url, names(rds)) == (ROUTE, ["rc"])
+            assert acks == []
+            await envoy.send(ROUTE, nonce=rds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1] and server.acked_version == 1
+
+            # v2 switches the route to cluster "b": b first, the route, and only then a's removal.
+            server.update(model("b"))
+            cds = await envoy.next()
+            assert (names(cds), list(cds.removed_resources)) == (["b"], [])
+            await envoy.send(ENDPOINT, subscribe=("b",))
+            eds = await envoy.next()
+            assert names(eds) == ["b"]
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            rds = await envoy.next()
+            assert (rds.type_url, names(rds)) == (ROUTE, ["rc"])
+            await envoy.nothing()  # "a" stays while the new route table is not ACKed
+            await envoy.send(ROUTE, nonce=rds.nonce)
+            removal = await envoy.next()
+            assert (removal.type_url, list(removal.removed_resources)) == (CLUSTER, ["a"])
+            assert acks == [1]
+            await envoy.send(CLUSTER, nonce=removal.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2]
+
+            # v3's route table is rejected: NACK reported, "b" kept for the old routes.
+            server.update(model("c"))
+            cds = await envoy.next()
+            await envoy.send(ENDPOINT, subscribe=("c",))
+            eds = await envoy.next()
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            rds = await envoy.next()
+            await envoy.send(ROUTE, nonce=rds.nonce, error="bad route")
+            await envoy.nothing()
+            assert nacks == [(3, "bad route")] and server.acked_version == 2
+            envoy.reader.cancel()
+            envoy.call.cancel()
+        await server.stop()
+
+    asyncio.run(scenario())
