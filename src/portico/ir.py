@@ -24,6 +24,7 @@ AppProtocol = Literal["http1", "h2c", "h2", "ws", "tcp", "udp"]
 class Endpoint:
     address: str  # an IP, or a DNS name when Cluster.dns is true
     port: int
+    weight: int = 1  # load-balancing weight among the cluster's endpoints (>= 1)
 
 
 @dataclass(frozen=True)

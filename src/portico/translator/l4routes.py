@@ -14,10 +14,15 @@ Several routes on one listener: every one is Accepted, but a TCP or UDP
 listener forwards to the oldest route only (creation timestamp, then
 namespace/name), and a TLS listener gives each SNI hostname to the oldest
 route claiming it (`build.tls_chains`, `build.l4_backends`).
+
+UDP weights: Envoy's udp_proxy forwards to one cluster, so a UDPRoute with
+several weighted backends gets a cluster of its own whose endpoints carry the
+weights (each backend's share spread evenly over its endpoints).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from portico import ir
@@ -64,6 +69,8 @@ def translate_route(ctx: Context, route: Resource, spec: L4RouteSpec, gateways: 
     if not parents:
         return None
     weighted, conds = route_backends(route, spec, backends, protocol)
+    if protocol == "udp":
+        weighted = udp_backends(route, weighted, backends)
     precedence = (route.metadata.creation_timestamp, route.namespace, route.name)
     for parent in parents:
         for binding in parent.bindings:
@@ -85,3 +92,25 @@ def route_backends(route: Resource, spec: L4RouteSpec, backends: Backends,
                 conds.append(resolved.problem)
             weighted.append(ir.WeightedBackend(resolved.cluster.name if resolved.cluster else None, ref.weight))
     return tuple(weighted), conds
+
+
+def udp_backends(route: Resource, weighted: tuple[ir.WeightedBackend, ...],
+                 backends: Backends) -> tuple[ir.WeightedBackend, ...]:
+    """Several valid weighted backends become one cluster of their endpoints,
+    weighted so that each backend gets its share (BackendRef.weight). Invalid
+    backends stay listed beside it (their share cannot be dropped by udp_proxy)."""
+    valid = [b for b in weighted if b.cluster is not None and b.weight > 0]
+    clusters = [backends.clusters[b.cluster] for b in valid if b.cluster is not None]
+    if len({c.name for c in clusters}) < 2 or any(c.dns for c in clusters):
+        return weighted
+    # lcm of the endpoint counts: every backend's weight divides evenly over its endpoints
+    scale = math.lcm(*(len(c.endpoints) for c in clusters if c.endpoints))
+    merged: dict[tuple[str, int], int] = {}
+    for b, c in zip(valid, clusters, strict=True):
+        for ep in c.endpoints:
+            key = (ep.address, ep.port)
+            merged[key] = merged.get(key, 0) + b.weight * scale // len(c.endpoints)
+    name = f"udproute/{route.namespace}/{route.name}"
+    endpoints = tuple(ir.Endpoint(a, p, w) for (a, p), w in sorted(merged.items()))
+    backends.clusters[name] = ir.Cluster(name, endpoints, "udp")
+    return (ir.WeightedBackend(name, 1),) + tuple(b for b in weighted if b.cluster is None)

@@ -85,7 +85,10 @@ def invalid_backend_cluster() -> cluster_pb2.Cluster:
 
 def _lb_endpoint(ep: ir.Endpoint) -> endpoint_components_pb2.LbEndpoint:
     addr = address_pb2.Address(socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port))
-    return endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=addr))
+    out = endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=addr))
+    if ep.weight != 1:
+        out.load_balancing_weight.value = ep.weight
+    return out
 
 
 def _breakers() -> circuit_breaker_pb2.CircuitBreakers:
