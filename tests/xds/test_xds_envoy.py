@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import xds_cases
-from conftest import EchoBackend, Plane, free_port, request
+from xds_harness import EchoBackend, Plane, TCPEcho, UDPEcho, free_port, request
 
 from portico import ir
 
@@ -208,8 +208,6 @@ def test_https_sni_and_misdirected(plane: Plane, echo: EchoBackend) -> None:
 
 
 def test_tcp_proxy(plane: Plane) -> None:
-    from conftest import TCPEcho
-
     backend = TCPEcho("tcp")
     try:
         port = free_port()
@@ -225,8 +223,6 @@ def test_tcp_proxy(plane: Plane) -> None:
 
 
 def test_udp_proxy(plane: Plane) -> None:
-    from conftest import UDPEcho
-
     low, high = UDPEcho("low"), UDPEcho("high")
     try:
         port = free_port(kind=socket.SOCK_DGRAM)
