@@ -496,7 +496,9 @@ class SubjectAltName(Model):
 
 class BackendTLSValidation(Model):
     ca_certificate_refs: list[LocalObjectReference] = Field(default_factory=list)
-    well_known_ca_certificates: str | None = None
+    # the wire name capitalizes "CA" (to_camel would give wellKnownCaCertificates)
+    well_known_ca_certificates: str | None = Field(default=None, validation_alias="wellKnownCACertificates",
+                                                   serialization_alias="wellKnownCACertificates")
     hostname: str
     subject_alt_names: list[SubjectAltName] = Field(default_factory=list)
 

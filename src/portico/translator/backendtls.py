@@ -36,7 +36,7 @@ from portico.objects import CORE_GROUP, ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
-from portico.translator.frontendtls import CA_KINDS, CAProblem, ca_bundle
+from portico.translator.frontendtls import CA_KINDS, CAProblem, ca_bundle, group_kind
 from portico.translator.gateway import GatewayState, HostRoutes, L4Routes, ListenerState, RouteEntry
 from portico.translator.status import policy_status
 
@@ -121,7 +121,7 @@ def ca_certificates(ctx: Context, policy: BackendTLSPolicy, v: BackendTLSValidat
     problems: list[CAProblem] = []
     for ref in v.ca_certificate_refs:
         if ref.group not in (CORE_GROUP, "core") or ref.kind not in CA_KINDS:
-            problems.append(CAProblem("InvalidKind", f"{ref.group}/{ref.kind} cannot hold a CA certificate"))
+            problems.append(CAProblem("InvalidKind", f"{group_kind(ref.group, ref.kind)} cannot hold a CA certificate"))
             continue
         result = ca_bundle(ctx, ref.kind, policy.namespace, ref.name)
         if isinstance(result, CAProblem):

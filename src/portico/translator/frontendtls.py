@@ -39,6 +39,11 @@ CA_KINDS = ("ConfigMap", "Secret")
 CA_KEY = "ca.crt"
 
 
+def group_kind(group: str, kind: str) -> str:
+    """How a reference's kind reads in messages: "Service", "example.com/Thing"."""
+    return f"{group}/{kind}" if group else kind
+
+
 @dataclass(frozen=True)
 class CAProblem:
     reason: str
@@ -61,7 +66,7 @@ def ca_bundle(ctx: Context, kind: str, namespace: str, name: str) -> str | CAPro
 def frontend_ca(ctx: Context, gw: Gateway, ref: ObjectReference) -> str | CAProblem:
     """One frontend caCertificateRef (FrontendTLSValidation.caCertificateRefs)."""
     if ref.group not in (CORE_GROUP, "core") or ref.kind not in CA_KINDS:
-        return CAProblem("InvalidCACertificateKind", f"{ref.group}/{ref.kind} cannot hold a CA certificate")
+        return CAProblem("InvalidCACertificateKind", f"{group_kind(ref.group, ref.kind)} cannot hold a CA certificate")
     ns = ref.namespace or gw.namespace
     if not ctx.reference_allowed(GATEWAY_GROUP, "Gateway", gw.namespace, CORE_GROUP, ref.kind, ns, ref.name):
         return CAProblem("RefNotPermitted", f"no ReferenceGrant allows {ref.kind} {ns}/{ref.name}")
@@ -111,7 +116,7 @@ def backend_client_certificate(ctx: Context, gw: Gateway) -> tuple[TLSCertificat
         return None, []
     ns = ref.namespace or gw.namespace
     if ref.group not in (CORE_GROUP, "core") or ref.kind != "Secret":
-        return None, [unresolved("InvalidClientCertificateRef", f"{ref.group}/{ref.kind} is not a Secret")]
+        return None, [unresolved("InvalidClientCertificateRef", f"{group_kind(ref.group, ref.kind)} is not a Secret")]
     if not ctx.reference_allowed(GATEWAY_GROUP, "Gateway", gw.namespace, CORE_GROUP, "Secret", ns, ref.name):
         return None, [unresolved("RefNotPermitted", f"no ReferenceGrant allows Secret {ns}/{ref.name}")]
     secret = ctx.get(Secret, "Secret", ns, ref.name)

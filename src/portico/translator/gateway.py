@@ -229,7 +229,7 @@ def validate_tls(ctx: Context, gw: Gateway, state: ListenerState) -> None:
     protocol = state.protocol
     modes = {"HTTPS": ("Terminate",), "TLS": ("Terminate", "Passthrough")}.get(protocol)
     if modes and state.tls_mode not in modes:
-        message = f"tls.mode {state.tls_mode} is not supported on a {protocol} listener"
+        message = f"tls.mode {state.tls_mode} is not supported with protocol {protocol}"
         state.conds += [Cond("Accepted", False, "UnsupportedValue", message),
                         Cond("Programmed", False, "Invalid", message)]
         return
