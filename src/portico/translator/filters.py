@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portico import ir
+from portico.ir import AppProtocol
 from portico.models import (
     GRPCRouteFilter,
     HTTPCORSFilter,
@@ -89,11 +90,11 @@ def incompatible(message: str) -> Cond:
 
 
 def filters_problem(filters: list[HTTPRouteFilter] | list[GRPCRouteFilter],
-                    allowed: frozenset[str]) -> Cond | None:
+                    allowed: frozenset[str], where: str = "here") -> Cond | None:
     """Why this filter list cannot be programmed, if it cannot (the CRD rules
     plus the values this implementation does not support)."""
     for f in filters:
-        problem = filter_problem(f, allowed)
+        problem = filter_problem(f, allowed, where)
         if problem:
             return problem
     counts = Counter(f.type for f in filters)
@@ -107,11 +108,11 @@ def filters_problem(filters: list[HTTPRouteFilter] | list[GRPCRouteFilter],
     return None
 
 
-def filter_problem(f: AnyFilter, allowed: frozenset[str]) -> Cond | None:
+def filter_problem(f: AnyFilter, allowed: frozenset[str], where: str) -> Cond | None:
     if f.type not in allowed:
         # "Unknown values here must result in the implementation setting the Accepted
         # Condition for the Route to status: False, with a Reason of UnsupportedValue."
-        return unsupported(f"filter type {f.type} is not supported here")
+        return unsupported(f"filter type {f.type} is not supported {where}")
     if getattr(f, CONFIG_FIELDS[f.type], None) is None:
         return unsupported(f"filter {f.type} has no {CONFIG_FIELDS[f.type]} configuration")
     if isinstance(f, HTTPRouteFilter):
@@ -181,22 +182,25 @@ def header_modifier(f: HTTPHeaderFilter | None) -> ir.HeaderModifier:
 
 
 def apply_filters(route: Resource, filters: list[HTTPRouteFilter] | list[GRPCRouteFilter],
-                  backends: Backends, allowed: frozenset[str] = HTTP_FILTER_TYPES) -> FilterSet:
-    out = FilterSet(invalid=filters_problem(filters, allowed))
+                  backends: Backends, allowed: frozenset[str] = HTTP_FILTER_TYPES, where: str = "here",
+                  protocol: AppProtocol = "http1") -> FilterSet:
+    """`allowed`: the filter types valid where the filters are; `protocol`: what
+    mirror backends speak when their Service does not say (gRPC: h2c)."""
+    out = FilterSet(invalid=filters_problem(filters, allowed, where))
     if out.invalid is not None:
         return out
     for f in filters:
-        apply_one(route, f, backends, out)
+        apply_one(route, f, backends, out, protocol)
     return out
 
 
-def apply_one(route: Resource, f: AnyFilter, backends: Backends, out: FilterSet) -> None:
+def apply_one(route: Resource, f: AnyFilter, backends: Backends, out: FilterSet, protocol: AppProtocol) -> None:
     if f.type == "RequestHeaderModifier":
         out.request_headers = header_modifier(f.request_header_modifier)
     elif f.type == "ResponseHeaderModifier":
         out.response_headers = header_modifier(f.response_header_modifier)
     elif f.type == "RequestMirror" and f.request_mirror:
-        mirror = mirror_of(route, f.request_mirror, backends, out)
+        mirror = mirror_of(route, f.request_mirror, backends, out, protocol)
         if mirror:
             out.mirrors += (mirror,)
     elif f.type == "ExtensionRef" and f.extension_ref:
@@ -234,10 +238,10 @@ def cors_of(c: HTTPCORSFilter) -> ir.CORS:
 
 
 def mirror_of(route: Resource, spec: HTTPRequestMirrorFilter, backends: Backends,
-              out: FilterSet) -> ir.Mirror | None:
+              out: FilterSet, protocol: AppProtocol) -> ir.Mirror | None:
     """HTTPRequestMirrorFilter.backendRef: an unresolvable reference sets
     ResolvedRefs=False and is "not configured" (the rule itself still works)."""
-    resolved = backends.resolve(route, spec.backend_ref, "http1")
+    resolved = backends.resolve(route, spec.backend_ref, protocol)
     if resolved.problem or resolved.cluster is None:
         if resolved.problem:
             out.conds.append(resolved.problem)

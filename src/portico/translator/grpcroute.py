@@ -76,7 +76,7 @@ def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
 
 
 def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:
-    filters = apply_filters(route, rule.filters, backends, GRPC_FILTER_TYPES)
+    filters = apply_filters(route, rule.filters, backends, GRPC_FILTER_TYPES, protocol="h2c")
     problem = filters.invalid or matches_problem(rule.matches)
     if problem is not None:
         return GRPCRuleResult(rule, index, ir.RouteAction(), problem=problem)
@@ -101,7 +101,8 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
 
 def translate_backend(route: GRPCRoute, ref: GRPCBackendRef,
                       backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
-    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES & GRPC_FILTER_TYPES)
+    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES & GRPC_FILTER_TYPES,
+                                where="on a backendRef")
     if ref_filters.invalid is not None:
         return ir.WeightedBackend(None, 0), [], ref_filters.invalid
     resolved = backends.resolve(route, ref, "h2c")

@@ -101,7 +101,7 @@ def translate_backend(route: HTTPRoute, ref: HTTPBackendRef,
                       backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
     """A backendRef with its own filters ("executed if and only if the request is
     being forwarded to the backend defined here"): header edits only."""
-    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES)
+    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES, where="on a backendRef")
     if ref_filters.invalid is not None:
         return ir.WeightedBackend(None, 0), [], ref_filters.invalid
     resolved = backends.resolve(route, ref, "http1")
@@ -232,8 +232,8 @@ def explicit_port_twin(name: str, m: ir.RouteMatch, action: ir.RouteAction,
     redirect port MUST be the derived one: for such Hosts a twin route (tried first)
     names the derived port explicitly."""
     r = action.redirect
-    if r is None or not r.strip_port:
-        return None
+    if r is None or not r.strip_port or r.hostname is not None:
+        return None  # a redirect hostname replaces the Host, port included
     scheme = r.scheme or ("https" if listener.protocol == "HTTPS" else "http")
     port = {"http": 80, "https": 443}[scheme]
     match = replace(m, headers=m.headers + (ir.HeaderMatch(":authority", HOST_WITH_PORT, "RegularExpression"),))
