@@ -336,7 +336,7 @@ def _session_per_route(sp: ir.SessionPersistence) -> stateful_session_pb2.Statef
     """Gateway API sessionPersistence -> stateful_session with a cookie or header state."""
     state = extension_pb2.TypedExtensionConfig()
     if sp.type == "Cookie":
-        cookie = http_cookie_pb2.Cookie(name=sp.name, path="/")
+        cookie = http_cookie_pb2.Cookie(name=sp.name, path=sp.path)
         if sp.ttl_s is not None:
             cookie.ttl.CopyFrom(millis(sp.ttl_s * 1000))
         state.name = "envoy.http.stateful_session.cookie"
