@@ -80,15 +80,24 @@ def echo(
     name: Annotated[str, typer.Option(help="Reported as the pod name.")] = "echo",
     namespace: Annotated[str, typer.Option(help="Reported as the namespace.")] = "",
     service: Annotated[str, typer.Option(help="Reported as the service.")] = "",
+    grpc_port: Annotated[int | None, typer.Option(help="Also serve the gRPC echo service on this port.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """An HTTP/1.1 backend answering every request with a JSON echo of it."""
+    """A backend answering every request with a JSON echo of it (HTTP/1.1, h2c, WebSocket; gRPC)."""
     from portico.echo import Identity, serve_forever
+    from portico.echo_grpc import serve_grpc_forever
 
     setup_logging(log_level)
     identity = Identity(pod=name, namespace=namespace, service=service, port=port)
+
+    async def serve_all(stop: asyncio.Event) -> None:
+        servers = [serve_forever(identity, host, port, stop)]
+        if grpc_port is not None:
+            servers.append(serve_grpc_forever(identity, host, grpc_port, stop))
+        await asyncio.gather(*servers)
+
     try:
-        run_until_signalled(lambda stop: serve_forever(identity, host, port, stop))
+        run_until_signalled(serve_all)
     except OSError as e:
         logging.getLogger("portico").error("echo: %s", e)
         raise typer.Exit(1) from None

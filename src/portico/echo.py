@@ -1,23 +1,31 @@
-"""`portico echo`: a small HTTP/1.1 backend answering with a JSON echo of the request.
+"""`portico echo`: a small HTTP backend answering with a JSON echo of the request.
 
 The reply uses the field names of the conformance kit's echo backend (upstream's
 echo-basic), so tests written against one work against the other:
 `path` (request target), `host`, `method`, `proto`, `headers` (Go-canonical
 names -> list of values, Host excluded), `httpPort`, `namespace`, `ingress`,
-`service`, `pod`.
+`service`, `pod`. One port serves HTTP/1.1, HTTP/2 with prior knowledge (h2c,
+`echo_h2c`) and WebSocket upgrades (`echo_ws`); echo-basic's conventions for
+delays, status codes, failing retries and answer headers are in `echo_behavior`.
+Every request is recorded in `EchoServer.seen` (what a mirror received, say).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+import struct
+from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
+
+from portico.echo_behavior import Answer, Behavior
+from portico.echo_h2c import PREFACE_HEAD, serve_h2c
+from portico.echo_ws import ProtocolError, is_upgrade, serve_websocket
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +119,16 @@ async def read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]]
     return await reader.readexactly(int(length))
 
 
-def render(status: int, body: bytes, content_type: str, keep_alive: bool, head_only: bool) -> bytes:
+def render(status: int, body: bytes, content_type: str, keep_alive: bool, head_only: bool,
+           extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
     lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        f"Content-Type: {content_type}",
+        f"HTTP/1.1 {status} {phrase}",
+        *(f"{k}: {v}" for k, v in extra if k.lower() != "content-type"),
+        f"Content-Type: {next((v for k, v in extra if k.lower() == 'content-type'), content_type)}",
         f"Content-Length: {len(body)}",
         f"Date: {formatdate(usegmt=True)}",
     ]
@@ -129,6 +143,8 @@ class EchoServer:
         self.identity = identity
         self.host = host
         self.port = port
+        self.behavior = Behavior()
+        self.seen: deque[dict[str, Any]] = deque(maxlen=10_000)  # echo replies, oldest first
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -143,36 +159,60 @@ class EchoServer:
             self._server.close()
             await self._server.wait_closed()
 
+    async def answer(self, method: str, target: str, version: str, headers: list[tuple[str, str]]) -> Answer:
+        """Record the request and answer it (HTTP/1.1 and h2c alike)."""
+        reply = echo_reply(self.identity, method, target, version, headers)
+        self.seen.append(reply)
+        return await self.behavior.answer(reply)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while await self._one_request(reader, writer.write, writer.drain):
+            while await self._one_request(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
+                ProtocolError):
             pass
         finally:
             writer.close()
 
-    async def _one_request(self, reader: asyncio.StreamReader, write: Callable[[bytes], None],
-                           drain: Callable[[], Awaitable[None]]) -> bool:
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; True to keep the connection open."""
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
         except asyncio.IncompleteReadError:
             return False  # the client closed between requests
+        if head == PREFACE_HEAD:
+            await serve_h2c(reader, writer, head, self.answer)
+            return False
         try:
             method, target, version, headers = parse_head(head)
+            if is_upgrade(headers):
+                self.seen.append(echo_reply(self.identity, method, target, version, headers))
+                await serve_websocket(reader, writer, headers)
+                return False
             if _header(headers, "expect").lower() == "100-continue":
-                write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await read_body(reader, headers)
         except (BadRequest, ValueError) as e:
-            write(render(400, f"{e}\n".encode(), "text/plain", False, False))
-            await drain()
+            writer.write(render(400, f"{e}\n".encode(), "text/plain", False, False))
+            await writer.drain()
+            return False
+        answer = await self.answer(method, target, version, headers)
+        if answer.reset:
+            reset(writer)
             return False
         keep_alive = version == "HTTP/1.1" and "close" not in _header(headers, "connection").lower()
-        body = json.dumps(echo_reply(self.identity, method, target, version, headers), indent=1).encode()
-        write(render(200, body, "application/json", keep_alive, method == "HEAD"))
-        await drain()
+        writer.write(render(answer.status, answer.body, "text/plain", keep_alive, method == "HEAD", answer.headers))
+        await writer.drain()
         return keep_alive
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close the connection with a TCP reset (SO_LINGER 0), as a crashing backend would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def serve_forever(identity: Identity, host: str, port: int, stop: asyncio.Event) -> None:
