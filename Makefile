@@ -1,5 +1,6 @@
 # make run   — set up (once) and start the quickstart: two echo backends and a gateway
 # make test  — set up (once), then lint, type-check and run the tests
+# make bench — set up (once), then run every benchmark (docs/benchmarks.md); BENCH_ARGS=--quick for a short run
 #
 # Set-up is idempotent: .venv is created when absent and packages are installed
 # again only when pyproject.toml or the conformance kit's requirements change.
@@ -11,7 +12,7 @@ KIT_REQUIREMENTS := ../shared/conformance/requirements.txt
 STAMP := $(VENV)/.portico-setup
 SETUP_INPUTS := pyproject.toml $(wildcard $(KIT_REQUIREMENTS))
 
-.PHONY: setup run test lint clean-setup
+.PHONY: setup run test lint bench clean-setup
 
 setup: $(STAMP)
 
@@ -25,11 +26,15 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" examples/quickstart/run.sh
 
 lint: setup
-	$(BIN)/ruff check src
-	$(BIN)/mypy src
+	$(BIN)/ruff check src bench
+	$(BIN)/mypy src bench
 
 test: lint
 	$(BIN)/pytest
+
+# Installs nginx, HAProxy and wrk with apt-get when missing (root). Not part of `make test`.
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean-setup:
 	rm -f $(STAMP)

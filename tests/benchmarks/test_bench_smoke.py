@@ -1,0 +1,75 @@
+"""Smoke test of the benchmark suite (bench/): every benchmark runs at a tiny size
+and produces its table, summary and JSON. Nothing here asserts on timings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import attached, changes, propagation, scale, tools, traffic, translation  # noqa: E402
+from bench.common import Report  # noqa: E402
+from bench.docs import write_docs  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def check(report: Report, tmp_path: Path) -> dict[str, object]:
+    assert report.rows and report.summary
+    path = report.emit(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["benchmark"] == report.name and data["machine"]["cores"]
+    return dict(data)
+
+
+def test_propagation(tmp_path: Path) -> None:
+    report = propagation.run([0, 5], additions=2)
+    check(report, tmp_path)
+    assert [r["served"] for r in report.data["runs"]] == [2, 2]
+    assert all(not r["unexpected"] for r in report.data["runs"])
+
+
+def test_changes(tmp_path: Path) -> None:
+    report = changes.run(changes=4, clients=2, settle_s=0.1, quiet_s=0.5)
+    check(report, tmp_path)
+    assert report.data["requests_sent"] > 0 and report.data["failures"] == []
+
+
+def test_attached(tmp_path: Path) -> None:
+    report = attached.run(count=5, poll_ms=10)
+    check(report, tmp_path)
+    assert report.data["run"]["create"]["attached_seen"][-1] == 5
+    assert report.data["run"]["delete"]["attached_seen"][-1] == 0
+
+
+def test_scale(tmp_path: Path) -> None:
+    report = scale.run(namespaces=2, per_ns=3, rounds=2, churn_ns=1)
+    check(report, tmp_path)
+    assert len(report.data["rounds"]) == 2
+
+
+def test_translation(tmp_path: Path) -> None:
+    report = translation.run([5, 10], repeat=1)
+    check(report, tmp_path)
+    assert report.data["one_change"]["versions"] >= 2
+
+
+def test_traffic(tmp_path: Path) -> None:
+    if any(tools.which(t) is None for t in tools.PACKAGES):
+        pytest.skip("nginx, haproxy or wrk not installed (make bench installs them)")
+    report = traffic.run([1], seconds=1, rounds=1, ablation=False)
+    check(report, tmp_path)
+    assert {row[1] for row in report.rows} == {"direct", "portico", "envoy", "nginx", "haproxy"}
+
+
+def test_docs_render(tmp_path: Path) -> None:
+    check(translation.run([5], repeat=1), tmp_path)
+    doc = write_docs(tmp_path / "benchmarks.md", tmp_path)
+    text = doc.read_text()
+    assert "6. Translation cost" in text and "results:end" in text
