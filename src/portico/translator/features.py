@@ -2,7 +2,11 @@
 only those the conformance kit passes (tests/conformance/passing.txt)."""
 
 SUPPORTED_FEATURES: list[str] = [
+    "BackendTLSPolicy",
     "Gateway",
+    "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GRPCRoute",
     "GRPCRouteRequestHeaderModifier",
     "HTTPRoute",
@@ -28,4 +32,9 @@ SUPPORTED_FEATURES: list[str] = [
     "HTTPRouteSchemeRedirect",
     "ListenerSet",
     "ReferenceGrant",
+    "TCPRoute",
+    "TLSRoute",
+    "TLSRouteModeMixed",
+    "TLSRouteModeTerminate",
+    "UDPRoute",
 ]
