@@ -194,6 +194,9 @@ class RouteAction:
     cors: CORS | None = None
     session_persistence: SessionPersistence | None = None
     websocket: bool = False  # allow Upgrade: websocket on this route
+    # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
+    # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE
+    invalid_backend_status: int = 500
 
 
 @dataclass(frozen=True)

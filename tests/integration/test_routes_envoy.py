@@ -213,6 +213,8 @@ GRPC = {"apiVersion": GW, "kind": "GRPCRoute", "metadata": {"name": "grpc", "nam
              "backendRefs": [ref("grpc-v2", 9000)]},
             {"matches": [grpc_method("EchoTwo")],
              "backendRefs": [ref("grpc-v1", 9000, weight=1), ref("grpc-v2", 9000, weight=1)]},
+            {"matches": [{**grpc_method("Echo"), "headers": [{"name": "x-pick", "value": "half-missing"}]}],
+             "backendRefs": [ref("grpc-v1", 9000, weight=1), ref("no-such-service", 9000, weight=1)]},
         ]}}
 
 
@@ -460,3 +462,16 @@ def test_grpc_weights(gw: Gateway) -> None:
     counts = collections.Counter(grpc_call(gw, "EchoTwo").assertions.context.pod for _ in range(200))
     assert set(counts) == {"grpc-v1-pod", "grpc-v2-pod"}
     assert abs(counts["grpc-v1-pod"] / 200 - 0.5) < 0.12, counts
+
+
+def test_grpc_invalid_backend_share_is_unavailable(gw: Gateway) -> None:
+    """GRPCBackendRef: requests that would go to an invalid backend get UNAVAILABLE."""
+    codes: collections.Counter[str] = collections.Counter()
+    for _ in range(100):
+        try:
+            codes[grpc_call(gw, "Echo", (("x-pick", "half-missing"),)).assertions.context.pod] += 1
+        except grpc.RpcError as e:
+            codes[str(e.code())] += 1
+    assert set(codes) == {"grpc-v1-pod", str(grpc.StatusCode.UNAVAILABLE)}, codes
+    assert abs(codes["grpc-v1-pod"] / 100 - 0.5) < 0.2, codes
+    assert gw.route_status("GRPCRoute", "grpc")["ResolvedRefs"] == "False"

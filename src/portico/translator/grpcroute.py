@@ -95,6 +95,7 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
         response_headers=filters.response_headers,
         mirrors=filters.mirrors,
         session_persistence=session_persistence(route, index, rule.session_persistence),
+        invalid_backend_status=UNAVAILABLE_STATUS,
     )
     return GRPCRuleResult(rule, index, action, conds)
 

@@ -20,6 +20,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
@@ -115,18 +116,21 @@ def _http_filters() -> list[hcm.HttpFilter]:
 
 
 def _local_reply_config() -> hcm.LocalReplyConfig:
-    """Requests sent to the invalid-backend cluster (marker header, no healthy upstream) answer 500."""
+    """Requests sent to the invalid-backend cluster (marker header, no healthy upstream) answer
+    500, or 503 when the marker says so (GRPCRoute: UNAVAILABLE); the first matching mapper wins."""
+    return hcm.LocalReplyConfig(mappers=[_invalid_backend_mapper(503, "503"), _invalid_backend_mapper(500, None)])
+
+
+def _invalid_backend_mapper(status: int, marker: str | None) -> hcm.ResponseMapper:
     no_healthy = accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["UH"]))
-    marked = accesslog_pb2.AccessLogFilter(
-        header_filter=accesslog_pb2.HeaderFilter(
-            header=rc.HeaderMatcher(name=INVALID_BACKEND_HEADER, present_match=True)
-        )
-    )
-    mapper = hcm.ResponseMapper(
+    header = rc.HeaderMatcher(name=INVALID_BACKEND_HEADER, present_match=True)
+    if marker is not None:
+        header = rc.HeaderMatcher(name=INVALID_BACKEND_HEADER, string_match=string_pb2.StringMatcher(exact=marker))
+    marked = accesslog_pb2.AccessLogFilter(header_filter=accesslog_pb2.HeaderFilter(header=header))
+    return hcm.ResponseMapper(
         filter=accesslog_pb2.AccessLogFilter(and_filter=accesslog_pb2.AndFilter(filters=[no_healthy, marked])),
-        status_code=wrappers_pb2.UInt32Value(value=500),
+        status_code=wrappers_pb2.UInt32Value(value=status),
     )
-    return hcm.LocalReplyConfig(mappers=[mapper])
 
 
 # ---------------------------------------------------------------- TLS

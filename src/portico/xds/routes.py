@@ -154,7 +154,7 @@ def _set_action(out: rc.Route, action: ir.RouteAction, path: ir.PathMatch) -> No
 
 def _route_action(action: ir.RouteAction, backends: list[ir.WeightedBackend], path: ir.PathMatch) -> rc.RouteAction:
     out = rc.RouteAction()
-    _set_backends(out, backends)
+    _set_backends(out, backends, action.invalid_backend_status)
     if action.rewrite is not None:
         _set_rewrite(out, action.rewrite, path)
     out.request_mirror_policies.extend(_mirror(m) for m in action.mirrors)
@@ -164,23 +164,24 @@ def _route_action(action: ir.RouteAction, backends: list[ir.WeightedBackend], pa
     return out
 
 
-def _set_backends(out: rc.RouteAction, backends: list[ir.WeightedBackend]) -> None:
+def _set_backends(out: rc.RouteAction, backends: list[ir.WeightedBackend], invalid_status: int) -> None:
     only = backends[0]
     simple = len(backends) == 1 and not (only.request_headers or only.response_headers)
     if simple and only.cluster is not None:
         out.cluster = only.cluster
         return
     # weighted_clusters also carries per-backend header modifiers (single backend included).
-    out.weighted_clusters.clusters.extend(_cluster_weight(b) for b in backends)
+    out.weighted_clusters.clusters.extend(_cluster_weight(b, invalid_status) for b in backends)
 
 
-def _cluster_weight(b: ir.WeightedBackend) -> rc.WeightedCluster.ClusterWeight:
+def _cluster_weight(b: ir.WeightedBackend, invalid_status: int) -> rc.WeightedCluster.ClusterWeight:
     out = rc.WeightedCluster.ClusterWeight(weight=wrappers_pb2.UInt32Value(value=b.weight))
     if b.cluster is None:
-        # Invalid backendRef: its share answers 500 via the HCM local_reply_config mapper
-        # (response flag UH on this empty cluster + this marker header).
+        # Invalid backendRef: its share answers `invalid_status` via the HCM local_reply_config
+        # mappers (response flag UH on this empty cluster + this marker header naming the status).
         out.name = INVALID_CLUSTER
-        out.request_headers_to_add.append(_header(INVALID_BACKEND_HEADER, "1", _HVO.OVERWRITE_IF_EXISTS_OR_ADD))
+        marker = _header(INVALID_BACKEND_HEADER, str(invalid_status), _HVO.OVERWRITE_IF_EXISTS_OR_ADD)
+        out.request_headers_to_add.append(marker)
         return out
     out.name = b.cluster
     _header_modifier(b.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
