@@ -96,6 +96,9 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
         mirrors=filters.mirrors,
         session_persistence=session_persistence(route, index, rule.session_persistence),
         invalid_backend_status=UNAVAILABLE_STATUS,
+        # GRPCRoute has no timeouts: no proxy-imposed deadline (streams may be long-lived;
+        # gRPC clients carry their own deadlines).
+        timeout_ms=0,
     )
     return GRPCRuleResult(rule, index, action, conds)
 

@@ -136,10 +136,10 @@ def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -
     """HTTPRoute BackendRef rules: no backendRefs and no redirect answers 500;
     so does a rule whose backends are all invalid or all weighted 0, and one with
     an ExtensionRef that cannot be resolved (the filter must not be skipped)."""
-    if filters.redirect is not None:
-        return None
     if filters.failed:
         return 500
+    if filters.redirect is not None:
+        return None
     if not weighted or all(b.cluster is None or b.weight == 0 for b in weighted):
         return 500
     return None
@@ -246,8 +246,8 @@ def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:
     listener's port. The port is left out of Location when it is the default of the
     scheme in effect (http/80, https/443)."""
     spec = rule.filters.redirect
-    if spec is None:
-        return rule.action
+    if spec is None or rule.filters.failed:
+        return rule.action  # an unresolvable ExtensionRef next to the redirect: 500 wins
     scheme = spec.scheme
     listener_scheme = "https" if listener.protocol == "HTTPS" else "http"
     port = spec.port or ({"http": 80, "https": 443}.get(scheme) if scheme else listener.spec.port)
