@@ -227,12 +227,18 @@ def apply_http_only(f: HTTPRouteFilter, out: FilterSet) -> None:
 
 
 def cors_of(c: HTTPCORSFilter) -> ir.CORS:
+    """Envoy's CORS filter echoes the request's origin, method and headers for "*"
+    (what the spec requires with credentials). exposeHeaders: "If the configuration
+    contains the wildcard * ... and allowCredentials is set to true, the gateway
+    cannot use the * in the Access-Control-Expose-Headers response header"."""
+    credentials = bool(c.allow_credentials)
+    expose = tuple(h for h in c.expose_headers if not (credentials and h == "*"))
     return ir.CORS(
         allow_origins=tuple(c.allow_origins),
         allow_methods=tuple(c.allow_methods),
         allow_headers=tuple(c.allow_headers),
-        expose_headers=tuple(c.expose_headers),
-        allow_credentials=bool(c.allow_credentials),
+        expose_headers=expose,
+        allow_credentials=credentials,
         max_age_s=CORS_DEFAULT_MAX_AGE if c.max_age is None else c.max_age,
     )
 
