@@ -160,6 +160,22 @@ class CORS:
 
 
 @dataclass(frozen=True)
+class ExternalAuth:
+    """HTTPRoute ExternalAuth: ask an authorization service before forwarding
+    (Envoy ext_authz protocol over gRPC, or plain HTTP where 200 allows)."""
+
+    protocol: Literal["GRPC", "HTTP"]
+    cluster: str
+    path_prefix: str = ""  # HTTP: prepended to the request path sent to the service
+    # GRPC: the client headers sent (all when empty); HTTP: sent besides Host, Method,
+    # Path, Content-Length and Authorization
+    allowed_headers: tuple[str, ...] = ()
+    # HTTP: service answer headers copied into the forwarded request (all but Host when empty)
+    allowed_response_headers: tuple[str, ...] = ()
+    forward_body_bytes: int = 0  # request body bytes sent along (truncated); 0: none
+
+
+@dataclass(frozen=True)
 class WeightedBackend:
     """One backendRef's share of a rule. cluster None: the ref is invalid and its
     share answers 500 (HTTPRoute spec, BackendRef 'If a backendRef is invalid')."""
@@ -192,6 +208,7 @@ class RouteAction:
     backend_timeout_ms: int | None = None  # timeouts.backendRequest (per try)
     retry: Retry | None = None
     cors: CORS | None = None
+    external_auth: ExternalAuth | None = None
     session_persistence: SessionPersistence | None = None
     websocket: bool = False  # allow Upgrade: websocket on this route
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or

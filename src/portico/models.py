@@ -318,6 +318,28 @@ class HTTPCORSFilter(Model):
     max_age: int | None = None
 
 
+class GRPCAuthConfig(Model):
+    allowed_headers: list[str] = Field(default_factory=list)
+
+
+class HTTPAuthConfig(Model):
+    path: str = ""
+    allowed_headers: list[str] = Field(default_factory=list)
+    allowed_response_headers: list[str] = Field(default_factory=list)
+
+
+class ForwardBodyConfig(Model):
+    max_size: int = 0
+
+
+class HTTPExternalAuthFilter(Model):
+    protocol: str
+    backend_ref: BackendObjectReference
+    grpc: GRPCAuthConfig | None = None
+    http: HTTPAuthConfig | None = None
+    forward_body: ForwardBodyConfig | None = None
+
+
 class HTTPRouteFilter(Model):
     type: str
     request_header_modifier: HTTPHeaderFilter | None = None
@@ -326,6 +348,7 @@ class HTTPRouteFilter(Model):
     request_redirect: HTTPRequestRedirectFilter | None = None
     url_rewrite: HTTPURLRewriteFilter | None = None
     cors: HTTPCORSFilter | None = None
+    external_auth: HTTPExternalAuthFilter | None = None
     extension_ref: LocalObjectReference | None = None
 
 

@@ -31,6 +31,10 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 import yaml
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.type.v3 import http_status_pb2
+from google.rpc import status_pb2
 
 from portico.echo import EchoServer, Identity
 from portico.echo_grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
@@ -76,6 +80,8 @@ class Backends:
         self.thread.start()
         self.http: dict[str, EchoServer] = {}
         self.grpc: dict[str, GRPCEchoServer] = {}
+        self.http_auth = HTTPAuthServer()
+        self.grpc_auth = GRPCAuthServer()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -87,14 +93,80 @@ class Backends:
         for name in ("grpc-v1", "grpc-v2"):
             self.grpc[name] = GRPCEchoServer(Identity(pod=f"{name}-pod", namespace=NS, service=name))
             self.call(self.grpc[name].start())
+        self.call(self.http_auth.start())
+        self.call(self.grpc_auth.start())
 
     def stop(self) -> None:
         for echo in self.http.values():
             self.call(echo.stop())
         for grpc_echo in self.grpc.values():
             self.call(grpc_echo.stop())
+        self.call(self.http_auth.stop())
+        self.call(self.grpc_auth.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+class HTTPAuthServer:
+    """An HTTP authorization service: 200 (with X-User) for "Authorization: Bearer good", else 403."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+                await reader.readexactly(int(headers.get("content-length", "0")))
+                self.seen.append((head[0].split(" ")[1], headers))
+                if headers.get("authorization") == "Bearer good":
+                    writer.write(b"HTTP/1.1 200 OK\r\nX-User: alice\r\nX-Other: no\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+class GRPCAuthServer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """An Envoy ext_authz gRPC service: OK (adding x-user) for "authorization: Bearer good"."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = grpc.aio.server()
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+
+    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+        headers = request.attributes.request.http.headers
+        if headers.get("authorization") == "Bearer good":
+            ok = external_auth_pb2.OkHttpResponse(headers=[base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="x-user", value="bob"))])
+            return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=0), ok_response=ok)
+        denied = external_auth_pb2.DeniedHttpResponse(status=http_status_pb2.HttpStatus(code=403))
+        return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7), denied_response=denied)
 
 
 def service(name: str, ports: list[tuple[str, int, str | None, int]]) -> list[dict[str, Any]]:
@@ -118,6 +190,8 @@ def backend_docs(b: Backends) -> list[dict[str, Any]]:
         docs += service(name, [("http", 8080, None, b.http[name].port)])
     for name, server in b.grpc.items():
         docs += service(name, [("grpc", 9000, "kubernetes.io/h2c", server.port)])
+    docs += service("auth-http", [("http", 8080, None, b.http_auth.port)])
+    docs += service("auth-grpc", [("grpc", 9000, None, b.grpc_auth.port)])
     return docs
 
 
@@ -205,6 +279,20 @@ def grpc_method(method: str) -> dict[str, Any]:
     return {"method": {"service": SERVICE, "method": method}}
 
 
+AUTH = http_route("auth", "auth.example.com", [
+    {"matches": prefix("/http"),
+     "filters": [{"type": "ExternalAuth", "externalAuth": {
+         "protocol": "HTTP", "backendRef": ref("auth-http"),
+         "http": {"path": "/check", "allowedHeaders": ["X-Tenant"], "allowedResponseHeaders": ["X-User"]}}}],
+     "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/grpc"),
+     "filters": [{"type": "ExternalAuth", "externalAuth": {"protocol": "GRPC", "backendRef": ref("auth-grpc", 9000),
+                                                        "grpc": {}}}],
+     "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/open"), "backendRefs": [ref("echo-v1")]},
+])
+
+
 GRPC = {"apiVersion": GW, "kind": "GRPCRoute", "metadata": {"name": "grpc", "namespace": NS},
         "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["grpc.example.com"], "rules": [
             {"matches": [grpc_method("Echo")], "backendRefs": [ref("grpc-v1", 9000)],
@@ -238,7 +326,7 @@ class Gateway:
             {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
              "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": self.address}],
                       "listeners": [{"name": "http", "protocol": "HTTP", "port": LISTENER_PORT}]}},
-            *backend_docs(self.backends), MATCHING, FILTERS, BACKENDS, GRPC,
+            *backend_docs(self.backends), MATCHING, FILTERS, BACKENDS, AUTH, GRPC,
         ]
         tmp = self.dir / ".all.yaml"
         tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -309,7 +397,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gateway.start()
     try:
         for kind, name in [("HTTPRoute", "matching"), ("HTTPRoute", "filters"), ("HTTPRoute", "backends"),
-                           ("GRPCRoute", "grpc")]:
+                           ("HTTPRoute", "auth"), ("GRPCRoute", "grpc")]:
             wait_for(f"{kind} {name} accepted", functools.partial(accepted, gateway, kind, name))
         wait_for("routes programmed", lambda: gateway.pod("match.example.com", "/") == "200 echo-v1-pod")
         yield gateway
@@ -435,6 +523,32 @@ def test_websocket_round_trip(gw: Gateway) -> None:
         ws.send(b"\x01\x02")
         assert ws.recv(10) == b"\x01\x02"
     assert any(r["path"] == "/ws/chat" for r in gw.backends.http["echo-v1"].seen)
+
+
+# ---------------------------------------------------------------- external authorization
+
+
+def test_external_auth_http(gw: Gateway) -> None:
+    host = "auth.example.com"
+    status, _, _ = gw.request(host, "/http/page", headers={"Authorization": "Bearer bad"})
+    assert status == 403
+    status, _, echo = gw.request(host, "/http/page?q=1", headers={"Authorization": "Bearer good", "X-Tenant": "t1",
+                                                                  "X-Secret": "s"})
+    assert (status, echo["pod"]) == (200, "echo-v1-pod")
+    assert echo["headers"]["X-User"] == ["alice"] and "X-Other" not in echo["headers"]
+    path, seen = gw.backends.http_auth.seen[-1]
+    assert path.startswith("/check/http/page")  # http.path prefixes the checked path
+    assert seen["x-tenant"] == "t1" and "x-secret" not in seen  # only allowed headers (and the defaults)
+    gw.request(host, "/http/page", headers={"Authorization": "Bearer good"})
+    assert "x-tenant" not in gw.backends.http_auth.seen[-1][1]
+    assert gw.request(host, "/open")[0] == 200  # routes without ExternalAuth are not checked
+
+
+def test_external_auth_grpc(gw: Gateway) -> None:
+    host = "auth.example.com"
+    assert gw.request(host, "/grpc/x", headers={"Authorization": "Bearer bad"})[0] == 403
+    status, _, echo = gw.request(host, "/grpc/x", headers={"Authorization": "Bearer good"})
+    assert (status, echo["headers"]["X-User"]) == (200, ["bob"])
 
 
 # ---------------------------------------------------------------- gRPC

@@ -14,6 +14,7 @@ Three outcomes besides the IR pieces themselves (HTTPRouteRule.filters):
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from portico.ir import AppProtocol
 from portico.models import (
     GRPCRouteFilter,
     HTTPCORSFilter,
+    HTTPExternalAuthFilter,
     HTTPHeaderFilter,
     HTTPPathModifier,
     HTTPRequestMirrorFilter,
@@ -47,6 +49,7 @@ CONFIG_FIELDS = {
     "RequestRedirect": "request_redirect",
     "URLRewrite": "url_rewrite",
     "CORS": "cors",
+    "ExternalAuth": "external_auth",
     "ExtensionRef": "extension_ref",
 }
 HTTP_FILTER_TYPES = frozenset(CONFIG_FIELDS)
@@ -63,6 +66,9 @@ PATH_MODIFIERS = frozenset({"ReplaceFullPath", "ReplacePrefixMatch"})
 # HTTPCORSFilter.maxAge: "When the MaxAge field is unspecified, the gateway sets the
 # response header Access-Control-Max-Age: 5 by default."
 CORS_DEFAULT_MAX_AGE = 5
+AUTH_PROTOCOLS = frozenset({"GRPC", "HTTP"})
+# HTTPAuthConfig.path: "Valid values are the same as the 'value' regex for path values".
+AUTH_PATH = re.compile(r"/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*")
 
 
 @dataclass
@@ -73,6 +79,7 @@ class FilterSet:
     rewrite: ir.URLRewrite | None = None
     mirrors: tuple[ir.Mirror, ...] = ()
     cors: ir.CORS | None = None
+    external_auth: ir.ExternalAuth | None = None
     conds: list[Cond] = field(default_factory=list)
     failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
     invalid: Cond | None = None  # the rule cannot be programmed (Accepted=False reason)
@@ -116,8 +123,8 @@ def filter_problem(f: AnyFilter, allowed: frozenset[str], where: str) -> Cond | 
     if getattr(f, CONFIG_FIELDS[f.type], None) is None:
         return unsupported(f"filter {f.type} has no {CONFIG_FIELDS[f.type]} configuration")
     if isinstance(f, HTTPRouteFilter):
-        return redirect_problem(f.request_redirect) or rewrite_problem(f.url_rewrite) or mirror_problem(
-            f.request_mirror)
+        return (redirect_problem(f.request_redirect) or rewrite_problem(f.url_rewrite)
+                or mirror_problem(f.request_mirror) or external_auth_problem(f.external_auth))
     return mirror_problem(f.request_mirror)
 
 
@@ -155,6 +162,20 @@ def mirror_problem(m: HTTPRequestMirrorFilter | None) -> Cond | None:
         return unsupported("RequestMirror fraction numerator must be between 0 and the denominator")
     if m.percent is not None and not 0 <= m.percent <= 100:
         return unsupported("RequestMirror percent must be between 0 and 100")
+    return None
+
+
+def external_auth_problem(a: HTTPExternalAuthFilter | None) -> Cond | None:
+    if a is None:
+        return None
+    if a.protocol not in AUTH_PROTOCOLS:
+        return unsupported(f"ExternalAuth protocol {a.protocol} is not supported")
+    if a.protocol == "GRPC" and a.grpc and a.grpc.allowed_headers:
+        # Envoy sets the headers of ext_authz gRPC checks per filter, not per route.
+        return unsupported("ExternalAuth grpc.allowedHeaders is not supported")
+    path = a.http.path if a.http else ""
+    if path and not AUTH_PATH.fullmatch(path):
+        return unsupported(f"ExternalAuth http.path {path!r} is not a valid path")
     return None
 
 
@@ -203,6 +224,8 @@ def apply_one(route: Resource, f: AnyFilter, backends: Backends, out: FilterSet,
         mirror = mirror_of(route, f.request_mirror, backends, out, protocol)
         if mirror:
             out.mirrors += (mirror,)
+    elif isinstance(f, HTTPRouteFilter) and f.type == "ExternalAuth" and f.external_auth:
+        external_auth(route, f.external_auth, backends, out)
     elif f.type == "ExtensionRef" and f.extension_ref:
         # No extension kinds are implemented, so every reference is to an unsupported kind.
         ref = f.extension_ref
@@ -224,6 +247,26 @@ def apply_http_only(f: HTTPRouteFilter, out: FilterSet) -> None:
             path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None)
     elif f.type == "CORS" and f.cors:
         out.cors = cors_of(f.cors)
+
+
+def external_auth(route: Resource, spec: HTTPExternalAuthFilter, backends: Backends, out: FilterSet) -> None:
+    """HTTPExternalAuthFilter. An authorization service that cannot be resolved fails
+    closed: the rule's requests get 500 ("If there is any problem communicating with
+    the external service, this filter MUST fail closed")."""
+    resolved = backends.resolve(route, spec.backend_ref, "h2c" if spec.protocol == "GRPC" else "http1")
+    if resolved.cluster is None:
+        out.failed = True
+        out.conds += [resolved.problem] if resolved.problem else []
+        return
+    http = spec.http
+    out.external_auth = ir.ExternalAuth(
+        protocol="GRPC" if spec.protocol == "GRPC" else "HTTP",
+        cluster=resolved.cluster.name,
+        path_prefix=http.path.rstrip("/") if http else "",
+        allowed_headers=tuple(http.allowed_headers if http else ()),
+        allowed_response_headers=tuple(http.allowed_response_headers if http else ()),
+        forward_body_bytes=spec.forward_body.max_size if spec.forward_body else 0,
+    )
 
 
 def cors_of(c: HTTPCORSFilter) -> ir.CORS:

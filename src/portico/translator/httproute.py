@@ -88,6 +88,7 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         mirrors=filters.mirrors,
         rewrite=filters.rewrite,
         cors=filters.cors,
+        external_auth=filters.external_auth,
         retry=retry_of(rule),
         session_persistence=session_persistence(route, index, rule.session_persistence),
         websocket=any(backends.clusters[b.cluster].protocol == "ws" for b in weighted if b.cluster),

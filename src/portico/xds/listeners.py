@@ -26,6 +26,7 @@ from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from portico import ir
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, pack, stat_name
+from portico.xds.extauth import ext_authz_filters
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
 
@@ -111,6 +112,7 @@ def _http_filters() -> list[hcm.HttpFilter]:
     return [
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession())),
+        *ext_authz_filters(),  # disabled until a route with ExternalAuth enables one
         hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())),
     ]
 

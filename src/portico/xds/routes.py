@@ -26,6 +26,7 @@ from google.protobuf import wrappers_pb2
 
 from portico import ir
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
+from portico.xds.extauth import ext_authz_per_route
 
 CORS_FILTER = "envoy.filters.http.cors"
 SESSION_FILTER = "envoy.filters.http.stateful_session"
@@ -77,6 +78,9 @@ def build_route(route: ir.Route) -> rc.Route:
     if action.session_persistence is not None:
         per_route = _session_per_route(action.session_persistence)
         out.typed_per_filter_config[SESSION_FILTER].CopyFrom(pack(per_route))
+    if action.external_auth is not None and action.direct_status is None:
+        name, config = ext_authz_per_route(action.external_auth)
+        out.typed_per_filter_config[name].CopyFrom(config)
     return out
 
 
