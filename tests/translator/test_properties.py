@@ -20,7 +20,7 @@ HOSTNAMES = [None, "example.com", "*.example.com", "foo.example.com", "other.org
 PROTOCOLS = ["HTTP", "HTTPS", "TLS", "TCP", "UDP", "BOGUS"]
 
 # route kinds the translator implements (each gets status for our parents)
-ROUTE_KINDS = ["HTTPRoute"]
+ROUTE_KINDS = ["HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"]
 
 names = st.sampled_from(["x", "y", "z"])
 hostname = st.sampled_from(HOSTNAMES)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from portico import ir
 from portico.models import GRPCBackendRef, GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from portico.objects import ObjectKey
-from portico.translator.attachment import attach
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -33,7 +32,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.routebinding import RouteResult, RuleCheck, rules_conditions
+from portico.translator.routebinding import RouteResult, RuleCheck, translate_routes
 from portico.translator.session import session_persistence
 
 # Service appProtocols a GRPCRoute can use: the HTTP/2 ones (the cluster speaks h2c).
@@ -62,17 +61,10 @@ class GRPCRuleResult:
 
 def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
                          backends: Backends) -> list[RouteResult]:
-    results = []
-    for route in ctx.all(GRPCRoute, "GRPCRoute"):
-        parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
-        if not parents:
-            continue
-        rules = [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
-        conds, programmable = rules_conditions([r.check for r in rules])
-        conds += [c for r in rules if r.problem is None for c in r.conds]
-        valid = [r for r in rules if r.problem is None]
-        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
-    return results
+    return translate_routes(
+        ctx, gateways, ctx.all(GRPCRoute, "GRPCRoute"),
+        lambda route: [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)],
+        entries_of)
 
 
 def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:

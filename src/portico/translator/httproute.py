@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from portico import ir
 from portico.models import HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
-from portico.translator.attachment import attach
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -28,7 +27,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.routebinding import RouteResult, RuleCheck, rules_conditions
+from portico.translator.routebinding import RouteResult, RuleCheck, translate_routes
 from portico.translator.session import session_persistence
 
 
@@ -48,17 +47,10 @@ class RuleResult:
 
 def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
                          backends: Backends) -> list[RouteResult]:
-    results = []
-    for route in ctx.all(HTTPRoute, "HTTPRoute"):
-        parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
-        if not parents:
-            continue
-        rules = [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
-        conds, programmable = rules_conditions([r.check for r in rules])
-        conds += [c for r in rules if r.problem is None for c in r.conds]
-        valid = [r for r in rules if r.problem is None]
-        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
-    return results
+    return translate_routes(
+        ctx, gateways, ctx.all(HTTPRoute, "HTTPRoute"),
+        lambda route: [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)],
+        entries_of)
 
 
 def entries_of(route: HTTPRoute, rules: list[RuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:

@@ -12,14 +12,17 @@ Shared by both kinds because of the rules that span them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from portico.models import Resource
+from portico.models import GRPCRoute, HTTPRoute, Resource
+from portico.objects import ObjectKey
 from portico.translator import hostnames
-from portico.translator.attachment import ParentResult
+from portico.translator.attachment import ParentResult, attach
 from portico.translator.conditions import Cond
-from portico.translator.gateway import HostRoutes, ListenerState, RouteEntry
+from portico.translator.context import Context
+from portico.translator.gateway import GatewayState, HostRoutes, ListenerState, RouteEntry
 
 
 @dataclass
@@ -38,6 +41,39 @@ class RuleCheck:
     index: int
     name: str | None
     problem: Cond | None
+
+
+class RuleLike(Protocol):
+    """A translated HTTPRoute or GRPCRoute rule."""
+
+    problem: Cond | None
+    conds: list[Cond]
+
+    @property
+    def check(self) -> RuleCheck: ...
+
+
+R = TypeVar("R", HTTPRoute, GRPCRoute)
+Rule = TypeVar("Rule", bound=RuleLike)
+Entries = Callable[[ListenerState], list[RouteEntry]]
+
+
+def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], routes: Iterable[R],
+                     rules_of: Callable[[R], list[Rule]],
+                     entries_of: Callable[[R, list[Rule]], Entries]) -> list[RouteResult]:
+    """Attach each route, translate its rules, and keep the programmable ones
+    (dropped rules are reported through `rules_conditions`)."""
+    results = []
+    for route in routes:
+        parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
+        if not parents:
+            continue
+        rules = rules_of(route)
+        conds, programmable = rules_conditions([r.check for r in rules])
+        conds += [c for r in rules if r.problem is None for c in r.conds]
+        valid = [r for r in rules if r.problem is None]
+        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
+    return results
 
 
 def rule_label(index: int, name: str | None) -> str:
