@@ -35,6 +35,8 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import status_pb2
+from support import RETRYABLE, free_port
+from support import wait_for as poll
 
 from portico.echo import EchoServer, Identity
 from portico.echo_grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
@@ -48,24 +50,8 @@ GW = "gateway.networking.k8s.io/v1"
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, grpc.RpcError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return poll(what, check, timeout, interval=0.1, retry_on=RETRYABLE + (grpc.RpcError,))
 
 
 # ---------------------------------------------------------------- backends (in-process)

@@ -9,76 +9,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support import free_port, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(180)
 
 PORT_OFFSET = 10000
 LISTENER_PORT = 80  # served on 80 + PORT_OFFSET
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def portico_command() -> list[str]:
-    script = Path(sys.executable).parent / "portico"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "portico.cli"]
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(portico_command() + args, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return int(proc.returncode)
-
-
-def write_atomically(path: Path, docs: list[dict[str, Any]] | str) -> None:
-    """As the conformance runner does: write a dot-file, then rename it into place."""
-    text = docs if isinstance(docs, str) else yaml.safe_dump_all(docs, sort_keys=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def get(host: str, port: int, path: str, timeout: float = 5) -> tuple[int, dict[str, Any]]:

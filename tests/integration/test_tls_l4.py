@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from support import free_port, start, stop, wait_for, write_atomically
 
 trustme = pytest.importorskip("trustme")
 
@@ -35,50 +30,6 @@ PORT_OFFSET = 20000  # listeners bind port + offset (no root needed)
 
 
 # ---------------------------------------------------------------- process helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).parent / "portico"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "portico.cli"]
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd + args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-def write_atomically(path: Path, docs: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    os.replace(tmp, path)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def get(host: str, port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
