@@ -218,3 +218,25 @@ def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_unchanged_statuses_are_not_rewritten_but_recreated_objects_get_theirs() -> None:
+    route: dict[str, Any] = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": []}]},
+    }
+    key = key_of(route)
+    loop = ControlLoop(Store(), AddressPool(), FakeXds().update)  # the real translator
+    loop.apply(docs(CLASS, GATEWAY, route))
+    assert loop.sync()
+    obj = loop.store.get(key)
+    assert obj is not None and obj.status["parents"]
+    version = obj.raw["metadata"]["resourceVersion"]
+    assert loop.sync()  # nothing changed: the route's status is not written again
+    obj = loop.store.get(key)
+    assert obj is not None and obj.raw["metadata"]["resourceVersion"] == version
+    loop.apply(ProviderEvent(deletes=(key,)))
+    loop.apply(docs(route))  # re-created before the next sync: same status, new object
+    assert loop.sync()
+    obj = loop.store.get(key)
+    assert obj is not None and obj.status["parents"]
