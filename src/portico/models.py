@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from portico.objects import GATEWAY_GROUP, ObjectKey, key_of
+from portico.objects import CLUSTER_SCOPED, GATEWAY_GROUP, ObjectKey, group_of
 
 
 class Model(BaseModel):
@@ -56,12 +56,13 @@ class Resource(Model):
 
     @property
     def key(self) -> ObjectKey:
-        return key_of({"apiVersion": self.api_version, "kind": self.kind,
-                       "metadata": {"name": self.metadata.name, "namespace": self.metadata.namespace}})
+        """`key_of` the object, without building its document (the translator asks often)."""
+        return ObjectKey(group_of(self.api_version), self.kind, self.namespace, self.metadata.name)
 
     @property
     def namespace(self) -> str:
-        return self.key.namespace
+        """As in `key_of`: "" for cluster-scoped kinds, "default" when unset."""
+        return "" if self.kind in CLUSTER_SCOPED else (self.metadata.namespace or "default")
 
     @property
     def name(self) -> str:
