@@ -73,7 +73,7 @@ def apply_backend_tls(ctx: Context, gateways: dict[ObjectKey, GatewayState], bac
     for _, gw in sorted(gateways.items()):
         origin = Origination(index, backends, gw, replaced)
         for ls in gw.listeners:
-            if originates_tls(ls):
+            if index and originates_tls(ls):  # no policy targets anything: every cluster stays as it is
                 rewrite_listener(ls, origin.cluster_for)
         if origin.used_client_cert and gw.backend_client_cert:
             secrets[gw.backend_client_cert.name] = gw.backend_client_cert
