@@ -49,7 +49,7 @@ class FakeTranslator:
             ports = [ls["port"] for ls in obj.model_dump(by_alias=True)["spec"]["listeners"]]
             names = tuple(f"{address}:{p + snapshot.port_offset}/tcp" for p in ports)
             listeners += [Listener(n, address, int(n.split(":")[1].split("/")[0])) for n in names]
-            owners.append(((key.namespace, key.name), names))
+            owners.append((("Gateway", key.namespace, key.name), names))
             cond = {"type": "Programmed", "status": "True", "reason": "Programmed",
                     "lastTransitionTime": "1970-01-01T00:00:00Z"}
             statuses[key] = {"addresses": [{"value": address}], "conditions": [
@@ -240,3 +240,46 @@ def test_unchanged_statuses_are_not_rewritten_but_recreated_objects_get_theirs()
     assert loop.sync()
     obj = loop.store.get(key)
     assert obj is not None and obj.status["parents"]
+
+
+def status_of(store: Store, raw: dict[str, Any]) -> tuple[str, str]:
+    obj = store.get(key_of(raw))
+    assert obj is not None
+    cond = next(c for c in obj.status["conditions"] if c["type"] == "Programmed")
+    return cond["status"], cond["reason"]
+
+
+LISTENER_SET: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+    "metadata": {"name": "extra", "namespace": "ns"},
+    "spec": {"parentRef": {"name": "gw"},
+             "listeners": [{"name": "extra", "port": 80, "protocol": "HTTP", "hostname": "extra.example"}]},
+}
+
+
+def test_real_translator_holds_gateways_and_listener_sets_until_ack() -> None:
+    """With the real translator: a listener added later, or a ListenerSet listener
+    joining a port already bound, is Programmed only after Envoy ACKs it."""
+    xds = FakeXds()
+    loop = ControlLoop(Store(), AddressPool(), xds.update)
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["spec"]["allowedListeners"] = {"namespaces": {"from": "Same"}}
+    loop.apply(docs(CLASS, gateway))
+    loop.sync()
+    assert status_of(loop.store, gateway) == ("False", "Pending")
+    loop.on_ack(1)
+    assert status_of(loop.store, gateway) == ("True", "Programmed")
+
+    gateway["spec"]["listeners"].append({"name": "more", "port": 81, "protocol": "HTTP"})
+    loop.apply(docs(gateway))
+    loop.sync()
+    assert status_of(loop.store, gateway) == ("False", "Pending")
+    loop.on_ack(2)
+    assert status_of(loop.store, gateway) == ("True", "Programmed")
+
+    loop.apply(docs(LISTENER_SET))
+    loop.sync()
+    assert status_of(loop.store, LISTENER_SET) == ("False", "Pending")
+    assert status_of(loop.store, gateway) == ("True", "Programmed")  # its own listeners did not change
+    loop.on_ack(3)
+    assert status_of(loop.store, LISTENER_SET) == ("True", "Programmed")

@@ -293,8 +293,9 @@ class Listener:
 class IR:
     listeners: tuple[Listener, ...] = ()
     clusters: tuple[Cluster, ...] = ()
-    # Gateway (ns, name) -> listener names it owns, to tell which ACK programs which Gateway.
-    gateway_listeners: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    # (kind, namespace, name) of a Gateway or ListenerSet -> what Envoy must hold for it to be
+    # Programmed (its ready listeners), to tell which ACK programs which object.
+    gateway_listeners: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...] = field(default=())
     # Certificates referenced by name outside a DownstreamTLS (UpstreamTLS.client_cert_secret),
     # served to Envoy over SDS like the listener certificates.
     secrets: tuple[TLSCertificate, ...] = ()

@@ -32,6 +32,8 @@ from portico.translator import Snapshot, Translation, translate
 log = logging.getLogger(__name__)
 
 GatewayKey = tuple[str, str]
+# kinds whose Programmed condition waits for Envoy's ACK (ARCHITECTURE, "status")
+PROGRAMMABLE = ("Gateway", "ListenerSet")
 Translate = Callable[[Snapshot], Translation]
 Push = Callable[[IR], int]
 
@@ -103,8 +105,9 @@ class ControlLoop:
         self.syncs = 0  # translations attempted (for tests and logs)
         self._desired: dict[ObjectKey, dict[str, Any]] = {}  # translator statuses
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
-        self._pending: dict[GatewayKey, _Pending] = {}
-        self._programmed: dict[GatewayKey, frozenset[str]] = {}  # listeners Envoy has ACKed
+        # Gateways and ListenerSets: the listeners Envoy must hold before they are Programmed
+        self._pending: dict[ObjectKey, _Pending] = {}
+        self._programmed: dict[ObjectKey, frozenset[str]] = {}  # listeners Envoy has ACKed
         self._dirty = asyncio.Event()
 
     # ------------------------------------------------------------ inputs
@@ -119,20 +122,19 @@ class ControlLoop:
         """Envoy accepted xDS `version`: publish the Gateways it programs."""
         self.acked_version = max(self.acked_version, version)
         self.nack_message = ""
-        for gw, pending in list(self._pending.items()):
+        for key, pending in list(self._pending.items()):
             if version >= pending.version:
-                del self._pending[gw]
-                self._programmed[gw] = pending.listeners
-                key = ObjectKey(GATEWAY_GROUP, "Gateway", *gw)
+                del self._pending[key]
+                self._programmed[key] = pending.listeners
                 if key in self._desired:
                     self.store.set_status(key, self._desired[key])
 
     def on_nack(self, version: int, message: str) -> None:
         log.error("Envoy rejected configuration version %d: %s", version, message)
         self.nack_message = f"Envoy rejected configuration version {version}: {message}"
-        for gw, pending in self._pending.items():
+        for key, pending in self._pending.items():
             if pending.version <= version:
-                self._publish_held(ObjectKey(GATEWAY_GROUP, "Gateway", *gw), self.nack_message)
+                self._publish_held(key, self.nack_message)
 
     # ------------------------------------------------------------ the loop
 
@@ -210,19 +212,19 @@ class ControlLoop:
             self.last_ir = translation.ir
             log.info("configuration version %d: %d listeners, %d clusters", self.version,
                      len(translation.ir.listeners), len(translation.ir.clusters))
-        listeners = {tuple(gw): frozenset(names) for gw, names in translation.ir.gateway_listeners}
+        listeners = {ObjectKey(GATEWAY_GROUP, *owner): frozenset(names)
+                     for owner, names in translation.ir.gateway_listeners}
         previous, self._desired = self._desired, translation.statuses
         written, self._written = self._written, {}
-        for gw in set(self._pending) | set(self._programmed):
-            if ObjectKey(GATEWAY_GROUP, "Gateway", *gw) not in translation.statuses:
-                self._pending.pop(gw, None)
-                self._programmed.pop(gw, None)
+        for key in set(self._pending) | set(self._programmed):
+            if key not in translation.statuses:
+                self._pending.pop(key, None)
+                self._programmed.pop(key, None)
         for key, status in translation.statuses.items():
-            if key.kind == "Gateway" and _is_programmed(status):
-                self._publish_gateway(key, status, listeners.get((key.namespace, key.name), frozenset()))
+            if key.kind in PROGRAMMABLE and _is_programmed(status):
+                self._publish_programmed(key, status, listeners.get(key, frozenset()))
             else:
-                if key.kind == "Gateway":
-                    self._pending.pop((key.namespace, key.name), None)
+                self._pending.pop(key, None)
                 self._set_status(key, status, previous, written)
         self.store.release_statuses(translation.statuses)
 
@@ -235,23 +237,23 @@ class ControlLoop:
         if obj is None:
             return
         uid = str(obj.raw["metadata"].get("uid", ""))
-        if key.kind != "Gateway" and written.get(key) == uid and previous.get(key) == status:
+        if key.kind not in PROGRAMMABLE and written.get(key) == uid and previous.get(key) == status:
             self._written[key] = uid
             return
         self.store.set_status(key, status)
         self._written[key] = uid
 
-    def _publish_gateway(self, key: ObjectKey, status: dict[str, Any], listeners: frozenset[str]) -> None:
-        gw = (key.namespace, key.name)
-        if self._programmed.get(gw) == listeners:
+    def _publish_programmed(self, key: ObjectKey, status: dict[str, Any], listeners: frozenset[str]) -> None:
+        """A Gateway or ListenerSet is Programmed once Envoy has ACKed its listeners."""
+        if self._programmed.get(key) == listeners:
             # Envoy already has exactly these listeners (e.g. only a route changed)
-            self._pending.pop(gw, None)
+            self._pending.pop(key, None)
             self.store.set_status(key, status)
             return
-        pending = self._pending.get(gw)
+        pending = self._pending.get(key)
         if pending is None or pending.listeners != listeners:
-            self._pending[gw] = _Pending(self.version, listeners)
-        if self.acked_version >= self._pending[gw].version:
+            self._pending[key] = _Pending(self.version, listeners)
+        if self.acked_version >= self._pending[key].version:
             self.on_ack(self.acked_version)
             return
         self._publish_held(key, self.nack_message)
@@ -259,7 +261,7 @@ class ControlLoop:
     def _publish_held(self, key: ObjectKey, message: str) -> None:
         status = self._desired.get(key)
         if status is not None:
-            pending = self._pending.get((key.namespace, key.name))
+            pending = self._pending.get(key)
             why = message or f"waiting for Envoy to accept configuration version {pending.version if pending else '?'}"
             self.store.set_status(key, held_back(status, why))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from portico import ir
+from portico.objects import ObjectKey
 from portico.translator import hostnames
 from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState
 
@@ -36,6 +37,16 @@ def build_listeners(gw: GatewayState) -> list[ir.Listener]:
         if chains:
             out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains)))
     return out
+
+
+def served_listeners(gw: GatewayState, listener_set: ObjectKey | None) -> tuple[str, ...]:
+    """What Envoy must hold before a Gateway (listener_set None) or one of its
+    ListenerSets is Programmed: its ready listeners as bound on the Gateway's address."""
+    if gw.address is None or not gw.accepted:
+        return ()
+    return tuple(sorted(f"{gw.address}:{ls.port}/{ls.protocol}/{ls.spec.hostname or '*'}/{ls.qualified_name}"
+                        for ls in gw.listeners if ls.ready
+                        and (ls.listener_set.key if ls.listener_set else None) == listener_set))
 
 
 def filter_chains(gw: GatewayState, port: int, group: list[ListenerState]) -> list[ir.FilterChain]:

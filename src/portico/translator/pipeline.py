@@ -7,7 +7,7 @@ from portico.models import GatewayClass
 from portico.translator import Snapshot, Translation
 from portico.translator.backends import Backends
 from portico.translator.backendtls import apply_backend_tls
-from portico.translator.build import build_listeners
+from portico.translator.build import build_listeners, served_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
@@ -39,12 +39,13 @@ def run(snapshot: Snapshot) -> Translation:
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
     listeners: list[ir.Listener] = []
-    owners: list[tuple[str, tuple[str, ...]]] = []
+    owners: list[tuple[tuple[str, str, str], tuple[str, ...]]] = []
     for key, gw in sorted(gateways.items()):
-        built = build_listeners(gw)
-        listeners += built
-        owners.append((f"{key.namespace}/{key.name}", tuple(li.name for li in built)))
+        listeners += build_listeners(gw)
+        owners.append(((key.kind, key.namespace, key.name), served_listeners(gw, None)))
         out.statuses[key] = gateway_status(gw)
+    for lset in listener_sets:
+        owners.append(((lset.key.kind, lset.key.namespace, lset.key.name), served_listeners(lset.gateway, lset.key)))
     out.ir = ir.IR(tuple(listeners), tuple(sorted(backends.clusters.values(), key=lambda c: c.name)),
                    tuple(owners), backend_tls.secrets)
     return out
