@@ -47,7 +47,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         parts.append(f"\n### {r['title']}\n\n_{r['time']}_\n")
         parts.append(table(r["columns"], r["rows"]))
         if r["benchmark"] == "traffic" and r["data"].get("ablation"):
-            parts.append("\nMinimal Envoy with Portico's settings added one after the other "
+            parts.append("\nMinimal Envoy with each of Portico's settings added alone "
                          "(at the highest connection count):\n")
             from bench.traffic import ablation_table
 

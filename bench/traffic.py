@@ -11,8 +11,11 @@ at 1, 16 and 64 connections:
 Each proxy keeps upstream connections alive and runs the same number of
 workers (Envoy's default: one per core; nginx worker_processes, HAProxy
 nbthread). Runs are interleaved over `rounds` rounds and the median is kept.
-Then an ablation at the highest connection count: the minimal Envoy with
-Portico's settings added one at a time, to show which of them cost throughput.
+Then an ablation at the highest connection count: the minimal Envoy with each
+of Portico's settings added alone (request ids off, its HTTP filters, its
+local-reply mapper, its other HCM options, its bootstrap's stats matcher and
+overload manager, its cluster settings), all of them, and all of them with one
+worker, to show which settings cost or gain throughput.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,9 @@ from bench.common import (
     Process,
     Report,
     bin_path,
+    children,
     free_port,
+    proc_cpu_seconds,
     ratio,
     wait_until,
     workdir,
@@ -129,16 +136,29 @@ backend be
     return proc, port
 
 
-# Envoy settings Portico uses that a minimal configuration does not (the ablation's steps)
-ABLATION = ("filters", "local_reply", "hcm_options", "bootstrap", "eds_cluster")
+# Envoy settings Portico uses that a minimal configuration does not (see envoy_bootstrap)
+FEATURES = ("no_request_id", "filters", "local_reply", "hcm_options", "bootstrap", "eds_cluster")
+# The ablation: (name, features, workers), each run beside the others in interleaved rounds
+VARIANTS: tuple[tuple[str, frozenset[str], int], ...] = (
+    ("minimal (Envoy defaults)", frozenset(), WORKERS),
+    ("+ request ids off", frozenset({"no_request_id"}), WORKERS),
+    ("+ CORS and stateful-session filters", frozenset({"filters"}), WORKERS),
+    ("+ local-reply mapper", frozenset({"local_reply"}), WORKERS),
+    ("+ other HCM options", frozenset({"hcm_options"}), WORKERS),
+    ("+ stats matcher and overload manager", frozenset({"bootstrap"}), WORKERS),
+    ("+ circuit breakers, per-host vhost", frozenset({"eds_cluster"}), WORKERS),
+    ("all of Portico's settings", frozenset(FEATURES), WORKERS),
+    ("all of Portico's settings, 1 worker", frozenset(FEATURES), 1),
+)
 
 
 def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A static Envoy bootstrap: one listener, one route to one cluster. `features` adds
-    Portico's settings: `filters` (CORS and stateful-session HTTP filters before the router),
-    `local_reply` (its local-reply mapper), `hcm_options` (use_remote_address, normalize_path,
-    strip_any_host_port, request ids off, upgrade config), `bootstrap` (its stats matcher and
-    overload manager), `eds_cluster` (circuit breakers raised, a per-host vhost)."""
+    Portico's settings: `no_request_id` (generate_request_id off), `filters` (CORS and
+    stateful-session HTTP filters before the router), `local_reply` (its local-reply mapper),
+    `hcm_options` (use_remote_address, normalize_path, strip_any_host_port, server header
+    passed through, WebSocket upgrade config), `bootstrap` (its stats matcher and overload
+    manager), `eds_cluster` (circuit breakers raised, a per-host vhost)."""
     from portico.dataplane.envoy import bootstrap as portico_bootstrap
 
     router = {"name": "envoy.filters.http.router",
@@ -162,9 +182,10 @@ def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozense
     }
     if "hcm_options" in features:
         hcm.update({"use_remote_address": True, "normalize_path": True, "merge_slashes": False,
-                    "generate_request_id": False, "server_header_transformation": "PASS_THROUGH",
-                    "strip_any_host_port": True,
+                    "server_header_transformation": "PASS_THROUGH", "strip_any_host_port": True,
                     "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}]})
+    if "no_request_id" in features:
+        hcm["generate_request_id"] = False
     if "local_reply" in features:
         hcm["local_reply_config"] = {"mappers": [{
             "filter": {"and_filter": {"filters": [
@@ -198,12 +219,12 @@ def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozense
 
 
 def start_envoy(root: Path, backend: int, features: frozenset[str] = frozenset(),
-                name: str = "envoy") -> tuple[Process, int]:
+                name: str = "envoy", workers: int = WORKERS) -> tuple[Process, int]:
     port = free_port()
     conf = root / f"{name}.json"
     conf.write_text(json.dumps(envoy_bootstrap(port, backend, features)))
     proc = Process([bin_path("envoy"), "-c", str(conf), "--use-dynamic-base-id", "--log-level", "warning",
-                    "--concurrency", str(WORKERS)], root / f"{name}.log")
+                    "--concurrency", str(workers)], root / f"{name}.log")
     proc.ready(name, lambda: _get("127.0.0.1", port) == 200, 30)
     return proc, port
 
@@ -240,13 +261,18 @@ def _get(host: str, port: int) -> int:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(host: str, port: int, connections: int, seconds: float) -> dict[str, Any]:
+def wrk(host: str, port: int, connections: int, seconds: float,
+        cpu: Callable[[], float] | None = None) -> dict[str, Any]:
+    """One wrk run; with `cpu` (the proxy's CPU seconds so far), also the proxy's CPU per request."""
     path = tools.which("wrk")
     assert path is not None
     threads = min(connections, WORKERS)
     args = [path, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
             "-H", f"Host: {HOST}", f"http://{host}:{port}/"]
+    cpu_before = cpu() if cpu else math.nan
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    cpu_used = cpu() - cpu_before if cpu else math.nan
+    requests = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if rps is None:
         raise BenchError(f"wrk output not understood:\n{out}")
@@ -255,15 +281,28 @@ def wrk(host: str, port: int, connections: int, seconds: float) -> dict[str, Any
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in socket_errors.groups())
                                                         if socket_errors else 0)
-    return {"rps": float(rps.group(1)), "p50_ms": lat.get("50", float("nan")),
-            "p99_ms": lat.get("99", float("nan")), "errors": errors}
+    count = int(requests.group(1)) if requests else 0
+    return {"rps": float(rps.group(1)), "p50_ms": lat.get("50", math.nan), "p99_ms": lat.get("99", math.nan),
+            "errors": errors, "requests": count, "cpu_us_per_req": cpu_used / count * 1e6 if count else math.nan}
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rps": statistics.median(r["rps"] for r in runs),
             "p50_ms": statistics.median(r["p50_ms"] for r in runs),
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in runs),
             "errors": sum(r["errors"] for r in runs), "runs": runs}
+
+
+def tree_cpu(pid: int) -> Callable[[], float]:
+    """CPU seconds of `pid` and its children (nginx workers), as a probe for `wrk`."""
+    def probe() -> float:
+        total = 0.0
+        for p in [pid, *children(pid)]:
+            with contextlib.suppress(OSError):
+                total += proc_cpu_seconds(p)
+        return total
+    return probe
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -273,7 +312,7 @@ def run(connections: list[int], seconds: float, rounds: int, ablation: bool) -> 
     paths = tools.ensure()
     report = Report("traffic", f"5. Traffic (wrk, {seconds:g} s x {rounds} rounds, median; {WORKERS} proxy workers)",
                     ["connections", "target", "requests/s", "p50 ms", "p99 ms", "errors", "x direct",
-                     "Portico / it"])
+                     "Portico / it", "CPU µs/req", "its CPU / Portico's"])
     results: dict[tuple[int, str], dict[str, Any]] = {}
     ablation_results: dict[str, dict[str, Any]] = {}
     with workdir("traffic") as root, contextlib.ExitStack() as stack:
@@ -281,33 +320,41 @@ def run(connections: list[int], seconds: float, rounds: int, ablation: bool) -> 
             stack.callback(started[0].stop)
             return started
 
-        _, backend_port = keep(start_backend(root))
-        _, envoy_port = keep(start_envoy(root, backend_port))
-        _, nginx_port = keep(start_nginx_proxy(root, backend_port))
-        _, haproxy_port = keep(start_haproxy(root, backend_port))
+        backend, backend_port = keep(start_backend(root))
+        envoy, envoy_port = keep(start_envoy(root, backend_port))
+        nginx, nginx_port = keep(start_nginx_proxy(root, backend_port))
+        haproxy, haproxy_port = keep(start_haproxy(root, backend_port))
         portico, portico_port, portico_host = keep(start_portico(root, backend_port))
-        targets: dict[str, tuple[str, int]] = {
-            "direct": ("127.0.0.1", backend_port), "portico": (portico_host, portico_port),
-            "envoy": ("127.0.0.1", envoy_port), "nginx": ("127.0.0.1", nginx_port),
-            "haproxy": ("127.0.0.1", haproxy_port),
+        portico_envoy = portico.envoy_pid()
+        if portico_envoy is None:
+            raise BenchError("portico's Envoy not found")
+        # (host, port, CPU probe of the proxy; for direct, the backend itself)
+        targets: dict[str, tuple[str, int, Callable[[], float]]] = {
+            "direct": ("127.0.0.1", backend_port, tree_cpu(backend.pid)),
+            "portico": (portico_host, portico_port, tree_cpu(portico_envoy)),
+            "envoy": ("127.0.0.1", envoy_port, tree_cpu(envoy.pid)),
+            "nginx": ("127.0.0.1", nginx_port, tree_cpu(nginx.pid)),
+            "haproxy": ("127.0.0.1", haproxy_port, tree_cpu(haproxy.pid)),
         }
-        for host, port in targets.values():  # warm-up
+        for host, port, _ in targets.values():  # warm-up
             wrk(host, port, max(connections), 1)
         runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
         for _ in range(rounds):
             for c in connections:
-                for name, (host, port) in targets.items():
-                    runs.setdefault((c, name), []).append(wrk(host, port, c, seconds))
+                for name, (host, port, cpu) in targets.items():
+                    runs.setdefault((c, name), []).append(wrk(host, port, c, seconds, cpu))
         results = {k: median_of(v) for k, v in runs.items()}
         if ablation:
             ablation_results = run_ablation(root, backend_port, max(connections), seconds, rounds)
     for c in connections:
         direct = results[(c, "direct")]["rps"]
-        ours = results[(c, "portico")]["rps"]
+        ours = results[(c, "portico")]
         for name in ("direct", "portico", "envoy", "nginx", "haproxy"):
             r = results[(c, name)]
             report.rows.append([c, name, r["rps"], r["p50_ms"], r["p99_ms"], r["errors"], ratio(r["rps"], direct),
-                                "" if name == "portico" else ratio(ours, r["rps"])])
+                                "" if name == "portico" else ratio(ours["rps"], r["rps"]), r["cpu_us_per_req"],
+                                "" if name in ("portico", "direct") else
+                                ratio(r["cpu_us_per_req"], ours["cpu_us_per_req"])])
     top = max(connections)
     envoy_ratio = ratio(results[(top, "portico")]["rps"], results[(top, "envoy")]["rps"])
     ratios = {c: {n: ratio(results[(c, "portico")]["rps"], results[(c, n)]["rps"])
@@ -318,42 +365,47 @@ def run(connections: list[int], seconds: float, rounds: int, ablation: bool) -> 
     worst = min(ratios[c]["envoy"] for c in connections)
     report.target("Portico requests/s vs minimal Envoy (every connection count)",
                   f">= {TARGET_RATIO_TO_ENVOY:.2f}", worst, worst >= TARGET_RATIO_TO_ENVOY)
+    efficiency = min(ratio(results[(c, "envoy")]["cpu_us_per_req"], results[(c, "portico")]["cpu_us_per_req"])
+                     for c in connections)
+    report.data["cpu_efficiency_vs_envoy"] = efficiency
+    report.target("Envoy CPU per request: minimal / Portico's (every connection count)",
+                  f">= {TARGET_RATIO_TO_ENVOY:.2f}", efficiency, efficiency >= TARGET_RATIO_TO_ENVOY)
     errors = sum(r["errors"] for r in results.values())
     report.summary = (f"at {top} connections Portico {results[(top, 'portico')]['rps']:,.0f} req/s = "
                       f"{envoy_ratio:.2f}x minimal Envoy, {ratios[top]['nginx']:.2f}x nginx, "
                       f"{ratios[top]['haproxy']:.2f}x HAProxy, {ratios[top]['direct']:.2f}x direct; "
-                      f"worst ratio to Envoy {worst:.2f}; {errors} errors")
+                      f"worst ratio to Envoy {worst:.2f} (CPU per request {efficiency:.2f}); {errors} errors")
     return report
 
 
 def run_ablation(root: Path, backend: int, connections: int, seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
-    """The minimal Envoy with Portico's settings added cumulatively, each run beside the minimal one."""
-    steps = [("minimal", frozenset[str]())]
-    acc: set[str] = set()
-    for feature in ABLATION:
-        acc.add(feature)
-        steps.append((f"+{feature}", frozenset(acc)))
-    ports: dict[str, int] = {}
+    """Each VARIANTS Envoy, run in interleaved rounds; requests/s as a ratio to the minimal one."""
+    ports: dict[str, tuple[int, Callable[[], float]]] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
-        for i, (name, features) in enumerate(steps):
-            proc, port = start_envoy(root, backend, features, f"ablation{i}")
+        for i, (name, features, workers) in enumerate(VARIANTS):
+            proc, port = start_envoy(root, backend, features, f"variant{i}", workers)
             stack.callback(proc.stop)
-            ports[name] = port
+            ports[name] = (port, tree_cpu(proc.pid))
+        for port, _ in ports.values():
+            wrk("127.0.0.1", port, connections, 1)  # warm-up
         for _ in range(rounds):
-            for name, port in ports.items():
-                runs.setdefault(name, []).append(wrk("127.0.0.1", port, connections, seconds))
+            for name, (port, cpu) in ports.items():
+                runs.setdefault(name, []).append(wrk("127.0.0.1", port, connections, seconds, cpu))
     out = {name: median_of(r) for name, r in runs.items()}
-    base = out["minimal"]["rps"]
+    base = out[VARIANTS[0][0]]
     for r in out.values():
-        r["x_minimal"] = ratio(r["rps"], base)
+        r["x_minimal"] = ratio(r["rps"], base["rps"])
+        r["cpu_x_minimal"] = ratio(r["cpu_us_per_req"], base["cpu_us_per_req"])
     return out
 
 
 def ablation_table(data: dict[str, dict[str, Any]]) -> str:
-    lines = ["| Envoy configuration | requests/s | p99 ms | x minimal |", "|---|---|---|---|"]
+    lines = ["| Envoy configuration | requests/s | x minimal | p99 ms | Envoy CPU µs/req | CPU x minimal |",
+             "|---|---|---|---|---|---|"]
     for name, r in data.items():
-        lines.append(f"| {name} | {r['rps']:,.0f} | {r['p99_ms']:.2f} | {r['x_minimal']:.3f} |")
+        lines.append(f"| {name} | {r['rps']:,.0f} | {r['x_minimal']:.3f} | {r['p99_ms']:.2f} | "
+                     f"{r['cpu_us_per_req']:.1f} | {r['cpu_x_minimal']:.3f} |")
     return "\n".join(lines)
 
 
@@ -368,7 +420,7 @@ def main(argv: list[str] | None = None) -> Report:
     report = run([int(c) for c in args.connections.split(",")], 2 if args.quick else args.seconds,
                  1 if args.quick else args.rounds, not (args.quick or args.no_ablation))
     if report.data["ablation"]:
-        print("\nablation (Portico's Envoy settings added to the minimal one, cumulative):\n")
+        print("\nablation (Portico's Envoy settings, each added alone to the minimal one):\n")
         print(ablation_table(report.data["ablation"]))
     report.emit()
     return report
