@@ -35,7 +35,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import status_pb2
-from support import RETRYABLE, free_port
+from support import RETRYABLE, free_port, write_atomically
 from support import wait_for as poll
 
 from portico.echo import EchoServer, Identity
@@ -261,6 +261,28 @@ BACKENDS = http_route("backends", "backends.example.com", [
 ])
 
 
+# Precedence across routes on one hostname (HTTPRouteRule: Exact path, longest
+# prefix, method, most headers, most query params, oldest route, namespace/name).
+PRECEDENCE = [
+    http_route("prec-b", "prec.example.com", [
+        {"matches": prefix("/p"), "backendRefs": [ref("echo-v1")]},
+        {"matches": prefix("/tie"), "backendRefs": [ref("echo-v1")]},
+    ]),
+    http_route("prec-c", "prec.example.com", [
+        {"matches": prefix("/p/longer"), "backendRefs": [ref("echo-v2")]},
+        {"matches": [{"path": {"type": "Exact", "value": "/p/longer/exact"}}], "backendRefs": [ref("echo-v3")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/p"}, "headers": [{"name": "x-h", "value": "1"}]}],
+         "backendRefs": [ref("echo-v2")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/p"}, "method": "POST"}],
+         "backendRefs": [ref("echo-v3")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/p"}, "queryParams": [{"name": "q", "value": "1"}]}],
+         "backendRefs": [ref("echo-v3")]},
+        {"matches": prefix("/tie"), "backendRefs": [ref("echo-v2")]},
+    ]),
+    http_route("prec-wild", "*.wild.example.com", [{"matches": prefix("/"), "backendRefs": [ref("echo-v3")]}]),
+]
+
+
 def grpc_method(method: str) -> dict[str, Any]:
     return {"method": {"service": SERVICE, "method": method}}
 
@@ -312,7 +334,7 @@ class Gateway:
             {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
              "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": self.address}],
                       "listeners": [{"name": "http", "protocol": "HTTP", "port": LISTENER_PORT}]}},
-            *backend_docs(self.backends), MATCHING, FILTERS, BACKENDS, AUTH, GRPC,
+            *backend_docs(self.backends), MATCHING, FILTERS, BACKENDS, AUTH, GRPC, *PRECEDENCE,
         ]
         tmp = self.dir / ".all.yaml"
         tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -383,7 +405,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gateway.start()
     try:
         for kind, name in [("HTTPRoute", "matching"), ("HTTPRoute", "filters"), ("HTTPRoute", "backends"),
-                           ("HTTPRoute", "auth"), ("GRPCRoute", "grpc")]:
+                           ("HTTPRoute", "auth"), ("GRPCRoute", "grpc"), ("HTTPRoute", "prec-c")]:
             wait_for(f"{kind} {name} accepted", functools.partial(accepted, gateway, kind, name))
         wait_for("routes programmed", lambda: gateway.pod("match.example.com", "/") == "200 echo-v1-pod")
         yield gateway
@@ -412,6 +434,28 @@ def test_path_header_query_and_method_matching(gw: Gateway) -> None:
     assert gw.pod(host, "/both", method="GET", headers={"X-Env": "canary"}) == "200 echo-v1-pod"
     assert gw.pod(host, "/both", method="POST", headers={"X-Env": "dev"}) == "200 echo-v1-pod"
     assert gw.request("nobody.example.com", "/")[0] == 404
+
+
+def test_precedence_across_routes(gw: Gateway) -> None:
+    host = "prec.example.com"
+    assert gw.pod(host, "/p/longer/exact") == "200 echo-v3-pod"  # Exact beats every prefix
+    assert gw.pod(host, "/p/longer/x") == "200 echo-v2-pod"  # the longest prefix wins
+    assert gw.pod(host, "/p/x", method="POST", headers={"x-h": "1"}) == "200 echo-v3-pod"  # method before headers
+    assert gw.pod(host, "/p/x", headers={"x-h": "1"}, method="GET") == "200 echo-v2-pod"  # headers before query
+    assert gw.pod(host, "/p/x?q=1") == "200 echo-v3-pod"
+    assert gw.pod(host, "/p/x") == "200 echo-v1-pod"
+    assert gw.pod(host, "/tie") == "200 echo-v1-pod"  # same age: prec-b before prec-c by name
+    assert gw.pod("a.b.wild.example.com", "/p") == "200 echo-v3-pod"  # a wildcard hostname
+    # A route created later loses a tie even with a name sorting first (oldest route wins).
+    newer = http_route("prec-a", host, [{"matches": prefix("/tie"), "backendRefs": [ref("echo-v3")]}])
+    time.sleep(1.1)  # creationTimestamp has one-second resolution, as in Kubernetes
+    write_atomically(gw.dir / "newer.yaml", [newer])
+    try:
+        wait_for("prec-a accepted", functools.partial(accepted, gw, "HTTPRoute", "prec-a"))
+        for _ in range(20):
+            assert gw.pod(host, "/tie") == "200 echo-v1-pod"
+    finally:
+        (gw.dir / "newer.yaml").unlink()
 
 
 # ---------------------------------------------------------------- filters
