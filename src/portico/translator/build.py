@@ -20,7 +20,7 @@ from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState
 
 
 def build_listeners(gw: GatewayState) -> list[ir.Listener]:
-    if gw.address is None or not gw.accepted:
+    if gw.address is None or not gw.programmable:
         return []
     by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for ls in gw.listeners:
@@ -42,7 +42,7 @@ def build_listeners(gw: GatewayState) -> list[ir.Listener]:
 def served_listeners(gw: GatewayState, listener_set: ObjectKey | None) -> tuple[str, ...]:
     """What Envoy must hold before a Gateway (listener_set None) or one of its
     ListenerSets is Programmed: its ready listeners as bound on the Gateway's address."""
-    if gw.address is None or not gw.accepted:
+    if gw.address is None or not gw.programmable:
         return ()
     return tuple(sorted(f"{gw.address}:{ls.port}/{ls.protocol}/{ls.spec.hostname or '*'}/{ls.qualified_name}"
                         for ls in gw.listeners if ls.ready

@@ -133,6 +133,12 @@ class GatewayState:
         return next((c.status for c in self.conds if c.type == "Accepted"), True)
 
     @property
+    def programmable(self) -> bool:
+        """Accepted, with an address, and no Gateway-level reason not to program it."""
+        return self.accepted and self.address is not None and next(
+            (c.status for c in self.conds if c.type == "Programmed"), True)
+
+    @property
     def own_listeners(self) -> list[ListenerState]:
         """spec.listeners, without those of attached ListenerSets."""
         return [ls for ls in self.listeners if ls.listener_set is None]
@@ -183,8 +189,21 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
         mark_conflicts(listeners)
         client_cert, cert_conds = backend_client_certificate(ctx, gw)
         conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, address, listeners) + cert_conds
-        states[gw.key] = GatewayState(gw, address, listeners, conds, client_cert)
+        state = GatewayState(gw, address, listeners, conds, client_cert)
+        if not state.programmable:
+            not_programmed(state)
+        states[gw.key] = state
     return states
+
+
+def not_programmed(state: GatewayState) -> None:
+    """A Gateway that is not accepted, or has no address, programs nothing: neither
+    it nor its listeners may report Programmed=True."""
+    why = "the Gateway is not accepted" if not state.accepted else "the Gateway's address is not usable"
+    if not state.accepted:  # otherwise a Programmed=False condition already says why
+        state.conds.insert(1, Cond("Programmed", False, "Invalid", why))
+    for ls in state.listeners:
+        ls.conds.append(Cond("Programmed", False, "Invalid", why))
 
 
 # Parameter kinds Portico reads (GatewayClass and Gateway infrastructure parametersRef).
