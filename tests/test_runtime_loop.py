@@ -283,3 +283,24 @@ def test_real_translator_holds_gateways_and_listener_sets_until_ack() -> None:
     assert status_of(loop.store, gateway) == ("True", "Programmed")  # its own listeners did not change
     loop.on_ack(3)
     assert status_of(loop.store, LISTENER_SET) == ("True", "Programmed")
+
+
+def test_a_socket_envoy_cannot_bind_makes_its_listener_port_unavailable() -> None:
+    xds = FakeXds()
+    loop = ControlLoop(Store(), AddressPool(), xds.update)
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["spec"]["listeners"].append({"name": "other", "port": 81, "protocol": "HTTP"})
+    loop.apply(docs(CLASS, gateway))
+    loop.sync()
+    [bad] = [li.name for li in xds.pushed[-1].listeners if li.port == 80]
+    loop.on_nack(1, f"Error adding/updating listener(s) {bad}: cannot bind '{bad[:-4]}': Address already in use")
+    assert bad in loop.unbindable
+    loop.sync()
+    assert [li.port for li in xds.pushed[-1].listeners] == [81]  # the rest can be accepted
+    obj = loop.store.get(GW_KEY)
+    assert obj is not None
+    http = next(ls for ls in obj.status["listeners"] if ls["name"] == "http")
+    assert {(c["type"], c["status"], c["reason"]) for c in http["conditions"]} >= {
+        ("Accepted", "False", "PortUnavailable"), ("Programmed", "False", "PortUnavailable")}
+    loop.on_ack(2)
+    assert status_of(loop.store, gateway) == ("True", "Programmed")

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ from portico.translator import Snapshot, Translation, translate
 log = logging.getLogger(__name__)
 
 GatewayKey = tuple[str, str]
+# Envoy's NACK of a listener whose socket cannot be bound names the IR listener:
+# "Error adding/updating listener(s) 127.10.0.1:80/tcp: cannot bind '127.10.0.1:80': ..."
+UNBINDABLE = re.compile(r"(\S+:\d+/(?:tcp|udp)): cannot bind")
 # kinds whose Programmed condition waits for Envoy's ACK (ARCHITECTURE, "status")
 PROGRAMMABLE = ("Gateway", "ListenerSet")
 Translate = Callable[[Snapshot], Translation]
@@ -109,6 +113,8 @@ class ControlLoop:
         self._pending: dict[ObjectKey, _Pending] = {}
         self._programmed: dict[ObjectKey, frozenset[str]] = {}  # listeners Envoy has ACKed
         self._dirty = asyncio.Event()
+        self.unbindable: set[str] = set()  # sockets Envoy could not bind (NACKed listeners)
+        self.rebind_after = 30.0  # seconds before binding them is tried again
 
     # ------------------------------------------------------------ inputs
 
@@ -135,6 +141,23 @@ class ControlLoop:
         for key, pending in self._pending.items():
             if pending.version <= version:
                 self._publish_held(key, self.nack_message)
+        sockets = set(UNBINDABLE.findall(message)) - self.unbindable
+        if sockets:
+            # Translate again without them: their listeners become PortUnavailable and
+            # the rest of the configuration can be accepted. Retry binding later.
+            self.unbindable |= sockets
+            self._dirty.set()
+            self._schedule_rebind(sockets)
+
+    def _schedule_rebind(self, sockets: set[str]) -> None:
+        def retry() -> None:
+            self.unbindable -= sockets
+            self._dirty.set()
+
+        try:
+            asyncio.get_running_loop().call_later(self.rebind_after, retry)
+        except RuntimeError:
+            pass  # no event loop (synchronous use): the sockets stay unavailable
 
     # ------------------------------------------------------------ the loop
 
@@ -187,7 +210,8 @@ class ControlLoop:
 
     def snapshot(self) -> Snapshot:
         self.syncs += 1
-        return Snapshot(self.store.resources(), self.assign_addresses(), self.port_offset)
+        return Snapshot(self.store.resources(), self.assign_addresses(), self.port_offset,
+                        frozenset(self.unbindable))
 
     def assign_addresses(self) -> dict[GatewayKey, str]:
         """Addresses of our Gateways; pool addresses of vanished Gateways go back."""

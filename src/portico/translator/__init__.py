@@ -24,6 +24,8 @@ class Snapshot:
     addresses: dict[tuple[str, str], str] = field(default_factory=dict)
     # added to every listener port (`portico run --port-offset`)
     port_offset: int = 0
+    # IR listener (socket) names the data plane could not bind (ListenerReasonPortUnavailable)
+    unbindable: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections import defaultdict
 from portico import ir
 from portico.objects import ObjectKey
 from portico.translator import hostnames
-from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState
+from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState, socket_name
 
 
 def build_listeners(gw: GatewayState) -> list[ir.Listener]:
@@ -29,7 +29,7 @@ def build_listeners(gw: GatewayState) -> list[ir.Listener]:
     out = []
     for (port, transport), group in sorted(by_port.items()):
         group.sort(key=lambda ls: hostnames.specificity(ls.spec.hostname))
-        name = f"{gw.address}:{port}/{transport}"
+        name = socket_name(gw.address, port, group[0].protocol)
         if transport == "udp":
             out.append(ir.Listener(name, gw.address, port, "udp", udp_backends=l4_backends(group[0])))
             continue

@@ -234,11 +234,29 @@ def validate_listener(ctx: Context, gw: Gateway, spec: Listener,
                         Cond("Programmed", False, "Invalid", "the listener is not accepted")]
         return state
     state.supported_kinds, kinds_ok = allowed_kinds(spec, kinds)
+    port_unavailable(ctx, gw, state)
     if not kinds_ok:
         state.conds.append(Cond("ResolvedRefs", False, "InvalidRouteKinds",
                                 "allowedRoutes.kinds names a kind this listener cannot serve"))
     validate_tls(ctx, gw, state)
     return state
+
+
+def socket_name(address: str, port: int, protocol: str) -> str:
+    """The name of the IR listener (one socket) a Gateway listener binds."""
+    return f"{address}:{port}/{'udp' if protocol == 'UDP' else 'tcp'}"
+
+
+def port_unavailable(ctx: Context, gw: Gateway, state: ListenerState) -> None:
+    """ListenerReasonPortUnavailable: the data plane could not bind the listener's
+    socket (Snapshot.unbindable, reported by Envoy); the listener is not accepted
+    so the rest of the Gateway can be programmed."""
+    address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
+    if address is None or socket_name(address, state.port, state.protocol) not in ctx.snapshot.unbindable:
+        return
+    message = f"port {state.port} cannot be bound on {address}"
+    state.conds += [Cond("Accepted", False, "PortUnavailable", message),
+                    Cond("Programmed", False, "PortUnavailable", message)]
 
 
 def validate_tls(ctx: Context, gw: Gateway, state: ListenerState) -> None:
