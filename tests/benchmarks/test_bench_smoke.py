@@ -63,7 +63,7 @@ def test_translation(tmp_path: Path) -> None:
 def test_traffic(tmp_path: Path) -> None:
     if any(tools.which(t) is None for t in tools.PACKAGES):
         pytest.skip("nginx, haproxy or wrk not installed (make bench installs them)")
-    report = traffic.run([1], seconds=1, rounds=1, ablation=False)
+    report = traffic.run([1], seconds=1, rounds=1, ablation=False, pairs=1)
     check(report, tmp_path)
     assert {row[1] for row in report.rows} == {"direct", "portico", "envoy", "nginx", "haproxy"}
 
