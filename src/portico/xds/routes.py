@@ -73,11 +73,12 @@ def build_route(route: ir.Route) -> rc.Route:
     _set_action(out, action, route.match.path)
     _header_modifier(action.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
     _header_modifier(action.response_headers, out.response_headers_to_add, out.response_headers_to_remove)
+    # CORS and stateful session are disabled in the HCM: a route's FilterConfig enables them
     if action.cors is not None:
-        out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors_policy(action.cors)))
+        out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(_cors_policy(action.cors)))))
     if action.session_persistence is not None:
         per_route = _session_per_route(action.session_persistence)
-        out.typed_per_filter_config[SESSION_FILTER].CopyFrom(pack(per_route))
+        out.typed_per_filter_config[SESSION_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(per_route))))
     if action.external_auth is not None and action.direct_status is None:
         name, config = ext_authz_per_route(action.external_auth)
         out.typed_per_filter_config[name].CopyFrom(config)
