@@ -141,18 +141,20 @@ backend be
 
 
 # Envoy settings Portico uses that a minimal configuration does not (see envoy_bootstrap)
-FEATURES = ("no_request_id", "filters", "local_reply", "hcm_options", "bootstrap", "eds_cluster")
+FEATURES = ("no_request_id", "filters", "filters_disabled", "local_reply", "hcm_options", "bootstrap", "eds_cluster")
+PORTICO = frozenset(FEATURES) - {"filters"}  # its CORS and session filters are disabled unless a route enables them
 # The ablation: (name, features, workers), each run beside the others in interleaved rounds
 VARIANTS: tuple[tuple[str, frozenset[str], int], ...] = (
     ("minimal (Envoy defaults)", frozenset(), WORKERS),
     ("+ request ids off", frozenset({"no_request_id"}), WORKERS),
-    ("+ CORS and stateful-session filters", frozenset({"filters"}), WORKERS),
+    ("+ CORS and stateful-session filters, enabled (Portico before)", frozenset({"filters"}), WORKERS),
+    ("+ the same filters, disabled unless a route enables them", frozenset({"filters_disabled"}), WORKERS),
     ("+ local-reply mapper", frozenset({"local_reply"}), WORKERS),
     ("+ other HCM options", frozenset({"hcm_options"}), WORKERS),
     ("+ stats matcher and overload manager", frozenset({"bootstrap"}), WORKERS),
     ("+ circuit breakers, per-host vhost", frozenset({"eds_cluster"}), WORKERS),
-    ("all of Portico's settings", frozenset(FEATURES), WORKERS),
-    ("all of Portico's settings, 1 worker", frozenset(FEATURES), 1),
+    ("all of Portico's settings", PORTICO, WORKERS),
+    ("all of Portico's settings, 1 worker", PORTICO, 1),
 )
 
 
@@ -160,6 +162,7 @@ def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozense
     """A static Envoy bootstrap: one listener, one route to one cluster. `features` adds
     Portico's settings: `no_request_id` (generate_request_id off), `filters` (CORS and
     stateful-session HTTP filters before the router), `local_reply` (its local-reply mapper),
+    `filters_disabled` (the same filters with `disabled: true`, as Portico has them),
     `hcm_options` (use_remote_address, normalize_path, strip_any_host_port, server header
     passed through, WebSocket upgrade config), `bootstrap` (its stats matcher and overload
     manager), `eds_cluster` (circuit breakers raised, a per-host vhost)."""
@@ -173,6 +176,13 @@ def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozense
             {"name": "envoy.filters.http.cors",
              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
             {"name": "envoy.filters.http.stateful_session", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession"}},
+        ]
+    if "filters_disabled" in features:  # present, but off unless a route enables them
+        filters = [{**f, "disabled": True} for f in filters] or [
+            {"name": "envoy.filters.http.cors", "disabled": True,
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+            {"name": "envoy.filters.http.stateful_session", "disabled": True, "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession"}},
         ]
     domains = [HOST] if "eds_cluster" in features else ["*"]
