@@ -29,6 +29,7 @@ from portico.provider import ProviderEvent
 from portico.provider.files import FileProvider
 from portico.store import Store
 from portico.translator import Snapshot, Translation, translate
+from portico.translator.backends import RuleMemo
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class ControlLoop:
         self.nack_message = ""
         self.syncs = 0  # translations attempted (for tests and logs)
         self._desired: dict[ObjectKey, dict[str, Any]] = {}  # translator statuses
+        self._memo = RuleMemo()  # incremental translation: unchanged routes' rules are reused
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         # Gateways and ListenerSets: the listeners Envoy must hold before they are Programmed
         self._pending: dict[ObjectKey, _Pending] = {}
@@ -211,7 +213,7 @@ class ControlLoop:
     def snapshot(self) -> Snapshot:
         self.syncs += 1
         return Snapshot(self.store.resources(), self.assign_addresses(), self.port_offset,
-                        frozenset(self.unbindable))
+                        frozenset(self.unbindable), memo=self._memo)
 
     def assign_addresses(self) -> dict[GatewayKey, str]:
         """Addresses of our Gateways; pool addresses of vanished Gateways go back."""

@@ -26,6 +26,9 @@ class Snapshot:
     port_offset: int = 0
     # IR listener (socket) names the data plane could not bind (ListenerReasonPortUnavailable)
     unbindable: frozenset[str] = frozenset()
+    # optional: the previous translation's per-route results, reused for unchanged routes
+    # (`portico.translator.backends.RuleMemo`); the translation is the same with or without
+    memo: Any = field(default=None, compare=False)
 
 
 @dataclass

@@ -8,11 +8,13 @@ Service port, shared by every route that uses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from portico.ir import AppProtocol, Cluster, Endpoint
 from portico.models import BackendObjectReference, Resource, Service, ServicePort
-from portico.objects import CORE_GROUP, GATEWAY_GROUP
+from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 
@@ -41,14 +43,69 @@ def backend_problem(reason: str, message: str) -> Resolved:
     return Resolved(None, Cond("ResolvedRefs", False, reason, message))
 
 
+Origin = tuple[str, str, str]
+T = TypeVar("T")
+# Route kinds whose rules RuleMemo keeps: their translation reads the route and the
+# objects of other kinds (Services, EndpointSlices, ReferenceGrants, ...), never each other.
+MEMO_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})
+
+
+class RuleMemo:
+    """Incremental translation: each route's translated rules from the previous
+    translation, with the clusters they registered, reused while the route is the
+    same object (the store keeps unchanged objects identical across snapshots) and
+    no object of another kind changed; any such change drops them all. Only the
+    routes of the last translation are kept (no growth under churn)."""
+
+    def __init__(self) -> None:
+        self.world: dict[ObjectKey, Resource] = {}
+        self.previous: dict[ObjectKey, tuple[Resource, Any, list[tuple[Cluster, Origin]]]] = {}
+        self.current: dict[ObjectKey, tuple[Resource, Any, list[tuple[Cluster, Origin]]]] = {}
+        self.hits = 0
+
+    def begin(self, objects: dict[ObjectKey, Resource]) -> None:
+        world = {k: v for k, v in objects.items() if k.kind not in MEMO_KINDS}
+        # dict equality compares values by identity first: cheap when nothing changed
+        self.previous = self.current if world == self.world else {}
+        self.world, self.current, self.hits = world, {}, 0
+
+
 class Backends:
     """Resolves backendRefs and collects the clusters they need."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, memo: RuleMemo | None = None) -> None:
         self.ctx = ctx
         self.clusters: dict[str, Cluster] = {}
         # cluster name -> (namespace, Service, Service port name): what policies target
-        self.origins: dict[str, tuple[str, str, str]] = {}
+        self.origins: dict[str, Origin] = {}
+        self.memo = memo
+        self._recording: list[tuple[Cluster, Origin]] | None = None
+        if memo is not None:
+            memo.begin(ctx.snapshot.objects)
+
+    def rules(self, route: Resource, translate: Callable[[], T]) -> T:
+        """`translate()` (a route's rules), or its result from the previous translation
+        when the memo has one for this very route object; its clusters are registered
+        again in the same order either way."""
+        memo = self.memo
+        if memo is None:
+            return translate()
+        key = route.key
+        hit = memo.previous.get(key)
+        if hit is not None and hit[0] is route:
+            for cluster, origin in hit[2]:
+                self.add(cluster, origin)
+            memo.current[key] = hit
+            memo.hits += 1
+            return hit[1]  # type: ignore[no-any-return]
+        recorded: list[tuple[Cluster, Origin]] = []
+        self._recording = recorded
+        try:
+            result = translate()
+        finally:
+            self._recording = None
+        memo.current[key] = (route, result, recorded)
+        return result
 
     def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
         if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":
@@ -102,6 +159,8 @@ class Backends:
         return tuple(sorted(set(out), key=lambda e: (e.address, e.port)))
 
     def add(self, cluster: Cluster, origin: tuple[str, str, str]) -> Cluster:
+        if self._recording is not None:
+            self._recording.append((cluster, origin))
         self.clusters.setdefault(cluster.name, cluster)
         self.origins.setdefault(cluster.name, origin)
         return self.clusters[cluster.name]

@@ -49,7 +49,8 @@ def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
                          backends: Backends) -> list[RouteResult]:
     return translate_routes(
         ctx, gateways, ctx.all(HTTPRoute, "HTTPRoute"),
-        lambda route: [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)],
+        lambda route: backends.rules(route, lambda: [translate_rule(route, rule, i, backends)
+                                                     for i, rule in enumerate(route.spec.rules)]),
         entries_of)
 
 

@@ -27,7 +27,7 @@ def run(snapshot: Snapshot) -> Translation:
             out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
     gateways = build_gateways(ctx, accepted_classes(ctx))
     listener_sets = attach_listener_sets(ctx, gateways)
-    backends = Backends(ctx)
+    backends = Backends(ctx, snapshot.memo)
     http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
     bind_routes(http_routes)
     for result in http_routes:
