@@ -88,3 +88,21 @@ def test_reuse_and_invalidation() -> None:
     out = translate(gone)  # a route deleted: the others reused, its rules forgotten
     assert out == translate(dataclasses.replace(gone, memo=None))
     assert memo.hits == 2 and len(memo.current) == 2
+
+
+def test_unchanged_routes_keep_their_ir_objects() -> None:
+    base = [doc("GatewayClass", "portico", {"controllerName": "portico.dev/gateway-controller"}, namespace=""),
+            doc("Gateway", "gw", {"gatewayClassName": "portico",
+                                  "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]})]
+    snap = snapshot(base + service("a", 9001) + [route("r1", "a"), route("r2", "a")], RuleMemo())
+    first, second = translate(snap), translate(with_objects(snap, [route("r2", "a", "/v2")]))
+
+    def routes(ir: Any) -> dict[str, Any]:
+        return {r.name: r for li in ir.listeners for c in li.filter_chains if c.http
+                for vh in c.http.virtual_hosts for r in vh.routes}
+
+    before, after = routes(first.ir), routes(second.ir)
+    r1 = next(n for n in before if "/r1/" in n)
+    r2 = next(n for n in before if "/r2/" in n)
+    assert after[r1] is before[r1]  # unchanged: the very same object (cheap IR comparison)
+    assert after[r2] != before[r2]

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portico.ir import AppProtocol, Cluster, Endpoint
 from portico.models import BackendObjectReference, Resource, Service, ServicePort
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
+
+if TYPE_CHECKING:
+    from portico.translator.gateway import ListenerState
 
 # Service/EndpointSlice appProtocol values Portico can speak to (Gateway API
 # "Backend Protocol" GEP-1911); None means plain HTTP/1.1 for HTTP routes.
@@ -45,9 +48,15 @@ def backend_problem(reason: str, message: str) -> Resolved:
 
 Origin = tuple[str, str, str]
 T = TypeVar("T")
+E = TypeVar("E")
 # Route kinds whose rules RuleMemo keeps: their translation reads the route and the
 # objects of other kinds (Services, EndpointSlices, ReferenceGrants, ...), never each other.
 MEMO_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})
+
+
+# (route object, its translated rules, the clusters they registered, its entries per
+# (listener protocol, listener port): what a route's entries depend on besides its rules)
+_Memoized = tuple[Resource, Any, list[tuple[Cluster, Origin]], dict[tuple[str, int], list[Any]]]
 
 
 class RuleMemo:
@@ -59,8 +68,8 @@ class RuleMemo:
 
     def __init__(self) -> None:
         self.world: dict[ObjectKey, Resource] = {}
-        self.previous: dict[ObjectKey, tuple[Resource, Any, list[tuple[Cluster, Origin]]]] = {}
-        self.current: dict[ObjectKey, tuple[Resource, Any, list[tuple[Cluster, Origin]]]] = {}
+        self.previous: dict[ObjectKey, _Memoized] = {}
+        self.current: dict[ObjectKey, _Memoized] = {}
         self.hits = 0
 
     def begin(self, objects: dict[ObjectKey, Resource]) -> None:
@@ -104,8 +113,27 @@ class Backends:
             result = translate()
         finally:
             self._recording = None
-        memo.current[key] = (route, result, recorded)
+        memo.current[key] = (route, result, recorded, {})
         return result
+
+    def entries(self, route: Resource, entries: Callable[[ListenerState], list[E]]) -> Callable[
+            [ListenerState], list[E]]:
+        """`entries` (a route's entries on a listener), memoized with the route's rules: an
+        unchanged route keeps the very same IR route objects, so comparing the new IR with
+        the previous one (control loop, xDS builder) is a matter of identity."""
+        hit = self.memo.current.get(route.key) if self.memo is not None else None
+        if hit is None or hit[0] is not route:
+            return entries
+        cache = hit[3]
+
+        def memoized(listener: ListenerState) -> list[E]:
+            key = (listener.protocol, listener.spec.port)
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = entries(listener)
+            return list(found)
+
+        return memoized
 
     def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
         if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":

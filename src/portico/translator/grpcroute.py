@@ -65,7 +65,7 @@ def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
         ctx, gateways, ctx.all(GRPCRoute, "GRPCRoute"),
         lambda route: backends.rules(route, lambda: [translate_rule(route, rule, i, backends)
                                                      for i, rule in enumerate(route.spec.rules)]),
-        entries_of)
+        lambda route, rules: backends.entries(route, entries_of(route, rules)))
 
 
 def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:

@@ -51,7 +51,7 @@ def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
         ctx, gateways, ctx.all(HTTPRoute, "HTTPRoute"),
         lambda route: backends.rules(route, lambda: [translate_rule(route, rule, i, backends)
                                                      for i, rule in enumerate(route.spec.rules)]),
-        entries_of)
+        lambda route, rules: backends.entries(route, entries_of(route, rules)))
 
 
 def entries_of(route: HTTPRoute, rules: list[RuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:
