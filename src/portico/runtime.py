@@ -170,12 +170,15 @@ class ControlLoop:
             while True:
                 await self._dirty.wait()
                 self._dirty.clear()
-                await self.sync_async()
-                if ready is not None:
-                    ready()
-                    ready = None
-                # coalesce bursts: at most one translation per interval while changes keep coming
-                await asyncio.sleep(self.min_interval)
+                # the garbage of a sync is collected after the interval, once the xDS streams
+                # have sent the new configuration: not in between (it blocks the event loop)
+                with gc_paused():
+                    await self.sync_async()
+                    if ready is not None:
+                        ready()
+                        ready = None
+                    # coalesce bursts: at most one translation per interval while changes keep coming
+                    await asyncio.sleep(self.min_interval)
                 if consumer.done():
                     consumer.result()  # the provider failed: raise its error
         finally:
