@@ -61,11 +61,7 @@ class GRPCRuleResult:
 
 def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
                          backends: Backends) -> list[RouteResult]:
-    return translate_routes(
-        ctx, gateways, ctx.all(GRPCRoute, "GRPCRoute"),
-        lambda route: backends.rules(route, lambda: [translate_rule(route, rule, i, backends)
-                                                     for i, rule in enumerate(route.spec.rules)]),
-        lambda route, rules: backends.entries(route, entries_of(route, rules)))
+    return translate_routes(ctx, gateways, backends, ctx.all(GRPCRoute, "GRPCRoute"), translate_rule, entries_of)
 
 
 def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:

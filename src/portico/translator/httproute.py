@@ -47,11 +47,7 @@ class RuleResult:
 
 def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
                          backends: Backends) -> list[RouteResult]:
-    return translate_routes(
-        ctx, gateways, ctx.all(HTTPRoute, "HTTPRoute"),
-        lambda route: backends.rules(route, lambda: [translate_rule(route, rule, i, backends)
-                                                     for i, rule in enumerate(route.spec.rules)]),
-        lambda route, rules: backends.entries(route, entries_of(route, rules)))
+    return translate_routes(ctx, gateways, backends, ctx.all(HTTPRoute, "HTTPRoute"), translate_rule, entries_of)
 
 
 def entries_of(route: HTTPRoute, rules: list[RuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:

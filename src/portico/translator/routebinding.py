@@ -12,14 +12,16 @@ Shared by both kinds because of the rules that span them:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from portico.models import GRPCRoute, HTTPRoute, Resource
 from portico.objects import ObjectKey
 from portico.translator import hostnames
 from portico.translator.attachment import ParentResult, attach
+from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.gateway import GatewayState, HostRoutes, ListenerState, RouteEntry
@@ -58,22 +60,28 @@ Rule = TypeVar("Rule", bound=RuleLike)
 Entries = Callable[[ListenerState], list[RouteEntry]]
 
 
-def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], routes: Iterable[R],
-                     rules_of: Callable[[R], list[Rule]],
+def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends,
+                     routes: Iterable[R], translate_rule: Callable[[R, Any, int, Backends], Rule],
                      entries_of: Callable[[R, list[Rule]], Entries]) -> list[RouteResult]:
-    """Attach each route, translate its rules, and keep the programmable ones
-    (dropped rules are reported through `rules_conditions`)."""
+    """Attach each route, translate its rules (reused from the previous translation
+    while the route is unchanged, see `Backends.rules`), and keep the programmable
+    ones (dropped rules are reported through `rules_conditions`)."""
     results = []
     for route in routes:
         parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
         if not parents:
             continue
-        rules = rules_of(route)
+        rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends))
         conds, programmable = rules_conditions([r.check for r in rules])
         conds += [c for r in rules if r.problem is None for c in r.conds]
         valid = [r for r in rules if r.problem is None]
-        results.append(RouteResult(route, parents, conds, entries_of(route, valid) if programmable else None))
+        entries = backends.entries(route, entries_of(route, valid)) if programmable else None
+        results.append(RouteResult(route, parents, conds, entries))
     return results
+
+
+def translate_all(route: R, translate_rule: Callable[[R, Any, int, Backends], Rule], backends: Backends) -> list[Rule]:
+    return [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
 
 
 def rule_label(index: int, name: str | None) -> str:
