@@ -84,16 +84,17 @@ def echo(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """A backend answering every request with a JSON echo of it (HTTP/1.1, h2c, WebSocket; gRPC)."""
-    from portico.echo import Identity, serve_forever
-    from portico.echo_grpc import serve_grpc_forever
+    from portico.echo import EchoServer, Identity, serve_until
+    from portico.echo_grpc import GRPCEchoServer
 
     setup_logging(log_level)
     identity = Identity(pod=name, namespace=namespace, service=service, port=port)
 
     async def serve_all(stop: asyncio.Event) -> None:
-        servers = [serve_forever(identity, host, port, stop)]
+        servers = [serve_until(EchoServer(identity, host, port), f"echo {identity.pod} on {host}", stop)]
         if grpc_port is not None:
-            servers.append(serve_grpc_forever(identity, host, grpc_port, stop))
+            servers.append(serve_until(GRPCEchoServer(identity, host, grpc_port),
+                                       f"gRPC echo {identity.pod} on {host}", stop))
         await asyncio.gather(*servers)
 
     try:

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from portico.echo_behavior import Answer, Behavior
 from portico.echo_h2c import PREFACE_HEAD, serve_h2c
@@ -215,10 +215,18 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def serve_forever(identity: Identity, host: str, port: int, stop: asyncio.Event) -> None:
-    server = EchoServer(identity, host, port)
+class Serving(Protocol):
+    """An echo server (HTTP or gRPC): bound by start(), closed by stop()."""
+
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+async def serve_until(server: Serving, what: str, stop: asyncio.Event) -> None:
+    """Run `server` until `stop` is set."""
     bound = await server.start()
-    log.info("echo %s listening on http://%s:%d", identity.pod, host, bound)
+    log.info("%s listening on port %d", what, bound)
     try:
         await stop.wait()
     finally:

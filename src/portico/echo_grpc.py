@@ -9,7 +9,6 @@ the field numbers of the upstream service, so clients of either interoperate.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -110,13 +109,3 @@ class GRPCEchoServer:
         ctx = a.context
         ctx.namespace, ctx.service_name, ctx.pod = self.identity.namespace, self.identity.service, self.identity.pod
         return out
-
-
-async def serve_grpc_forever(identity: Identity, host: str, port: int, stop: asyncio.Event) -> None:
-    server = GRPCEchoServer(identity, host, port)
-    bound = await server.start()
-    log.info("gRPC echo %s listening on %s:%d", identity.pod, host, bound)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
