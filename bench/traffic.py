@@ -166,7 +166,7 @@ def envoy_bootstrap(port: int, backend: int, features: frozenset[str] = frozense
     `hcm_options` (use_remote_address, normalize_path, strip_any_host_port, server header
     passed through, WebSocket upgrade config), `bootstrap` (its stats matcher and overload
     manager), `eds_cluster` (circuit breakers raised, a per-host vhost)."""
-    from portico.dataplane.envoy import bootstrap as portico_bootstrap
+    from portico.infra.envoy import bootstrap as portico_bootstrap
 
     router = {"name": "envoy.filters.http.router",
               "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}

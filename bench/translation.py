@@ -39,7 +39,7 @@ def documents(routes: int) -> list[dict[str, Any]]:
 
 def snapshot(routes: int) -> Any:
     from portico.models import parse_object
-    from portico.translator import Snapshot
+    from portico.translator import Placement, Snapshot
 
     objects = {}
     for i, doc in enumerate(documents(routes)):
@@ -48,7 +48,7 @@ def snapshot(routes: int) -> Any:
                     uid=f"uid-{i}", generation=1)
         obj = parse_object(doc)
         objects[obj.key] = obj
-    return Snapshot(objects, {(m.GATEWAY_NS, m.GATEWAY_NAME): "127.10.0.1"})
+    return Snapshot(objects, {(m.GATEWAY_NS, m.GATEWAY_NAME): Placement("127.10.0.1")})
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
@@ -74,18 +74,22 @@ def from_scratch(routes: int, repeat: int) -> dict[str, Any]:
 
 def one_change(routes: int, repeat: int) -> dict[str, Any]:
     """ControlLoop.sync() after one HTTPRoute changed, with its parts timed."""
-    from portico.addresses import AddressPool
+    from portico.control import ControlLoop
+    from portico.infra.addresses import AddressPool
+    from portico.infra.host import HostInfrastructure
     from portico.objects import key_of
     from portico.provider import Document, ProviderEvent, Source
-    from portico.runtime import ControlLoop
+    from portico.provider.apiserver import APIServerEmulation
     from portico.store import Store
     from portico.translator import translate
     from portico.xds.server import XdsServer
 
     docs = documents(routes)
-    store = Store()
+    api = APIServerEmulation()  # validation, defaulting and metadata, as in `portico run`
+    store = Store(next_resource_version=api.next_resource_version)
     t0 = time.perf_counter()
-    store.apply(ProviderEvent(tuple(Document(key_of(d), d, Source("bench.yaml", 1)) for d in docs), initial=True))
+    store.apply(api.admit(ProviderEvent(tuple(Document(key_of(d), d, Source("bench.yaml", 1)) for d in docs),
+                                        initial=True)))
     load_s = time.perf_counter() - t0
     parts: dict[str, list[float]] = {"translate": [], "push": []}
 
@@ -95,16 +99,16 @@ def one_change(routes: int, repeat: int) -> dict[str, Any]:
         parts["translate"].append(time.perf_counter() - t)
         return out
 
-    xds = XdsServer()
+    class TimedXds(XdsServer):
+        def update(self, group: str, ir: Any) -> int:
+            t = time.perf_counter()
+            version = super().update(group, ir)
+            parts["push"].append(time.perf_counter() - t)
+            return version
 
-    def timed_push(ir: Any) -> int:
-        t = time.perf_counter()
-        version = xds.update(ir)
-        parts["push"].append(time.perf_counter() - t)
-        return version
-
-    pool = AddressPool("127.10.0.0/24", in_use=set)
-    loop = ControlLoop(store, pool, timed_push, translator=timed_translate)
+    infra = HostInfrastructure(AddressPool("127.10.0.0/24", in_use=set))
+    xds = TimedXds()
+    loop = ControlLoop(store, infra, xds, translator=timed_translate)
     t0 = time.perf_counter()
     loop.sync()
     first_s = time.perf_counter() - t0
@@ -117,7 +121,7 @@ def one_change(routes: int, repeat: int) -> dict[str, Any]:
         changed = {**route, "spec": {**route["spec"], "rules": [
             {**route["spec"]["rules"][0], "matches": [{"path": {"type": "PathPrefix", "value": f"/v{k + 1}"}}]}]}}
         t0 = time.perf_counter()
-        store.apply(ProviderEvent((Document(key_of(changed), changed, Source("bench.yaml", 1)),)))
+        store.apply(api.admit(ProviderEvent((Document(key_of(changed), changed, Source("bench.yaml", 1)),))))
         t1 = time.perf_counter()
         loop.sync()
         totals.append(time.perf_counter() - t1)
@@ -127,7 +131,7 @@ def one_change(routes: int, repeat: int) -> dict[str, Any]:
     push_s = statistics.median(parts["push"])
     return {"routes": routes, "store_load_s": load_s, "first_sync_s": first_s, "total_s": total,
             "translate_s": translate_s, "push_s": push_s, "store_apply_s": statistics.median(apply_s),
-            "rest_s": total - translate_s - push_s, "runs": totals, "versions": xds.version}
+            "rest_s": total - translate_s - push_s, "runs": totals, "versions": xds.version("portico")}
 
 
 def run(sizes: list[int], repeat: int) -> Report:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portico.addresses import AddressPool, listening_addresses
+from portico.infra.addresses import AddressPool, listening_addresses
 
 
 def test_assigned_address_is_in_the_pool_and_stable() -> None:

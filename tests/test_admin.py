@@ -14,6 +14,7 @@ from typing import Any
 from portico.admin import AdminServer
 from portico.objects import key_of
 from portico.provider import Document, DocumentError, ProviderEvent, Source
+from portico.provider.apiserver import APIServerEmulation
 from portico.store import Store
 
 GATEWAY: dict[str, Any] = {
@@ -26,12 +27,18 @@ SERVICE: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"
                            "spec": {"ports": [{"port": 80}]}}
 
 
+SECRET: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "infra"},
+                          "type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA==", "tls.key": "c2VjcmV0LWtleQ=="},
+                          "stringData": {"extra": "plain-secret-value"}}
+
+
 def filled_store() -> Store:
     store = Store()
-    store.apply(ProviderEvent(
-        upserts=tuple(Document(key_of(r), r, Source("m.yaml", i)) for i, r in enumerate((GATEWAY, SERVICE))),
+    api = APIServerEmulation()
+    store.apply(api.admit(ProviderEvent(
+        upserts=tuple(Document(key_of(r), r, Source("m.yaml", i)) for i, r in enumerate((GATEWAY, SERVICE, SECRET))),
         errors=(DocumentError("bad.yaml", 7, "invalid YAML: mapping values are not allowed here"),),
-    ))
+    )))
     store.set_status(key_of(GATEWAY), {"conditions": [{"type": "Accepted", "status": "True"}]})
     return store
 
@@ -74,8 +81,8 @@ def test_healthz_follows_readiness() -> None:
     with running(server) as base:
         assert get(base + "/healthz")[0] == 503
         server.ready = True
-        status, body, connection = get(base + "/healthz")
-        assert (status, body, connection) == (200, {"status": "ok"}, "close")
+        status, body, _ = get(base + "/healthz")
+        assert (status, body) == (200, {"status": "ok"})
 
 
 def test_objects_in_kubernetes_shape_with_status_and_errors() -> None:
@@ -119,4 +126,44 @@ def test_bad_method_and_garbage() -> None:
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"garbage\r\n\r\n")
-            assert s.recv(100).startswith(b"HTTP/1.1 400")
+            assert s.recv(100).split(b" ")[1] == b"400"
+
+
+def test_secret_data_is_never_returned() -> None:
+    with running(AdminServer(filled_store())) as base:
+        for query in ("", "?kind=Secret", "?name=tls"):
+            raw = urllib.request.urlopen(base + "/api/objects" + query, timeout=5).read().decode()
+            assert "c2VjcmV0LWtleQ==" not in raw and "plain-secret-value" not in raw and "Y2VydA==" not in raw
+        [secret] = get(base + "/api/objects?kind=Secret")[1]["items"]
+        assert secret["data"] == {"tls.crt": "<redacted>", "tls.key": "<redacted>"}
+        assert secret["stringData"] == {"extra": "<redacted>"}
+
+
+def test_foreign_host_headers_are_refused() -> None:
+    """DNS rebinding: a page served from evil.example resolving to 127.0.0.1 gets nothing."""
+    with running(AdminServer(filled_store())) as base:
+        req = urllib.request.Request(base + "/api/objects", headers={"Host": "evil.example"})
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            raise AssertionError("served a foreign Host")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403
+        req = urllib.request.Request(base + "/healthz", headers={"Host": "localhost:1"})
+        try:
+            urllib.request.urlopen(req, timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 503  # allowed (not ready yet), not 403
+
+
+def test_readyz_and_openapi() -> None:
+    state = {"ready": False}
+    server = AdminServer(Store(), readiness=lambda: (state["ready"], {"groups": {"portico": "pending"}}))
+    with running(server) as base:
+        server.ready = True
+        status, body, _ = get(base + "/readyz")
+        assert status == 503 and body["groups"] == {"portico": "pending"}
+        state["ready"] = True
+        assert get(base + "/readyz")[0] == 200
+        spec = get(base + "/api/openapi.json")[1]
+        assert spec["openapi"].startswith("3.") and {"/healthz", "/readyz", "/api/objects", "/api/errors"} <= set(
+            spec["paths"])

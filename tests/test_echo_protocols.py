@@ -16,8 +16,8 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded
 
 from portico.echo import EchoServer, Identity
-from portico.echo_behavior import parse_go_duration
-from portico.echo_grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
+from portico.echo.behavior import parse_go_duration
+from portico.echo.grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
 
 pytestmark = pytest.mark.timeout(60)
 

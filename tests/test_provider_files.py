@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from portico.objects import ObjectKey
-from portico.provider.files import FileProvider, parse_json, parse_yaml, split_yaml
+from portico.provider.files import FileProvider
+from portico.provider.manifests import parse_json, parse_yaml, split_yaml
 
 ROUTE = ObjectKey("gateway.networking.k8s.io", "HTTPRoute", "default", "r1")
 

@@ -1,4 +1,5 @@
-"""The store: Kubernetes metadata semantics, invalid objects, status."""
+"""The store behind standalone mode's API-server emulation: Kubernetes metadata
+semantics, invalid objects, status (`EmulatedStore` composes them as `portico run` does)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from portico.objects import key_of
 from portico.provider import Document, DocumentError, ProviderEvent, Source
+from portico.provider.apiserver import APIServerEmulation
 from portico.store import Store
 from portico.validation import apply_defaults
 
@@ -31,13 +33,34 @@ def doc(raw: dict[str, Any], file: str = "f.yaml", line: int = 1) -> Document:
     return Document(key_of(raw), copy.deepcopy(raw), Source(file, line))
 
 
-def new_store() -> Store:
-    ticks = itertools.count()
-    uids = itertools.count()
-    return Store(clock=lambda: f"2026-01-01T00:00:{next(ticks):02d}Z", new_uid=lambda: f"uid-{next(uids)}")
+class EmulatedStore:
+    """A store fed through the API-server emulation, as in `portico run`."""
+
+    def __init__(self) -> None:
+        ticks = itertools.count()
+        uids = itertools.count()
+
+        def clock() -> str:
+            return f"2026-01-01T00:00:{next(ticks):02d}Z"
+
+        self.api = APIServerEmulation(clock=clock, new_uid=lambda: f"uid-{next(uids)}")
+        self.store = Store(clock=clock, next_resource_version=self.api.next_resource_version)
+
+    def apply(self, event: ProviderEvent) -> bool:
+        return self.store.apply(self.api.admit(event))
+
+    def upsert(self, doc: Document) -> bool:
+        return self.apply(ProviderEvent(upserts=(doc,)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
-def meta(store: Store, raw: dict[str, Any]) -> dict[str, Any]:
+def new_store() -> EmulatedStore:
+    return EmulatedStore()
+
+
+def meta(store: EmulatedStore, raw: dict[str, Any]) -> dict[str, Any]:
     obj = store.get(key_of(raw))
     assert obj is not None
     return dict(obj.raw["metadata"])

@@ -1,129 +1,174 @@
-"""The standalone admin API (see ARCHITECTURE, "Admin API"): HTTP/1.1, JSON.
+"""The standalone admin API (ARCHITECTURE, "Admin API"), on aiohttp.web: JSON over HTTP.
 
-    GET /healthz       200 once the control plane serves, 503 before
-    GET /api/objects   {"items": [...], "errors": [...]}; query kind, namespace, name
-    GET /api/errors    {"items": [...]}: documents skipped and objects not applied
+    GET /healthz            200 once the control plane serves, 503 before
+    GET /readyz             200 once every Envoy group has ACKed its newest configuration
+    GET /api/objects        {"items": [...], "errors": [...]}; query kind, namespace, name
+    GET /api/errors         {"items": [...]}: documents skipped and objects not applied
+    GET /api/openapi.json   an OpenAPI 3 description of these endpoints
 
-A deliberately small asyncio server: one request per connection
-(`Connection: close`), no request bodies, GET and HEAD only.
+Secret `data` and `stringData` values never leave the process: they are
+redacted in every answer (keys are kept, so a reader sees which entries exist).
+Requests whose Host is not a loopback name, or the address the API listens on,
+are refused (403): a web page cannot reach the API through DNS rebinding.
 """
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
-from http import HTTPStatus
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+from aiohttp import web
+
+from portico.provider import DocumentError
 from portico.store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 16 * 1024
-READ_TIMEOUT = 10.0
+REDACTED = "<redacted>"
+SECRET_FIELDS = ("data", "stringData")
+# (ready, details): readiness as the control loop sees it
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
-Response = tuple[int, dict[str, Any]]
+
+def redact(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object fit to leave the process: a Secret's values replaced by REDACTED."""
+    if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+        return obj
+    out = dict(obj)
+    for name in SECRET_FIELDS:
+        values = out.get(name)
+        if isinstance(values, dict):
+            out[name] = {k: REDACTED for k in values}
+        elif values is not None:
+            out[name] = REDACTED
+    return out
+
+
+def _error_items(errors: list[DocumentError]) -> list[dict[str, Any]]:
+    return [e.as_dict() for e in errors]
+
+
+def _loopback_name(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class AdminServer:
-    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
+                 readiness: Readiness | None = None) -> None:
         self.store = store
         self.host = host
         self.port = port
         self.ready = False  # set by the runtime once the first configuration is served
-        self._server: asyncio.Server | None = None
-        self._routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/healthz": self._healthz,
-            "/api/objects": self._objects,
-            "/api/errors": self._errors,
-        }
+        self.readiness = readiness
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(middlewares=[self._guard])
+        self.app.add_routes([
+            web.get("/healthz", self._healthz),
+            web.get("/readyz", self._readyz),
+            web.get("/api/objects", self._objects),
+            web.get("/api/errors", self._errors),
+            web.get("/api/openapi.json", self._openapi),
+        ])
 
     async def start(self) -> int:
         """Listen; returns the bound port (useful with port 0)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks one)
         log.info("admin API on http://%s:%d", self.host, self.port)
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------ middleware
+
+    @web.middleware
+    async def _guard(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Host check, and every error answered as JSON."""
+        host = request.url.host or ""
+        if not (_loopback_name(host) or host.strip("[]") == self.host):
+            return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            return web.json_response({"error": e.reason}, status=e.status,
+                                     headers={k: v for k, v in e.headers.items() if k == "Allow"})
+        except Exception:  # a handler bug must not take the admin API down
+            log.exception("admin API: %s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
 
     # ------------------------------------------------------------ handlers
 
-    def _healthz(self, query: dict[str, list[str]]) -> Response:
+    async def _healthz(self, request: web.Request) -> web.Response:
         if self.ready:
-            return 200, {"status": "ok"}
-        return 503, {"status": "starting"}
+            return web.json_response({"status": "ok"})
+        return web.json_response({"status": "starting"}, status=503)
 
-    def _objects(self, query: dict[str, list[str]]) -> Response:
-        def one(name: str) -> str | None:
-            values = query.get(name)
-            return values[-1] if values else None
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready, details = self.readiness() if self.readiness is not None else (self.ready, {})
+        ready = ready and self.ready
+        return web.json_response({"status": "ready" if ready else "not ready", **details},
+                                 status=200 if ready else 503)
 
-        items = self.store.list_objects(kind=one("kind"), namespace=one("namespace"), name=one("name"))
-        return 200, {"items": items, "errors": self._error_items()}
+    async def _objects(self, request: web.Request) -> web.Response:
+        q = request.query
+        items = self.store.list_objects(kind=q.get("kind"), namespace=q.get("namespace"), name=q.get("name"))
+        return web.json_response({"items": [redact(o) for o in items],
+                                  "errors": _error_items(self.store.errors())}, dumps=_dumps)
 
-    def _errors(self, query: dict[str, list[str]]) -> Response:
-        return 200, {"items": self._error_items()}
+    async def _errors(self, request: web.Request) -> web.Response:
+        return web.json_response({"items": _error_items(self.store.errors())})
 
-    def _error_items(self) -> list[dict[str, Any]]:
-        return [e.as_dict() for e in self.store.errors()]
-
-    # ------------------------------------------------------------ HTTP
-
-    def handle(self, method: str, target: str) -> Response:
-        """The answer to one request (no I/O: also used by tests)."""
-        if method not in ("GET", "HEAD"):
-            return 405, {"error": f"method {method} not allowed"}
-        url = urlsplit(target)
-        route = self._routes.get(url.path.rstrip("/") or "/")
-        if route is None:
-            return 404, {"error": f"no such path: {url.path}"}
-        return route(parse_qs(url.query))
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            method, target = _request_line(head)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            writer.close()
-            return
-        except ValueError:
-            method, target = "", ""
-        try:
-            status, body = self.handle(method, target) if method else (400, {"error": "bad request"})
-        except Exception:  # a handler bug must not take the admin API down
-            log.exception("admin API: %s %s failed", method, target)
-            status, body = 500, {"error": "internal error"}
-        try:
-            writer.write(_response(status, body, head_only=method == "HEAD"))
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
 
 
-def _request_line(head: bytes) -> tuple[str, str]:
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise ValueError(f"malformed request line {line!r}")
-    return parts[0], parts[1]
+def _dumps(data: Any) -> str:
+    return json.dumps(data, default=str)
 
 
-def _response(status: int, body: dict[str, Any], head_only: bool = False) -> bytes:
-    payload = json.dumps(body, default=str).encode()
-    head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1")
-    return head if head_only else head + payload
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_STATUS = {"type": "object", "properties": {"status": {"type": "string"}}}
+_ERROR = {"type": "object", "properties": {k: {"type": "string"} for k in ("file", "path", "message", "object", "rule")}
+          | {"line": {"type": "integer"}}}
+_ERRORS = {"type": "array", "items": _ERROR}
+_QUERY = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+          for n, d in (("kind", "only objects of this kind"), ("namespace", "only objects in this namespace"),
+                       ("name", "only objects of this name"))]
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Portico admin API", "version": "1",
+             "description": "Standalone mode: stored objects with status, load errors, health. "
+                            "Secret data is redacted."},
+    "paths": {
+        "/healthz": {"get": {"summary": "The control plane serves", "responses": {
+            "200": _json("serving", _STATUS), "503": _json("starting", _STATUS)}}},
+        "/readyz": {"get": {"summary": "Every Envoy group has ACKed its newest configuration", "responses": {
+            "200": _json("ready", _STATUS), "503": _json("not ready", _STATUS)}}},
+        "/api/objects": {"get": {"summary": "Every stored object in Kubernetes shape", "parameters": _QUERY,
+                                 "responses": {"200": _json("objects", {"type": "object", "properties": {
+                                     "items": {"type": "array", "items": {"type": "object"}},
+                                     "errors": _ERRORS}})}}},
+        "/api/errors": {"get": {"summary": "Documents skipped and objects not applied", "responses": {
+            "200": _json("errors", {"type": "object", "properties": {"items": _ERRORS}})}}},
+        "/api/openapi.json": {"get": {"summary": "This description", "responses": {
+            "200": _json("OpenAPI 3", {"type": "object"})}}},
+    },
+}

@@ -12,6 +12,7 @@ Gateway listeners share a port and are told apart by SNI or Host.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -299,3 +300,96 @@ class IR:
     # Certificates referenced by name outside a DownstreamTLS (UpstreamTLS.client_cert_secret),
     # served to Envoy over SDS like the listener certificates.
     secrets: tuple[TLSCertificate, ...] = ()
+
+
+# ---------------------------------------------------------------- infrastructure
+
+@dataclass(frozen=True)
+class ParametersRef:
+    """A reference to parameters for the infrastructure (GatewayClass or Gateway parametersRef)."""
+
+    group: str
+    kind: str
+    namespace: str  # "" for a cluster-scoped object
+    name: str
+
+
+@dataclass(frozen=True)
+class InfraListener:
+    """A listener the Gateway's data plane serves: what a Service port / container port needs."""
+
+    name: str  # the listener's name; ListenerSet listeners: "<namespace>/<listenerset>/<name>"
+    port: int  # as declared
+    bind_port: int  # what Envoy binds
+    protocol: str  # HTTP, HTTPS, TLS, TCP, UDP
+
+
+@dataclass(frozen=True)
+class GatewayInfra:
+    """The infrastructure description of one Gateway (Envoy Gateway's InfraIR): what a
+    mode's infrastructure creates to run its data plane, independent of the routes."""
+
+    namespace: str
+    name: str
+    gateway_class: str
+    listeners: tuple[InfraListener, ...] = ()
+    # spec.addresses as (type, value)
+    requested_addresses: tuple[tuple[str, str], ...] = ()
+    class_parameters: ParametersRef | None = None  # GatewayClass spec.parametersRef
+    parameters: ParametersRef | None = None  # Gateway spec.infrastructure.parametersRef
+    # spec.infrastructure labels and annotations, for every generated resource
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------- per-Gateway IRs
+
+
+def clusters_used(listeners: tuple[Listener, ...]) -> set[str]:
+    """Names of the clusters the listeners' routes, mirrors, authorization services
+    and TCP/UDP backends send to."""
+    out: set[str] = set()
+
+    def backends(items: tuple[WeightedBackend, ...]) -> None:
+        out.update(b.cluster for b in items if b.cluster is not None)
+
+    for li in listeners:
+        backends(li.udp_backends)
+        for chain in li.filter_chains:
+            if chain.tcp is not None:
+                backends(chain.tcp.backends)
+            if chain.http is None:
+                continue
+            for vh in chain.http.virtual_hosts:
+                for route in vh.routes:
+                    action = route.action
+                    backends(action.backends)
+                    out.update(m.cluster for m in action.mirrors)
+                    if action.external_auth is not None:
+                        out.add(action.external_auth.cluster)
+    return out
+
+
+def scoped(listeners: tuple[Listener, ...], clusters: dict[str, Cluster], secrets: tuple[TLSCertificate, ...],
+           gateway_listeners: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]) -> IR:
+    """The IR of one data plane: `listeners` with only the clusters and secrets they use
+    (an Envoy never receives another Gateway's backends or keys)."""
+    used = clusters_used(listeners)
+    own = tuple(clusters[name] for name in sorted(used) if name in clusters)
+    referenced = {c.tls.client_cert_secret for c in own if c.tls is not None}
+    return IR(listeners, own, gateway_listeners, tuple(s for s in secrets if s.name in referenced))
+
+
+def merge(irs: Iterable[IR]) -> IR:
+    """Several data planes' IRs as one (standalone mode serves every Gateway from one Envoy)."""
+    listeners: list[Listener] = []
+    clusters: dict[str, Cluster] = {}
+    owners: list[tuple[tuple[str, str, str], tuple[str, ...]]] = []
+    secrets: dict[str, TLSCertificate] = {}
+    for one in irs:
+        listeners += one.listeners
+        clusters.update((c.name, c) for c in one.clusters)
+        owners += one.gateway_listeners
+        secrets.update((s.name, s) for s in one.secrets)
+    return IR(tuple(listeners), tuple(clusters[n] for n in sorted(clusters)), tuple(owners),
+              tuple(secrets[n] for n in sorted(secrets)))

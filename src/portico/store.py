@@ -1,91 +1,28 @@
-"""The current objects, with Kubernetes metadata semantics (see ARCHITECTURE, "store").
+"""The current objects: a plain cache keyed by (group, kind, namespace, name).
 
-- `metadata.generation` starts at 1 and grows by 1 on every spec change (for
-  kinds without a spec, e.g. Secret or EndpointSlice: any change of the content
-  other than metadata and status);
-- `metadata.uid` and `metadata.creationTimestamp` are set when an object is
-  first seen and kept while it exists (route precedence depends on creation time);
-- `metadata.resourceVersion` grows on every change, status included.
-
-Each object is also parsed (`portico.models.parse_object`). An object that does
-not parse is not applied: its previous valid version keeps serving and the
-error is listed. Status is kept apart from the document and set by the control loop.
+Objects arrive as an API server stored them (metadata included): from the
+Kubernetes API, or in standalone mode through `portico.provider.apiserver`'s
+emulation. Each object is also parsed (`portico.models.parse_object`); an object
+that does not parse is not applied: its previous version keeps serving and the
+error is listed. Status is kept apart from the document and set by the control
+loop's StatusWriter (lastTransitionTime stamped here, `portico.status`).
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from portico.models import InvalidObject, Resource, parse_object
-from portico.objects import CLUSTER_SCOPED, ObjectKey
+from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent, Source
-from portico.validation import Violation, apply_defaults, validate
-from portico.validation.cli import field_line
+from portico.provider.apiserver import utc_now
+from portico.status.transitions import stamp_transitions
 
 log = logging.getLogger(__name__)
-
-# metadata the store owns: values written in a manifest are ignored
-SERVER_METADATA = ("generation", "uid", "creationTimestamp", "resourceVersion")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def spec_of(raw: dict[str, Any]) -> Any:
-    """What a generation counts changes of: `spec`, or for kinds without one
-    everything but metadata and status (e.g. Secret data, EndpointSlice endpoints)."""
-    if "spec" in raw:
-        return raw["spec"]
-    return {k: v for k, v in raw.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-
-
-def _content(raw: dict[str, Any]) -> dict[str, Any]:
-    """The document as written, without status and server-owned metadata."""
-    out = {k: v for k, v in raw.items() if k != "status"}
-    meta = dict(out.get("metadata") or {})
-    for name in SERVER_METADATA:
-        meta.pop(name, None)
-    out["metadata"] = meta
-    return out
-
-
-# list entries that keep their identity across status updates, by the field naming them
-_ENTRY_KEYS = ("type", "name", "parentRef", "ancestorRef")
-
-
-def _entry_id(entry: Any) -> Any:
-    if isinstance(entry, dict):
-        for name in _ENTRY_KEYS:
-            if name in entry:
-                return name, repr(entry[name])
-    return None
-
-
-def stamp_transitions(new: Any, old: Any, clock: Callable[[], str]) -> Any:
-    """`new` with every condition's lastTransitionTime set: the old time when the
-    matching old condition had the same status, else now. Conditions are matched
-    by type, and the lists holding them by listener name / parentRef / ancestorRef."""
-    if isinstance(new, dict):
-        old_map = old if isinstance(old, dict) else {}
-        out = {k: stamp_transitions(v, old_map.get(k), clock) for k, v in new.items()}
-        if "type" in out and "status" in out and "lastTransitionTime" in new:
-            same = old_map.get("status") == out["status"] and old_map.get("lastTransitionTime")
-            out["lastTransitionTime"] = old_map["lastTransitionTime"] if same else clock()
-        return out
-    if isinstance(new, list):
-        old_list = old if isinstance(old, list) else []
-        by_id = {_entry_id(e): e for e in old_list if _entry_id(e) is not None}
-        return [stamp_transitions(e, by_id.get(_entry_id(e)) if _entry_id(e) is not None
-                                  else (old_list[i] if i < len(old_list) else None), clock)
-                for i, e in enumerate(new)]
-    return new
 
 
 @dataclass
@@ -94,7 +31,6 @@ class StoredObject:
     raw: dict[str, Any]  # Kubernetes shape without status; metadata filled in
     resource: Resource  # the parsed view the translator reads
     source: Source
-    content: dict[str, Any]  # as written (for change detection)
     document_status: dict[str, Any] = field(default_factory=dict)  # `status` written in the manifest
     status: dict[str, Any] = field(default_factory=dict)
 
@@ -107,14 +43,14 @@ class StoredObject:
 
 
 class Store:
-    def __init__(self, clock: Callable[[], str] = utc_now,
-                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+    def __init__(self, clock: Callable[[], str] = utc_now, next_resource_version: Callable[[], str] | None = None
+                 ) -> None:
         self._clock = clock
-        self._new_uid = new_uid
+        counter = itertools.count(1)
+        self._next_version = next_resource_version or (lambda: str(next(counter)))
         self._objects: dict[ObjectKey, StoredObject] = {}
         self._load_errors: tuple[DocumentError, ...] = ()
         self._invalid: dict[ObjectKey, DocumentError] = {}
-        self._resource_version = 0
         # keys whose status the control loop wrote (vs. the manifest's own)
         self._owned_status: set[ObjectKey] = set()
 
@@ -161,29 +97,21 @@ class Store:
         return changed
 
     def upsert(self, doc: Document) -> bool:
-        content = _content(doc.raw)
+        raw = {k: v for k, v in doc.raw.items() if k != "status"}
+        document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
-        if current is not None and current.content == content and doc.key not in self._invalid:
+        if current is not None and current.raw == raw and current.document_status == document_status:
+            self._invalid.pop(doc.key, None)
             current.source = doc.source
             return False
-        # What an API server does before storing: schema and CEL validation, then
-        # defaulting. A rejected object is not applied; the previous one keeps serving.
-        violations = validate(content, old=current.content if current is not None else None)
-        if violations:
-            self._reject_violations(doc, violations)
-            return False
-        raw = apply_defaults(self._with_metadata(doc.key, content, current))
-        document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         try:
             resource = parse_object({**raw, "status": document_status} if document_status else raw)
         except InvalidObject as e:
             self._reject(doc, e)
             return False
         self._invalid.pop(doc.key, None)
-        if current is not None and current.content == content:
-            return False  # back to the version that is serving
         self._objects[doc.key] = StoredObject(
-            doc.key, raw, resource, doc.source, content, dict(document_status or {}),
+            doc.key, raw, resource, doc.source, dict(document_status or {}),
             status=current.status if current is not None else dict(document_status or {}),
         )
         return True
@@ -204,7 +132,7 @@ class Store:
         if obj.status == status:
             return False
         obj.status = status
-        obj.raw["metadata"]["resourceVersion"] = self._next_version()
+        obj.raw["metadata"] = {**obj.raw["metadata"], "resourceVersion": self._next_version()}
         return True
 
     def release_statuses(self, keep: Iterable[ObjectKey]) -> list[ObjectKey]:
@@ -222,40 +150,8 @@ class Store:
 
     # ------------------------------------------------------------ helpers
 
-    def _next_version(self) -> str:
-        self._resource_version += 1
-        return str(self._resource_version)
-
-    def _with_metadata(self, key: ObjectKey, content: dict[str, Any],
-                       current: StoredObject | None) -> dict[str, Any]:
-        raw = copy.deepcopy(content)
-        meta = raw["metadata"]
-        if key.kind not in CLUSTER_SCOPED and not meta.get("namespace"):
-            meta["namespace"] = key.namespace
-        if current is None:
-            meta["uid"] = self._new_uid()
-            meta["creationTimestamp"] = self._clock()
-            meta["generation"] = 1
-        else:
-            old = current.raw["metadata"]
-            meta["uid"] = old["uid"]
-            meta["creationTimestamp"] = old["creationTimestamp"]
-            bump = spec_of(content) != spec_of(current.content)
-            meta["generation"] = int(old["generation"]) + (1 if bump else 0)
-        meta["resourceVersion"] = self._next_version()
-        return raw
-
-    def _reject_violations(self, doc: Document, violations: list[Violation]) -> None:
-        v = violations[0]
-        line = field_line(doc.source.file, doc.source.line, v.path)
-        message = v.message if len(violations) == 1 else f"{v.message} (and {len(violations) - 1} more)"
-        self._record_invalid(doc, DocumentError(doc.source.file, line, message, v.path, str(doc.key), v.rule or ""))
-
     def _reject(self, doc: Document, error: InvalidObject) -> None:
-        self._record_invalid(doc, DocumentError(doc.source.file, doc.source.line, error.message, error.path,
-                                                str(doc.key)))
-
-    def _record_invalid(self, doc: Document, problem: DocumentError) -> None:
+        problem = DocumentError(doc.source.file, doc.source.line, error.message, error.path, str(doc.key))
         if self._invalid.get(doc.key) != problem:
             serving = "; the previous version keeps serving" if doc.key in self._objects else ""
             log.error("invalid object not applied: %s%s", problem, serving)

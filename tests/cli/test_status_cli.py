@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from portico import CONTROLLER_NAME
-from portico.status_cli import render, rows
+from portico.cli.status import render, rows
 
 
 def cond(t: str, s: str, reason: str = "R") -> dict[str, str]:

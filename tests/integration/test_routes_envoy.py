@@ -39,7 +39,7 @@ from support import RETRYABLE, free_port, write_atomically
 from support import wait_for as poll
 
 from portico.echo import EchoServer, Identity
-from portico.echo_grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
+from portico.echo.grpc import SERVICE, EchoRequest, EchoResponse, GRPCEchoServer
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -1,4 +1,5 @@
-"""Golden translator tests: testdata/<case>/in.yaml → ir.yaml and status.yaml.
+"""Golden translator tests: testdata/<case>/in.yaml → ir.yaml (per Gateway: its xDS IR
+and its infrastructure description) and status.yaml.
 
 Run `pytest tests/translator --update-golden` to rewrite the expectations,
 then review the diff: the golden files are the specification by example.
@@ -13,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from portico.models import parse_object
-from portico.translator import Snapshot, translate
+from portico.infra.host import address_problem
+from portico.models import Gateway, parse_object
+from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.translator import Placement, Snapshot, translate
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p.name for p in TESTDATA.iterdir() if (p / "in.yaml").exists())
@@ -27,8 +30,14 @@ def load_snapshot(path: Path) -> Snapshot:
         obj = parse_object(doc)
         objects[obj.key] = obj
     gateways = sorted((k.namespace, k.name) for k in objects if k.kind == "Gateway")
-    addresses = {gw: f"127.10.0.{i + 1}" for i, gw in enumerate(gateways)}
-    return Snapshot(objects, addresses=addresses)
+    # as the host infrastructure places them, with addresses in order
+    placements = {gw: Placement(f"127.10.0.{i + 1}", address_problem=problem(objects[gw_key(gw)]))
+                  for i, gw in enumerate(gateways)}
+    return Snapshot(objects, placements=placements)
+
+
+def gw_key(gw: tuple[str, str]) -> ObjectKey:
+    return ObjectKey(GATEWAY_GROUP, "Gateway", *gw)
 
 
 def as_yaml(data: Any) -> str:
@@ -44,7 +53,9 @@ def check(path: Path, text: str, update: bool) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case: str, update_golden: bool) -> None:
     out = translate(load_snapshot(TESTDATA / case / "in.yaml"))
-    check(TESTDATA / case / "ir.yaml", as_yaml(dataclasses.asdict(out.ir)), update_golden)
+    per_gateway = {str(k): {"xds": dataclasses.asdict(g.xds), "infra": dataclasses.asdict(g.infra)}
+                   for k, g in sorted(out.gateways.items())}
+    check(TESTDATA / case / "ir.yaml", as_yaml(per_gateway), update_golden)
     statuses = {str(k): v for k, v in sorted(out.statuses.items())}
     check(TESTDATA / case / "status.yaml", as_yaml(statuses), update_golden)
 
@@ -53,3 +64,8 @@ def test_translation_is_deterministic() -> None:
     for case in CASES:
         snap = load_snapshot(TESTDATA / case / "in.yaml")
         assert translate(snap) == translate(snap)
+
+
+def problem(obj: object) -> str:
+    assert isinstance(obj, Gateway)
+    return address_problem(obj)

@@ -9,7 +9,7 @@ from typing import Any
 from test_golden import CASES, TESTDATA, load_snapshot
 
 from portico.models import parse_object
-from portico.translator import Snapshot, translate
+from portico.translator import Placement, Snapshot, translate
 from portico.translator.backends import RuleMemo
 
 
@@ -47,7 +47,7 @@ def snapshot(docs: list[dict[str, Any]], memo: RuleMemo | None) -> Snapshot:
     for d in docs:
         obj = parse_object(d)
         objects[obj.key] = obj
-    return Snapshot(objects, {("default", "gw"): "127.10.0.1"}, memo=memo)
+    return Snapshot(objects, {("default", "gw"): Placement("127.10.0.1")}, memo=memo)
 
 
 def with_objects(snap: Snapshot, docs: list[dict[str, Any]]) -> Snapshot:

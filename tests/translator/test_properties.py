@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from portico import CONTROLLER_NAME
 from portico.models import parse_object
 from portico.objects import ObjectKey
-from portico.translator import Snapshot, translate
+from portico.translator import Placement, Snapshot, translate
 
 GW = "gateway.networking.k8s.io/v1"
 NAMESPACES = ["a", "b"]
@@ -108,8 +108,9 @@ def snapshot(draw: st.DrawFn) -> Snapshot:
     for doc in docs:
         obj = parse_object(doc)
         objects[obj.key] = obj
-    return Snapshot(objects, addresses={("a", "g1"): "127.10.0.1", ("b", "g1"): "127.10.0.2",
-                                        ("a", "g2"): "127.10.0.3", ("b", "g2"): "127.10.0.4"})
+    addresses = {("a", "g1"): "127.10.0.1", ("b", "g1"): "127.10.0.2", ("a", "g2"): "127.10.0.3",
+                 ("b", "g2"): "127.10.0.4"}
+    return Snapshot(objects, {gw: Placement(a) for gw, a in addresses.items()})
 
 
 def our_gateways(snap: Snapshot) -> set[ObjectKey]:

@@ -9,7 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from portico.validation.cli import node_line, parse_path, validate_command, validate_paths
+from portico.cli.validate import validate_command, validate_paths
+from portico.provider.manifests import node_line, parse_path
 
 ROUTE = """\
 apiVersion: gateway.networking.k8s.io/v1

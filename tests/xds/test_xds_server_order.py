@@ -56,9 +56,10 @@ def test_order_of_pushes_and_acks() -> None:
     async def scenario() -> None:
         acks: list[int] = []
         nacks: list[tuple[int, str]] = []
-        server = XdsServer(on_ack=acks.append, on_nack=lambda v, m: nacks.append((v, m)))
+        # the fake Envoy names no node: it is served group ""
+        server = XdsServer(on_ack=lambda g, v: acks.append(v), on_nack=lambda g, v, m: nacks.append((v, m)))
         port = await server.start("127.0.0.1")
-        server.update(model("a"))
+        server.update("", model("a"))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
             await envoy.send(CLUSTER)
@@ -80,10 +81,10 @@ def test_order_of_pushes_and_acks() -> None:
             assert acks == []
             await envoy.send(ROUTE, nonce=rds.nonce)
             await asyncio.sleep(0.1)
-            assert acks == [1] and server.acked_version == 1
+            assert acks == [1] and server.acked_version("") == 1
 
             # v2 switches the route to cluster "b": b first, the route, and only then a's removal.
-            server.update(model("b"))
+            server.update("", model("b"))
             cds = await envoy.next()
             assert (names(cds), list(cds.removed_resources)) == (["b"], [])
             await envoy.send(ENDPOINT, subscribe=("b",))
@@ -103,7 +104,7 @@ def test_order_of_pushes_and_acks() -> None:
             assert acks == [1, 2]
 
             # v3's route table is rejected: NACK reported, "b" kept for the old routes.
-            server.update(model("c"))
+            server.update("", model("c"))
             cds = await envoy.next()
             await envoy.send(ENDPOINT, subscribe=("c",))
             eds = await envoy.next()
@@ -112,7 +113,7 @@ def test_order_of_pushes_and_acks() -> None:
             rds = await envoy.next()
             await envoy.send(ROUTE, nonce=rds.nonce, error="bad route")
             await envoy.nothing()
-            assert nacks == [(3, "bad route")] and server.acked_version == 2
+            assert nacks == [(3, "bad route")] and server.acked_version("") == 2
             envoy.reader.cancel()
             envoy.call.cancel()
         await server.stop()

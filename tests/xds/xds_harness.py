@@ -14,60 +14,69 @@ import time
 from typing import Any
 
 from portico import ir
-from portico.dataplane.envoy import EnvoyProcess
+from portico.infra.envoy import EnvoyProcess
 from portico.xds.server import XdsServer
 
 
 class Plane:
-    """Owns an event loop thread running the ADS server and one Envoy."""
+    """Owns an event loop thread running the ADS server and one Envoy per group
+    (`groups`; the first is the one `update`/`push` use unless told otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: tuple[str, ...] = ("portico",)) -> None:
+        self.group = groups[0]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.acks: list[int] = []
-        self.nacks: list[tuple[int, str]] = []
-        self.xds = XdsServer(on_ack=self.acks.append, on_nack=lambda v, m: self.nacks.append((v, m)))
+        self.acks: list[tuple[str, int]] = []
+        self.nacks: list[tuple[str, int, str]] = []
+        self.xds = XdsServer(on_ack=lambda g, v: self.acks.append((g, v)),
+                             on_nack=lambda g, v, m: self.nacks.append((g, v, m)))
         port = self.run(self.xds.start("127.0.0.1"))
-        self.envoy = EnvoyProcess("127.0.0.1", port, concurrency=2, log_level="warning")
-        self.run(self.envoy.start())
-        self.run(self.envoy.wait_ready())
+        self.envoys = {g: EnvoyProcess("127.0.0.1", port, node_id=g, node_cluster=g, concurrency=2,
+                                       log_level="warning") for g in groups}
+        for envoy in self.envoys.values():
+            self.run(envoy.start())
+            self.run(envoy.wait_ready())
+        self.envoy = self.envoys[self.group]
 
     def run(self, coro: Any, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def update(self, model: ir.IR) -> int:
+    def update(self, model: ir.IR, group: str | None = None) -> int:
         async def go() -> int:
-            return self.xds.update(model)
+            return self.xds.update(group or self.group, model)
 
         version: int = self.run(go())
         return version
 
-    def push(self, model: ir.IR, timeout: float = 20) -> int:
+    def push(self, model: ir.IR, timeout: float = 20, group: str | None = None) -> int:
         """Push `model` and wait for Envoy's ACK (fails on NACK)."""
-        version = self.update(model)
+        group = group or self.group
+        version = self.update(model, group)
         deadline = time.monotonic() + timeout
-        while self.xds.acked_version < version:
-            nacked = [m for v, m in self.nacks if v == version]
+        while self.xds.acked_version(group) < version:
+            nacked = [m for g, v, m in self.nacks if (g, v) == (group, version)]
             assert not nacked, f"version {version} NACKed: {nacked}"
             assert time.monotonic() < deadline, f"version {version} not ACKed within {timeout}s"
             time.sleep(0.01)
         return version
 
-    def push_nacked(self, model: ir.IR, timeout: float = 20) -> str:
+    def push_nacked(self, model: ir.IR, timeout: float = 20, group: str | None = None) -> str:
         """Push `model`, expect a NACK; returns Envoy's message."""
-        version = self.update(model)
+        group = group or self.group
+        version = self.update(model, group)
         deadline = time.monotonic() + timeout
         while True:
-            nacked = [m for v, m in self.nacks if v == version]
+            nacked = [m for g, v, m in self.nacks if (g, v) == (group, version)]
             if nacked:
                 return nacked[0]
-            assert self.xds.acked_version < version, f"version {version} was ACKed"
+            assert self.xds.acked_version(group) < version, f"version {version} was ACKed"
             assert time.monotonic() < deadline, f"version {version} neither ACKed nor NACKed"
             time.sleep(0.01)
 
     def close(self) -> None:
-        self.run(self.envoy.stop())
+        for envoy in self.envoys.values():
+            self.run(envoy.stop())
         self.run(self.xds.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

@@ -78,7 +78,7 @@ def apply_backend_tls(ctx: Context, gateways: dict[ObjectKey, GatewayState], bac
         if origin.used_client_cert and gw.backend_client_cert:
             secrets[gw.backend_client_cert.name] = gw.backend_client_cert
     drop_unreferenced(backends, replaced, gateways)
-    statuses = {p.policy.key: policy_status(p.policy, p.ancestors) for p in policies}
+    statuses = {p.policy.key: policy_status(p.policy, p.ancestors, ctx.snapshot.controller_name) for p in policies}
     return Result(statuses, tuple(sorted(secrets.values(), key=lambda c: c.name)))
 
 

@@ -14,7 +14,7 @@ from portico.models import (
     Resource,
 )
 from portico.objects import ObjectKey
-from portico.translator import Snapshot
+from portico.translator.snapshot import Snapshot
 
 R = TypeVar("R", bound=Resource)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from portico import CONTROLLER_NAME
-from portico.addresses import usable_address
 from portico.ir import ClientValidation, Route, TLSCertificate, WeightedBackend
 from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
@@ -19,6 +17,7 @@ from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.frontendtls import backend_client_certificate, frontend_validation
 from portico.translator.secrets import tls_key_pair
+from portico.translator.snapshot import Placement
 
 # Route kinds each listener protocol can serve (Gateway API Listener.protocol).
 PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {
@@ -117,7 +116,7 @@ class ListenerState:
 @dataclass
 class GatewayState:
     gateway: Gateway
-    address: str | None
+    placement: Placement
     listeners: list[ListenerState]
     conds: list[Cond] = field(default_factory=list)
     # Gateway spec.tls.backend.clientCertificateRef, presented to TLS backends
@@ -126,6 +125,11 @@ class GatewayState:
     @property
     def key(self) -> ObjectKey:
         return self.gateway.key
+
+    @property
+    def address(self) -> str | None:
+        """The address the Gateway's listeners bind."""
+        return self.placement.bind_address
 
     @property
     def accepted(self) -> bool:
@@ -153,7 +157,7 @@ def accepted_classes(ctx: Context) -> dict[str, GatewayClass]:
     """Our GatewayClasses by name. Classes of other controllers are not ours to
     judge (no status is written for them)."""
     return {c.name: c for c in ctx.all(GatewayClass, "GatewayClass")
-            if c.spec.controller_name == CONTROLLER_NAME and not class_problem(ctx, c)}
+            if c.spec.controller_name == ctx.snapshot.controller_name and not class_problem(ctx, c)}
 
 
 def class_problem(ctx: Context, gc: GatewayClass) -> str | None:
@@ -184,12 +188,12 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
     for gw in ctx.all(Gateway, "Gateway"):
         if gw.spec.gateway_class_name not in classes:
             continue
-        address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
+        place = placement(ctx, gw)
         listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
         mark_conflicts(listeners)
         client_cert, cert_conds = backend_client_certificate(ctx, gw)
-        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, address, listeners) + cert_conds
-        state = GatewayState(gw, address, listeners, conds, client_cert)
+        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, place, listeners) + cert_conds
+        state = GatewayState(gw, place, listeners, conds, client_cert)
         if not state.programmable:
             not_programmed(state)
         states[gw.key] = state
@@ -226,7 +230,7 @@ def infrastructure_conditions(ctx: Context, gw: Gateway) -> list[Cond]:
 
 def validate_listener(ctx: Context, gw: Gateway, spec: Listener,
                       listener_set: ListenerSet | None = None) -> ListenerState:
-    state = ListenerState(gw, spec, spec.port + ctx.snapshot.port_offset, listener_set=listener_set)
+    state = ListenerState(gw, spec, spec.port + placement(ctx, gw).bind_port_offset, listener_set=listener_set)
     kinds = PROTOCOL_KINDS.get(spec.protocol)
     if kinds is None:
         state.conds += [Cond("Accepted", False, "UnsupportedProtocol",
@@ -249,12 +253,13 @@ def socket_name(address: str, port: int, protocol: str) -> str:
 
 def port_unavailable(ctx: Context, gw: Gateway, state: ListenerState) -> None:
     """ListenerReasonPortUnavailable: the data plane could not bind the listener's
-    socket (Snapshot.unbindable, reported by Envoy); the listener is not accepted
-    so the rest of the Gateway can be programmed."""
-    address = ctx.snapshot.addresses.get((gw.namespace, gw.name))
-    if address is None or socket_name(address, state.port, state.protocol) not in ctx.snapshot.unbindable:
+    socket (Placement.unavailable, reported by the infrastructure); the listener is
+    not accepted so the rest of the Gateway can be programmed."""
+    place = placement(ctx, gw)
+    transport = "udp" if state.protocol == "UDP" else "tcp"
+    if place.bind_address is None or (state.port, transport) not in place.unavailable:
         return
-    message = f"port {state.port} cannot be bound on {address}"
+    message = f"port {state.port} cannot be bound on {place.bind_address}"
     state.conds += [Cond("Accepted", False, "PortUnavailable", message),
                     Cond("Programmed", False, "PortUnavailable", message)]
 
@@ -348,14 +353,14 @@ def conflict(ls: ListenerState, reason: str, message: str) -> None:
                  Cond("Programmed", False, reason, message)]
 
 
-def gateway_conditions(gw: Gateway, address: str | None, listeners: list[ListenerState]) -> list[Cond]:
+def gateway_conditions(gw: Gateway, place: Placement, listeners: list[ListenerState]) -> list[Cond]:
     """Gateway Accepted/Programmed (GatewayConditionType)."""
-    conds = address_conditions(gw)
+    conds = address_conditions(gw, place)
     ok = [ls for ls in listeners if ls.accepted]
     if len(ok) < len(listeners):
         conds.append(Cond("Accepted", bool(ok), "ListenersNotValid", "some listeners are not valid"))
     conds.append(Cond("Accepted", True, "Accepted"))
-    if address is None:
+    if place.bind_address is None:
         conds.append(Cond("Programmed", False, "AddressNotAssigned", "no address could be assigned"))
     if not ok and listeners:
         conds.append(Cond("Programmed", False, "Invalid", "no listener is valid"))
@@ -363,18 +368,24 @@ def gateway_conditions(gw: Gateway, address: str | None, listeners: list[Listene
     return conds
 
 
-def address_conditions(gw: Gateway) -> list[Cond]:
+def address_conditions(gw: Gateway, place: Placement) -> list[Cond]:
     """spec.addresses (GatewaySpecAddress): only IPAddress is supported
-    (UnsupportedAddress); in standalone mode it must be a loopback IPv4 address
-    this machine can bind (else Programmed=False, AddressNotUsable)."""
+    (UnsupportedAddress); the infrastructure says whether it can use the requested
+    ones (Placement.address_problem: Programmed=False, AddressNotUsable)."""
     for a in gw.spec.addresses:
         if a.type not in ("IPAddress", ""):
             return [Cond("Accepted", False, "UnsupportedAddress", f"address type {a.type} is not supported")]
-    for a in gw.spec.addresses:
-        if usable_address(a.value) is None:
-            return [Cond("Programmed", False, "AddressNotUsable",
-                         f"address {a.value} is not a loopback IPv4 address")]
+    if gw.spec.addresses and place.address_problem:
+        return [Cond("Programmed", False, "AddressNotUsable", place.address_problem)]
     return []
+
+
+NO_PLACEMENT = Placement(None)
+
+
+def placement(ctx: Context, gw: Gateway) -> Placement:
+    """Where the infrastructure runs the Gateway (no placement: no address)."""
+    return ctx.snapshot.placements.get((gw.namespace, gw.name), NO_PLACEMENT)
 
 
 def listener_conditions(ls: ListenerState) -> list[Cond]:

@@ -1,51 +1,90 @@
-"""The translation pipeline, top to bottom: classes, gateways, routes, IR, status."""
+"""The translation pipeline, top to bottom: classes, gateways, routes, IR, status.
+
+Every Gateway of ours gets its own output (`GatewayOutput`): the xDS IR of its
+data plane, holding only the clusters and secrets its own listeners use, and the
+infrastructure description its mode's infrastructure creates it from.
+"""
 
 from __future__ import annotations
 
-from portico import CONTROLLER_NAME, ir
-from portico.models import GatewayClass
-from portico.translator import Snapshot, Translation
+from portico import ir
+from portico.models import Gateway, GatewayClass
 from portico.translator.backends import Backends
 from portico.translator.backendtls import apply_backend_tls
 from portico.translator.build import build_listeners, served_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
-from portico.translator.gateway import accepted_classes, build_gateways, class_conditions
+from portico.translator.gateway import GatewayState, accepted_classes, build_gateways, class_conditions
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
 from portico.translator.l4routes import translate_l4routes
-from portico.translator.listenerset import attach_listener_sets
+from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.routebinding import bind_routes
+from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
 from portico.translator.status import gateway_status, gatewayclass_status, listenerset_status, route_status
 
 
-def run(snapshot: Snapshot) -> Translation:
+def translate(snapshot: Snapshot) -> Translation:
+    """Snapshot → one output per Gateway + every status we own (see the package docstring)."""
     ctx = Context(snapshot)
-    out = Translation(ir.IR())
-    for gc in ctx.all(GatewayClass, "GatewayClass"):
-        if gc.spec.controller_name == CONTROLLER_NAME:
-            out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
+    controller = snapshot.controller_name
+    out = Translation()
+    classes = {gc.name: gc for gc in ctx.all(GatewayClass, "GatewayClass") if gc.spec.controller_name == controller}
+    for gc in classes.values():
+        out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
     gateways = build_gateways(ctx, accepted_classes(ctx))
     listener_sets = attach_listener_sets(ctx, gateways)
     backends = Backends(ctx, snapshot.memo)
     http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
     bind_routes(http_routes)
     for result in http_routes:
-        out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds)
+        out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
     for l4 in translate_l4routes(ctx, gateways, backends):
-        out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds)
+        out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
     backend_tls = apply_backend_tls(ctx, gateways, backends)
     out.statuses.update(backend_tls.statuses)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
-    listeners: list[ir.Listener] = []
-    owners: list[tuple[tuple[str, str, str], tuple[str, ...]]] = []
+    clusters = {c.name: c for c in backends.clusters.values()}
     for key, gw in sorted(gateways.items()):
-        listeners += build_listeners(gw)
-        owners.append(((key.kind, key.namespace, key.name), served_listeners(gw, None)))
         out.statuses[key] = gateway_status(gw)
-    for lset in listener_sets:
-        owners.append(((lset.key.kind, lset.key.namespace, lset.key.name), served_listeners(lset.gateway, lset.key)))
-    out.ir = ir.IR(tuple(listeners), tuple(sorted(backends.clusters.values(), key=lambda c: c.name)),
-                   tuple(owners), backend_tls.secrets)
+        owned = [s for s in listener_sets if s.gateway is gw]
+        xds = ir.scoped(tuple(build_listeners(gw)), clusters, backend_tls.secrets, programmed_by(gw, owned))
+        out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name)))
     return out
+
+
+def programmed_by(gw: GatewayState, listener_sets: list[ListenerSetState]
+                  ) -> tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]:
+    """IR.gateway_listeners: what Envoy must hold before the Gateway and each of its
+    ListenerSets is Programmed."""
+    key = gw.key
+    owners = [((key.kind, key.namespace, key.name), served_listeners(gw, None))]
+    owners += [((s.key.kind, s.key.namespace, s.key.name), served_listeners(gw, s.key)) for s in listener_sets]
+    return tuple(owners)
+
+
+def infrastructure(gw: GatewayState, gc: GatewayClass | None) -> ir.GatewayInfra:
+    """The Gateway's infrastructure description: ready listeners' ports and protocols,
+    requested addresses, parameters and spec.infrastructure labels/annotations."""
+    spec: Gateway = gw.gateway
+    infra = spec.spec.infrastructure
+    listeners = tuple(ir.InfraListener(ls.qualified_name, ls.spec.port, ls.port, ls.protocol)
+                      for ls in gw.listeners if ls.ready)
+    local = infra.parameters_ref if infra else None
+    return ir.GatewayInfra(
+        spec.namespace, spec.name, spec.spec.gateway_class_name, listeners,
+        tuple((a.type or "IPAddress", a.value) for a in spec.spec.addresses),
+        class_parameters(gc),
+        ir.ParametersRef(local.group, local.kind, spec.namespace, local.name) if local else None,
+        tuple(sorted(infra.labels.items())) if infra else (),
+        tuple(sorted(infra.annotations.items())) if infra else (),
+    )
+
+
+def class_parameters(gc: GatewayClass | None) -> ir.ParametersRef | None:
+    ref = gc.spec.parameters_ref if gc is not None else None
+    if not ref:
+        return None
+    return ir.ParametersRef(str(ref.get("group", "")), str(ref.get("kind", "")), str(ref.get("namespace") or ""),
+                            str(ref.get("name", "")))

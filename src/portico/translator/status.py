@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from portico import CONTROLLER_NAME
 from portico.models import GatewayClass, Resource
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.translator.attachment import ParentResult, parent_ref_status
@@ -27,7 +26,7 @@ def gatewayclass_status(gc: GatewayClass, conds: list[Cond], features: list[str]
 def gateway_status(gw: GatewayState) -> dict[str, Any]:
     generation = gw.gateway.metadata.generation
     status: dict[str, Any] = {
-        "addresses": [{"type": "IPAddress", "value": gw.address}] if gw.address else [],
+        "addresses": [{"type": "IPAddress", "value": a} for a in gw.placement.status_addresses],
         "conditions": render_all(gw.conds, generation),
         "listeners": listener_statuses(gw.own_listeners, generation),
     }
@@ -57,27 +56,28 @@ def listener_statuses(listeners: list[ListenerState], generation: int) -> list[d
     ]
 
 
-def route_status(route: Resource, parents: list[ParentResult], route_conds: list[Cond]) -> dict[str, Any]:
+def route_status(route: Resource, parents: list[ParentResult], route_conds: list[Cond],
+                 controller: str) -> dict[str, Any]:
     generation = route.metadata.generation
     others = [p for p in (route.status or {}).get("parents") or []
-              if isinstance(p, dict) and p.get("controllerName") != CONTROLLER_NAME]
+              if isinstance(p, dict) and p.get("controllerName") != controller]
     ours = []
     for parent in parents:
         conds = parent.conds + route_conds + [Cond("Accepted", True, "Accepted"),
                                               Cond("ResolvedRefs", True, "ResolvedRefs")]
-        ours.append({"parentRef": parent_ref_status(parent.ref), "controllerName": CONTROLLER_NAME,
+        ours.append({"parentRef": parent_ref_status(parent.ref), "controllerName": controller,
                      "conditions": render_all(conds, generation)})
     return {**(route.status or {}), "parents": others + ours}
 
 
-def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]]) -> dict[str, Any]:
+def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]], controller: str) -> dict[str, Any]:
     """PolicyAncestorStatus entries of ours, one per ancestor Gateway (at most 16,
     PolicyStatus.ancestors); other controllers' entries are kept."""
     generation = policy.metadata.generation
     others = [a for a in (policy.status or {}).get("ancestors") or []
-              if isinstance(a, dict) and a.get("controllerName") != CONTROLLER_NAME]
+              if isinstance(a, dict) and a.get("controllerName") != controller]
     ours = [{"ancestorRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": key.namespace, "name": key.name},
-             "controllerName": CONTROLLER_NAME,
+             "controllerName": controller,
              "conditions": render_all(conds + [Cond("Accepted", True, "Accepted"),
                                                Cond("ResolvedRefs", True, "ResolvedRefs")], generation)}
             for key, conds in sorted(ancestors.items())]

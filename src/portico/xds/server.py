@@ -1,5 +1,10 @@
 """The ADS server: serves `build(ir)` to Envoy over delta xDS (DeltaAggregatedResources).
 
+One snapshot per Envoy group (Envoy Gateway's snapshot cache keyed by node): an
+Envoy's bootstrap names its group as `node.cluster`, and it is only ever served
+that group's resources (secrets included). Versions, ACKs and NACKs are per
+group, so a NACK from one Gateway's Envoy never holds back another's.
+
 Ordering ("No errors on change", ARCHITECTURE), per Envoy stream:
   1. clusters (CDS), endpoints (EDS) and secrets (SDS) of the newest version;
   2. once Envoy has ACKed them and every accepted EDS cluster has its endpoints
@@ -30,8 +35,8 @@ from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Bu
 
 log = logging.getLogger("portico.xds")
 
-AckCallback = Callable[[int], None]
-NackCallback = Callable[[int, str], None]
+AckCallback = Callable[[str, int], None]  # (group, version)
+NackCallback = Callable[[str, int, str], None]  # (group, version, Envoy's message)
 
 _WILDCARD = (CLUSTER, LISTENER)  # LDS and CDS are wildcard subscriptions in Envoy
 _SPLIT = (LISTENER, ROUTE)  # one response per resource: a NACK then names exactly one resource
@@ -80,6 +85,7 @@ class _Stream:
     def __init__(self, server: XdsServer, peer: str) -> None:
         self.server = server
         self.peer = peer
+        self.group: str | None = None  # node.cluster of the first request
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {t: _TypeState() for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)}
         self.pending: dict[str, _Sent] = {}
@@ -101,6 +107,9 @@ class _Stream:
             len(req.resource_names_unsubscribe),
             " NACK" if req.HasField("error_detail") else "",
         )
+        if self.group is None:
+            self.group = req.node.cluster
+            log.info("xds %s: node %r of group %r", self.peer, req.node.id, self.group)
         state = self.types.get(req.type_url)
         if state is None:
             log.warning("xds %s: request for unknown type %s", self.peer, req.type_url)
@@ -142,13 +151,13 @@ class _Stream:
                     state.broken[name] = state.known[name]
         self.last_error = message
         self.nack_reported = max(self.nack_reported, sent.version)
-        self.server._report_nack(sent.version, sent.type_url, message)
+        self.server._report_nack(self.group or "", sent.version, sent.type_url, message)
 
     # ------------------------------------------------------------ pushes
 
     def step(self) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """Everything that may be sent now, in order."""
-        target = self.server._snapshot
+        target = self.server._group(self.group or "").snapshot
         out = self._push(CLUSTER, target, remove=False)
         self._rewarm(out)
         for type_url in (ENDPOINT, SECRET):
@@ -263,7 +272,7 @@ class _Stream:
         if self._has_broken(snap, *self.types):
             if snap.version > self.nack_reported:
                 self.nack_reported = snap.version
-                self.server._report_nack(snap.version, "", f"still rejected: {self.last_error}")
+                self.server._report_nack(self.group or "", snap.version, "", f"still rejected: {self.last_error}")
             return
         for type_url, state in self.types.items():
             if state.known != snap.versions(type_url) and type_url in _WILDCARD:
@@ -271,7 +280,7 @@ class _Stream:
             if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
                 return
         self.applied = snap.version
-        self.server._stream_applied()
+        self.server._stream_applied(self.group or "")
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
@@ -318,29 +327,47 @@ async def _drain(stream: _Stream) -> bool:
     return True
 
 
+def _empty(version: int = 0) -> Snapshot:
+    return Snapshot(version, {t: {} for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)})
+
+
+@dataclass
+class _Group:
+    """One Envoy group's newest snapshot, the builder memo behind it and its ACK state."""
+
+    snapshot: Snapshot = field(default_factory=_empty)
+    builder: Builder = field(default_factory=Builder)
+    entries: dict[int, tuple[Any, _Entry]] = field(default_factory=dict)
+    acked: int = 0
+
+
 class XdsServer:
-    """Delta ADS server for one configuration (every Envoy node gets the same snapshot)."""
+    """Delta ADS server with one configuration per Envoy group (node.cluster)."""
 
     def __init__(self, on_ack: AckCallback | None = None, on_nack: NackCallback | None = None) -> None:
         self.on_ack = on_ack
         self.on_nack = on_nack
-        self._snapshot = Snapshot(0, {t: {} for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)})
+        self._groups: dict[str, _Group] = {}
         self._streams: set[_Stream] = set()
-        self._acked = 0
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._builder = Builder()
-        self._entries: dict[int, tuple[Any, _Entry]] = {}
 
-    @property
-    def version(self) -> int:
-        """The newest version passed to Envoy (0 before the first `update`)."""
-        return self._snapshot.version
+    def version(self, group: str) -> int:
+        """The newest version of `group` passed to Envoy (0 before its first `update`)."""
+        return self._group(group).snapshot.version
 
-    @property
-    def acked_version(self) -> int:
-        """The newest version every connected Envoy has fully applied (0: none yet)."""
-        return self._acked
+    def acked_version(self, group: str) -> int:
+        """The newest version of `group` every connected Envoy of it has fully applied (0: none)."""
+        return self._group(group).acked
+
+    def groups(self) -> list[str]:
+        return sorted(self._groups)
+
+    def _group(self, name: str) -> _Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group()
+        return group
 
     async def start(self, host: str, port: int = 0) -> int:
         """Listen on host:port (0: ephemeral); returns the bound port."""
@@ -367,44 +394,55 @@ class XdsServer:
             await self._server.stop(grace)
             self._server = None
 
-    def update(self, ir: IR) -> int:
-        """Build `ir`, make it the newest version and push what changed; returns its version."""
-        resources = self._builder.build(ir).by_type()
-        previous, self._entries = self._entries, {}
-        entries = {t: {name: self._entry(msg, previous) for name, msg in d.items()} for t, d in resources.items()}
-        self._snapshot = Snapshot(self._snapshot.version + 1, entries)
-        self._notify()
-        return self._snapshot.version
+    def update(self, group: str, ir: IR) -> int:
+        """Build `ir` as the newest version of `group` and push what changed; returns its version."""
+        state = self._group(group)
+        resources = state.builder.build(ir).by_type()
+        previous, state.entries = state.entries, {}
+        entries = {t: {name: self._entry(state, msg, previous) for name, msg in d.items()}
+                   for t, d in resources.items()}
+        state.snapshot = Snapshot(state.snapshot.version + 1, entries)
+        self._notify(group)
+        return state.snapshot.version
 
-    def _entry(self, msg: Any, previous: dict[int, tuple[Any, _Entry]]) -> _Entry:
+    def remove(self, group: str) -> None:
+        """Forget `group`: its Envoys (if any still connect) are served nothing."""
+        state = self._groups.pop(group, None)
+        if state is not None and any(s.group == group for s in self._streams):
+            self._groups[group] = _Group(snapshot=_empty(state.snapshot.version + 1))
+            self._notify(group)
+
+    @staticmethod
+    def _entry(state: _Group, msg: Any, previous: dict[int, tuple[Any, _Entry]]) -> _Entry:
         """Hash and pack `msg`, unless the builder reused it from the previous update."""
         cached = previous.get(id(msg))
         entry = cached[1] if cached is not None and cached[0] is msg else _Entry(resource_version(msg), pack(msg))
-        self._entries[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
+        state.entries[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
         return entry
 
-    def _notify(self) -> None:
+    def _notify(self, group: str) -> None:
         loop = self._loop
-        for stream in list(self._streams):
+        for stream in [s for s in self._streams if s.group in (group, None)]:
             if loop is None or _running_loop() is loop:
                 stream.queue.put_nowait(_UPDATE)
             else:
                 loop.call_soon_threadsafe(stream.queue.put_nowait, _UPDATE)
 
-    def _stream_applied(self) -> None:
-        version = min(s.applied for s in self._streams) if self._streams else 0
-        if version <= self._acked:
+    def _stream_applied(self, group: str) -> None:
+        state = self._group(group)
+        version = min(s.applied for s in self._streams if s.group == group)
+        if version <= state.acked:
             return
-        self._acked = version
-        log.info("xds: version %d ACKed", version)
+        state.acked = version
+        log.info("xds: group %s version %d ACKed", group, version)
         if self.on_ack is not None:
-            self.on_ack(version)
+            self.on_ack(group, version)
 
-    def _report_nack(self, version: int, type_url: str, message: str) -> None:
+    def _report_nack(self, group: str, version: int, type_url: str, message: str) -> None:
         kind = type_url.rsplit(".", 1)[-1] or "config"
-        log.warning("xds: Envoy rejected %s of version %d: %s", kind, version, message)
+        log.warning("xds: Envoy of group %s rejected %s of version %d: %s", group, kind, version, message)
         if self.on_nack is not None:
-            self.on_nack(version, message)
+            self.on_nack(group, version, message)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

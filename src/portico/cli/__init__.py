@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from portico.addresses import DEFAULT_POOL
-from portico.validation.cli import validate_command
+from portico.cli.validate import validate_command
+from portico.infra.addresses import DEFAULT_POOL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.")
 
@@ -57,7 +57,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
-    from portico.runtime import Options, serve
+    from portico.standalone import Options, serve
 
     setup_logging(log_level)
     admin_host, admin_port = parse_host_port(admin_address)
@@ -85,7 +85,7 @@ def echo(
 ) -> None:
     """A backend answering every request with a JSON echo of it (HTTP/1.1, h2c, WebSocket; gRPC)."""
     from portico.echo import EchoServer, Identity, serve_until
-    from portico.echo_grpc import GRPCEchoServer
+    from portico.echo.grpc import GRPCEchoServer
 
     setup_logging(log_level)
     identity = Identity(pod=name, namespace=namespace, service=service, port=port)
@@ -107,9 +107,6 @@ def echo(
 app.command("validate")(validate_command)
 
 
-if __name__ == "__main__":
-    app()
-
 
 @app.command()
 def status(
@@ -120,7 +117,7 @@ def status(
     """Show GatewayClasses, Gateways, listeners and routes with their conditions."""
     from rich.console import Console
 
-    from portico.status_cli import fetch_objects, render
+    from portico.cli.status import fetch_objects, render
 
     if output not in ("table", "yaml", "json"):
         raise typer.BadParameter("output must be table, yaml or json", param_hint="--output")

@@ -23,9 +23,9 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from portico.echo_behavior import Answer, Behavior
-from portico.echo_h2c import PREFACE_HEAD, serve_h2c
-from portico.echo_ws import ProtocolError, is_upgrade, serve_websocket
+from portico.echo.behavior import Answer, Behavior
+from portico.echo.h2c import PREFACE_HEAD, serve_h2c
+from portico.echo.ws import ProtocolError, is_upgrade, serve_websocket
 
 log = logging.getLogger(__name__)
 

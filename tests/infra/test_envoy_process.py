@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from portico.dataplane.envoy import EnvoyProcess, bootstrap, find_envoy
+from portico.infra.envoy import EnvoyProcess, bootstrap, find_envoy
 from portico.xds.server import XdsServer
 
 

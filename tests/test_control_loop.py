@@ -1,4 +1,5 @@
-"""The control loop: batching, Programmed held until ACK, failures, addresses."""
+"""The control loop: batching, Programmed held until ACK per Envoy group, failures,
+placements from the host infrastructure."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import copy
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from portico.addresses import AddressPool
-from portico.ir import IR, Listener
+from portico.control import ControlLoop
+from portico.infra.addresses import AddressPool
+from portico.infra.host import MERGED_GROUP, HostInfrastructure
+from portico.ir import IR, GatewayInfra, Listener
 from portico.objects import key_of
 from portico.provider import Document, ProviderEvent, Source
-from portico.runtime import ControlLoop, held_back
+from portico.provider.apiserver import APIServerEmulation
+from portico.status import held_back
 from portico.store import Store
-from portico.translator import Snapshot, Translation
+from portico.translator import GatewayOutput, Snapshot, Translation
 
 CLASS: dict[str, Any] = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
                          "metadata": {"name": "portico"},
@@ -24,6 +28,21 @@ GATEWAY: dict[str, Any] = {
     "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
 }
 GW_KEY = key_of(GATEWAY)
+
+
+class EmulatedStore(Store):
+    """Fed through the API-server emulation, as in `portico run` (uids, generations)."""
+
+    def __init__(self) -> None:
+        self.api = APIServerEmulation()
+        super().__init__(next_resource_version=self.api.next_resource_version)
+
+    def apply(self, event: ProviderEvent) -> bool:
+        return super().apply(self.api.admit(event))
+
+
+def host(offset: int = 0, per_gateway: bool = False) -> HostInfrastructure:
+    return HostInfrastructure(AddressPool(), port_offset=offset, per_gateway=per_gateway)
 
 
 def docs(*raws: dict[str, Any]) -> ProviderEvent:
@@ -41,30 +60,43 @@ class FakeTranslator:
         self.snapshots.append(snapshot)
         if self.fail:
             raise RuntimeError("boom")
-        listeners, owners, statuses = [], [], {}
+        gateways, statuses = {}, {}
         for key, obj in snapshot.objects.items():
-            if key.kind != "Gateway":
+            if key.kind != "Gateway" or (key.namespace, key.name) not in snapshot.placements:
                 continue
-            address = snapshot.addresses[(key.namespace, key.name)]
+            place = snapshot.placements[(key.namespace, key.name)]
+            address = place.bind_address
+            assert address is not None
             ports = [ls["port"] for ls in obj.model_dump(by_alias=True)["spec"]["listeners"]]
-            names = tuple(f"{address}:{p + snapshot.port_offset}/tcp" for p in ports)
-            listeners += [Listener(n, address, int(n.split(":")[1].split("/")[0])) for n in names]
-            owners.append((("Gateway", key.namespace, key.name), names))
+            names = tuple(f"{address}:{p + place.bind_port_offset}/tcp" for p in ports)
+            listeners = tuple(Listener(n, address, int(n.split(":")[1].split("/")[0])) for n in names)
+            owners = ((("Gateway", key.namespace, key.name), names),)
+            gateways[key] = GatewayOutput(IR(listeners=listeners, gateway_listeners=owners),
+                                          GatewayInfra(key.namespace, key.name, "portico"))
             cond = {"type": "Programmed", "status": "True", "reason": "Programmed",
                     "lastTransitionTime": "1970-01-01T00:00:00Z"}
             statuses[key] = {"addresses": [{"value": address}], "conditions": [
                 {"type": "Accepted", "status": "True", "reason": "Accepted"}, cond],
                 "listeners": [{"name": "http", "conditions": [dict(cond)]}]}
-        return Translation(IR(listeners=tuple(listeners), gateway_listeners=tuple(owners)), statuses)
+        return Translation(gateways, statuses)
 
 
 class FakeXds:
     def __init__(self) -> None:
         self.pushed: list[IR] = []
+        self.by_group: dict[str, list[IR]] = {}
+        self.removed: list[str] = []
+        self.broken = False
 
-    def update(self, ir: IR) -> int:
+    def update(self, group: str, ir: IR) -> int:
+        if self.broken:
+            raise ValueError("cannot build")
         self.pushed.append(ir)
-        return len(self.pushed)
+        self.by_group.setdefault(group, []).append(ir)
+        return len(self.by_group[group])
+
+    def remove(self, group: str) -> None:
+        self.removed.append(group)
 
 
 def programmed(store: Store) -> tuple[str, str]:
@@ -78,7 +110,7 @@ def programmed(store: Store) -> tuple[str, str]:
 
 def make_loop(offset: int = 0) -> tuple[ControlLoop, FakeTranslator, FakeXds]:
     translator, xds = FakeTranslator(), FakeXds()
-    loop = ControlLoop(Store(), AddressPool(), xds.update, port_offset=offset, translator=translator)
+    loop = ControlLoop(EmulatedStore(), host(offset), xds, translator=translator)
     return loop, translator, xds
 
 
@@ -90,9 +122,9 @@ def test_programmed_only_after_ack() -> None:
     assert programmed(loop.store) == ("False", "Pending")
     obj = loop.store.get(GW_KEY)
     assert obj is not None and obj.status["conditions"][0]["type"] == "Accepted"  # other conditions kept
-    loop.on_nack(1, "bad listener")
+    loop.on_nack(MERGED_GROUP, 1, "bad listener")
     assert programmed(loop.store) == ("False", "Pending")
-    loop.on_ack(1)
+    loop.on_ack(MERGED_GROUP, 1)
     assert programmed(loop.store) == ("True", "Programmed")
 
 
@@ -100,7 +132,7 @@ def test_unchanged_listeners_stay_programmed_and_new_ones_wait() -> None:
     loop, _, xds = make_loop()
     loop.apply(docs(CLASS, GATEWAY))
     loop.sync()
-    loop.on_ack(1)
+    loop.on_ack(MERGED_GROUP, 1)
     loop.apply(docs({**GATEWAY, "metadata": {**GATEWAY["metadata"], "labels": {"a": "b"}}}))
     loop.sync()
     assert len(xds.pushed) == 1  # same IR: nothing pushed
@@ -110,34 +142,40 @@ def test_unchanged_listeners_stay_programmed_and_new_ones_wait() -> None:
     loop.apply(docs(more))
     loop.sync()
     assert programmed(loop.store) == ("False", "Pending")
-    loop.on_ack(1)
+    loop.on_ack(MERGED_GROUP, 1)
     assert programmed(loop.store) == ("False", "Pending")
-    loop.on_ack(2)
+    loop.on_ack(MERGED_GROUP, 2)
     assert programmed(loop.store) == ("True", "Programmed")
 
 
-def test_addresses_and_port_offset_reach_the_translator() -> None:
+def test_placements_reach_the_translator() -> None:
     loop, translator, _ = make_loop(offset=10000)
     other_class = {**GATEWAY, "metadata": {"name": "foreign", "namespace": "ns"},
                    "spec": {**GATEWAY["spec"], "gatewayClassName": "someone-else"}}
     loop.apply(docs(CLASS, GATEWAY, other_class))
     loop.sync()
     snapshot = translator.snapshots[-1]
-    assert snapshot.port_offset == 10000
-    assert list(snapshot.addresses) == [("ns", "gw")]
-    assert snapshot.addresses[("ns", "gw")].startswith("127.10.")
+    assert list(snapshot.placements) == [("ns", "gw")]
+    place = snapshot.placements[("ns", "gw")]
+    assert place.bind_port_offset == 10000
+    assert place.bind_address is not None and place.bind_address.startswith("127.10.")
     static = copy.deepcopy(GATEWAY)
     static["spec"]["addresses"] = [{"type": "IPAddress", "value": "127.0.0.250"}]
     loop.apply(docs(static))
     loop.sync()
-    assert translator.snapshots[-1].addresses == {("ns", "gw"): "127.0.0.250"}
+    assert translator.snapshots[-1].placements[("ns", "gw")].bind_address == "127.0.0.250"
+    static["spec"]["addresses"] = [{"type": "IPAddress", "value": "192.0.2.1"}]
+    loop.apply(docs(static))
+    loop.sync()
+    place = translator.snapshots[-1].placements[("ns", "gw")]
+    assert place.bind_address is None and "not a loopback" in place.address_problem
 
 
 def test_translation_failure_keeps_the_last_good_config() -> None:
     loop, translator, xds = make_loop()
     loop.apply(docs(CLASS, GATEWAY))
     loop.sync()
-    loop.on_ack(1)
+    loop.on_ack(MERGED_GROUP, 1)
     translator.fail = True
     changed = {**GATEWAY["spec"]["listeners"][0], "port": 8081}
     loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [changed]}}))
@@ -151,14 +189,11 @@ def test_push_failure_keeps_the_last_good_config() -> None:
     loop.apply(docs(CLASS, GATEWAY))
     loop.sync()
 
-    def broken(ir: IR) -> int:
-        raise ValueError("cannot build")
-
-    loop.push = broken
+    xds.broken = True
     changed = {**GATEWAY["spec"]["listeners"][0], "port": 8081}
     loop.apply(docs({**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [changed]}}))
     assert not loop.sync()
-    assert loop.last_ir == xds.pushed[0] and loop.version == 1
+    assert loop.last_irs == {MERGED_GROUP: xds.pushed[0]}
 
 
 def test_statuses_no_longer_owned_are_released() -> None:
@@ -167,7 +202,7 @@ def test_statuses_no_longer_owned_are_released() -> None:
     loop.sync()
     loop.apply(ProviderEvent(deletes=(key_of(CLASS),)))
     loop.sync()  # the fake translates every Gateway; drop the class: the pool releases it
-    assert loop.pool.assigned() == {}
+    assert isinstance(loop.infra, HostInfrastructure) and loop.infra.pool.assigned() == {}
 
 
 def test_held_back_keeps_other_fields() -> None:
@@ -195,7 +230,7 @@ def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
 
     async def scenario() -> None:
         translator, xds = FakeTranslator(), FakeXds()
-        loop = ControlLoop(Store(), AddressPool(), xds.update, translator=translator, min_interval=interval)
+        loop = ControlLoop(EmulatedStore(), host(), xds, translator=translator, min_interval=interval)
         queue: asyncio.Queue[ProviderEvent] = asyncio.Queue()
 
         async def events() -> AsyncIterator[ProviderEvent]:
@@ -213,7 +248,7 @@ def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
             gw = copy.deepcopy(GATEWAY)
             gw["metadata"]["name"] = f"gw{i}"
             await queue.put(docs(gw))
-        await until(lambda: len(translator.snapshots[-1].addresses) == 20)
+        await until(lambda: len(translator.snapshots[-1].placements) == 20)
         assert len(translator.snapshots) == 3
         task.cancel()
 
@@ -226,7 +261,7 @@ def test_unchanged_statuses_are_not_rewritten_but_recreated_objects_get_theirs()
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": []}]},
     }
     key = key_of(route)
-    loop = ControlLoop(Store(), AddressPool(), FakeXds().update)  # the real translator
+    loop = ControlLoop(EmulatedStore(), host(), FakeXds())  # the real translator
     loop.apply(docs(CLASS, GATEWAY, route))
     assert loop.sync()
     obj = loop.store.get(key)
@@ -261,40 +296,40 @@ def test_real_translator_holds_gateways_and_listener_sets_until_ack() -> None:
     """With the real translator: a listener added later, or a ListenerSet listener
     joining a port already bound, is Programmed only after Envoy ACKs it."""
     xds = FakeXds()
-    loop = ControlLoop(Store(), AddressPool(), xds.update)
+    loop = ControlLoop(EmulatedStore(), host(), xds)
     gateway = copy.deepcopy(GATEWAY)
     gateway["spec"]["allowedListeners"] = {"namespaces": {"from": "Same"}}
     loop.apply(docs(CLASS, gateway))
     loop.sync()
     assert status_of(loop.store, gateway) == ("False", "Pending")
-    loop.on_ack(1)
+    loop.on_ack(MERGED_GROUP, 1)
     assert status_of(loop.store, gateway) == ("True", "Programmed")
 
     gateway["spec"]["listeners"].append({"name": "more", "port": 81, "protocol": "HTTP"})
     loop.apply(docs(gateway))
     loop.sync()
     assert status_of(loop.store, gateway) == ("False", "Pending")
-    loop.on_ack(2)
+    loop.on_ack(MERGED_GROUP, 2)
     assert status_of(loop.store, gateway) == ("True", "Programmed")
 
     loop.apply(docs(LISTENER_SET))
     loop.sync()
     assert status_of(loop.store, LISTENER_SET) == ("False", "Pending")
     assert status_of(loop.store, gateway) == ("True", "Programmed")  # its own listeners did not change
-    loop.on_ack(3)
+    loop.on_ack(MERGED_GROUP, 3)
     assert status_of(loop.store, LISTENER_SET) == ("True", "Programmed")
 
 
 def test_a_socket_envoy_cannot_bind_makes_its_listener_port_unavailable() -> None:
     xds = FakeXds()
-    loop = ControlLoop(Store(), AddressPool(), xds.update)
+    loop = ControlLoop(EmulatedStore(), host(), xds)
     gateway = copy.deepcopy(GATEWAY)
     gateway["spec"]["listeners"].append({"name": "other", "port": 81, "protocol": "HTTP"})
     loop.apply(docs(CLASS, gateway))
     loop.sync()
     [bad] = [li.name for li in xds.pushed[-1].listeners if li.port == 80]
-    loop.on_nack(1, f"Error adding/updating listener(s) {bad}: cannot bind '{bad[:-4]}': Address already in use")
-    assert bad in loop.unbindable
+    message = f"Error adding/updating listener(s) {bad}: cannot bind '{bad[:-4]}': Address already in use"
+    loop.on_nack(MERGED_GROUP, 1, message)
     loop.sync()
     assert [li.port for li in xds.pushed[-1].listeners] == [81]  # the rest can be accepted
     obj = loop.store.get(GW_KEY)
@@ -302,5 +337,29 @@ def test_a_socket_envoy_cannot_bind_makes_its_listener_port_unavailable() -> Non
     http = next(ls for ls in obj.status["listeners"] if ls["name"] == "http")
     assert {(c["type"], c["status"], c["reason"]) for c in http["conditions"]} >= {
         ("Accepted", "False", "PortUnavailable"), ("Programmed", "False", "PortUnavailable")}
-    loop.on_ack(2)
+    loop.on_ack(MERGED_GROUP, 2)
     assert status_of(loop.store, gateway) == ("True", "Programmed")
+
+
+def test_per_gateway_groups_are_programmed_independently() -> None:
+    """One xDS group per Gateway: a NACK of one Gateway's Envoy neither holds back nor
+    changes another Gateway's status; a deleted Gateway's group is removed."""
+    xds = FakeXds()
+    loop = ControlLoop(EmulatedStore(), host(per_gateway=True), xds)
+    other = copy.deepcopy(GATEWAY)
+    other["metadata"]["name"] = "gw2"
+    loop.apply(docs(CLASS, GATEWAY, other))
+    loop.sync()
+    assert sorted(xds.by_group) == ["ns/gw", "ns/gw2"]
+    # each group's IR holds only its own Gateway's listeners
+    assert [owner for owner, _ in xds.by_group["ns/gw"][-1].gateway_listeners] == [("Gateway", "ns", "gw")]
+    loop.on_nack("ns/gw", 1, "something Envoy rejects")
+    loop.on_ack("ns/gw2", 1)
+    assert status_of(loop.store, other) == ("True", "Programmed")
+    gw = loop.store.get(GW_KEY)
+    assert gw is not None
+    held = next(c for c in gw.status["conditions"] if c["type"] == "Programmed")
+    assert (held["status"], held["reason"]) == ("False", "Pending") and "something Envoy rejects" in held["message"]
+    loop.apply(ProviderEvent(deletes=(key_of(other),)))
+    loop.sync()
+    assert xds.removed == ["ns/gw2"]

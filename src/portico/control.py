@@ -1,0 +1,244 @@
+"""The control loop, shared by both modes: provider events → store → translate →
+xDS per group, and statuses back through a StatusWriter.
+
+Changes are batched: the first change after a quiet period is translated at
+once, later ones at most every `min_interval` seconds while they keep coming.
+A Gateway or ListenerSet is reported `Programmed=True` only once the Envoy
+group serving it has ACKed an xDS version containing its listeners
+(`portico.status.programmed`). Everything mode-specific is behind the seams
+(`portico.seams`): where Gateways are placed and how data planes run is the
+Infrastructure's, where statuses go is the StatusWriter's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from portico import CONTROLLER_NAME
+from portico.ir import IR
+from portico.models import Gateway, GatewayClass
+from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.provider import ProviderEvent
+from portico.seams import Infrastructure, StatusWriter
+from portico.status import ProgrammedGate, held_back
+from portico.status.programmed import PROGRAMMABLE
+from portico.store import Store
+from portico.translator import Snapshot, Translation, translate
+from portico.translator.backends import RuleMemo
+from portico.translator.snapshot import GatewayName
+
+log = logging.getLogger(__name__)
+
+Translate = Callable[[Snapshot], Translation]
+
+
+class Xds(Protocol):
+    """What the loop needs of the xDS server (`portico.xds.server.XdsServer`)."""
+
+    def update(self, group: str, ir: IR) -> int: ...
+
+    def remove(self, group: str) -> None: ...
+
+
+class StoreStatusWriter:
+    """Standalone mode's StatusWriter: statuses live in the store (admin API, `portico status`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write(self, key: ObjectKey, status: dict[str, Any]) -> None:
+        self.store.set_status(key, status)
+
+    def release(self, keep: Iterable[ObjectKey]) -> None:
+        self.store.release_statuses(keep)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a configuration is translated and published.
+
+    Translation allocates hundreds of thousands of objects, most of which outlive a
+    young-generation collection (the new IR, statuses), so the collector keeps
+    promoting them and runs full collections over the whole heap (every stored
+    object) in the middle of it: at 10k routes that was over half of the time of a
+    sync. Reference counting still frees garbage at once; cycles wait until the end.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class ControlLoop:
+    """Everything between the provider and the xDS server; no sockets of its own."""
+
+    def __init__(self, store: Store, infra: Infrastructure, xds: Xds, writer: StatusWriter | None = None, *,
+                 controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
+                 min_interval: float = 0.05) -> None:
+        self.store = store
+        self.infra = infra
+        self.xds = xds
+        self.writer = writer or StoreStatusWriter(store)
+        self.controller_name = controller_name
+        self.translator = translator
+        self.min_interval = min_interval
+        self.last_irs: dict[str, IR] = {}  # group -> the IR its Envoys were last sent
+        self.last_translation: Translation | None = None
+        self.syncs = 0  # translations attempted (for tests and logs)
+        self.gate = ProgrammedGate()
+        self._desired: dict[ObjectKey, dict[str, Any]] = {}  # translator statuses
+        self._memo = RuleMemo()  # incremental translation: unchanged routes' rules are reused
+        self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
+        self._dirty = asyncio.Event()
+        infra.on_change = self._dirty.set
+
+    # ------------------------------------------------------------ inputs
+
+    def apply(self, event: ProviderEvent) -> None:
+        """A provider sync: update the store; translate soon if anything changed."""
+        changed = self.store.apply(event)
+        if changed or event.initial:
+            self._dirty.set()
+
+    def on_ack(self, group: str, version: int) -> None:
+        """Envoy of `group` accepted xDS `version`: publish the Gateways it programs."""
+        for key in self.gate.acked(group, version):
+            if key in self._desired:
+                self.writer.write(key, self._desired[key])
+
+    def on_nack(self, group: str, version: int, message: str) -> None:
+        log.error("Envoy of %s rejected configuration version %d: %s", group, version, message)
+        for key in self.gate.nacked(group, version, message):
+            if key in self._desired:
+                self.writer.write(key, held_back(self._desired[key], self.gate.held_message(key)))
+        if self.infra.rejected(group, message):
+            self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:
+        """Consume `events` and translate until cancelled; `ready` after the first sync."""
+        consumer = asyncio.create_task(self._consume(events))
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                # the garbage of a sync is collected after the interval, once the xDS streams
+                # have sent the new configuration: not in between (it blocks the event loop)
+                with gc_paused():
+                    if await self.sync_async():
+                        await self._reconcile()
+                    if ready is not None:
+                        ready()
+                        ready = None
+                    # coalesce bursts: at most one translation per interval while changes keep coming
+                    await asyncio.sleep(self.min_interval)
+                if consumer.done():
+                    consumer.result()  # the provider failed: raise its error
+        finally:
+            consumer.cancel()
+
+    async def _consume(self, events: AsyncIterator[ProviderEvent]) -> None:
+        async for event in events:
+            self.apply(event)
+
+    async def _reconcile(self) -> None:
+        if self.last_translation is None:
+            return
+        try:
+            await self.infra.reconcile(self.last_translation.gateways)
+        except Exception:
+            log.exception("infrastructure reconciliation failed; retrying on the next change")
+
+    async def sync_async(self) -> bool:
+        """Translate off the event loop (large configurations take a while); push and
+        write statuses on it. False when the translation failed."""
+        snapshot = self.snapshot()
+        try:
+            with gc_paused():
+                translation = await asyncio.to_thread(self.translator, snapshot)
+                self.publish(translation)
+        except Exception:
+            log.exception("translation failed; the last good configuration keeps serving")
+            return False
+        return True
+
+    def sync(self) -> bool:
+        """`sync_async` without a thread (tests, tools)."""
+        try:
+            with gc_paused():
+                self.publish(self.translator(self.snapshot()))
+        except Exception:
+            log.exception("translation failed; the last good configuration keeps serving")
+            return False
+        return True
+
+    # ------------------------------------------------------------ steps
+
+    def snapshot(self) -> Snapshot:
+        self.syncs += 1
+        return Snapshot(self.store.resources(), self.infra.placements(self.our_gateways()),
+                        self.controller_name, memo=self._memo)
+
+    def our_gateways(self) -> dict[GatewayName, Gateway]:
+        """Gateways of a GatewayClass of ours (accepted or not: the translator judges)."""
+        resources = self.store.resources()
+        ours = {k.name for k, r in resources.items() if k.kind == "GatewayClass"
+                and isinstance(r, GatewayClass) and r.spec.controller_name == self.controller_name}
+        return {(k.namespace, k.name): r for k, r in resources.items()
+                if k.kind == "Gateway" and isinstance(r, Gateway) and r.spec.gateway_class_name in ours}
+
+    def publish(self, translation: Translation) -> None:
+        owners = self._push(self.infra.groups(translation.gateways))
+        self.last_translation = translation
+        previous, self._desired = self._desired, translation.statuses
+        written, self._written = self._written, {}
+        self.gate.forget(set(translation.statuses))
+        for key, status in translation.statuses.items():
+            owner = owners.get(key)
+            if owner is not None and key.kind in PROGRAMMABLE:
+                self.writer.write(key, self.gate.gate(key, status, *owner))
+            else:
+                self._write(key, status, previous, written)
+        self.writer.release(translation.statuses)
+
+    def _push(self, groups: dict[str, IR]) -> dict[ObjectKey, tuple[str, frozenset[str]]]:
+        """Send each group's IR if it changed; (group, listeners) of every Gateway/ListenerSet."""
+        for gone in set(self.last_irs) - set(groups):
+            self.xds.remove(gone)
+            self.gate.forget_group(gone)
+            del self.last_irs[gone]
+        owners: dict[ObjectKey, tuple[str, frozenset[str]]] = {}
+        for group, model in sorted(groups.items()):
+            if model != self.last_irs.get(group):
+                version = self.xds.update(group, model)
+                self.gate.pushed(group, version)
+                self.last_irs[group] = model
+                log.info("%s: configuration version %d: %d listeners, %d clusters", group, version,
+                         len(model.listeners), len(model.clusters))
+            for (kind, namespace, name), listeners in model.gateway_listeners:
+                owners[ObjectKey(GATEWAY_GROUP, kind, namespace, name)] = (group, frozenset(listeners))
+        return owners
+
+    def _write(self, key: ObjectKey, status: dict[str, Any], previous: dict[ObjectKey, dict[str, Any]],
+               written: dict[ObjectKey, str]) -> None:
+        """Write a route's (or other object's) status unless this very status was written
+        to this very object (same uid) by the previous sync: at 10k routes, re-stamping
+        every unchanged status took longer than translating the change."""
+        obj = self.store.get(key)
+        if obj is None:
+            return
+        uid = str(obj.raw["metadata"].get("uid", ""))
+        if written.get(key) == uid and previous.get(key) == status:
+            self._written[key] = uid
+            return
+        self.writer.write(key, status)
+        self._written[key] = uid

@@ -1,1 +1,0 @@
-"""Data plane processes (Envoy) run by Portico in standalone mode."""

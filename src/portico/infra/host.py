@@ -1,0 +1,139 @@
+"""Standalone mode's infrastructure: Gateways on loopback addresses of this machine,
+served by Envoy processes started here (ARCHITECTURE, "Addresses").
+
+It owns everything the translator must not know: the address pool, the port
+offset (`--port-offset`), which Envoy process serves which Gateways, and how
+Envoy's bind failures become `PortUnavailable` (a NACK naming the socket marks
+that port of that Gateway unavailable; binding is tried again later).
+
+Groups: by default one Envoy serves every Gateway (group `portico`): one process,
+one set of workers, the least memory. With `per_gateway`, each Gateway gets its
+own Envoy process and xDS group (`<namespace>/<name>`), as in Kubernetes mode:
+an Envoy then only ever holds its own Gateway's resources and a NACK of one
+never affects another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from portico.infra.addresses import AddressPool, usable_address
+from portico.ir import IR, merge
+from portico.models import Gateway
+from portico.objects import ObjectKey
+from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
+
+log = logging.getLogger(__name__)
+
+MERGED_GROUP = "portico"
+# Envoy's NACK of a listener whose socket cannot be bound names the IR listener:
+# "Error adding/updating listener(s) 127.10.0.1:80/tcp: cannot bind '127.10.0.1:80': ..."
+UNBINDABLE = re.compile(r"(\S+):(\d+)/(tcp|udp): cannot bind")
+
+class DataPlane(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+# (xDS group) -> a data plane serving it
+DataPlaneFactory = Callable[[str], DataPlane]
+
+class HostInfrastructure:
+    def __init__(self, pool: AddressPool, start_envoy: DataPlaneFactory | None = None, *, port_offset: int = 0,
+                 per_gateway: bool = False, rebind_after: float = 30.0) -> None:
+        self.pool = pool
+        self.port_offset = port_offset
+        self.per_gateway = per_gateway
+        self.rebind_after = rebind_after  # seconds before an unbindable socket is tried again
+        self.on_change: Callable[[], None] | None = None
+        self._start_envoy = start_envoy
+        self._planes: dict[str, DataPlane] = {}
+        self._unbindable: set[tuple[str, int, str]] = set()  # (address, bind port, transport)
+
+    # ------------------------------------------------------------ placement
+
+    def placements(self, gateways: Mapping[GatewayName, Gateway]) -> dict[GatewayName, Placement]:
+        """Addresses of our Gateways; pool addresses of vanished Gateways go back."""
+        out: dict[GatewayName, Placement] = {}
+        for name, gw in gateways.items():
+            requested = [a.value for a in gw.spec.addresses if a.type in ("IPAddress", "")]
+            address = self.pool.assign(name, requested)
+            problem = address_problem(gw)
+            unavailable = frozenset((port, transport) for host, port, transport in self._unbindable
+                                    if host == address)
+            out[name] = Placement(address, (), self.port_offset, unavailable, problem)
+        for gone in set(self.pool.assigned()) - set(out):
+            self.pool.release(gone)
+        return out
+
+    # ------------------------------------------------------------ data planes
+
+    def group_of(self, gateway: ObjectKey) -> str:
+        return f"{gateway.namespace}/{gateway.name}" if self.per_gateway else MERGED_GROUP
+
+    def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:
+        if not self.per_gateway:
+            return {MERGED_GROUP: merge(out.xds for _, out in sorted(outputs.items()))}
+        return {self.group_of(key): out.xds for key, out in outputs.items()}
+
+    async def reconcile(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> None:
+        """One Envoy process per group: started for new groups, stopped for gone ones."""
+        wanted = set(self.groups(outputs)) if self.per_gateway else {MERGED_GROUP}
+        await self._reconcile_planes(wanted)
+
+    async def _reconcile_planes(self, wanted: set[str]) -> None:
+        if self._start_envoy is None:
+            return
+        for group in sorted(set(self._planes) - wanted):
+            log.info("stopping the Envoy of %s", group)
+            await self._planes.pop(group).stop()
+        for group in sorted(wanted - set(self._planes)):
+            plane = self._start_envoy(group)
+            await plane.start()
+            self._planes[group] = plane
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self._planes.values()))
+        self._planes.clear()
+
+    # ------------------------------------------------------------ failures
+
+    def rejected(self, group: str, message: str) -> bool:
+        """Sockets named in a NACK become unavailable ports of the Gateway bound there;
+        True when that is new (translate again without them, retry binding later)."""
+        sockets = {(host, int(port), transport) for host, port, transport in UNBINDABLE.findall(message)
+                   if _is_ip(host)} - self._unbindable
+        if not sockets:
+            return False
+        self._unbindable |= sockets
+        self._schedule_rebind(sockets)
+        return True
+
+    def _schedule_rebind(self, sockets: set[tuple[str, int, str]]) -> None:
+        def retry() -> None:
+            self._unbindable -= sockets
+            if self.on_change is not None:
+                self.on_change()
+
+        try:
+            asyncio.get_running_loop().call_later(self.rebind_after, retry)
+        except RuntimeError:
+            pass  # no event loop (synchronous use): the sockets stay unavailable
+
+def address_problem(gw: Gateway) -> str:
+    """Why a requested address cannot be used here (standalone: loopback IPv4 only)."""
+    return next((f"address {a.value} is not a loopback IPv4 address" for a in gw.spec.addresses
+                 if usable_address(a.value) is None), "")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,143 @@
+"""What an API server does before it stores an object, for providers without one
+(standalone mode's files). A Kubernetes provider has the real API server and
+bypasses this.
+
+- Validation: the CRDs' OpenAPI schemas and CEL rules (`portico.validation`),
+  transition rules against the previous accepted version; a rejected object is
+  not passed on (its previous version keeps serving) and is listed as an error
+  with file, field line, path and rule.
+- Defaulting, as the CRD schemas say.
+- Server metadata: `uid` and `creationTimestamp` set once and kept while the
+  object exists (route precedence depends on creation time); `generation`
+  starts at 1 and grows on every spec change (for kinds without a spec, e.g.
+  Secret or EndpointSlice: any change other than metadata and status);
+  `resourceVersion` grows on every change. Values written in a manifest are ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from portico.objects import CLUSTER_SCOPED, ObjectKey
+from portico.provider import Document, DocumentError, ProviderEvent
+from portico.provider.manifests import field_line
+from portico.seams import Provider
+from portico.validation import Violation, apply_defaults, validate
+
+log = logging.getLogger(__name__)
+
+# metadata the API server owns: values written in a manifest are ignored
+SERVER_METADATA = ("generation", "uid", "creationTimestamp", "resourceVersion")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def spec_of(raw: dict[str, Any]) -> Any:
+    """What a generation counts changes of: `spec`, or for kinds without one
+    everything but metadata and status (e.g. Secret data, EndpointSlice endpoints)."""
+    if "spec" in raw:
+        return raw["spec"]
+    return {k: v for k, v in raw.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+
+
+def content_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """The document as written, without status and server-owned metadata."""
+    out = {k: v for k, v in raw.items() if k != "status"}
+    meta = dict(out.get("metadata") or {})
+    for name in SERVER_METADATA:
+        meta.pop(name, None)
+    out["metadata"] = meta
+    return out
+
+
+@dataclass
+class _Accepted:
+    content: dict[str, Any]  # as written (for change detection and transition rules)
+    metadata: dict[str, Any]  # uid, creationTimestamp, generation
+
+
+class APIServerEmulation:
+    """Wraps a provider: its events come out validated, defaulted and with server metadata."""
+
+    def __init__(self, provider: Provider | None = None, clock: Callable[[], str] = utc_now,
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.provider = provider
+        self._clock = clock
+        self._new_uid = new_uid
+        self._accepted: dict[ObjectKey, _Accepted] = {}
+        self._invalid: dict[ObjectKey, DocumentError] = {}
+        self._versions = itertools.count(1)
+
+    def next_resource_version(self) -> str:
+        """A resourceVersion greater than every one given before (status writes use it too)."""
+        return str(next(self._versions))
+
+    async def events(self, stop: Any = None) -> AsyncIterator[ProviderEvent]:
+        assert self.provider is not None, "no provider to wrap"
+        async for event in self.provider.events(stop):
+            yield self.admit(event)
+
+    def admit(self, event: ProviderEvent) -> ProviderEvent:
+        """One provider sync as the API server would store it: rejected objects left
+        out (and listed in `errors`), the others defaulted and with server metadata."""
+        deletes = []
+        for key in event.deletes:
+            self._invalid.pop(key, None)
+            if self._accepted.pop(key, None) is not None:
+                deletes.append(key)
+        upserts = [doc for doc in map(self._admit, event.upserts) if doc is not None]
+        invalid = sorted(self._invalid.values(), key=lambda e: (e.file, e.line))
+        return ProviderEvent(tuple(upserts), tuple(deletes), event.errors + tuple(invalid), event.initial)
+
+    def _admit(self, doc: Document) -> Document | None:
+        content = content_of(doc.raw)
+        current = self._accepted.get(doc.key)
+        if current is not None and current.content == content:
+            self._invalid.pop(doc.key, None)  # unchanged, or back to the version that is serving
+            return None
+        violations = validate(content, old=current.content if current is not None else None)
+        if violations:
+            self._reject(doc, violations)
+            return None
+        self._invalid.pop(doc.key, None)
+        raw = apply_defaults(self._with_metadata(doc.key, content, current))
+        self._accepted[doc.key] = _Accepted(content, {k: raw["metadata"][k] for k in SERVER_METADATA[:3]})
+        status = doc.raw.get("status")
+        return Document(doc.key, {**raw, "status": status} if isinstance(status, dict) else raw, doc.source)
+
+    def _with_metadata(self, key: ObjectKey, content: dict[str, Any], current: _Accepted | None) -> dict[str, Any]:
+        raw = copy.deepcopy(content)
+        meta = raw["metadata"]
+        if key.kind not in CLUSTER_SCOPED and not meta.get("namespace"):
+            meta["namespace"] = key.namespace
+        if current is None:
+            meta["uid"] = self._new_uid()
+            meta["creationTimestamp"] = self._clock()
+            meta["generation"] = 1
+        else:
+            old = current.metadata
+            meta["uid"] = old["uid"]
+            meta["creationTimestamp"] = old["creationTimestamp"]
+            bump = spec_of(content) != spec_of(current.content)
+            meta["generation"] = int(old["generation"]) + (1 if bump else 0)
+        meta["resourceVersion"] = self.next_resource_version()
+        return raw
+
+    def _reject(self, doc: Document, violations: list[Violation]) -> None:
+        v = violations[0]
+        line = field_line(doc.source.file, doc.source.line, v.path)
+        message = v.message if len(violations) == 1 else f"{v.message} (and {len(violations) - 1} more)"
+        problem = DocumentError(doc.source.file, line, message, v.path, str(doc.key), v.rule or "")
+        if self._invalid.get(doc.key) != problem:
+            serving = "; the previous version keeps serving" if doc.key in self._accepted else ""
+            log.error("invalid object not applied: %s%s", problem, serving)
+        self._invalid[doc.key] = problem

@@ -1,0 +1,292 @@
+"""Reading manifests: the one loader behind `portico run`, `portico validate` and
+the line numbers of every error (file, document, field).
+
+Every `*.yaml`, `*.yml` and `*.json` under the given paths (recursively; hidden
+files and directories are skipped, so editors' and writers' temporary dot-files
+are never read) is loaded. YAML files may hold several documents; a document of
+a `...List` kind contributes its `items`. A document that cannot be read is
+reported (file, line, reason) and skipped; the rest loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from portico.objects import key_of
+from portico.provider import Document, DocumentError, Source
+
+EXTENSIONS = (".yaml", ".yml", ".json")
+_DOC_START = re.compile(r"^---(\s|$)")
+
+
+# libyaml's parser when PyYAML has it (the pure-Python one took most of the time of
+# loading a thousand routes); same nodes, marks and errors.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """SafeLoader that keeps timestamps as strings: manifests are JSON-shaped
+    (a creationTimestamp or a date-like label must stay a string)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class FileResult:
+    documents: list[Document] = field(default_factory=list)
+    errors: list[DocumentError] = field(default_factory=list)
+    # False when a document could not be identified: objects it may have held
+    # are then kept from the previous load instead of being deleted.
+    complete: bool = True
+    # with keep_nodes: each document's YAML node and the line offset of its chunk
+    # (for the line of a field: `node_line`)
+    nodes: list[tuple[yaml.Node | None, int]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def split_yaml(text: str) -> Iterator[tuple[int, str]]:
+    """(0-based line offset, text) of each `---`-separated chunk of a YAML stream.
+
+    Splitting before parsing lets a broken document be skipped while the
+    documents after it still load (a YAML error ends PyYAML's stream).
+    """
+    lines = text.splitlines(keepends=True)
+    start = 0
+    for i, line in enumerate(lines):
+        if i > start and _DOC_START.match(line):
+            yield start, "".join(lines[start:i])
+            start = i
+    if start < len(lines):
+        yield start, "".join(lines[start:])
+
+
+def _yaml_error_line(error: yaml.YAMLError, offset: int, chunk: str) -> int:
+    """1-based file line of a YAML error. An error found only at the end of the
+    chunk (e.g. an unclosed bracket) points at what was left open instead, not
+    at the next document's `---`."""
+    last = max((i for i, line in enumerate(chunk.splitlines()) if line.strip()), default=0)
+    problem = getattr(error, "problem_mark", None)
+    context = getattr(error, "context_mark", None)
+    mark = problem
+    if mark is None or (mark.line > last and context is not None):
+        mark = context
+    line = min(mark.line, last) if mark is not None else 0
+    return offset + line + 1
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError):
+        parts = [p for p in (error.context, error.problem) if p]
+        return "invalid YAML: " + ", ".join(parts)
+    return f"invalid YAML: {error}"
+
+
+def _identity_problem(raw: Any) -> tuple[str, str] | None:
+    """(field path, reason) when `raw` cannot be an object, else None."""
+    if not isinstance(raw, dict):
+        return "", f"document is a {type(raw).__name__}, not a mapping"
+    for required in ("apiVersion", "kind"):
+        value = raw.get(required)
+        if not isinstance(value, str) or not value:
+            return required, "required field is missing" if value in (None, "") else "must be a string"
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict):
+        return "metadata", "required field is missing" if meta is None else "must be a mapping"
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return "metadata.name", "required field is missing" if name in (None, "") else "must be a string"
+    namespace = meta.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return "metadata.namespace", "must be a string"
+    return None
+
+
+def _is_list(raw: Any) -> bool:
+    return (isinstance(raw, dict) and isinstance(raw.get("kind"), str) and raw["kind"].endswith("List")
+            and isinstance(raw.get("items"), list))
+
+
+class _Collector:
+    """Turns parsed values into Documents and DocumentErrors for one file."""
+
+    def __init__(self, file: str, keep_nodes: bool = False) -> None:
+        self.file = file
+        self.keep_nodes = keep_nodes
+        self.result = FileResult()
+
+    def error(self, line: int, message: str, path: str = "") -> None:
+        self.result.errors.append(DocumentError(self.file, line, message, path))
+        self.result.complete = False
+
+    def add(self, raw: Any, line: int, node: yaml.Node | None = None, offset: int = 0) -> None:
+        if _is_list(raw):
+            items = raw["items"]
+            nodes = _items_nodes(node, len(items))
+            lines = [line if n is None else offset + n.start_mark.line + 1 for n in nodes]
+            for i, item in enumerate(items):
+                self._add_one(item, lines[i], f"items[{i}].", nodes[i], offset)
+            return
+        self._add_one(raw, line, "", node, offset)
+
+    def _add_one(self, raw: Any, line: int, prefix: str, node: yaml.Node | None, offset: int) -> None:
+        problem = _identity_problem(raw)
+        if problem is not None:
+            path, reason = problem
+            self.error(line, reason, (prefix + path).rstrip("."))
+            return
+        self.result.documents.append(Document(key_of(raw), raw, Source(self.file, line)))
+        if self.keep_nodes:
+            self.result.nodes.append((node, offset))
+
+
+def _items_nodes(node: yaml.Node | None, count: int) -> list[yaml.Node | None]:
+    """The node of each `items` entry of a List document's node."""
+    out: list[yaml.Node | None] = [None] * count
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == "items" and isinstance(value_node, yaml.SequenceNode):
+                for i, item in enumerate(value_node.value[:count]):
+                    out[i] = item
+    return out
+
+
+def parse_yaml(text: str, file: str, keep_nodes: bool = False) -> FileResult:
+    out = _Collector(file, keep_nodes)
+    for offset, chunk in split_yaml(text):
+        loader = _Loader(chunk)
+        try:
+            node = loader.get_single_node()
+            if node is None:  # only comments or blank lines
+                continue
+            raw = loader.construct_document(node)
+        except yaml.YAMLError as e:
+            out.error(_yaml_error_line(e, offset, chunk), _yaml_error_message(e))
+            continue
+        finally:
+            loader.dispose()
+        if raw is None:
+            continue
+        line = offset + node.start_mark.line + 1
+        out.add(raw, line, node, offset)
+    return out.result
+
+
+def parse_json(text: str, file: str, keep_nodes: bool = False) -> FileResult:
+    out = _Collector(file, keep_nodes)
+    if not text.strip():
+        return out.result
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        out.error(e.lineno, f"invalid JSON: {e.msg} (column {e.colno})")
+        return out.result
+    leading = text[: len(text) - len(text.lstrip())]
+    out.add(raw, leading.count("\n") + 1)
+    return out.result
+
+
+def load_file(path: str, keep_nodes: bool = False) -> FileResult:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        result = FileResult(complete=False)
+        result.errors.append(DocumentError(path, 1, f"cannot read file: {e}"))
+        return result
+    return load_text(text, path, keep_nodes)
+
+
+def load_text(text: str, path: str, keep_nodes: bool = False) -> FileResult:
+    if path.endswith(".json"):
+        return parse_json(text, path, keep_nodes)
+    return parse_yaml(text, path, keep_nodes)
+
+
+def hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def manifest_files(paths: Sequence[str]) -> list[str]:
+    """Every manifest file under `paths`, in a stable order (later files win on duplicates)."""
+    found: list[str] = []
+    for root in paths:
+        if os.path.isfile(root):
+            found.append(root)
+            continue
+        for directory, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not hidden(d))
+            found.extend(os.path.join(directory, f) for f in sorted(filenames)
+                         if not hidden(f) and f.endswith(EXTENSIONS))
+    return found
+
+
+
+# ---------------------------------------------------------------- field lines
+
+
+_SEGMENT = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``spec.rules[0].matches`` -> ["spec", "rules", 0, "matches"] (inverse of the paths we report)."""
+    segs: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        m = _SEGMENT.match(path, pos)
+        if m is None or m.end() == pos:
+            break
+        if m.group(1) is not None:
+            segs.append(m.group(1))
+        elif m.group(2) is not None:
+            segs.append(int(m.group(2)))
+        else:
+            segs.append(str(json.loads(m.group(3))))
+        pos = m.end()
+    return segs
+
+
+def node_line(node: yaml.Node | None, path: list[str | int], default: int, offset: int = 0) -> int:
+    """The line of the deepest YAML node along path (a missing field: its parent's line);
+    node marks count from line `offset` of the file."""
+    line = default
+    cur = node
+    for seg in path:
+        if cur is None:
+            break
+        nxt: yaml.Node | None = None
+        if isinstance(cur, yaml.MappingNode) and isinstance(seg, str):
+            for key, value in cur.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == seg:
+                    line = offset + key.start_mark.line + 1
+                    nxt = value
+                    break
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(seg, int) and 0 <= seg < len(cur.value):
+            nxt = cur.value[seg]
+            line = offset + nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        cur = nxt
+    return line
+
+
+def field_line(file: str, start_line: int, path: str) -> int:
+    """The line of field `path` in the object that starts at `start_line` of `file`
+    (errors are reported where documents start; this finds the field itself)."""
+    result = load_file(file, keep_nodes=True)
+    for doc, (node, offset) in zip(result.documents, result.nodes, strict=True):
+        if doc.source.line == start_line:
+            return node_line(node, parse_path(path), start_line, offset)
+    return start_line

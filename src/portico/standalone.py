@@ -1,0 +1,90 @@
+"""`portico run`: standalone mode, composed from the shared core and its own seams.
+
+    FileProvider → APIServerEmulation → ControlLoop ⇄ XdsServer ⇄ Envoy process(es)
+                                            │               (HostInfrastructure)
+                                            └→ store → admin API
+
+Order matters: the admin port is taken first (a clash fails fast), the ADS
+server before Envoy (which connects to it), and on the way out Envoy stops
+before the ADS server so it never runs without its control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from portico import CONTROLLER_NAME
+from portico.admin import AdminServer
+from portico.control import ControlLoop
+from portico.infra.addresses import DEFAULT_POOL, AddressPool
+from portico.infra.host import HostInfrastructure
+from portico.provider.apiserver import APIServerEmulation
+from portico.provider.files import FileProvider
+from portico.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    paths: list[str]
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9911
+    port_offset: int = 0
+    address_pool: str = DEFAULT_POOL
+    envoy_log_level: str = "warning"
+    controller_name: str = CONTROLLER_NAME
+    envoy_per_gateway: bool = False  # one Envoy process (and xDS group) per Gateway
+
+
+async def serve(options: Options, stop: asyncio.Event) -> None:
+    """Admin API, ADS server, Envoy and the control loop, until `stop` is set."""
+    # imported here: grpc and the Envoy protos are heavy, `portico echo` does not need them
+    from portico.infra.envoy import EnvoyProcess
+    from portico.xds.server import XdsServer
+
+    store = Store()
+    admin = AdminServer(store, options.admin_host, options.admin_port)
+    await admin.start()
+    xds = XdsServer()
+    infra: HostInfrastructure | None = None
+    try:
+        xds_port = await xds.start("127.0.0.1", 0)
+
+        def envoy(group: str) -> EnvoyProcess:
+            return EnvoyProcess("127.0.0.1", xds_port, node_id=group, node_cluster=group,
+                                log_level=options.envoy_log_level)
+
+        infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
+                                   per_gateway=options.envoy_per_gateway)
+        control = ControlLoop(store, infra, xds, controller_name=options.controller_name)
+        xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
+        if not options.envoy_per_gateway:
+            await infra.reconcile({})  # the one Envoy starts at once
+        events = APIServerEmulation(FileProvider(options.paths)).events(stop)
+        loop_task = asyncio.create_task(control.run(events, ready=_set_ready(admin)))
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({loop_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if loop_task in done:
+            loop_task.result()  # the control loop only ends by failing: raise its error
+        for task in (loop_task, stopped):
+            task.cancel()
+        await asyncio.gather(loop_task, stopped, return_exceptions=True)
+        log.info("stopping")
+    finally:
+        admin.ready = False
+        if infra is not None:
+            await infra.stop()
+        await xds.stop()
+        await admin.stop()
+
+
+def _set_ready(admin: AdminServer) -> Callable[[], None]:
+    def ready() -> None:
+        admin.ready = True
+        log.info("serving")
+
+    return ready
