@@ -55,4 +55,4 @@ def test_bad_request() -> None:
         await server.stop()
         return data
 
-    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 400")
+    assert asyncio.run(scenario()).split(b" ")[1] == b"400"

@@ -59,3 +59,71 @@ def test_port_taken_by_another_process(tmp_path: Path) -> None:
         stop(proc)
         blocker.close()
         print((tmp_path / "portico.log").read_text()[-3000:])
+
+
+def envoy_children(pid: int) -> int:
+    """Envoy processes started by `portico run` (its direct children)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and b"envoy" in cmdline:
+            count += 1
+    return count
+
+
+def programmed(admin: int, name: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+    conn.request("GET", f"/api/objects?kind=Gateway&name={name}")
+    items = json.loads(conn.getresponse().read())["items"]
+    conn.close()
+    conds = (items[0].get("status") or {}).get("conditions", []) if items else []
+    return next((c["status"] for c in conds if c["type"] == "Programmed"), "")
+
+
+def test_envoy_per_gateway_isolates_a_rejected_listener(tmp_path: Path) -> None:
+    """`--envoy-per-gateway`: each Gateway gets its own Envoy; one Envoy's NACK (a port
+    it cannot bind) makes only that Gateway's listener PortUnavailable, the other
+    Gateway stays Programmed and serves; a deleted Gateway's Envoy is stopped."""
+    a, b, taken, port = "127.67.0.1", "127.67.0.2", free_port(), free_port()
+    blocker = socket.socket()
+    blocker.bind((a, taken))
+    blocker.listen()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+
+    def gateway(name: str, address: str, ports: list[int]) -> dict[str, Any]:
+        return {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": name, "namespace": "default"},
+                "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": address}],
+                         "listeners": [{"name": f"l{p}", "port": p, "protocol": "HTTP"} for p in ports]}}
+
+    write_atomically(manifests / "class.yaml", [
+        {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "portico"},
+         "spec": {"controllerName": "portico.dev/gateway-controller"}}])
+    write_atomically(manifests / "b.yaml", [gateway("gw-b", b, [port])])
+    admin = free_port()
+    proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}", "--envoy-per-gateway"],
+                 tmp_path / "portico.log")
+    try:
+        wait_for("gw-b programmed", lambda: programmed(admin, "gw-b") == "True")
+        write_atomically(manifests / "gw.yaml", [gateway("gw", a, [taken, port])])
+        wait_for("PortUnavailable on gw's taken port", lambda: listener_reasons(gateway_status(admin)) == {
+            f"l{taken}": ("False", "PortUnavailable"), f"l{port}": ("True", "Accepted")})
+        wait_for("gw programmed without it", lambda: programmed(admin, "gw") == "True")
+        assert programmed(admin, "gw-b") == "True"
+        assert envoy_children(proc.pid) == 2
+        for address in (a, b):
+            conn = http.client.HTTPConnection(address, port, timeout=5)
+            conn.request("GET", "/")
+            assert conn.getresponse().status == 404  # each served by its own Envoy
+            conn.close()
+        (manifests / "b.yaml").unlink()
+        wait_for("gw-b's Envoy stopped", lambda: envoy_children(proc.pid) == 1)
+    finally:
+        stop(proc)
+        blocker.close()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from portico import CONTROLLER_NAME
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
 
@@ -55,6 +56,9 @@ def run(
     port_offset: Annotated[int, typer.Option(help="Added to every listener port (non-root users).")] = 0,
     address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    controller_name: Annotated[str, typer.Option(help="GatewayClasses with this controllerName are served.")]
+    = CONTROLLER_NAME,
+    envoy_per_gateway: Annotated[bool, typer.Option(help="One Envoy process (and xDS group) per Gateway.")] = False,
 ) -> None:
     """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
     from portico.standalone import Options, serve
@@ -65,6 +69,7 @@ def run(
         paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
         port_offset=port_offset, address_pool=address_pool,
         envoy_log_level="info" if log_level.lower() == "debug" else "warning",
+        controller_name=controller_name, envoy_per_gateway=envoy_per_gateway,
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))

@@ -4,9 +4,10 @@ The reply uses the field names of the conformance kit's echo backend (upstream's
 echo-basic), so tests written against one work against the other:
 `path` (request target), `host`, `method`, `proto`, `headers` (Go-canonical
 names -> list of values, Host excluded), `httpPort`, `namespace`, `ingress`,
-`service`, `pod`. One port serves HTTP/1.1, HTTP/2 with prior knowledge (h2c,
-`echo_h2c`) and WebSocket upgrades (`echo_ws`); echo-basic's conventions for
-delays, status codes, failing retries and answer headers are in `echo_behavior`.
+`service`, `pod`. One port serves HTTP/1.1 and WebSocket upgrades (aiohttp.web)
+and HTTP/2 with prior knowledge (h2c, `portico.echo.h2c` on the h2 library);
+echo-basic's conventions for delays, status codes, failing retries and answer
+headers are in `portico.echo.behavior`.
 Every request is recorded in `EchoServer.seen` (what a mirror received, say).
 """
 
@@ -18,14 +19,14 @@ import logging
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any, Protocol
 
+from aiohttp import WSMsgType, web
+
 from portico.echo.behavior import Answer, Behavior
-from portico.echo.h2c import PREFACE_HEAD, serve_h2c
-from portico.echo.ws import ProtocolError, is_upgrade, serve_websocket
+from portico.echo.h2c import PREFACE_HEAD, Handler, serve_h2c
 
 log = logging.getLogger(__name__)
 
@@ -74,81 +75,29 @@ def echo_reply(identity: Identity, method: str, target: str, version: str,
     }
 
 
-class BadRequest(Exception):
-    pass
-
-
-def parse_head(head: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest(f"malformed request line {lines[0]!r}")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise BadRequest(f"malformed header line {line!r}")
-        headers.append((name, value.strip()))
-    return parts[0], parts[1], parts[2], headers
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str:
-    return ",".join(v for k, v in headers if k.lower() == name)
-
-
-async def read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]]) -> bytes:
-    if "chunked" in _header(headers, "transfer-encoding").lower():
-        body = bytearray()
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                    pass
-                return bytes(body)
-            if len(body) + size > MAX_BODY:
-                raise BadRequest("body too large")
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-    length = _header(headers, "content-length").split(",")[0].strip()
-    if not length:
-        return b""
-    if not length.isdigit() or int(length) > MAX_BODY:
-        raise BadRequest("bad content-length")
-    return await reader.readexactly(int(length))
-
-
-def render(status: int, body: bytes, content_type: str, keep_alive: bool, head_only: bool,
-           extra: tuple[tuple[str, str], ...] = ()) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    lines = [
-        f"HTTP/1.1 {status} {phrase}",
-        *(f"{k}: {v}" for k, v in extra if k.lower() != "content-type"),
-        f"Content-Type: {next((v for k, v in extra if k.lower() == 'content-type'), content_type)}",
-        f"Content-Length: {len(body)}",
-        f"Date: {formatdate(usegmt=True)}",
-    ]
-    if not keep_alive:
-        lines.append("Connection: close")
-    out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return out if head_only else out + body
-
-
 class EchoServer:
+    """HTTP/1.1 and WebSocket on aiohttp.web; h2c connections (the HTTP/2 preface
+    first) go to `portico.echo.h2c` on the same port."""
+
     def __init__(self, identity: Identity, host: str = "127.0.0.1", port: int = 0) -> None:
         self.identity = identity
         self.host = host
         self.port = port
         self.behavior = Behavior()
         self.seen: deque[dict[str, Any]] = deque(maxlen=10_000)  # echo replies, oldest first
+        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        self._h2c: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT)
+        await self._runner.setup()
+        http1 = self._runner.server
+        assert http1 is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Sniff(http1, self._serve_h2c), self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         if not self.identity.port:
             self.identity = dataclasses.replace(self.identity, port=self.port)
@@ -157,7 +106,13 @@ class EchoServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for task in list(self._h2c):
+                task.cancel()
             await self._server.wait_closed()
+            self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def answer(self, method: str, target: str, version: str, headers: list[tuple[str, str]]) -> Answer:
         """Record the request and answer it (HTTP/1.1 and h2c alike)."""
@@ -165,54 +120,101 @@ class EchoServer:
         self.seen.append(reply)
         return await self.behavior.answer(reply)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-                ProtocolError):
-            pass
-        finally:
-            writer.close()
-
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Answer one request; True to keep the connection open."""
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
-        except asyncio.IncompleteReadError:
-            return False  # the client closed between requests
-        if head == PREFACE_HEAD:
-            await serve_h2c(reader, writer, head, self.answer)
-            return False
-        try:
-            method, target, version, headers = parse_head(head)
-            if is_upgrade(headers):
-                self.seen.append(echo_reply(self.identity, method, target, version, headers))
-                await serve_websocket(reader, writer, headers)
-                return False
-            if _header(headers, "expect").lower() == "100-continue":
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await read_body(reader, headers)
-        except (BadRequest, ValueError) as e:
-            writer.write(render(400, f"{e}\n".encode(), "text/plain", False, False))
-            await writer.drain()
-            return False
-        answer = await self.answer(method, target, version, headers)
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            self.seen.append(echo_reply(self.identity, request.method, request.raw_path, version, headers))
+            return await _websocket(request)
+        await request.read()
+        answer = await self.answer(request.method, request.raw_path, version, headers)
         if answer.reset:
-            reset(writer)
-            return False
-        keep_alive = version == "HTTP/1.1" and "close" not in _header(headers, "connection").lower()
-        writer.write(render(answer.status, answer.body, "text/plain", keep_alive, method == "HEAD", answer.headers))
-        await writer.drain()
-        return keep_alive
+            reset(request.transport)
+            return web.Response(status=500)  # never sent: the connection is gone
+        out = web.Response(status=answer.status, body=answer.body, content_type="text/plain")
+        for name, value in answer.headers:
+            if name.lower() == "content-type":
+                out.headers["Content-Type"] = value
+            else:
+                out.headers.add(name, value)
+        return out
+
+    def _serve_h2c(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol:
+        """A StreamReader/Writer pair over the connection for the h2 state machine."""
+        reader = asyncio.StreamReader(limit=MAX_HEAD)
+
+        def connected(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.ensure_future(_h2c_session(r, writer, self.answer))
+            self._h2c.add(task)
+            task.add_done_callback(self._h2c.discard)
+
+        protocol = asyncio.StreamReaderProtocol(reader, connected)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+        return protocol
 
 
-def reset(writer: asyncio.StreamWriter) -> None:
+async def _h2c_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handle: Handler) -> None:
+    try:
+        head = await reader.readexactly(len(PREFACE_HEAD))
+        await serve_h2c(reader, writer, head, handle)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    """Echo every message until the client closes (aiohttp answers pings and closes)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+
+
+class _Sniff(asyncio.Protocol):
+    """The first bytes of a connection decide its protocol: the HTTP/2 preface (h2c with
+    prior knowledge, RFC 9113 section 3.3) or HTTP/1.1 (aiohttp's request handler)."""
+
+    def __init__(self, http1: Callable[[], asyncio.Protocol],
+                 h2c: Callable[[asyncio.Transport, bytes], asyncio.Protocol]) -> None:
+        self.http1, self.h2c = http1, h2c
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        if len(self.buffer) < len(PREFACE_HEAD) and PREFACE_HEAD.startswith(self.buffer):
+            return  # not enough to tell yet
+        if self.buffer.startswith(PREFACE_HEAD):
+            self.transport.set_protocol(self.h2c(self.transport, self.buffer))
+            return
+        protocol = self.http1()
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        protocol.data_received(self.buffer)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+
+def reset(transport: asyncio.Transport | None) -> None:
     """Close the connection with a TCP reset (SO_LINGER 0), as a crashing backend would."""
-    sock = writer.get_extra_info("socket")
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    transport.abort()
 
 
 class Serving(Protocol):
