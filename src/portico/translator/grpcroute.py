@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from portico import ir
-from portico.models import GRPCBackendRef, GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
+from portico.models import GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from portico.objects import ObjectKey
+from portico.translator import rules
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.filters import (
     BACKEND_FILTER_TYPES,
     GRPC_FILTER_TYPES,
-    FilterSet,
     apply_filters,
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.routebinding import RouteResult, RuleCheck, translate_routes
+from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
 # Service appProtocols a GRPCRoute can use: the HTTP/2 ones (the cluster speaks h2c).
@@ -46,17 +45,7 @@ METHOD_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 ANY_SEGMENT = "[^/]+"
 
 
-@dataclass
-class GRPCRuleResult:
-    rule: GRPCRouteRule
-    index: int
-    action: ir.RouteAction
-    conds: list[Cond] = field(default_factory=list)
-    problem: Cond | None = None
-
-    @property
-    def check(self) -> RuleCheck:
-        return RuleCheck(self.index, self.rule.name, self.problem)
+GRPCRuleResult = rules.RuleResult[GRPCRouteRule]
 
 
 def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
@@ -68,18 +57,15 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
     filters = apply_filters(route, rule.filters, backends, GRPC_FILTER_TYPES, protocol="h2c")
     problem = filters.invalid or matches_problem(rule.matches)
     if problem is not None:
-        return GRPCRuleResult(rule, index, ir.RouteAction(), problem=problem)
-    conds = list(filters.conds)
-    weighted = []
-    for ref in rule.backend_refs:
-        backend, ref_conds, ref_problem = translate_backend(route, ref, backends)
-        if ref_problem is not None:
-            return GRPCRuleResult(rule, index, ir.RouteAction(), problem=ref_problem)
-        conds += ref_conds
-        weighted.append(backend)
+        return GRPCRuleResult(rule, index, ir.RouteAction(), filters, problem=problem)
+    shares = rules.weighted_backends(route, rule.backend_refs, backends, BACKEND_FILTER_TYPES & GRPC_FILTER_TYPES,
+                                     "h2c", speaks_http2)
+    if shares.problem is not None:
+        return GRPCRuleResult(rule, index, ir.RouteAction(), filters, problem=shares.problem)
     action = ir.RouteAction(
-        backends=tuple(weighted),
-        direct_status=direct_status(weighted, filters),
+        backends=shares.backends,
+        # No usable backend or an unresolvable ExtensionRef: the rule's calls fail with UNAVAILABLE.
+        direct_status=UNAVAILABLE_STATUS if filters.failed or not shares.usable else None,
         request_headers=filters.request_headers,
         response_headers=filters.response_headers,
         mirrors=filters.mirrors,
@@ -89,35 +75,16 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
         # gRPC clients carry their own deadlines).
         timeout_ms=0,
     )
-    return GRPCRuleResult(rule, index, action, conds)
+    return GRPCRuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 
-def translate_backend(route: GRPCRoute, ref: GRPCBackendRef,
-                      backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
-    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES & GRPC_FILTER_TYPES,
-                                where="on a backendRef")
-    if ref_filters.invalid is not None:
-        return ir.WeightedBackend(None, 0), [], ref_filters.invalid
-    resolved = backends.resolve(route, ref, "h2c")
-    conds = ref_filters.conds + ([resolved.problem] if resolved.problem else [])
-    cluster = resolved.cluster
-    if cluster is not None and cluster.protocol not in GRPC_PROTOCOLS:
-        # "If a Route is not able to send traffic to the backend using the specified
-        # protocol then the backend is considered invalid" (UnsupportedProtocol).
-        conds.append(Cond("ResolvedRefs", False, "UnsupportedProtocol",
-                          f"backend {cluster.name} does not speak HTTP/2, which gRPC needs"))
-        cluster = None
-    name = cluster.name if cluster is not None and not ref_filters.failed else None
-    return ir.WeightedBackend(name, ref.weight, ref_filters.request_headers,
-                              ref_filters.response_headers), conds, None
-
-
-def direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -> int | None:
-    """No usable backend (none, all invalid or weighted 0) or an unresolvable
-    ExtensionRef: the rule's calls fail with UNAVAILABLE."""
-    if filters.failed or not weighted or all(b.cluster is None or b.weight == 0 for b in weighted):
-        return UNAVAILABLE_STATUS
-    return None
+def speaks_http2(cluster: ir.Cluster) -> Cond | None:
+    """"If a Route is not able to send traffic to the backend using the specified
+    protocol then the backend is considered invalid" (UnsupportedProtocol)."""
+    if cluster.protocol in GRPC_PROTOCOLS:
+        return None
+    return Cond("ResolvedRefs", False, "UnsupportedProtocol",
+                f"backend {cluster.name} does not speak HTTP/2, which gRPC needs")
 
 
 # ---------------------------------------------------------------- matches

@@ -9,11 +9,12 @@ that cannot be programmed are dropped and reported (routebinding).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from portico import ir
-from portico.models import HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
+from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
+from portico.translator import rules
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -27,22 +28,10 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.routebinding import RouteResult, RuleCheck, translate_routes
+from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
-
-@dataclass
-class RuleResult:
-    rule: HTTPRouteRule
-    index: int
-    action: ir.RouteAction
-    filters: FilterSet
-    conds: list[Cond] = field(default_factory=list)
-    problem: Cond | None = None  # the rule cannot be programmed (dropped)
-
-    @property
-    def check(self) -> RuleCheck:
-        return RuleCheck(self.index, self.rule.name, self.problem)
+RuleResult = rules.RuleResult[HTTPRouteRule]
 
 
 def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
@@ -61,17 +50,12 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
     problem = filters.invalid or rule_problem(rule)
     if problem is not None:
         return RuleResult(rule, index, ir.RouteAction(), filters, problem=problem)
-    conds = list(filters.conds)
-    weighted = []
-    for ref in rule.backend_refs:
-        backend, ref_conds, ref_problem = translate_backend(route, ref, backends)
-        if ref_problem is not None:
-            return RuleResult(rule, index, ir.RouteAction(), filters, problem=ref_problem)
-        conds += ref_conds
-        weighted.append(backend)
+    shares = rules.weighted_backends(route, rule.backend_refs, backends, BACKEND_FILTER_TYPES, "http1")
+    if shares.problem is not None:
+        return RuleResult(rule, index, ir.RouteAction(), filters, problem=shares.problem)
     action = ir.RouteAction(
-        backends=tuple(weighted),
-        direct_status=rule_direct_status(weighted, filters),
+        backends=shares.backends,
+        direct_status=rule_direct_status(shares, filters),
         request_headers=filters.request_headers,
         response_headers=filters.response_headers,
         mirrors=filters.mirrors,
@@ -80,26 +64,11 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         external_auth=filters.external_auth,
         retry=retry_of(rule),
         session_persistence=session_persistence(route, index, rule.session_persistence),
-        websocket=any(backends.clusters[b.cluster].protocol == "ws" for b in weighted if b.cluster),
+        websocket=any(backends.clusters[b.cluster].protocol == "ws" for b in shares.backends if b.cluster),
         timeout_ms=request_timeout_ms(rule),
         backend_timeout_ms=backend_timeout_ms(rule),
     )
-    return RuleResult(rule, index, action, filters, conds)
-
-
-def translate_backend(route: HTTPRoute, ref: HTTPBackendRef,
-                      backends: Backends) -> tuple[ir.WeightedBackend, list[Cond], Cond | None]:
-    """A backendRef with its own filters ("executed if and only if the request is
-    being forwarded to the backend defined here"): header edits only."""
-    ref_filters = apply_filters(route, ref.filters, backends, BACKEND_FILTER_TYPES, where="on a backendRef")
-    if ref_filters.invalid is not None:
-        return ir.WeightedBackend(None, 0), [], ref_filters.invalid
-    resolved = backends.resolve(route, ref, "http1")
-    conds = ref_filters.conds + ([resolved.problem] if resolved.problem else [])
-    # An unresolvable ExtensionRef on the backendRef: its share of requests answers 500.
-    cluster = resolved.cluster.name if resolved.cluster and not ref_filters.failed else None
-    return ir.WeightedBackend(cluster, ref.weight, ref_filters.request_headers,
-                              ref_filters.response_headers), conds, None
+    return RuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 
 def rule_problem(rule: HTTPRouteRule) -> Cond | None:
@@ -122,7 +91,7 @@ def single_prefix_match(rule: HTTPRouteRule) -> bool:
     return path is None or path.type == "PathPrefix"
 
 
-def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -> int | None:
+def rule_direct_status(shares: rules.WeightedBackends, filters: FilterSet) -> int | None:
     """HTTPRoute BackendRef rules: no backendRefs and no redirect answers 500;
     so does a rule whose backends are all invalid or all weighted 0, and one with
     an ExtensionRef that cannot be resolved (the filter must not be skipped)."""
@@ -130,7 +99,7 @@ def rule_direct_status(weighted: list[ir.WeightedBackend], filters: FilterSet) -
         return 500
     if filters.redirect is not None:
         return None
-    if not weighted or all(b.cluster is None or b.weight == 0 for b in weighted):
+    if not shares.usable:
         return 500
     return None
 
