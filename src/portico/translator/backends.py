@@ -3,7 +3,8 @@
 Rules (BackendRef and the standalone contract): a Service port is matched to
 the EndpointSlice port by name, as kube-proxy does; endpoints that are not
 ready are skipped; ExternalName Services resolve by DNS; one cluster per
-Service port, shared by every route that uses it.
+Service port, shared by every route that uses it. A Service (port) that a
+BackendTLSPolicy targets resolves to its TLS cluster (`backendtls`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portico.ir import AppProtocol, Cluster, Endpoint
+from portico.ir import AppProtocol, Cluster, Endpoint, WeightedBackend
 from portico.models import BackendObjectReference, Resource, Service, ServicePort
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
+from portico.translator.backendtls import BackendTLS
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 
@@ -88,6 +90,7 @@ class Backends:
         # cluster name -> (namespace, Service, Service port name): what policies target
         self.origins: dict[str, Origin] = {}
         self.memo = memo
+        self.tls = BackendTLS(ctx)
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)
@@ -135,7 +138,27 @@ class Backends:
 
         return memoized
 
-    def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
+    def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol,
+                originate_tls: bool = True) -> Resolved:
+        """The cluster `ref` sends to: the Service port's, or its TLS variant when a
+        BackendTLSPolicy targets it and `originate_tls` (not for streams forwarded as is)."""
+        resolved = self._resolve(route, ref, default_protocol)
+        if resolved.cluster is None or not originate_tls:
+            return resolved
+        return Resolved(self.originating(resolved.cluster))
+
+    def originating(self, cluster: Cluster) -> Cluster:
+        """`cluster`, or its TLS variant when a BackendTLSPolicy targets its Service (port)."""
+        origin = self.origins[cluster.name]
+        variant = self.tls.variant(cluster, origin)
+        return self.add(variant, origin) if variant is not None else cluster
+
+    def originating_backends(self, backends: tuple[WeightedBackend, ...]) -> tuple[WeightedBackend, ...]:
+        """`originating` for every backend (TLSRoutes on listeners that terminate TLS)."""
+        return tuple(WeightedBackend(self.originating(self.clusters[b.cluster]).name, b.weight,
+                                     b.request_headers, b.response_headers) if b.cluster else b for b in backends)
+
+    def _resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
         if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":
             return backend_problem("InvalidKind", f"backendRef kind {ref.group}/{ref.kind} is not supported")
         ns = ref.namespace or route.namespace

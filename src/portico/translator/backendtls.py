@@ -21,6 +21,12 @@ Rules (BackendTLSPolicy spec):
 - Gateway spec.tls.backend.clientCertificateRef is presented to such backends
   by that Gateway (so each Gateway with a client certificate gets its own
   variant of the cluster).
+
+Where it happens: policies are resolved once per translation (`BackendTLS`, held
+by `Backends`), and a Service backend a policy targets resolves straight to its
+TLS cluster (`Backends.resolve`; TLSRoutes when they bind to a terminating
+listener). What depends on the Gateway is applied to that Gateway's own IR
+(`for_gateway`): its client certificate, and the policy's ancestor status.
 """
 
 from __future__ import annotations
@@ -28,17 +34,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from portico import ir
 from portico.models import BackendTLSPolicy, BackendTLSValidation
 from portico.objects import CORE_GROUP, ObjectKey
-from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.frontendtls import CA_KINDS, CAProblem, ca_bundle, group_kind
-from portico.translator.gateway import GatewayState, HostRoutes, L4Routes, ListenerState, RouteEntry
-from portico.translator.status import policy_status
 
 # (namespace, Service, port name); port None: the whole Service
 TargetKey = tuple[str, str, str | None]
@@ -59,27 +61,57 @@ class Policy:
         return (p.metadata.creation_timestamp, p.namespace, p.name)
 
 
-@dataclass
-class Result:
-    statuses: dict[ObjectKey, dict[str, Any]]
-    secrets: tuple[ir.TLSCertificate, ...]  # client certificates the TLS clusters present
+Origin = tuple[str, str, str]  # (namespace, Service, Service port name) of a cluster
 
 
-def apply_backend_tls(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends) -> Result:
-    policies = [resolve_policy(ctx, p) for p in ctx.all(BackendTLSPolicy, "BackendTLSPolicy")]
-    index = target_index(policies)
-    secrets: dict[str, ir.TLSCertificate] = {}
-    replaced: set[str] = set()
-    for _, gw in sorted(gateways.items()):
-        origin = Origination(index, backends, gw, replaced)
-        for ls in gw.listeners:
-            if index and originates_tls(ls):  # no policy targets anything: every cluster stays as it is
-                rewrite_listener(ls, origin.cluster_for)
-        if origin.used_client_cert and gw.backend_client_cert:
-            secrets[gw.backend_client_cert.name] = gw.backend_client_cert
-    drop_unreferenced(backends, replaced, gateways)
-    statuses = {p.policy.key: policy_status(p.policy, p.ancestors, ctx.snapshot.controller_name) for p in policies}
-    return Result(statuses, tuple(sorted(secrets.values(), key=lambda c: c.name)))
+class BackendTLS:
+    """The BackendTLSPolicies of one translation, applied as backends are resolved."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.policies = [resolve_policy(ctx, p) for p in ctx.all(BackendTLSPolicy, "BackendTLSPolicy")]
+        self.index = target_index(self.policies)
+
+    def policies_for(self, origin: Origin) -> list[Policy]:
+        ns, service, port = origin
+        return self.index.get((ns, service, port)) or self.index.get((ns, service, None)) or []
+
+    def variant(self, cluster: ir.Cluster, origin: Origin) -> ir.Cluster | None:
+        """The TLS cluster for `cluster` when a policy targets its Service (port), else None."""
+        policies = self.policies_for(origin) if self.index else []
+        return tls_variant(cluster, policies[0]) if policies else None
+
+    def for_gateway(self, gateway: ObjectKey, client_cert: ir.TLSCertificate | None,
+                    listeners: tuple[ir.Listener, ...], clusters: dict[str, ir.Cluster],
+                    origins: dict[str, Origin]) -> tuple[tuple[ir.Listener, ...], ir.TLSCertificate | None]:
+        """The Gateway's listeners with its client certificate on their TLS clusters (and
+        that certificate if they present it); records the Gateway as an ancestor of the
+        policies whose clusters it uses."""
+        if not self.index:
+            return listeners, None
+        variants = {}
+        for name in ir.clusters_used(listeners):
+            policies = self.policies_for(origins[name]) if is_tls_variant(name) and name in origins else []
+            if not policies:
+                continue
+            self.record_ancestor(gateway, policies)
+            cluster = clusters[name]
+            if client_cert is not None and cluster.tls is not None:
+                variant = with_client_certificate(cluster, client_cert)
+                clusters.setdefault(variant.name, variant)
+                origins.setdefault(variant.name, origins[name])
+                variants[name] = variant.name
+        if not variants:
+            return listeners, None
+        return tuple(rename_clusters(li, variants.get) for li in listeners), client_cert
+
+    @staticmethod
+    def record_ancestor(gateway: ObjectKey, policies: list[Policy]) -> None:
+        winner, losers = policies[0], policies[1:]
+        winner.ancestors.setdefault(gateway, winner.conds)
+        for p in losers:
+            p.ancestors.setdefault(gateway, [Cond("Accepted", False, "Conflicted",
+                                                  f"BackendTLSPolicy {winner.policy.namespace}/"
+                                                  f"{winner.policy.name} takes precedence")] + p.conds)
 
 
 # ---------------------------------------------------------------- policies
@@ -148,85 +180,46 @@ def target_index(policies: list[Policy]) -> dict[TargetKey, list[Policy]]:
 # ---------------------------------------------------------------- clusters
 
 
-class Origination:
-    """Maps a Gateway's cluster references to their TLS variants, recording
-    the policies' ancestors on the way."""
-
-    def __init__(self, index: dict[TargetKey, list[Policy]], backends: Backends, gw: GatewayState,
-                 replaced: set[str]) -> None:
-        self.index, self.backends, self.gw, self.replaced = index, backends, gw, replaced
-        self.used_client_cert = False
-
-    def policies_for(self, cluster: str) -> list[Policy]:
-        origin = self.backends.origins.get(cluster)
-        if origin is None:
-            return []
-        ns, service, port = origin
-        return self.index.get((ns, service, port)) or self.index.get((ns, service, None)) or []
-
-    def cluster_for(self, name: str) -> str:
-        policies = self.policies_for(name)
-        if not policies:
-            return name
-        winner, losers = policies[0], policies[1:]
-        winner.ancestors.setdefault(self.gw.key, winner.conds)
-        for p in losers:
-            p.ancestors.setdefault(self.gw.key, [Cond("Accepted", False, "Conflicted",
-                                                      f"BackendTLSPolicy {winner.policy.namespace}/"
-                                                      f"{winner.policy.name} takes precedence")] + p.conds)
-        variant = self.variant(self.backends.clusters[name], winner)
-        self.backends.clusters.setdefault(variant.name, variant)
-        self.replaced.add(name)
-        return variant.name
-
-    def variant(self, base: ir.Cluster, policy: Policy) -> ir.Cluster:
-        if policy.tls is None:
-            # No valid trust anchor: no endpoint, so every request fails (503).
-            return replace(base, name=f"{base.name}/tls", endpoints=())
-        cert = self.gw.backend_client_cert
-        self.used_client_cert |= cert is not None
-        tls = replace(policy.tls, client_cert_secret=cert.name if cert else None)
-        name = f"{base.name}/tls" + (f"/client/{cert.name}" if cert else "")
-        # HTTP/2 over TLS negotiates h2 by ALPN instead of prior knowledge (h2c).
-        protocol: ir.AppProtocol = "h2" if base.protocol == "h2c" else base.protocol
-        return replace(base, name=name, protocol=protocol, tls=tls)
+def tls_variant(base: ir.Cluster, policy: Policy) -> ir.Cluster:
+    if policy.tls is None:
+        # No valid trust anchor: no endpoint, so every request fails (503).
+        return replace(base, name=f"{base.name}/tls", endpoints=())
+    # HTTP/2 over TLS negotiates h2 by ALPN instead of prior knowledge (h2c).
+    protocol: ir.AppProtocol = "h2" if base.protocol == "h2c" else base.protocol
+    return replace(base, name=f"{base.name}/tls", protocol=protocol, tls=policy.tls)
 
 
-def originates_tls(ls: ListenerState) -> bool:
-    """HTTP and HTTPS listeners, and TLS listeners that terminate (re-encryption)."""
-    return ls.protocol in ("HTTP", "HTTPS") or (ls.protocol == "TLS" and ls.tls_mode == "Terminate")
+def with_client_certificate(cluster: ir.Cluster, cert: ir.TLSCertificate) -> ir.Cluster:
+    assert cluster.tls is not None
+    return replace(cluster, name=f"{cluster.name}/client/{cert.name}",
+                   tls=replace(cluster.tls, client_cert_secret=cert.name))
 
 
-def rewrite_listener(ls: ListenerState, fn: Callable[[str], str]) -> None:
-    ls.http_routes = [HostRoutes(hr.hostnames, [RouteEntry(e.precedence, replace(e.route, action=rewrite_action(
-        e.route.action, fn))) for e in hr.entries]) for hr in ls.http_routes]
-    ls.l4_routes = [L4Routes(r.hostnames, rewrite_backends(r.backends, fn), r.precedence) for r in ls.l4_routes]
+def is_tls_variant(name: str) -> bool:
+    """Cluster names are "<ns>/<service>/<port>[/<protocol>][/tls[/client/<secret>]]"."""
+    return "tls" in name.split("/")[3:5]
 
 
-def rewrite_action(action: ir.RouteAction, fn: Callable[[str], str]) -> ir.RouteAction:
-    mirrors = tuple(replace(m, cluster=fn(m.cluster)) for m in action.mirrors)
-    return replace(action, backends=rewrite_backends(action.backends, fn), mirrors=mirrors)
+def rename_clusters(li: ir.Listener, new: Callable[[str], str | None]) -> ir.Listener:
+    """`li` with its backends, mirrors and authorization services sent to `new(name)`
+    where that is not None."""
+    def backends(items: tuple[ir.WeightedBackend, ...]) -> tuple[ir.WeightedBackend, ...]:
+        return tuple(replace(b, cluster=new(b.cluster) or b.cluster) if b.cluster else b for b in items)
 
+    def action(a: ir.RouteAction) -> ir.RouteAction:
+        mirrors = tuple(replace(m, cluster=new(m.cluster) or m.cluster) for m in a.mirrors)
+        auth = a.external_auth
+        if auth is not None:
+            auth = replace(auth, cluster=new(auth.cluster) or auth.cluster)
+        return replace(a, backends=backends(a.backends), mirrors=mirrors, external_auth=auth)
 
-def rewrite_backends(backends: tuple[ir.WeightedBackend, ...],
-                     fn: Callable[[str], str]) -> tuple[ir.WeightedBackend, ...]:
-    return tuple(replace(b, cluster=fn(b.cluster)) if b.cluster else b for b in backends)
+    def chain(c: ir.FilterChain) -> ir.FilterChain:
+        if c.tcp is not None:
+            return replace(c, tcp=ir.TCPConfig(backends(c.tcp.backends)))
+        if c.http is None:
+            return c
+        hosts = tuple(replace(vh, routes=tuple(replace(r, action=action(r.action)) for r in vh.routes))
+                      for vh in c.http.virtual_hosts)
+        return replace(c, http=replace(c.http, virtual_hosts=hosts))
 
-
-def drop_unreferenced(backends: Backends, replaced: set[str], gateways: dict[ObjectKey, GatewayState]) -> None:
-    """A plain cluster that every use now reaches through its TLS variant goes."""
-    used: set[str] = set()
-    for gw in gateways.values():
-        for ls in gw.listeners:
-            used |= referenced(ls)
-    for name in replaced - used:
-        del backends.clusters[name]
-
-
-def referenced(ls: ListenerState) -> set[str]:
-    out = {b.cluster for r in ls.l4_routes for b in r.backends if b.cluster}
-    for hr in ls.http_routes:
-        for e in hr.entries:
-            out |= {b.cluster for b in e.route.action.backends if b.cluster}
-            out |= {m.cluster for m in e.route.action.mirrors}
-    return out
+    return replace(li, filter_chains=tuple(chain(c) for c in li.filter_chains))

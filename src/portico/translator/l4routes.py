@@ -74,8 +74,13 @@ def translate_route(ctx: Context, route: Resource, spec: L4RouteSpec, gateways: 
     precedence = (route.metadata.creation_timestamp, route.namespace, route.name)
     for parent in parents:
         for binding in parent.bindings:
-            binding.listener.attached_routes += 1
-            binding.listener.l4_routes.append(L4Routes(binding.hostnames, weighted, precedence))
+            ls = binding.listener
+            ls.attached_routes += 1
+            # A TLS listener that terminates re-encrypts towards backends a BackendTLSPolicy
+            # targets; passthrough and TCP streams are forwarded as they are.
+            terminates = ls.protocol == "TLS" and ls.tls_mode == "Terminate"
+            shares = backends.originating_backends(weighted) if terminates else weighted
+            ls.l4_routes.append(L4Routes(binding.hostnames, shares, precedence))
     return L4RouteResult(route, parents, conds)
 
 
@@ -87,7 +92,7 @@ def route_backends(route: Resource, spec: L4RouteSpec, backends: Backends,
     conds: list[Cond] = []
     for rule in spec.rules:
         for ref in rule.backend_refs:
-            resolved = backends.resolve(route, ref, protocol)
+            resolved = backends.resolve(route, ref, protocol, originate_tls=False)
             if resolved.problem:
                 conds.append(resolved.problem)
             weighted.append(ir.WeightedBackend(resolved.cluster.name if resolved.cluster else None, ref.weight))

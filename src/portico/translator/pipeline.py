@@ -10,7 +10,6 @@ from __future__ import annotations
 from portico import ir
 from portico.models import Gateway, GatewayClass
 from portico.translator.backends import Backends
-from portico.translator.backendtls import apply_backend_tls
 from portico.translator.build import build_listeners, served_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
@@ -21,7 +20,13 @@ from portico.translator.l4routes import translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.routebinding import bind_routes
 from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
-from portico.translator.status import gateway_status, gatewayclass_status, listenerset_status, route_status
+from portico.translator.status import (
+    gateway_status,
+    gatewayclass_status,
+    listenerset_status,
+    policy_status,
+    route_status,
+)
 
 
 def translate(snapshot: Snapshot) -> Translation:
@@ -41,16 +46,19 @@ def translate(snapshot: Snapshot) -> Translation:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
     for l4 in translate_l4routes(ctx, gateways, backends):
         out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
-    backend_tls = apply_backend_tls(ctx, gateways, backends)
-    out.statuses.update(backend_tls.statuses)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
-    clusters = {c.name: c for c in backends.clusters.values()}
     for key, gw in sorted(gateways.items()):
         out.statuses[key] = gateway_status(gw)
         owned = [s for s in listener_sets if s.gateway is gw]
-        xds = ir.scoped(tuple(build_listeners(gw)), clusters, backend_tls.secrets, programmed_by(gw, owned))
+        # the Gateway's client certificate on its TLS clusters; policies learn their ancestors
+        listeners, client_cert = backends.tls.for_gateway(key, gw.backend_client_cert, tuple(build_listeners(gw)),
+                                                          backends.clusters, backends.origins)
+        secrets = (client_cert,) if client_cert is not None else ()
+        xds = ir.scoped(listeners, backends.clusters, secrets, programmed_by(gw, owned))
         out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name)))
+    for p in backends.tls.policies:  # after every Gateway: ancestors are known
+        out.statuses[p.policy.key] = policy_status(p.policy, p.ancestors, controller)
     return out
 
 
