@@ -128,6 +128,16 @@ def test_programmed_only_after_ack() -> None:
     assert programmed(loop.store) == ("True", "Programmed")
 
 
+def test_readiness_follows_every_groups_ack() -> None:
+    loop, _, _ = make_loop()
+    assert loop.readiness()[0] is False  # nothing translated yet
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+    assert loop.readiness() == (False, {"groups": {MERGED_GROUP: "waiting for version 1"}})
+    loop.on_ack(MERGED_GROUP, 1)
+    assert loop.readiness() == (True, {"groups": {MERGED_GROUP: "ready"}})
+
+
 def test_unchanged_listeners_stay_programmed_and_new_ones_wait() -> None:
     loop, _, xds = make_loop()
     loop.apply(docs(CLASS, GATEWAY))

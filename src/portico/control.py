@@ -122,6 +122,17 @@ class ControlLoop:
         if self.infra.rejected(group, message):
             self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
 
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready once a configuration was translated and every Envoy group has ACKed its
+        newest version (`/readyz`); the details name each group's state."""
+        groups = {}
+        for group in sorted(self.last_irs):
+            state = self.gate.group(group)
+            groups[group] = "ready" if state.acked >= state.version else (
+                state.nack_message or f"waiting for version {state.version}")
+        ready = self.last_translation is not None and all(v == "ready" for v in groups.values())
+        return ready, {"groups": groups}
+
     # ------------------------------------------------------------ the loop
 
     async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:

@@ -62,6 +62,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
                                    per_gateway=options.envoy_per_gateway)
         control = ControlLoop(store, infra, xds, controller_name=options.controller_name)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
+        admin.readiness = control.readiness
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once
         events = APIServerEmulation(FileProvider(options.paths)).events(stop)

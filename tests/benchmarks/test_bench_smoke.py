@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import attached, changes, propagation, scale, tools, traffic, translation  # noqa: E402
+from bench import attached, changes, groups, propagation, scale, tools, traffic, translation  # noqa: E402
 from bench.common import Report  # noqa: E402
 from bench.docs import write_docs  # noqa: E402
 
@@ -66,6 +66,12 @@ def test_traffic(tmp_path: Path) -> None:
     report = traffic.run([1], seconds=1, rounds=1, ablation=False, pairs=1)
     check(report, tmp_path)
     assert {row[1] for row in report.rows} == {"direct", "portico", "envoy", "nginx", "haproxy"}
+
+
+def test_groups(tmp_path: Path) -> None:
+    report = groups.run(2)
+    check(report, tmp_path)
+    assert report.data["merged"]["envoys"] == 1 and report.data["per_gateway"]["envoys"] == 2
 
 
 def test_docs_render(tmp_path: Path) -> None:

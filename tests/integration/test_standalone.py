@@ -134,6 +134,8 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     try:
         wait_for("/healthz", lambda: get("127.0.0.1", gw.admin_port, "/healthz", vhost=None)[0] == 200)
         wait_for("Gateway programmed", lambda: gw.condition("Gateway", "gw", "Programmed") == "True")
+        wait_for("/readyz", lambda: get("127.0.0.1", gw.admin_port, "/readyz", vhost=None) == (
+            200, {"status": "ready", "groups": {"portico": "ready"}}))
         gw.address = gw.obj("Gateway", "gw")["status"]["addresses"][0]["value"]
         yield gw
         assert stop(portico) == 0, "portico run did not exit cleanly on SIGTERM"
