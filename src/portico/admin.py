@@ -8,8 +8,9 @@
 
 Secret `data` and `stringData` values never leave the process: they are
 redacted in every answer (keys are kept, so a reader sees which entries exist).
-Requests whose Host is not a loopback name, or the address the API listens on,
-are refused (403): a web page cannot reach the API through DNS rebinding.
+Requests whose Host is a DNS name other than localhost (or the name the API was
+told to listen on) are refused (403): a web page cannot reach the API through DNS
+rebinding, which needs a name; IP literals are fine.
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def _error_items(errors: list[DocumentError]) -> list[dict[str, Any]]:
     return [e.as_dict() for e in errors]
 
 
-def _loopback_name(host: str) -> bool:
+def _safe_host(host: str) -> bool:
+    """A Host no DNS rebinding can produce: an IP literal, or localhost."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    return True
 
 
 class AdminServer:
@@ -100,7 +103,7 @@ class AdminServer:
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         """Host check, and every error answered as JSON."""
         host = request.url.host or ""
-        if not (_loopback_name(host) or host.strip("[]") == self.host):
+        if not (_safe_host(host) or host.strip("[]") == self.host):
             return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
         try:
             return await handler(request)

@@ -145,3 +145,27 @@ def test_node_line_falls_back_to_parent() -> None:
     node = yaml.compose("spec:\n  rules:\n  - x: 1\n")
     assert node_line(node, ["spec", "rules", 0, "missing"], 1) == 3
     assert node_line(node, ["nothing"], 7) == 7
+
+
+def test_run_and_validate_read_manifests_the_same_way(tmp_path: Path) -> None:
+    """One loader: a broken document does not hide the ones after it, a `...List` kind
+    contributes its items, and the YAML error has the same line and message in both."""
+    from portico.provider.files import FileProvider
+
+    text = "\n".join([
+        "apiVersion: v1", "kind: Service", "metadata:", "  name: [broken", "",
+        "---",
+        "apiVersion: v1", "kind: ServiceList", "items:",
+        "- apiVersion: gateway.networking.k8s.io/v1", "  kind: HTTPRoute",
+        "  metadata: {name: r, namespace: default}", "  spec: {rules: not-a-list}", "",
+    ])
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    reports = validate_paths([path])
+    [yaml_error] = [r for r in reports if r.rule == "yaml"]
+    [route_error] = [r for r in reports if r.path == "spec.rules"]
+    assert route_error.line == 13 and route_error.object == "HTTPRoute default/r"
+    event = FileProvider([str(tmp_path)]).scan()
+    [loaded_error] = event.errors
+    assert (loaded_error.line, loaded_error.message) == (yaml_error.line, yaml_error.message)
+    assert [d.key.name for d in event.upserts] == ["r"]
