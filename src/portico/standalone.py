@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from portico import CONTROLLER_NAME
 from portico.admin import AdminServer
@@ -51,11 +54,15 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     await admin.start()
     xds = XdsServer()
     infra: HostInfrastructure | None = None
+    # xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
+    # never a TCP port another local user could connect to
+    private = Path(tempfile.mkdtemp(prefix="portico-"))
     try:
-        xds_port = await xds.start("127.0.0.1", 0)
+        xds_socket = str(private / "xds.sock")
+        await xds.start_unix(xds_socket)
 
         def envoy(group: str) -> EnvoyProcess:
-            return EnvoyProcess("127.0.0.1", xds_port, node_id=group, node_cluster=group,
+            return EnvoyProcess("", 0, xds_socket=xds_socket, node_id=group, node_cluster=group,
                                 log_level=options.envoy_log_level)
 
         infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
@@ -81,6 +88,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
             await infra.stop()
         await xds.stop()
         await admin.stop()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _set_ready(admin: AdminServer) -> Callable[[], None]:

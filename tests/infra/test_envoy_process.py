@@ -23,6 +23,10 @@ def test_bootstrap_points_at_delta_ads() -> None:
     assert ads["api_type"] == "DELTA_GRPC"
     assert boot["node"] == {"id": "portico", "cluster": "portico"}
     assert boot["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 0}
+    private = bootstrap("", 0, xds_socket="/run/x/xds.sock", admin_socket="/run/x/admin.sock")
+    assert private["admin"]["address"] == {"pipe": {"path": "/run/x/admin.sock", "mode": 0o600}}
+    xds_address = private["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert xds_address["endpoint"]["address"] == {"pipe": {"path": "/run/x/xds.sock"}}
     xds = boot["static_resources"]["clusters"][0]
     assert xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
         "address": "127.0.0.1",
@@ -46,7 +50,14 @@ def test_two_instances_restart_and_stop(tmp_path: Path) -> None:
         try:
             await asyncio.gather(first.start(), second.start())
             await asyncio.gather(first.wait_ready(), second.wait_ready())
-            assert first.admin_port != second.admin_port
+            # Envoy's admin: a Unix socket (0600) in a private directory (0700), never a TCP port
+            assert first.admin_socket and second.admin_socket and first.admin_socket != second.admin_socket
+            for envoy in (first, second):
+                assert envoy.admin_socket is not None
+                socket_path = Path(envoy.admin_socket)
+                assert socket_path.stat().st_mode & 0o777 == 0o600
+                assert socket_path.parent.stat().st_mode & 0o777 == 0o700
+                assert envoy.admin_get("/ready")[0] == 200
             assert len(xds._streams) == 2
 
             crashed = first.pid

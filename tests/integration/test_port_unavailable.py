@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,12 @@ def test_port_taken_by_another_process(tmp_path: Path) -> None:
 
 
 def envoy_children(pid: int) -> int:
+    return len(envoy_pids(pid))
+
+
+def envoy_pids(pid: int) -> list[int]:
     """Envoy processes started by `portico run` (its direct children)."""
-    count = 0
+    out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -73,8 +78,8 @@ def envoy_children(pid: int) -> int:
         except OSError:
             continue
         if int(stat[1]) == pid and b"envoy" in cmdline:
-            count += 1
-    return count
+            out.append(int(entry.name))
+    return out
 
 
 def programmed(admin: int, name: str) -> str:
@@ -127,3 +132,54 @@ def test_envoy_per_gateway_isolates_a_rejected_listener(tmp_path: Path) -> None:
     finally:
         stop(proc)
         blocker.close()
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """TCP ports process `pid` listens on (its socket inodes in /proc/net/tcp, LISTEN)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_control_channels_are_private(tmp_path: Path) -> None:
+    """xDS (it carries private keys) and Envoy's admin are Unix sockets only this user can
+    reach: `portico run` listens on no TCP port but its admin API, Envoy on none but the
+    Gateway's listeners."""
+    address, port = "127.68.0.1", free_port()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write_atomically(manifests / "gw.yaml", [
+        {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "portico"},
+         "spec": {"controllerName": "portico.dev/gateway-controller"}},
+        {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
+         "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": address}],
+                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}},
+    ])
+    admin = free_port()
+    proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}"], tmp_path / "portico.log")
+    try:
+        wait_for("the Gateway programmed", lambda: any(
+            c["type"] == "Programmed" and c["status"] == "True" for c in gateway_status(admin)["conditions"]))
+        assert listening_tcp_ports(proc.pid) == {admin}
+        [envoy] = envoy_pids(proc.pid)
+        assert listening_tcp_ports(envoy) == {port}
+        args = Path(f"/proc/{envoy}/cmdline").read_bytes().decode().split("\0")
+        bootstrap = json.loads(Path(next(a for a in args if a.endswith("bootstrap.json"))).read_text())
+        xds = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+        xds_socket = Path(xds["endpoint"]["address"]["pipe"]["path"])
+        assert xds_socket.stat().st_mode & 0o777 == 0o600 and xds_socket.parent.stat().st_mode & 0o777 == 0o700
+        assert bootstrap["admin"]["address"]["pipe"]["mode"] == 0o600
+    finally:
+        stop(proc)

