@@ -373,3 +373,47 @@ def test_per_gateway_groups_are_programmed_independently() -> None:
     loop.apply(ProviderEvent(deletes=(key_of(other),)))
     loop.sync()
     assert xds.removed == ["ns/gw2"]
+
+
+def test_a_failing_provider_ends_the_loop_loudly() -> None:
+    """A provider task that dies must not leave a control plane that looks healthy but
+    never applies another change: the loop raises at once (the process exits)."""
+
+    async def scenario() -> None:
+        loop, _, _ = make_loop()
+
+        async def events() -> AsyncIterator[ProviderEvent]:
+            yield ProviderEvent(initial=True)
+            await asyncio.sleep(0.2)
+            raise KeyError("provider bug")
+
+        try:
+            await asyncio.wait_for(loop.run(events()), 5)
+        except RuntimeError as e:
+            assert "provider failed" in str(e) and "provider bug" in str(e)
+        else:
+            raise AssertionError("the loop went on without its provider")
+
+    asyncio.run(scenario())
+
+
+def test_documents_nothing_foresaw_are_reported_one_by_one() -> None:
+    """Mapping keys that are not strings, recursive aliases: listed as errors, the other
+    documents of the same sync are applied."""
+    from portico.provider.manifests import parse_yaml
+
+    text = "\n---\n".join([
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: a, namespace: ns}\n"
+        "spec: {null: 1}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ns}\ndata: &x [*x]",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns, labels: {1.5: x}}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: ns}\ndata: {k: v}",
+    ])
+    result = parse_yaml(text, "f.yaml")
+    loop, _, _ = make_loop()
+    loop.apply(ProviderEvent(tuple(result.documents), errors=tuple(result.errors), initial=True))
+    assert [k.name for k in loop.store.objects()] == ["ok"]
+    messages = [e.message for e in loop.store.errors()]
+    assert messages == ["invalid document: mapping key None is not a string",
+                        "invalid document: a recursive alias (the document contains itself)",
+                        "invalid document: mapping key 1.5 is not a string"]

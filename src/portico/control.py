@@ -136,12 +136,17 @@ class ControlLoop:
     # ------------------------------------------------------------ the loop
 
     async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:
-        """Consume `events` and translate until cancelled; `ready` after the first sync."""
+        """Consume `events` and translate until cancelled; `ready` after the first sync.
+        A provider that fails ends the loop with a RuntimeError at once: a control plane
+        that no longer sees changes must not look healthy."""
         consumer = asyncio.create_task(self._consume(events))
+        consumer.add_done_callback(lambda _: self._dirty.set())
         try:
             while True:
                 await self._dirty.wait()
                 self._dirty.clear()
+                if consumer.done():
+                    self._raise_if_failed(consumer)
                 # the garbage of a sync is collected after the interval, once the xDS streams
                 # have sent the new configuration: not in between (it blocks the event loop)
                 with gc_paused():
@@ -152,10 +157,15 @@ class ControlLoop:
                         ready = None
                     # coalesce bursts: at most one translation per interval while changes keep coming
                     await asyncio.sleep(self.min_interval)
-                if consumer.done():
-                    consumer.result()  # the provider failed: raise its error
         finally:
             consumer.cancel()
+
+    @staticmethod
+    def _raise_if_failed(consumer: asyncio.Task[None]) -> None:
+        error = None if consumer.cancelled() else consumer.exception()
+        if error is not None:
+            log.critical("the provider failed; no further change can be applied", exc_info=error)
+            raise RuntimeError(f"the provider failed: {type(error).__name__}: {error}") from error
 
     async def _consume(self, events: AsyncIterator[ProviderEvent]) -> None:
         async for event in events:

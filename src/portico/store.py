@@ -109,6 +109,10 @@ class Store:
         except InvalidObject as e:
             self._reject(doc, e)
             return False
+        except Exception as e:  # noqa: BLE001 (an input the models did not foresee: reported, not applied)
+            log.exception("could not parse %s", doc.key)
+            self._reject(doc, InvalidObject("", f"cannot be processed: {type(e).__name__}: {e}"))
+            return False
         self._invalid.pop(doc.key, None)
         self._objects[doc.key] = StoredObject(
             doc.key, raw, resource, doc.source, dict(document_status or {}),

@@ -94,9 +94,20 @@ class APIServerEmulation:
             self._invalid.pop(key, None)
             if self._accepted.pop(key, None) is not None:
                 deletes.append(key)
-        upserts = [doc for doc in map(self._admit, event.upserts) if doc is not None]
+        upserts = [doc for doc in map(self._admit_safely, event.upserts) if doc is not None]
         invalid = sorted(self._invalid.values(), key=lambda e: (e.file, e.line))
         return ProviderEvent(tuple(upserts), tuple(deletes), event.errors + tuple(invalid), event.initial)
+
+    def _admit_safely(self, doc: Document) -> Document | None:
+        """`_admit`, with any failure reported for this document alone: one input the
+        checks did not foresee never stops the others from being applied."""
+        try:
+            return self._admit(doc)
+        except Exception as e:  # noqa: BLE001 (reported, the document is not applied)
+            log.exception("could not admit %s from %s:%d", doc.key, doc.source.file, doc.source.line)
+            self._invalid[doc.key] = DocumentError(doc.source.file, doc.source.line,
+                                                   f"cannot be processed: {type(e).__name__}: {e}", "", str(doc.key))
+            return None
 
     def _admit(self, doc: Document) -> Document | None:
         content = content_of(doc.raw)

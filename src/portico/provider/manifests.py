@@ -23,6 +23,11 @@ from portico.objects import key_of
 from portico.provider import Document, DocumentError, Source
 
 EXTENSIONS = (".yaml", ".yml", ".json")
+# Limits of one document (Kubernetes objects are JSON of at most ~1.5 MiB, shallow):
+# beyond them a document is rejected before anything expands its aliases or recurses.
+MAX_DOCUMENT_BYTES = 3 * 1024 * 1024
+MAX_DEPTH = 100
+MAX_VALUES = 500_000  # values after alias expansion ("billion laughs")
 _DOC_START = re.compile(r"^---(\s|$)")
 
 
@@ -132,6 +137,10 @@ class _Collector:
         self.result.complete = False
 
     def add(self, raw: Any, line: int, node: yaml.Node | None = None, offset: int = 0) -> None:
+        problem = shape_problem(raw)
+        if problem is not None:
+            self.error(line, f"invalid document: {problem}")
+            return
         if _is_list(raw):
             items = raw["items"]
             nodes = _items_nodes(node, len(items))
@@ -166,6 +175,9 @@ def _items_nodes(node: yaml.Node | None, count: int) -> list[yaml.Node | None]:
 def parse_yaml(text: str, file: str, keep_nodes: bool = False) -> FileResult:
     out = _Collector(file, keep_nodes)
     for offset, chunk in split_yaml(text):
+        if len(chunk) > MAX_DOCUMENT_BYTES:
+            out.error(offset + 1, f"invalid document: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB")
+            continue
         loader = _Loader(chunk)
         try:
             node = loader.get_single_node()
@@ -174,6 +186,9 @@ def parse_yaml(text: str, file: str, keep_nodes: bool = False) -> FileResult:
             raw = loader.construct_document(node)
         except yaml.YAMLError as e:
             out.error(_yaml_error_line(e, offset, chunk), _yaml_error_message(e))
+            continue
+        except RecursionError:
+            out.error(offset + 1, f"invalid document: nested deeper than {MAX_DEPTH} levels")
             continue
         finally:
             loader.dispose()
@@ -188,14 +203,58 @@ def parse_json(text: str, file: str, keep_nodes: bool = False) -> FileResult:
     out = _Collector(file, keep_nodes)
     if not text.strip():
         return out.result
+    if len(text) > MAX_DOCUMENT_BYTES:
+        out.error(1, f"invalid document: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB")
+        return out.result
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         out.error(e.lineno, f"invalid JSON: {e.msg} (column {e.colno})")
         return out.result
+    except RecursionError:
+        out.error(1, f"invalid document: nested deeper than {MAX_DEPTH} levels")
+        return out.result
     leading = text[: len(text) - len(text.lstrip())]
     out.add(raw, leading.count("\n") + 1)
     return out.result
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def shape_problem(raw: Any) -> str | None:
+    """Why `raw` is not a JSON document an API server would take (string keys, JSON
+    scalars, bounded depth and size), or None. Iterative, and it stops at the first
+    problem: a recursive alias or an alias bomb is found without expanding it."""
+    values = 0
+    on_path: set[int] = set()  # containers being walked (a recursive alias comes back to one)
+    stack: list[tuple[Any, int, bool]] = [(raw, 1, False)]
+    while stack:
+        obj, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(obj))
+            continue
+        values += 1
+        if values > MAX_VALUES:
+            return f"more than {MAX_VALUES:,} values once its aliases are expanded"
+        if isinstance(obj, _SCALARS):
+            continue
+        if not isinstance(obj, dict | list):
+            return f"a value of type {type(obj).__name__} is not JSON"
+        if id(obj) in on_path:
+            return "a recursive alias (the document contains itself)"
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        on_path.add(id(obj))
+        stack.append((obj, depth, True))
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if not isinstance(key, str):
+                    return f"mapping key {key!r} is not a string"
+                stack.append((value, depth + 1, False))
+        else:
+            stack.extend((value, depth + 1, False) for value in obj)
+    return None
 
 
 def load_file(path: str, keep_nodes: bool = False) -> FileResult:
