@@ -31,6 +31,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.regex import regex_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
@@ -95,6 +96,13 @@ def matches_problem(matches: list[GRPCRouteMatch]) -> Cond | None:
         problem = method_problem(m.method) if m.method else None
         if problem:
             return problem
+        # what Envoy runs: the method's path expression and header expressions, in RE2
+        exprs = [path_match(m.method).value] if m.method and m.method.type == "RegularExpression" else []
+        exprs += [h.value for h in m.headers if h.type == "RegularExpression"]
+        for expr in exprs:
+            why = regex_problem(expr)
+            if why:
+                return unsupported(why)
     return None
 
 
@@ -112,17 +120,10 @@ def method_problem(m: GRPCMethodMatch) -> Cond | None:
             return unsupported(f"invalid method name {m.method!r}")
         return None
     for expr in (m.service, m.method):
-        if expr and not valid_regex(expr):
-            return unsupported(f"invalid regular expression {expr!r}")
+        problem = regex_problem(expr) if expr else ""
+        if problem:
+            return unsupported(problem)
     return None
-
-
-def valid_regex(expr: str) -> bool:
-    try:
-        re.compile(expr)
-    except re.error:
-        return False
-    return True
 
 
 def path_match(m: GRPCMethodMatch | None) -> ir.PathMatch:

@@ -28,6 +28,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.regex import regex_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
@@ -81,7 +82,20 @@ def rule_problem(rule: HTTPRouteRule) -> Cond | None:
     if uses_prefix and not single_prefix_match(rule):
         # "ReplacePrefixMatch is only compatible with a PathPrefix HTTPRouteMatch."
         return incompatible("ReplacePrefixMatch requires exactly one PathPrefix match")
-    return timeouts_problem(rule) or retry_problem(rule)
+    return timeouts_problem(rule) or retry_problem(rule) or regex_problems(rule.matches)
+
+
+def regex_problems(matches: list[HTTPRouteMatch]) -> Cond | None:
+    """Path, header and query parameter RegularExpression values: RE2 that Envoy accepts."""
+    for m in matches:
+        exprs = [m.path.value] if m.path is not None and m.path.type == "RegularExpression" else []
+        exprs += [h.value for h in m.headers if h.type == "RegularExpression"]
+        exprs += [q.value for q in m.query_params if q.type == "RegularExpression"]
+        for expr in exprs:
+            problem = regex_problem(expr)
+            if problem:
+                return unsupported(problem)
+    return None
 
 
 def single_prefix_match(rule: HTTPRouteRule) -> bool:
