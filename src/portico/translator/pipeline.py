@@ -27,6 +27,7 @@ from portico.translator.status import (
     policy_status,
     route_status,
 )
+from portico.translator.tlsoverlap import mark_overlapping_tls
 
 
 def translate(snapshot: Snapshot) -> Translation:
@@ -39,6 +40,8 @@ def translate(snapshot: Snapshot) -> Translation:
         out.statuses[gc.key] = gatewayclass_status(gc, class_conditions(ctx, gc), SUPPORTED_FEATURES)
     gateways = build_gateways(ctx, accepted_classes(ctx))
     listener_sets = attach_listener_sets(ctx, gateways)
+    for gw in gateways.values():  # once ListenerSets' listeners have joined their Gateways
+        mark_overlapping_tls(gw)
     backends = Backends(ctx, snapshot.memo)
     http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
     bind_routes(http_routes)
