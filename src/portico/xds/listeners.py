@@ -91,8 +91,14 @@ def http_manager(http: ir.HTTPConfig, prefix: str) -> hcm.HttpConnectionManager:
         stat_prefix=prefix,
         codec_type=_HCM.AUTO,  # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext)
         use_remote_address=wrappers_pb2.BoolValue(value=True),
+        # Path and Host as a security-sensitive gateway must see them before matching (README,
+        # "Path and Host handling"): RFC 3986 normalization (dot segments, also when
+        # percent-encoded), encoded slashes decoded with a redirect to the decoded path,
+        # a trailing dot in Host ignored.
         normalize_path=wrappers_pb2.BoolValue(value=True),
         merge_slashes=False,
+        path_with_escaped_slashes_action=_HCM.UNESCAPE_AND_REDIRECT,
+        strip_trailing_host_dot=True,
         generate_request_id=wrappers_pb2.BoolValue(value=False),
         server_header_transformation=_HCM.PASS_THROUGH,
         rds=hcm.Rds(config_source=ads_source(), route_config_name=http.route_config_name),

@@ -31,6 +31,8 @@ from portico.xds.extauth import ext_authz_per_route
 CORS_FILTER = "envoy.filters.http.cors"
 SESSION_FILTER = "envoy.filters.http.stateful_session"
 MISDIRECTED_VHOST = "portico/misdirected"
+CATCH_ALL_VHOST = "portico/no-listener-host"
+BAD_AUTHORITY = "portico/bad-authority"
 
 _HVO = base_pb2.HeaderValueOption
 _REDIRECT_CODES = {
@@ -57,14 +59,29 @@ def build_route_configuration(
     if http.misdirected_421 and not has_catch_all:
         # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
         out.virtual_hosts.append(_misdirected_vhost())
+    elif not has_catch_all:
+        # Hosts no listener serves still answer 404 (no route), but a malformed one 400.
+        out.virtual_hosts.append(rc.VirtualHost(name=CATCH_ALL_VHOST, domains=["*"], routes=_bad_authority_routes()))
     return out
 
 
 def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = None) -> rc.VirtualHost:
-    """Envoy matches domains case-insensitively (and, here, ignoring the Host's port)."""
+    """Envoy matches domains case-insensitively (and, here, ignoring the Host's port).
+    Only a wildcard domain can match a malformed Host: its virtual host rejects those first."""
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
+    if any(d.startswith("*") for d in vh.domains):
+        out.routes.extend(_bad_authority_routes())
     out.routes.extend((route_builder or build_route)(r) for r in vh.routes)
     return out
+
+
+def _bad_authority_routes() -> list[rc.Route]:
+    """400 for a Host with userinfo ("user@host": RFC 9110 4.2.4, recipients treat it as an
+    error, it hides the authority for phishing) or several Hosts (Envoy joins repeated Host
+    headers with ","; RFC 9112 3.2: a request with more than one Host is answered 400)."""
+    return [rc.Route(name=BAD_AUTHORITY, match=rc.RouteMatch(prefix="/", headers=[
+        rc.HeaderMatcher(name=":authority", string_match=string_pb2.StringMatcher(contains=sign))]),
+        direct_response=rc.DirectResponseAction(status=400)) for sign in (",", "@")]
 
 
 def build_route(route: ir.Route) -> rc.Route:
@@ -361,7 +378,7 @@ def _misdirected_vhost() -> rc.VirtualHost:
         match=rc.RouteMatch(prefix="/"),
         direct_response=rc.DirectResponseAction(status=421),
     )
-    return rc.VirtualHost(name=MISDIRECTED_VHOST, domains=["*"], routes=[route])
+    return rc.VirtualHost(name=MISDIRECTED_VHOST, domains=["*"], routes=[*_bad_authority_routes(), route])
 
 
 def _true() -> wrappers_pb2.BoolValue:
