@@ -73,3 +73,20 @@ def test_requesting_an_address_releases_the_pool_one() -> None:
 def test_pool_must_be_loopback() -> None:
     with pytest.raises(ValueError):
         AddressPool("10.0.0.0/8")
+
+
+def test_pool_addresses_are_derived_from_the_gateway_identity() -> None:
+    """A restarted control plane (a new pool) gives a Gateway the address it had."""
+    first, second = AddressPool(in_use=set), AddressPool(in_use=set)
+    assert first.assign(("ns", "gw")) == second.assign(("ns", "gw"))
+    assert first.assign(("ns", "other")) != first.assign(("ns", "gw"))
+
+
+def test_reserved_addresses_survive_a_restart_even_while_in_use() -> None:
+    """A previous run's address is taken back although its (adopted) Envoy listens on it."""
+    busy = {"127.10.3.4"}
+    pool = AddressPool(in_use=lambda: busy)
+    assert pool.reserve(("ns", "gw"), "127.10.3.4")
+    assert pool.assign(("ns", "gw")) == "127.10.3.4"
+    assert not pool.reserve(("ns", "other"), "127.10.3.4")  # one owner per address
+    assert not pool.reserve(("ns", "x"), "127.99.0.1")  # outside the pool

@@ -4,16 +4,25 @@
                                             │               (HostInfrastructure)
                                             └→ store → admin API
 
-Order matters: the admin port is taken first (a clash fails fast), the ADS
-server before Envoy (which connects to it), and on the way out Envoy stops
-before the ADS server so it never runs without its control plane.
+Order matters: the admin port is taken first (a clash fails fast, and it makes
+the state directory of that admin address ours), the ADS server before Envoy
+(which connects to it), and on the way out Envoy stops before the ADS server so
+it never runs without its control plane.
+
+The state directory (`--state-dir`, default `$XDG_RUNTIME_DIR` or the temp dir,
+`portico-<uid>/<admin host>-<admin port>`, mode 0700) holds the xDS socket, each
+Envoy's work directory and the Gateways' pool addresses. If the control plane dies
+(`kill -9`), its Envoys keep serving; the next `portico run` with the same admin
+address adopts them (they reconnect to the same xDS socket) and gives every Gateway
+the address it had.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
+import os
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +50,24 @@ class Options:
     envoy_log_level: str = "warning"
     controller_name: str = CONTROLLER_NAME
     envoy_per_gateway: bool = False  # one Envoy process (and xDS group) per Gateway
+    state_dir: str | None = None  # default: state_dir_for(admin address)
+
+
+def state_dir_for(options: Options) -> Path:
+    if options.state_dir:
+        return Path(options.state_dir)
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"portico-{os.getuid()}"
+    return base / f"{options.admin_host}-{options.admin_port}"
+
+
+def private_dir(path: Path, with_parent: bool) -> Path:
+    """`path` (and its parent) created 0700, refusing one another user owns or a symlink."""
+    for d in (path.parent, path) if with_parent else (path,):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = d.lstat()
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise OSError(f"state directory {d} must be a directory of this user only (mode 0700)")
+    return path
 
 
 async def serve(options: Options, stop: asyncio.Event) -> None:
@@ -56,17 +83,19 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     infra: HostInfrastructure | None = None
     # xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
     # never a TCP port another local user could connect to
-    private = Path(tempfile.mkdtemp(prefix="portico-"))
+    state = private_dir(state_dir_for(options), with_parent=not options.state_dir)
+    xds_socket = state / "xds.sock"
     try:
-        xds_socket = str(private / "xds.sock")
-        await xds.start_unix(xds_socket)
+        xds_socket.unlink(missing_ok=True)  # a control plane that died left it
+        await xds.start_unix(str(xds_socket))
 
         def envoy(group: str) -> EnvoyProcess:
-            return EnvoyProcess("", 0, xds_socket=xds_socket, node_id=group, node_cluster=group,
-                                log_level=options.envoy_log_level)
+            return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=group, node_cluster=group,
+                                log_level=options.envoy_log_level, work_dir=infra.work_dir(group) if infra else None)
 
         infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
-                                   per_gateway=options.envoy_per_gateway)
+                                   per_gateway=options.envoy_per_gateway, addresses_file=state / "addresses.json",
+                                   envoy_dirs=state / "envoy")
         control = ControlLoop(store, infra, xds, controller_name=options.controller_name)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
@@ -88,7 +117,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
             await infra.stop()
         await xds.stop()
         await admin.stop()
-        shutil.rmtree(private, ignore_errors=True)
+        xds_socket.unlink(missing_ok=True)  # the addresses stay for the next run
 
 
 def _set_ready(admin: AdminServer) -> Callable[[], None]:

@@ -59,6 +59,8 @@ def run(
     controller_name: Annotated[str, typer.Option(help="GatewayClasses with this controllerName are served.")]
     = CONTROLLER_NAME,
     envoy_per_gateway: Annotated[bool, typer.Option(help="One Envoy process (and xDS group) per Gateway.")] = False,
+    state_dir: Annotated[str | None, typer.Option(help="xDS socket, Envoy work dirs, addresses (default: "
+                                                       "portico-<uid>/<admin address> in the runtime dir).")] = None,
 ) -> None:
     """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
     from portico.standalone import Options, serve
@@ -69,7 +71,7 @@ def run(
         paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
         port_offset=port_offset, address_pool=address_pool,
         envoy_log_level="info" if log_level.lower() == "debug" else "warning",
-        controller_name=controller_name, envoy_per_gateway=envoy_per_gateway,
+        controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))

@@ -3,14 +3,17 @@
 Every Gateway listens on its own 127.0.0.0/8 address so that many Gateways can
 each use port 80. A requested `IPAddress` inside 127.0.0.0/8 is honoured;
 otherwise an address is taken from the pool and kept while the Gateway exists
-(addresses something else on the machine listens on are skipped).
+(addresses something else on the machine listens on are skipped). A Gateway's pool
+address is derived from its identity (the first free one from a hash of
+namespace/name), and the host infrastructure persists assignments, so a restarted
+control plane gives every Gateway the address its clients know.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
-import random
 from collections.abc import Callable, Iterable
 
 DEFAULT_POOL = "127.10.0.0/16"
@@ -67,6 +70,16 @@ class AddressPool:
             return current
         return self._allocate(gateway_key)
 
+    def reserve(self, gateway_key: GatewayKey, address: str) -> bool:
+        """Give `gateway_key` the pool address it had before (a previous run's): taken
+        even while something listens on it, since that is normally its own Envoy."""
+        if address in self._owners or usable_address(address) != address \
+                or ipaddress.IPv4Address(address) not in self.network:
+            return False
+        self._assigned[gateway_key] = address
+        self._owners[address] = gateway_key
+        return True
+
     def release(self, gateway_key: GatewayKey) -> None:
         address = self._assigned.pop(gateway_key, None)
         if address is not None:
@@ -76,12 +89,13 @@ class AddressPool:
         return dict(self._assigned)
 
     def _allocate(self, gateway_key: GatewayKey) -> str | None:
-        # A random start and skipping addresses someone already listens on keep
-        # two control planes on one machine (same manifests, same pool) from
-        # binding the same address: Envoy's listeners use SO_REUSEPORT, so the
-        # kernel would silently share connections between them.
+        # Derived from the Gateway's identity, so it is the same after a restart. Skipping
+        # addresses someone already listens on keeps two control planes on one machine
+        # (same manifests, same pool) from binding the same address: Envoy's listeners use
+        # SO_REUSEPORT, so the kernel would silently share connections between them.
         busy = self._in_use()
-        start = random.SystemRandom().randrange(self._size)
+        digest = hashlib.sha256(f"{gateway_key[0]}/{gateway_key[1]}".encode()).digest()
+        start = int.from_bytes(digest[:8], "big") % self._size
         for i in range(self._size):
             address = str(ipaddress.IPv4Address(self._first + (start + i) % self._size))
             if address not in self._owners and address not in busy:

@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,7 +90,11 @@ def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_clust
             "ads_config": {
                 "api_type": "DELTA_GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                # a control plane that restarts is found again within a second (not Envoy's
+                # default backoff of up to 30 s): the new one adopts this Envoy
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER},
+                                   "retry_policy": {"retry_back_off": {"base_interval": "0.1s",
+                                                                       "max_interval": "1s"}}}],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": ads,
@@ -144,8 +149,58 @@ def _connection_limit() -> dict[str, Any]:
     }
 
 
+# Envoy (the wheel's build) sends itself SIGTERM when the process that started it exits:
+# a control plane killed with -9 would take its data plane down with it. This shell is
+# Envoy's parent instead: in its own session it outlives the control plane, passes
+# SIGTERM on, exits with Envoy's status, and writes "<its pid> <Envoy's pid>" to
+# $PORTICO_ENVOY_PID. Envoy's output goes to $PORTICO_ENVOY_LOG, which the control plane
+# follows (no pipe that breaks when the control plane goes).
+SHIM = (
+    'trap \'kill -TERM "$pid" 2>/dev/null\' TERM INT; '
+    '"$@" >>"$PORTICO_ENVOY_LOG" 2>&1 </dev/null & pid=$!; echo "$$ $pid" >"$PORTICO_ENVOY_PID"; '
+    'while :; do wait "$pid"; code=$?; kill -0 "$pid" 2>/dev/null || exit "$code"; done'
+)
+PID_FILE = "envoy.pid"
+LOG_FILE = "envoy.log"
+
+
+@dataclass
+class _Running:
+    """An Envoy and the shell that is its parent (session leader of their process group)."""
+
+    shim: int
+    envoy: int
+    proc: asyncio.subprocess.Process | None  # the shell, when this control plane started it
+
+    async def wait(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()
+            return
+        while _alive(self.envoy):  # adopted: not our child, so polled
+            await asyncio.sleep(0.5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    return True
+
+
 class EnvoyProcess:
-    """One supervised Envoy process (restarted when it dies until `stop()`)."""
+    """One supervised Envoy process (restarted when it dies until `stop()`).
+
+    With a `work_dir` (standalone mode: under the state directory) an Envoy left running
+    by a previous control plane that died is adopted instead of started again: it kept
+    serving its last configuration, reconnects to the same xDS socket and gets the new
+    one, so a restart of the control plane drops no request.
+    """
 
     def __init__(
         self,
@@ -160,6 +215,7 @@ class EnvoyProcess:
         concurrency: int | None = None,
         extra_args: tuple[str, ...] = (),
         xds_socket: str | None = None,
+        work_dir: str | Path | None = None,
     ) -> None:
         self.xds_host = xds_host
         self.xds_port = xds_port
@@ -172,8 +228,10 @@ class EnvoyProcess:
         self.concurrency = concurrency
         self.extra_args = extra_args
         self.restarts = 0
+        self.adopted = False  # started by a previous control plane
+        self.work_dir = Path(work_dir) if work_dir is not None else None
         self._dir: Path | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._running: _Running | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._admin: str | None = None  # the admin socket, once Envoy listens on it
@@ -201,20 +259,46 @@ class EnvoyProcess:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+        """Envoy's pid while it runs."""
+        running = self._running
+        return running.envoy if running is not None and _alive(running.envoy) else None
 
     async def start(self, timeout: float = 30.0) -> None:
-        """Spawn Envoy and wait until its admin address is known; then supervise it."""
-        self._dir = Path(tempfile.mkdtemp(prefix="portico-envoy-"))
-        config = self._dir / "bootstrap.json"
-        boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster,
-                         xds_socket=self.xds_socket, admin_socket=str(self._dir / ADMIN_SOCKET))
-        config.write_text(json.dumps(boot, indent=2))
+        """Adopt the Envoy a previous control plane left in `work_dir`, or spawn one and wait
+        until its admin socket exists; then supervise it."""
+        if self.work_dir is not None:
+            self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._dir = self.work_dir
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="portico-envoy-"))
         if self.log_file is not None:
             self._log_out = self.log_file.open("a", encoding="utf-8")
         self._stopping = False
-        await self._spawn(timeout)
+        if not self._adopt():
+            config = self._dir / "bootstrap.json"
+            boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster,
+                             xds_socket=self.xds_socket, admin_socket=str(self._dir / ADMIN_SOCKET))
+            config.write_text(json.dumps(boot, indent=2))
+            await self._spawn(timeout)
         self._supervisor = asyncio.create_task(self._supervise(), name="envoy-supervisor")
+
+    def _adopt(self) -> bool:
+        """Take over a running Envoy of this work dir (its control plane died), if any."""
+        assert self._dir is not None
+        try:
+            shim, envoy = (int(x) for x in (self._dir / PID_FILE).read_text().split())
+            cmdline = Path(f"/proc/{envoy}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        admin = self._dir / ADMIN_SOCKET
+        if not _alive(envoy) or str(self._dir / "bootstrap.json").encode() not in cmdline or not admin.is_socket():
+            return False
+        self._running = _Running(shim, envoy, None)
+        self._admin = str(admin)
+        self.adopted = True
+        self._follow_log(from_end=True)
+        log.info("adopted the running Envoy (pid %d) of a previous control plane", envoy)
+        return True
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until Envoy's admin /ready answers 200 (initial CDS/LDS fetched: LIVE)."""
@@ -234,6 +318,8 @@ class EnvoyProcess:
                 await self._supervisor
             self._supervisor = None
         await self._terminate(timeout)
+        for pump in list(self._pumps):
+            pump.cancel()
         if self._log_out is not None:
             self._log_out.close()
             self._log_out = None
@@ -261,24 +347,43 @@ class EnvoyProcess:
 
     async def _spawn(self, timeout: float) -> None:
         assert self._dir is not None
-        admin = self._dir / ADMIN_SOCKET
-        admin.unlink(missing_ok=True)
+        admin, pid_file, log_path = self._dir / ADMIN_SOCKET, self._dir / PID_FILE, self._dir / LOG_FILE
+        for stale in (admin, pid_file):
+            stale.unlink(missing_ok=True)
+        log_path.write_bytes(b"")
         self._admin = None
         proc = await asyncio.create_subprocess_exec(
-            *self._args(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            "/bin/sh", "-c", SHIM, "portico-envoy", *self._args(),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PORTICO_ENVOY_PID": str(pid_file), "PORTICO_ENVOY_LOG": str(log_path)},
             start_new_session=True,  # our signals only, not the terminal's
         )
-        self._proc = proc
-        assert proc.stdout is not None
-        pump = asyncio.create_task(self._pump(proc.stdout), name=f"envoy-log-{proc.pid}")
-        self._pumps.add(pump)  # keep a reference until the output ends
-        pump.add_done_callback(self._pumps.discard)
-        log.info("envoy started (pid %d): %s", proc.pid, " ".join(self._args()))
+        self._follow_log(from_end=False)
+        envoy = await self._wait_pid(pid_file, proc, timeout)
+        self._running = _Running(proc.pid, envoy, proc)
+        log.info("envoy started (pid %d): %s", envoy, " ".join(self._args()))
         self._admin = await self._wait_admin(admin, proc, timeout)
         log.info("envoy admin on unix:%s", self._admin)
+
+    @staticmethod
+    async def _wait_pid(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                return int(path.read_text().split()[1])
+            if proc.returncode is not None:
+                raise RuntimeError(f"envoy exited with {proc.returncode} at startup (see the portico.envoy log)")
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"envoy did not start within {timeout}s")
+
+    def _follow_log(self, from_end: bool) -> None:
+        for pump in self._pumps:
+            pump.cancel()
+        assert self._dir is not None
+        pump = asyncio.create_task(self._pump(self._dir / LOG_FILE, from_end), name="envoy-log")
+        self._pumps.add(pump)  # keep a reference until it ends
+        pump.add_done_callback(self._pumps.discard)
 
     @staticmethod
     async def _wait_admin(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> str:
@@ -292,28 +397,42 @@ class EnvoyProcess:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"envoy did not open its admin socket within {timeout}s")
 
-    async def _pump(self, stream: asyncio.StreamReader) -> None:
-        """Forward Envoy's output to the `portico.envoy` logger (and the log file)."""
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip()
-            log.log(_level(text), "%s", text)
-            if self._log_out is not None:
-                self._log_out.write(text + "\n")
-                self._log_out.flush()
+    async def _pump(self, path: Path, from_end: bool) -> None:
+        """Forward Envoy's output (its log file) to the `portico.envoy` logger (and `log_file`)."""
+        with path.open("rb") as f:
+            if from_end:
+                f.seek(0, os.SEEK_END)
+            partial = b""
+            while True:
+                chunk = f.readline()
+                if not chunk:
+                    if self._stopping and self.pid is None:
+                        return
+                    await asyncio.sleep(0.1)
+                    continue
+                partial += chunk
+                if not partial.endswith(b"\n"):
+                    continue
+                text, partial = partial.decode(errors="replace").rstrip(), b""
+                log.log(_level(text), "%s", text)
+                if self._log_out is not None:
+                    self._log_out.write(text + "\n")
+                    self._log_out.flush()
 
     async def _supervise(self) -> None:
         backoff = _BACKOFF_START_S
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            proc = self._proc
-            assert proc is not None
+            running = self._running
+            assert running is not None
             started = loop.time()
-            code = await proc.wait()
+            await running.wait()
             if self._stopping:
                 return
             if loop.time() - started > _STABLE_AFTER_S:
                 backoff = _BACKOFF_START_S
-            log.error("envoy (pid %d) exited with %s; restarting in %.1fs", proc.pid, code, backoff)
+            code = running.proc.returncode if running.proc is not None else "?"
+            log.error("envoy (pid %d) exited with %s; restarting in %.1fs", running.envoy, code, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX_S)
             try:
@@ -323,18 +442,28 @@ class EnvoyProcess:
                 log.error("envoy restart failed: %s", exc)
 
     async def _terminate(self, timeout: float) -> None:
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
+        """SIGTERM to the shell and Envoy (their process group), SIGKILL after `timeout`."""
+        running = self._running
+        if running is None or not _alive(running.envoy):
+            if running is not None and running.proc is not None and running.proc.returncode is None:
+                await running.proc.wait()
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(running.shim, signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            await asyncio.wait_for(self._gone(running), timeout)
         except TimeoutError:
-            log.warning("envoy (pid %d) ignored SIGTERM; killing it", proc.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            log.warning("envoy (pid %d) ignored SIGTERM; killing it", running.envoy)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(running.shim, signal.SIGKILL)
+            await self._gone(running)
+
+    @staticmethod
+    async def _gone(running: _Running) -> None:
+        if running.proc is not None:
+            await running.proc.wait()
+        while _alive(running.envoy):
+            await asyncio.sleep(0.05)
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -16,10 +16,16 @@ never affects another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
+import os
 import re
+import shutil
+import signal
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from portico.infra.addresses import AddressPool, usable_address
@@ -44,9 +50,17 @@ class DataPlane(Protocol):
 DataPlaneFactory = Callable[[str], DataPlane]
 
 class HostInfrastructure:
+    """`addresses_file`: pool assignments persisted across restarts; `envoy_dirs`: the
+    directory holding one work directory per group (an Envoy left running there by a
+    control plane that died is adopted, one of a group that no longer exists stopped)."""
+
     def __init__(self, pool: AddressPool, start_envoy: DataPlaneFactory | None = None, *, port_offset: int = 0,
-                 per_gateway: bool = False, rebind_after: float = 30.0) -> None:
+                 per_gateway: bool = False, rebind_after: float = 30.0, addresses_file: Path | None = None,
+                 envoy_dirs: Path | None = None) -> None:
         self.pool = pool
+        self.addresses_file = addresses_file
+        self.envoy_dirs = envoy_dirs
+        self._saved: dict[str, str] = self._load_addresses()
         self.port_offset = port_offset
         self.per_gateway = per_gateway
         self.rebind_after = rebind_after  # seconds before an unbindable socket is tried again
@@ -69,7 +83,32 @@ class HostInfrastructure:
             out[name] = Placement(address, (), self.port_offset, unavailable, problem)
         for gone in set(self.pool.assigned()) - set(out):
             self.pool.release(gone)
+        self._save_addresses()
         return out
+
+    def _load_addresses(self) -> dict[str, str]:
+        if self.addresses_file is None:
+            return {}
+        try:
+            saved = json.loads(self.addresses_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(saved, dict):
+            return {}
+        for key, address in saved.items():
+            namespace, _, name = str(key).partition("/")
+            if isinstance(address, str) and name:
+                self.pool.reserve((namespace, name), address)
+        return {str(k): str(v) for k, v in saved.items()}
+
+    def _save_addresses(self) -> None:
+        current = {f"{ns}/{name}": a for (ns, name), a in sorted(self.pool.assigned().items())}
+        if self.addresses_file is None or current == self._saved:
+            return
+        tmp = self.addresses_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current, indent=1))
+        tmp.replace(self.addresses_file)
+        self._saved = current
 
     # ------------------------------------------------------------ data planes
 
@@ -96,6 +135,27 @@ class HostInfrastructure:
             plane = self._start_envoy(group)
             await plane.start()
             self._planes[group] = plane
+        self._stop_orphans()
+
+    def work_dir(self, group: str) -> Path | None:
+        """Where the Envoy of `group` keeps its bootstrap, sockets, pid and log."""
+        return self.envoy_dirs / group.replace("/", "_") if self.envoy_dirs is not None else None
+
+    def _stop_orphans(self) -> None:
+        """Envoys a previous control plane left for groups that no longer exist."""
+        if self.envoy_dirs is None or not self.envoy_dirs.is_dir():
+            return
+        mine = {self.work_dir(g) for g in self._planes}
+        for path in self.envoy_dirs.iterdir():
+            if path in mine:
+                continue
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError, PermissionError):
+                shim, envoy = (int(x) for x in (path / "envoy.pid").read_text().split())
+                # only that Envoy (its command names this bootstrap), not a process that reuses the pid
+                if str(path / "bootstrap.json").encode() in Path(f"/proc/{envoy}/cmdline").read_bytes():
+                    log.info("stopping an Envoy left by a previous control plane (%s)", path.name)
+                    os.killpg(shim, signal.SIGTERM)
+            shutil.rmtree(path, ignore_errors=True)
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.stop() for p in self._planes.values()))
