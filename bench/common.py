@@ -122,10 +122,30 @@ def proc_status(pid: int, key: str) -> int:
 
 def children(pid: int) -> list[int]:
     out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in (task / "children").read_text().split()]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
     return out
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children(child)
+    return out
+
+
+def envoy_pids(pid: int) -> list[int]:
+    """The Envoys `portico run` (pid) started: below it, each under its shell (infra/envoy.py)."""
+    out = []
+    for p in descendants(pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{p}/comm").read_text().strip() == "envoy":
+                out.append(p)
+    return sorted(out)
 
 
 def machine() -> dict[str, Any]:
@@ -245,12 +265,8 @@ class Portico(Process):
         return manifests.LISTENER_PORT + self.port_offset
 
     def envoy_pid(self) -> int | None:
-        with contextlib.suppress(OSError):
-            for child in children(self.pid):
-                with contextlib.suppress(OSError):
-                    if "envoy" in Path(f"/proc/{child}/comm").read_text():
-                        return child
-        return None
+        pids = envoy_pids(self.pid)
+        return pids[0] if pids else None
 
     def admin(self, path: str, timeout: float = 30) -> Any:
         self.check()

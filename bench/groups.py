@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 from bench import manifests as m
@@ -20,7 +19,7 @@ from bench.common import (
     Echo,
     Portico,
     Report,
-    children,
+    envoy_pids,
     proc_status,
     programmed,
     ratio,
@@ -49,7 +48,7 @@ def route(i: int, path: str) -> dict[str, Any]:
 
 
 def envoy_rss_mib(portico: Portico) -> tuple[int, float]:
-    pids = [c for c in children(portico.pid) if "envoy" in Path(f"/proc/{c}/comm").read_text()]
+    pids = envoy_pids(portico.pid)
     return len(pids), sum(proc_status(p, "VmRSS") for p in pids) / 2**20
 
 

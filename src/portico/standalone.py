@@ -51,6 +51,7 @@ class Options:
     controller_name: str = CONTROLLER_NAME
     envoy_per_gateway: bool = False  # one Envoy process (and xDS group) per Gateway
     state_dir: str | None = None  # default: state_dir_for(admin address)
+    envoy_replicas: int = 1  # Envoys per group sharing its sockets
 
 
 def state_dir_for(options: Options) -> Path:
@@ -89,13 +90,14 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         xds_socket.unlink(missing_ok=True)  # a control plane that died left it
         await xds.start_unix(str(xds_socket))
 
-        def envoy(group: str) -> EnvoyProcess:
-            return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=group, node_cluster=group,
-                                log_level=options.envoy_log_level, work_dir=infra.work_dir(group) if infra else None)
+        def envoy(group: str, replica: int) -> EnvoyProcess:
+            return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=f"{group}/{replica}", node_cluster=group,
+                                log_level=options.envoy_log_level,
+                                work_dir=infra.work_dir(group, replica) if infra else None)
 
         infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
                                    per_gateway=options.envoy_per_gateway, addresses_file=state / "addresses.json",
-                                   envoy_dirs=state / "envoy")
+                                   envoy_dirs=state / "envoy", replicas=options.envoy_replicas)
         control = ControlLoop(store, infra, xds, controller_name=options.controller_name)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness

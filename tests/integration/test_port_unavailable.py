@@ -67,18 +67,21 @@ def envoy_children(pid: int) -> int:
 
 
 def envoy_pids(pid: int) -> list[int]:
-    """Envoy processes started by `portico run` (its direct children)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == pid and b"envoy" in cmdline:
-            out.append(int(entry.name))
+    """Envoy processes started by `portico run` (each below it, under its shell)."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+        if parent != pid:
+            try:
+                if Path(f"/proc/{parent}/comm").read_text().strip() == "envoy":
+                    out.append(parent)
+            except OSError:
+                pass
     return out
 
 

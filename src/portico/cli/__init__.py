@@ -59,6 +59,8 @@ def run(
     controller_name: Annotated[str, typer.Option(help="GatewayClasses with this controllerName are served.")]
     = CONTROLLER_NAME,
     envoy_per_gateway: Annotated[bool, typer.Option(help="One Envoy process (and xDS group) per Gateway.")] = False,
+    envoy_replicas: Annotated[int, typer.Option(min=1, max=8, help="Envoys per group sharing its listeners: "
+                                                "one crashing loses only its in-flight requests.")] = 1,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket, Envoy work dirs, addresses (default: "
                                                        "portico-<uid>/<admin address> in the runtime dir).")] = None,
 ) -> None:
@@ -72,6 +74,7 @@ def run(
         port_offset=port_offset, address_pool=address_pool,
         envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
+        envoy_replicas=envoy_replicas,
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))

@@ -52,7 +52,7 @@ STATS_SUFFIXES = (
     ".downstream_cx_active",
     ".downstream_cx_total",
 )
-_BACKOFF_START_S = 0.5
+_BACKOFF_START_S = 0.05  # a crash is answered at once; a crash loop backs off
 _BACKOFF_MAX_S = 30.0
 _STABLE_AFTER_S = 30.0  # an Envoy that ran this long resets the restart backoff
 ADMIN_SOCKET = "admin.sock"  # in the process's private directory

@@ -46,8 +46,8 @@ class DataPlane(Protocol):
 
     async def stop(self) -> None: ...
 
-# (xDS group) -> a data plane serving it
-DataPlaneFactory = Callable[[str], DataPlane]
+# (xDS group, replica) -> a data plane serving it
+DataPlaneFactory = Callable[[str, int], DataPlane]
 
 class HostInfrastructure:
     """`addresses_file`: pool assignments persisted across restarts; `envoy_dirs`: the
@@ -56,8 +56,11 @@ class HostInfrastructure:
 
     def __init__(self, pool: AddressPool, start_envoy: DataPlaneFactory | None = None, *, port_offset: int = 0,
                  per_gateway: bool = False, rebind_after: float = 30.0, addresses_file: Path | None = None,
-                 envoy_dirs: Path | None = None) -> None:
+                 envoy_dirs: Path | None = None, replicas: int = 1) -> None:
         self.pool = pool
+        # Envoys per group, all binding the same sockets (SO_REUSEPORT): when one crashes the
+        # kernel hands new connections to the others at once (README, "Envoy replicas")
+        self.replicas = max(1, replicas)
         self.addresses_file = addresses_file
         self.envoy_dirs = envoy_dirs
         self._saved: dict[str, str] = self._load_addresses()
@@ -66,7 +69,7 @@ class HostInfrastructure:
         self.rebind_after = rebind_after  # seconds before an unbindable socket is tried again
         self.on_change: Callable[[], None] | None = None
         self._start_envoy = start_envoy
-        self._planes: dict[str, DataPlane] = {}
+        self._planes: dict[str, list[DataPlane]] = {}
         self._unbindable: set[tuple[str, int, str]] = set()  # (address, bind port, transport)
 
     # ------------------------------------------------------------ placement
@@ -130,22 +133,24 @@ class HostInfrastructure:
             return
         for group in sorted(set(self._planes) - wanted):
             log.info("stopping the Envoy of %s", group)
-            await self._planes.pop(group).stop()
+            await asyncio.gather(*(p.stop() for p in self._planes.pop(group)))
         for group in sorted(wanted - set(self._planes)):
-            plane = self._start_envoy(group)
-            await plane.start()
-            self._planes[group] = plane
+            planes = [self._start_envoy(group, i) for i in range(self.replicas)]
+            await asyncio.gather(*(p.start() for p in planes))
+            self._planes[group] = planes
         self._stop_orphans()
 
-    def work_dir(self, group: str) -> Path | None:
-        """Where the Envoy of `group` keeps its bootstrap, sockets, pid and log."""
-        return self.envoy_dirs / group.replace("/", "_") if self.envoy_dirs is not None else None
+    def work_dir(self, group: str, replica: int) -> Path | None:
+        """Where replica `replica` of the Envoy of `group` keeps its bootstrap, sockets, pid and log."""
+        if self.envoy_dirs is None:
+            return None
+        return self.envoy_dirs / f"{group.replace('/', '_')}-{replica}"
 
     def _stop_orphans(self) -> None:
-        """Envoys a previous control plane left for groups that no longer exist."""
+        """Envoys a previous control plane left for groups (or replicas) that no longer exist."""
         if self.envoy_dirs is None or not self.envoy_dirs.is_dir():
             return
-        mine = {self.work_dir(g) for g in self._planes}
+        mine = {self.work_dir(g, i) for g, planes in self._planes.items() for i in range(len(planes))}
         for path in self.envoy_dirs.iterdir():
             if path in mine:
                 continue
@@ -158,7 +163,7 @@ class HostInfrastructure:
             shutil.rmtree(path, ignore_errors=True)
 
     async def stop(self) -> None:
-        await asyncio.gather(*(p.stop() for p in self._planes.values()))
+        await asyncio.gather(*(p.stop() for planes in self._planes.values() for p in planes))
         self._planes.clear()
 
     # ------------------------------------------------------------ failures
