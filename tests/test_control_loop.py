@@ -417,3 +417,15 @@ def test_documents_nothing_foresaw_are_reported_one_by_one() -> None:
     assert messages == ["invalid document: mapping key None is not a string",
                         "invalid document: a recursive alias (the document contains itself)",
                         "invalid document: mapping key 1.5 is not a string"]
+
+
+def test_kinds_portico_does_not_serve_are_named_once(caplog: Any) -> None:
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "old", "namespace": "ns"},
+               "spec": {"rules": []}}
+    second = {**ingress, "metadata": {"name": "older", "namespace": "ns"}}
+    loop, _, _ = make_loop()
+    with caplog.at_level("WARNING", logger="portico.control"):
+        loop.apply(docs(CLASS, ingress, second))
+    warnings = [r.getMessage() for r in caplog.records if "not served by Portico" in r.getMessage()]
+    assert len(warnings) == 1 and "Ingress objects (networking.k8s.io)" in warnings[0] and "ns/old" in warnings[0]
+    assert loop.store.get(key_of(ingress)) is not None  # still stored and listed

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from portico import CONTROLLER_NAME
 from portico.ir import IR
-from portico.models import Gateway, GatewayClass
+from portico.models import Gateway, GatewayClass, Other, model_for
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.seams import Infrastructure, StatusWriter
@@ -98,15 +98,29 @@ class ControlLoop:
         self._memo = RuleMemo()  # incremental translation: unchanged routes' rules are reused
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
+        self._ignored_kinds: set[tuple[str, str]] = set()
         infra.on_change = self._dirty.set
 
     # ------------------------------------------------------------ inputs
 
     def apply(self, event: ProviderEvent) -> None:
         """A provider sync: update the store; translate soon if anything changed."""
+        self._warn_ignored(event)
         changed = self.store.apply(event)
         if changed or event.initial:
             self._dirty.set()
+
+    def _warn_ignored(self, event: ProviderEvent) -> None:
+        """Objects of kinds Portico does not serve (e.g. Ingress) are stored and listed, not
+        translated: say so once per kind, naming the first one, rather than ignore them silently."""
+        for doc in event.upserts:
+            kind = (doc.key.group, doc.key.kind)
+            if kind in self._ignored_kinds or model_for(str(doc.raw.get("apiVersion", "")), doc.key.kind) is not Other:
+                continue
+            self._ignored_kinds.add(kind)
+            log.warning("%s objects (%s) are not served by Portico: they are stored and listed, nothing routes "
+                        "them (first: %s at %s:%d)", doc.key.kind, doc.key.group or "core", doc.key,
+                        doc.source.file, doc.source.line)
 
     def on_ack(self, group: str, version: int) -> None:
         """Envoy of `group` accepted xDS `version`: publish the Gateways it programs."""

@@ -43,3 +43,28 @@ def test_render_json_and_table() -> None:
     buf = io.StringIO()
     render(OBJECTS, "table", Console(file=buf, width=200))
     assert "listener http" in buf.getvalue()
+
+
+ERRORS = [
+    {"file": "routes.yaml", "line": 12, "path": "spec.rules", "object": "HTTPRoute ns/r",
+     "message": "Invalid value", "rule": "type"},
+    {"file": "broken.yaml", "line": 3, "path": "", "object": "", "message": "invalid YAML: bad", "rule": ""},
+]
+
+
+def test_the_table_lists_documents_not_applied() -> None:
+    out = io.StringIO()
+    render(OBJECTS, "table", Console(file=out, width=200), ERRORS)
+    text = out.getvalue()
+    assert "2 document(s) not applied" in text
+    assert "routes.yaml:12 HTTPRoute ns/r spec.rules: Invalid value" in text
+    assert "broken.yaml:3 invalid YAML: bad" in text
+
+
+def test_errors_follow_the_kind_and_name_filters() -> None:
+    from portico.cli.status import _concerns
+
+    assert [_concerns(e, None, None) for e in ERRORS] == [True, True]
+    assert [_concerns(e, "HTTPRoute", "r") for e in ERRORS] == [True, False]
+    assert [_concerns(e, "Gateway", None) for e in ERRORS] == [False, False]
+    assert [_concerns(e, None, "other") for e in ERRORS] == [False, False]

@@ -16,9 +16,26 @@ from portico import CONTROLLER_NAME
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
-DEFAULT_ADMIN = "127.0.0.1:9911"  # Envoy's own admin listens on an ephemeral port, never here
+DEFAULT_ADMIN = "127.0.0.1:9911"  # Envoy's own admin is a Unix socket, never a TCP port
+
+
+def _version(value: bool) -> None:
+    if value:
+        from portico import __version__
+
+        typer.echo(f"portico {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Gateway API on Envoy, standalone."""
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -123,17 +140,20 @@ def status(
     admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running `portico run`")]
     = DEFAULT_ADMIN,
     output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
+    kind: Annotated[str | None, typer.Option("--kind", help="only objects of this kind, e.g. HTTPRoute")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="only objects of this name")] = None,
 ) -> None:
-    """Show GatewayClasses, Gateways, listeners and routes with their conditions."""
+    """Show GatewayClasses, Gateways, listeners and routes with their conditions, and the
+    documents that were not applied (with file and line)."""
     from rich.console import Console
 
-    from portico.cli.status import fetch_objects, render
+    from portico.cli.status import fetch, render
 
     if output not in ("table", "yaml", "json"):
         raise typer.BadParameter("output must be table, yaml or json", param_hint="--output")
     try:
-        objects = fetch_objects(admin_address)
+        objects, errors = fetch(admin_address, kind, name)
     except OSError as e:
         typer.echo(f"portico status: {e}", err=True)
         raise typer.Exit(1) from None
-    render(objects, output, Console())
+    render(objects, output, Console(), errors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -18,15 +19,31 @@ GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
 
-def fetch_objects(admin: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """GET /api/objects on the admin address; raises OSError when it does not answer."""
+def fetch(admin: str, kind: str | None = None, name: str | None = None,
+          timeout: float = 5.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(objects, errors) from the admin API: Gateway API objects (of `kind`, named `name`
+    when given) and the documents not applied; OSError when it does not answer."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    query = urllib.parse.urlencode({k: v for k, v in (("kind", kind), ("name", name)) if v})
     try:
-        with opener.open(f"http://{admin}/api/objects", timeout=timeout) as r:
+        with opener.open(f"http://{admin}/api/objects?{query}", timeout=timeout) as r:
             data = json.loads(r.read().decode())
     except urllib.error.URLError as e:
         raise OSError(f"admin API at {admin} does not answer: {e.reason}") from e
-    return [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
+    objects = [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
+    errors = [e for e in data.get("errors", []) if _concerns(e, kind, name)]
+    return objects, errors
+
+
+def _concerns(error: dict[str, Any], kind: str | None, name: str | None) -> bool:
+    """Does a load error belong to the objects asked for ("Kind ns/name", or none known)?"""
+    what = str(error.get("object") or "")
+    if not (kind or name):
+        return True
+    if not what:
+        return False
+    obj_kind, _, ref = what.partition(" ")
+    return (not kind or obj_kind == kind) and (not name or ref.rsplit("/", 1)[-1] == name)
 
 
 def conditions_text(conditions: list[dict[str, Any]]) -> str:
@@ -71,12 +88,15 @@ def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def render(objects: list[dict[str, Any]], output: str, console: Console) -> None:
+def render(objects: list[dict[str, Any]], output: str, console: Console,
+           errors: list[dict[str, Any]] | None = None) -> None:
+    errors = errors or []
     if output == "json":
-        console.print_json(json.dumps({"items": objects}))
+        console.print_json(json.dumps({"items": objects, "errors": errors}))
         return
     if output == "yaml":
-        console.print(yaml.safe_dump({"items": objects}, sort_keys=False), markup=False, highlight=False)
+        console.print(yaml.safe_dump({"items": objects, "errors": errors}, sort_keys=False), markup=False,
+                      highlight=False)
         return
     table = Table(show_lines=False)
     for column in ("KIND", "NAME", "WHERE", "CONDITIONS"):
@@ -84,3 +104,10 @@ def render(objects: list[dict[str, Any]], output: str, console: Console) -> None
     for row in rows(objects):
         table.add_row(*row)
     console.print(table)
+    if errors:
+        console.print(f"[red]{len(errors)} document(s) not applied:[/]")
+        for e in errors:
+            what = f" {e['object']}" if e.get("object") else ""
+            where = f" {e['path']}:" if e.get("path") else ""
+            console.print(f"  {e.get('file')}:{e.get('line')}{what}{where} {e.get('message')}", markup=False,
+                          highlight=False)

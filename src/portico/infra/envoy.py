@@ -414,7 +414,10 @@ class EnvoyProcess:
                 if not partial.endswith(b"\n"):
                     continue
                 text, partial = partial.decode(errors="replace").rstrip(), b""
-                log.log(_level(text), "%s", text)
+                level = _level(text)
+                if self._stopping and level == logging.WARNING:
+                    level = logging.INFO  # "caught SIGTERM", "xDS stream closed": we asked for it
+                log.log(level, "%s", text)
                 if self._log_out is not None:
                     self._log_out.write(text + "\n")
                     self._log_out.flush()
@@ -448,8 +451,11 @@ class EnvoyProcess:
             if running is not None and running.proc is not None and running.proc.returncode is None:
                 await running.proc.wait()
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(running.shim, signal.SIGTERM)
+        try:
+            os.kill(running.shim, signal.SIGTERM)  # the shell passes it on to Envoy
+        except ProcessLookupError:  # the shell is gone (it should not be): Envoy directly
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(running.envoy, signal.SIGTERM)
         try:
             await asyncio.wait_for(self._gone(running), timeout)
         except TimeoutError:
