@@ -44,3 +44,18 @@ def test_examples_validate_and_translate_cleanly(directory: Path) -> None:
             assert all(c["status"] == "True" for c in listener["conditions"] if c["type"] != "Conflicted"), (
                 key, listener["name"])
     assert len(out.gateways) == len(gateways)
+
+
+@pytest.mark.parametrize("kind", ["TCPRoute", "UDPRoute", "TLSRoute"])
+def test_gateway_api_v1_6_l4_routes_are_served_as_v1(kind: str) -> None:
+    """Gateway API v1.6: TCPRoute and UDPRoute (and TLSRoute) are v1."""
+    from portico.models import TCPRoute, TLSRoute, UDPRoute, parse_object
+    from portico.validation import validate
+
+    spec: dict[str, object] = {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "s", "port": 80}]}]}
+    if kind == "TLSRoute":
+        spec["hostnames"] = ["a.example.com"]
+    raw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind, "metadata": {"name": "r", "namespace": "d"},
+           "spec": spec}
+    assert validate(raw) == []
+    assert isinstance(parse_object(raw), {"TCPRoute": TCPRoute, "UDPRoute": UDPRoute, "TLSRoute": TLSRoute}[kind])
