@@ -30,11 +30,8 @@ def listener_reasons(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
             for ls in status.get("listeners", [])}
 
 
-def test_port_taken_by_another_process(tmp_path: Path) -> None:
-    address, taken, free = "127.66.0.1", free_port(), free_port()
-    blocker = socket.socket()
-    blocker.bind((address, taken))
-    blocker.listen()
+def one_gateway(tmp_path: Path, address: str, listeners: dict[str, int]) -> Path:
+    """A manifests directory with the GatewayClass and Gateway gw on `address` (HTTP listeners)."""
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     write_atomically(manifests / "gw.yaml", [
@@ -42,9 +39,17 @@ def test_port_taken_by_another_process(tmp_path: Path) -> None:
          "spec": {"controllerName": "portico.dev/gateway-controller"}},
         {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
          "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": address}],
-                  "listeners": [{"name": "taken", "port": taken, "protocol": "HTTP"},
-                                {"name": "free", "port": free, "protocol": "HTTP"}]}},
+                  "listeners": [{"name": n, "port": p, "protocol": "HTTP"} for n, p in listeners.items()]}},
     ])
+    return manifests
+
+
+def test_port_taken_by_another_process(tmp_path: Path) -> None:
+    address, taken, free = "127.66.0.1", free_port(), free_port()
+    blocker = socket.socket()
+    blocker.bind((address, taken))
+    blocker.listen()
+    manifests = one_gateway(tmp_path, address, {"taken": taken, "free": free})
     admin = free_port()
     proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}"], tmp_path / "portico.log")
     try:
@@ -161,15 +166,7 @@ def test_control_channels_are_private(tmp_path: Path) -> None:
     reach: `portico run` listens on no TCP port but its admin API, Envoy on none but the
     Gateway's listeners."""
     address, port = "127.68.0.1", free_port()
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    write_atomically(manifests / "gw.yaml", [
-        {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "portico"},
-         "spec": {"controllerName": "portico.dev/gateway-controller"}},
-        {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
-         "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": address}],
-                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}},
-    ])
+    manifests = one_gateway(tmp_path, address, {"http": port})
     admin = free_port()
     proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}"], tmp_path / "portico.log")
     try:

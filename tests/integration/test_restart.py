@@ -9,8 +9,10 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ def manifests(echo_port: int, listener: int, path: str) -> list[dict[str, Any]]:
         {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "portico"},
          "spec": {"controllerName": "portico.dev/gateway-controller"}},
         {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
-         "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": listener, "protocol": "HTTP"}]}},
+         "spec": {"gatewayClassName": "portico",
+                  "listeners": [{"name": "http", "port": listener, "protocol": "HTTP"}]}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "default"},
          "spec": {"ports": [{"name": "http", "port": 80}]}},
         {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -35,7 +38,8 @@ def manifests(echo_port: int, listener: int, path: str) -> list[dict[str, Any]]:
          "ports": [{"name": "http", "port": echo_port}]},
         {"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "default"},
          "spec": {"parentRefs": [{"name": "gw"}], "rules": [
-             {"matches": [{"path": {"type": "PathPrefix", "value": path}}], "backendRefs": [{"name": "echo", "port": 80}]}]}},
+             {"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+              "backendRefs": [{"name": "echo", "port": 80}]}]}},
     ]
 
 
@@ -77,14 +81,34 @@ def envoys(state: Path) -> list[int]:
     return out
 
 
-def test_kill_9_and_restart_lose_no_request(tmp_path: Path) -> None:
+@dataclass
+class Setup:
+    """An echo backend and the manifests and `portico run` arguments serving it."""
+
+    echo_port: int
+    listener: int
+    admin: int
+    state: Path
+    root: Path
+    echo: subprocess.Popen[bytes]
+    run: list[str]
+
+
+def setup(tmp_path: Path, *extra: str) -> Setup:
     echo_port, listener, admin = free_port(), free_port(), free_port()
-    state = tmp_path / "state"
     root = tmp_path / "manifests"
     root.mkdir()
     write_atomically(root / "all.yaml", manifests(echo_port, listener, "/"))
     echo = start(["echo", "--port", str(echo_port)], tmp_path / "echo.log")
-    run = ["run", str(root), "--admin-address", f"127.0.0.1:{admin}", "--state-dir", str(state)]
+    state = tmp_path / "state"
+    run = ["run", str(root), "--admin-address", f"127.0.0.1:{admin}", "--state-dir", str(state), *extra]
+    return Setup(echo_port, listener, admin, state, root, echo, run)
+
+
+def test_kill_9_and_restart_lose_no_request(tmp_path: Path) -> None:
+    s = setup(tmp_path)
+    echo_port, listener, admin, state, root, echo, run = (s.echo_port, s.listener, s.admin, s.state, s.root,
+                                                          s.echo, s.run)
     first = start(run, tmp_path / "first.log")
     second = None
     results: list[int] = []
@@ -140,14 +164,9 @@ def test_an_envoy_crash_with_two_replicas_loses_only_its_in_flight_requests(tmp_
     """`--envoy-replicas 2`: both Envoys bind the Gateway's sockets (SO_REUSEPORT); when one is
     killed the kernel hands new connections to the other at once, and the dead one is restarted.
     (With one Envoy the same kill fails every request for about 0.2 s: bench and README.)"""
-    echo_port, listener, admin = free_port(), free_port(), free_port()
-    state = tmp_path / "state"
-    root = tmp_path / "manifests"
-    root.mkdir()
-    write_atomically(root / "all.yaml", manifests(echo_port, listener, "/"))
-    echo = start(["echo", "--port", str(echo_port)], tmp_path / "echo.log")
-    proc = start(["run", str(root), "--admin-address", f"127.0.0.1:{admin}", "--state-dir", str(state),
-                  "--envoy-replicas", "2"], tmp_path / "portico.log")
+    s = setup(tmp_path, "--envoy-replicas", "2")
+    listener, admin, state, echo = s.listener, s.admin, s.state, s.echo
+    proc = start(s.run, tmp_path / "portico.log")
     results: list[int] = []
     done = threading.Event()
     try:

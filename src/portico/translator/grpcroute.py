@@ -31,7 +31,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.regex import regex_problem
+from portico.translator.regex import regexes_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
@@ -99,10 +99,9 @@ def matches_problem(matches: list[GRPCRouteMatch]) -> Cond | None:
         # what Envoy runs: the method's path expression and header expressions, in RE2
         exprs = [path_match(m.method).value] if m.method and m.method.type == "RegularExpression" else []
         exprs += [h.value for h in m.headers if h.type == "RegularExpression"]
-        for expr in exprs:
-            why = regex_problem(expr)
-            if why:
-                return unsupported(why)
+        problem = regexes_problem(exprs)
+        if problem:
+            return problem
     return None
 
 
@@ -119,11 +118,7 @@ def method_problem(m: GRPCMethodMatch) -> Cond | None:
         if m.method and not METHOD_NAME.fullmatch(m.method):
             return unsupported(f"invalid method name {m.method!r}")
         return None
-    for expr in (m.service, m.method):
-        problem = regex_problem(expr) if expr else ""
-        if problem:
-            return unsupported(problem)
-    return None
+    return regexes_problem(e for e in (m.service, m.method) if e)
 
 
 def path_match(m: GRPCMethodMatch | None) -> ir.PathMatch:

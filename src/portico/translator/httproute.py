@@ -28,7 +28,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
-from portico.translator.regex import regex_problem
+from portico.translator.regex import regexes_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
 
@@ -87,15 +87,12 @@ def rule_problem(rule: HTTPRouteRule) -> Cond | None:
 
 def regex_problems(matches: list[HTTPRouteMatch]) -> Cond | None:
     """Path, header and query parameter RegularExpression values: RE2 that Envoy accepts."""
+    exprs = []
     for m in matches:
-        exprs = [m.path.value] if m.path is not None and m.path.type == "RegularExpression" else []
+        exprs += [m.path.value] if m.path is not None and m.path.type == "RegularExpression" else []
         exprs += [h.value for h in m.headers if h.type == "RegularExpression"]
         exprs += [q.value for q in m.query_params if q.type == "RegularExpression"]
-        for expr in exprs:
-            problem = regex_problem(expr)
-            if problem:
-                return unsupported(problem)
-    return None
+    return regexes_problem(exprs)
 
 
 def single_prefix_match(rule: HTTPRouteRule) -> bool:

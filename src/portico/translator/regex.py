@@ -11,8 +11,11 @@ with `UnsupportedValue` instead of breaking the whole route configuration.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import re2
+
+from portico.translator.conditions import Cond
 
 # Envoy's `re2.max_program_size.error_level` default: larger programs are NACKed
 # ("RE2 program size of N > max program size of 100 set for the error level threshold").
@@ -35,3 +38,13 @@ def regex_problem(expr: str) -> str:
     if size > MAX_PROGRAM_SIZE:
         return f"regular expression {expr!r} is too complex for Envoy (RE2 program size {size} > {MAX_PROGRAM_SIZE})"
     return ""
+
+
+def regexes_problem(exprs: Iterable[str]) -> Cond | None:
+    """The rule condition for the first expression Envoy would reject (Accepted=False,
+    UnsupportedValue: the rule is dropped), or None."""
+    for expr in exprs:
+        problem = regex_problem(expr)
+        if problem:
+            return Cond("Accepted", False, "UnsupportedValue", problem)
+    return None
