@@ -157,7 +157,8 @@ def _connection_limit() -> dict[str, Any]:
 # follows (no pipe that breaks when the control plane goes).
 SHIM = (
     'trap \'kill -TERM "$pid" 2>/dev/null\' TERM INT; '
-    '"$@" >>"$PORTICO_ENVOY_LOG" 2>&1 </dev/null & pid=$!; echo "$$ $pid" >"$PORTICO_ENVOY_PID"; '
+    '"$@" >>"$PORTICO_ENVOY_LOG" 2>&1 </dev/null & pid=$!; '
+    'echo "$$ $pid" >"$PORTICO_ENVOY_PID.tmp" && mv "$PORTICO_ENVOY_PID.tmp" "$PORTICO_ENVOY_PID"; '
     'while :; do wait "$pid"; code=$?; kill -0 "$pid" 2>/dev/null || exit "$code"; done'
 )
 PID_FILE = "envoy.pid"
@@ -370,7 +371,7 @@ class EnvoyProcess:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):  # not written yet
                 return int(path.read_text().split()[1])
             if proc.returncode is not None:
                 raise RuntimeError(f"envoy exited with {proc.returncode} at startup (see the portico.envoy log)")
