@@ -25,7 +25,7 @@ from portico.models import Gateway, GatewayClass, Other, model_for
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.seams import Infrastructure, StatusWriter
-from portico.status import ProgrammedGate, held_back
+from portico.status import ProgrammedGate, held_back, with_ours
 from portico.status.programmed import PROGRAMMABLE
 from portico.store import Store
 from portico.translator import Snapshot, Translation, translate
@@ -48,11 +48,14 @@ class Xds(Protocol):
 class StoreStatusWriter:
     """Standalone mode's StatusWriter: statuses live in the store (admin API, `portico status`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, controller_name: str = CONTROLLER_NAME) -> None:
         self.store = store
+        self.controller_name = controller_name
 
     def write(self, key: ObjectKey, status: dict[str, Any]) -> None:
-        self.store.set_status(key, status)
+        current = self.store.get(key)
+        # other controllers' entries as they are now, not as the translation read them
+        self.store.set_status(key, with_ours(current.status if current else None, status, self.controller_name))
 
     def release(self, keep: Iterable[ObjectKey]) -> None:
         self.store.release_statuses(keep)
@@ -86,7 +89,7 @@ class ControlLoop:
         self.store = store
         self.infra = infra
         self.xds = xds
-        self.writer = writer or StoreStatusWriter(store)
+        self.writer = writer or StoreStatusWriter(store, controller_name)
         self.controller_name = controller_name
         self.translator = translator
         self.min_interval = min_interval

@@ -1,7 +1,7 @@
 """Rendering status for every object Portico owns status for.
 
-Only our own entries are written: route `parents` entries of other
-controllers are carried over untouched (RouteParentStatus.controllerName).
+Only our own entries are written: route `parents` and policy `ancestors` entries of
+other controllers are carried over untouched (`portico.status.ours`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from portico.models import GatewayClass, Resource
 from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.status.ours import merge_ours
 from portico.translator.attachment import ParentResult, parent_ref_status
 from portico.translator.conditions import Cond, render_all
 from portico.translator.gateway import GatewayState, ListenerState, listener_conditions
@@ -59,26 +60,22 @@ def listener_statuses(listeners: list[ListenerState], generation: int) -> list[d
 def route_status(route: Resource, parents: list[ParentResult], route_conds: list[Cond],
                  controller: str) -> dict[str, Any]:
     generation = route.metadata.generation
-    others = [p for p in (route.status or {}).get("parents") or []
-              if isinstance(p, dict) and p.get("controllerName") != controller]
     ours = []
     for parent in parents:
         conds = parent.conds + route_conds + [Cond("Accepted", True, "Accepted"),
                                               Cond("ResolvedRefs", True, "ResolvedRefs")]
         ours.append({"parentRef": parent_ref_status(parent.ref), "controllerName": controller,
                      "conditions": render_all(conds, generation)})
-    return {**(route.status or {}), "parents": others + ours}
+    return merge_ours(route.status, "parents", ours, controller)
 
 
 def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]], controller: str) -> dict[str, Any]:
     """PolicyAncestorStatus entries of ours, one per ancestor Gateway (at most 16,
     PolicyStatus.ancestors); other controllers' entries are kept."""
     generation = policy.metadata.generation
-    others = [a for a in (policy.status or {}).get("ancestors") or []
-              if isinstance(a, dict) and a.get("controllerName") != controller]
     ours = [{"ancestorRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": key.namespace, "name": key.name},
              "controllerName": controller,
              "conditions": render_all(conds + [Cond("Accepted", True, "Accepted"),
                                                Cond("ResolvedRefs", True, "ResolvedRefs")], generation)}
             for key, conds in sorted(ancestors.items())]
-    return {**(policy.status or {}), "ancestors": others + ours[:max(0, 16 - len(others))]}
+    return merge_ours(policy.status, "ancestors", ours, controller)
