@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from portico import CONTROLLER_NAME
 from portico.ir import IR
-from portico.models import Gateway, GatewayClass, Other, model_for
+from portico.models import Gateway, GatewayClass, Other, Resource, model_for
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.seams import Infrastructure, StatusWriter
@@ -223,12 +223,12 @@ class ControlLoop:
 
     def snapshot(self) -> Snapshot:
         self.syncs += 1
-        return Snapshot(self.store.resources(), self.infra.placements(self.our_gateways()),
+        resources = self.store.resources()
+        return Snapshot(resources, self.infra.placements(self.our_gateways(resources)),
                         self.controller_name, memo=self._memo)
 
-    def our_gateways(self) -> dict[GatewayName, Gateway]:
+    def our_gateways(self, resources: dict[ObjectKey, Resource]) -> dict[GatewayName, Gateway]:
         """Gateways of a GatewayClass of ours (accepted or not: the translator judges)."""
-        resources = self.store.resources()
         ours = {k.name for k, r in resources.items() if k.kind == "GatewayClass"
                 and isinstance(r, GatewayClass) and r.spec.controller_name == self.controller_name}
         return {(k.namespace, k.name): r for k, r in resources.items()

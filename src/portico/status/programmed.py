@@ -101,8 +101,7 @@ class ProgrammedGate:
             del self._pending[key]
             self._programmed[key] = (group, listeners)
             return status
-        why = state.nack_message or f"waiting for Envoy to accept configuration version {pending.version}"
-        return held_back(status, why)
+        return held_back(status, self.held_message(key))
 
     def acked(self, group: str, version: int) -> list[ObjectKey]:
         """The data plane of `group` applied `version`: the objects that become Programmed."""
