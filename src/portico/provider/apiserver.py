@@ -16,6 +16,7 @@ bypasses this.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import logging
@@ -81,7 +82,7 @@ class APIServerEmulation:
         """A resourceVersion greater than every one given before (status writes use it too)."""
         return str(next(self._versions))
 
-    async def events(self, stop: Any = None) -> AsyncIterator[ProviderEvent]:
+    async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProviderEvent]:
         assert self.provider is not None, "no provider to wrap"
         async for event in self.provider.events(stop):
             yield self.admit(event)
