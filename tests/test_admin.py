@@ -167,3 +167,45 @@ def test_readyz_and_openapi() -> None:
         spec = get(base + "/api/openapi.json")[1]
         assert spec["openapi"].startswith("3.") and {"/healthz", "/readyz", "/api/objects", "/api/errors"} <= set(
             spec["paths"])
+
+
+def test_a_token_guards_the_api_but_not_the_probes() -> None:
+    server = AdminServer(filled_store(), token="s3cret")
+    with running(server) as base:
+        server.ready = True
+        assert get(base + "/healthz")[0] == 200 and get(base + "/readyz")[0] == 200
+        assert get(base + "/api/objects")[0] == 401
+        for header, code in (("Bearer wrong", 401), ("Basic s3cret", 401), ("Bearer s3cret", 200)):
+            req = urllib.request.Request(base + "/api/objects", headers={"Authorization": header})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    assert (header, r.status) == (header, code)
+            except urllib.error.HTTPError as e:
+                assert (header, e.code) == (header, code)
+
+
+def test_portico_status_sends_the_token() -> None:
+    from portico.cli.status import fetch
+
+    server = AdminServer(filled_store(), token="s3cret")
+    with running(server) as base:
+        admin = base.removeprefix("http://")
+        objects, _ = fetch(admin, token="s3cret")
+        assert {o["kind"] for o in objects} == {"Gateway"}
+        try:
+            fetch(admin)
+            raise AssertionError("no token, yet answered")
+        except OSError as e:
+            assert "401" in str(e) and "--admin-token" in str(e)
+
+
+def test_an_admin_api_beyond_loopback_is_warned_about(caplog: Any) -> None:
+    async def scenario() -> None:
+        server = AdminServer(Store(), host="0.0.0.0")
+        await server.start()
+        await server.stop()
+
+    with caplog.at_level("WARNING", logger="portico.admin"):
+        asyncio.run(scenario())
+    assert any("beyond this machine" in r.getMessage() and "PORTICO_ADMIN_TOKEN" in r.getMessage()
+               for r in caplog.records)

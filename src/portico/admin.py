@@ -10,11 +10,14 @@ Secret `data` and `stringData` values never leave the process: they are
 redacted in every answer (keys are kept, so a reader sees which entries exist).
 Requests whose Host is a DNS name other than localhost (or the name the API was
 told to listen on) are refused (403): a web page cannot reach the API through DNS
-rebinding, which needs a name; IP literals are fine.
+rebinding, which needs a name; IP literals are fine. With a token (`--admin-token` or
+PORTICO_ADMIN_TOKEN) every /api/ request needs `Authorization: Bearer <token>` (401
+otherwise); /healthz and /readyz stay open for probes.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
@@ -63,10 +66,20 @@ def _safe_host(host: str) -> bool:
     return True
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class AdminServer:
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
-                 readiness: Readiness | None = None) -> None:
+                 readiness: Readiness | None = None, token: str | None = None) -> None:
         self.store = store
+        self.token = token or None
         self.host = host
         self.port = port
         self.ready = False  # set by the runtime once the first configuration is served
@@ -89,6 +102,10 @@ class AdminServer:
         await site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks one)
         log.info("admin API on http://%s:%d", self.host, self.port)
+        if not _loopback(self.host):
+            log.warning("the admin API listens on %s, beyond this machine: it lists every object and its "
+                        "status%s", self.host, "" if self.token else " to anyone who can reach it; set a token "
+                        "(--admin-token or PORTICO_ADMIN_TOKEN)")
         return self.port
 
     async def stop(self) -> None:
@@ -105,6 +122,9 @@ class AdminServer:
         host = request.url.host or ""
         if not (_safe_host(host) or host.strip("[]") == self.host):
             return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
+        if self.token and request.path.startswith("/api/") and not self._authorized(request):
+            return web.json_response({"error": "a bearer token is required"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
         try:
             return await handler(request)
         except web.HTTPException as e:
@@ -113,6 +133,11 @@ class AdminServer:
         except Exception:  # a handler bug must not take the admin API down
             log.exception("admin API: %s %s failed", request.method, request.path)
             return web.json_response({"error": "internal error"}, status=500)
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        assert self.token is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     # ------------------------------------------------------------ handlers
 

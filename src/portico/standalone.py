@@ -52,6 +52,7 @@ class Options:
     envoy_per_gateway: bool = False  # one Envoy process (and xDS group) per Gateway
     state_dir: str | None = None  # default: state_dir_for(admin address)
     envoy_replicas: int = 1  # Envoys per group sharing its sockets
+    admin_token: str | None = None  # bearer token the admin API's /api/ endpoints require
 
 
 def state_dir_for(options: Options) -> Path:
@@ -78,7 +79,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     from portico.xds.server import XdsServer
 
     store = Store()
-    admin = AdminServer(store, options.admin_host, options.admin_port)
+    admin = AdminServer(store, options.admin_host, options.admin_port, token=options.admin_token)
     await admin.start()
     xds = XdsServer()
     infra: HostInfrastructure | None = None

@@ -78,6 +78,9 @@ def run(
     envoy_per_gateway: Annotated[bool, typer.Option(help="One Envoy process (and xDS group) per Gateway.")] = False,
     envoy_replicas: Annotated[int, typer.Option(min=1, max=8, help="Envoys per group sharing its listeners: "
                                                 "one crashing loses only its in-flight requests.")] = 1,
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token the admin API's /api/ endpoints require.")]
+    = None,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket, Envoy work dirs, addresses (default: "
                                                        "portico-<uid>/<admin address> in the runtime dir).")] = None,
 ) -> None:
@@ -91,7 +94,7 @@ def run(
         port_offset=port_offset, address_pool=address_pool,
         envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
-        envoy_replicas=envoy_replicas,
+        envoy_replicas=envoy_replicas, admin_token=admin_token,
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))
@@ -140,6 +143,8 @@ def status(
     admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running `portico run`")]
     = DEFAULT_ADMIN,
     output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token of the admin API, if it has one.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="only objects of this kind, e.g. HTTPRoute")] = None,
     name: Annotated[str | None, typer.Option("--name", help="only objects of this name")] = None,
 ) -> None:
@@ -152,7 +157,7 @@ def status(
     if output not in ("table", "yaml", "json"):
         raise typer.BadParameter("output must be table, yaml or json", param_hint="--output")
     try:
-        objects, errors = fetch(admin_address, kind, name)
+        objects, errors = fetch(admin_address, kind, name, token=admin_token)
     except OSError as e:
         typer.echo(f"portico status: {e}", err=True)
         raise typer.Exit(1) from None

@@ -19,15 +19,21 @@ GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
 
-def fetch(admin: str, kind: str | None = None, name: str | None = None,
-          timeout: float = 5.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def fetch(admin: str, kind: str | None = None, name: str | None = None, timeout: float = 5.0,
+          token: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(objects, errors) from the admin API: Gateway API objects (of `kind`, named `name`
     when given) and the documents not applied; OSError when it does not answer."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     query = urllib.parse.urlencode({k: v for k, v in (("kind", kind), ("name", name)) if v})
     try:
-        with opener.open(f"http://{admin}/api/objects?{query}", timeout=timeout) as r:
+        request = urllib.request.Request(f"http://{admin}/api/objects?{query}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with opener.open(request, timeout=timeout) as r:
             data = json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        raise OSError(f"admin API at {admin} answered {e.code} {e.reason}"
+                      + (" (give its token: --admin-token)" if e.code == 401 else "")) from e
     except urllib.error.URLError as e:
         raise OSError(f"admin API at {admin} does not answer: {e.reason}") from e
     objects = [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
