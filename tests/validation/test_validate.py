@@ -632,3 +632,17 @@ def test_many_routes_validate_quickly() -> None:
     start = time.perf_counter()
     assert all(validate(r) == [] for r in routes)
     assert time.perf_counter() - start < 10  # ~0.5 ms a route on an idle machine
+
+
+def test_unknown_kinds_of_known_groups_are_no_matches() -> None:
+    """A typo in a kind of a group the API server knows is rejected as it would be; kinds
+    of other groups (apps/v1 Deployment, a CRD Portico has not got) pass untouched."""
+    def messages(api_version: str, kind: str) -> list[str]:
+        return [v.message for v in validate({"apiVersion": api_version, "kind": kind, "metadata": {"name": "a"}})]
+
+    assert messages("v1", "Servce") == ['no matches for kind "Servce" in version "v1"']
+    assert messages("gateway.networking.k8s.io/v1", "HTTPRoutes") == [
+        'no matches for kind "HTTPRoutes" in version "gateway.networking.k8s.io/v1"']
+    assert messages("discovery.k8s.io/v1", "EndpointSlices")
+    assert messages("v1", "Pod") == [] and messages("networking.k8s.io/v1", "Ingress") == []
+    assert messages("apps/v1", "Deployment") == [] and messages("example.com/v1", "Widget") == []
