@@ -429,3 +429,33 @@ def test_kinds_portico_does_not_serve_are_named_once(caplog: Any) -> None:
     warnings = [r.getMessage() for r in caplog.records if "not served by Portico" in r.getMessage()]
     assert len(warnings) == 1 and "Ingress objects (networking.k8s.io)" in warnings[0] and "ns/old" in warnings[0]
     assert loop.store.get(key_of(ingress)) is not None  # still stored and listed
+
+
+def test_a_group_whose_replica_fails_to_start_is_stopped_whole() -> None:
+    """No half-started group: the replicas that did start are stopped, the error is raised."""
+    events: list[str] = []
+
+    class Plane:
+        def __init__(self, group: str, replica: int) -> None:
+            self.name = f"{group}/{replica}"
+
+        async def start(self) -> None:
+            if self.name.endswith("/1"):
+                raise RuntimeError("envoy exited at startup")
+            events.append(f"started {self.name}")
+
+        async def stop(self) -> None:
+            events.append(f"stopped {self.name}")
+
+    infra = HostInfrastructure(AddressPool(), Plane, replicas=2)
+
+    async def scenario() -> None:
+        try:
+            await infra.reconcile({})
+        except RuntimeError as e:
+            assert "exited at startup" in str(e)
+        else:
+            raise AssertionError("the failure was swallowed")
+
+    asyncio.run(scenario())
+    assert "started portico/0" in events and "stopped portico/0" in events

@@ -86,3 +86,30 @@ def test_start_failure_is_reported() -> None:
         await envoy.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_envoy_that_fails_to_start_leaves_no_process(tmp_path: Path) -> None:
+    """Envoy runs in its own session, so one that does not start as it should (exits,
+    or never opens its admin socket) must be ended by us: nothing else would."""
+    hangs = tmp_path / "hangs"
+    hangs.write_text("#!/bin/sh\nexec sleep 300\n")
+    hangs.chmod(0o755)
+
+    async def scenario() -> None:
+        failing = EnvoyProcess("127.0.0.1", 1, binary="/bin/false", work_dir=tmp_path / "false")
+        with pytest.raises(RuntimeError):
+            await failing.start(timeout=5)
+        stuck = EnvoyProcess("127.0.0.1", 1, binary=str(hangs), work_dir=tmp_path / "hangs-dir")
+        with pytest.raises(TimeoutError):
+            await stuck.start(timeout=1)  # no stop(): a failed start cleans up by itself
+
+    asyncio.run(scenario())
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith(b"sleep\x00300")]
+    assert leftovers == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -360,10 +360,18 @@ class EnvoyProcess:
             start_new_session=True,  # our signals only, not the terminal's
         )
         self._follow_log(from_end=False)
-        envoy = await self._wait_pid(pid_file, proc, timeout)
-        self._running = _Running(proc.pid, envoy, proc)
-        log.info("envoy started (pid %d): %s", envoy, " ".join(self._args()))
-        self._admin = await self._wait_admin(admin, proc, timeout)
+        try:
+            envoy = await self._wait_pid(pid_file, proc, timeout)
+            self._running = _Running(proc.pid, envoy, proc)
+            log.info("envoy started (pid %d): %s", envoy, " ".join(self._args()))
+            self._admin = await self._wait_admin(admin, proc, timeout)
+        except BaseException:
+            # an Envoy that did not start as it should must not outlive us (its own session)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            self._running = None
+            raise
         log.info("envoy admin on unix:%s", self._admin)
 
     @staticmethod

@@ -136,7 +136,11 @@ class HostInfrastructure:
             await asyncio.gather(*(p.stop() for p in self._planes.pop(group)))
         for group in sorted(wanted - set(self._planes)):
             planes = [self._start_envoy(group, i) for i in range(self.replicas)]
-            await asyncio.gather(*(p.start() for p in planes))
+            started = await asyncio.gather(*(p.start() for p in planes), return_exceptions=True)
+            failed = [e for e in started if isinstance(e, BaseException)]
+            if failed:  # no group half started: stop the replicas that did start
+                await asyncio.gather(*(p.stop() for p in planes), return_exceptions=True)
+                raise failed[0]
             self._planes[group] = planes
         self._stop_orphans()
 
