@@ -203,9 +203,6 @@ class _Sniff(asyncio.Protocol):
         protocol.connection_made(self.transport)
         protocol.data_received(self.buffer)
 
-    def eof_received(self) -> bool | None:
-        return None
-
 
 def reset(transport: asyncio.Transport | None) -> None:
     """Close the connection with a TCP reset (SO_LINGER 0), as a crashing backend would."""

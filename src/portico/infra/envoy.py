@@ -229,7 +229,6 @@ class EnvoyProcess:
         self.concurrency = concurrency
         self.extra_args = extra_args
         self.restarts = 0
-        self.adopted = False  # started by a previous control plane
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self._dir: Path | None = None
         self._running: _Running | None = None
@@ -296,7 +295,6 @@ class EnvoyProcess:
             return False
         self._running = _Running(shim, envoy, None)
         self._admin = str(admin)
-        self.adopted = True
         self._follow_log(from_end=True)
         log.info("adopted the running Envoy (pid %d) of a previous control plane", envoy)
         return True

@@ -125,7 +125,7 @@ class HostInfrastructure:
 
     async def reconcile(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> None:
         """One Envoy process per group: started for new groups, stopped for gone ones."""
-        wanted = set(self.groups(outputs)) if self.per_gateway else {MERGED_GROUP}
+        wanted = {self.group_of(key) for key in outputs} if self.per_gateway else {MERGED_GROUP}
         await self._reconcile_planes(wanted)
 
     async def _reconcile_planes(self, wanted: set[str]) -> None:

@@ -361,9 +361,6 @@ class XdsServer:
         """The newest version of `group` every connected Envoy of it has fully applied (0: none)."""
         return self._group(group).acked
 
-    def groups(self) -> list[str]:
-        return sorted(self._groups)
-
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
         if group is None:
