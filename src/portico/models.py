@@ -227,6 +227,7 @@ class GatewaySpec(Model):
     infrastructure: GatewayInfrastructure | None = None
     tls: GatewaySpecTLS | None = None
     allowed_listeners: AllowedListeners | None = None
+    default_scope: str | None = None  # GEP-3793: "All" makes this a default Gateway
 
 
 class Gateway(Resource):
@@ -396,8 +397,14 @@ class HTTPRouteRule(Model):
     session_persistence: SessionPersistenceConfig | None = None
 
 
-class HTTPRouteSpec(Model):
+class CommonRouteSpec(Model):
+    """The fields every route kind shares (CommonRouteSpec in the Gateway API)."""
+
     parent_refs: list[ParentReference] = Field(default_factory=list)
+    use_default_gateways: str | None = None  # GEP-3793: "All" attaches to default Gateways
+
+
+class HTTPRouteSpec(CommonRouteSpec):
     hostnames: list[str] = Field(default_factory=list)
     rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()])
 
@@ -444,8 +451,7 @@ class GRPCRouteRule(Model):
     session_persistence: SessionPersistenceConfig | None = None
 
 
-class GRPCRouteSpec(Model):
-    parent_refs: list[ParentReference] = Field(default_factory=list)
+class GRPCRouteSpec(CommonRouteSpec):
     hostnames: list[str] = Field(default_factory=list)
     rules: list[GRPCRouteRule] = Field(default_factory=lambda: [GRPCRouteRule()])
 
@@ -463,8 +469,7 @@ class L4RouteRule(Model):
     backend_refs: list[L4BackendRef] = Field(default_factory=list)
 
 
-class L4RouteSpec(Model):
-    parent_refs: list[ParentReference] = Field(default_factory=list)
+class L4RouteSpec(CommonRouteSpec):
     hostnames: list[str] = Field(default_factory=list)  # TLSRoute only
     rules: list[L4RouteRule] = Field(default_factory=list)
 

@@ -9,13 +9,19 @@ A parentRef names a Gateway or a ListenerSet (GEP-1713). A Gateway parent
 offers only the Gateway's own listeners, a ListenerSet parent only that set's
 (sectionName is the ListenerSet listener's name); both report on the Gateway
 whose address serves them.
+
+Default Gateways (GEP-3793): a Gateway with `defaultScope: All` claims every
+route with `useDefaultGateways: All` "subject to the usual rules about which
+routes the Gateway can attach to" (allowedRoutes, hostnames), as if the route
+named the whole Gateway in a parentRef; its status entry names that Gateway.
+A route that already names the Gateway in a parentRef is not claimed twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portico.models import ListenerSet, ParentReference, Resource
+from portico.models import CommonRouteSpec, ListenerSet, ParentReference, Resource
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.translator import hostnames
 from portico.translator.conditions import Cond
@@ -64,16 +70,27 @@ def resolve_parent(ctx: Context, route: Resource, ref: ParentReference,
 
 
 def attach(ctx: Context, route: Resource, route_hostnames: list[str],
-           parent_refs: list[ParentReference], gateways: dict[ObjectKey, GatewayState]) -> list[ParentResult]:
+           spec: CommonRouteSpec, gateways: dict[ObjectKey, GatewayState]) -> list[ParentResult]:
     """One result per parentRef that names a Gateway of ours, or a ListenerSet
     of one (others are not ours to report on: their status entries belong to
-    other controllers)."""
+    other controllers), and one per default Gateway that claims the route."""
     results = []
-    for ref in parent_refs:
+    for ref in spec.parent_refs + default_parent_refs(route, spec, gateways):
         parent = resolve_parent(ctx, route, ref, gateways)
         if parent is not None:
             results.append(attach_one(ctx, route, route_hostnames, ref, *parent))
     return results
+
+
+def default_parent_refs(route: Resource, spec: CommonRouteSpec,
+                        gateways: dict[ObjectKey, GatewayState]) -> list[ParentReference]:
+    """The default Gateways of ours that claim this route, as parentRefs."""
+    if spec.use_default_gateways != "All":
+        return []
+    named = {gateway_key(route, ref) for ref in spec.parent_refs}
+    return [ParentReference(namespace=key.namespace, name=key.name)
+            for key, gw in sorted(gateways.items(), key=lambda item: (item[0].namespace, item[0].name))
+            if gw.gateway.spec.default_scope == "All" and key not in named]
 
 
 def attach_one(ctx: Context, route: Resource, route_hostnames: list[str],

@@ -65,7 +65,7 @@ def translate_route(ctx: Context, route: Resource, spec: L4RouteSpec, gateways: 
                     backends: Backends, protocol: AppProtocol) -> L4RouteResult | None:
     # TCPRoute and UDPRoute have no hostnames: attachment treats them as "*".
     route_hostnames = spec.hostnames if route.kind == "TLSRoute" else []
-    parents = attach(ctx, route, route_hostnames, spec.parent_refs, gateways)
+    parents = attach(ctx, route, route_hostnames, spec, gateways)
     if not parents:
         return None
     weighted, conds = route_backends(route, spec, backends, protocol)

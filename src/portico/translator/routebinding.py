@@ -68,7 +68,7 @@ def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], back
     ones (dropped rules are reported through `rules_conditions`)."""
     results = []
     for route in routes:
-        parents = attach(ctx, route, route.spec.hostnames, route.spec.parent_refs, gateways)
+        parents = attach(ctx, route, route.spec.hostnames, route.spec, gateways)
         if not parents:
             continue
         rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends))
