@@ -26,8 +26,8 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" examples/quickstart/run.sh
 
 lint: setup
-	$(BIN)/ruff check src bench
-	$(BIN)/mypy src bench
+	$(BIN)/ruff check src bench tools
+	$(BIN)/mypy src bench tools
 
 test: lint
 	$(BIN)/pytest

@@ -90,3 +90,20 @@ def test_reserved_addresses_survive_a_restart_even_while_in_use() -> None:
     assert pool.assign(("ns", "gw")) == "127.10.3.4"
     assert not pool.reserve(("ns", "other"), "127.10.3.4")  # one owner per address
     assert not pool.reserve(("ns", "x"), "127.99.0.1")  # outside the pool
+
+
+def test_an_address_without_a_value_is_assigned_from_the_pool() -> None:
+    """GatewaySpecAddress.value: "When a value is unspecified, an implementation
+    SHOULD automatically assign an address matching the requested type"."""
+    from portico.infra.host import HostInfrastructure
+    from portico.models import parse_object
+
+    gw = parse_object({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                       "metadata": {"name": "gw", "namespace": "ns"},
+                       "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress"}],
+                                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    infra = HostInfrastructure(AddressPool("127.10.0.0/16", in_use=set))
+    placement = infra.placements({("ns", "gw"): gw})[("ns", "gw")]  # type: ignore[dict-item]
+    assert placement.bind_address is not None
+    assert ipaddress.ip_address(placement.bind_address) in ipaddress.ip_network("127.10.0.0/16")
+    assert placement.address_problem == ""

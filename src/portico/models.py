@@ -162,7 +162,9 @@ class Listener(Model):
 
 class GatewayAddress(Model):
     type: str = "IPAddress"
-    value: str
+    # GatewaySpecAddress.value: "When a value is unspecified, an implementation
+    # SHOULD automatically assign an address matching the requested type".
+    value: str = ""
 
 
 class GatewayInfrastructure(Model):

@@ -78,7 +78,8 @@ class HostInfrastructure:
         """Addresses of our Gateways; pool addresses of vanished Gateways go back."""
         out: dict[GatewayName, Placement] = {}
         for name, gw in gateways.items():
-            requested = [a.value for a in gw.spec.addresses if a.type in ("IPAddress", "")]
+            # an IPAddress without a value asks for one: the pool assigns it
+            requested = [a.value for a in gw.spec.addresses if a.type in ("IPAddress", "") and a.value]
             address = self.pool.assign(name, requested)
             problem = address_problem(gw)
             unavailable = frozenset((port, transport) for host, port, transport in self._unbindable
@@ -197,7 +198,7 @@ class HostInfrastructure:
 def address_problem(gw: Gateway) -> str:
     """Why a requested address cannot be used here (standalone: loopback IPv4 only)."""
     return next((f"address {a.value} is not a loopback IPv4 address" for a in gw.spec.addresses
-                 if usable_address(a.value) is None), "")
+                 if a.value and usable_address(a.value) is None), "")
 
 
 def _is_ip(value: str) -> bool:

@@ -353,12 +353,23 @@ def conflict(ls: ListenerState, reason: str, message: str) -> None:
                  Cond("Programmed", False, reason, message)]
 
 
+def listeners_not_valid(listeners: list[ListenerState]) -> str:
+    """The ListenersNotValid message: "SHOULD clearly indicate in the Message which
+    Listeners are conflicted, and which are Accepted"."""
+    def why(ls: ListenerState) -> str:
+        return next((c.reason for c in ls.conds if c.type == "Accepted" and not c.status), "not accepted")
+
+    bad = ", ".join(f"{ls.name} ({why(ls)})" for ls in listeners if not ls.accepted)
+    good = ", ".join(ls.name for ls in listeners if ls.accepted) or "none"
+    return f"listeners not valid: {bad}; accepted: {good}"
+
+
 def gateway_conditions(gw: Gateway, place: Placement, listeners: list[ListenerState]) -> list[Cond]:
     """Gateway Accepted/Programmed (GatewayConditionType)."""
     conds = address_conditions(gw, place)
     ok = [ls for ls in listeners if ls.accepted]
     if len(ok) < len(listeners):
-        conds.append(Cond("Accepted", bool(ok), "ListenersNotValid", "some listeners are not valid"))
+        conds.append(Cond("Accepted", bool(ok), "ListenersNotValid", listeners_not_valid(listeners)))
     conds.append(Cond("Accepted", True, "Accepted"))
     if place.bind_address is None:
         conds.append(Cond("Programmed", False, "AddressNotAssigned", "no address could be assigned"))
