@@ -100,9 +100,14 @@ class Store:
         raw = {k: v for k, v in doc.raw.items() if k != "status"}
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
-        if current is not None and current.raw == raw and current.document_status == document_status:
+        if current is not None and _same_object(current.raw, raw):
+            # Only the resourceVersion or the status moved (a status write, ours or another
+            # controller's): nothing to translate; the status writer merges the other
+            # controllers' entries from the object as it is when it writes.
             self._invalid.pop(doc.key, None)
             current.source = doc.source
+            current.raw["metadata"] = raw.get("metadata", current.raw["metadata"])
+            current.document_status = dict(document_status or {})
             return False
         try:
             resource = parse_object({**raw, "status": document_status} if document_status else raw)
@@ -160,3 +165,15 @@ class Store:
             serving = "; the previous version keeps serving" if doc.key in self._objects else ""
             log.error("invalid object not applied: %s%s", problem, serving)
         self._invalid[doc.key] = problem
+
+
+VOLATILE_METADATA = ("resourceVersion", "managedFields")
+
+
+def _same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal but for metadata the API server changes on every write (status included)."""
+    def meta(raw: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (raw.get("metadata") or {}).items() if k not in VOLATILE_METADATA}
+
+    return meta(a) == meta(b) and {k: v for k, v in a.items() if k != "metadata"} == \
+        {k: v for k, v in b.items() if k != "metadata"}

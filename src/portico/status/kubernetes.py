@@ -1,0 +1,157 @@
+"""Kubernetes mode's StatusWriter: the status subresource, only our entries, only
+when something changed, one write in flight per object.
+
+- Only ours: route `parents` and policy `ancestors` entries of other controllers
+  are taken from the object as the API server has it at write time
+  (`portico.status.ours.with_ours`), never from an older read.
+- Only on change: the status to write is compared with the stored one (after
+  lastTransitionTime is carried over for conditions whose status stayed the
+  same), so a controller restart rewrites nothing that is already right.
+- Coalesced: a key has at most one write in flight; statuses that arrive during
+  it replace each other, and the latest is written next.
+- Conflicts: the write names the resourceVersion it was computed from; on 409
+  the object is read again and the status recomputed (a few times, then logged).
+- Only the leader writes (`is_leader`); a new leader writes every status it
+  holds (`resume`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx2 as httpx  # lightkube's HTTP client
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.types import PatchType
+
+from portico.objects import ObjectKey
+from portico.provider.apiserver import utc_now
+from portico.provider.kubernetes import Kind, status_code
+from portico.status.ours import SHARED_FIELDS, with_ours
+from portico.status.transitions import stamp_transitions
+
+log = logging.getLogger(__name__)
+
+# (status, resourceVersion) of an object as last seen, or None when unknown
+Lookup = Callable[[ObjectKey], tuple[dict[str, Any], str] | None]
+
+
+class KubernetesStatusWriter:
+    def __init__(self, client: AsyncClient, kinds: Iterable[Kind], controller_name: str, *,
+                 is_leader: Callable[[], bool] = lambda: True, lookup: Lookup | None = None,
+                 clock: Callable[[], str] = utc_now, attempts: int = 5) -> None:
+        self.client = client
+        self.kinds: Mapping[tuple[str, str], Kind] = {(k.group, k.kind): k for k in kinds}
+        self.controller_name = controller_name
+        self.is_leader = is_leader
+        self.lookup = lookup
+        self.clock = clock
+        self.attempts = attempts
+        self._desired: dict[ObjectKey, dict[str, Any] | None] = {}  # None: remove our entries
+        self._inflight: dict[ObjectKey, asyncio.Task[None]] = {}
+        self._again: set[ObjectKey] = set()
+        self.written = 0  # status writes sent (for tests and metrics)
+
+    # ------------------------------------------------------------ StatusWriter
+
+    def write(self, key: ObjectKey, status: dict[str, Any]) -> None:
+        self._desired[key] = status
+        self._schedule(key)
+
+    def release(self, keep: Iterable[ObjectKey]) -> None:
+        """Objects no longer ours: our entries leave their shared fields (a whole
+        status such as a GatewayClass's is left for its new controller)."""
+        keep = set(keep)
+        for key in [k for k, v in self._desired.items() if v is not None and k not in keep]:
+            self._desired[key] = None
+            self._schedule(key)
+
+    def resume(self) -> None:
+        """Leadership gained: write what we hold (unchanged statuses are skipped)."""
+        for key in list(self._desired):
+            self._schedule(key)
+
+    async def idle(self) -> None:
+        """Until no write is in flight (tests, shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    # ------------------------------------------------------------ writing
+
+    def _schedule(self, key: ObjectKey) -> None:
+        if not self.is_leader() or (key.group, key.kind) not in self.kinds:
+            return
+        if key in self._inflight:
+            self._again.add(key)
+            return
+        self._inflight[key] = asyncio.get_running_loop().create_task(self._run(key))
+
+    async def _run(self, key: ObjectKey) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                await self._flush(key)
+                if key not in self._again or not self.is_leader():
+                    return
+        except Exception:  # noqa: BLE001 (one object's failure never stops the others)
+            log.exception("writing the status of %s failed", key)
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _flush(self, key: ObjectKey) -> None:
+        kind = self.kinds[(key.group, key.kind)]
+        res = kind.resource()
+        known = self.lookup(key) if self.lookup is not None else None
+        for attempt in range(self.attempts):
+            if known is None:
+                known = await self._read(res, key)
+                if known is None:
+                    return  # the object is gone
+            current, version = known
+            desired = self._desired.get(key)
+            new = self._compose(current, desired)
+            if new == current:
+                return
+            try:
+                await self._send(res, key, current, new, version)
+                return
+            except httpx.HTTPStatusError as e:
+                code = status_code(e)
+                if code == 404:
+                    return
+                if code != 409:
+                    raise
+                log.debug("status of %s: conflict (attempt %d), reading it again", key, attempt + 1)
+                known = None
+        log.warning("status of %s not written: it kept changing (%d conflicts)", key, self.attempts)
+
+    def _compose(self, current: dict[str, Any], desired: dict[str, Any] | None) -> dict[str, Any]:
+        if desired is None:  # release: drop only our entries of shared fields
+            mine: dict[str, Any] = {f: [] for f in SHARED_FIELDS if f in current}
+            return {**current, **with_ours(current, mine, self.controller_name)} if mine else current
+        new = with_ours(current, desired, self.controller_name)
+        stamped: dict[str, Any] = stamp_transitions(new, current, self.clock)
+        return stamped
+
+    async def _read(self, res: Any, key: ObjectKey) -> tuple[dict[str, Any], str] | None:
+        try:
+            obj = await self.client.get(res, key.name, namespace=key.namespace or None)
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise
+        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        return dict(raw.get("status") or {}), str(raw["metadata"]["resourceVersion"])
+
+    async def _send(self, res: Any, key: ObjectKey, current: dict[str, Any], new: dict[str, Any],
+                    version: str) -> None:
+        # A merge patch of the status subresource, naming the resourceVersion it was
+        # computed from (409 when the object changed since); fields we dropped are nulled.
+        status: dict[str, Any] = {**{k: None for k in current if k not in new}, **new}
+        patch = {"metadata": {"resourceVersion": version}, "status": status}
+        await self.client.patch(res.Status, key.name, patch, namespace=key.namespace or None,
+                                patch_type=PatchType.MERGE)
+        self.written += 1

@@ -1,0 +1,91 @@
+"""KubernetesStatusWriter against the API server double: only our entries, only on
+change, coalesced, conflicts retried, only the leader."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from kube.support import route, running
+from portico.objects import ObjectKey
+from portico.provider.kubernetes import KINDS
+from portico.status.kubernetes import KubernetesStatusWriter
+
+G = "gateway.networking.k8s.io"
+ME, OTHER = "portico.dev/gateway-controller", "example.com/other"
+KEY = ObjectKey(G, "HTTPRoute", "apps", "web")
+
+
+def entry(controller: str, gateway: str, accepted: str = "True") -> dict[str, Any]:
+    return {"parentRef": {"group": G, "kind": "Gateway", "name": gateway, "namespace": "apps"},
+            "controllerName": controller,
+            "conditions": [{"type": "Accepted", "status": accepted, "reason": "Accepted", "message": "",
+                            "observedGeneration": 1, "lastTransitionTime": "1970-01-01T00:00:00Z"}]}
+
+
+def test_only_our_entries_only_on_change_and_coalesced() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put({**route("web"), "status": {"parents": [entry(OTHER, "theirs")]}})
+            writer = KubernetesStatusWriter(client, KINDS, ME, clock=lambda: "2026-12-02T00:00:00Z")
+            for accepted in ("False", "True", "False", "True"):  # a burst: the latest wins
+                writer.write(KEY, {"parents": [entry(ME, "gw", accepted)]})
+            await writer.idle()
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None
+            parents = stored["status"]["parents"]
+            assert [p["controllerName"] for p in parents] == [OTHER, ME]  # theirs kept, untouched
+            assert parents[0] == entry(OTHER, "theirs")
+            assert parents[1]["conditions"][0]["status"] == "True"
+            assert parents[1]["conditions"][0]["lastTransitionTime"] == "2026-12-02T00:00:00Z"
+            assert len(api.status_writes()) <= 2
+            writes = len(api.status_writes())
+            writer.write(KEY, {"parents": [entry(ME, "gw", "True")]})  # nothing new
+            await writer.idle()
+            assert len(api.status_writes()) == writes
+            # released: our entry leaves, theirs stays
+            writer.release(keep=[])
+            await writer.idle()
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None and stored["status"]["parents"] == [entry(OTHER, "theirs")]
+
+    asyncio.run(main())
+
+
+def test_a_conflict_is_retried_on_the_object_as_it_is_now() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put(route("web"))
+            stale = copy.deepcopy(api.get(G, "httproutes", "apps", "web"))
+            assert stale is not None
+            # another controller writes its entry after our read
+            api.put({**route("web"), "status": {"parents": [entry(OTHER, "theirs")]}})
+            writer = KubernetesStatusWriter(client, KINDS, ME,
+                                            lookup=lambda key: ({}, stale["metadata"]["resourceVersion"]))
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await writer.idle()
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None
+            assert [p["controllerName"] for p in stored["status"]["parents"]] == [OTHER, ME]
+            statuses = [w for w in api.status_writes()]
+            assert len(statuses) == 1  # the 409 wrote nothing; the retry did
+
+    asyncio.run(main())
+
+
+def test_only_the_leader_writes_and_a_new_leader_writes_what_it_holds() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put(route("web"))
+            leading = False
+            writer = KubernetesStatusWriter(client, KINDS, ME, is_leader=lambda: leading)
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await writer.idle()
+            assert api.status_writes() == []
+            leading = True
+            writer.resume()
+            await writer.idle()
+            assert len(api.status_writes()) == 1
+
+    asyncio.run(main())
