@@ -128,9 +128,10 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
             if task is not stopped:
                 task.result()  # the control loop only ends by failing: raise its error
         stop.set()
+        tasks[0].cancel()  # the control loop runs until cancelled
+        await writer.idle()  # statuses in flight are written before the lease is given up
         await asyncio.gather(*tasks, return_exceptions=True)
         stopped.cancel()
-        await writer.idle()
         log.info("stopping")
     finally:
         for task in tasks:

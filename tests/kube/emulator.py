@@ -79,6 +79,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     history: list[Event] = attrs.field(factory=list)
     writes: list[Write] = attrs.field(factory=list)
     down: bool = False
+    base_url: str = ""  # set by tests/kube/support.running
     bookmark_interval: float = 0.2
     _counter: Any = attrs.field(factory=lambda: itertools.count(1))
     _version: int = 0

@@ -9,8 +9,8 @@ import kmock
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from portico.provider.kubernetes import KINDS, Kind
 from kube.emulator import KubeAPI
+from portico.provider.kubernetes import KINDS, Kind
 
 
 @contextlib.asynccontextmanager
@@ -21,14 +21,16 @@ async def running(kinds: Iterable[Kind] = KINDS, **options: object) -> AsyncIter
         api.install(k.group, k.version, k.kind, k.plural, k.namespaced)
     api.install("coordination.k8s.io", "v1", "Lease", "leases")
     async with api, kmock.Server(api) as server:
-        client = AsyncClient(config=kubeconfig(str(server.url).rstrip("/")))
+        api.base_url = str(server.url).rstrip("/")
+        client = AsyncClient(config=kubeconfig(api.base_url))
         try:
             yield api, client
         finally:
             await client.close()
 
 
-def obj(api_version: str, kind: str, name: str, namespace: str | None = "default", **fields: object) -> dict[str, object]:
+def obj(api_version: str, kind: str, name: str, namespace: str | None = "default",
+        **fields: object) -> dict[str, object]:
     meta: dict[str, object] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kube.support import CLASS, GATEWAY, obj, running
 from portico.objects import ObjectKey
 from portico.provider import ProviderEvent
 from portico.provider.kubernetes import KINDS, KubernetesProvider
-from kube.support import CLASS, GATEWAY, obj, running
 
 G = "gateway.networking.k8s.io"
 

@@ -104,6 +104,52 @@ def run(
 
 
 @app.command()
+def controller(
+    kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig file (default: in-cluster, then $KUBECONFIG "
+                                                        "or ~/.kube/config).", show_default=False)] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.", show_default=False)] = None,
+    namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace the controller runs in "
+                                                                         "(its Lease).")] = "portico-system",
+    controller_name: Annotated[str, typer.Option(help="GatewayClasses with this controllerName are served.")]
+    = CONTROLLER_NAME,
+    leader_elect: Annotated[bool, typer.Option(help="Elect a leader among replicas (only it writes status).")]
+    = True,
+    lease_name: Annotated[str, typer.Option(help="Name of the coordination.k8s.io Lease.")] = "portico-controller",
+    lease_duration: Annotated[float, typer.Option(help="Seconds a lease lasts without renewal.")] = 15.0,
+    renew_deadline: Annotated[float, typer.Option(help="Seconds a leader keeps trying to renew.")] = 10.0,
+    retry_period: Annotated[float, typer.Option(help="Seconds between lease attempts.")] = 2.0,
+    health_address: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /readyz and the admin API.")]
+    = "127.0.0.1:9912",
+    data_plane: Annotated[str, typer.Option(help="Where Envoy runs: 'local' (processes on this machine).")]
+    = "local",
+    port_offset: Annotated[int, typer.Option(help="Added to every listener port (data plane 'local').")] = 0,
+    address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
+    state_dir: Annotated[str | None, typer.Option(help="xDS socket and Envoy work dirs.", show_default=False)]
+    = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Kubernetes mode: watch the cluster, serve its Gateways, write status (as leader)."""
+    from lightkube.core.exceptions import ConfigError
+
+    from portico.controller import ControllerOptions, serve_controller
+
+    setup_logging(log_level)
+    health_host, health_port = parse_host_port(health_address)
+    options = ControllerOptions(
+        kubeconfig=kubeconfig, context=context, namespace=namespace, controller_name=controller_name,
+        leader_elect=leader_elect, lease_name=lease_name, lease_duration=lease_duration,
+        renew_deadline=renew_deadline, retry_period=retry_period, health_host=health_host,
+        health_port=health_port, data_plane=data_plane, state_dir=state_dir, port_offset=port_offset,
+        address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
+    )
+    try:
+        run_until_signalled(lambda stop: serve_controller(options, stop))
+    except (OSError, ValueError, RuntimeError, TimeoutError, ConfigError) as e:  # e.g. no kubeconfig, port taken
+        logging.getLogger("portico").error("%s", e)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def echo(
     port: Annotated[int, typer.Option(help="Port to listen on.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
