@@ -75,13 +75,26 @@ def find_envoy() -> str:
     return str(candidate)
 
 
+@dataclass(frozen=True)
+class XdsTLS:
+    """Files of the client certificate, its key and the CA, and the name the xDS
+    server's certificate must carry (Kubernetes mode: mutual TLS, `portico.infra.pki`)."""
+
+    cert: str
+    key: str
+    ca: str
+    server_name: str
+
+
 def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_cluster: str = "portico", *,
-              xds_socket: str | None = None, admin_socket: str | None = None) -> dict[str, Any]:
+              xds_socket: str | None = None, admin_socket: str | None = None, xds_tls: XdsTLS | None = None,
+              admin_port: int = 0) -> dict[str, Any]:
     """The Envoy bootstrap (v3) as a JSON-able dict. `xds_socket`: reach the control plane
     on this Unix socket instead of xds_host:xds_port; `admin_socket`: Envoy's admin on this
-    Unix socket (mode 0600) instead of an ephemeral loopback port."""
+    Unix socket (mode 0600) instead of a loopback port (`admin_port`, 0: ephemeral);
+    `xds_tls`: mutual TLS to the control plane."""
     ads = {"ads": {}, "resource_api_version": "V3"}
-    admin = _pipe(admin_socket, 0o600) if admin_socket else _socket("127.0.0.1", 0)
+    admin = _pipe(admin_socket, 0o600) if admin_socket else _socket("127.0.0.1", admin_port)
     xds = _pipe(xds_socket) if xds_socket else _socket(xds_host, xds_port)
     return {
         "node": {"id": node_id, "cluster": node_cluster},
@@ -100,7 +113,7 @@ def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_clust
             "cds_config": ads,
             "lds_config": ads,
         },
-        "static_resources": {"clusters": [_xds_cluster(xds)]},
+        "static_resources": {"clusters": [_xds_cluster(xds, xds_tls)]},
         "stats_config": {"stats_matcher": {"inclusion_list": {"patterns": _stats_patterns()}}},
         "overload_manager": {"resource_monitors": [_connection_limit()]},
     }
@@ -114,12 +127,30 @@ def _pipe(path: str, mode: int | None = None) -> dict[str, Any]:
     return {"pipe": {"path": path, **({"mode": mode} if mode is not None else {})}}
 
 
-def _xds_cluster(address: dict[str, Any]) -> dict[str, Any]:
-    """The control plane: gRPC needs HTTP/2, with keepalive to notice a dead peer."""
+def _xds_cluster(address: dict[str, Any], tls: XdsTLS | None = None) -> dict[str, Any]:
+    """The control plane: gRPC needs HTTP/2, with keepalive to notice a dead peer; a
+    DNS name (a Kubernetes Service) is resolved; with `tls`, mutual TLS."""
     http2 = {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
+    host = address.get("socket_address", {}).get("address", "")
+    by_dns = bool(host) and not _is_ip(host)
+    extra: dict[str, Any] = {"dns_lookup_family": "V4_PREFERRED"} if by_dns else {}
+    if tls is not None:
+        extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": tls.server_name,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [{"certificate_chain": {"filename": tls.cert},
+                                      "private_key": {"filename": tls.key}}],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.ca},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS",
+                                                       "matcher": {"exact": tls.server_name}}]},
+            }}}
     return {
         "name": XDS_CLUSTER,
-        "type": "STATIC",
+        "type": "STRICT_DNS" if by_dns else "STATIC",
+        **extra,
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -132,6 +163,16 @@ def _xds_cluster(address: dict[str, Any]) -> dict[str, Any]:
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
     }
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _stats_patterns() -> list[dict[str, str]]:
@@ -217,10 +258,12 @@ class EnvoyProcess:
         extra_args: tuple[str, ...] = (),
         xds_socket: str | None = None,
         work_dir: str | Path | None = None,
+        xds_tls: XdsTLS | None = None,
     ) -> None:
         self.xds_host = xds_host
         self.xds_port = xds_port
         self.xds_socket = xds_socket  # the control plane's Unix socket (instead of host:port)
+        self.xds_tls = xds_tls
         self.binary = binary or find_envoy()
         self.node_id = node_id
         self.node_cluster = node_cluster  # the xDS group it is served
@@ -277,7 +320,8 @@ class EnvoyProcess:
         if not self._adopt():
             config = self._dir / "bootstrap.json"
             boot = bootstrap(self.xds_host, self.xds_port, self.node_id, self.node_cluster,
-                             xds_socket=self.xds_socket, admin_socket=str(self._dir / ADMIN_SOCKET))
+                             xds_socket=self.xds_socket, admin_socket=str(self._dir / ADMIN_SOCKET),
+                             xds_tls=self.xds_tls)
             config.write_text(json.dumps(boot, indent=2))
             await self._spawn(timeout)
         self._supervisor = asyncio.create_task(self._supervise(), name="envoy-supervisor")

@@ -83,10 +83,13 @@ class _TypeState:
 class _Stream:
     """The state of one Envoy's delta ADS stream and the ordering rules above."""
 
-    def __init__(self, server: XdsServer, peer: str) -> None:
+    def __init__(self, server: XdsServer, peer: str, allowed_group: str | None = None) -> None:
         self.server = server
         self.peer = peer
         self.group: str | None = None  # node.cluster of the first request
+        # mTLS: the only group this peer's certificate lets it ask for (None: a local channel)
+        self.allowed_group = allowed_group
+        self.refused = ""
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {t: _TypeState() for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)}
         self.pending: dict[str, _Sent] = {}
@@ -109,8 +112,16 @@ class _Stream:
             " NACK" if req.HasField("error_detail") else "",
         )
         if self.group is None:
+            if self.allowed_group is not None and req.node.cluster != self.allowed_group:
+                # an Envoy serves only its own Gateway: a certificate names exactly one
+                self.refused = (f"node {req.node.id!r} asks for group {req.node.cluster!r}, its certificate "
+                                f"names {self.allowed_group!r}")
+                log.warning("xds %s: refused: %s", self.peer, self.refused)
+                return
             self.group = req.node.cluster
             log.info("xds %s: node %r of group %r", self.peer, req.node.id, self.group)
+        if self.refused:
+            return
         state = self.types.get(req.type_url)
         if state is None:
             log.warning("xds %s: request for unknown type %s", self.peer, req.type_url)
@@ -291,18 +302,36 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     async def DeltaAggregatedResources(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        stream = _Stream(self.server, context.peer())
+        allowed = _certificate_group(context) if self.server.mtls else None
+        if self.server.mtls and allowed is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no Portico gateway identity in the certificate")
+        stream = _Stream(self.server, context.peer(), allowed)
         reader = asyncio.create_task(_read(request_iterator, stream.queue))
         self.server._streams.add(stream)
         log.info("xds: Envoy connected from %s", stream.peer)
         try:
             while await _drain(stream):
+                if stream.refused:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, stream.refused)
                 for resp in stream.step():
                     yield resp
         finally:
             reader.cancel()
             self.server._streams.discard(stream)
             log.info("xds: Envoy stream from %s closed", stream.peer)
+
+
+def _certificate_group(context: grpc.aio.ServicerContext) -> str | None:
+    """The xDS group the peer's client certificate names (its URI SAN, `portico.infra.pki`)."""
+    from portico.infra.pki import group_of_identity
+
+    auth = context.auth_context()
+    for key in ("peer_spiffe_id", "x509_uri_san", "peer_uri"):
+        for value in auth.get(key, ()):
+            group = group_of_identity(value.decode() if isinstance(value, bytes) else str(value))
+            if group:
+                return group
+    return None
 
 
 async def _read(requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], queue: asyncio.Queue[object]) -> None:
@@ -352,6 +381,7 @@ class XdsServer:
         self._streams: set[_Stream] = set()
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.mtls = False  # serving Envoys over mutual TLS: each gets only the group its certificate names
 
     def version(self, group: str) -> int:
         """The newest version of `group` passed to Envoy (0 before its first `update`)."""
@@ -377,7 +407,15 @@ class XdsServer:
         await self._start(f"unix:{path}")
         os.chmod(path, 0o600)
 
-    async def _start(self, address: str) -> int:
+    async def start_mtls(self, host: str, port: int, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> int:
+        """Listen on host:port over TLS, requiring a client certificate the CA issued
+        (Kubernetes mode: Envoy pods connect from the network)."""
+        credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem,
+                                                  require_client_auth=True)
+        self.mtls = True
+        return await self._start(f"{host}:{port}", credentials)
+
+    async def _start(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         self._loop = asyncio.get_running_loop()
         server = grpc.aio.server(
             options=[
@@ -388,7 +426,8 @@ class XdsServer:
             ]
         )
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
-        bound: int = server.add_insecure_port(address)
+        bound: int = (server.add_secure_port(address, credentials) if credentials is not None
+                      else server.add_insecure_port(address))
         if bound == 0:
             raise OSError(f"xds: cannot listen on {address}")
         await server.start()
