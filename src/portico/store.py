@@ -100,7 +100,7 @@ class Store:
         raw = {k: v for k, v in doc.raw.items() if k != "status"}
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
-        if current is not None and _same_object(current.raw, raw):
+        if current is not None and doc.key.group in STATUS_OWNED_GROUPS and _same_object(current.raw, raw):
             # Only the resourceVersion or the status moved (a status write, ours or another
             # controller's): nothing to translate; the status writer merges the other
             # controllers' entries from the object as it is when it writes.
@@ -168,6 +168,9 @@ class Store:
 
 
 VOLATILE_METADATA = ("resourceVersion", "managedFields")
+# kinds whose status is the controllers' (ours and others'): a status-only change is not
+# translated. A Service's status (its load balancer) is an input: it is.
+STATUS_OWNED_GROUPS = frozenset({"gateway.networking.k8s.io", "gateway.networking.x-k8s.io"})
 
 
 def _same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def options(tmp: Path, **extra: Any) -> ControllerOptions:
     return ControllerOptions(health_port=free_port(), state_dir=str(tmp), lease_duration=1.0, renew_deadline=0.8,
-                             retry_period=0.1, retry_missing=0.5, **extra)
+                             retry_period=0.1, retry_missing=0.5, data_plane="local", **extra)
 
 
 def ours(api: KubeAPI, plural: str, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -168,7 +168,7 @@ def test_the_portico_controller_command_with_a_kubeconfig(tmp_path: Path) -> Non
             proc = await asyncio.create_subprocess_exec(
                 portico, "controller", "--kubeconfig", str(kubeconfig), "--namespace", "portico-system",
                 "--health-address", f"127.0.0.1:{free_port()}", "--state-dir", str(tmp_path / "state"),
-                "--retry-period", "0.1", "--log-level", "warning")
+                "--retry-period", "0.1", "--log-level", "warning", "--data-plane", "local")
             try:
                 await until(lambda: accepted(ours(api, "httproutes", "apps", "web")), timeout=30,
                             what="the route's status")

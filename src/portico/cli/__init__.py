@@ -120,8 +120,16 @@ def controller(
     retry_period: Annotated[float, typer.Option(help="Seconds between lease attempts.")] = 2.0,
     health_address: Annotated[str, typer.Option(help="HOST:PORT of /healthz, /readyz and the admin API.")]
     = "127.0.0.1:9912",
-    data_plane: Annotated[str, typer.Option(help="Where Envoy runs: 'local' (processes on this machine).")]
-    = "local",
+    data_plane: Annotated[str, typer.Option(help="Where Envoy runs: 'kubernetes' (a Deployment per Gateway, "
+                                                 "fed over mutual-TLS xDS) or 'local' (processes on this "
+                                                 "machine).")] = "kubernetes",
+    xds_address: Annotated[str, typer.Option(help="HOST:PORT the mutual-TLS xDS server listens on.")]
+    = "0.0.0.0:18000",
+    xds_service: Annotated[str, typer.Option(help="The name Envoy pods reach xDS at (and check in its "
+                                                  "certificate).")] = "portico-xds.portico-system.svc",
+    envoy_image: Annotated[str, typer.Option(help="Envoy image of the Deployments (default: the official "
+                                                  "image of the bundled Envoy's version).",
+                                             show_default=False)] = "",
     port_offset: Annotated[int, typer.Option(help="Added to every listener port (data plane 'local').")] = 0,
     address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket and Envoy work dirs.", show_default=False)]
@@ -135,12 +143,15 @@ def controller(
 
     setup_logging(log_level)
     health_host, health_port = parse_host_port(health_address)
+    xds_host, xds_port = parse_host_port(xds_address)
     options = ControllerOptions(
         kubeconfig=kubeconfig, context=context, namespace=namespace, controller_name=controller_name,
         leader_elect=leader_elect, lease_name=lease_name, lease_duration=lease_duration,
         renew_deadline=renew_deadline, retry_period=retry_period, health_host=health_host,
         health_port=health_port, data_plane=data_plane, state_dir=state_dir, port_offset=port_offset,
         address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
+        xds_listen_host=xds_host, xds_listen_port=xds_port, xds_service=xds_service,
+        xds_service_port=xds_port, envoy_image=envoy_image,
     )
     try:
         run_until_signalled(lambda stop: serve_controller(options, stop))

@@ -38,12 +38,15 @@ class Placement:
     unavailable: frozenset[tuple[int, str]] = frozenset()
     # why bind_address is None although addresses were requested (GatewayReasonAddressNotUsable)
     address_problem: str = ""
+    # whether bind_address is what clients reach (standalone), or only where the data plane
+    # binds inside its pod (Kubernetes: clients reach `addresses`, the Service's)
+    bind_address_reachable: bool = True
 
     @property
     def status_addresses(self) -> tuple[str, ...]:
         if self.addresses:
             return self.addresses
-        return (self.bind_address,) if self.bind_address else ()
+        return (self.bind_address,) if self.bind_address and self.bind_address_reachable else ()
 
 
 @dataclass(frozen=True)

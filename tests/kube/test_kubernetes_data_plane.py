@@ -1,0 +1,123 @@
+"""Data plane "kubernetes" end to end without a cluster: the controller applies each
+Gateway's ServiceAccount, ConfigMap, Secret, Deployment and Service to the API
+server double; a real Envoy started from the generated ConfigMap's bootstrap with
+the generated Secret's certificate reaches the controller's xDS over mutual TLS on
+loopback and serves the route; the Service's load balancer address becomes the
+Gateway's address."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kube.emulator import KubeAPI
+from kube.support import CLASS, SERVICE, obj, route, running, until
+from portico.controller import ControllerOptions, serve_controller
+from portico.echo import EchoServer, Identity
+from portico.infra.envoy import find_envoy
+
+pytestmark = pytest.mark.timeout(120)
+G = "gateway.networking.k8s.io"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def condition(api: KubeAPI, type_: str) -> dict[str, Any]:
+    gw = api.get(G, "gateways", "apps", "gw") or {}
+    return next((c for c in gw.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
+    async def main() -> None:
+        echo = EchoServer(Identity(pod="web-1", namespace="apps", service="web"))
+        echo_port = await echo.start()
+        listener_port = free_port()
+        async with running() as (api, client):
+            api.install("apps", "v1", "Deployment", "deployments")
+            api.install("", "v1", "ServiceAccount", "serviceaccounts")
+            gateway = obj(f"{G}/v1", "Gateway", "gw", "apps", spec={
+                "gatewayClassName": "portico",
+                "infrastructure": {"labels": {"team": "web"}},
+                "listeners": [{"name": "http", "port": listener_port, "protocol": "HTTP"}]})
+            slice_ = obj("discovery.k8s.io/v1", "EndpointSlice", "web-1", "apps", addressType="IPv4",
+                         endpoints=[{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+                         ports=[{"name": "http", "port": echo_port, "protocol": "TCP"}])
+            slice_["metadata"]["labels"] = {"kubernetes.io/service-name": "web"}  # type: ignore[index]
+            for o in (CLASS, gateway, SERVICE, slice_, route("web")):
+                api.put(o)
+            xds_port = free_port()
+            stop = asyncio.Event()
+            opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"), leader_elect=False,
+                                     data_plane="kubernetes", xds_listen_host="127.0.0.1", xds_listen_port=xds_port,
+                                     retry_missing=0.5)
+            controller = asyncio.create_task(serve_controller(opts, stop, client))
+            envoy: asyncio.subprocess.Process | None = None
+            try:
+                await until(lambda: api.get("", "services", "apps", "portico-gw") is not None,
+                            timeout=20, what="the Service (applied last)")
+                uid = api.get(G, "gateways", "apps", "gw")["metadata"]["uid"]  # type: ignore[index]
+                for group, plural, name in (("", "serviceaccounts", "portico-gw"), ("", "configmaps", "portico-gw"),
+                                            ("", "secrets", "portico-gw-xds"), ("", "services", "portico-gw")):
+                    made = api.get(group, plural, "apps", name)
+                    assert made is not None, plural
+                    assert made["metadata"]["ownerReferences"][0]["uid"] == uid
+                    assert made["metadata"]["labels"]["team"] == "web"
+                service = api.get("", "services", "apps", "portico-gw")
+                assert service is not None, service
+                assert [p["port"] for p in service["spec"]["ports"]] == [listener_port], service
+                # no load balancer yet: no address
+                assert condition(api, "Programmed").get("reason") == "AddressNotAssigned"
+                api.put({**service, "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}})
+                await until(lambda: (api.get(G, "gateways", "apps", "gw") or {}).get("status", {})
+                            .get("addresses") == [{"type": "IPAddress", "value": "127.0.0.1"}],
+                            what="the Gateway's address from the Service")
+
+                # the pod: Envoy from the generated bootstrap and Secret
+                config = api.get("", "configmaps", "apps", "portico-gw")
+                secret = api.get("", "secrets", "apps", "portico-gw-xds")
+                assert config is not None and secret is not None
+                certs = tmp_path / "xds"
+                certs.mkdir()
+                for key, value in secret["data"].items():
+                    (certs / key).write_bytes(base64.b64decode(value))
+                text = config["data"]["bootstrap.json"].replace("/etc/portico/xds", str(certs))
+                boot = json.loads(text)
+                boot["admin"]["address"]["socket_address"]["port_value"] = 0
+                boot["static_resources"]["listeners"][0]["address"]["socket_address"].update(
+                    address="127.0.0.1", port_value=free_port())
+                xds = boot["static_resources"]["clusters"][0]
+                # the Service name resolves to the controller's loopback listener here
+                xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+                    "socket_address"].update(address="127.0.0.1", port_value=xds_port)
+                xds["type"] = "STATIC"
+                xds.pop("dns_lookup_family", None)
+                (tmp_path / "bootstrap.json").write_text(json.dumps(boot))
+                envoy = await asyncio.create_subprocess_exec(
+                    find_envoy(), "--config-path", str(tmp_path / "bootstrap.json"), "--log-level", "warning",
+                    "--base-id", str(free_port()), "--service-node", "gw-pod-0")
+                await until(lambda: condition(api, "Programmed").get("status") == "True", timeout=30,
+                            what="Programmed=True once the Envoy pod ACKed")
+                async with aiohttp.ClientSession() as http, \
+                        http.get(f"http://127.0.0.1:{listener_port}/", headers={"Host": "any"}) as resp:
+                    assert resp.status == 200
+                    assert (await resp.json())["pod"] == "web-1"
+            finally:
+                if envoy is not None:
+                    envoy.terminate()
+                    await envoy.wait()
+                stop.set()
+                await controller
+                await echo.stop()
+
+    asyncio.run(main())
