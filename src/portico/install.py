@@ -1,0 +1,153 @@
+"""`portico install render`: everything a cluster needs to run Portico, as YAML for
+`kubectl apply --server-side -f -`.
+
+- The Gateway API CRDs (experimental channel, the ones Portico bundles).
+- The `portico-system` namespace, the controller's ServiceAccount and RBAC:
+  read every kind the controller watches; write status of the Gateway API kinds;
+  create and patch only the kinds it creates per Gateway (ServiceAccounts,
+  ConfigMaps, Secrets, Deployments, Services); Leases and its CA Secret in its own
+  namespace only. Kubernetes RBAC cannot narrow writes to objects a controller
+  created (no label conditions), so those verbs are cluster-wide for those kinds.
+- The controller Deployment (2 replicas, leader-elected, probes, requests), the
+  `portico-xds` Service Envoy pods reach, and a random admin token in a Secret
+  (the admin API listens on the pod network for the probes; its /api/ needs the
+  token).
+- ClusterRoles for the Gateway API's three personas, aggregated to the built-in
+  roles: infrastructure provider (GatewayClasses), cluster operator (Gateways,
+  ListenerSets, ReferenceGrants, BackendTLSPolicies; aggregated to admin) and
+  application developer (routes; aggregated to admin and edit); every Gateway
+  API kind is readable by view.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import secrets
+from typing import Any
+
+import yaml
+
+from portico import CONTROLLER_NAME, __version__
+from portico.provider.kubernetes import KINDS
+
+NAME = "portico-controller"
+LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
+GATEWAY_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
+CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
+PERSONAS = {
+    "infrastructure-provider": (["gatewayclasses"], ()),
+    "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies"], ("admin",)),
+    "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes"],
+                              ("admin", "edit")),
+}
+WRITE = ["create", "update", "patch", "delete", "deletecollection"]
+READ = ["get", "list", "watch"]
+
+
+def crds() -> list[dict[str, Any]]:
+    folder = importlib.resources.files("portico") / "crds"
+    docs: list[dict[str, Any]] = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            docs += [d for d in yaml.safe_load_all(entry.read_text()) if d]
+    return docs
+
+
+def render(namespace: str = "portico-system", image: str = "", replicas: int = 2,
+           token: str | None = None) -> list[dict[str, Any]]:
+    image = image or f"ghcr.io/portico-dev/portico:{__version__}"
+    token = token or secrets.token_urlsafe(32)
+    meta = {"namespace": namespace, "labels": LABELS}
+    return [
+        *crds(),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": LABELS}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
+        cluster_role(),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": NAME, "labels": LABELS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": NAME, **meta},
+         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+                   {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": NAME, **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "portico-admin-token", **meta},
+         "type": "Opaque", "data": {"token": base64.b64encode(token.encode()).decode()}},
+        deployment(namespace, image, replicas),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "portico-xds", **meta},
+         "spec": {"selector": LABELS, "ports": [{"name": "xds", "port": 18000, "targetPort": 18000}]}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": NAME, **meta},
+         "spec": {"minAvailable": 1, "selector": {"matchLabels": LABELS}}},
+        *persona_roles(),
+    ]
+
+
+def cluster_role() -> dict[str, Any]:
+    by_group: dict[str, list[str]] = {}
+    for kind in KINDS:
+        by_group.setdefault(kind.group, []).append(kind.plural)
+    rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": READ}
+             for group, plurals in sorted(by_group.items())]
+    rules += [{"apiGroups": [group], "resources": sorted(f"{p}/status" for p in by_group[group]),
+               "verbs": ["get", "update", "patch"]} for group in GATEWAY_GROUPS]
+    rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*READ, *WRITE]}
+              for group, plurals in sorted(CREATED.items())]
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": NAME, "labels": LABELS}, "rules": rules}
+
+
+def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
+    probe = {"httpGet": {"path": "/healthz", "port": 9912}, "periodSeconds": 10}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": namespace,
+                                                                       "labels": LABELS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": LABELS}, "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "controller", "image": image,
+                        "args": ["controller", "--controller-name", CONTROLLER_NAME,
+                                 "--health-address", "0.0.0.0:9912", "--xds-address", "0.0.0.0:18000",
+                                 "--xds-service", f"portico-xds.{namespace}.svc"],
+                        "env": [{"name": "POD_NAMESPACE",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                                {"name": "PORTICO_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {
+                                    "name": "portico-admin-token", "key": "token"}}}],
+                        "ports": [{"name": "health", "containerPort": 9912}, {"name": "xds", "containerPort": 18000}],
+                        "livenessProbe": probe,
+                        "readinessProbe": {**probe, "httpGet": {"path": "/healthz", "port": 9912}},
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "state", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "state", "emptyDir": {}}],
+                },
+            }}}
+
+
+def persona_roles() -> list[dict[str, Any]]:
+    roles = []
+    for persona, (resources, aggregate) in PERSONAS.items():
+        labels = {**LABELS, **{f"rbac.authorization.k8s.io/aggregate-to-{r}": "true" for r in aggregate}}
+        roles.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                      "metadata": {"name": f"portico-{persona}", "labels": labels},
+                      "rules": [{"apiGroups": list(GATEWAY_GROUPS), "resources": resources, "verbs": [*READ, *WRITE]},
+                                {"apiGroups": list(GATEWAY_GROUPS), "resources": [f"{r}/status" for r in resources],
+                                 "verbs": READ}]})
+    everything = sorted({p for kind in KINDS if kind.group in GATEWAY_GROUPS for p in [kind.plural]})
+    roles.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                  "metadata": {"name": "portico-view", "labels": {
+                      **LABELS, "rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+                  "rules": [{"apiGroups": list(GATEWAY_GROUPS), "resources": everything, "verbs": READ}]})
+    return roles
+
+
+def render_yaml(**options: Any) -> str:
+    return yaml.safe_dump_all(render(**options), sort_keys=False, width=120)

@@ -1,0 +1,74 @@
+"""`portico install render`: every object valid against the Kubernetes schemas
+(offline, kubernetes-validate), and RBAC that grants what the controller does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+from portico.install import CREATED, render
+from portico.provider.kubernetes import KINDS
+
+KUBERNETES = "1.33"
+
+
+def allowed(rules: list[dict[str, object]], group: str, resource: str, verb: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]  # type: ignore[operator]
+               for r in rules)
+
+
+def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None:
+    objects = render(token="fixed")
+    for o in objects:
+        kubernetes_validate.validate(o, KUBERNETES, strict=True)
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    controller = by_name[("ClusterRole", "portico-controller")]["rules"]
+    for kind in KINDS:  # watched
+        for verb in ("list", "watch"):
+            assert allowed(controller, kind.group, kind.plural, verb), (kind, verb)
+    for kind in KINDS:  # status written, Gateway API kinds only
+        gateway_api = kind.group.startswith("gateway.networking")
+        assert allowed(controller, kind.group, f"{kind.plural}/status", "patch") == gateway_api, kind
+    for group, plurals in CREATED.items():  # server-side apply of the per-Gateway objects
+        for plural in plurals:
+            assert allowed(controller, group, plural, "patch"), plural
+    assert not allowed(controller, "", "pods", "create")  # nothing else
+    own = by_name[("Role", "portico-controller")]["rules"]
+    assert allowed(own, "coordination.k8s.io", "leases", "update") and allowed(own, "", "secrets", "create")
+    # the three personas, aggregated to the built-in roles
+    developer = by_name[("ClusterRole", "portico-application-developer")]
+    assert developer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert allowed(developer["rules"], "gateway.networking.k8s.io", "httproutes", "create")
+    assert not allowed(developer["rules"], "gateway.networking.k8s.io", "gateways", "create")
+    operator = by_name[("ClusterRole", "portico-cluster-operator")]
+    assert allowed(operator["rules"], "gateway.networking.k8s.io", "gateways", "create")
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in operator["metadata"]["labels"]
+    deployment = by_name[("Deployment", "portico-controller")]
+    assert deployment["spec"]["replicas"] == 2
+    kinds = {o["kind"] for o in objects}
+    assert {"CustomResourceDefinition", "Namespace", "PodDisruptionBudget", "Service"} <= kinds
+
+
+def test_the_command_prints_yaml_for_kubectl(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "portico.cli", "install", "render", "--namespace", "gw-system"],
+                         capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert any(d["kind"] == "Namespace" and d["metadata"]["name"] == "gw-system" for d in docs)
+    assert sum(d["kind"] == "CustomResourceDefinition" for d in docs) >= 10
+
+
+def test_the_dockerfile_runs_the_controller() -> None:
+    dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["portico"]' in dockerfile and 'CMD ["controller"]' in dockerfile
+    assert "USER 65532" in dockerfile
+
+
+def test_the_kubernetes_example_is_valid() -> None:
+    path = Path(__file__).parents[2] / "examples" / "kubernetes" / "gateway.yaml"
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and not doc["apiVersion"].startswith("gateway.networking"):
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
