@@ -37,6 +37,7 @@ from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
 from portico.infra.pki import CertificateAuthority, KeyPair
+from portico.ir import ParametersRef
 from portico.leader import LeaderElector
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
@@ -193,8 +194,13 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         for raw in objects:
             await client.apply(codecs.from_dict(raw), field_manager=FIELD_MANAGER, force=True)
 
+    def parameters(ref: ParametersRef) -> dict[str, Any] | None:
+        obj = store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
+        return dict(obj.raw.get("spec") or {}) if obj is not None else None
+
     return KubernetesInfrastructure(apply, ca, settings, service, uid,
-                                    is_leader=elector.is_leader if elector else (lambda: True))
+                                    is_leader=elector.is_leader if elector else (lambda: True),
+                                    parameters=parameters)
 
 
 async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> CertificateAuthority:

@@ -33,10 +33,11 @@ from portico.provider.kubernetes import KINDS
 
 NAME = "portico-controller"
 LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
-GATEWAY_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
+STATUS_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")  # the controller writes their status
+GATEWAY_GROUPS = (*STATUS_GROUPS, "gateway.portico.dev")
 CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
 PERSONAS = {
-    "infrastructure-provider": (["gatewayclasses"], ()),
+    "infrastructure-provider": (["gatewayclasses", "porticoproxies"], ()),
     "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies"], ("admin",)),
     "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes"],
                               ("admin", "edit")),
@@ -93,7 +94,7 @@ def cluster_role() -> dict[str, Any]:
     rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": READ}
              for group, plurals in sorted(by_group.items())]
     rules += [{"apiGroups": [group], "resources": sorted(f"{p}/status" for p in by_group[group]),
-               "verbs": ["get", "update", "patch"]} for group in GATEWAY_GROUPS]
+               "verbs": ["get", "update", "patch"]} for group in STATUS_GROUPS]
     rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*READ, *WRITE]}
               for group, plurals in sorted(CREATED.items())]
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

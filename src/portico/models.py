@@ -606,6 +606,17 @@ class ConfigMap(Resource):
     data: dict[str, str] = Field(default_factory=dict)
 
 
+PORTICO_GROUP = "gateway.portico.dev"
+
+
+class PorticoProxy(Resource):
+    """Portico's parameters of a Gateway's data plane (Kubernetes mode), referenced by
+    GatewayClass or Gateway parametersRef; the CRD's schema validates the fields, the
+    Kubernetes infrastructure reads them (`portico.infra.kubernetes.ProxyParameters`)."""
+
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
 class Other(Resource):
     """Any other kind: stored and listed, not translated."""
 
@@ -626,6 +637,7 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     ("", "Namespace"): Namespace,
     ("", "Secret"): Secret,
     ("", "ConfigMap"): ConfigMap,
+    (PORTICO_GROUP, "PorticoProxy"): PorticoProxy,
 }
 
 

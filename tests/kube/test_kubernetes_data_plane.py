@@ -48,13 +48,15 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
             api.install("", "v1", "ServiceAccount", "serviceaccounts")
             gateway = obj(f"{G}/v1", "Gateway", "gw", "apps", spec={
                 "gatewayClassName": "portico",
-                "infrastructure": {"labels": {"team": "web"}},
+                "infrastructure": {"labels": {"team": "web"}, "parametersRef": {
+                    "group": "gateway.portico.dev", "kind": "PorticoProxy", "name": "two"}},
                 "listeners": [{"name": "http", "port": listener_port, "protocol": "HTTP"}]})
             slice_ = obj("discovery.k8s.io/v1", "EndpointSlice", "web-1", "apps", addressType="IPv4",
                          endpoints=[{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
                          ports=[{"name": "http", "port": echo_port, "protocol": "TCP"}])
             slice_["metadata"]["labels"] = {"kubernetes.io/service-name": "web"}  # type: ignore[index]
-            for o in (CLASS, gateway, SERVICE, slice_, route("web")):
+            proxy = obj("gateway.portico.dev/v1alpha1", "PorticoProxy", "two", "apps", spec={"replicas": 2})
+            for o in (CLASS, proxy, gateway, SERVICE, slice_, route("web")):
                 api.put(o)
             xds_port = free_port()
             stop = asyncio.Event()
@@ -73,6 +75,8 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                     assert made is not None, plural
                     assert made["metadata"]["ownerReferences"][0]["uid"] == uid
                     assert made["metadata"]["labels"]["team"] == "web"
+                deployment = api.get("apps", "deployments", "apps", "portico-gw")
+                assert deployment is not None and deployment["spec"]["replicas"] == 2  # the PorticoProxy's
                 service = api.get("", "services", "apps", "portico-gw")
                 assert service is not None, service
                 assert [p["port"] for p in service["spec"]["ports"]] == [listener_port], service

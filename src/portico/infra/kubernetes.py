@@ -31,7 +31,7 @@ from typing import Any
 
 from portico.infra.envoy import XdsTLS, bootstrap
 from portico.infra.pki import CertificateAuthority
-from portico.ir import IR, GatewayInfra
+from portico.ir import IR, GatewayInfra, ParametersRef
 from portico.models import Gateway
 from portico.objects import ObjectKey
 from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
@@ -75,9 +75,18 @@ class Settings:
         return self.xds_host
 
 
+def proxy_parameters(class_spec: Mapping[str, Any] | None, gateway_spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The PorticoProxy fields in effect: the Gateway's own (infrastructure.parametersRef)
+    override the class's field by field."""
+    return {**(class_spec or {}), **(gateway_spec or {})}
+
+
 def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, settings: Settings,
-           client_cert: tuple[bytes, bytes] | None = None) -> list[dict[str, Any]]:
-    """The objects that run one Gateway's data plane (see the module docstring)."""
+           client_cert: tuple[bytes, bytes] | None = None,
+           params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The objects that run one Gateway's data plane (see the module docstring), shaped
+    by the PorticoProxy fields in `params`."""
+    params = params or {}
     name = resource_name(infra)
     group = f"{infra.namespace}/{infra.name}"
     labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
@@ -102,14 +111,33 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
 
     ports = [{"name": _port_name(ls.name, ls.port), "port": ls.port, "targetPort": ls.bind_port,
               "protocol": "UDP" if ls.protocol == "UDP" else "TCP"} for ls in infra.listeners]
-    service_spec: dict[str, Any] = {"type": settings.service_type, "selector": selector,
+    service_params = params.get("service") or {}
+    service_spec: dict[str, Any] = {"type": service_params.get("type", settings.service_type), "selector": selector,
                                     "ports": _unique_ports(ports)}
+    if service_params.get("externalTrafficPolicy"):
+        service_spec["externalTrafficPolicy"] = service_params["externalTrafficPolicy"]
     requested = [value for kind, value in infra.requested_addresses if kind in ("IPAddress", "") and value]
     if requested:
         service_spec["loadBalancerIP"] = requested[0]
         service_spec["externalIPs"] = requested
     container_ports = [{"name": p["name"], "containerPort": p["targetPort"], "protocol": p["protocol"]}
                        for p in service_spec["ports"]]
+    hpa, pdb = params.get("hpa"), params.get("podDisruptionBudget")
+    pod_extras = {k: params[k] for k in ("nodeSelector", "tolerations", "affinity") if params.get(k)}
+    service_meta = meta()
+    if service_params.get("annotations"):
+        service_meta["annotations"] = {**service_meta.get("annotations", {}), **service_params["annotations"]}
+    replicas = {} if hpa else {"replicas": int(params.get("replicas", settings.replicas))}
+    extra: list[dict[str, Any]] = []
+    if hpa:
+        extra.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(), "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": int(hpa.get("minReplicas", 1)), "maxReplicas": int(hpa["maxReplicas"]),
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": int(hpa.get("targetCPUUtilizationPercentage", 80))}}}]}})
+    if pdb:
+        extra.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(), "spec": {
+            "minAvailable": pdb.get("minAvailable", 1), "selector": {"matchLabels": selector}}})
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(), "automountServiceAccountToken": False},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(),
@@ -117,7 +145,7 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
         {"apiVersion": "v1", "kind": "Secret", "metadata": meta(f"{name}-xds"), "type": "kubernetes.io/tls",
          "data": {"tls.crt": b64(cert), "tls.key": b64(key), "ca.crt": b64(ca.cert_pem)}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(), "spec": {
-            "replicas": settings.replicas,
+            **replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": labels, **({"annotations": dict(infra.annotations)} if infra.annotations
@@ -130,8 +158,9 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "envoy",
-                        "image": settings.image or envoy_image(),
-                        "args": ["--config-path", f"{BOOTSTRAP_MOUNT}/bootstrap.json", "--log-level", "warn",
+                        "image": params.get("image") or settings.image or envoy_image(),
+                        "args": ["--config-path", f"{BOOTSTRAP_MOUNT}/bootstrap.json",
+                                 "--log-level", str(params.get("logLevel", "warn")),
                                  "--service-node", "$(POD_NAME)", "--drain-time-s", "5"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                         "ports": [*container_ports, {"name": "ready", "containerPort": READY_PORT, "protocol": "TCP"}],
@@ -139,8 +168,8 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
                                            "periodSeconds": 5, "failureThreshold": 2},
                         "livenessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT},
                                           "periodSeconds": 10, "failureThreshold": 6, "initialDelaySeconds": 10},
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"memory": "1Gi"}},
+                        "resources": params.get("resources") or {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                                                 "limits": {"memory": "1Gi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": True},
@@ -149,10 +178,12 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
                     "volumes": [{"name": "bootstrap", "configMap": {"name": name}},
                                 {"name": "xds-tls", "secret": {"secretName": f"{name}-xds", "defaultMode": 0o440}}],
                     "terminationGracePeriodSeconds": 30,
+                    **pod_extras,
                 },
             },
         }},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta(), "spec": service_spec},
+        {"apiVersion": "v1", "kind": "Service", "metadata": service_meta, "spec": service_spec},
+        *extra,
     ]
 
 
@@ -203,13 +234,16 @@ def _unique_ports(ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 ServiceLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> Service as stored
 UidLookup = Callable[[str, str], str]  # (namespace, name) -> the Gateway's uid
+ParametersLookup = Callable[[ParametersRef], dict[str, Any] | None]  # a PorticoProxy's spec
 
 
 class KubernetesInfrastructure:
     """The Infrastructure seam for Kubernetes mode (see the module docstring)."""
 
     def __init__(self, apply: Callable[[list[dict[str, Any]]], Any], ca: CertificateAuthority, settings: Settings,
-                 services: ServiceLookup, uids: UidLookup, is_leader: Callable[[], bool] = lambda: True) -> None:
+                 services: ServiceLookup, uids: UidLookup, is_leader: Callable[[], bool] = lambda: True,
+                 parameters: ParametersLookup | None = None) -> None:
+        self.parameters = parameters or (lambda ref: None)
         self.apply = apply  # async: server-side apply of a Gateway's objects
         self.ca = ca
         self.settings = settings
@@ -241,13 +275,20 @@ class KubernetesInfrastructure:
             if cert is None:
                 pair = self.ca.issue_client(group)
                 cert = self._certs[group] = (pair.cert_pem, pair.key_pem)
-            objects = render(out.infra, self.uids(key.namespace, key.name), self.ca, self.settings, cert)
+            params = proxy_parameters(self._spec(out.infra.class_parameters), self._spec(out.infra.parameters))
+            objects = render(out.infra, self.uids(key.namespace, key.name), self.ca, self.settings, cert, params)
             fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
             if self._applied.get((key.namespace, key.name)) == fingerprint:
                 continue
             await self.apply(objects)
             self._applied[(key.namespace, key.name)] = fingerprint
             log.info("applied the data plane of Gateway %s (%d objects)", group, len(objects))
+
+    def _spec(self, ref: ParametersRef | None) -> dict[str, Any] | None:
+        """A PorticoProxy's spec (other parameter kinds, e.g. a ConfigMap, shape nothing here)."""
+        if ref is None or (ref.group, ref.kind) != ("gateway.portico.dev", "PorticoProxy"):
+            return None
+        return self.parameters(ref)
 
     def rejected(self, group: str, message: str) -> bool:
         return False  # a pod binds its own ports; a NACK keeps the last good configuration

@@ -78,6 +78,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(G, "v1", "BackendTLSPolicy", "backendtlspolicies"),
     Kind(X, "v1alpha1", "XBackend", "xbackends"),
     Kind(X, "v1alpha1", "XBackendTrafficPolicy", "xbackendtrafficpolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "PorticoProxy", "porticoproxies"),
     Kind("", "v1", "Namespace", "namespaces", namespaced=False),
     Kind("", "v1", "Service", "services"),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),

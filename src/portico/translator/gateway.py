@@ -168,7 +168,7 @@ def class_problem(ctx: Context, gc: GatewayClass) -> str | None:
     group, kind = str(ref.get("group", "")), str(ref.get("kind", ""))
     namespace, name = str(ref.get("namespace") or ""), str(ref.get("name", ""))
     if (group, kind) not in PARAMETER_KINDS:
-        return f"parametersRef kind {group}/{kind} is not supported (use a ConfigMap)"
+        return f"parametersRef kind {group}/{kind} is not supported (use a PorticoProxy or a ConfigMap)"
     if (kind, namespace, name) not in ctx.by_name:
         return f"parametersRef {kind} {namespace}/{name} not found"
     return None
@@ -211,7 +211,8 @@ def not_programmed(state: GatewayState) -> None:
 
 
 # Parameter kinds Portico reads (GatewayClass and Gateway infrastructure parametersRef).
-PARAMETER_KINDS = {(CORE_GROUP, "ConfigMap")}
+# parametersRef kinds: a ConfigMap (free-form) or Portico's PorticoProxy (its data plane)
+PARAMETER_KINDS = {(CORE_GROUP, "ConfigMap"), ("gateway.portico.dev", "PorticoProxy")}
 
 
 def infrastructure_conditions(ctx: Context, gw: Gateway) -> list[Cond]:
