@@ -18,7 +18,7 @@ import traceback
 
 from bench.common import RESULTS_DIR, fmt, machine
 
-BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups")
+BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups", "kube_sync")
 
 
 def main(argv: list[str] | None = None) -> int:

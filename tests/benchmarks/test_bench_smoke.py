@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import attached, changes, groups, propagation, scale, tools, traffic, translation  # noqa: E402
+from bench import attached, changes, groups, kube_sync, propagation, scale, tools, traffic, translation  # noqa: E402
 from bench.common import Report  # noqa: E402
 from bench.docs import write_docs  # noqa: E402
 
@@ -79,3 +79,9 @@ def test_docs_render(tmp_path: Path) -> None:
     doc = write_docs(tmp_path / "benchmarks.md", tmp_path)
     text = doc.read_text()
     assert "6. Translation cost" in text and "results:end" in text
+
+
+def test_kube_sync(tmp_path: Path) -> None:
+    report = kube_sync.run(2, 3, quiet_s=0.5)
+    data = check(report, tmp_path)
+    assert data["data"]["status_writes"] >= 2 * 3  # every route got its status

@@ -181,3 +181,33 @@ def test_the_portico_controller_command_with_a_kubeconfig(tmp_path: Path) -> Non
             assert lease is not None and not lease["spec"].get("holderIdentity")  # given up on the way out
 
     asyncio.run(main())
+
+
+def test_leader_hand_over_between_two_controllers(tmp_path: Path) -> None:
+    """Both watch and translate; only the leader writes; the other takes over when it stops."""
+    async def main() -> None:
+        async with running() as (api, client):
+            for o in (CLASS, GATEWAY, SERVICE, route("first")):
+                api.put(o)
+            stops = [asyncio.Event(), asyncio.Event()]
+            controllers = [asyncio.create_task(serve_controller(options(tmp_path / name, identity=name), stop,
+                                                                client, start_envoy=False))
+                           for name, stop in zip(("one", "two"), stops, strict=True)]
+            await until(lambda: accepted(ours(api, "httproutes", "apps", "first")), what="the first status")
+
+            def holder() -> str:
+                lease = api.get("coordination.k8s.io", "leases", "portico-system", "portico-controller") or {}
+                return str(lease.get("spec", {}).get("holderIdentity") or "")
+
+            leader = holder()
+            assert leader in ("one", "two")
+            index = ("one", "two").index(leader)
+            stops[index].set()
+            await controllers[index]
+            await until(lambda: holder() == ("two", "one")[index], what="the other controller leading")
+            api.put(route("second"))
+            await until(lambda: accepted(ours(api, "httproutes", "apps", "second")), what="the new leader's write")
+            stops[1 - index].set()
+            await controllers[1 - index]
+
+    asyncio.run(main())

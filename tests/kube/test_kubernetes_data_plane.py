@@ -112,10 +112,20 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                     "--base-id", str(free_port()), "--service-node", "gw-pod-0")
                 await until(lambda: condition(api, "Programmed").get("status") == "True", timeout=30,
                             what="Programmed=True once the Envoy pod ACKed")
-                async with aiohttp.ClientSession() as http, \
-                        http.get(f"http://127.0.0.1:{listener_port}/", headers={"Host": "any"}) as resp:
-                    assert resp.status == 200
-                    assert (await resp.json())["pod"] == "web-1"
+                async with aiohttp.ClientSession() as http:
+                    async def answer(host: str) -> int:
+                        async with http.get(f"http://127.0.0.1:{listener_port}/", headers={"Host": host}) as resp:
+                            return resp.status
+
+                    assert await answer("any.example.com") == 200
+                    # a route edited in the cluster goes live on the pod's Envoy
+                    api.put(route("web", hostnames=["only.example.com"]))
+                    for _ in range(100):
+                        if await answer("any.example.com") == 404:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await answer("any.example.com") == 404
+                    assert await answer("only.example.com") == 200
             finally:
                 if envoy is not None:
                     envoy.terminate()

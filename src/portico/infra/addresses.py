@@ -125,3 +125,12 @@ def listening_addresses(proc_net: str = "/proc/net") -> set[str]:
 def _proc_ipv4(hex_address: str) -> str:
     """/proc/net/tcp's little-endian hex form ('0100007F') -> '127.0.0.1'."""
     return str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_address), "little")))
+
+
+def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address literal (not a name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

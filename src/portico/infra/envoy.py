@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from portico.infra.addresses import is_ip
+
 log = logging.getLogger("portico.envoy")
 
 XDS_CLUSTER = "portico-xds"
@@ -132,7 +134,7 @@ def _xds_cluster(address: dict[str, Any], tls: XdsTLS | None = None) -> dict[str
     DNS name (a Kubernetes Service) is resolved; with `tls`, mutual TLS."""
     http2 = {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}
     host = address.get("socket_address", {}).get("address", "")
-    by_dns = bool(host) and not _is_ip(host)
+    by_dns = bool(host) and not is_ip(host)
     extra: dict[str, Any] = {"dns_lookup_family": "V4_PREFERRED"} if by_dns else {}
     if tls is not None:
         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
@@ -164,15 +166,6 @@ def _xds_cluster(address: dict[str, Any], tls: XdsTLS | None = None) -> dict[str
         },
     }
 
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _stats_patterns() -> list[dict[str, str]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from portico.infra.addresses import AddressPool, usable_address
+from portico.infra.addresses import AddressPool, is_ip, usable_address
 from portico.ir import IR, merge
 from portico.models import Gateway
 from portico.objects import ObjectKey
@@ -177,7 +176,7 @@ class HostInfrastructure:
         """Sockets named in a NACK become unavailable ports of the Gateway bound there;
         True when that is new (translate again without them, retry binding later)."""
         sockets = {(host, int(port), transport) for host, port, transport in UNBINDABLE.findall(message)
-                   if _is_ip(host)} - self._unbindable
+                   if is_ip(host)} - self._unbindable
         if not sockets:
             return False
         self._unbindable |= sockets
@@ -200,10 +199,3 @@ def address_problem(gw: Gateway) -> str:
     return next((f"address {a.value} is not a loopback IPv4 address" for a in gw.spec.addresses
                  if a.value and usable_address(a.value) is None), "")
 
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
