@@ -101,7 +101,14 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         raise ValueError(f"data plane {options.data_plane!r} is unknown (local or kubernetes)")
     client = client or client_for(options)
     store = Store()
-    admin = AdminServer(store, options.health_host, options.health_port, token=options.admin_token)
+    token = options.admin_token
+    if token is None and options.health_host not in ("127.0.0.1", "localhost", "::1"):
+        # the probes need the pod network; the admin API's /api/ does not get it for free
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        log.info("the admin API's /api/ needs a token (set PORTICO_ADMIN_TOKEN to use it); probes are open")
+    admin = AdminServer(store, options.health_host, options.health_port, token=token)
     await admin.start()
     xds = XdsServer()
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),

@@ -72,3 +72,19 @@ def test_the_kubernetes_example_is_valid() -> None:
     for doc in yaml.safe_load_all(path.read_text()):
         if doc and not doc["apiVersion"].startswith("gateway.networking"):
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_deploy_is_the_rendered_install_and_a_kustomization(tmp_path: Path) -> None:
+    """deploy/ (for `kubectl kustomize deploy`) is current: `portico install render --output-dir`."""
+    from portico.install import render_files
+
+    deploy = Path(__file__).parents[2] / "deploy"
+    files = render_files()
+    for name, text in files.items():
+        assert (deploy / name).read_text() == text, f"deploy/{name} is stale: run portico install render --output-dir deploy"
+    kustomization = yaml.safe_load((deploy / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(n for n in files if n != "kustomization.yaml")
+    for name in kustomization["resources"]:
+        for doc in yaml.safe_load_all((deploy / name).read_text()):
+            assert doc["kind"] != "Secret"  # no token committed
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)

@@ -173,11 +173,18 @@ def install_render(
     namespace: Annotated[str, typer.Option(help="Namespace of the controller.")] = "portico-system",
     image: Annotated[str, typer.Option(help="Controller image.", show_default=False)] = "",
     replicas: Annotated[int, typer.Option(min=1, help="Controller replicas (one leads).")] = 2,
+    output_dir: Annotated[Path | None, typer.Option(help="Write a kustomize directory (deploy/) instead.",
+                                                    show_default=False)] = None,
 ) -> None:
     """Print the CRDs, RBAC, controller and persona roles as YAML (for kubectl apply --server-side -f -)."""
-    from portico.install import render_yaml
+    from portico.install import render_files, render_yaml
 
-    sys.stdout.write(render_yaml(namespace=namespace, image=image, replicas=replicas))
+    if output_dir is None:
+        sys.stdout.write(render_yaml(namespace=namespace, image=image, replicas=replicas))
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in render_files(namespace=namespace, image=image, replicas=replicas).items():
+        (output_dir / name).write_text(text)
 
 
 @app.command()
