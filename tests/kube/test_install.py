@@ -81,7 +81,7 @@ def test_deploy_is_the_rendered_install_and_a_kustomization(tmp_path: Path) -> N
     deploy = Path(__file__).parents[2] / "deploy"
     files = render_files()
     for name, text in files.items():
-        assert (deploy / name).read_text() == text, f"deploy/{name} is stale: run portico install render --output-dir deploy"
+        assert (deploy / name).read_text() == text, f"deploy/{name} is stale: portico install render --output-dir"
     kustomization = yaml.safe_load((deploy / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(n for n in files if n != "kustomization.yaml")
     for name in kustomization["resources"]:
