@@ -137,6 +137,18 @@ def test_traffic_through_a_local_envoy_follows_the_cluster(tmp_path: Path) -> No
                         await asyncio.sleep(0.05)
                     assert await answer("other.example.com") == 200
                     assert await answer("web.example.com") == 404
+                    # the API server goes away: Envoy keeps serving; back, the controller resyncs
+                    api.down = True
+                    await api.drop_watches()
+                    await asyncio.sleep(1.0)
+                    assert await answer("other.example.com") == 200
+                    api.put(route("web", hostnames=["back.example.com"]))  # changed while unseen
+                    api.down = False
+                    for _ in range(200):
+                        if await answer("back.example.com") == 200:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await answer("back.example.com") == 200
             finally:
                 stop.set()
                 await controller

@@ -31,10 +31,15 @@ def test_initial_load_watch_and_relist_after_410() -> None:
             api.put(CLASS)
             api.put(obj("v1", "Secret", "password", "apps", data={"password": "eA=="}))
             api.put(obj("v1", "Secret", "cert", "apps", data={"tls.crt": "eA==", "tls.key": "eA=="}))
+            api.put(obj("v1", "ConfigMap", "big", "apps", data={"blob": "x" * 1000}))
+            api.put(obj("v1", "ConfigMap", "ca", "apps", data={"ca.crt": "PEM"}))
             events = KubernetesProvider(client, KINDS, batch_window=0.01).events()
             first = await next_event(events)
-            # only Secrets a Gateway or policy could reference are kept
-            assert first.initial and names(first) == {"GatewayClass portico", "Secret apps/cert"}
+            # only Secrets a Gateway or policy could reference are kept; ConfigMaps' data only with a CA
+            assert first.initial and names(first) == {"GatewayClass portico", "Secret apps/cert",
+                                                      "ConfigMap apps/big", "ConfigMap apps/ca"}
+            data = {d.key.name: d.raw.get("data") for d in first.upserts if d.key.kind == "ConfigMap"}
+            assert data == {"big": None, "ca": {"ca.crt": "PEM"}}
             api.put(GATEWAY)
             assert names(await next_event(events)) == {"Gateway apps/gw"}
             # the watch history is gone: the informers list again and see the deletion

@@ -9,10 +9,12 @@ so it is picked up when it appears; a kind we may not read (403) is logged
 clearly and retried the same way while the other kinds keep working.
 
 Which objects are kept: every object of the Gateway API kinds, Services,
-EndpointSlices, Namespaces and ConfigMaps; of Secrets only those holding a TLS
-key pair or a CA bundle (`tls.crt`, `ca.crt`), the only Secrets a Gateway or
-policy can reference. The first event is the complete initial load: it is sent
-once every informer has listed (or found its kind missing or forbidden).
+EndpointSlices and Namespaces; of Secrets only those holding a TLS key pair or a
+CA bundle (`tls.crt`, `ca.crt`), the only Secrets a Gateway or policy can
+reference; of ConfigMaps every one (a parametersRef may name any), but the data
+only of those holding a CA bundle (`ca.crt`), the only data the translator reads.
+The first event is the complete initial load: it is sent once every informer has
+listed (or found its kind missing or forbidden).
 """
 
 from __future__ import annotations
@@ -260,11 +262,13 @@ class KubernetesProvider:
         return issubclass(res, lightkube_resource.NamespacedResource)
 
     def _raw(self, kind: Kind, obj: Any) -> dict[str, Any]:
-        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        raw = dict(obj.to_dict() if hasattr(obj, "to_dict") else obj)
         # list items come without apiVersion and kind
         raw.setdefault("apiVersion", kind.api_version)
         raw.setdefault("kind", kind.kind)
-        return dict(raw)
+        if kind.kind == "ConfigMap" and "ca.crt" not in (raw.get("data") or {}):
+            raw = {k: v for k, v in raw.items() if k not in ("data", "binaryData")}
+        return raw
 
     def _upsert(self, cache: dict[ObjectKey, str], key: ObjectKey, raw: dict[str, Any]) -> None:
         version = str((raw.get("metadata") or {}).get("resourceVersion", ""))
