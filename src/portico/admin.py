@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from portico.metrics import CONTENT_TYPE, Metrics
 from portico.provider import DocumentError
 from portico.store import Store
 
@@ -77,8 +78,10 @@ def _loopback(host: str) -> bool:
 
 class AdminServer:
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
-                 readiness: Readiness | None = None, token: str | None = None) -> None:
+                 readiness: Readiness | None = None, token: str | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.token = token or None
         self.host = host
         self.port = port
@@ -92,6 +95,7 @@ class AdminServer:
             web.get("/api/objects", self._objects),
             web.get("/api/errors", self._errors),
             web.get("/api/openapi.json", self._openapi),
+            web.get("/metrics", self._metrics),
         ])
 
     async def start(self) -> int:
@@ -163,6 +167,12 @@ class AdminServer:
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus exposition (counts and durations only: nothing secret, so no token)."""
+        if self.metrics is None:
+            raise web.HTTPNotFound(reason="no metrics here")
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def _dumps(data: Any) -> str:

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from portico import CONTROLLER_NAME
 from portico.ir import IR
+from portico.metrics import Metrics
 from portico.models import Gateway, GatewayClass, Other, Resource, model_for
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
@@ -85,11 +87,12 @@ class ControlLoop:
 
     def __init__(self, store: Store, infra: Infrastructure, xds: Xds, writer: StatusWriter | None = None, *,
                  controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
-                 min_interval: float = 0.05) -> None:
+                 min_interval: float = 0.05, metrics: Metrics | None = None) -> None:
         self.store = store
         self.infra = infra
         self.xds = xds
         self.writer = writer or StoreStatusWriter(store, controller_name)
+        self.metrics = metrics or Metrics()
         self.controller_name = controller_name
         self.translator = translator
         self.min_interval = min_interval
@@ -127,15 +130,17 @@ class ControlLoop:
 
     def on_ack(self, group: str, version: int) -> None:
         """Envoy of `group` accepted xDS `version`: publish the Gateways it programs."""
+        self.metrics.acks.labels(group).inc()
         for key in self.gate.acked(group, version):
             if key in self._desired:
-                self.writer.write(key, self._desired[key])
+                self._hand(key, self._desired[key])
 
     def on_nack(self, group: str, version: int, message: str) -> None:
         log.error("Envoy of %s rejected configuration version %d: %s", group, version, message)
+        self.metrics.nacks.labels(group).inc()
         for key in self.gate.nacked(group, version, message):
             if key in self._desired:
-                self.writer.write(key, held_back(self._desired[key], self.gate.held_message(key)))
+                self._hand(key, held_back(self._desired[key], self.gate.held_message(key)))
         if self.infra.rejected(group, message):
             self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
 
@@ -202,21 +207,30 @@ class ControlLoop:
         snapshot = self.snapshot()
         try:
             with gc_paused():
+                started = time.monotonic()
                 translation = await asyncio.to_thread(self.translator, snapshot)
+                self.metrics.translation_seconds.observe(time.monotonic() - started)
                 self.publish(translation)
         except Exception:
+            self.metrics.translations.labels("failed").inc()
             log.exception("translation failed; the last good configuration keeps serving")
             return False
+        self.metrics.translations.labels("ok").inc()
         return True
 
     def sync(self) -> bool:
         """`sync_async` without a thread (tests, tools)."""
         try:
             with gc_paused():
-                self.publish(self.translator(self.snapshot()))
+                started = time.monotonic()
+                translation = self.translator(self.snapshot())
+                self.metrics.translation_seconds.observe(time.monotonic() - started)
+                self.publish(translation)
         except Exception:
+            self.metrics.translations.labels("failed").inc()
             log.exception("translation failed; the last good configuration keeps serving")
             return False
+        self.metrics.translations.labels("ok").inc()
         return True
 
     # ------------------------------------------------------------ steps
@@ -243,7 +257,7 @@ class ControlLoop:
         for key, status in translation.statuses.items():
             owner = owners.get(key)
             if owner is not None and key.kind in PROGRAMMABLE:
-                self.writer.write(key, self.gate.gate(key, status, *owner))
+                self._hand(key, self.gate.gate(key, status, *owner))
             else:
                 self._write(key, status, previous, written)
         self.writer.release(translation.statuses)
@@ -258,6 +272,7 @@ class ControlLoop:
         for group, model in sorted(groups.items()):
             if model != self.last_irs.get(group):
                 version = self.xds.update(group, model)
+                self.metrics.pushes.labels(group).inc()
                 self.gate.pushed(group, version)
                 self.last_irs[group] = model
                 log.info("%s: configuration version %d: %d listeners, %d clusters", group, version,
@@ -278,5 +293,9 @@ class ControlLoop:
         if written.get(key) == uid and previous.get(key) == status:
             self._written[key] = uid
             return
-        self.writer.write(key, status)
+        self._hand(key, status)
         self._written[key] = uid
+
+    def _hand(self, key: ObjectKey, status: dict[str, Any]) -> None:
+        self.metrics.status_writes.inc()
+        self.writer.write(key, status)

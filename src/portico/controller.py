@@ -39,6 +39,7 @@ from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Se
 from portico.infra.pki import CertificateAuthority, KeyPair
 from portico.ir import ParametersRef
 from portico.leader import LeaderElector
+from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
 from portico.standalone import private_dir
@@ -108,7 +109,9 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
         token = secrets.token_urlsafe(32)
         log.info("the admin API's /api/ needs a token (set PORTICO_ADMIN_TOKEN to use it); probes are open")
-    admin = AdminServer(store, options.health_host, options.health_port, token=token)
+    metrics = Metrics()
+    metrics.watch_store(store)
+    admin = AdminServer(store, options.health_host, options.health_port, token=token, metrics=metrics)
     await admin.start()
     xds = XdsServer()
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),
@@ -148,7 +151,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
         if elector is not None:
             elector.on_change = leadership
-        control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name)
+        control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
         await infra.reconcile({})

@@ -33,6 +33,7 @@ from portico.admin import AdminServer
 from portico.control import ControlLoop
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
+from portico.metrics import Metrics
 from portico.provider.apiserver import APIServerEmulation
 from portico.provider.files import FileProvider
 from portico.store import Store
@@ -79,7 +80,9 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     from portico.xds.server import XdsServer
 
     store = Store()
-    admin = AdminServer(store, options.admin_host, options.admin_port, token=options.admin_token)
+    metrics = Metrics()
+    metrics.watch_store(store)
+    admin = AdminServer(store, options.admin_host, options.admin_port, token=options.admin_token, metrics=metrics)
     await admin.start()
     xds = XdsServer()
     infra: HostInfrastructure | None = None
@@ -99,7 +102,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
                                    per_gateway=options.envoy_per_gateway, addresses_file=state / "addresses.json",
                                    envoy_dirs=state / "envoy", replicas=options.envoy_replicas)
-        control = ControlLoop(store, infra, xds, controller_name=options.controller_name)
+        control = ControlLoop(store, infra, xds, controller_name=options.controller_name, metrics=metrics)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
         if not options.envoy_per_gateway:
