@@ -82,6 +82,7 @@ class AdminServer:
                  metrics: Metrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
         self.token = token or None
         self.host = host
         self.port = port
@@ -96,6 +97,7 @@ class AdminServer:
             web.get("/api/errors", self._errors),
             web.get("/api/openapi.json", self._openapi),
             web.get("/metrics", self._metrics),
+            web.get("/api/config_dump", self._config_dump),
         ])
 
     async def start(self) -> int:
@@ -168,6 +170,15 @@ class AdminServer:
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        """?gateway=namespace/name&format=ir|xds (private keys redacted)."""
+        fmt = request.query.get("format", "ir")
+        if fmt not in ("ir", "xds"):
+            raise web.HTTPBadRequest(reason="format must be ir or xds")
+        if self.config_dump is None:
+            raise web.HTTPNotFound(reason="no configuration here")
+        return web.json_response(self.config_dump(request.query.get("gateway"), fmt), dumps=_dumps)
+
     async def _metrics(self, request: web.Request) -> web.Response:
         """Prometheus exposition (counts and durations only: nothing secret, so no token)."""
         if self.metrics is None:
@@ -208,5 +219,15 @@ OPENAPI: dict[str, Any] = {
             "200": _json("errors", {"type": "object", "properties": {"items": _ERRORS}})}}},
         "/api/openapi.json": {"get": {"summary": "This description", "responses": {
             "200": _json("OpenAPI 3", {"type": "object"})}}},
+        "/api/config_dump": {"get": {
+            "summary": "The last translation per Gateway (IR) or the Envoy resources per xDS group; "
+                       "private keys redacted",
+            "parameters": [{"name": "gateway", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "namespace/name"},
+                           {"name": "format", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["ir", "xds"]}}],
+            "responses": {"200": _json("dump", {"type": "object"}), "400": _json("bad format", _STATUS)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+            "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     },
 }

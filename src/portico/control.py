@@ -144,6 +144,18 @@ class ControlLoop:
         if self.infra.rejected(group, message):
             self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
 
+    def config_dump(self, gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]:
+        """The last translation per Gateway ("ir") or the Envoy resources per xDS group ("xds"),
+        private keys redacted (`portico.dump`); `gateway` "namespace/name" narrows it."""
+        from portico.dump import ir_dump, xds_dump
+
+        outputs = self.last_translation.gateways if self.last_translation is not None else {}
+        if fmt == "xds":
+            wanted = {k: out for k, out in outputs.items() if gateway in (None, f"{k.namespace}/{k.name}")}
+            groups = self.infra.groups(wanted) if gateway is not None else self.last_irs
+            return {"groups": xds_dump(groups)}
+        return {"gateways": ir_dump(outputs, gateway)}
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once a configuration was translated and every Envoy group has ACKed its
         newest version (`/readyz`); the details name each group's state."""

@@ -154,6 +154,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
+        admin.config_dump = control.config_dump
         await infra.reconcile({})
         provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
         tasks.append(asyncio.create_task(control.run(provider.events(stop), ready=_ready(admin)), name="control"))

@@ -164,6 +164,39 @@ def controller(
         raise typer.Exit(1) from None
 
 
+@app.command("config-dump")
+def config_dump(
+    gateway: Annotated[str | None, typer.Option(help="Only this Gateway (namespace/name).", show_default=False)]
+    = None,
+    xds: Annotated[bool, typer.Option("--xds/--ir", help="The Envoy resources per xDS group, or the IR "
+                                                        "per Gateway.")] = False,
+    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
+                                                    help="Translate these manifests here instead of asking a "
+                                                         "running instance.")] = None,
+    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
+    = DEFAULT_ADMIN,
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token of the admin API, if it has one.")] = None,
+) -> None:
+    """Print what Envoy is (or would be) sent: the IR per Gateway or the xDS resources, keys redacted."""
+    import json
+
+    fmt = "xds" if xds else "ir"
+    if file:
+        from portico.dump import offline_dump
+
+        data = offline_dump([str(p) for p in file], gateway, fmt)
+    else:
+        from portico.cli.status import get_json
+
+        try:
+            data = get_json(admin_address, "/api/config_dump", {"gateway": gateway, "format": fmt}, admin_token)
+        except OSError as e:
+            typer.echo(f"portico config-dump: {e}", err=True)
+            raise typer.Exit(1) from None
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")
 app.add_typer(install_app, name="install")
 

@@ -23,22 +23,29 @@ def fetch(admin: str, kind: str | None = None, name: str | None = None, timeout:
           token: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(objects, errors) from the admin API: Gateway API objects (of `kind`, named `name`
     when given) and the documents not applied; OSError when it does not answer."""
+    data = get_json(admin, "/api/objects", {"kind": kind, "name": name}, token, timeout)
+    objects = [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
+    errors = [e for e in data.get("errors", []) if _concerns(e, kind, name)]
+    return objects, errors
+
+
+def get_json(admin: str, path: str, query: dict[str, str | None], token: str | None = None,
+             timeout: float = 5.0) -> dict[str, Any]:
+    """GET `path` of the admin API at `admin` (HOST:PORT), no proxy; OSError when it fails."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    query = urllib.parse.urlencode({k: v for k, v in (("kind", kind), ("name", name)) if v})
+    encoded = urllib.parse.urlencode({k: v for k, v in query.items() if v})
     try:
-        request = urllib.request.Request(f"http://{admin}/api/objects?{query}")
+        request = urllib.request.Request(f"http://{admin}{path}?{encoded}")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         with opener.open(request, timeout=timeout) as r:
-            data = json.loads(r.read().decode())
+            data: dict[str, Any] = json.loads(r.read().decode())
+            return data
     except urllib.error.HTTPError as e:
         raise OSError(f"admin API at {admin} answered {e.code} {e.reason}"
                       + (" (give its token: --admin-token)" if e.code == 401 else "")) from e
     except urllib.error.URLError as e:
         raise OSError(f"admin API at {admin} does not answer: {e.reason}") from e
-    objects = [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
-    errors = [e for e in data.get("errors", []) if _concerns(e, kind, name)]
-    return objects, errors
 
 
 def _concerns(error: dict[str, Any], kind: str | None, name: str | None) -> bool:

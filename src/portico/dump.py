@@ -1,0 +1,75 @@
+"""Config dumps (`portico config-dump`, admin `/api/config_dump`): what the control
+plane sends, per Gateway, as the IR or as the Envoy resources built from it.
+
+Private keys never leave: every `key_pem` of the IR and every `privateKey` of an
+Envoy Secret is replaced by "<redacted>" before anything is serialized (certificates,
+which are public, stay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from portico.ir import IR
+from portico.objects import ObjectKey
+from portico.translator.snapshot import GatewayOutput
+
+REDACTED = "<redacted>"
+SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key"})
+
+
+def redacted(value: Any) -> Any:
+    """`value` (dicts and lists) with every private-key field replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if k in SECRET_FIELDS else redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    return value
+
+
+def ir_dump(outputs: Mapping[ObjectKey, GatewayOutput], gateway: str | None = None) -> dict[str, Any]:
+    """"namespace/name" -> {"xds": the Gateway's IR, "infra": its infrastructure description}."""
+    return {f"{k.namespace}/{k.name}": redacted({"xds": dataclasses.asdict(out.xds),
+                                                 "infra": dataclasses.asdict(out.infra)})
+            for k, out in sorted(outputs.items()) if gateway in (None, f"{k.namespace}/{k.name}")}
+
+
+def xds_dump(groups: Mapping[str, IR], group: str | None = None) -> dict[str, Any]:
+    """xDS group -> type -> name -> the Envoy resource (JSON), as the xDS server builds it."""
+    from google.protobuf.json_format import MessageToDict
+
+    from portico.xds.resources import build
+
+    out: dict[str, Any] = {}
+    for name, model in sorted(groups.items()):
+        if group not in (None, name):
+            continue
+        by_type = build(model).by_type()
+        out[name] = {t.rsplit(".", 1)[-1]: {n: redacted(MessageToDict(m)) for n, m in sorted(resources.items())}
+                     for t, resources in by_type.items()}
+    return out
+
+
+def offline_dump(paths: list[str], gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]:
+    """The dump of manifests translated here, as `portico run` would (no Envoy is started)."""
+    from portico.control import ControlLoop
+    from portico.infra.addresses import AddressPool
+    from portico.infra.host import HostInfrastructure
+    from portico.provider.apiserver import APIServerEmulation
+    from portico.provider.files import FileProvider
+    from portico.store import Store
+
+    class _Offline:
+        def update(self, group: str, ir: IR) -> int:
+            return 1
+
+        def remove(self, group: str) -> None:
+            pass
+
+    store = Store()
+    store.apply(APIServerEmulation().admit(FileProvider(paths).scan()))
+    loop = ControlLoop(store, HostInfrastructure(AddressPool(in_use=set)), _Offline())
+    loop.sync()
+    return loop.config_dump(gateway, fmt)
