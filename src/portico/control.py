@@ -105,6 +105,9 @@ class ControlLoop:
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
+        self._received: float | None = None  # when the first change not yet translated arrived
+        self._timeline: dict[str, float] = {}  # the sync under way: received, translated
+        self._pending: dict[str, tuple[int, dict[str, float]]] = {}  # group -> (version pushed, timeline)
         infra.on_change = self._dirty.set
 
     # ------------------------------------------------------------ inputs
@@ -114,6 +117,8 @@ class ControlLoop:
         self._warn_ignored(event)
         changed = self.store.apply(event)
         if changed or event.initial:
+            if self._received is None:
+                self._received = time.monotonic()
             self._dirty.set()
 
     def _warn_ignored(self, event: ProviderEvent) -> None:
@@ -131,6 +136,7 @@ class ControlLoop:
     def on_ack(self, group: str, version: int) -> None:
         """Envoy of `group` accepted xDS `version`: publish the Gateways it programs."""
         self.metrics.acks.labels(group).inc()
+        self._log_applied(group, version)
         for key in self.gate.acked(group, version):
             if key in self._desired:
                 self._hand(key, self._desired[key])
@@ -221,7 +227,7 @@ class ControlLoop:
             with gc_paused():
                 started = time.monotonic()
                 translation = await asyncio.to_thread(self.translator, snapshot)
-                self.metrics.translation_seconds.observe(time.monotonic() - started)
+                self._translated(started)
                 self.publish(translation)
         except Exception:
             self.metrics.translations.labels("failed").inc()
@@ -236,7 +242,7 @@ class ControlLoop:
             with gc_paused():
                 started = time.monotonic()
                 translation = self.translator(self.snapshot())
-                self.metrics.translation_seconds.observe(time.monotonic() - started)
+                self._translated(started)
                 self.publish(translation)
         except Exception:
             self.metrics.translations.labels("failed").inc()
@@ -285,6 +291,7 @@ class ControlLoop:
             if model != self.last_irs.get(group):
                 version = self.xds.update(group, model)
                 self.metrics.pushes.labels(group).inc()
+                self._pending[group] = (version, {**self._timeline, "pushed": time.monotonic()})
                 self.gate.pushed(group, version)
                 self.last_irs[group] = model
                 log.info("%s: configuration version %d: %d listeners, %d clusters", group, version,
@@ -307,6 +314,27 @@ class ControlLoop:
             return
         self._hand(key, status)
         self._written[key] = uid
+
+    def _translated(self, started: float) -> None:
+        now = time.monotonic()
+        self.metrics.translation_seconds.observe(now - started)
+        received, self._received = self._received, None
+        self._timeline = {"received": received if received is not None else started, "translated": now}
+
+    def _log_applied(self, group: str, version: int) -> None:
+        """One line per applied change and group: its timeline (received, translated,
+        pushed, ACKed by Envoy), as milliseconds from when the change arrived."""
+        pushed_version, times = self._pending.get(group, (0, {}))
+        if not times or version < pushed_version:
+            return
+        del self._pending[group]
+        start = times["received"]
+        fields = {"event": "change_applied", "group": group, "version": version,
+                  "translated_ms": round((times["translated"] - start) * 1e3, 1),
+                  "pushed_ms": round((times["pushed"] - start) * 1e3, 1),
+                  "acked_ms": round((time.monotonic() - start) * 1e3, 1)}
+        log.info("%s: version %d applied: translated +%.1f ms, pushed +%.1f ms, ACKed +%.1f ms", group, version,
+                 fields["translated_ms"], fields["pushed_ms"], fields["acked_ms"], extra={"fields": fields})
 
     def _hand(self, key: ObjectKey, status: dict[str, Any]) -> None:
         self.metrics.status_writes.inc()

@@ -46,12 +46,13 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from portico.logs import setup
+
+    try:
+        setup(level, fmt)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--log-format") from None
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -84,11 +85,12 @@ def run(
     = None,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket, Envoy work dirs, addresses (default: "
                                                        "portico-<uid>/<admin address> in the runtime dir).")] = None,
+    log_format: Annotated[str, typer.Option(help="text or json (one JSON object a line).")] = "text",
 ) -> None:
     """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
     from portico.standalone import Options, serve
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     admin_host, admin_port = parse_host_port(admin_address)
     options = Options(
         paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
@@ -139,13 +141,14 @@ def controller(
                                                     help="Bearer token the admin API's /api/ endpoints require.")]
     = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[str, typer.Option(help="text or json (one JSON object a line).")] = "text",
 ) -> None:
     """Kubernetes mode: watch the cluster, serve its Gateways, write status (as leader)."""
     from lightkube.core.exceptions import ConfigError
 
     from portico.controller import ControllerOptions, serve_controller
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     health_host, health_port = parse_host_port(health_address)
     xds_host, xds_port = parse_host_port(xds_address)
     options = ControllerOptions(
