@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portico.ir import IR
 from portico.objects import ObjectKey
 from portico.translator.snapshot import GatewayOutput
+
+if TYPE_CHECKING:
+    from portico.control import ControlLoop
 
 REDACTED = "<redacted>"
 SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key"})
@@ -54,6 +57,18 @@ def xds_dump(groups: Mapping[str, IR], group: str | None = None) -> dict[str, An
 
 def offline_dump(paths: list[str], gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]:
     """The dump of manifests translated here, as `portico run` would (no Envoy is started)."""
+    return _offline_loop(paths).config_dump(gateway, fmt)
+
+
+def offline_objects(paths: list[str]) -> list[dict[str, Any]]:
+    """Every object of the manifests with the status `portico run` would give it once
+    its Envoy accepted the configuration (none runs here), Secret data redacted."""
+    from portico.admin import redact
+
+    return [redact(o) for o in _offline_loop(paths).store.list_objects()]
+
+
+def _offline_loop(paths: list[str]) -> ControlLoop:
     from portico.control import ControlLoop
     from portico.infra.addresses import AddressPool
     from portico.infra.host import HostInfrastructure
@@ -72,4 +87,6 @@ def offline_dump(paths: list[str], gateway: str | None = None, fmt: str = "ir") 
     store.apply(APIServerEmulation().admit(FileProvider(paths).scan()))
     loop = ControlLoop(store, HostInfrastructure(AddressPool(in_use=set)), _Offline())
     loop.sync()
-    return loop.config_dump(gateway, fmt)
+    for group in list(loop.last_irs):
+        loop.on_ack(group, 1)  # as if Envoy accepted it
+    return loop

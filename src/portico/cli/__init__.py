@@ -200,6 +200,46 @@ def config_dump(
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+@app.command()
+def describe(
+    target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. httproute/web or gateway/gw.")],
+    namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="The object's namespace.",
+                                                  show_default=False)] = None,
+    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
+                                                    help="Translate these manifests here instead of asking a "
+                                                         "running instance.")] = None,
+    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
+    = DEFAULT_ADMIN,
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token of the admin API, if it has one.")] = None,
+    controller_name: Annotated[str, typer.Option(help="Whose status entries to read.")] = CONTROLLER_NAME,
+) -> None:
+    """An object's conditions in words, what is attached to it, and what to do about each problem."""
+    from portico.cli.describe import describe as describe_object
+    from portico.cli.describe import find
+
+    kind, sep, name = target.partition("/")
+    if not sep or not name:
+        raise typer.BadParameter("expected KIND/NAME", param_hint="TARGET")
+    if file:
+        from portico.dump import offline_objects
+
+        objects = offline_objects([str(p) for p in file])
+    else:
+        from portico.cli.status import get_json
+
+        try:
+            objects = get_json(admin_address, "/api/objects", {}, admin_token).get("items", [])
+        except OSError as e:
+            typer.echo(f"portico describe: {e}", err=True)
+            raise typer.Exit(1) from None
+    obj = find(objects, kind, name, namespace)
+    if obj is None:
+        typer.echo(f"portico describe: no {kind} {name}" + (f" in {namespace}" if namespace else ""), err=True)
+        raise typer.Exit(1)
+    sys.stdout.write("\n".join(describe_object(obj, objects, controller_name)) + "\n")
+
+
 install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")
 app.add_typer(install_app, name="install")
 
