@@ -57,7 +57,7 @@ def xds_dump(groups: Mapping[str, IR], group: str | None = None) -> dict[str, An
 
 def offline_dump(paths: list[str], gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]:
     """The dump of manifests translated here, as `portico run` would (no Envoy is started)."""
-    return _offline_loop(paths).config_dump(gateway, fmt)
+    return offline_loop(paths).config_dump(gateway, fmt)
 
 
 def offline_objects(paths: list[str]) -> list[dict[str, Any]]:
@@ -65,10 +65,10 @@ def offline_objects(paths: list[str]) -> list[dict[str, Any]]:
     its Envoy accepted the configuration (none runs here), Secret data redacted."""
     from portico.admin import redact
 
-    return [redact(o) for o in _offline_loop(paths).store.list_objects()]
+    return [redact(o) for o in offline_loop(paths).store.list_objects()]
 
 
-def _offline_loop(paths: list[str]) -> ControlLoop:
+def offline_loop(paths: list[str]) -> ControlLoop:
     from portico.control import ControlLoop
     from portico.infra.addresses import AddressPool
     from portico.infra.host import HostInfrastructure

@@ -240,6 +240,46 @@ def describe(
     sys.stdout.write("\n".join(describe_object(obj, objects, controller_name)) + "\n")
 
 
+@app.command()
+def explain(
+    file: Annotated[list[Path], typer.Option("-f", "--file", exists=True, help="Manifests to translate.")],
+    port: Annotated[int, typer.Option(help="The listener port the request arrives on.")],
+    host: Annotated[str, typer.Option(help="The Host header.")],
+    path: Annotated[str, typer.Option(help="Path and query, e.g. /v2/items?debug=1.")] = "/",
+    method: Annotated[str, typer.Option("-X", "--method")] = "GET",
+    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="name:value (repeatable).",
+                                                     show_default=False)] = None,
+    sni: Annotated[str | None, typer.Option(help="TLS server name (HTTPS listeners).", show_default=False)]
+    = None,
+    gateway: Annotated[str | None, typer.Option(help="namespace/name (default: the only Gateway on the port).",
+                                                show_default=False)] = None,
+) -> None:
+    """Which listener, virtual host and route a request would take, and why (or the nearest routes)."""
+    from portico.dump import offline_loop
+    from portico.explain import Request
+    from portico.explain import explain as explain_request
+    from portico.explain import render as render_answer
+
+    headers = []
+    for h in header or []:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise typer.BadParameter(f"expected name:value, got {h!r}", param_hint="--header")
+        headers.append((name.strip(), value.strip()))
+    loop = offline_loop([str(p) for p in file])
+    outputs = loop.last_translation.gateways if loop.last_translation is not None else {}
+    candidates = [(k, out) for k, out in sorted(outputs.items()) if gateway in (None, f"{k.namespace}/{k.name}")
+                  and any(ls.port == port for ls in out.infra.listeners)]
+    if not candidates:
+        typer.echo(f"portico explain: no Gateway{' ' + gateway if gateway else ''} listens on port {port}", err=True)
+        raise typer.Exit(1)
+    key, out = candidates[0]
+    bind = next(ls.bind_port for ls in out.infra.listeners if ls.port == port)
+    answer = explain_request(out.xds, Request(bind, host, path, method, tuple(headers), sni))
+    lines = [f"gateway: {key.namespace}/{key.name}"] + render_answer(answer, out.xds)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")
 app.add_typer(install_app, name="install")
 

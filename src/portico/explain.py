@@ -1,0 +1,203 @@
+"""`portico explain`: which listener, virtual host and route a request would take, and
+why, read from the same IR Envoy is sent.
+
+Envoy's selection, as the xDS translation configures it: the listener on the port;
+for TLS, the filter chain whose server names match the SNI (else the one without);
+the virtual host whose domain matches the Host exactly, else the longest wildcard
+suffix (`*.example.com`), else `*`; then the first route, in the IR's precedence
+order, whose path (Exact, segment-aware PathPrefix, RE2 RegularExpression), headers,
+query parameters, method and gRPC content type all match. When nothing matches, the
+answer is 404 and the nearest routes are listed with the first criterion each failed.
+`tests/test_explain.py` checks the answers against what a real Envoy does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from portico import ir
+
+
+@dataclass(frozen=True)
+class Request:
+    port: int  # the port the client connects to (a listener's bind port)
+    host: str
+    path: str = "/"
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    sni: str | None = None
+
+    @property
+    def path_only(self) -> str:
+        return urlsplit(self.path).path or "/"
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
+
+
+@dataclass
+class Answer:
+    listener: str | None = None
+    filter_chain: str | None = None
+    virtual_host: str | None = None
+    route: str | None = None  # the IR route name: "<kind>/<ns>/<name>/rule/<i>/match/<j>"
+    why: list[str] = field(default_factory=list)
+    action: ir.RouteAction | None = None
+    misses: list[tuple[str, str]] = field(default_factory=list)  # (route, the first criterion it failed)
+
+    @property
+    def status(self) -> str:
+        if self.action is None:
+            return "404 (no route)" if self.virtual_host or self.filter_chain else "no listener"
+        if self.action.redirect is not None:
+            return f"{self.action.redirect.status_code} redirect"
+        if self.action.direct_status is not None:
+            return f"{self.action.direct_status} (answered by Envoy)"
+        return "forwarded"
+
+
+def explain(model: ir.IR, req: Request) -> Answer:
+    answer = Answer()
+    listener = next((ls for ls in model.listeners if ls.port == req.port and ls.transport == "tcp"), None)
+    if listener is None:
+        answer.why.append(f"no TCP listener on port {req.port} (listeners: "
+                          f"{', '.join(str(ls.port) for ls in model.listeners) or 'none'})")
+        return answer
+    answer.listener = listener.name
+    chain = _filter_chain(listener, req.sni)
+    if chain is None or chain.http is None:
+        answer.why.append("no HTTP filter chain for this SNI" if chain is None else
+                          f"filter chain {chain.name} is not HTTP (TCP/TLS passthrough)")
+        return answer
+    answer.filter_chain = chain.name
+    host = req.host.split(":", 1)[0].rstrip(".").lower()
+    vhost, how = _virtual_host(chain.http.virtual_hosts, host)
+    if vhost is None:
+        answer.why.append(f"no virtual host for host {host!r}: 404")
+        return answer
+    answer.virtual_host = vhost.name
+    answer.why.append(f"virtual host {vhost.name} ({how})")
+    if not vhost.routes:
+        answer.why.append(f"no route is attached for host {host!r}: 404")
+        return answer
+    for i, route in enumerate(vhost.routes):
+        miss = _mismatch(route.match, req)
+        if miss is None:
+            answer.route, answer.action = route.name, route.action
+            answer.why.append(f"route {route.name}: the first of {len(vhost.routes)} routes in precedence order "
+                              f"that matches (position {i + 1})")
+            return answer
+        answer.misses.append((route.name, miss))
+    answer.why.append("no route of this virtual host matches: 404")
+    return answer
+
+
+def _filter_chain(listener: ir.Listener, sni: str | None) -> ir.FilterChain | None:
+    if sni:
+        name = sni.lower()
+        exact = [c for c in listener.filter_chains if name in c.server_names]
+        if exact:
+            return exact[0]
+        wild = [(len(n), c) for c in listener.filter_chains for n in c.server_names
+                if n.startswith("*.") and name.endswith(n[1:])]
+        if wild:
+            return max(wild, key=lambda p: p[0])[1]
+    return next((c for c in listener.filter_chains if not c.server_names), None)
+
+
+def _virtual_host(vhosts: tuple[ir.VirtualHost, ...], host: str) -> tuple[ir.VirtualHost | None, str]:
+    for vh in vhosts:
+        if host in (d.lower() for d in vh.domains):
+            return vh, f"exact domain {host}"
+    suffix = [(len(d), vh, d) for vh in vhosts for d in vh.domains if d.startswith("*") and len(d) > 1
+              and host.endswith(d[1:].lower()) and len(host) > len(d) - 1]
+    if suffix:
+        _, vh, d = max(suffix, key=lambda t: t[0])
+        return vh, f"longest wildcard domain {d}"
+    for vh in vhosts:
+        if "*" in vh.domains:
+            return vh, "the catch-all domain *"
+    return None, ""
+
+
+def _mismatch(m: ir.RouteMatch, req: Request) -> str | None:
+    """The first criterion `req` fails, or None when the route matches."""
+    path = req.path_only
+    p = m.path
+    if p.type == "Exact" and path != p.value:
+        return f"path is not exactly {p.value}"
+    if p.type == "Prefix":
+        prefix = p.value.rstrip("/")
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            return f"path is not under {p.value} (whole segments)"
+    if p.type == "RegularExpression" and not _full(p.value, path):
+        return f"path does not match {p.value}"
+    headers = [(k.lower(), v) for k, v in req.headers]
+    for h in m.headers:
+        values = [v for k, v in headers if k == h.name.lower()]
+        ok = bool(values) and _string(h.type, h.value, values[0])
+        if ok == h.invert:
+            return f"header {h.name} {'matches' if h.invert else 'does not match'} {h.type} {h.value}"
+    if m.method is not None and req.method.upper() != m.method:
+        return f"method is not {m.method}"
+    query = req.query
+    for q in m.query_params:
+        values = [v for k, v in query if k == q.name]
+        if not values or not _string(q.type, q.value, values[0]):
+            return f"query parameter {q.name} does not match {q.type} {q.value}"
+    if m.grpc and not any(k == "content-type" and v.startswith("application/grpc") for k, v in headers):
+        return "not a gRPC request (content-type application/grpc)"
+    return None
+
+
+def _string(kind: str, expected: str, value: str) -> bool:
+    if kind == "RegularExpression":
+        return _full(expected, value)
+    if kind == "Prefix":
+        return value.startswith(expected)
+    return value == expected
+
+
+def _full(pattern: str, value: str) -> bool:
+    import re2
+
+    try:
+        return re2.fullmatch(pattern, value) is not None
+    except re2.error:
+        return re.fullmatch(pattern, value) is not None
+
+
+def render(answer: Answer, model: ir.IR) -> list[str]:
+    lines = [f"answer: {answer.status}"]
+    if answer.listener:
+        lines.append(f"listener: {answer.listener}" + (f", filter chain {answer.filter_chain}"
+                                                      if answer.filter_chain else ""))
+    lines += [f"why: {w}" for w in answer.why]
+    action = answer.action
+    if action is not None:
+        clusters = {c.name: c for c in model.clusters}
+        total = sum(b.weight for b in action.backends) or 1
+        for b in action.backends:
+            if b.cluster is None:
+                lines.append(f"backend: (invalid) weight {b.weight}/{total}: answered {action.invalid_backend_status}")
+                continue
+            endpoints = clusters[b.cluster].endpoints if b.cluster in clusters else ()
+            lines.append(f"backend: {b.cluster} weight {b.weight}/{total}, {len(endpoints)} endpoint(s)"
+                         + (": " + ", ".join(f"{e.address}:{e.port}" for e in endpoints[:5]) if endpoints else
+                            " (none ready: 503)"))
+        for label, present in (("redirect", action.redirect), ("rewrite", action.rewrite),
+                               ("mirrors", action.mirrors), ("CORS", action.cors),
+                               ("external auth", action.external_auth), ("retry", action.retry)):
+            if present:
+                lines.append(f"filter: {label}: {present}")
+        for label, mod in (("request headers", action.request_headers), ("response headers", action.response_headers)):
+            if mod.set or mod.add or mod.remove:
+                lines.append(f"filter: {label}: set {[h.name for h in mod.set]} add {[h.name for h in mod.add]} "
+                             f"remove {list(mod.remove)}")
+    elif answer.misses:
+        lines.append("nearest routes and why each did not match:")
+        lines += [f"  {name}: {why}" for name, why in answer.misses[:10]]
+    return lines

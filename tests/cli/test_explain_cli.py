@@ -1,0 +1,31 @@
+"""`portico explain -f`: the answer, why, the backends, or the nearest routes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "translator" / "testdata" / "simple-route" / "in.yaml"
+
+
+def explain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portico.cli", "explain", "-f", str(MANIFESTS), *args],
+                          capture_output=True, text=True)
+
+
+def test_a_matching_request_names_route_rule_and_backends() -> None:
+    out = explain("--port", "80", "--host", "web.example.com", "--path", "/app/exact")
+    assert out.returncode == 0, out.stderr
+    assert "answer: forwarded" in out.stdout
+    assert "route httproute/default/web/rule/1/match/0" in out.stdout  # Exact wins over the prefix
+    assert "backend: default/api/80 weight 1/1" in out.stdout and "127.0.0.21:9000" in out.stdout
+
+
+def test_no_match_lists_the_nearest_routes() -> None:
+    out = explain("--port", "80", "--host", "web.example.com", "--path", "/other")
+    assert "answer: 404 (no route)" in out.stdout and "path is not under /app" in out.stdout
+    wrong_host = explain("--port", "80", "--host", "nowhere.test")
+    assert "no route is attached for host 'nowhere.test'" in wrong_host.stdout
+    no_port = explain("--port", "81", "--host", "web.example.com")
+    assert no_port.returncode == 1 and "no Gateway listens on port 81" in no_port.stderr
