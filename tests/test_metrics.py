@@ -3,6 +3,7 @@ status writes and stored objects by kind and validity (prometheus_client)."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,3 +63,46 @@ def test_no_metrics_without_a_registry() -> None:
             assert e.code == 404
         else:
             raise AssertionError("expected 404")
+
+
+def test_envoy_stats_are_served_per_group() -> None:
+    from portico.infra.addresses import AddressPool
+    from portico.infra.host import HostInfrastructure
+
+    class Plane:
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        def admin_get(self, path: str) -> tuple[int, bytes]:
+            return (200, b"envoy_server_live 1\n") if path == "/stats/prometheus" else (404, b"")
+
+    infra = HostInfrastructure(AddressPool(in_use=set), lambda group, replica: Plane())
+    import asyncio
+    asyncio.run(infra.reconcile({}))
+    assert infra.envoy_stats("portico") == b"envoy_server_live 1\n" and infra.envoy_stats("other") is None
+    server = AdminServer(EmulatedStore())
+    server.envoy_stats = infra.envoy_stats
+    with running(server) as base:
+        with urllib.request.urlopen(f"{base}/metrics/envoy?group=portico", timeout=5) as r:
+            assert r.read() == b"envoy_server_live 1\n"
+        try:
+            urllib.request.urlopen(f"{base}/metrics/envoy?group=other", timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+
+
+def test_the_grafana_dashboard_queries_metrics_that_exist() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    metrics = Metrics()
+    metrics.watch_store(EmulatedStore())
+    exposed = {f.name for f in text_string_to_metric_families(metrics.exposition().decode())}
+    exposed |= {s.name for f in text_string_to_metric_families(metrics.exposition().decode()) for s in f.samples}
+    for name in {n for e in exprs for n in re.findall(r"portico_[a-z_]+", e)}:
+        family = name.removesuffix("_total").removesuffix("_bucket")
+        assert name in exposed or family in exposed, name

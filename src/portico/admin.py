@@ -83,6 +83,7 @@ class AdminServer:
         self.store = store
         self.metrics = metrics
         self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
+        self.envoy_stats: Callable[[str], bytes | None] | None = None
         self.token = token or None
         self.host = host
         self.port = port
@@ -97,6 +98,7 @@ class AdminServer:
             web.get("/api/errors", self._errors),
             web.get("/api/openapi.json", self._openapi),
             web.get("/metrics", self._metrics),
+            web.get("/metrics/envoy", self._envoy_metrics),
             web.get("/api/config_dump", self._config_dump),
         ])
 
@@ -170,6 +172,13 @@ class AdminServer:
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
+    async def _envoy_metrics(self, request: web.Request) -> web.Response:
+        """?group=G: the Prometheus stats of the Envoy serving xDS group G (default: the one Envoy)."""
+        stats = self.envoy_stats(request.query.get("group", "portico")) if self.envoy_stats else None
+        if stats is None:
+            raise web.HTTPNotFound(reason="no Envoy of that group runs here")
+        return web.Response(body=stats, headers={"Content-Type": CONTENT_TYPE})
+
     async def _config_dump(self, request: web.Request) -> web.Response:
         """?gateway=namespace/name&format=ir|xds (private keys redacted)."""
         fmt = request.query.get("format", "ir")
@@ -227,6 +236,11 @@ OPENAPI: dict[str, Any] = {
                            {"name": "format", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["ir", "xds"]}}],
             "responses": {"200": _json("dump", {"type": "object"}), "400": _json("bad format", _STATUS)}}},
+        "/metrics/envoy": {"get": {"summary": "Envoy's own Prometheus stats, per xDS group",
+                                   "parameters": [{"name": "group", "in": "query", "required": False,
+                                                   "schema": {"type": "string"}}],
+                                   "responses": {"200": {"description": "text exposition"},
+                                                 "404": _json("no such Envoy", _STATUS)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     },

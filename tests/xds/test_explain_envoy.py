@@ -112,3 +112,9 @@ def test_explain_names_the_route_envoy_takes(plane: Plane, tmp_path: Path) -> No
         routes_seen.add(expected)
     # the requests reached every route and also no route at all
     assert None in routes_seen and len(routes_seen) >= 6, routes_seen
+
+
+def test_envoy_serves_its_prometheus_stats(plane: Plane) -> None:
+    """What `/metrics/envoy` passes on (portico.infra.host.HostInfrastructure.envoy_stats)."""
+    status, body = plane.envoy.admin_get("/stats/prometheus")
+    assert status == 200 and b"envoy_server_live" in body

@@ -170,6 +170,16 @@ class HostInfrastructure:
         await asyncio.gather(*(p.stop() for planes in self._planes.values() for p in planes))
         self._planes.clear()
 
+    def envoy_stats(self, group: str) -> bytes | None:
+        """Envoy's own Prometheus stats (`/stats/prometheus` of its admin API), replica 0 of
+        `group`; None when no such Envoy runs."""
+        planes = self._planes.get(group) or []
+        admin_get = getattr(planes[0], "admin_get", None) if planes else None
+        if admin_get is None:
+            return None
+        status, body = admin_get("/stats/prometheus")
+        return bytes(body) if status == 200 else None
+
     # ------------------------------------------------------------ failures
 
     def rejected(self, group: str, message: str) -> bool:

@@ -148,8 +148,9 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
             **replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels, **({"annotations": dict(infra.annotations)} if infra.annotations
-                                                   else {})},
+                "metadata": {"labels": labels, "annotations": {
+                    **dict(infra.annotations), "prometheus.io/scrape": "true", "prometheus.io/port": str(READY_PORT),
+                    "prometheus.io/path": "/stats/prometheus"}},
                 "spec": {
                     "serviceAccountName": name,
                     "automountServiceAccountToken": False,
@@ -190,7 +191,8 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
 def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
     """The bootstrap of a Gateway's proxies: node.cluster is its xDS group, mutual TLS
     to the controller with the mounted client certificate, admin on loopback only,
-    and a /ready listener for the kubelet's probes (forwarded to admin's /ready)."""
+    and a listener for the kubelet's probes and Prometheus (admin's /ready and
+    /stats/prometheus only: nothing else of the admin API is reachable)."""
     tls = XdsTLS(f"{XDS_MOUNT}/tls.crt", f"{XDS_MOUNT}/tls.key", f"{XDS_MOUNT}/ca.crt", settings.xds_server_name)
     boot = bootstrap(settings.xds_host, settings.xds_port, node_id=group, node_cluster=group, xds_tls=tls,
                      admin_port=ADMIN_PORT)
@@ -205,7 +207,8 @@ def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
                      "HttpConnectionManager",
             "stat_prefix": "ready",
             "route_config": {"virtual_hosts": [{"name": "ready", "domains": ["*"], "routes": [
-                {"match": {"path": "/ready"}, "route": {"cluster": "admin"}}]}]},
+                {"match": {"path": "/ready"}, "route": {"cluster": "admin"}},
+                {"match": {"path": "/stats/prometheus"}, "route": {"cluster": "admin"}}]}]},
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
         }}]}],
