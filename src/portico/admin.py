@@ -84,6 +84,7 @@ class AdminServer:
         self.metrics = metrics
         self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
         self.envoy_stats: Callable[[str], bytes | None] | None = None
+        self.explain: Callable[..., dict[str, Any]] | None = None
         self.token = token or None
         self.host = host
         self.port = port
@@ -100,6 +101,7 @@ class AdminServer:
             web.get("/metrics", self._metrics),
             web.get("/metrics/envoy", self._envoy_metrics),
             web.get("/api/config_dump", self._config_dump),
+            web.get("/api/explain", self._explain),
         ])
 
     async def start(self) -> int:
@@ -172,6 +174,17 @@ class AdminServer:
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
+    async def _explain(self, request: web.Request) -> web.Response:
+        """?port=&host=&path=&method=&header=name:value&sni=&gateway= (see `portico explain`)."""
+        q = request.query
+        if self.explain is None:
+            raise web.HTTPNotFound(reason="no configuration here")
+        if not q.get("port", "").isdigit() or not q.get("host"):
+            raise web.HTTPBadRequest(reason="port and host are required")
+        headers = tuple((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in q.getall("header", [])))
+        return web.json_response(self.explain(int(q["port"]), q["host"], q.get("path", "/"), q.get("method", "GET"),
+                                              headers, q.get("sni"), q.get("gateway")))
+
     async def _envoy_metrics(self, request: web.Request) -> web.Response:
         """?group=G: the Prometheus stats of the Envoy serving xDS group G (default: the one Envoy)."""
         stats = self.envoy_stats(request.query.get("group", "portico")) if self.envoy_stats else None
@@ -236,6 +249,13 @@ OPENAPI: dict[str, Any] = {
                            {"name": "format", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["ir", "xds"]}}],
             "responses": {"200": _json("dump", {"type": "object"}), "400": _json("bad format", _STATUS)}}},
+        "/api/explain": {"get": {"summary": "Which listener, virtual host and route a request would take",
+                                 "parameters": [{"name": n, "in": "query", "required": n in ("port", "host"),
+                                                 "schema": {"type": "string"}}
+                                                for n in ("port", "host", "path", "method", "header", "sni",
+                                                          "gateway")],
+                                 "responses": {"200": _json("answer", {"type": "object"}),
+                                               "400": _json("port or host missing", _STATUS)}}},
         "/metrics/envoy": {"get": {"summary": "Envoy's own Prometheus stats, per xDS group",
                                    "parameters": [{"name": "group", "in": "query", "required": False,
                                                    "schema": {"type": "string"}}],

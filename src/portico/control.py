@@ -162,6 +162,23 @@ class ControlLoop:
             return {"groups": xds_dump(groups)}
         return {"gateways": ir_dump(outputs, gateway)}
 
+    def explain(self, port: int, host: str, path: str = "/", method: str = "GET",
+                headers: tuple[tuple[str, str], ...] = (), sni: str | None = None,
+                gateway: str | None = None) -> dict[str, Any]:
+        """`portico explain` on the last translation: {"gateway", "lines"} or {"error"}."""
+        from portico.explain import Request, explain, render
+
+        outputs = self.last_translation.gateways if self.last_translation is not None else {}
+        for key, out in sorted(outputs.items()):
+            if gateway not in (None, f"{key.namespace}/{key.name}"):
+                continue
+            bind = next((ls.bind_port for ls in out.infra.listeners if ls.port == port), None)
+            if bind is None:
+                continue
+            answer = explain(out.xds, Request(bind, host, path, method, headers, sni))
+            return {"gateway": f"{key.namespace}/{key.name}", "lines": render(answer, out.xds)}
+        return {"error": f"no Gateway{' ' + gateway if gateway else ''} listens on port {port}"}
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once a configuration was translated and every Envoy group has ACKed its
         newest version (`/readyz`); the details name each group's state."""

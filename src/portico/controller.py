@@ -155,6 +155,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
         admin.config_dump = control.config_dump
+        admin.explain = control.explain
         if isinstance(infra, HostInfrastructure):  # Envoy pods are scraped themselves (/stats/prometheus)
             admin.envoy_stats = infra.envoy_stats
         await infra.reconcile({})

@@ -106,6 +106,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
         admin.config_dump = control.config_dump
+        admin.explain = control.explain
         admin.envoy_stats = infra.envoy_stats
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once

@@ -29,3 +29,23 @@ def test_no_match_lists_the_nearest_routes() -> None:
     assert "no route is attached for host 'nowhere.test'" in wrong_host.stdout
     no_port = explain("--port", "81", "--host", "web.example.com")
     assert no_port.returncode == 1 and "no Gateway listens on port 81" in no_port.stderr
+
+
+def test_against_a_running_instance() -> None:
+    from test_admin import running
+
+    from portico.admin import AdminServer
+    from portico.dump import offline_loop
+
+    loop = offline_loop([str(MANIFESTS)])
+    server = AdminServer(loop.store)
+    server.explain = loop.explain
+    with running(server) as base:
+        args = ["--admin-address", base.removeprefix("http://"), "--port", "80", "--host", "web.example.com"]
+        out = subprocess.run([sys.executable, "-m", "portico.cli", "explain", *args, "--path", "/app/x",
+                              "-H", "x-test:1"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "route httproute/default/web/rule/0/match/0" in out.stdout
+        missing = subprocess.run([sys.executable, "-m", "portico.cli", "explain", *args[:2], "--port", "81",
+                                  "--host", "x"], capture_output=True, text=True)
+        assert missing.returncode == 1 and "no Gateway listens on port 81" in missing.stderr

@@ -242,7 +242,6 @@ def describe(
 
 @app.command()
 def explain(
-    file: Annotated[list[Path], typer.Option("-f", "--file", exists=True, help="Manifests to translate.")],
     port: Annotated[int, typer.Option(help="The listener port the request arrives on.")],
     host: Annotated[str, typer.Option(help="The Host header.")],
     path: Annotated[str, typer.Option(help="Path and query, e.g. /v2/items?debug=1.")] = "/",
@@ -251,33 +250,44 @@ def explain(
                                                      show_default=False)] = None,
     sni: Annotated[str | None, typer.Option(help="TLS server name (HTTPS listeners).", show_default=False)]
     = None,
-    gateway: Annotated[str | None, typer.Option(help="namespace/name (default: the only Gateway on the port).",
+    gateway: Annotated[str | None, typer.Option(help="namespace/name (default: the first Gateway on the port).",
                                                 show_default=False)] = None,
+    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
+                                                    help="Translate these manifests here instead of asking a "
+                                                         "running instance.")] = None,
+    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
+    = DEFAULT_ADMIN,
+    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                    help="Bearer token of the admin API, if it has one.")] = None,
 ) -> None:
     """Which listener, virtual host and route a request would take, and why (or the nearest routes)."""
-    from portico.dump import offline_loop
-    from portico.explain import Request
-    from portico.explain import explain as explain_request
-    from portico.explain import render as render_answer
-
     headers = []
     for h in header or []:
         name, sep, value = h.partition(":")
         if not sep:
             raise typer.BadParameter(f"expected name:value, got {h!r}", param_hint="--header")
         headers.append((name.strip(), value.strip()))
-    loop = offline_loop([str(p) for p in file])
-    outputs = loop.last_translation.gateways if loop.last_translation is not None else {}
-    candidates = [(k, out) for k, out in sorted(outputs.items()) if gateway in (None, f"{k.namespace}/{k.name}")
-                  and any(ls.port == port for ls in out.infra.listeners)]
-    if not candidates:
-        typer.echo(f"portico explain: no Gateway{' ' + gateway if gateway else ''} listens on port {port}", err=True)
+    if file:
+        from portico.dump import offline_loop
+
+        result = offline_loop([str(p) for p in file]).explain(port, host, path, method, tuple(headers), sni, gateway)
+    else:
+        import urllib.parse
+
+        from portico.cli.status import get_json
+
+        query = urllib.parse.urlencode([("port", str(port)), ("host", host), ("path", path), ("method", method),
+                                        *(("header", f"{n}:{v}") for n, v in headers),
+                                        *((k, v) for k, v in (("sni", sni), ("gateway", gateway)) if v)])
+        try:
+            result = get_json(admin_address, f"/api/explain?{query}", {}, admin_token)
+        except OSError as e:
+            typer.echo(f"portico explain: {e}", err=True)
+            raise typer.Exit(1) from None
+    if "error" in result:
+        typer.echo(f"portico explain: {result['error']}", err=True)
         raise typer.Exit(1)
-    key, out = candidates[0]
-    bind = next(ls.bind_port for ls in out.infra.listeners if ls.port == port)
-    answer = explain_request(out.xds, Request(bind, host, path, method, tuple(headers), sni))
-    lines = [f"gateway: {key.namespace}/{key.name}"] + render_answer(answer, out.xds)
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join([f"gateway: {result['gateway']}", *result["lines"]]) + "\n")
 
 
 install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")

@@ -35,7 +35,8 @@ def get_json(admin: str, path: str, query: dict[str, str | None], token: str | N
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     encoded = urllib.parse.urlencode({k: v for k, v in query.items() if v})
     try:
-        request = urllib.request.Request(f"http://{admin}{path}?{encoded}")
+        url = f"http://{admin}{path}" + (("&" if "?" in path else "?") + encoded if encoded else "")
+        request = urllib.request.Request(url)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         with opener.open(request, timeout=timeout) as r:
