@@ -17,7 +17,9 @@ otherwise); /healthz and /readyz stay open for probes.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import importlib.resources
 import ipaddress
 import json
 import logging
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from portico import CONTROLLER_NAME
 from portico.metrics import CONTENT_TYPE, Metrics
 from portico.provider import DocumentError
 from portico.store import Store
@@ -85,6 +88,7 @@ class AdminServer:
         self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
         self.envoy_stats: Callable[[str], bytes | None] | None = None
         self.explain: Callable[..., dict[str, Any]] | None = None
+        self.controller_name = CONTROLLER_NAME
         self.token = token or None
         self.host = host
         self.port = port
@@ -102,6 +106,11 @@ class AdminServer:
             web.get("/metrics/envoy", self._envoy_metrics),
             web.get("/api/config_dump", self._config_dump),
             web.get("/api/explain", self._explain),
+            web.get("/api/describe", self._describe),
+            web.get("/api/topology", self._topology),
+            web.get("/api/topology/events", self._topology_events),
+            web.get("/topology", self._topology_page),
+            web.get("/topology/cytoscape.min.js", self._cytoscape),
         ])
 
     async def start(self) -> int:
@@ -174,6 +183,46 @@ class AdminServer:
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
+    async def _topology_page(self, request: web.Request) -> web.Response:
+        """The live topology page (its data comes from /api/topology, token and all)."""
+        return web.Response(body=_web_file("topology.html"), content_type="text/html")
+
+    async def _cytoscape(self, request: web.Request) -> web.Response:
+        return web.Response(body=_web_file("vendor/cytoscape.min.js"), content_type="application/javascript",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    async def _topology(self, request: web.Request) -> web.Response:
+        from portico.topology import topology
+
+        return web.json_response(topology(self.store.list_objects(), self.controller_name), dumps=_dumps)
+
+    async def _topology_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: `data: <revision>` whenever an object or a status changed."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        seen, idle = -1, 0.0
+        while True:
+            if self.store.revision != seen:
+                seen = self.store.revision
+                await response.write(f"data: {seen}\n\n".encode())
+                idle = 0.0
+            elif idle >= 10:
+                await response.write(b": keep-alive\n\n")
+                idle = 0.0
+            await asyncio.sleep(0.1)
+            idle += 0.1
+
+    async def _describe(self, request: web.Request) -> web.Response:
+        """?kind=&name=&namespace= (see `portico describe`)."""
+        from portico.cli.describe import describe, find
+
+        q = request.query
+        objects = [redact(o) for o in self.store.list_objects()]
+        obj = find(objects, q.get("kind", ""), q.get("name", ""), q.get("namespace") or None)
+        if obj is None:
+            return web.json_response({"error": f"no {q.get('kind')} {q.get('name')}"}, status=404)
+        return web.json_response({"lines": describe(obj, objects, self.controller_name)})
+
     async def _explain(self, request: web.Request) -> web.Response:
         """?port=&host=&path=&method=&header=name:value&sni=&gateway= (see `portico explain`)."""
         q = request.query
@@ -206,6 +255,10 @@ class AdminServer:
         if self.metrics is None:
             raise web.HTTPNotFound(reason="no metrics here")
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _web_file(name: str) -> bytes:
+    return (importlib.resources.files("portico") / "web" / name).read_bytes()
 
 
 def _dumps(data: Any) -> str:

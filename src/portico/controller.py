@@ -156,6 +156,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         admin.readiness = control.readiness
         admin.config_dump = control.config_dump
         admin.explain = control.explain
+        admin.controller_name = options.controller_name
         if isinstance(infra, HostInfrastructure):  # Envoy pods are scraped themselves (/stats/prometheus)
             admin.envoy_stats = infra.envoy_stats
         await infra.reconcile({})

@@ -107,6 +107,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         admin.readiness = control.readiness
         admin.config_dump = control.config_dump
         admin.explain = control.explain
+        admin.controller_name = options.controller_name
         admin.envoy_stats = infra.envoy_stats
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once

@@ -53,6 +53,7 @@ class Store:
         self._invalid: dict[ObjectKey, DocumentError] = {}
         # keys whose status the control loop wrote (vs. the manifest's own)
         self._owned_status: set[ObjectKey] = set()
+        self.revision = 0  # grows with every change of an object or a status (live views poll it)
 
     # ------------------------------------------------------------ reading
 
@@ -88,12 +89,16 @@ class Store:
 
     def apply(self, event: ProviderEvent) -> bool:
         """Apply one provider sync; True when an object changed."""
+        if event.errors != self._load_errors:
+            self.revision += 1
         self._load_errors = event.errors
         changed = False
         for key in event.deletes:
             changed = self.delete(key) or changed
         for doc in event.upserts:
             changed = self.upsert(doc) or changed
+        if changed:
+            self.revision += 1
         return changed
 
     def upsert(self, doc: Document) -> bool:
@@ -142,6 +147,7 @@ class Store:
             return False
         obj.status = status
         obj.raw["metadata"] = {**obj.raw["metadata"], "resourceVersion": self._next_version()}
+        self.revision += 1
         return True
 
     def release_statuses(self, keep: Iterable[ObjectKey]) -> list[ObjectKey]:

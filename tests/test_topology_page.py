@@ -1,0 +1,122 @@
+"""The live topology page in headless Chromium (Debian's, driven by Playwright):
+it draws the Gateway API objects of a running `portico run`, a broken route in red
+with its reason, describe output on click, and an edit without a reload."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)")]
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+BASE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: good, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [broken.example.com]
+  rules: [{backendRefs: [{name: missing, port: 80}]}]
+"""
+LATE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: late, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [late.example.com]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_topology_page_draws_colours_describes_and_follows_edits(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "base.yaml").write_text(BASE)
+    admin = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "portico.cli", "run", str(manifests), "--admin-address",
+                             f"127.0.0.1:{admin}", "--port-offset", str(free_port() - 80),
+                             "--state-dir", str(tmp_path / "state")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "portico run did not start"
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                         chromium_sandbox=False)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{admin}/topology")
+            page.wait_for_function("window.portico && window.portico.cy.nodes().length >= 6", timeout=20000)
+            nodes = page.evaluate("window.portico.cy.nodes().map(n => n.data())")
+            by_id = {n["id"]: n for n in nodes}
+            assert {"GatewayClass//portico", "Gateway/default/gw", "Gateway/default/gw/listener/http",
+                    "HTTPRoute/default/good", "HTTPRoute/default/broken", "Service/default/web"} <= set(by_id)
+            broken = by_id["HTTPRoute/default/broken"]
+            assert broken["state"] == "error" and "BackendNotFound" in broken["reason"]
+            assert broken["colour"] == "#c62828" and by_id["HTTPRoute/default/good"]["state"] == "ok"
+            colour = page.evaluate("window.portico.cy.getElementById('HTTPRoute/default/broken')"
+                                   ".style('background-color')")
+            assert colour.replace(" ", "") in ("rgb(198,40,40)", "#c62828")
+            # click: describe output in the side panel
+            page.evaluate("window.portico.cy.getElementById('HTTPRoute/default/broken').emit('tap')")
+            page.wait_for_function("document.getElementById('details').textContent.includes('what to do')",
+                                   timeout=10000)
+            # an edit appears without a reload
+            updates = page.evaluate("window.portico.updates")
+            (manifests / "late.yaml").write_text(LATE)
+            page.wait_for_function("window.portico.cy.getElementById('HTTPRoute/default/late').nonempty()",
+                                   timeout=20000)
+            assert page.evaluate("window.portico.updates") > updates
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
