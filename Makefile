@@ -1,5 +1,5 @@
 # make run   — set up (once) and start the quickstart: two echo backends and a gateway
-# make test  — set up (once), then lint, type-check and run the tests
+# make test  — set up (once), then lint, type-check, install Chromium if missing (apt) and run the tests
 # make bench — set up (once), then run every benchmark (docs/benchmarks.md); BENCH_ARGS=--quick for a short run
 #
 # Set-up is idempotent: .venv is created when absent and packages are installed
@@ -12,7 +12,7 @@ KIT_REQUIREMENTS := ../shared/conformance/requirements.txt
 STAMP := $(VENV)/.portico-setup
 SETUP_INPUTS := pyproject.toml $(wildcard $(KIT_REQUIREMENTS))
 
-.PHONY: setup run test lint bench clean-setup
+.PHONY: setup run test lint browser bench clean-setup
 
 setup: $(STAMP)
 
@@ -29,8 +29,16 @@ lint: setup
 	$(BIN)/ruff check src bench tools
 	$(BIN)/mypy src bench tools
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the topology page's browser test (Playwright drives it; it
+# downloads no browser of its own). Installed with apt-get when missing and possible.
+browser:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: tests/test_topology_page.py will be skipped" >&2
 
 # Installs nginx, HAProxy and wrk with apt-get when missing (root). Not part of `make test`.
 bench: setup

@@ -4,6 +4,7 @@ with its reason, describe output on click, and an edit without a reload."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,36 +21,14 @@ pytestmark = [pytest.mark.timeout(120),
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-BASE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: portico}
-spec: {controllerName: portico.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: portico
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {ports: [{port: 80}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: good, namespace: default}
-spec:
-  parentRefs: [{name: gw}]
-  rules: [{backendRefs: [{name: web, port: 80}]}]
----
+QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+BROKEN = """
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: broken, namespace: default}
 spec:
-  parentRefs: [{name: gw}]
+  parentRefs: [{name: quickstart}]
   hostnames: [broken.example.com]
   rules: [{backendRefs: [{name: missing, port: 80}]}]
 """
@@ -58,9 +37,9 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: late, namespace: default}
 spec:
-  parentRefs: [{name: gw}]
+  parentRefs: [{name: quickstart}]
   hostnames: [late.example.com]
-  rules: [{backendRefs: [{name: web, port: 80}]}]
+  rules: [{backendRefs: [{name: echo-v1, port: 80}]}]
 """
 
 
@@ -74,8 +53,8 @@ def test_the_topology_page_draws_colours_describes_and_follows_edits(tmp_path: P
     from playwright.sync_api import sync_playwright
 
     manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "base.yaml").write_text(BASE)
+    shutil.copytree(QUICKSTART, manifests)  # the quickstart topology, plus a broken route
+    (manifests / "broken.yaml").write_text(BROKEN)
     admin = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "portico.cli", "run", str(manifests), "--admin-address",
                              f"127.0.0.1:{admin}", "--port-offset", str(free_port() - 80),
@@ -94,14 +73,15 @@ def test_the_topology_page_draws_colours_describes_and_follows_edits(tmp_path: P
                                          chromium_sandbox=False)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{admin}/topology")
-            page.wait_for_function("window.portico && window.portico.cy.nodes().length >= 6", timeout=20000)
+            page.wait_for_function("window.portico && window.portico.cy.nodes().length >= 7", timeout=20000)
             nodes = page.evaluate("window.portico.cy.nodes().map(n => n.data())")
             by_id = {n["id"]: n for n in nodes}
-            assert {"GatewayClass//portico", "Gateway/default/gw", "Gateway/default/gw/listener/http",
-                    "HTTPRoute/default/good", "HTTPRoute/default/broken", "Service/default/web"} <= set(by_id)
+            assert {"GatewayClass//portico", "Gateway/default/quickstart", "Gateway/default/quickstart/listener/http",
+                    "HTTPRoute/default/split", "HTTPRoute/default/broken", "Service/default/echo-v1",
+                    "Service/default/echo-v2"} <= set(by_id)
             broken = by_id["HTTPRoute/default/broken"]
             assert broken["state"] == "error" and "BackendNotFound" in broken["reason"]
-            assert broken["colour"] == "#c62828" and by_id["HTTPRoute/default/good"]["state"] == "ok"
+            assert broken["colour"] == "#c62828" and by_id["HTTPRoute/default/split"]["state"] == "ok"
             colour = page.evaluate("window.portico.cy.getElementById('HTTPRoute/default/broken')"
                                    ".style('background-color')")
             assert colour.replace(" ", "") in ("rgb(198,40,40)", "#c62828")
@@ -109,6 +89,10 @@ def test_the_topology_page_draws_colours_describes_and_follows_edits(tmp_path: P
             page.evaluate("window.portico.cy.getElementById('HTTPRoute/default/broken').emit('tap')")
             page.wait_for_function("document.getElementById('details').textContent.includes('what to do')",
                                    timeout=10000)
+            if "PORTICO_SCREENSHOT" in os.environ:  # docs/topology.png (README, "Debugging a route")
+                page.set_viewport_size({"width": 1280, "height": 720})
+                page.evaluate("window.portico.cy.fit()")
+                page.screenshot(path=str(DOCS / "topology.png"))
             # an edit appears without a reload
             updates = page.evaluate("window.portico.updates")
             (manifests / "late.yaml").write_text(LATE)
