@@ -51,3 +51,17 @@ def test_the_admin_api_and_the_command() -> None:
     offline = subprocess.run([sys.executable, "-m", "portico.cli", "config-dump", "--xds",
                               *[a for p in HTTPS for a in ("-f", p)]], capture_output=True, text=True, check=True)
     assert "Listener" in json.loads(offline.stdout)["groups"]["portico"]
+
+
+def test_envoys_own_config_dump_is_redacted() -> None:
+    from portico.store import Store
+
+    leaked = {"configs": [{"dynamic_active_secrets": [{"secret": {"tls_certificate": {
+        "certificate_chain": {"inline_string": "CERT"},
+        "privateKey": {"inline_string": "-----BEGIN PRIVATE KEY-----"}}}}]}]}
+    server = AdminServer(Store())
+    server.envoy_admin = lambda group, path: json.dumps(leaked).encode() if group == "portico" else None
+    with running(server) as base:
+        status, body, _ = get(base + "/api/config_dump?format=envoy")
+        assert status == 200 and "PRIVATE KEY" not in json.dumps(body) and "CERT" in json.dumps(body)
+        assert get(base + "/api/config_dump?format=envoy&group=other")[0] == 404

@@ -87,6 +87,7 @@ class AdminServer:
         self.metrics = metrics
         self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
         self.envoy_stats: Callable[[str], bytes | None] | None = None
+        self.envoy_admin: Callable[[str, str], bytes | None] | None = None
         self.explain: Callable[..., dict[str, Any]] | None = None
         self.controller_name = CONTROLLER_NAME
         self.token = token or None
@@ -228,11 +229,12 @@ class AdminServer:
         q = request.query
         if self.explain is None:
             raise web.HTTPNotFound(reason="no configuration here")
-        if not q.get("port", "").isdigit() or not q.get("host"):
-            raise web.HTTPBadRequest(reason="port and host are required")
+        if not (q.get("port", "").isdigit() or q.get("listener")) or not q.get("host"):
+            raise web.HTTPBadRequest(reason="host and port (or listener) are required")
         headers = tuple((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in q.getall("header", [])))
-        return web.json_response(self.explain(int(q["port"]), q["host"], q.get("path", "/"), q.get("method", "GET"),
-                                              headers, q.get("sni"), q.get("gateway")))
+        port = int(q["port"]) if q.get("port", "").isdigit() else 0
+        return web.json_response(self.explain(port, q["host"], q.get("path", "/"), q.get("method", "GET"),
+                                              headers, q.get("sni"), q.get("gateway"), q.get("listener")))
 
     async def _envoy_metrics(self, request: web.Request) -> web.Response:
         """?group=G: the Prometheus stats of the Envoy serving xDS group G (default: the one Envoy)."""
@@ -244,8 +246,16 @@ class AdminServer:
     async def _config_dump(self, request: web.Request) -> web.Response:
         """?gateway=namespace/name&format=ir|xds (private keys redacted)."""
         fmt = request.query.get("format", "ir")
-        if fmt not in ("ir", "xds"):
-            raise web.HTTPBadRequest(reason="format must be ir or xds")
+        if fmt not in ("ir", "xds", "envoy"):
+            raise web.HTTPBadRequest(reason="format must be ir, xds or envoy")
+        if fmt == "envoy":  # Envoy's own config_dump, of one group's Envoy
+            raw = self.envoy_admin(request.query.get("group", "portico"), "/config_dump") \
+                if self.envoy_admin else None
+            if raw is None:
+                raise web.HTTPNotFound(reason="no Envoy of that group runs here")
+            from portico.dump import redacted
+
+            return web.json_response(redacted(json.loads(raw)), dumps=_dumps)
         if self.config_dump is None:
             raise web.HTTPNotFound(reason="no configuration here")
         return web.json_response(self.config_dump(request.query.get("gateway"), fmt), dumps=_dumps)
@@ -295,18 +305,20 @@ OPENAPI: dict[str, Any] = {
         "/api/openapi.json": {"get": {"summary": "This description", "responses": {
             "200": _json("OpenAPI 3", {"type": "object"})}}},
         "/api/config_dump": {"get": {
-            "summary": "The last translation per Gateway (IR) or the Envoy resources per xDS group; "
-                       "private keys redacted",
+            "summary": "The last translation per Gateway (IR), the Envoy resources per xDS group, or an "
+                       "Envoy's own config_dump; private keys redacted",
             "parameters": [{"name": "gateway", "in": "query", "required": False, "schema": {"type": "string"},
                             "description": "namespace/name"},
                            {"name": "format", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": ["ir", "xds"]}}],
+                            "schema": {"type": "string", "enum": ["ir", "xds", "envoy"]}},
+                           {"name": "group", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "format envoy: the xDS group whose Envoy to ask"}],
             "responses": {"200": _json("dump", {"type": "object"}), "400": _json("bad format", _STATUS)}}},
         "/api/explain": {"get": {"summary": "Which listener, virtual host and route a request would take",
                                  "parameters": [{"name": n, "in": "query", "required": n in ("port", "host"),
                                                  "schema": {"type": "string"}}
                                                 for n in ("port", "host", "path", "method", "header", "sni",
-                                                          "gateway")],
+                                                          "gateway", "listener")],
                                  "responses": {"200": _json("answer", {"type": "object"}),
                                                "400": _json("port or host missing", _STATUS)}}},
         "/metrics/envoy": {"get": {"summary": "Envoy's own Prometheus stats, per xDS group",

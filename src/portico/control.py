@@ -164,20 +164,23 @@ class ControlLoop:
 
     def explain(self, port: int, host: str, path: str = "/", method: str = "GET",
                 headers: tuple[tuple[str, str], ...] = (), sni: str | None = None,
-                gateway: str | None = None) -> dict[str, Any]:
-        """`portico explain` on the last translation: {"gateway", "lines"} or {"error"}."""
+                gateway: str | None = None, listener: str | None = None) -> dict[str, Any]:
+        """`portico explain` on the last translation: {"gateway", "lines"} or {"error"}; the
+        listener by port, or by name (`listener`)."""
         from portico.explain import Request, explain, render
 
         outputs = self.last_translation.gateways if self.last_translation is not None else {}
         for key, out in sorted(outputs.items()):
             if gateway not in (None, f"{key.namespace}/{key.name}"):
                 continue
-            bind = next((ls.bind_port for ls in out.infra.listeners if ls.port == port), None)
+            bind = next((ls.bind_port for ls in out.infra.listeners
+                         if (ls.name == listener if listener else ls.port == port)), None)
             if bind is None:
                 continue
             answer = explain(out.xds, Request(bind, host, path, method, headers, sni))
             return {"gateway": f"{key.namespace}/{key.name}", "lines": render(answer, out.xds)}
-        return {"error": f"no Gateway{' ' + gateway if gateway else ''} listens on port {port}"}
+        where = f"has a listener {listener}" if listener else f"listens on port {port}"
+        return {"error": f"no Gateway{' ' + gateway if gateway else ''} {where}"}
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once a configuration was translated and every Envoy group has ACKed its

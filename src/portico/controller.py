@@ -159,6 +159,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         admin.controller_name = options.controller_name
         if isinstance(infra, HostInfrastructure):  # Envoy pods are scraped themselves (/stats/prometheus)
             admin.envoy_stats = infra.envoy_stats
+            admin.envoy_admin = infra.envoy_admin
         await infra.reconcile({})
         provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
         tasks.append(asyncio.create_task(control.run(provider.events(stop), ready=_ready(admin)), name="control"))

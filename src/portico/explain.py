@@ -185,7 +185,7 @@ def render(answer: Answer, model: ir.IR) -> list[str]:
                 lines.append(f"backend: (invalid) weight {b.weight}/{total}: answered {action.invalid_backend_status}")
                 continue
             endpoints = clusters[b.cluster].endpoints if b.cluster in clusters else ()
-            lines.append(f"backend: {b.cluster} weight {b.weight}/{total}, {len(endpoints)} endpoint(s)"
+            lines.append(f"backend: {b.cluster} weight {b.weight}/{total}, {len(endpoints)} ready endpoint(s)"
                          + (": " + ", ".join(f"{e.address}:{e.port}" for e in endpoints[:5]) if endpoints else
                             " (none ready: 503)"))
         for label, present in (("redirect", action.redirect), ("rewrite", action.rewrite),

@@ -109,6 +109,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         admin.explain = control.explain
         admin.controller_name = options.controller_name
         admin.envoy_stats = infra.envoy_stats
+        admin.envoy_admin = infra.envoy_admin
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once
         events = APIServerEmulation(FileProvider(options.paths)).events(stop)

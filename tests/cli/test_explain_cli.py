@@ -19,7 +19,9 @@ def test_a_matching_request_names_route_rule_and_backends() -> None:
     assert out.returncode == 0, out.stderr
     assert "answer: forwarded" in out.stdout
     assert "route httproute/default/web/rule/1/match/0" in out.stdout  # Exact wins over the prefix
-    assert "backend: default/api/80 weight 1/1" in out.stdout and "127.0.0.21:9000" in out.stdout
+    assert "backend: default/api/80 weight 1/1, 1 ready endpoint(s)" in out.stdout and "127.0.0.21:9000" in out.stdout
+    by_name = explain("--listener", "http", "--host", "web.example.com", "--path", "/app/exact", "--query", "a=1")
+    assert "route httproute/default/web/rule/1/match/0" in by_name.stdout
 
 
 def test_no_match_lists_the_nearest_routes() -> None:

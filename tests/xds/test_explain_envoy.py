@@ -118,3 +118,11 @@ def test_envoy_serves_its_prometheus_stats(plane: Plane) -> None:
     """What `/metrics/envoy` passes on (portico.infra.host.HostInfrastructure.envoy_stats)."""
     status, body = plane.envoy.admin_get("/stats/prometheus")
     assert status == 200 and b"envoy_server_live" in body
+
+
+def test_envoy_serves_its_config_dump(plane: Plane) -> None:
+    """What `/api/config_dump?format=envoy` passes on, redacted (portico.dump.redacted)."""
+    import json
+
+    status, body = plane.envoy.admin_get("/config_dump")
+    assert status == 200 and "configs" in json.loads(body)

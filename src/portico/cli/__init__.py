@@ -173,6 +173,9 @@ def config_dump(
     = None,
     xds: Annotated[bool, typer.Option("--xds/--ir", help="The Envoy resources per xDS group, or the IR "
                                                         "per Gateway.")] = False,
+    envoy: Annotated[str | None, typer.Option(help="Instead: the config_dump of the Envoy of this xDS group "
+                                                   "(running instance only; 'portico' is the one Envoy).",
+                                              show_default=False)] = None,
     file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
                                                     help="Translate these manifests here instead of asking a "
                                                          "running instance.")] = None,
@@ -184,7 +187,9 @@ def config_dump(
     """Print what Envoy is (or would be) sent: the IR per Gateway or the xDS resources, keys redacted."""
     import json
 
-    fmt = "xds" if xds else "ir"
+    fmt = "envoy" if envoy else "xds" if xds else "ir"
+    if file and envoy:
+        raise typer.BadParameter("--envoy asks a running instance: not with -f", param_hint="--envoy")
     if file:
         from portico.dump import offline_dump
 
@@ -193,7 +198,8 @@ def config_dump(
         from portico.cli.status import get_json
 
         try:
-            data = get_json(admin_address, "/api/config_dump", {"gateway": gateway, "format": fmt}, admin_token)
+            data = get_json(admin_address, "/api/config_dump", {"gateway": gateway, "format": fmt, "group": envoy},
+                            admin_token)
         except OSError as e:
             typer.echo(f"portico config-dump: {e}", err=True)
             raise typer.Exit(1) from None
@@ -242,9 +248,14 @@ def describe(
 
 @app.command()
 def explain(
-    port: Annotated[int, typer.Option(help="The listener port the request arrives on.")],
     host: Annotated[str, typer.Option(help="The Host header.")],
+    port: Annotated[int | None, typer.Option(help="The listener port the request arrives on.",
+                                             show_default=False)] = None,
+    listener: Annotated[str | None, typer.Option(help="Or the listener's name (its port is used).",
+                                                 show_default=False)] = None,
     path: Annotated[str, typer.Option(help="Path and query, e.g. /v2/items?debug=1.")] = "/",
+    query: Annotated[list[str] | None, typer.Option("--query", help="name=value, added to the path's query "
+                                                                    "(repeatable).", show_default=False)] = None,
     method: Annotated[str, typer.Option("-X", "--method")] = "GET",
     header: Annotated[list[str] | None, typer.Option("-H", "--header", help="name:value (repeatable).",
                                                      show_default=False)] = None,
@@ -261,6 +272,12 @@ def explain(
                                                     help="Bearer token of the admin API, if it has one.")] = None,
 ) -> None:
     """Which listener, virtual host and route a request would take, and why (or the nearest routes)."""
+    import urllib.parse
+
+    if (port is None) == (listener is None):
+        raise typer.BadParameter("give --port or --listener", param_hint="--port")
+    if query:
+        path += ("&" if "?" in path else "?") + urllib.parse.urlencode([q.partition("=")[::2] for q in query])
     headers = []
     for h in header or []:
         name, sep, value = h.partition(":")
@@ -270,17 +287,17 @@ def explain(
     if file:
         from portico.dump import offline_loop
 
-        result = offline_loop([str(p) for p in file]).explain(port, host, path, method, tuple(headers), sni, gateway)
+        result = offline_loop([str(p) for p in file]).explain(port or 0, host, path, method, tuple(headers), sni,
+                                                              gateway, listener)
     else:
-        import urllib.parse
-
         from portico.cli.status import get_json
 
-        query = urllib.parse.urlencode([("port", str(port)), ("host", host), ("path", path), ("method", method),
-                                        *(("header", f"{n}:{v}") for n, v in headers),
-                                        *((k, v) for k, v in (("sni", sni), ("gateway", gateway)) if v)])
+        params = urllib.parse.urlencode([("port", str(port or 0)), ("host", host), ("path", path),
+                                         ("method", method), *(("header", f"{n}:{v}") for n, v in headers),
+                                         *((k, v) for k, v in (("sni", sni), ("gateway", gateway),
+                                                                ("listener", listener)) if v)])
         try:
-            result = get_json(admin_address, f"/api/explain?{query}", {}, admin_token)
+            result = get_json(admin_address, f"/api/explain?{params}", {}, admin_token)
         except OSError as e:
             typer.echo(f"portico explain: {e}", err=True)
             raise typer.Exit(1) from None

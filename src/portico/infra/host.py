@@ -173,11 +173,15 @@ class HostInfrastructure:
     def envoy_stats(self, group: str) -> bytes | None:
         """Envoy's own Prometheus stats (`/stats/prometheus` of its admin API), replica 0 of
         `group`; None when no such Envoy runs."""
+        return self.envoy_admin(group, "/stats/prometheus")
+
+    def envoy_admin(self, group: str, path: str) -> bytes | None:
+        """GET `path` of the admin API of replica 0 of `group` (on its private Unix socket)."""
         planes = self._planes.get(group) or []
         admin_get = getattr(planes[0], "admin_get", None) if planes else None
         if admin_get is None:
             return None
-        status, body = admin_get("/stats/prometheus")
+        status, body = admin_get(path)
         return bytes(body) if status == 200 else None
 
     # ------------------------------------------------------------ failures
