@@ -39,6 +39,15 @@ def main(
     """Gateway API on Envoy, standalone."""
 
 
+# options the commands that read a running instance (or manifests) share
+ManifestFiles = Annotated[list[Path] | None, typer.Option(
+    "-f", "--file", exists=True, show_default=False,
+    help="Translate these manifests here instead of asking a running instance.")]
+AdminAddress = Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
+AdminToken = Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
+                                                help="Bearer token of the admin API, if it has one.")]
+
+
 def parse_host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -176,13 +185,9 @@ def config_dump(
     envoy: Annotated[str | None, typer.Option(help="Instead: the config_dump of the Envoy of this xDS group "
                                                    "(running instance only; 'portico' is the one Envoy).",
                                               show_default=False)] = None,
-    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
-                                                    help="Translate these manifests here instead of asking a "
-                                                         "running instance.")] = None,
-    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
-    = DEFAULT_ADMIN,
-    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
-                                                    help="Bearer token of the admin API, if it has one.")] = None,
+    file: ManifestFiles = None,
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
 ) -> None:
     """Print what Envoy is (or would be) sent: the IR per Gateway or the xDS resources, keys redacted."""
     import json
@@ -211,13 +216,9 @@ def describe(
     target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. httproute/web or gateway/gw.")],
     namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="The object's namespace.",
                                                   show_default=False)] = None,
-    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
-                                                    help="Translate these manifests here instead of asking a "
-                                                         "running instance.")] = None,
-    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
-    = DEFAULT_ADMIN,
-    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
-                                                    help="Bearer token of the admin API, if it has one.")] = None,
+    file: ManifestFiles = None,
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
     controller_name: Annotated[str, typer.Option(help="Whose status entries to read.")] = CONTROLLER_NAME,
 ) -> None:
     """An object's conditions in words, what is attached to it, and what to do about each problem."""
@@ -263,13 +264,9 @@ def explain(
     = None,
     gateway: Annotated[str | None, typer.Option(help="namespace/name (default: the first Gateway on the port).",
                                                 show_default=False)] = None,
-    file: Annotated[list[Path] | None, typer.Option("-f", "--file", exists=True, show_default=False,
-                                                    help="Translate these manifests here instead of asking a "
-                                                         "running instance.")] = None,
-    admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
-    = DEFAULT_ADMIN,
-    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
-                                                    help="Bearer token of the admin API, if it has one.")] = None,
+    file: ManifestFiles = None,
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
 ) -> None:
     """Which listener, virtual host and route a request would take, and why (or the nearest routes)."""
     import urllib.parse
@@ -370,8 +367,7 @@ def status(
     admin_address: Annotated[str, typer.Option("--admin-address", help="admin API of a running `portico run`")]
     = DEFAULT_ADMIN,
     output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
-    admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
-                                                    help="Bearer token of the admin API, if it has one.")] = None,
+    admin_token: AdminToken = None,
     kind: Annotated[str | None, typer.Option("--kind", help="only objects of this kind, e.g. HTTPRoute")] = None,
     name: Annotated[str | None, typer.Option("--name", help="only objects of this name")] = None,
 ) -> None:
