@@ -304,6 +304,33 @@ def explain(
     sys.stdout.write("\n".join([f"gateway: {result['gateway']}", *result["lines"]]) + "\n")
 
 
+@app.command()
+def convert(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories holding Ingress objects.",
+                                                exists=True)],
+    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+    gateway_class: Annotated[str, typer.Option(help="The GatewayClass the Gateways use.")] = "portico",
+) -> None:
+    """Ingress in, Gateway API out (GatewayClass, Gateways, HTTPRoutes); what is not converted is listed."""
+    import json
+
+    import yaml
+
+    from portico.ingress import convert as convert_ingress
+    from portico.provider.manifests import load_file, manifest_files
+
+    inputs = [doc.raw for f in manifest_files([str(p) for p in paths]) for doc in load_file(f).documents]
+    result = convert_ingress(inputs, gateway_class)
+    if output == "json":
+        sys.stdout.write(json.dumps({"objects": result.objects, "notConverted": result.not_converted}, indent=2)
+                         + "\n")
+        return
+    if output != "yaml":
+        raise typer.BadParameter("output must be yaml or json", param_hint="--output")
+    notes = "".join(f"# not converted: {n}\n" for n in result.not_converted)
+    sys.stdout.write(notes + yaml.safe_dump_all(result.objects, sort_keys=False))
+
+
 install_app = typer.Typer(no_args_is_help=True, help="Install Portico in a Kubernetes cluster.")
 app.add_typer(install_app, name="install")
 

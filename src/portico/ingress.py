@@ -1,0 +1,149 @@
+"""Ingress (networking.k8s.io/v1) to the Gateway API: `portico convert`.
+
+Per namespace and IngressClass, a Gateway (named after the class) with an HTTP
+listener on port 80 and an HTTPS listener on 443 per `tls` entry host (its Secret
+as the certificate); per Ingress and host, an HTTPRoute bound to that Gateway.
+
+- Paths: `Exact` -> Exact; `Prefix` -> PathPrefix (both match whole path elements,
+  as the Ingress spec says); `ImplementationSpecific` -> PathPrefix (Portico's
+  reading of it, as for ingress-nginx without use-regex).
+- Backends: Services by port number, or by port name when the Service is among
+  the inputs (HTTPRoute needs a number); `resource` backends are not converted.
+- `defaultBackend`: an HTTPRoute without hostnames for `/`, which every more
+  specific route outranks.
+- Annotations: none is converted yet (the ingress-nginx subset is to come); each is
+  listed as not converted, never dropped silently. `kubernetes.io/ingress.class`
+  is read as the class.
+
+Everything not converted is reported with its reason (`Conversion.not_converted`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from portico import CONTROLLER_NAME
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
+
+
+@dataclass
+class Conversion:
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    not_converted: list[str] = field(default_factory=list)
+
+
+def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico") -> Conversion:
+    out = Conversion()
+    services = {(o["metadata"].get("namespace", "default"), o["metadata"]["name"]): o
+                for o in inputs if o.get("kind") == "Service"}
+    ingresses = [o for o in inputs if o.get("kind") == "Ingress" and o.get("apiVersion") == "networking.k8s.io/v1"]
+    gateways: dict[tuple[str, str], dict[str, Any]] = {}
+    for ing in sorted(ingresses, key=lambda o: (o["metadata"].get("namespace", "default"), o["metadata"]["name"])):
+        meta, spec = ing["metadata"], ing.get("spec") or {}
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        label = f"Ingress {ns}/{name}"
+        ingress_class = spec.get("ingressClassName") or (meta.get("annotations") or {}).get(CLASS_ANNOTATION) \
+            or "default"
+        for key in sorted(meta.get("annotations") or {}):
+            if key != CLASS_ANNOTATION:
+                out.not_converted.append(f"{label}: annotation {key}: not supported yet")
+        gw = gateways.setdefault((ns, ingress_class), _gateway(ns, _dns(ingress_class), gateway_class))
+        for tls in spec.get("tls") or []:
+            _add_https(gw, tls, label, out)
+        by_host: dict[str, list[dict[str, Any]]] = {}
+        for rule in spec.get("rules") or []:
+            paths = ((rule.get("http") or {}).get("paths")) or []
+            by_host.setdefault(rule.get("host", ""), []).extend(paths)
+        for host, paths in by_host.items():
+            rules = [r for p in paths if (r := _rule(p, ns, services, label, out)) is not None]
+            if rules:
+                out.objects.append(_route(f"{name}-{_dns(host) if host else 'any'}", ns, gw, [host] if host else [],
+                                          rules))
+        default = spec.get("defaultBackend")
+        if default:
+            backend = _backend(default, ns, services, f"{label} defaultBackend", out)
+            if backend is not None:
+                out.objects.append(_route(f"{name}-default", ns, gw, [], [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}]))
+    classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},
+                "spec": {"controllerName": CONTROLLER_NAME}}] if ingresses else []
+    out.objects = classes + list(gateways.values()) + out.objects
+    return out
+
+
+def _gateway(namespace: str, name: str, gateway_class: str) -> dict[str, Any]:
+    return {"apiVersion": GATEWAY_API, "kind": "Gateway", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"gatewayClassName": gateway_class, "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP"}]}}
+
+
+def _add_https(gw: dict[str, Any], tls: dict[str, Any], label: str, out: Conversion) -> None:
+    secret = tls.get("secretName")
+    if not secret:
+        out.not_converted.append(f"{label}: a tls entry without secretName (no certificate to serve)")
+        return
+    listeners = gw["spec"]["listeners"]
+    for host in tls.get("hosts") or [""]:
+        name = f"https-{_dns(host)}" if host else "https"
+        if any(ls["name"] == name for ls in listeners):
+            continue
+        listener: dict[str, Any] = {"name": name[:63], "port": 443, "protocol": "HTTPS",
+                                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": secret}]}}
+        if host:
+            listener["hostname"] = host
+        listeners.append(listener)
+
+
+def _rule(path: dict[str, Any], ns: str, services: dict[tuple[str, str], dict[str, Any]], label: str,
+          out: Conversion) -> dict[str, Any] | None:
+    value = path.get("path") or "/"
+    kind = path.get("pathType", "ImplementationSpecific")
+    if kind not in PATH_TYPES:
+        out.not_converted.append(f"{label}: path {value}: pathType {kind} is not an Ingress path type")
+        return None
+    backend = _backend(path.get("backend") or {}, ns, services, f"{label} path {value}", out)
+    if backend is None:
+        return None
+    return {"matches": [{"path": {"type": PATH_TYPES[kind], "value": value}}], "backendRefs": [backend]}
+
+
+def _backend(backend: dict[str, Any], ns: str, services: dict[tuple[str, str], dict[str, Any]], where: str,
+             out: Conversion) -> dict[str, Any] | None:
+    if "resource" in backend:
+        out.not_converted.append(f"{where}: a resource backend ({backend['resource'].get('kind')}): "
+                                 "HTTPRoute backends are Services here")
+        return None
+    service = backend.get("service") or {}
+    port = service.get("port") or {}
+    number = port.get("number")
+    if number is None and port.get("name"):
+        svc = services.get((ns, service.get("name", "")))
+        number = next((p.get("port") for p in ((svc or {}).get("spec") or {}).get("ports", [])
+                       if p.get("name") == port["name"]), None)
+        if number is None:
+            out.not_converted.append(f"{where}: Service port {port['name']!r} by name needs the Service "
+                                     f"{ns}/{service.get('name')} among the inputs")
+            return None
+    if not service.get("name") or number is None:
+        out.not_converted.append(f"{where}: a backend without a Service name and port")
+        return None
+    return {"name": service["name"], "port": int(number)}
+
+
+def _route(name: str, ns: str, gw: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"parentRefs": [{"name": gw["metadata"]["name"]}], "rules": rules}
+    if hostnames:
+        spec["hostnames"] = hostnames
+    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": {"name": _dns(name), "namespace": ns},
+            "spec": spec}
+
+
+def _dns(value: str) -> str:
+    """A DNS label from a host or class name (`*.example.com` -> `wildcard-example-com`)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", value.lower().replace("*", "wildcard")).strip("-")
+    return label[:63].strip("-") or "x"
