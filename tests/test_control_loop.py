@@ -420,15 +420,44 @@ def test_documents_nothing_foresaw_are_reported_one_by_one() -> None:
 
 
 def test_kinds_portico_does_not_serve_are_named_once(caplog: Any) -> None:
-    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "old", "namespace": "ns"},
-               "spec": {"rules": []}}
-    second = {**ingress, "metadata": {"name": "older", "namespace": "ns"}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "old", "namespace": "ns"},
+                  "spec": {"replicas": 1}}
+    second = {**deployment, "metadata": {"name": "older", "namespace": "ns"}}
     loop, _, _ = make_loop()
     with caplog.at_level("WARNING", logger="portico.control"):
-        loop.apply(docs(CLASS, ingress, second))
+        loop.apply(docs(CLASS, deployment, second))
     warnings = [r.getMessage() for r in caplog.records if "not served by Portico" in r.getMessage()]
-    assert len(warnings) == 1 and "Ingress objects (networking.k8s.io)" in warnings[0] and "ns/old" in warnings[0]
-    assert loop.store.get(key_of(ingress)) is not None  # still stored and listed
+    assert len(warnings) == 1 and "Deployment objects (apps)" in warnings[0] and "ns/old" in warnings[0]
+    assert loop.store.get(key_of(deployment)) is not None  # still stored and listed
+
+
+def test_ingress_objects_of_portico_are_served_with_their_address() -> None:
+    """An Ingress of an IngressClass of Portico's becomes routes on a managed Gateway
+    (`portico.ingress`); its status.loadBalancer is that Gateway's address."""
+    ingress_class = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "portico"},
+                     "spec": {"controller": "portico.dev/ingress-controller"}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "ns"},
+               "spec": {"ports": [{"port": 80}]}}
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop", "namespace": "ns"},
+               "spec": {"ingressClassName": "portico", "rules": [{"host": "shop.example.com", "http": {"paths": [
+                   {"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}
+    other = {**ingress, "metadata": {"name": "theirs", "namespace": "ns"},
+             "spec": {**ingress["spec"], "ingressClassName": "nginx"}}
+    xds = FakeXds()
+    loop = ControlLoop(EmulatedStore(), host(), xds)  # the real translator
+    loop.apply(docs(ingress_class, service, ingress, other))
+    assert loop.sync()
+    assert loop.last_translation is not None
+    gateways = {f"{k.namespace}/{k.name}" for k in loop.last_translation.gateways}
+    assert gateways == {"ns/ingress-portico"}
+    routes = [r.name for ls in xds.pushed[-1].listeners for c in ls.filter_chains if c.http
+              for vh in c.http.virtual_hosts for r in vh.routes]
+    assert routes and all(name.startswith("httproute/ns/ingress-shop-") for name in routes)
+    stored = loop.store.get(key_of(ingress))
+    assert stored is not None and stored.status["loadBalancer"]["ingress"][0]["ip"].startswith("127.")
+    theirs = loop.store.get(key_of(other))
+    assert theirs is not None and not theirs.status  # another class: not ours to serve or to report on
 
 
 def test_a_group_whose_replica_fails_to_start_is_stopped_whole() -> None:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from portico import CONTROLLER_NAME
 from portico.ir import IR
 from portico.metrics import Metrics
-from portico.models import Gateway, GatewayClass, Other, Resource, model_for
+from portico.models import Gateway, GatewayClass, Other, Resource, model_for, parse_object
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.seams import Infrastructure, StatusWriter
@@ -82,6 +82,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# kinds without a model of their own that are served all the same (`portico.ingress`)
+SERVED_OTHER_KINDS = {("networking.k8s.io", "Ingress"), ("networking.k8s.io", "IngressClass")}
+
+
 class ControlLoop:
     """Everything between the provider and the xDS server; no sockets of its own."""
 
@@ -105,6 +109,8 @@ class ControlLoop:
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
+        self._ingress_gateways: dict[tuple[str, str], tuple[str, str]] = {}
+        self._ingress_notes: set[str] = set()
         self._received: float | None = None  # when the first change not yet translated arrived
         self._timeline: dict[str, float] = {}  # the sync under way: received, translated
         self._pending: dict[str, tuple[int, dict[str, float]]] = {}  # group -> (version pushed, timeline)
@@ -126,7 +132,8 @@ class ControlLoop:
         translated: say so once per kind, naming the first one, rather than ignore them silently."""
         for doc in event.upserts:
             kind = (doc.key.group, doc.key.kind)
-            if kind in self._ignored_kinds or model_for(str(doc.raw.get("apiVersion", "")), doc.key.kind) is not Other:
+            if kind in self._ignored_kinds or model_for(str(doc.raw.get("apiVersion", "")), doc.key.kind) is not Other \
+                    or kind in SERVED_OTHER_KINDS:
                 continue
             self._ignored_kinds.add(kind)
             log.warning("%s objects (%s) are not served by Portico: they are stored and listed, nothing routes "
@@ -275,9 +282,39 @@ class ControlLoop:
 
     def snapshot(self) -> Snapshot:
         self.syncs += 1
-        resources = self.store.resources()
+        resources = {**self._ingress_resources(), **self.store.resources()}  # stored objects win a clash
         return Snapshot(resources, self.infra.placements(self.our_gateways(resources)),
                         self.controller_name, memo=self._memo)
+
+    def _ingress_resources(self) -> dict[ObjectKey, Resource]:
+        """Ingress objects of ours, as the Gateway API objects that serve them (`portico.ingress`)."""
+        from portico.ingress import serve
+
+        raws = [o.raw for k, o in self.store.objects().items()
+                if k.kind in ("Ingress", "IngressClass", "Service")]
+        if not any(k.kind == "Ingress" for k in self.store.objects()):
+            self._ingress_gateways = {}
+            return {}
+        served = serve(raws, self.controller_name)
+        for note in served.not_converted:
+            if note not in self._ingress_notes:
+                self._ingress_notes.add(note)
+                log.warning("Ingress not fully served: %s", note)
+        self._ingress_gateways = served.gateway_of
+        out: dict[ObjectKey, Resource] = {}
+        for raw in served.objects:
+            obj = parse_object(raw)
+            out[obj.key] = obj
+        return out
+
+    def _ingress_statuses(self, translation: Translation) -> dict[ObjectKey, dict[str, Any]]:
+        """Ingress status.loadBalancer: the addresses of the Gateway serving it."""
+        out = {}
+        for (ns, name), (gw_ns, gw_name) in self._ingress_gateways.items():
+            gw = translation.statuses.get(ObjectKey(GATEWAY_GROUP, "Gateway", gw_ns, gw_name)) or {}
+            ips = [{"ip": a["value"]} for a in gw.get("addresses", []) if a.get("value")]
+            out[ObjectKey("networking.k8s.io", "Ingress", ns, name)] = {"loadBalancer": {"ingress": ips}}
+        return out
 
     def our_gateways(self, resources: dict[ObjectKey, Resource]) -> dict[GatewayName, Gateway]:
         """Gateways of a GatewayClass of ours (accepted or not: the translator judges)."""
@@ -289,16 +326,17 @@ class ControlLoop:
     def publish(self, translation: Translation) -> None:
         owners = self._push(self.infra.groups(translation.gateways))
         self.last_translation = translation
-        previous, self._desired = self._desired, translation.statuses
+        statuses = {**translation.statuses, **self._ingress_statuses(translation)}
+        previous, self._desired = self._desired, statuses
         written, self._written = self._written, {}
-        self.gate.forget(set(translation.statuses))
-        for key, status in translation.statuses.items():
+        self.gate.forget(set(statuses))
+        for key, status in statuses.items():
             owner = owners.get(key)
             if owner is not None and key.kind in PROGRAMMABLE:
                 self._hand(key, self.gate.gate(key, status, *owner))
             else:
                 self._write(key, status, previous, written)
-        self.writer.release(translation.statuses)
+        self.writer.release(statuses)
 
     def _push(self, groups: dict[str, IR]) -> dict[ObjectKey, tuple[str, frozenset[str]]]:
         """Send each group's IR if it changed; (group, listeners) of every Gateway/ListenerSet."""

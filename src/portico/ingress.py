@@ -1,4 +1,5 @@
-"""Ingress (networking.k8s.io/v1) to the Gateway API: `portico convert`.
+"""Ingress (networking.k8s.io/v1) to the Gateway API: `portico convert`, and serving
+Ingress objects of Portico's IngressClass through the same conversion (`serve`).
 
 Per namespace and IngressClass, a Gateway (named after the class) with an HTTP
 listener on port 80 and an HTTPS listener on 443 per `tls` entry host (its Secret
@@ -20,14 +21,19 @@ Everything not converted is reported with its reason (`Conversion.not_converted`
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from portico import CONTROLLER_NAME
 
+log = logging.getLogger(__name__)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+INGRESS_CONTROLLER = "portico.dev/ingress-controller"
+SOURCE = "x-portico-ingress"  # which Ingress a route came from (dropped before output)
 PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
 
 
@@ -35,9 +41,11 @@ PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific"
 class Conversion:
     objects: list[dict[str, Any]] = field(default_factory=list)
     not_converted: list[str] = field(default_factory=list)
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, route) -> its Ingress's name
 
 
-def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico") -> Conversion:
+def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico", prefix: str = "") -> Conversion:
+    """`prefix` starts the Gateway and HTTPRoute names (serving: apart from the user's own)."""
     out = Conversion()
     services = {(o["metadata"].get("namespace", "default"), o["metadata"]["name"]): o
                 for o in inputs if o.get("kind") == "Service"}
@@ -52,7 +60,7 @@ def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico") -> Con
         for key in sorted(meta.get("annotations") or {}):
             if key != CLASS_ANNOTATION:
                 out.not_converted.append(f"{label}: annotation {key}: not supported yet")
-        gw = gateways.setdefault((ns, ingress_class), _gateway(ns, _dns(ingress_class), gateway_class))
+        gw = gateways.setdefault((ns, ingress_class), _gateway(ns, _dns(prefix + ingress_class), gateway_class))
         for tls in spec.get("tls") or []:
             _add_https(gw, tls, label, out)
         by_host: dict[str, list[dict[str, Any]]] = {}
@@ -62,17 +70,19 @@ def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico") -> Con
         for host, paths in by_host.items():
             rules = [r for p in paths if (r := _rule(p, ns, services, label, out)) is not None]
             if rules:
-                out.objects.append(_route(f"{name}-{_dns(host) if host else 'any'}", ns, gw, [host] if host else [],
-                                          rules))
+                out.objects.append(_route(f"{prefix}{name}-{_dns(host) if host else 'any'}", ns, gw,
+                                          [host] if host else [], rules, ing))
         default = spec.get("defaultBackend")
         if default:
             backend = _backend(default, ns, services, f"{label} defaultBackend", out)
             if backend is not None:
-                out.objects.append(_route(f"{name}-default", ns, gw, [], [
-                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}]))
+                out.objects.append(_route(f"{prefix}{name}-default", ns, gw, [], [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}], ing))
     classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},
                 "spec": {"controllerName": CONTROLLER_NAME}}] if ingresses else []
     out.objects = classes + list(gateways.values()) + out.objects
+    out.sources = {(o["metadata"]["namespace"], o["metadata"]["name"]): o.pop(SOURCE)
+                   for o in out.objects if SOURCE in o}
     return out
 
 
@@ -135,15 +145,69 @@ def _backend(backend: dict[str, Any], ns: str, services: dict[tuple[str, str], d
     return {"name": service["name"], "port": int(number)}
 
 
-def _route(name: str, ns: str, gw: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _route(name: str, ns: str, gw: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]],
+           ingress: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"parentRefs": [{"name": gw["metadata"]["name"]}], "rules": rules}
     if hostnames:
         spec["hostnames"] = hostnames
-    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": {"name": _dns(name), "namespace": ns},
-            "spec": spec}
+    meta: dict[str, Any] = {"name": _dns(name), "namespace": ns}
+    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta, "spec": spec,
+            SOURCE: ingress["metadata"]["name"]}
 
 
 def _dns(value: str) -> str:
     """A DNS label from a host or class name (`*.example.com` -> `wildcard-example-com`)."""
     label = re.sub(r"[^a-z0-9-]+", "-", value.lower().replace("*", "wildcard")).strip("-")
     return label[:63].strip("-") or "x"
+
+
+# ---------------------------------------------------------------- serving
+
+
+def ours(ingress: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
+    """An Ingress of an IngressClass whose controller is Portico's (by ingressClassName,
+    the kubernetes.io/ingress.class annotation, or no class and our default class)."""
+    mine = {c["metadata"]["name"] for c in classes if (c.get("spec") or {}).get("controller") == INGRESS_CONTROLLER}
+    default = any(c["metadata"]["name"] in mine and (c["metadata"].get("annotations") or {})
+                  .get(DEFAULT_CLASS_ANNOTATION) == "true" for c in classes)
+    named = (ingress.get("spec") or {}).get("ingressClassName") or \
+        (ingress["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
+    return named in mine or named == "portico" if named else default
+
+
+@dataclass
+class Served:
+    """What serving the Ingress objects adds to a translation: Gateway API objects, and
+    for each Ingress (ns, name) the Gateway (ns, name) whose address it reports."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    gateway_of: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    not_converted: list[str] = field(default_factory=list)
+
+
+def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
+    """Ingress objects of ours as Gateway API objects on Portico-managed Gateways
+    (`ingress-<class>` of GatewayClass `portico-ingress`): the Ingress is served by the
+    very translator that serves routes."""
+    classes = [r for r in raws if r.get("kind") == "IngressClass"]
+    mine = [r for r in raws if r.get("kind") == "Ingress" and r.get("apiVersion") == "networking.k8s.io/v1"
+            and ours(r, classes)]
+    if not mine:
+        return Served()
+    services = [r for r in raws if r.get("kind") == "Service"]
+    result = convert(mine + services, gateway_class="portico-ingress", prefix="ingress-")
+    out = Served()
+    for obj in result.objects:
+        obj = {**obj, "metadata": {**obj["metadata"], "generation": 1, "uid": f"ingress/{obj['metadata']['name']}",
+                                   "creationTimestamp": "1970-01-01T00:00:00Z"}}
+        if obj["kind"] == "GatewayClass":
+            obj["spec"] = {"controllerName": controller_name}
+        out.objects.append(obj)
+    for ing in mine:
+        ns = ing["metadata"].get("namespace", "default")
+        spec = ing.get("spec") or {}
+        cls = spec.get("ingressClassName") or (ing["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION) \
+            or "default"
+        out.gateway_of[(ns, ing["metadata"]["name"])] = (ns, _dns("ingress-" + cls))
+    out.not_converted = result.not_converted
+    return out
