@@ -446,8 +446,10 @@ def test_ingress_objects_of_portico_are_served_with_their_address() -> None:
              "spec": {**ingress["spec"], "ingressClassName": "nginx"}}
     xds = FakeXds()
     loop = ControlLoop(EmulatedStore(), host(), xds)  # the real translator
-    loop.apply(docs(ingress_class, service, ingress, other))
-    assert loop.sync()
+    malformed = {**ingress, "metadata": {"name": "malformed", "namespace": "ns"},
+                 "spec": {"ingressClassName": "portico", "rules": ["not a rule"]}}
+    loop.apply(docs(ingress_class, service, ingress, other, malformed))
+    assert loop.sync()  # a malformed Ingress is reported; the others are served
     assert loop.last_translation is not None
     gateways = {f"{k.namespace}/{k.name}" for k in loop.last_translation.gateways}
     assert gateways == {"ns/ingress-portico"}
@@ -458,6 +460,7 @@ def test_ingress_objects_of_portico_are_served_with_their_address() -> None:
     assert stored is not None and stored.status["loadBalancer"]["ingress"][0]["ip"].startswith("127.")
     theirs = loop.store.get(key_of(other))
     assert theirs is not None and not theirs.status  # another class: not ours to serve or to report on
+    assert any("Ingress ns/malformed: malformed" in n for n in loop._ingress_notes)
 
 
 def test_a_group_whose_replica_fails_to_start_is_stopped_whole() -> None:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from portico import CONTROLLER_NAME
 from portico.ir import IR
 from portico.metrics import Metrics
-from portico.models import Gateway, GatewayClass, Other, Resource, model_for, parse_object
+from portico.models import Gateway, GatewayClass, InvalidObject, Other, Resource, model_for, parse_object
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.seams import Infrastructure, StatusWriter
@@ -290,21 +290,22 @@ class ControlLoop:
         """Ingress objects of ours, as the Gateway API objects that serve them (`portico.ingress`)."""
         from portico.ingress import serve
 
-        raws = [o.raw for k, o in self.store.objects().items()
-                if k.kind in ("Ingress", "IngressClass", "Service")]
-        if not any(k.kind == "Ingress" for k in self.store.objects()):
-            self._ingress_gateways = {}
-            return {}
-        served = serve(raws, self.controller_name)
-        for note in served.not_converted:
+        raws = [o.raw for k, o in self.store.objects().items() if k.kind in ("Ingress", "IngressClass", "Service")]
+        served = serve(raws, self.controller_name)  # nothing to do without an Ingress of ours
+        self._ingress_gateways = served.gateway_of
+        out: dict[ObjectKey, Resource] = {}
+        notes = list(served.not_converted)
+        for raw in served.objects:
+            try:
+                obj = parse_object(raw)
+            except InvalidObject as e:  # e.g. a host that is no hostname: that object is left out
+                notes.append(f"{raw['kind']} {raw['metadata']['name']} from an Ingress: {e}")
+                continue
+            out[obj.key] = obj
+        for note in notes:
             if note not in self._ingress_notes:
                 self._ingress_notes.add(note)
                 log.warning("Ingress not fully served: %s", note)
-        self._ingress_gateways = served.gateway_of
-        out: dict[ObjectKey, Resource] = {}
-        for raw in served.objects:
-            obj = parse_object(raw)
-            out[obj.key] = obj
         return out
 
     def _ingress_statuses(self, translation: Translation) -> dict[ObjectKey, dict[str, Any]]:

@@ -33,7 +33,6 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 INGRESS_CONTROLLER = "portico.dev/ingress-controller"
-SOURCE = "x-portico-ingress"  # which Ingress a route came from (dropped before output)
 PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
 
 
@@ -41,7 +40,6 @@ PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific"
 class Conversion:
     objects: list[dict[str, Any]] = field(default_factory=list)
     not_converted: list[str] = field(default_factory=list)
-    sources: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, route) -> its Ingress's name
 
 
 def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico", prefix: str = "") -> Conversion:
@@ -52,38 +50,52 @@ def convert(inputs: list[dict[str, Any]], gateway_class: str = "portico", prefix
     ingresses = [o for o in inputs if o.get("kind") == "Ingress" and o.get("apiVersion") == "networking.k8s.io/v1"]
     gateways: dict[tuple[str, str], dict[str, Any]] = {}
     for ing in sorted(ingresses, key=lambda o: (o["metadata"].get("namespace", "default"), o["metadata"]["name"])):
-        meta, spec = ing["metadata"], ing.get("spec") or {}
-        ns, name = meta.get("namespace", "default"), meta["name"]
-        label = f"Ingress {ns}/{name}"
-        ingress_class = spec.get("ingressClassName") or (meta.get("annotations") or {}).get(CLASS_ANNOTATION) \
-            or "default"
-        for key in sorted(meta.get("annotations") or {}):
-            if key != CLASS_ANNOTATION:
-                out.not_converted.append(f"{label}: annotation {key}: not supported yet")
-        gw = gateways.setdefault((ns, ingress_class), _gateway(ns, _dns(prefix + ingress_class), gateway_class))
-        for tls in spec.get("tls") or []:
-            _add_https(gw, tls, label, out)
-        by_host: dict[str, list[dict[str, Any]]] = {}
-        for rule in spec.get("rules") or []:
-            paths = ((rule.get("http") or {}).get("paths")) or []
-            by_host.setdefault(rule.get("host", ""), []).extend(paths)
-        for host, paths in by_host.items():
-            rules = [r for p in paths if (r := _rule(p, ns, services, label, out)) is not None]
-            if rules:
-                out.objects.append(_route(f"{prefix}{name}-{_dns(host) if host else 'any'}", ns, gw,
-                                          [host] if host else [], rules, ing))
-        default = spec.get("defaultBackend")
-        if default:
-            backend = _backend(default, ns, services, f"{label} defaultBackend", out)
-            if backend is not None:
-                out.objects.append(_route(f"{prefix}{name}-default", ns, gw, [], [
-                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}], ing))
+        label = f"Ingress {ing['metadata'].get('namespace', 'default')}/{ing['metadata']['name']}"
+        try:
+            _convert_one(ing, label, services, gateways, gateway_class, prefix, out)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # not shaped as an Ingress
+            out.not_converted.append(f"{label}: malformed ({type(e).__name__}: {e}); not converted")
     classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},
                 "spec": {"controllerName": CONTROLLER_NAME}}] if ingresses else []
     out.objects = classes + list(gateways.values()) + out.objects
-    out.sources = {(o["metadata"]["namespace"], o["metadata"]["name"]): o.pop(SOURCE)
-                   for o in out.objects if SOURCE in o}
     return out
+
+
+def ingress_class(ing: dict[str, Any]) -> str | None:
+    """The class an Ingress names: ingressClassName, else the kubernetes.io/ingress.class annotation."""
+    named = (ing.get("spec") or {}).get("ingressClassName") or \
+        (ing["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
+    return str(named) if named else None
+
+
+def _convert_one(ing: dict[str, Any], label: str, services: dict[tuple[str, str], dict[str, Any]],
+                 gateways: dict[tuple[str, str], dict[str, Any]], gateway_class: str, prefix: str,
+                 out: Conversion) -> None:
+    meta, spec = ing["metadata"], ing.get("spec") or {}
+    ns, name = meta.get("namespace", "default"), meta["name"]
+    ingress_class_name = ingress_class(ing) or "default"
+    for key in sorted(meta.get("annotations") or {}):
+        if key != CLASS_ANNOTATION:
+            out.not_converted.append(f"{label}: annotation {key}: not supported yet")
+    gw = gateways.setdefault((ns, ingress_class_name),
+                             _gateway(ns, _dns(prefix + ingress_class_name), gateway_class))
+    for tls in spec.get("tls") or []:
+        _add_https(gw, tls, label, out)
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for rule in spec.get("rules") or []:
+        paths = ((rule.get("http") or {}).get("paths")) or []
+        by_host.setdefault(rule.get("host", ""), []).extend(paths)
+    for host, paths in by_host.items():
+        rules = [r for p in paths if (r := _rule(p, ns, services, label, out)) is not None]
+        if rules:
+            out.objects.append(_route(f"{prefix}{name}-{_dns(host) if host else 'any'}", ns, gw,
+                                      [host] if host else [], rules))
+    default = spec.get("defaultBackend")
+    if default:
+        backend = _backend(default, ns, services, f"{label} defaultBackend", out)
+        if backend is not None:
+            out.objects.append(_route(f"{prefix}{name}-default", ns, gw, [], [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}]))
 
 
 def _gateway(namespace: str, name: str, gateway_class: str) -> dict[str, Any]:
@@ -145,14 +157,12 @@ def _backend(backend: dict[str, Any], ns: str, services: dict[tuple[str, str], d
     return {"name": service["name"], "port": int(number)}
 
 
-def _route(name: str, ns: str, gw: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]],
-           ingress: dict[str, Any]) -> dict[str, Any]:
+def _route(name: str, ns: str, gw: dict[str, Any], hostnames: list[str], rules: list[dict[str, Any]]) -> dict[str, Any]:
     spec: dict[str, Any] = {"parentRefs": [{"name": gw["metadata"]["name"]}], "rules": rules}
     if hostnames:
         spec["hostnames"] = hostnames
-    meta: dict[str, Any] = {"name": _dns(name), "namespace": ns}
-    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta, "spec": spec,
-            SOURCE: ingress["metadata"]["name"]}
+    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": {"name": _dns(name), "namespace": ns},
+            "spec": spec}
 
 
 def _dns(value: str) -> str:
@@ -170,8 +180,7 @@ def ours(ingress: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
     mine = {c["metadata"]["name"] for c in classes if (c.get("spec") or {}).get("controller") == INGRESS_CONTROLLER}
     default = any(c["metadata"]["name"] in mine and (c["metadata"].get("annotations") or {})
                   .get(DEFAULT_CLASS_ANNOTATION) == "true" for c in classes)
-    named = (ingress.get("spec") or {}).get("ingressClassName") or \
-        (ingress["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
+    named = ingress_class(ingress)
     return named in mine or named == "portico" if named else default
 
 
@@ -205,9 +214,6 @@ def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
         out.objects.append(obj)
     for ing in mine:
         ns = ing["metadata"].get("namespace", "default")
-        spec = ing.get("spec") or {}
-        cls = spec.get("ingressClassName") or (ing["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION) \
-            or "default"
-        out.gateway_of[(ns, ing["metadata"]["name"])] = (ns, _dns("ingress-" + cls))
+        out.gateway_of[(ns, ing["metadata"]["name"])] = (ns, _dns("ingress-" + (ingress_class(ing) or "default")))
     out.not_converted = result.not_converted
     return out
