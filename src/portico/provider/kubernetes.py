@@ -234,11 +234,10 @@ class KubernetesProvider:
     async def _watch(self, kind: Kind, res: Any, cache: dict[ObjectKey, str], version: str) -> str:
         """Watch from `version` until the server ends the stream; the last version seen."""
         async for event, obj in self._watch_stream(res, version):
-            raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+            raw = self._raw(kind, obj)
             version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
             if event == "BOOKMARK":
                 continue
-            raw = self._raw(kind, raw)
             key = key_of(raw)
             if event == "DELETED" or not kept(kind, raw):
                 if cache.pop(key, None) is not None:
