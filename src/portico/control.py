@@ -249,34 +249,36 @@ class ControlLoop:
     async def sync_async(self) -> bool:
         """Translate off the event loop (large configurations take a while); push and
         write statuses on it. False when the translation failed."""
-        snapshot = self.snapshot()
         try:
             with gc_paused():
+                snapshot = self.snapshot()
                 started = time.monotonic()
                 translation = await asyncio.to_thread(self.translator, snapshot)
                 self._translated(started)
                 self.publish(translation)
         except Exception:
-            self.metrics.translations.labels("failed").inc()
-            log.exception("translation failed; the last good configuration keeps serving")
-            return False
-        self.metrics.translations.labels("ok").inc()
-        return True
+            return self._counted(ok=False)
+        return self._counted(ok=True)
 
     def sync(self) -> bool:
         """`sync_async` without a thread (tests, tools)."""
         try:
             with gc_paused():
+                snapshot = self.snapshot()
                 started = time.monotonic()
-                translation = self.translator(self.snapshot())
+                translation = self.translator(snapshot)
                 self._translated(started)
                 self.publish(translation)
         except Exception:
-            self.metrics.translations.labels("failed").inc()
+            return self._counted(ok=False)
+        return self._counted(ok=True)
+
+    def _counted(self, ok: bool) -> bool:
+        """A sync's outcome, counted (and a failure logged, from within its except)."""
+        self.metrics.translations.labels("ok" if ok else "failed").inc()
+        if not ok:
             log.exception("translation failed; the last good configuration keeps serving")
-            return False
-        self.metrics.translations.labels("ok").inc()
-        return True
+        return ok
 
     # ------------------------------------------------------------ steps
 
