@@ -49,6 +49,9 @@ class SubjectAltName:
     value: str
 
 
+LBPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
+
+
 @dataclass(frozen=True)
 class Cluster:
     """One per Service port (shared by every route that uses it), see ARCHITECTURE."""
@@ -58,7 +61,7 @@ class Cluster:
     protocol: AppProtocol = "http1"
     dns: bool = False  # ExternalName: resolve endpoints by DNS (STRICT_DNS)
     tls: UpstreamTLS | None = None
-    lb_policy: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = "round_robin"
+    lb_policy: LBPolicy = "round_robin"
     connect_timeout_ms: int = 10_000
 
 
@@ -132,6 +135,7 @@ class URLRewrite:
     hostname: str | None = None
     path_full: str | None = None
     path_prefix: str | None = None  # ReplacePrefixMatch
+    regex: tuple[str, str] | None = None  # (RE2 pattern, substitution with \\1 groups): HTTPRouteFilter
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,36 @@ class SessionPersistence:
 
 
 @dataclass(frozen=True)
+class HashPolicy:
+    """What a consistent hash (RingHash, Maglev) is computed from (BackendTrafficPolicy)."""
+
+    type: Literal["Header", "Cookie", "QueryParameter", "SourceIP"]
+    name: str = ""
+    ttl_s: int | None = None  # Cookie: generated with this lifetime when absent
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class ClientAuthorization:
+    """SecurityPolicy authorization: the first rule whose CIDRs hold the client decides."""
+
+    default_allow: bool
+    rules: tuple[tuple[bool, tuple[str, ...]], ...]  # (allow, CIDRs)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One local rate-limit budget (RateLimitPolicy rule); a bucket per distinct client
+    key when `source_ip` or `headers` tell clients apart, one for all otherwise."""
+
+    requests: int
+    fill_interval_s: int
+    burst: int
+    source_ip: bool = False
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RouteAction:
     backends: tuple[WeightedBackend, ...] = ()
     # direct answer (e.g. 500 when no backend is usable); wins over backends
@@ -212,6 +246,12 @@ class RouteAction:
     external_auth: ExternalAuth | None = None
     session_persistence: SessionPersistence | None = None
     websocket: bool = False  # allow Upgrade: websocket on this route
+    # Portico policies (translator.policies)
+    hash_policies: tuple[HashPolicy, ...] = ()
+    idle_timeout_ms: int | None = None
+    request_body_limit: int | None = None  # bytes; larger bodies answered 413
+    authorization: ClientAuthorization | None = None
+    rate_limits: tuple[RateLimit, ...] = ()
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
     # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE
     invalid_backend_status: int = 500

@@ -617,6 +617,135 @@ class PorticoProxy(Resource):
     spec: dict[str, Any] = Field(default_factory=dict)
 
 
+# ------------------------------------------------------------------ Portico policies (GEP-713)
+
+
+class PolicyTargetReference(Model):
+    """LocalPolicyTargetReferenceWithSectionName: a target in the policy's namespace."""
+
+    group: str = ""
+    kind: str
+    name: str
+    section_name: str | None = None
+
+
+class HashOn(Model):
+    header: dict[str, str] | None = None
+    cookie: dict[str, str] | None = None
+    query_parameter: dict[str, str] | None = None
+    source_ip: dict[str, Any] | None = Field(default=None, validation_alias="sourceIP",
+                                             serialization_alias="sourceIP")
+
+
+class LoadBalancer(Model):
+    type: str = "RoundRobin"
+    hash_on: HashOn | None = None
+
+
+class TrafficTimeout(Model):
+    connect: str | None = None
+    idle: str | None = None
+
+
+class RequestBuffer(Model):
+    limit: int | str
+
+
+class BackendTrafficPolicySpec(Model):
+    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    load_balancer: LoadBalancer | None = None
+    timeout: TrafficTimeout | None = None
+    request_buffer: RequestBuffer | None = None
+    upstream_http2: bool | None = Field(default=None, validation_alias="upstreamHTTP2",
+                                        serialization_alias="upstreamHTTP2")
+
+
+class BackendTrafficPolicy(Resource):
+    spec: BackendTrafficPolicySpec
+
+
+class Principal(Model):
+    client_cidrs: list[str] = Field(default_factory=list, validation_alias="clientCIDRs",
+                                    serialization_alias="clientCIDRs")
+
+
+class AuthorizationRule(Model):
+    name: str | None = None
+    action: str
+    principal: Principal
+
+
+class Authorization(Model):
+    default_action: str = "Deny"
+    rules: list[AuthorizationRule] = Field(default_factory=list)
+
+
+class SecurityPolicySpec(Model):
+    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    authorization: Authorization
+
+
+class SecurityPolicy(Resource):
+    spec: SecurityPolicySpec
+
+
+class ClientSelector(Model):
+    source_ip: dict[str, Any] | None = Field(default=None, validation_alias="sourceIP",
+                                             serialization_alias="sourceIP")
+    header: dict[str, str] | None = None
+
+
+class RateLimitValue(Model):
+    requests: int
+    unit: str
+
+
+class RateLimitRule(Model):
+    client_selectors: list[ClientSelector] = Field(default_factory=list)
+    limit: RateLimitValue
+    burst: int | None = None
+
+
+class LocalRateLimit(Model):
+    rules: list[RateLimitRule] = Field(default_factory=list)
+
+
+class RateLimitPolicySpec(Model):
+    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    local: LocalRateLimit
+
+
+class RateLimitPolicy(Resource):
+    spec: RateLimitPolicySpec
+
+
+class RegexRewrite(Model):
+    pattern: str
+    substitution: str = ""
+
+
+class FilterPathModifier(Model):
+    type: str = "ReplaceRegexMatch"
+    replace_regex_match: RegexRewrite
+
+
+class FilterURLRewrite(Model):
+    path: FilterPathModifier
+
+
+class PorticoHTTPRouteFilterSpec(Model):
+    url_rewrite: FilterURLRewrite
+
+
+class PorticoHTTPRouteFilter(Resource):
+    """gateway.portico.dev HTTPRouteFilter: what an HTTPRoute ExtensionRef filter can name."""
+
+    spec: PorticoHTTPRouteFilterSpec
+
+
+POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy")
+
+
 class Other(Resource):
     """Any other kind: stored and listed, not translated."""
 
@@ -638,6 +767,10 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     ("", "Secret"): Secret,
     ("", "ConfigMap"): ConfigMap,
     (PORTICO_GROUP, "PorticoProxy"): PorticoProxy,
+    (PORTICO_GROUP, "BackendTrafficPolicy"): BackendTrafficPolicy,
+    (PORTICO_GROUP, "SecurityPolicy"): SecurityPolicy,
+    (PORTICO_GROUP, "RateLimitPolicy"): RateLimitPolicy,
+    (PORTICO_GROUP, "HTTPRouteFilter"): PorticoHTTPRouteFilter,
 }
 
 

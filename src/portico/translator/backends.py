@@ -19,6 +19,7 @@ from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.backendtls import BackendTLS
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
+from portico.translator.policies import RoutePolicies
 
 if TYPE_CHECKING:
     from portico.translator.gateway import ListenerState
@@ -91,6 +92,7 @@ class Backends:
         self.origins: dict[str, Origin] = {}
         self.memo = memo
         self.tls = BackendTLS(ctx)
+        self.policies = RoutePolicies(ctx)
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from portico import ir
 from portico.ir import AppProtocol
 from portico.models import (
+    PORTICO_GROUP,
     GRPCRouteFilter,
     HTTPCORSFilter,
     HTTPExternalAuthFilter,
@@ -31,9 +32,12 @@ from portico.models import (
     HTTPRequestRedirectFilter,
     HTTPRouteFilter,
     HTTPURLRewriteFilter,
+    LocalObjectReference,
+    PorticoHTTPRouteFilter,
     Resource,
 )
 from portico.translator.conditions import Cond
+from portico.translator.regex import regex_problem
 
 if TYPE_CHECKING:  # avoids an import cycle
     from portico.translator.backends import Backends
@@ -227,11 +231,7 @@ def apply_one(route: Resource, f: AnyFilter, backends: Backends, out: FilterSet,
     elif isinstance(f, HTTPRouteFilter) and f.type == "ExternalAuth" and f.external_auth:
         external_auth(route, f.external_auth, backends, out)
     elif f.type == "ExtensionRef" and f.extension_ref:
-        # No extension kinds are implemented, so every reference is to an unsupported kind.
-        ref = f.extension_ref
-        out.failed = True
-        out.conds.append(Cond("ResolvedRefs", False, "InvalidKind",
-                              f"ExtensionRef {ref.group}/{ref.kind} {ref.name}: kind is not supported"))
+        extension_ref(route, f.extension_ref, backends, out)
     elif isinstance(f, HTTPRouteFilter):
         apply_http_only(f, out)
 
@@ -244,9 +244,35 @@ def apply_http_only(f: HTTPRouteFilter, out: FilterSet) -> None:
         out.rewrite = ir.URLRewrite(
             hostname=f.url_rewrite.hostname,
             path_full=path.replace_full_path if path and path.type == "ReplaceFullPath" else None,
-            path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None)
+            path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None,
+            # an HTTPRouteFilter's regex rewrite before it stays unless this one sets the path
+            regex=out.rewrite.regex if out.rewrite is not None and path is None else None)
     elif f.type == "CORS" and f.cors:
         out.cors = cors_of(f.cors)
+
+
+def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends, out: FilterSet) -> None:
+    """ExtensionRef: Portico's HTTPRouteFilter (a regex path rewrite) in the route's
+    namespace. An unknown kind or a missing object must not be skipped: the rule
+    answers 500 ("the implementation MUST ... return a 500 status code")."""
+    if (ref.group, ref.kind) != (PORTICO_GROUP, "HTTPRouteFilter"):
+        out.failed = True
+        out.conds.append(Cond("ResolvedRefs", False, "InvalidKind",
+                              f"ExtensionRef {ref.group}/{ref.kind} {ref.name}: kind is not supported"))
+        return
+    found = backends.ctx.get(PorticoHTTPRouteFilter, "HTTPRouteFilter", route.namespace, ref.name)
+    if found is None:
+        out.failed = True
+        out.conds.append(Cond("ResolvedRefs", False, "BackendNotFound",
+                              f"ExtensionRef HTTPRouteFilter {route.namespace}/{ref.name} not found"))
+        return
+    regex = found.spec.url_rewrite.path.replace_regex_match
+    why = regex_problem(regex.pattern)
+    if why:
+        out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: {why}")
+        return
+    base = out.rewrite or ir.URLRewrite()
+    out.rewrite = replace(base, regex=(regex.pattern, regex.substitution), path_full=None, path_prefix=None)
 
 
 def external_auth(route: Resource, spec: HTTPExternalAuthFilter, backends: Backends, out: FilterSet) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from portico import ir
 from portico.models import GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from portico.objects import ObjectKey
-from portico.translator import rules
+from portico.translator import rules, traffic
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -76,6 +76,7 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
         # gRPC clients carry their own deadlines).
         timeout_ms=0,
     )
+    action = traffic.apply(action, route, rule.name, backends)
     return GRPCRuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from portico import ir
 from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
-from portico.translator import rules
+from portico.translator import rules, traffic
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -69,6 +69,7 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         timeout_ms=request_timeout_ms(rule),
         backend_timeout_ms=backend_timeout_ms(rule),
     )
+    action = traffic.apply(action, route, rule.name, backends)
     return RuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 

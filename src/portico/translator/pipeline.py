@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from portico import ir
 from portico.models import Gateway, GatewayClass
+from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.build import build_listeners, served_listeners
 from portico.translator.context import Context
@@ -18,7 +19,7 @@ from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
 from portico.translator.l4routes import translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
-from portico.translator.routebinding import bind_routes
+from portico.translator.routebinding import RouteResult, bind_routes
 from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
 from portico.translator.status import (
     gateway_status,
@@ -47,6 +48,10 @@ def translate(snapshot: Snapshot) -> Translation:
     bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
+        backends.policies.record(result.route.key, attached_gateways(result))
+    backends.policies.unattached()
+    for attached in backends.policies.policies:
+        out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
     for l4 in translate_l4routes(ctx, gateways, backends):
         out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
@@ -63,6 +68,12 @@ def translate(snapshot: Snapshot) -> Translation:
     for p in backends.tls.policies:  # after every Gateway: ancestors are known
         out.statuses[p.policy.key] = policy_status(p.policy, p.ancestors, controller)
     return out
+
+
+def attached_gateways(result: RouteResult) -> list[ObjectKey]:
+    """The Gateways a route is accepted by: the ancestors of the policies that target it."""
+    return sorted({p.gateway.key for p in result.parents
+                   if not any(c.type == "Accepted" and not c.status for c in p.conds)})
 
 
 def programmed_by(gw: GatewayState, listener_sets: list[ListenerSetState]

@@ -75,10 +75,10 @@ def route_status(route: Resource, parents: list[ParentResult], route_conds: list
 
 
 def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]], controller: str) -> dict[str, Any]:
-    """PolicyAncestorStatus entries of ours, one per ancestor Gateway (at most 16,
+    """PolicyAncestorStatus entries of ours, one per ancestor (a Gateway; at most 16,
     PolicyStatus.ancestors); other controllers' entries are kept."""
     generation = policy.metadata.generation
-    ours = [{"ancestorRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": key.namespace, "name": key.name},
+    ours = [{"ancestorRef": {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name},
              "controllerName": controller,
              "conditions": render_all(conds + [Cond("Accepted", True, "Accepted"),
                                                Cond("ResolvedRefs", True, "ResolvedRefs")], generation)}

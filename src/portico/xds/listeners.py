@@ -25,6 +25,7 @@ from google.protobuf import wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from portico import ir
+from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, pack, stat_name
 from portico.xds.extauth import ext_authz_filters
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
@@ -118,10 +119,12 @@ def _http_filters() -> list[hcm.HttpFilter]:
     enables them run them (enabled everywhere they cost 7-20% of Envoy's CPU per request,
     bench/traffic.py ablation); router last."""
     return [
+        *policies.first_filters(),  # RBAC and local rate limits (route policies)
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),
                        disabled=True),
         *ext_authz_filters(),  # disabled until a route with ExternalAuth enables one
+        *policies.last_filters(),  # request body limits (route policies)
         hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())),
     ]
 

@@ -25,6 +25,7 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
 from portico import ir
+from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
 from portico.xds.extauth import ext_authz_per_route
 
@@ -99,6 +100,7 @@ def build_route(route: ir.Route) -> rc.Route:
     if action.external_auth is not None and action.direct_status is None:
         name, config = ext_authz_per_route(action.external_auth)
         out.typed_per_filter_config[name].CopyFrom(config)
+    policies.per_route(action, out)
     return out
 
 
@@ -181,6 +183,9 @@ def _route_action(action: ir.RouteAction, backends: list[ir.WeightedBackend], pa
         _set_rewrite(out, action.rewrite, path)
     out.request_mirror_policies.extend(_mirror(m) for m in action.mirrors)
     _set_timeouts(out, action)
+    out.hash_policy.extend(policies.hash_policies(action.hash_policies))
+    if action.idle_timeout_ms is not None:
+        out.idle_timeout.CopyFrom(millis(action.idle_timeout_ms))
     if action.websocket:
         out.upgrade_configs.append(rc.RouteAction.UpgradeConfig(upgrade_type="websocket", enabled=_true()))
     return out
@@ -214,7 +219,10 @@ def _cluster_weight(b: ir.WeightedBackend, invalid_status: int) -> rc.WeightedCl
 def _set_rewrite(out: rc.RouteAction, rw: ir.URLRewrite, path: ir.PathMatch) -> None:
     if rw.hostname is not None:
         out.host_rewrite_literal = rw.hostname
-    if rw.path_full is not None:
+    if rw.regex is not None:
+        out.regex_rewrite.CopyFrom(regex_pb2.RegexMatchAndSubstitute(pattern=_regex(rw.regex[0]),
+                                                                     substitution=rw.regex[1]))
+    elif rw.path_full is not None:
         out.regex_rewrite.CopyFrom(_full_path_rewrite(rw.path_full))
     elif rw.path_prefix is not None:
         prefix_rewrite, regex_rewrite = _prefix_replacement(path, rw.path_prefix)

@@ -1,0 +1,336 @@
+"""Ingress (networking.k8s.io/v1) to the Gateway API, with ingress-nginx's annotations.
+
+Per namespace and IngressClass, a Gateway (named after the class) with an HTTP
+listener on port 80 and an HTTPS listener on 443 per `tls` entry host (its Secret
+as the certificate); per Ingress and host, an HTTPRoute bound to that Gateway.
+
+- Paths: `Exact` -> Exact; `Prefix` -> PathPrefix (both match whole path elements,
+  as the Ingress spec says); `ImplementationSpecific` -> PathPrefix (as ingress-nginx
+  reads it without use-regex), or a regular expression with use-regex (`nginx`).
+- Backends: Services by port number, or by port name when the Service is among
+  the inputs (HTTPRoute needs a number); `resource` backends are not converted.
+- `defaultBackend`: an HTTPRoute without hostnames for `/`, which every more
+  specific route outranks.
+- A host with TLS (unless ssl-redirect is false) or force-ssl-redirect: its routes
+  are bound to port 443 and port 80 answers a 308 to https, as ingress-nginx does.
+- Canary Ingresses (`canary: "true"`) change the routes of the main Ingress with the
+  same host and path: weights split its backendRefs, header and cookie rules win over it.
+- Annotations: `nginx` maps them; what needs more than HTTPRoute (timeouts, body
+  size, load balancing, source ranges, rate limits) becomes Portico policies that
+  target the Ingress's routes.
+
+Everything not converted is reported with its reason (`Conversion.not_converted`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from portico import CONTROLLER_NAME
+from portico.ingress import nginx
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+PORTICO_API = "gateway.portico.dev/v1alpha1"
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
+PROVIDERS = ("ingress-nginx",)
+SSL_REDIRECT = {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Conversion:
+    objects: list[Obj] = field(default_factory=list)
+    not_converted: list[str] = field(default_factory=list)
+
+
+def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
+            provider: str = "ingress-nginx") -> Conversion:
+    """`prefix` starts the names of what is generated (serving: apart from the user's own);
+    `provider` is whose annotations and defaults are read (ingress-nginx)."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r} (known: {', '.join(PROVIDERS)})")
+    services = {(o["metadata"].get("namespace", "default"), o["metadata"]["name"]): o
+                for o in inputs if o.get("kind") == "Service"}
+    ingresses = sorted((o for o in inputs if o.get("kind") == "Ingress"
+                        and o.get("apiVersion") == "networking.k8s.io/v1"),
+                       key=lambda o: (o["metadata"].get("namespace", "default"), o["metadata"]["name"]))
+    builder = _Builder(services, gateway_class, prefix)
+    read = [(ing, _label(ing), _annotations(ing)) for ing in ingresses]
+    # main Ingresses first: a canary changes the routes of the main Ingress of its host and path
+    for ing, label, notes in sorted(read, key=lambda r: r[2].canary is not None):
+        builder.out.not_converted += [f"{label}: {n}" for n in notes.not_converted]
+        try:
+            if notes.canary is None:
+                builder.ingress(ing, label, notes)
+            else:
+                builder.canary(ing, label, notes.canary)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # not shaped as an Ingress
+            builder.out.not_converted.append(f"{label}: malformed ({type(e).__name__}: {e}); not converted")
+    out = builder.out
+    classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},
+                "spec": {"controllerName": CONTROLLER_NAME}}] if ingresses else []
+    out.objects = classes + list(builder.gateways.values()) + out.objects + list(builder.extra.values())
+    return out
+
+
+def ingress_class(ing: Obj) -> str | None:
+    """The class an Ingress names: ingressClassName, else the kubernetes.io/ingress.class annotation."""
+    named = (ing.get("spec") or {}).get("ingressClassName") or \
+        (ing["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
+    return str(named) if named else None
+
+
+def _label(ing: Obj) -> str:
+    return f"Ingress {ing['metadata'].get('namespace', 'default')}/{ing['metadata']['name']}"
+
+
+def _annotations(ing: Obj) -> nginx.Annotations:
+    return nginx.read(ing["metadata"].get("annotations") or {}, frozenset({CLASS_ANNOTATION}))
+
+
+class _Builder:
+    """Gateways, routes and policies, built Ingress by Ingress."""
+
+    def __init__(self, services: dict[tuple[str, str], Obj], gateway_class: str, prefix: str) -> None:
+        self.services, self.gateway_class, self.prefix = services, gateway_class, prefix
+        self.out = Conversion()
+        self.gateways: dict[tuple[str, str], Obj] = {}
+        self.extra: dict[tuple[str, str, str], Obj] = {}  # filters and policies by (kind, ns, name)
+        # (ns, host, pathType, path) -> the main Ingress's rule there: what canaries change
+        self.rules_at: dict[tuple[str, str, str, str], tuple[Obj, Obj]] = {}
+
+    # ------------------------------------------------------------ main Ingresses
+
+    def ingress(self, ing: Obj, label: str, notes: nginx.Annotations) -> None:
+        meta, spec = ing["metadata"], ing.get("spec") or {}
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        gw = self.gateway(ns, ingress_class(ing) or "default")
+        tls = spec.get("tls") or []
+        for entry in tls:
+            self.add_https(gw, entry, label)
+        routes: list[Obj] = []
+        for host, paths in _by_host(spec).items():
+            base = f"{self.prefix}{name}-{dns_label(host) if host else 'any'}"
+            pairs = [(p, r) for p in paths if (r := self.rule(p, ns, base, label, notes)) is not None]
+            rules = [r for _, r in pairs]
+            if notes.app_root:  # ingress-nginx: `/` redirects to the app root
+                rules.insert(0, {"matches": [{"path": {"type": "Exact", "value": "/"}}], "filters": [
+                    {"type": "RequestRedirect", "requestRedirect": {
+                        "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.app_root}, "statusCode": 302}}]})
+            if not rules:
+                continue
+            hosts = [host] if host else []
+            redirected = notes.force_ssl_redirect or (notes.ssl_redirect and _covered(tls, host))
+            route = _route(base, ns, [{"name": gw["metadata"]["name"], "port": 443}] if redirected
+                           else [{"name": gw["metadata"]["name"]}], hosts, rules)
+            routes.append(route)
+            for path, rule in pairs:
+                self.rules_at[(ns, host, path.get("pathType", "ImplementationSpecific"), path.get("path") or "/")] \
+                    = (route, rule)
+            if redirected:
+                if not _covered(tls, host):
+                    self.out.not_converted.append(f"{label}: force-ssl-redirect for {host or 'any host'} without "
+                                                  "TLS here: HTTPS requests are not served by this Gateway")
+                redirects = [{"matches": copy.deepcopy(r["matches"]), "filters": [copy.deepcopy(SSL_REDIRECT)]}
+                             for r in rules]
+                routes.append(_route(f"{base}-redirect", ns, [{"name": gw["metadata"]["name"], "sectionName": "http"}],
+                                     hosts, redirects))
+        default = spec.get("defaultBackend")
+        if default:
+            backend = self.backend(default, ns, f"{label} defaultBackend")
+            if backend is not None:
+                routes.append(_route(f"{self.prefix}{name}-default", ns, [{"name": gw["metadata"]["name"]}], [], [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}]))
+        self.out.objects += routes
+        self.policies(ns, f"{self.prefix}{name}", [r["metadata"]["name"] for r in routes], notes)
+
+    def gateway(self, ns: str, class_name: str) -> Obj:
+        return self.gateways.setdefault((ns, class_name), {
+            "apiVersion": GATEWAY_API, "kind": "Gateway",
+            "metadata": {"name": dns_label(self.prefix + class_name), "namespace": ns},
+            "spec": {"gatewayClassName": self.gateway_class,
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+
+    def add_https(self, gw: Obj, tls: Obj, label: str) -> None:
+        secret = tls.get("secretName")
+        if not secret:
+            self.out.not_converted.append(f"{label}: a tls entry without secretName (no certificate to serve)")
+            return
+        listeners = gw["spec"]["listeners"]
+        for host in tls.get("hosts") or [""]:
+            name = f"https-{dns_label(host)}" if host else "https"
+            if any(ls["name"] == name for ls in listeners):
+                continue
+            listener: Obj = {"name": name[:63], "port": 443, "protocol": "HTTPS",
+                             "tls": {"mode": "Terminate", "certificateRefs": [{"name": secret}]}}
+            if host:
+                listener["hostname"] = host
+            listeners.append(listener)
+
+    def rule(self, path: Obj, ns: str, route: str, label: str, notes: nginx.Annotations) -> Obj | None:
+        value = path.get("path") or "/"
+        kind = path.get("pathType", "ImplementationSpecific")
+        if kind not in PATH_TYPES:
+            self.out.not_converted.append(f"{label}: path {value}: pathType {kind} is not an Ingress path type")
+            return None
+        where = f"{label} path {value}"
+        if notes.regex_paths and kind != "Exact":  # nginx `location ~* ^path`
+            match = {"type": "RegularExpression", "value": f"(?i){value}.*"}
+        else:
+            match = {"type": PATH_TYPES[kind], "value": value}
+        rule: Obj = {"matches": [{"path": match}]}
+        if notes.redirect is not None:
+            rule["filters"] = [{"type": "RequestRedirect", "requestRedirect": notes.redirect}]
+            return rule
+        backend = self.backend(path.get("backend") or {}, ns, where)
+        if backend is None:
+            return None
+        filters = [{"type": "CORS", "cors": notes.cors}] if notes.cors else []
+        if notes.rewrite_regex is not None:
+            filters.append(self.regex_rewrite(ns, route, value, notes.rewrite_regex[0]))
+        elif notes.rewrite_full is not None:
+            filters.append({"type": "URLRewrite", "urlRewrite": {
+                "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.rewrite_full}}})
+        if filters:
+            rule["filters"] = filters
+        rule["backendRefs"] = [backend]
+        if notes.session:
+            rule["sessionPersistence"] = notes.session
+        if notes.backend_tls:
+            self.backend_tls(ns, backend["name"], notes.ssl_name)
+        return rule
+
+    def regex_rewrite(self, ns: str, route: str, path: str, substitution: str) -> Obj:
+        """nginx `rewrite (?i)path target`: the whole path replaced, groups substituted."""
+        name = dns_label(f"{route}-rewrite-{len([k for k in self.extra if k[2].startswith(route + '-rewrite-')])}")
+        self.extra[("HTTPRouteFilter", ns, name)] = {
+            "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
+            "spec": {"urlRewrite": {"path": {"type": "ReplaceRegexMatch", "replaceRegexMatch": {
+                "pattern": f"(?i)^(?:{path}).*", "substitution": substitution}}}}}
+        return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
+                                                         "name": name}}
+
+    def backend_tls(self, ns: str, service: str, ssl_name: str | None) -> None:
+        """backend-protocol HTTPS/GRPCS: TLS to the Service, its certificate verified
+        (against the system CAs; ingress-nginx verifies only with proxy-ssl-verify)."""
+        name = dns_label(f"{self.prefix}{service}-backend-tls")
+        self.extra.setdefault(("BackendTLSPolicy", ns, name), {
+            "apiVersion": GATEWAY_API, "kind": "BackendTLSPolicy", "metadata": {"name": name, "namespace": ns},
+            "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service}],
+                     "validation": {"hostname": ssl_name or f"{service}.{ns}.svc",
+                                    "wellKnownCACertificates": "System"}}})
+
+    def policies(self, ns: str, name: str, routes: list[str], notes: nginx.Annotations) -> None:
+        if not routes:
+            return
+        targets = [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": r} for r in routes]
+        specs: list[tuple[str, Obj | None]] = [
+            ("BackendTrafficPolicy", notes.traffic or None),
+            ("SecurityPolicy", {"authorization": {"defaultAction": "Deny", "rules": [
+                {"action": "Allow", "principal": {"clientCIDRs": notes.allow_cidrs}}]}} if notes.allow_cidrs else None),
+            ("RateLimitPolicy", notes.rate_limit),
+        ]
+        for kind, spec in specs:
+            if spec is not None:
+                self.extra[(kind, ns, dns_label(name))] = {
+                    "apiVersion": PORTICO_API, "kind": kind, "metadata": {"name": dns_label(name), "namespace": ns},
+                    "spec": {"targetRefs": targets, **copy.deepcopy(spec)}}
+
+    # ------------------------------------------------------------ canaries
+
+    def canary(self, ing: Obj, label: str, canary: nginx.Canary) -> None:
+        """A canary Ingress's backends join the main Ingress's rules of the same host and
+        path: by header or cookie (rules that outrank the main rule), or by weight."""
+        ns = ing["metadata"].get("namespace", "default")
+        for host, paths in _by_host(ing.get("spec") or {}).items():
+            for path in paths:
+                value = path.get("path") or "/"
+                found = self.rules_at.get((ns, host, path.get("pathType", "ImplementationSpecific"), value))
+                where = f"{label} (canary) {host or '*'}{value}"
+                if found is None or "backendRefs" not in found[1]:
+                    self.out.not_converted.append(f"{where}: no main Ingress serves this host and path")
+                    continue
+                backend = self.backend(path.get("backend") or {}, ns, where)
+                if backend is not None:
+                    self.split(found[0], found[1], backend, canary)
+
+    @staticmethod
+    def split(route: Obj, rule: Obj, backend: Obj, canary: nginx.Canary) -> None:
+        rules = route["spec"]["rules"]
+        path = rule["matches"][0]["path"]
+        headers = []
+        if canary.header:  # nginx: "always" unless a value or pattern is given
+            kind, value = (("RegularExpression", canary.header_pattern) if canary.header_pattern and
+                           not canary.header_value else ("Exact", canary.header_value or "always"))
+            headers.append({"type": kind, "name": canary.header, "value": value})
+        if canary.cookie:
+            headers.append({"type": "RegularExpression", "name": "cookie",
+                            "value": f"(.*;\\s*)?{re.escape(canary.cookie)}=always(;.*)?"})
+        for header in headers:  # more header matches: these outrank the main rule (GEP precedence)
+            extra = {**copy.deepcopy(rule), "matches": [{"path": copy.deepcopy(path), "headers": [header]}],
+                     "backendRefs": [backend]}
+            rules.insert(rules.index(rule), extra)
+        if canary.weight is not None:
+            weight = max(0, min(canary.weight, canary.total))
+            rule["backendRefs"] = [{**rule["backendRefs"][0], "weight": canary.total - weight},
+                                   {**backend, "weight": weight}]
+
+    # ------------------------------------------------------------ backends
+
+    def backend(self, backend: Obj, ns: str, where: str) -> Obj | None:
+        if "resource" in backend:
+            self.out.not_converted.append(f"{where}: a resource backend ({backend['resource'].get('kind')}): "
+                                          "HTTPRoute backends are Services here")
+            return None
+        service = backend.get("service") or {}
+        port = service.get("port") or {}
+        number = port.get("number")
+        if number is None and port.get("name"):
+            svc = self.services.get((ns, service.get("name", "")))
+            number = next((p.get("port") for p in ((svc or {}).get("spec") or {}).get("ports", [])
+                           if p.get("name") == port["name"]), None)
+            if number is None:
+                self.out.not_converted.append(f"{where}: Service port {port['name']!r} by name needs the Service "
+                                              f"{ns}/{service.get('name')} among the inputs")
+                return None
+        if not service.get("name") or number is None:
+            self.out.not_converted.append(f"{where}: a backend without a Service name and port")
+            return None
+        return {"name": service["name"], "port": int(number)}
+
+
+def _by_host(spec: Obj) -> dict[str, list[Obj]]:
+    by_host: dict[str, list[Obj]] = {}
+    for rule in spec.get("rules") or []:
+        by_host.setdefault(rule.get("host", ""), []).extend(((rule.get("http") or {}).get("paths")) or [])
+    return by_host
+
+
+def _covered(tls: list[Obj], host: str) -> bool:
+    """A host some tls entry names (wildcards included); a tls entry without hosts covers all."""
+    for entry in tls:
+        for name in entry.get("hosts") or [host]:
+            wildcard = name.startswith("*.") and host.endswith(name[1:]) and host.count(".") == name.count(".")
+            if name == host or wildcard:
+                return bool(entry.get("secretName"))
+    return False
+
+
+def _route(name: str, ns: str, parents: list[Obj], hostnames: list[str], rules: list[Obj]) -> Obj:
+    spec: Obj = {"parentRefs": parents, "rules": rules}
+    if hostnames:
+        spec["hostnames"] = hostnames
+    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": {"name": dns_label(name), "namespace": ns},
+            "spec": spec}
+
+
+def dns_label(value: str) -> str:
+    """A DNS label from a host or class name (`*.example.com` -> `wildcard-example-com`)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", value.lower().replace("*", "wildcard")).strip("-")
+    return label[:63].strip("-") or "x"

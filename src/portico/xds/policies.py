@@ -1,0 +1,148 @@
+"""Route policies (translator.policies / traffic) as Envoy per-route filter configs.
+
+The RBAC, local rate limit and buffer filters are always in the HCM but disabled, like
+CORS: a route whose policy needs one enables it with its own FilterConfig, so gaining
+a policy never changes the listener (no connection drain).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.rbac.v3 import rbac_pb2 as rbac_config
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.extensions.filters.http.buffer.v3 import buffer_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.type.v3 import percent_pb2, token_bucket_pb2
+from google.protobuf import wrappers_pb2
+
+from portico import ir
+from portico.xds._common import millis, pack
+
+RBAC_FILTER = "envoy.filters.http.rbac"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+# distinct clients (source IPs, header values) remembered per route rule: the LRU of
+# Envoy's dynamic descriptors, so a flood of new addresses cannot grow memory unbounded
+MAX_DYNAMIC_DESCRIPTORS = 10_000
+_UNLIMITED = token_bucket_pb2.TokenBucket(max_tokens=2**31, tokens_per_fill=wrappers_pb2.UInt32Value(value=2**31),
+                                          fill_interval=millis(1000))
+
+
+def first_filters() -> list[hcm.HttpFilter]:
+    """Before CORS: a denied or rate-limited request goes no further."""
+    return [
+        hcm.HttpFilter(name=RBAC_FILTER, typed_config=pack(rbac_pb2.RBAC()), disabled=True),
+        hcm.HttpFilter(name=RATE_LIMIT_FILTER, disabled=True, typed_config=pack(
+            local_rate_limit_pb2.LocalRateLimit(stat_prefix="portico_rate_limit"))),
+    ]
+
+
+def last_filters() -> list[hcm.HttpFilter]:
+    """Just before the router: the body is buffered only once a request is let through."""
+    return [hcm.HttpFilter(name=BUFFER_FILTER, disabled=True, typed_config=pack(
+        buffer_pb2.Buffer(max_request_bytes=wrappers_pb2.UInt32Value(value=1 << 20))))]
+
+
+def per_route(action: ir.RouteAction, out: rc.Route) -> None:
+    configs = out.typed_per_filter_config
+    if action.authorization is not None:
+        configs[RBAC_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(rbac_per_route(action.authorization)))))
+    if action.rate_limits:
+        configs[RATE_LIMIT_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(local_rate_limit(action.rate_limits)))))
+    if action.request_body_limit is not None:
+        buffer = buffer_pb2.BufferPerRoute(buffer=buffer_pb2.Buffer(
+            max_request_bytes=wrappers_pb2.UInt32Value(value=action.request_body_limit)))
+        configs[BUFFER_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(buffer))))
+
+
+def rbac_per_route(auth: ir.ClientAuthorization) -> rbac_pb2.RBACPerRoute:
+    """First matching rule decides, else the default action: as one ALLOW policy, rule i
+    allows a client in its CIDRs that no earlier Deny rule holds."""
+    principals = []
+    denied: list[str] = []
+    for allow, cidrs in auth.rules:
+        if allow:
+            principals.append(_and(_in(cidrs), _not_in(denied)))
+        else:
+            denied += cidrs
+    if auth.default_allow:
+        principals.append(_not_in(denied))
+    policy = rbac_config.Policy(permissions=[rbac_config.Permission(any=True)], principals=principals
+                                or [rbac_config.Principal(not_id=rbac_config.Principal(any=True))])
+    return rbac_pb2.RBACPerRoute(rbac=rbac_pb2.RBAC(rules=rbac_config.RBAC(
+        action=rbac_config.RBAC.ALLOW, policies={"portico": policy})))
+
+
+def _in(cidrs: tuple[str, ...] | list[str]) -> rbac_config.Principal:
+    ids = [rbac_config.Principal(remote_ip=_cidr(c)) for c in cidrs]
+    return ids[0] if len(ids) == 1 else rbac_config.Principal(or_ids=rbac_config.Principal.Set(ids=ids))
+
+
+def _not_in(cidrs: list[str]) -> rbac_config.Principal:
+    return rbac_config.Principal(not_id=_in(cidrs)) if cidrs else rbac_config.Principal(any=True)
+
+
+def _and(a: rbac_config.Principal, b: rbac_config.Principal) -> rbac_config.Principal:
+    return rbac_config.Principal(and_ids=rbac_config.Principal.Set(ids=[a, b]))
+
+
+def _cidr(cidr: str) -> address_pb2.CidrRange:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return address_pb2.CidrRange(address_prefix=str(net.network_address),
+                                 prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen))
+
+
+def local_rate_limit(limits: tuple[ir.RateLimit, ...]) -> local_rate_limit_pb2.LocalRateLimit:
+    """A descriptor per rule (`rule=<i>`, plus the client's address / header values as
+    dynamic entries: a bucket each); requests no rule counts take the unlimited default."""
+    out = local_rate_limit_pb2.LocalRateLimit(
+        stat_prefix="portico_rate_limit", token_bucket=_UNLIMITED,
+        filter_enabled=_all(), filter_enforced=_all(),
+        always_consume_default_token_bucket=wrappers_pb2.BoolValue(value=False),
+        enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03,
+        max_dynamic_descriptors=wrappers_pb2.UInt32Value(value=MAX_DYNAMIC_DESCRIPTORS))
+    for i, limit in enumerate(limits):
+        actions = [rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(
+            descriptor_key="rule", descriptor_value=str(i)))]
+        entries = [ratelimit_pb2.RateLimitDescriptor.Entry(key="rule", value=str(i))]
+        if limit.source_ip:
+            actions.append(rc.RateLimit.Action(remote_address=rc.RateLimit.Action.RemoteAddress()))
+            entries.append(ratelimit_pb2.RateLimitDescriptor.Entry(key="remote_address"))
+        for header in limit.headers:
+            actions.append(rc.RateLimit.Action(request_headers=rc.RateLimit.Action.RequestHeaders(
+                header_name=header, descriptor_key=f"header-{header}")))
+            entries.append(ratelimit_pb2.RateLimitDescriptor.Entry(key=f"header-{header}"))
+        out.rate_limits.append(rc.RateLimit(actions=actions))
+        out.descriptors.append(ratelimit_pb2.LocalRateLimitDescriptor(entries=entries, token_bucket=(
+            token_bucket_pb2.TokenBucket(max_tokens=limit.burst,
+                                         tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.requests),
+                                         fill_interval=millis(limit.fill_interval_s * 1000)))))
+    return out
+
+
+def _all() -> base_pb2.RuntimeFractionalPercent:
+    return base_pb2.RuntimeFractionalPercent(default_value=percent_pb2.FractionalPercent(numerator=100))
+
+
+def hash_policies(policies: tuple[ir.HashPolicy, ...]) -> list[rc.RouteAction.HashPolicy]:
+    out = []
+    for p in policies:
+        if p.type == "Header":
+            out.append(rc.RouteAction.HashPolicy(header=rc.RouteAction.HashPolicy.Header(header_name=p.name)))
+        elif p.type == "Cookie":
+            cookie = rc.RouteAction.HashPolicy.Cookie(name=p.name, path=p.path)
+            if p.ttl_s is not None:
+                cookie.ttl.CopyFrom(millis(p.ttl_s * 1000))
+            out.append(rc.RouteAction.HashPolicy(cookie=cookie))
+        elif p.type == "QueryParameter":
+            out.append(rc.RouteAction.HashPolicy(
+                query_parameter=rc.RouteAction.HashPolicy.QueryParameter(name=p.name)))
+        else:
+            out.append(rc.RouteAction.HashPolicy(
+                connection_properties=rc.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)))
+    return out
