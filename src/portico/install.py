@@ -35,12 +35,15 @@ NAME = "portico-controller"
 LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
 STATUS_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")  # the controller writes their status
 GATEWAY_GROUPS = (*STATUS_GROUPS, "gateway.portico.dev")
+# kinds of other groups whose status the controller writes: Portico's policies, served Ingresses
+OTHER_STATUS_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "Ingress")
 CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
 PERSONAS = {
     "infrastructure-provider": (["gatewayclasses", "porticoproxies"], ()),
     "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies"], ("admin",)),
-    "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes"],
-                              ("admin", "edit")),
+    "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes",
+                               "backendtrafficpolicies", "securitypolicies", "ratelimitpolicies",
+                               "httproutefilters"], ("admin", "edit")),
 }
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]
@@ -93,8 +96,12 @@ def cluster_role() -> dict[str, Any]:
         by_group.setdefault(kind.group, []).append(kind.plural)
     rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": READ}
              for group, plurals in sorted(by_group.items())]
-    rules += [{"apiGroups": [group], "resources": sorted(f"{p}/status" for p in by_group[group]),
-               "verbs": ["get", "update", "patch"]} for group in STATUS_GROUPS]
+    status: dict[str, list[str]] = {}
+    for kind in KINDS:
+        if kind.group in STATUS_GROUPS or kind.kind in OTHER_STATUS_KINDS:
+            status.setdefault(kind.group, []).append(f"{kind.plural}/status")
+    rules += [{"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get", "update", "patch"]}
+              for group, plurals in status.items()]
     rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*READ, *WRITE]}
               for group, plurals in sorted(CREATED.items())]
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

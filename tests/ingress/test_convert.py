@@ -1,12 +1,18 @@
-"""`portico convert`: Ingress in, Gateway API out; golden, accepted by `portico validate`,
-translated with every route attached, and everything not converted listed."""
+"""`portico convert`: Ingress in, Gateway API out. Golden per path type and annotation
+family (cases/<case>.yaml -> cases/<case>.out.yaml), every output object valid for
+`portico validate`, translated with every route and policy accepted, and everything
+not converted listed with its reason."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+import trustme
 import yaml
 
 from portico.ingress import convert
@@ -15,53 +21,85 @@ from portico.translator import Placement, Snapshot, translate
 from portico.validation import validate
 
 HERE = Path(__file__).parent
+CASES = sorted(p.stem for p in (HERE / "cases").glob("*.yaml") if not p.stem.endswith(".out"))
 
 
-def inputs() -> list[dict[str, object]]:
-    return [d for d in yaml.safe_load_all((HERE / "in.yaml").read_text()) if d]
+def load(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def test_conversion_is_golden_valid_and_served(update_golden: bool) -> None:
-    result = convert(inputs())
-    text = yaml.safe_dump_all(result.objects, sort_keys=False) + "".join(
+def golden_text(inputs: list[dict[str, Any]]) -> str:
+    result = convert(inputs)
+    return yaml.safe_dump_all(result.objects, sort_keys=False) + "".join(
         f"# not converted: {n}\n" for n in result.not_converted)
-    golden = HERE / "out.yaml"
-    if update_golden or not golden.exists():
-        golden.write_text(text)
-    assert golden.read_text() == text, "rerun with --update-golden and review the diff"
+
+
+def check(path: Path, text: str, update: bool) -> None:
+    if update or not path.exists():
+        path.write_text(text)
+    assert path.read_text() == text, f"{path.name}: rerun with --update-golden and review the diff"
+
+
+@pytest.fixture(scope="module")
+def certificate() -> dict[str, str]:
+    cert = trustme.CA().issue_cert("shop.example.com")
+    return {"tls.crt": base64.b64encode(b"".join(b.bytes() for b in cert.cert_chain_pems)).decode(),
+            "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode()}
+
+
+def served(inputs: list[dict[str, Any]], objects: list[dict[str, Any]],
+           certificate: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The statuses of the converted objects, translated beside the inputs' Services
+    and a certificate for every Secret a listener names."""
+    secrets = {ref["name"] for o in objects if o["kind"] == "Gateway" for ls in o["spec"]["listeners"]
+               for ref in (ls.get("tls") or {}).get("certificateRefs", [])}
+    docs = [d for d in inputs if d["kind"] != "Ingress"] + objects + [
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+         "metadata": {"name": s, "namespace": "shop"}, "data": certificate} for s in sorted(secrets)]
+    parsed = {}
+    for i, raw in enumerate(docs):
+        obj = parse_object({**raw, "metadata": {**raw["metadata"], "creationTimestamp": f"2026-01-01T00:00:{i:02d}Z"}})
+        parsed[obj.key] = obj
+    out = translate(Snapshot(parsed, {("shop", "portico"): Placement("127.10.0.1")}))
+    return {f"{k.kind} {k.name}": v for k, v in out.statuses.items()}
+
+
+def conditions(status: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = status.get("parents") or status.get("ancestors") or []
+    return [c for e in entries for c in e["conditions"]]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conversion_is_golden_valid_and_served(case: str, update_golden: bool, certificate: dict[str, str]) -> None:
+    inputs = load(HERE / "cases" / f"{case}.yaml")
+    check(HERE / "cases" / f"{case}.out.yaml", golden_text(inputs), update_golden)
+    result = convert(inputs)
     for obj in result.objects:
         assert validate(obj) == [], obj["metadata"]
-    assert result.not_converted == [
-        "Ingress shop/shop: annotation nginx.ingress.kubernetes.io/proxy-body-size: not supported yet",
-        "Ingress shop/shop path /buckets: a resource backend (Bucket): HTTPRoute backends are Services here",
-        "Ingress shop/shop path /named: Service port 'http' by name needs the Service shop/elsewhere among the inputs",
-    ]
-    kinds = [o["kind"] for o in result.objects]
-    assert kinds.count("Gateway") == 1 and kinds.count("HTTPRoute") == 3  # two hosts and the default backend
-    # served: with the Services and the certificate's Secret, every route is accepted on its Gateway
-    objects = {}
-    for i, raw in enumerate([*inputs(), *result.objects]):
-        if raw["kind"] == "Ingress":
-            continue
-        raw = {**raw, "metadata": {**raw["metadata"], "creationTimestamp": f"2026-01-01T00:00:{i:02d}Z"}}
-        obj = parse_object(raw)
-        objects[obj.key] = obj
-    out = translate(Snapshot(objects, {("shop", "portico"): Placement("127.10.0.1")}))
-    routes = {str(k): v for k, v in out.statuses.items() if k.kind == "HTTPRoute"}
-    assert len(routes) == 3
-    for key, status in routes.items():
-        accepted = [c for p in status["parents"] for c in p["conditions"] if c["type"] == "Accepted"]
-        assert accepted and all(c["status"] == "True" for c in accepted), key
+    statuses = served(inputs, result.objects, certificate)
+    for obj in result.objects:
+        if obj["kind"] in ("HTTPRoute", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy",
+                           "BackendTLSPolicy"):
+            conds = conditions(statuses[f"{obj['kind']} {obj['metadata']['name']}"])
+            assert conds and all(c["status"] == "True" for c in conds if c["type"] == "Accepted"), (obj, conds)
+
+
+def test_the_whole_shop(update_golden: bool) -> None:
+    """in.yaml (two hosts, TLS, a default backend) -> out.yaml, as before annotations."""
+    check(HERE / "out.yaml", golden_text(load(HERE / "in.yaml")), update_golden)
 
 
 def test_the_command(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "portico.cli", "convert", str(HERE / "in.yaml")],
-                         capture_output=True, text=True, check=True).stdout
-    assert out.startswith("# not converted: Ingress shop/shop: annotation")
+    out = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "--provider", "ingress-nginx",
+                          str(HERE / "in.yaml")], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("# not converted: Ingress shop/shop path /buckets")
     (tmp_path / "converted.yaml").write_text(out)
-    check = subprocess.run([sys.executable, "-m", "portico.cli", "validate", str(tmp_path / "converted.yaml")],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    check_run = subprocess.run([sys.executable, "-m", "portico.cli", "validate", str(tmp_path / "converted.yaml")],
+                               capture_output=True, text=True)
+    assert check_run.returncode == 0, check_run.stdout + check_run.stderr
     as_json = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "-o", "json", str(HERE / "in.yaml")],
                              capture_output=True, text=True, check=True).stdout
     assert '"notConverted"' in as_json
+    unknown = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "--provider", "traefik",
+                              str(HERE / "in.yaml")], capture_output=True, text=True)
+    assert unknown.returncode != 0 and "ingress-nginx" in unknown.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from portico.install import CREATED, render
+from portico.install import CREATED, OTHER_STATUS_KINDS, render
 from portico.provider.kubernetes import KINDS
 
 KUBERNETES = "1.33"
@@ -30,9 +30,9 @@ def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None
     for kind in KINDS:  # watched
         for verb in ("list", "watch"):
             assert allowed(controller, kind.group, kind.plural, verb), (kind, verb)
-    for kind in KINDS:  # status written, Gateway API kinds only
-        gateway_api = kind.group.startswith("gateway.networking")
-        assert allowed(controller, kind.group, f"{kind.plural}/status", "patch") == gateway_api, kind
+    for kind in KINDS:  # status written: Gateway API kinds, Portico's policies, Ingresses
+        written = kind.group.startswith("gateway.networking") or kind.kind in OTHER_STATUS_KINDS
+        assert allowed(controller, kind.group, f"{kind.plural}/status", "patch") == written, kind
     for group, plurals in CREATED.items():  # server-side apply of the per-Gateway objects
         for plural in plurals:
             assert allowed(controller, group, plural, "patch"), plural

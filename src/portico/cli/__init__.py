@@ -310,8 +310,11 @@ def convert(
                                                 exists=True)],
     output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
     gateway_class: Annotated[str, typer.Option(help="The GatewayClass the Gateways use.")] = "portico",
+    provider: Annotated[str, typer.Option(help="Whose annotations and defaults to read (ingress-nginx).")
+                        ] = "ingress-nginx",
 ) -> None:
-    """Ingress in, Gateway API out (GatewayClass, Gateways, HTTPRoutes); what is not converted is listed."""
+    """Ingress in, Gateway API out (GatewayClass, Gateways, HTTPRoutes, Portico policies); what is not
+    converted is listed with its reason."""
     import json
 
     import yaml
@@ -320,7 +323,10 @@ def convert(
     from portico.provider.manifests import load_file, manifest_files
 
     inputs = [doc.raw for f in manifest_files([str(p) for p in paths]) for doc in load_file(f).documents]
-    result = convert_ingress(inputs, gateway_class)
+    try:
+        result = convert_ingress(inputs, gateway_class, provider=provider)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--provider") from None
     if output == "json":
         sys.stdout.write(json.dumps({"objects": result.objects, "notConverted": result.not_converted}, indent=2)
                          + "\n")

@@ -81,6 +81,13 @@ KINDS: tuple[Kind, ...] = (
     Kind(X, "v1alpha1", "XBackend", "xbackends"),
     Kind(X, "v1alpha1", "XBackendTrafficPolicy", "xbackendtrafficpolicies"),
     Kind("gateway.portico.dev", "v1alpha1", "PorticoProxy", "porticoproxies"),
+    Kind("gateway.portico.dev", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "SecurityPolicy", "securitypolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "RateLimitPolicy", "ratelimitpolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "HTTPRouteFilter", "httproutefilters"),
+    # Ingress objects of Portico's IngressClass are served (portico.ingress); their status written
+    Kind("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    Kind("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
     Kind("", "v1", "Namespace", "namespaces", namespaced=False),
     Kind("", "v1", "Service", "services"),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),

@@ -1,0 +1,318 @@
+"""ingress-nginx annotations (`nginx.ingress.kubernetes.io/*`) as Gateway API pieces.
+
+Why here and not in the route builder: an annotation is ingress-nginx's, and its
+meaning (defaults included) is ingress-nginx's documented behaviour; this module
+reads them once into `Annotations`, which `convert` turns into HTTPRoute rules,
+filters and Portico policies. Each annotation maps as follows (README, "Migrating
+from Ingress", has the table):
+
+- rewrite-target: without capture groups, URLRewrite ReplaceFullPath (nginx replaces
+  the whole URI); with `$n` groups, the paths become regular expressions and the
+  rewrite a Portico HTTPRouteFilter `replaceRegexMatch` (ExtensionRef filter).
+- use-regex: Prefix/ImplementationSpecific paths as case-insensitive regular
+  expressions anchored at the start (nginx `location ~*`).
+- ssl-redirect (default true for hosts with TLS), force-ssl-redirect: the plain
+  HTTP listener answers a 308 to https (nginx's code).
+- permanent-redirect (+ -code, 301) / temporal-redirect (+ -code, 302), app-root (302
+  from `/`): RequestRedirect filters.
+- enable-cors and cors-*: the HTTPRoute CORS filter, with ingress-nginx's defaults.
+- affinity: cookie (+ session-cookie-name/-path/-max-age/-expires): rule sessionPersistence.
+- canary, canary-weight (+ -total), canary-by-header (+ -value / -pattern),
+  canary-by-cookie: weighted backendRefs and header-matched rules on the main Ingress's routes.
+- backend-protocol HTTPS/GRPCS: a BackendTLSPolicy; GRPC/GRPCS: upstream HTTP/2
+  (BackendTrafficPolicy `upstreamHTTP2`).
+- proxy-body-size, proxy-connect/read/send-timeout, upstream-hash-by, load-balance:
+  BackendTrafficPolicy; whitelist-source-range: SecurityPolicy; limit-rps:
+  RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate).
+
+Anything else is listed as not converted, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "nginx.ingress.kubernetes.io/"
+# ingress-nginx's enable-cors defaults (annotations documentation)
+CORS_METHODS = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+CORS_HEADERS = ("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,"
+                "Range,Authorization")
+CORS_MAX_AGE = 1728000
+SESSION_COOKIE = "INGRESSCOOKIE"
+BURST_MULTIPLIER = 5
+# annotations read elsewhere or only together with another one
+COMPANIONS = {
+    "permanent-redirect-code", "temporal-redirect-code", "cors-allow-origin", "cors-allow-methods",
+    "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age",
+    "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
+    "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
+    "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
+}
+# well-known annotations that have no equivalent here, and why
+NOT_SUPPORTED = {
+    "configuration-snippet": "raw nginx configuration has no Envoy equivalent",
+    "server-snippet": "raw nginx configuration has no Envoy equivalent",
+    "auth-url": "external authentication: use an HTTPRoute ExternalAuth filter",
+    "auth-type": "basic authentication is not supported",
+    "limit-rpm": "only per-second limits (limit-rps) are converted",
+    "limit-connections": "per-client connection limits are not supported",
+    "session-cookie-samesite": "SameSite is not a sessionPersistence attribute",
+    "proxy-buffering": "Envoy streams responses; there is no buffering switch",
+    "ssl-passthrough": "use a TLSRoute on a TLS Passthrough listener",
+}
+NGINX_VARIABLE = re.compile(r"^\$(remote_addr|binary_remote_addr|http_(\w+)|cookie_(\w+)|arg_(\w+)|request_uri|uri)$")
+
+
+@dataclass
+class Canary:
+    weight: int | None = None
+    total: int = 100
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None
+    cookie: str | None = None
+
+
+@dataclass
+class Annotations:
+    """What an Ingress's ingress-nginx annotations ask for, in Gateway API terms."""
+
+    regex_paths: bool = False
+    rewrite_full: str | None = None  # URLRewrite ReplaceFullPath
+    rewrite_regex: tuple[str, str] | None = None  # (substitution with \\n groups) -> HTTPRouteFilter
+    ssl_redirect: bool = True
+    force_ssl_redirect: bool = False
+    redirect: dict[str, Any] | None = None  # a RequestRedirect for every path
+    app_root: str | None = None
+    cors: dict[str, Any] | None = None
+    session: dict[str, Any] | None = None  # rule sessionPersistence
+    backend_tls: bool = False
+    ssl_name: str | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
+    allow_cidrs: list[str] = field(default_factory=list)  # SecurityPolicy
+    rate_limit: dict[str, Any] | None = None  # RateLimitPolicy spec
+    canary: Canary | None = None
+    not_converted: list[str] = field(default_factory=list)
+
+
+def read(annotations: dict[str, str], ignore: frozenset[str] = frozenset()) -> Annotations:
+    """`annotations` of one Ingress; keys in `ignore` (e.g. the class annotation) are not reported."""
+    nginx = {k[len(PREFIX):]: str(v) for k, v in annotations.items() if k.startswith(PREFIX)}
+    out = Annotations()
+    for key in sorted(annotations):
+        if not key.startswith(PREFIX) and key not in ignore:
+            out.not_converted.append(f"annotation {key}: not an ingress-nginx annotation; not converted")
+    for key in sorted(nginx):
+        value = nginx[key]
+        reader = _READERS.get(key)
+        try:
+            if reader is not None:
+                reader(value, nginx, out)
+            elif key not in COMPANIONS:
+                why = NOT_SUPPORTED.get(key, "not supported")
+                out.not_converted.append(f"annotation {PREFIX}{key}: {why}")
+        except ValueError as e:
+            out.not_converted.append(f"annotation {PREFIX}{key}: {value!r}: {e}; not converted")
+    return out
+
+
+def _rewrite(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if re.search(r"\$\d", value):
+        out.regex_paths = True
+        out.rewrite_regex = (re.sub(r"\$(\d)", r"\\\1", value), value)
+    else:
+        out.rewrite_full = value
+
+
+def _use_regex(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.regex_paths = out.regex_paths or _bool(value)
+
+
+def _ssl_redirect(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.ssl_redirect = _bool(value)
+
+
+def _force_ssl_redirect(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.force_ssl_redirect = _bool(value)
+
+
+def _redirect_to(code_key: str, default: int) -> Any:
+    def reader(value: str, nginx: dict[str, str], out: Annotations) -> None:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("not an absolute http(s) URL")
+        code = int(nginx.get(code_key, default))
+        if code not in (301, 302, 303, 307, 308):
+            raise ValueError(f"redirect code {code} is not one of 301, 302, 303, 307, 308")
+        redirect: dict[str, Any] = {"scheme": url.scheme, "hostname": url.hostname, "statusCode": code}
+        if url.port:
+            redirect["port"] = url.port
+        redirect["path"] = {"type": "ReplaceFullPath", "replaceFullPath": url.path or "/"}
+        if url.query:
+            out.not_converted.append(f"annotation {PREFIX}{code_key.split('-code')[0]}: the query "
+                                     f"{url.query!r} is dropped (a RequestRedirect has no query)")
+        out.redirect = redirect
+    return reader
+
+
+def _app_root(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if not value.startswith("/"):
+        raise ValueError("not a path")
+    out.app_root = value
+
+
+def _cors(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if not _bool(value):
+        return
+    origins = _list(nginx.get("cors-allow-origin", "*"))
+    out.cors = {
+        "allowOrigins": origins,
+        "allowMethods": _list(nginx.get("cors-allow-methods", CORS_METHODS)),
+        "allowHeaders": _list(nginx.get("cors-allow-headers", CORS_HEADERS)),
+        "allowCredentials": _bool(nginx.get("cors-allow-credentials", "true")),
+        "maxAge": int(nginx.get("cors-max-age", CORS_MAX_AGE)),
+    }
+    if nginx.get("cors-expose-headers"):
+        out.cors["exposeHeaders"] = _list(nginx["cors-expose-headers"])
+
+
+def _affinity(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if value != "cookie":
+        raise ValueError("only cookie affinity exists")
+    cookie: dict[str, Any] = {"name": nginx.get("session-cookie-name", SESSION_COOKIE)}
+    if nginx.get("session-cookie-path"):
+        cookie["path"] = nginx["session-cookie-path"]
+    session: dict[str, Any] = {"type": "Cookie", "cookie": cookie}
+    lifetime = nginx.get("session-cookie-max-age") or nginx.get("session-cookie-expires")
+    if lifetime:
+        cookie["lifetimeType"] = "Permanent"
+        session["absoluteTimeout"] = _duration(int(lifetime))
+    out.session = session
+
+
+def _canary(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if not _bool(value):
+        return
+    weight = nginx.get("canary-weight")
+    out.canary = Canary(
+        weight=int(weight) if weight is not None else None,
+        total=int(nginx.get("canary-weight-total", 100)),
+        header=nginx.get("canary-by-header"), header_value=nginx.get("canary-by-header-value"),
+        header_pattern=nginx.get("canary-by-header-pattern"), cookie=nginx.get("canary-by-cookie"))
+
+
+def _backend_protocol(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    protocol = value.upper()
+    if protocol not in ("HTTP", "HTTPS", "GRPC", "GRPCS"):
+        raise ValueError("only HTTP, HTTPS, GRPC and GRPCS are converted")
+    out.backend_tls = protocol in ("HTTPS", "GRPCS")
+    out.ssl_name = nginx.get("proxy-ssl-name")
+    if protocol.startswith("GRPC"):
+        out.traffic["upstreamHTTP2"] = True
+
+
+def _body_size(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", value.strip())
+    if not match:
+        raise ValueError("not an nginx size")
+    number, unit = int(match[1]), match[2].lower()
+    if number == 0:
+        return  # nginx: 0 disables the check
+    out.traffic["requestBuffer"] = {"limit": f"{number}{ {'': '', 'k': 'Ki', 'm': 'Mi', 'g': 'Gi'}[unit] }"}
+
+
+def _timeout(kind: str) -> Any:
+    def reader(value: str, nginx: dict[str, str], out: Annotations) -> None:
+        seconds = int(value)
+        timeout = out.traffic.setdefault("timeout", {})
+        if kind == "connect":
+            timeout["connect"] = _duration(seconds)
+        else:  # read and send: the time between two reads/writes, Envoy's per-route idle timeout
+            current = timeout.get("idle")
+            timeout["idle"] = _duration(max(seconds, int(current[:-1]) if current else 0))
+    return reader
+
+
+def _hash_by(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    match = NGINX_VARIABLE.match(value.strip())
+    if not match:
+        raise ValueError("only $remote_addr, $binary_remote_addr, $http_*, $cookie_*, $arg_*, "
+                         "$request_uri and $uri are converted")
+    name, header, cookie, arg = match.groups()
+    if header:
+        hash_on: dict[str, Any] = {"header": {"name": header.replace("_", "-")}}
+    elif cookie:
+        hash_on = {"cookie": {"name": cookie}}
+    elif arg:
+        hash_on = {"queryParameter": {"name": arg}}
+    elif name in ("request_uri", "uri"):
+        hash_on = {"header": {"name": ":path"}}
+    else:
+        hash_on = {"sourceIP": {}}
+    out.traffic["loadBalancer"] = {"type": "RingHash", "hashOn": hash_on}
+
+
+def _load_balance(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    kinds = {"round_robin": "RoundRobin", "ewma": "LeastRequest", "least_conn": "LeastRequest"}
+    if value not in kinds:
+        raise ValueError("only round_robin, ewma and least_conn are converted")
+    if "upstream-hash-by" not in nginx:  # nginx: upstream-hash-by wins
+        out.traffic["loadBalancer"] = {"type": kinds[value]}
+
+
+def _source_range(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    cidrs = _list(value)
+    for cidr in cidrs:
+        if not re.fullmatch(r"[0-9a-fA-F:.]+(/\d{1,3})?", cidr):
+            raise ValueError(f"{cidr!r} is not a CIDR")
+    out.allow_cidrs = [c if "/" in c else f"{c}/{128 if ':' in c else 32}" for c in cidrs]
+
+
+def _limit_rps(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    rate = int(value)
+    burst = rate * int(nginx.get("limit-burst-multiplier", BURST_MULTIPLIER))
+    out.rate_limit = {"local": {"rules": [{"clientSelectors": [{"sourceIP": {}}],
+                                           "limit": {"requests": rate, "unit": "Second"}, "burst": burst}]}}
+
+
+_READERS = {
+    "rewrite-target": _rewrite,
+    "use-regex": _use_regex,
+    "ssl-redirect": _ssl_redirect,
+    "force-ssl-redirect": _force_ssl_redirect,
+    "permanent-redirect": _redirect_to("permanent-redirect-code", 301),
+    "temporal-redirect": _redirect_to("temporal-redirect-code", 302),
+    "app-root": _app_root,
+    "enable-cors": _cors,
+    "affinity": _affinity,
+    "canary": _canary,
+    "backend-protocol": _backend_protocol,
+    "proxy-body-size": _body_size,
+    "proxy-connect-timeout": _timeout("connect"),
+    "proxy-read-timeout": _timeout("read"),
+    "proxy-send-timeout": _timeout("send"),
+    "upstream-hash-by": _hash_by,
+    "load-balance": _load_balance,
+    "whitelist-source-range": _source_range,
+    "allowlist-source-range": _source_range,  # its newer name
+    "limit-rps": _limit_rps,
+}
+
+
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise ValueError("not true or false")
+    return value.lower() == "true"
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 0 or seconds > 99999:
+        raise ValueError("out of range")
+    return f"{seconds}s"
