@@ -26,7 +26,7 @@ from portico.metrics import Metrics
 from portico.models import Gateway, GatewayClass, InvalidObject, Other, Resource, model_for, parse_object
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
-from portico.seams import Infrastructure, StatusWriter
+from portico.seams import EventRecorder, Infrastructure, StatusWriter
 from portico.status import ProgrammedGate, held_back, with_ours
 from portico.status.programmed import PROGRAMMABLE
 from portico.store import Store
@@ -91,7 +91,8 @@ class ControlLoop:
 
     def __init__(self, store: Store, infra: Infrastructure, xds: Xds, writer: StatusWriter | None = None, *,
                  controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
-                 min_interval: float = 0.05, metrics: Metrics | None = None) -> None:
+                 min_interval: float = 0.05, metrics: Metrics | None = None,
+                 events: EventRecorder | None = None) -> None:
         self.store = store
         self.infra = infra
         self.xds = xds
@@ -110,7 +111,9 @@ class ControlLoop:
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
         self._ingress_gateways: dict[tuple[str, str], tuple[str, str]] = {}
-        self._ingress_notes: set[str] = set()
+        self._ingress_notes: set[tuple[ObjectKey | None, str]] = set()
+        self._synthesized: set[ObjectKey] = set()  # objects made of Ingresses (`_ingress_resources`)
+        self.events: EventRecorder | None = events
         self._received: float | None = None  # when the first change not yet translated arrived
         self._timeline: dict[str, float] = {}  # the sync under way: received, translated
         self._pending: dict[str, tuple[int, dict[str, float]]] = {}  # group -> (version pushed, timeline)
@@ -296,19 +299,28 @@ class ControlLoop:
         served = serve(raws, self.controller_name)  # nothing to do without an Ingress of ours
         self._ingress_gateways = served.gateway_of
         out: dict[ObjectKey, Resource] = {}
-        notes = list(served.not_converted)
         for raw in served.objects:
             try:
                 obj = parse_object(raw)
             except InvalidObject as e:  # e.g. a host that is no hostname: that object is left out
-                notes.append(f"{raw['kind']} {raw['metadata']['name']} from an Ingress: {e}")
+                self._ingress_note(None, f"{raw['kind']} {raw['metadata']['name']} from an Ingress: {e}")
                 continue
             out[obj.key] = obj
-        for note in notes:
-            if note not in self._ingress_notes:
-                self._ingress_notes.add(note)
-                log.warning("Ingress not fully served: %s", note)
+        self._synthesized = set(out)
+        for (ns, name), notes in served.notes_of.items():
+            for note in notes:
+                self._ingress_note(ObjectKey("networking.k8s.io", "Ingress", ns, name), note)
         return out
+
+    def _ingress_note(self, key: ObjectKey | None, note: str) -> None:
+        """What of an Ingress is not served, said once: in the log, and as a Warning Event
+        on the Ingress where there are Events (Kubernetes mode)."""
+        if (key, note) in self._ingress_notes:
+            return
+        self._ingress_notes.add((key, note))
+        log.warning("Ingress %s not fully served: %s", f"{key.namespace}/{key.name}" if key else "", note)
+        if key is not None and self.events is not None:
+            self.events.warn(key, "networking.k8s.io/v1", "NotServed", note)
 
     def _ingress_statuses(self, translation: Translation) -> dict[ObjectKey, dict[str, Any]]:
         """Ingress status.loadBalancer: the addresses of the Gateway serving it."""
@@ -329,7 +341,9 @@ class ControlLoop:
     def publish(self, translation: Translation) -> None:
         owners = self._push(self.infra.groups(translation.gateways))
         self.last_translation = translation
-        statuses = {**translation.statuses, **self._ingress_statuses(translation)}
+        # the objects serving Ingresses exist only here: their statuses are not written
+        statuses = {**{k: v for k, v in translation.statuses.items() if k not in self._synthesized},
+                    **self._ingress_statuses(translation)}
         previous, self._desired = self._desired, statuses
         written, self._written = self._written, {}
         self.gate.forget(set(statuses))

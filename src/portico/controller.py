@@ -43,6 +43,7 @@ from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
 from portico.standalone import private_dir, runtime_base
+from portico.status.events import KubernetesEvents
 from portico.status.kubernetes import KubernetesStatusWriter
 from portico.store import Store
 
@@ -143,15 +144,19 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
                                        envoy_dirs=state / "envoy")
         host_infra = infra
 
+        events = KubernetesEvents(client, writer.is_leader)
+
         def leadership(leading: bool) -> None:
             if leading:  # the new leader writes the statuses and applies the data planes it holds
                 writer.resume()
+                events.resume()
                 if host_infra.on_change is not None:
                     host_infra.on_change()
 
         if elector is not None:
             elector.on_change = leadership
-        control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics)
+        control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics,
+                              events=events)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness
         admin.config_dump = control.config_dump

@@ -38,6 +38,7 @@ GATEWAY_GROUPS = (*STATUS_GROUPS, "gateway.portico.dev")
 # kinds of other groups whose status the controller writes: Portico's policies, served Ingresses
 OTHER_STATUS_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "Ingress")
 CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
+EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}  # warnings on Ingresses
 PERSONAS = {
     "infrastructure-provider": (["gatewayclasses", "porticoproxies"], ()),
     "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies"], ("admin",)),
@@ -104,6 +105,7 @@ def cluster_role() -> dict[str, Any]:
               for group, plurals in status.items()]
     rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*READ, *WRITE]}
               for group, plurals in sorted(CREATED.items())]
+    rules.append(EVENTS)
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": NAME, "labels": LABELS}, "rules": rules}
 

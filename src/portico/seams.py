@@ -42,6 +42,12 @@ class StatusWriter(Protocol):
         ...
 
 
+class EventRecorder(Protocol):
+    """Warnings about an object where users look for them (Kubernetes Events)."""
+
+    def warn(self, key: ObjectKey, api_version: str, reason: str, message: str) -> None: ...
+
+
 class Infrastructure(Protocol):
     """Places Gateways, groups their IRs into data planes and runs those."""
 

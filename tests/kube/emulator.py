@@ -192,8 +192,11 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     async def _create(self, request: rendering.Request, res: Resource, namespace: str) -> aiohttp.web.Response:
         body = _body(request)
-        name = body.get("metadata", {}).get("name", "")
-        key = self._key(res, namespace or body.get("metadata", {}).get("namespace", ""), name)
+        meta = body.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):  # as the API server: a unique suffix
+            meta["name"] = f"{meta['generateName']}{self._version + 1:05x}"
+        name = meta.get("name", "")
+        key = self._key(res, namespace or meta.get("namespace", ""), name)
         if key in self.store:
             return _status(409, "AlreadyExists", f'{res.plural} "{name}" already exists')
         body.pop("status", None)
