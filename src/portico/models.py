@@ -620,15 +620,6 @@ class PorticoProxy(Resource):
 # ------------------------------------------------------------------ Portico policies (GEP-713)
 
 
-class PolicyTargetReference(Model):
-    """LocalPolicyTargetReferenceWithSectionName: a target in the policy's namespace."""
-
-    group: str = ""
-    kind: str
-    name: str
-    section_name: str | None = None
-
-
 class HashOn(Model):
     header: dict[str, str] | None = None
     cookie: dict[str, str] | None = None
@@ -652,7 +643,7 @@ class RequestBuffer(Model):
 
 
 class BackendTrafficPolicySpec(Model):
-    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
     load_balancer: LoadBalancer | None = None
     timeout: TrafficTimeout | None = None
     request_buffer: RequestBuffer | None = None
@@ -681,7 +672,7 @@ class Authorization(Model):
 
 
 class SecurityPolicySpec(Model):
-    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
     authorization: Authorization
 
 
@@ -711,7 +702,7 @@ class LocalRateLimit(Model):
 
 
 class RateLimitPolicySpec(Model):
-    target_refs: list[PolicyTargetReference] = Field(default_factory=list)
+    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
     local: LocalRateLimit
 
 

@@ -24,7 +24,7 @@ from portico.models import (
     BackendTrafficPolicy,
     GRPCRoute,
     HTTPRoute,
-    PolicyTargetReference,
+    LocalPolicyTargetReference,
     RateLimitPolicy,
     Resource,
     SecurityPolicy,
@@ -82,7 +82,7 @@ class RoutePolicies:
             self.targets[id(attached)] = keys
 
     @staticmethod
-    def target(ctx: Context, attached: Attached, ref: PolicyTargetReference) -> ObjectKey | None:
+    def target(ctx: Context, attached: Attached, ref: LocalPolicyTargetReference) -> ObjectKey | None:
         policy = attached.policy
         key = ObjectKey(ref.group, ref.kind, policy.namespace, ref.name)
         if ref.group != GATEWAY_GROUP or ref.kind not in ROUTE_KINDS:
