@@ -68,3 +68,18 @@ def test_errors_follow_the_kind_and_name_filters() -> None:
     assert [_concerns(e, "HTTPRoute", "r") for e in ERRORS] == [True, False]
     assert [_concerns(e, "Gateway", None) for e in ERRORS] == [False, False]
     assert [_concerns(e, None, "other") for e in ERRORS] == [False, False]
+
+
+def test_policies_have_a_row_per_ancestor_after_the_routes() -> None:
+    ancestor = {"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "ns",
+                                "name": "gw"}, "controllerName": CONTROLLER_NAME,
+                "conditions": [{"type": "Accepted", "status": "False", "reason": "Conflicted",
+                                "message": "RateLimitPolicy ns/old takes precedence"}]}
+    policy = {"kind": "RateLimitPolicy", "metadata": {"name": "new", "namespace": "ns"},
+              "status": {"ancestors": [ancestor]}}
+    lonely = {"kind": "SecurityPolicy", "metadata": {"name": "s", "namespace": "ns"}, "status": {}}
+    route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "status": {}}
+    out = rows([policy, lonely, route])
+    assert [r[0] for r in out] == ["HTTPRoute", "SecurityPolicy", "RateLimitPolicy"]
+    assert out[1][2] == "no ancestor of ours"
+    assert out[2][2] == "→ Gateway ns/gw" and "Conflicted: RateLimitPolicy ns/old takes precedence" in out[2][3]

@@ -1,5 +1,5 @@
-"""`portico status`: a running instance's GatewayClasses, Gateways, listeners
-and routes with their conditions, read from its admin API."""
+"""`portico status`: a running instance's GatewayClasses, Gateways, listeners,
+routes and policies with their conditions, read from its admin API."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from portico import CONTROLLER_NAME
 
 GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
+# policies: one row per ancestor (status.ancestors), as routes have one per parent
+POLICY_KINDS = ("BackendTLSPolicy", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy")
+KINDS = GATEWAY_KINDS + ROUTE_KINDS + POLICY_KINDS
 
 
 def fetch(admin: str, kind: str | None = None, name: str | None = None, timeout: float = 5.0,
@@ -24,7 +27,7 @@ def fetch(admin: str, kind: str | None = None, name: str | None = None, timeout:
     """(objects, errors) from the admin API: Gateway API objects (of `kind`, named `name`
     when given) and the documents not applied; OSError when it does not answer."""
     data = get_json(admin, "/api/objects", {"kind": kind, "name": name}, token, timeout)
-    objects = [o for o in data.get("items", []) if o.get("kind") in GATEWAY_KINDS + ROUTE_KINDS]
+    objects = [o for o in data.get("items", []) if o.get("kind") in KINDS]
     errors = [e for e in data.get("errors", []) if _concerns(e, kind, name)]
     return objects, errors
 
@@ -80,7 +83,7 @@ def name_of(obj: dict[str, Any]) -> str:
 def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(kind, name, where, conditions) rows: one per object, listener and route parent."""
     out = []
-    for obj in sorted(objects, key=lambda o: ((GATEWAY_KINDS + ROUTE_KINDS).index(o["kind"]), name_of(o))):
+    for obj in sorted(objects, key=lambda o: (KINDS.index(o["kind"]), name_of(o))):
         status = obj.get("status") or {}
         kind, name = obj["kind"], name_of(obj)
         if kind in GATEWAY_KINDS:
@@ -90,11 +93,12 @@ def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                 where = f"listener {ls.get('name')}: {ls.get('attachedRoutes', 0)} routes"
                 out.append(("", "", where, conditions_text(ls.get("conditions", []))))
             continue
-        parents = [p for p in status.get("parents", []) if p.get("controllerName") == CONTROLLER_NAME]
+        field, ref_field = ("ancestors", "ancestorRef") if kind in POLICY_KINDS else ("parents", "parentRef")
+        parents = [p for p in status.get(field, []) if p.get("controllerName") == CONTROLLER_NAME]
         if not parents:
-            out.append((kind, name, "no parent of ours", ""))
+            out.append((kind, name, "no parent of ours" if field == "parents" else "no ancestor of ours", ""))
         for i, p in enumerate(parents):
-            ref = p.get("parentRef", {})
+            ref = p.get(ref_field, {})
             where = f"→ {ref.get('kind', 'Gateway')} {ref.get('namespace') or obj['metadata'].get('namespace')}/" \
                     f"{ref.get('name')}" + (f" [{ref['sectionName']}]" if ref.get("sectionName") else "")
             out.append((kind if i == 0 else "", name if i == 0 else "", where,
