@@ -642,8 +642,13 @@ class RequestBuffer(Model):
     limit: int | str
 
 
-class BackendTrafficPolicySpec(Model):
+class PolicySpec(Model):
+    """What every Portico policy has: the routes (or rules) it applies to."""
+
     target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
+
+
+class BackendTrafficPolicySpec(PolicySpec):
     load_balancer: LoadBalancer | None = None
     timeout: TrafficTimeout | None = None
     request_buffer: RequestBuffer | None = None
@@ -671,8 +676,7 @@ class Authorization(Model):
     rules: list[AuthorizationRule] = Field(default_factory=list)
 
 
-class SecurityPolicySpec(Model):
-    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
+class SecurityPolicySpec(PolicySpec):
     authorization: Authorization
 
 
@@ -701,8 +705,7 @@ class LocalRateLimit(Model):
     rules: list[RateLimitRule] = Field(default_factory=list)
 
 
-class RateLimitPolicySpec(Model):
-    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
+class RateLimitPolicySpec(PolicySpec):
     local: LocalRateLimit
 
 
