@@ -45,6 +45,7 @@ class Attached:
     policy: AnyPolicy
     conds: list[Cond] = field(default_factory=list)  # the policy's own problems
     ancestors: dict[ObjectKey, list[Cond]] = field(default_factory=dict)
+    targets: list[ObjectKey] = field(default_factory=list)  # the routes it names that exist
 
     @property
     def precedence(self) -> tuple[str, str, str]:
@@ -59,19 +60,16 @@ class RoutePolicies:
         self.policies = [Attached(p) for kind in POLICY_KINDS for p in ctx.all(Resource, kind)
                          if isinstance(p, AnyPolicy)]
         self.index: dict[TargetKey, list[Attached]] = {}
-        # target -> (policy, conditions) for targets no Gateway serves (yet)
-        self.targets: dict[int, list[ObjectKey]] = {}
         self.invalid: dict[ObjectKey, list[Attached]] = {}
         self.by_route: dict[ObjectKey, list[TargetKey]] = {}
         for attached in sorted(self.policies, key=lambda a: a.precedence):
             why = problem(attached.policy)
             if why:
                 attached.conds.append(Cond("Accepted", False, "Invalid", why))
-            keys = []
             for ref in attached.policy.spec.target_refs:
                 key = self.target(ctx, attached, ref)
                 if key is not None:
-                    keys.append(key)
+                    attached.targets.append(key)
                     if why:  # reported on the Gateways of its target all the same
                         self.invalid.setdefault(key, []).append(attached)
                     else:
@@ -79,7 +77,6 @@ class RoutePolicies:
                         if target not in self.index:
                             self.by_route.setdefault(key, []).append(target)
                         self.index.setdefault(target, []).append(attached)
-            self.targets[id(attached)] = keys
 
     @staticmethod
     def target(ctx: Context, attached: Attached, ref: LocalPolicyTargetReference) -> ObjectKey | None:
@@ -123,7 +120,7 @@ class RoutePolicies:
         for attached in self.policies:
             if attached.ancestors:
                 continue
-            for key in self.targets[id(attached)]:
+            for key in attached.targets:
                 attached.ancestors[key] = attached.conds + [
                     Cond("Accepted", False, "TargetNotFound", f"{key.kind} {key.name} is attached to no Gateway "
                                                               "of ours")]
