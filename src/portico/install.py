@@ -36,15 +36,17 @@ LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "c
 STATUS_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")  # the controller writes their status
 GATEWAY_GROUPS = (*STATUS_GROUPS, "gateway.portico.dev")
 # kinds of other groups whose status the controller writes: Portico's policies, served Ingresses
-OTHER_STATUS_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "Ingress")
+OTHER_STATUS_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "ClientTrafficPolicy", "Ingress")
 CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
 EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}  # warnings on Ingresses
 PERSONAS = {
     "infrastructure-provider": (["gatewayclasses", "porticoproxies"], ()),
-    "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies"], ("admin",)),
+    "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies",
+                          "clienttrafficpolicies"], ("admin",)),
     "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes",
                                "backendtrafficpolicies", "securitypolicies", "ratelimitpolicies",
-                               "httproutefilters"], ("admin", "edit")),
+                               "httproutefilters", "xbackends", "xbackendtrafficpolicies", "backends"],
+                              ("admin", "edit")),
 }
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]

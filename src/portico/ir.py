@@ -21,9 +21,12 @@ from typing import Literal
 AppProtocol = Literal["http1", "h2c", "h2", "ws", "tcp", "udp"]
 
 
+UNIX_PREFIX = "unix:"
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    address: str  # an IP, or a DNS name when Cluster.dns is true
+    address: str  # an IP, a DNS name when Cluster.dns is true, or "unix:<path>" (port 0)
     port: int
     weight: int = 1  # load-balancing weight among the cluster's endpoints (>= 1)
 
@@ -53,6 +56,56 @@ LBPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "magle
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """Active health checking of a cluster's endpoints (BackendTrafficPolicy healthCheck.active)."""
+
+    type: Literal["HTTP", "TCP", "GRPC"]
+    interval_ms: int = 3000
+    timeout_ms: int = 1000
+    unhealthy_threshold: int = 3
+    healthy_threshold: int = 1
+    path: str = "/"  # HTTP
+    method: str = "GET"  # HTTP
+    expected_statuses: tuple[int, ...] = (200,)  # HTTP
+    grpc_service: str = ""  # GRPC
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    """Passive health checking: endpoints that fail real requests are ejected for a while."""
+
+    consecutive_5xx: int = 5
+    consecutive_gateway_errors: int = 0  # 0: not enforced
+    consecutive_local_origin_failures: int = 5  # counted apart only with split_local_origin
+    split_local_origin: bool = False
+    interval_ms: int = 3000
+    base_ejection_ms: int = 30_000
+    max_ejection_percent: int = 10
+
+
+# Envoy's default circuit breakers (1024 connections/requests) throttle a busy gateway;
+# Portico raises them so the proxy, not the breaker, is the limit.
+BREAKER_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    max_connections: int = BREAKER_LIMIT
+    max_pending_requests: int = BREAKER_LIMIT
+    max_requests: int = BREAKER_LIMIT
+    max_retries: int | None = None  # None: Envoy's default (3)
+    retry_budget_percent: int | None = None  # retries at most this % of active requests
+    min_retry_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class TCPKeepalive:
+    probes: int | None = None
+    idle_s: int | None = None
+    interval_s: int | None = None
+
+
+@dataclass(frozen=True)
 class Cluster:
     """One per Service port (shared by every route that uses it), see ARCHITECTURE."""
 
@@ -63,6 +116,13 @@ class Cluster:
     tls: UpstreamTLS | None = None
     lb_policy: LBPolicy = "round_robin"
     connect_timeout_ms: int = 10_000
+    # BackendTrafficPolicy (translator.traffic)
+    slow_start_ms: int | None = None
+    health_check: HealthCheck | None = None
+    outlier_detection: OutlierDetection | None = None
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    tcp_keepalive: TCPKeepalive | None = None
+    proxy_protocol: Literal["V1", "V2"] | None = None
 
 
 # ---------------------------------------------------------------- HTTP routes
@@ -152,6 +212,10 @@ class Retry:
     codes: tuple[int, ...] = ()
     backoff_ms: int | None = None
     on_connect_failure: bool = True
+    # BackendTrafficPolicy retry: Envoy retry_on conditions instead of the codes-derived ones
+    triggers: tuple[str, ...] = ()
+    max_backoff_ms: int | None = None
+    per_try_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -288,11 +352,41 @@ class ClientValidation:
     optional: bool = False  # AllowInsecureFallback: accept clients without a valid cert
 
 
+TLSVersion = Literal["1.0", "1.1", "1.2", "1.3"]
+
+
 @dataclass(frozen=True)
 class DownstreamTLS:
     certificates: tuple[TLSCertificate, ...]
     client_validation: ClientValidation | None = None
     alpn: tuple[str, ...] = ("h2", "http/1.1")
+    # ClientTrafficPolicy tls (None / empty: Envoy's defaults, TLS 1.2 to 1.3)
+    min_version: TLSVersion | None = None
+    max_version: TLSVersion | None = None
+    ciphers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """ClientTrafficPolicy settings of one HTTP connection manager (filter chain)."""
+
+    xff_trusted_hops: int = 0  # X-Forwarded-For addresses from proxies trusted to set them
+    client_ip_header: str | None = None  # the client address is this header's value
+    client_ip_header_fail_closed: bool = False  # no valid header: 403
+    http2_max_concurrent_streams: int | None = None
+    http2_initial_stream_window: int | None = None
+    http2_initial_connection_window: int | None = None
+    max_request_headers_kb: int | None = None
+    max_headers_count: int | None = None
+    escaped_slashes: Literal["KeepUnchanged", "RejectRequest", "UnescapeAndRedirect",
+                             "UnescapeAndForward"] | None = None
+    merge_slashes: bool | None = None
+    idle_timeout_ms: int | None = None  # connection without requests closed
+    request_timeout_ms: int | None = None  # the whole request must be received within it
+    access_log_format: str | None = None  # Envoy command operators, to stdout
+    access_log_json: tuple[tuple[str, str], ...] = ()
+    # RateLimitPolicy on the Gateway or listener: budgets shared by all its routes
+    rate_limits: tuple[RateLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,6 +411,8 @@ class FilterChain:
     tls: DownstreamTLS | None = None  # terminate TLS; None with server_names = passthrough
     http: HTTPConfig | None = None
     tcp: TCPConfig | None = None
+    client: ClientSettings = ClientSettings()
+    connection_limit: int | None = None  # ClientTrafficPolicy: more connections are closed
 
 
 @dataclass(frozen=True)
@@ -328,6 +424,9 @@ class Listener:
     filter_chains: tuple[FilterChain, ...] = ()
     # UDP listeners: backends of the single UDPRoute served here
     udp_backends: tuple[WeightedBackend, ...] = ()
+    # ClientTrafficPolicy proxyProtocol: connections start with a PROXY header ("optional":
+    # or not), whose source address is the client's
+    proxy_protocol: Literal["required", "optional"] | None = None
 
 
 @dataclass(frozen=True)

@@ -628,9 +628,14 @@ class HashOn(Model):
                                              serialization_alias="sourceIP")
 
 
+class SlowStart(Model):
+    window: str
+
+
 class LoadBalancer(Model):
     type: str = "RoundRobin"
     hash_on: HashOn | None = None
+    slow_start: SlowStart | None = None
 
 
 class TrafficTimeout(Model):
@@ -640,6 +645,86 @@ class TrafficTimeout(Model):
 
 class RequestBuffer(Model):
     limit: int | str
+
+
+class HTTPHealthCheck(Model):
+    path: str
+    method: str | None = None
+    expected_statuses: list[int] = Field(default_factory=list)
+
+
+class GRPCHealthCheck(Model):
+    service: str = ""
+
+
+class ActiveHealthCheck(Model):
+    type: str
+    interval: str | None = None
+    timeout: str | None = None
+    unhealthy_threshold: int | None = None
+    healthy_threshold: int | None = None
+    http: HTTPHealthCheck | None = None
+    grpc: GRPCHealthCheck | None = None
+
+
+class PassiveHealthCheck(Model):
+    consecutive_5xx_errors: int | None = Field(default=None, validation_alias="consecutive5XxErrors",
+                                               serialization_alias="consecutive5XxErrors")
+    consecutive_gateway_errors: int | None = None
+    consecutive_local_origin_failures: int | None = None
+    split_external_local_origin_errors: bool | None = None
+    interval: str | None = None
+    base_ejection_time: str | None = None
+    max_ejection_percent: int | None = None
+
+
+class HealthCheck(Model):
+    active: ActiveHealthCheck | None = None
+    passive: PassiveHealthCheck | None = None
+
+
+class CircuitBreaker(Model):
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_parallel_requests: int | None = None
+    max_parallel_retries: int | None = None
+
+
+class TCPKeepalive(Model):
+    probes: int | None = None
+    idle_time: str | None = None
+    interval: str | None = None
+
+
+class ProxyProtocol(Model):
+    version: str
+
+
+class RetryOn(Model):
+    triggers: list[str] = Field(default_factory=list)
+    http_status_codes: list[int] = Field(default_factory=list)
+
+
+class BackOff(Model):
+    base_interval: str
+    max_interval: str | None = None
+
+
+class PerRetry(Model):
+    timeout: str | None = None
+    back_off: BackOff | None = None
+
+
+class RetryBudget(Model):
+    percent: int | None = None
+    min_retry_concurrency: int | None = None
+
+
+class TrafficRetry(Model):
+    num_retries: int | None = None
+    retry_on: RetryOn | None = None
+    per_retry: PerRetry | None = None
+    budget: RetryBudget | None = None
 
 
 class PolicySpec(Model):
@@ -654,6 +739,11 @@ class BackendTrafficPolicySpec(PolicySpec):
     request_buffer: RequestBuffer | None = None
     upstream_http2: bool | None = Field(default=None, validation_alias="upstreamHTTP2",
                                         serialization_alias="upstreamHTTP2")
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    tcp_keepalive: TCPKeepalive | None = None
+    proxy_protocol: ProxyProtocol | None = None
+    retry: TrafficRetry | None = None
 
 
 class BackendTrafficPolicy(Resource):
@@ -737,7 +827,160 @@ class PorticoHTTPRouteFilter(Resource):
     spec: PorticoHTTPRouteFilterSpec
 
 
-POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy")
+class XForwardedFor(Model):
+    num_trusted_hops: int = 0
+
+
+class CustomHeader(Model):
+    name: str
+    fail_closed: bool = False
+
+
+class ClientIPDetection(Model):
+    x_forwarded_for: XForwardedFor | None = None
+    custom_header: CustomHeader | None = None
+
+
+class ClientProxyProtocol(Model):
+    optional: bool = False
+
+
+class ClientTLS(Model):
+    min_version: str | None = None
+    max_version: str | None = None
+    ciphers: list[str] = Field(default_factory=list)
+    alpn_protocols: list[str] | None = Field(default=None, validation_alias="alpnProtocols",
+                                             serialization_alias="alpnProtocols")
+
+
+class ClientHTTP2(Model):
+    max_concurrent_streams: int | None = None
+    initial_stream_window_size: int | str | None = None
+    initial_connection_window_size: int | str | None = None
+
+
+class ClientHeaders(Model):
+    max_request_headers_kb: int | None = Field(default=None, validation_alias="maxRequestHeadersKb",
+                                               serialization_alias="maxRequestHeadersKb")
+    max_headers_count: int | None = None
+
+
+class ClientPath(Model):
+    escaped_slashes_action: str | None = None
+    merge_slashes: bool | None = None
+
+
+class ClientConnection(Model):
+    connection_limit: int | None = None
+
+
+class ClientTimeout(Model):
+    idle: str | None = None
+    request_received: str | None = None
+
+
+class ClientAccessLog(Model):
+    format: str | None = None
+    json_format: dict[str, str] | None = Field(default=None, validation_alias="json", serialization_alias="json")
+
+
+class ClientTrafficPolicySpec(PolicySpec):
+    client_ip_detection: ClientIPDetection | None = Field(default=None, validation_alias="clientIPDetection",
+                                                          serialization_alias="clientIPDetection")
+    proxy_protocol: ClientProxyProtocol | None = None
+    tls: ClientTLS | None = None
+    http2: ClientHTTP2 | None = None
+    headers: ClientHeaders | None = None
+    path: ClientPath | None = None
+    connection: ClientConnection | None = None
+    timeout: ClientTimeout | None = None
+    access_log: ClientAccessLog | None = None
+
+
+class ClientTrafficPolicy(Resource):
+    spec: ClientTrafficPolicySpec
+
+
+class BackendIP(Model):
+    address: str
+    port: int
+
+
+class BackendFQDN(Model):
+    hostname: str
+    port: int
+
+
+class BackendUnix(Model):
+    path: str
+
+
+class BackendEndpoint(Model):
+    ip: BackendIP | None = None
+    fqdn: BackendFQDN | None = None
+    unix: BackendUnix | None = None
+    weight: int = 1
+
+
+class PorticoBackendSpec(Model):
+    endpoints: list[BackendEndpoint] = Field(default_factory=list)
+    protocol: str | None = None
+
+
+class PorticoBackend(Resource):
+    """gateway.portico.dev Backend: static IP, DNS or Unix-socket endpoints for a backendRef."""
+
+    spec: PorticoBackendSpec
+
+
+# the GEP-713 policies translator.policies attaches (BackendTLSPolicy has its own module)
+POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "ClientTrafficPolicy",
+                "XBackendTrafficPolicy")
+
+
+# ------------------------------------------------------------------ XBackend (gateway.networking.x-k8s.io)
+
+
+class XBackendHostname(Model):
+    hostname: str
+
+
+class XBackendPort(Model):
+    port: int
+    name: str | None = None
+
+
+class XBackendTLS(Model):
+    mode: str = "None"
+    validation: BackendTLSValidation | None = None  # the same fields as BackendTLSPolicy's
+    client_certificate_ref: dict[str, str] | None = None
+
+
+class XBackendSpec(Model):
+    type: str = "ExternalHostname"
+    external_hostname: XBackendHostname | None = None
+    port: XBackendPort
+    protocol: str | None = None
+    tls: XBackendTLS | None = None
+
+
+class XBackend(Resource):
+    spec: XBackendSpec
+
+
+class XRetryConstraint(Model):
+    budget: dict[str, Any] | None = None
+    min_retry_rate: dict[str, Any] | None = None
+
+
+class XBackendTrafficPolicySpec(Model):
+    target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
+    retry_constraint: XRetryConstraint | None = None
+    session_persistence: SessionPersistenceConfig | None = None
+
+
+class XBackendTrafficPolicy(Resource):
+    spec: XBackendTrafficPolicySpec
 
 
 class Other(Resource):
@@ -765,6 +1008,10 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     (PORTICO_GROUP, "SecurityPolicy"): SecurityPolicy,
     (PORTICO_GROUP, "RateLimitPolicy"): RateLimitPolicy,
     (PORTICO_GROUP, "HTTPRouteFilter"): PorticoHTTPRouteFilter,
+    (PORTICO_GROUP, "ClientTrafficPolicy"): ClientTrafficPolicy,
+    (PORTICO_GROUP, "Backend"): PorticoBackend,
+    ("gateway.networking.x-k8s.io", "XBackend"): XBackend,
+    ("gateway.networking.x-k8s.io", "XBackendTrafficPolicy"): XBackendTrafficPolicy,
 }
 
 

@@ -18,7 +18,8 @@ from portico import CONTROLLER_NAME
 GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 # policies: one row per ancestor (status.ancestors), as routes have one per parent
-POLICY_KINDS = ("BackendTLSPolicy", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy")
+POLICY_KINDS = ("BackendTLSPolicy", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy",
+                "ClientTrafficPolicy", "XBackendTrafficPolicy")
 KINDS = GATEWAY_KINDS + ROUTE_KINDS + POLICY_KINDS
 
 

@@ -266,7 +266,8 @@ class KubernetesInfrastructure:
             service = self.services(namespace, resource_name(namespace, name))
             addresses = service_addresses(service) if service else ()
             # Envoy binds every address in its pod; clients reach the Service's addresses
-            out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False)
+            out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False,
+                                               local_backends=False)
         return out
 
     def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:

@@ -84,6 +84,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("gateway.portico.dev", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"),
     Kind("gateway.portico.dev", "v1alpha1", "SecurityPolicy", "securitypolicies"),
     Kind("gateway.portico.dev", "v1alpha1", "RateLimitPolicy", "ratelimitpolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "ClientTrafficPolicy", "clienttrafficpolicies"),
+    Kind("gateway.portico.dev", "v1alpha1", "Backend", "backends"),
     Kind("gateway.portico.dev", "v1alpha1", "HTTPRouteFilter", "httproutefilters"),
     # Ingress objects of Portico's IngressClass are served (portico.ingress); their status written
     Kind("networking.k8s.io", "v1", "Ingress", "ingresses"),

@@ -9,20 +9,36 @@ BackendTLSPolicy targets resolves to its TLS cluster (`backendtls`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portico.ir import AppProtocol, Cluster, Endpoint, WeightedBackend
-from portico.models import BackendObjectReference, Resource, Service, ServicePort
+from portico.ir import UNIX_PREFIX, AppProtocol, Cluster, Endpoint, TLSCertificate, UpstreamTLS, WeightedBackend
+from portico.models import (
+    PORTICO_GROUP,
+    BackendObjectReference,
+    BackendTrafficPolicy,
+    BackendTrafficPolicySpec,
+    PorticoBackend,
+    Resource,
+    Secret,
+    Service,
+    ServicePort,
+    SessionPersistenceConfig,
+    XBackend,
+    XBackendTrafficPolicy,
+)
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
-from portico.translator.backendtls import BackendTLS
+from portico.translator import traffic
+from portico.translator.backendtls import WELL_KNOWN_CAS, BackendTLS, ca_certificates, subject_alt_names
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
-from portico.translator.policies import RoutePolicies
+from portico.translator.policies import XBACKEND_GROUP, RoutePolicies
+from portico.translator.secrets import tls_key_pair
 
 if TYPE_CHECKING:
-    from portico.translator.gateway import ListenerState
+    from portico.translator.gateway import ListenerState, RouteEntry
 
 # Service/EndpointSlice appProtocol values Portico can speak to (Gateway API
 # "Backend Protocol" GEP-1911); None means plain HTTP/1.1 for HTTP routes.
@@ -36,6 +52,12 @@ APP_PROTOCOLS: dict[str | None, AppProtocol] = {
     # originates TLS to backends only through one); upstream tests spell it both ways.
     "https": "http1",
     "HTTPS": "http1",
+}
+LOCAL_REFUSED = ("loopback, localhost and Unix-socket endpoints are refused in Kubernetes mode (in the Envoy "
+                 "pod they are Envoy's own)")
+# XBackend and Backend spec.protocol (None: what the route speaks)
+XBACKEND_PROTOCOLS: dict[str, AppProtocol] = {
+    "HTTP": "http1", "HTTP11": "http1", "HTTP2": "h2c", "H2C": "h2c", "MCP": "http1", "TCP": "tcp",
 }
 
 
@@ -51,15 +73,15 @@ def backend_problem(reason: str, message: str) -> Resolved:
 
 Origin = tuple[str, str, str]
 T = TypeVar("T")
-E = TypeVar("E")
 # Route kinds whose rules RuleMemo keeps: their translation reads the route and the
 # objects of other kinds (Services, EndpointSlices, ReferenceGrants, ...), never each other.
 MEMO_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})
 
 
 # (route object, its translated rules, the clusters they registered, its entries per
-# (listener protocol, listener port): what a route's entries depend on besides its rules)
-_Memoized = tuple[Resource, Any, list[tuple[Cluster, Origin]], dict[tuple[str, int], list[Any]]]
+# (listener protocol, listener port, Gateway namespace, Gateway name, listener): what a
+# route's entries depend on besides its rules, the redirect port and Gateway policies)
+_Memoized = tuple[Resource, Any, list[tuple[Cluster, Origin]], dict[tuple[str, int, str, str, str], list[Any]]]
 
 
 class RuleMemo:
@@ -93,6 +115,11 @@ class Backends:
         self.memo = memo
         self.tls = BackendTLS(ctx)
         self.policies = RoutePolicies(ctx)
+        # cluster name -> what the policies of its Service (port) or XBackend say beyond
+        # the cluster itself: route fields (traffic.route_fields), session persistence
+        self.backend_traffic: dict[str, BackendTrafficPolicySpec] = {}
+        self.backend_session: dict[str, SessionPersistenceConfig] = {}
+        self.unconfigured: dict[str, Cluster] = {}  # such clusters before those policies
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)
@@ -121,24 +148,40 @@ class Backends:
         memo.current[key] = (route, result, recorded, {})
         return result
 
-    def entries(self, route: Resource, entries: Callable[[ListenerState], list[E]]) -> Callable[
-            [ListenerState], list[E]]:
-        """`entries` (a route's entries on a listener), memoized with the route's rules: an
-        unchanged route keeps the very same IR route objects, so comparing the new IR with
-        the previous one (control loop, xDS builder) is a matter of identity."""
+    def entries(self, route: Resource, entries: Callable[[ListenerState], list[RouteEntry]]) -> Callable[
+            [ListenerState], list[RouteEntry]]:
+        """`entries` (a route's entries on a listener) with the listener's policies, memoized
+        with the route's rules: an unchanged route keeps the very same IR route objects, so
+        comparing the new IR with the previous one (control loop, xDS builder) is a matter
+        of identity."""
+        def served(listener: ListenerState) -> list[RouteEntry]:
+            return self.on_listener(route, listener, entries(listener))
+
         hit = self.memo.current.get(route.key) if self.memo is not None else None
         if hit is None or hit[0] is not route:
-            return entries
+            return served
         cache = hit[3]
 
-        def memoized(listener: ListenerState) -> list[E]:
-            key = (listener.protocol, listener.spec.port)
+        def memoized(listener: ListenerState) -> list[RouteEntry]:
+            gw = listener.gateway
+            key = (listener.protocol, listener.spec.port, gw.namespace, gw.name, listener.qualified_name)
             found = cache.get(key)
             if found is None:
-                found = cache[key] = entries(listener)
+                self._recording = hit[2]  # variant clusters of Gateway policies, with the rules'
+                try:
+                    found = cache[key] = served(listener)
+                finally:
+                    self._recording = None
             return list(found)
 
         return memoized
+
+    def on_listener(self, route: Resource, listener: ListenerState, entries: list[RouteEntry]) -> list[RouteEntry]:
+        """The route's entries with the policies of the listener's Gateway (`traffic.on_listener`)."""
+        if not self.policies.index:
+            return entries
+        gw, name = listener.gateway.key, listener.qualified_name  # a ListenerSet's: no sectionName
+        return [replace(e, route=traffic.on_listener(e.route, route.key, e.rule, gw, name, self)) for e in entries]
 
     def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol,
                 originate_tls: bool = True) -> Resolved:
@@ -161,6 +204,10 @@ class Backends:
                                      b.request_headers, b.response_headers) if b.cluster else b for b in backends)
 
     def _resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol) -> Resolved:
+        if ref.group == XBACKEND_GROUP and ref.kind == "XBackend":
+            return self.xbackend(route, ref, default_protocol)
+        if ref.group == PORTICO_GROUP and ref.kind == "Backend":
+            return self.static_backend(route, ref, default_protocol)
         if ref.group not in (CORE_GROUP, "core") or ref.kind != "Service":
             return backend_problem("InvalidKind", f"backendRef kind {ref.group}/{ref.kind} is not supported")
         ns = ref.namespace or route.namespace
@@ -179,8 +226,9 @@ class Backends:
         if protocol is None:
             return backend_problem("UnsupportedProtocol",
                                    f"appProtocol {port.app_protocol} of Service {ns}/{ref.name} is not supported")
-        return Resolved(self.add(Cluster(cluster_name(ns, ref.name, port.port, protocol),
-                                         self.endpoints(svc, port), protocol), (ns, ref.name, port.name)))
+        cluster = Cluster(cluster_name(ns, ref.name, port.port, protocol), self.endpoints(svc, port), protocol)
+        return Resolved(self.add(self.configured(cluster, CORE_GROUP, "Service", ns, ref.name, port.name),
+                                 (ns, ref.name, port.name)))
 
     def external_name(self, svc: Service, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
         if not svc.spec.external_name or ref.port is None:
@@ -189,7 +237,151 @@ class Backends:
         protocol = self.protocol(port.app_protocol if port else None, default) or default
         name = cluster_name(svc.namespace, svc.name, ref.port, protocol)
         cluster = Cluster(name, (Endpoint(svc.spec.external_name, ref.port),), protocol, dns=True)
-        return Resolved(self.add(cluster, (svc.namespace, svc.name, port.name if port else "")))
+        port_name = port.name if port else ""
+        cluster = self.configured(cluster, CORE_GROUP, "Service", svc.namespace, svc.name, port_name)
+        return Resolved(self.add(cluster, (svc.namespace, svc.name, port_name)))
+
+    def xbackend(self, route: Resource, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
+        """XBackend (ExternalHostname): a DNS-resolved cluster to hostname:port, speaking
+        spec.protocol (else what the route speaks), with TLS as spec.tls says."""
+        ns = ref.namespace or route.namespace
+        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, XBACKEND_GROUP, "XBackend",
+                                          ns, ref.name):
+            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows XBackend {ns}/{ref.name}")
+        backend = self.ctx.get(XBackend, "XBackend", ns, ref.name)
+        if backend is None:
+            return backend_problem("BackendNotFound", f"XBackend {ns}/{ref.name} not found")
+        spec = backend.spec
+        if spec.external_hostname is None:
+            return backend_problem("BackendNotFound", f"XBackend {ns}/{ref.name} has no externalHostname")
+        if not self.local_allowed(spec.external_hostname.hostname):
+            return backend_problem("UnsupportedValue", f"XBackend {ns}/{ref.name}: {LOCAL_REFUSED}")
+        protocol = XBACKEND_PROTOCOLS.get(spec.protocol or "", default)
+        if (protocol == "tcp") != (default in ("tcp", "udp")) or default == "udp":
+            return backend_problem("UnsupportedProtocol",
+                                   f"XBackend {ns}/{ref.name} speaks {spec.protocol}, the route does not")
+        tls, problem = self.xbackend_tls(backend)
+        if problem is not None:
+            return problem
+        if tls is not None and protocol == "h2c":
+            protocol = "h2"
+        name = f"xbackend/{ns}/{ref.name}/{spec.port.port}" + ("" if protocol in ("http1", "tcp") else f"/{protocol}")
+        cluster = Cluster(name, (Endpoint(spec.external_hostname.hostname, spec.port.port),), protocol, dns=True,
+                          tls=tls)
+        cluster = self.configured(cluster, XBACKEND_GROUP, "XBackend", ns, ref.name, None)
+        # an origin no BackendTLSPolicy can name (they target Services): XBackends bring their own TLS
+        return Resolved(self.add(cluster, (ns, f"xbackend:{ref.name}", "")))
+
+    def static_backend(self, route: Resource, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
+        """gateway.portico.dev Backend: its endpoints as one cluster (DNS-resolved when it
+        names hostnames), speaking spec.protocol or what the route speaks."""
+        ns = ref.namespace or route.namespace
+        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, PORTICO_GROUP, "Backend",
+                                          ns, ref.name):
+            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows Backend {ns}/{ref.name}")
+        backend = self.ctx.get(PorticoBackend, "Backend", ns, ref.name)
+        if backend is None:
+            return backend_problem("BackendNotFound", f"Backend {ns}/{ref.name} not found")
+        spec = backend.spec
+        protocol = XBACKEND_PROTOCOLS.get(spec.protocol or "", default)
+        if (protocol == "tcp") != (default in ("tcp", "udp")) or default == "udp":
+            return backend_problem("UnsupportedProtocol", f"Backend {ns}/{ref.name} speaks {spec.protocol}, "
+                                                          "the route does not")
+        endpoints = []
+        for e in spec.endpoints:
+            if e.ip is not None:
+                endpoints.append(Endpoint(e.ip.address, e.ip.port, e.weight))
+            elif e.fqdn is not None:
+                endpoints.append(Endpoint(e.fqdn.hostname, e.fqdn.port, e.weight))
+            elif e.unix is not None:
+                endpoints.append(Endpoint(UNIX_PREFIX + e.unix.path, 0, e.weight))
+        if not all(self.local_allowed(e.address) for e in endpoints):
+            return backend_problem("UnsupportedValue", f"Backend {ns}/{ref.name}: {LOCAL_REFUSED}")
+        dns = any(e.fqdn is not None for e in spec.endpoints)
+        suffix = "" if protocol in ("http1", "tcp") else f"/{protocol}"
+        cluster = Cluster(f"backend/{ns}/{ref.name}{suffix}", tuple(endpoints), protocol, dns=dns)
+        cluster = self.configured(cluster, PORTICO_GROUP, "Backend", ns, ref.name, None)
+        return Resolved(self.add(cluster, (ns, f"backend:{ref.name}", "")))
+
+    def local_allowed(self, address: str) -> bool:
+        """Loopback, localhost and Unix-socket endpoints only where backends run beside Envoy
+        (Placement.local_backends: standalone mode)."""
+        if all(p.local_backends for p in self.ctx.snapshot.placements.values()):
+            return True
+        if address.startswith(UNIX_PREFIX) or address.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+            return False
+        try:
+            return not ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            return not address.lower().rstrip(".").endswith(".localhost")
+
+    def xbackend_tls(self, backend: XBackend) -> tuple[UpstreamTLS | None, Resolved | None]:
+        tls = backend.spec.tls
+        if tls is None or tls.mode == "None":
+            return None, None
+        where = f"XBackend {backend.namespace}/{backend.name}"
+        v = tls.validation
+        if v is None:
+            return None, backend_problem("InvalidKind", f"{where}: tls.validation is required with mode {tls.mode}")
+        if v.well_known_ca_certificates:
+            if v.well_known_ca_certificates not in WELL_KNOWN_CAS:
+                return None, backend_problem("InvalidKind", f"{where}: wellKnownCACertificates "
+                                                            f"{v.well_known_ca_certificates} is not supported")
+            upstream = UpstreamTLS(v.hostname, system_ca=True, subject_alt_names=subject_alt_names(v))
+        else:
+            pems, conds = ca_certificates(self.ctx, backend.namespace, v)
+            if not pems:
+                why = conds[0].message if conds else "no caCertificateRef"
+                return None, backend_problem("InvalidKind", f"{where}: no valid CA certificate ({why})")
+            bundle = "".join(p if p.endswith("\n") else p + "\n" for p in pems)
+            upstream = UpstreamTLS(v.hostname, ca_pem=bundle, subject_alt_names=subject_alt_names(v))
+        if tls.mode != "ClientAndServer":
+            return upstream, None
+        ref = tls.client_certificate_ref or {}
+        secret_ns = ref.get("namespace") or backend.namespace
+        if secret_ns != backend.namespace and not self.ctx.reference_allowed(
+                XBACKEND_GROUP, "XBackend", backend.namespace, CORE_GROUP, "Secret", secret_ns, ref.get("name", "")):
+            return None, backend_problem("RefNotPermitted", f"{where}: no ReferenceGrant allows Secret "
+                                                            f"{secret_ns}/{ref.get('name')}")
+        secret = self.ctx.get(Secret, "Secret", secret_ns, ref.get("name", ""))
+        pair = tls_key_pair(secret) if secret is not None else "the Secret is not found"
+        if isinstance(pair, str):
+            return None, backend_problem("InvalidKind", f"{where}: client certificate {secret_ns}/"
+                                                        f"{ref.get('name')}: {pair}")
+        return replace(upstream, client_cert_secret=f"{secret_ns}/{ref.get('name')}"), None
+
+    def xbackend_secrets(self) -> tuple[TLSCertificate, ...]:
+        """The client certificates of XBackends (tls.mode ClientAndServer), served over SDS
+        (read from the clusters: a memoized route resolves nothing again)."""
+        out = {}
+        for c in self.clusters.values():
+            name = c.tls.client_cert_secret if c.tls is not None and c.name.startswith("xbackend/") else None
+            if name is None or name in out:
+                continue
+            ns, _, secret_name = name.partition("/")
+            secret = self.ctx.get(Secret, "Secret", ns, secret_name)
+            pair = tls_key_pair(secret) if secret is not None else None
+            if isinstance(pair, tuple):
+                out[name] = TLSCertificate(name, *pair)
+        return tuple(out[n] for n in sorted(out))
+
+    def configured(self, cluster: Cluster, group: str, kind: str, namespace: str, name: str,
+                   section: str | None) -> Cluster:
+        """`cluster` as the policies of its Service (port) or XBackend configure it."""
+        policies = self.policies
+        if not policies.index:
+            return cluster
+        btp = policies.for_backend("BackendTrafficPolicy", group, kind, namespace, name, section or None)
+        if isinstance(btp, BackendTrafficPolicy):
+            self.unconfigured[cluster.name] = cluster
+            cluster = traffic.cluster_settings(cluster, btp.spec)
+            self.backend_traffic[cluster.name] = btp.spec
+        xbtp = policies.for_backend("XBackendTrafficPolicy", group, kind, namespace, name, None)
+        if isinstance(xbtp, XBackendTrafficPolicy):
+            cluster = traffic.retry_constraint(cluster, xbtp)
+            if xbtp.spec.session_persistence is not None:
+                self.backend_session[cluster.name] = xbtp.spec.session_persistence
+        return cluster
 
     @staticmethod
     def protocol(app_protocol: str | None, default: AppProtocol) -> AppProtocol | None:

@@ -128,7 +128,7 @@ def resolve_policy(ctx: Context, policy: BackendTLSPolicy) -> Policy:
         return Policy(policy, ir.UpstreamTLS(v.hostname, system_ca=True, subject_alt_names=sans), [])
     if not v.ca_certificate_refs:
         return invalid(policy, "either caCertificateRefs or wellKnownCACertificates is required")
-    pems, conds = ca_certificates(ctx, policy, v)
+    pems, conds = ca_certificates(ctx, policy.namespace, v)
     if not pems:
         conds.append(Cond("Accepted", False, "NoValidCACertificate", "no caCertificateRef is valid"))
         return Policy(policy, None, conds)
@@ -147,7 +147,7 @@ def subject_alt_names(v: BackendTLSValidation) -> tuple[ir.SubjectAltName, ...]:
     return tuple(out)
 
 
-def ca_certificates(ctx: Context, policy: BackendTLSPolicy, v: BackendTLSValidation) -> tuple[list[str], list[Cond]]:
+def ca_certificates(ctx: Context, namespace: str, v: BackendTLSValidation) -> tuple[list[str], list[Cond]]:
     """The PEM bundles of the valid references, and ResolvedRefs=False for the first invalid one."""
     pems: list[str] = []
     problems: list[CAProblem] = []
@@ -155,7 +155,7 @@ def ca_certificates(ctx: Context, policy: BackendTLSPolicy, v: BackendTLSValidat
         if ref.group not in (CORE_GROUP, "core") or ref.kind not in CA_KINDS:
             problems.append(CAProblem("InvalidKind", f"{group_kind(ref.group, ref.kind)} cannot hold a CA certificate"))
             continue
-        result = ca_bundle(ctx, ref.kind, policy.namespace, ref.name)
+        result = ca_bundle(ctx, ref.kind, namespace, ref.name)
         if isinstance(result, CAProblem):
             problems.append(result)
         else:

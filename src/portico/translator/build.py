@@ -17,11 +17,14 @@ from portico import ir
 from portico.objects import ObjectKey
 from portico.translator import hostnames
 from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState, socket_name
+from portico.translator.listenerpolicy import ListenerPolicies
+from portico.translator.policies import RoutePolicies
 
 
-def build_listeners(gw: GatewayState) -> list[ir.Listener]:
+def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listener]:
     if gw.address is None or not gw.programmable:
         return []
+    lp = ListenerPolicies(policies, gw)
     by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for ls in gw.listeners:
         if ls.ready:
@@ -33,9 +36,10 @@ def build_listeners(gw: GatewayState) -> list[ir.Listener]:
         if transport == "udp":
             out.append(ir.Listener(name, gw.address, port, "udp", udp_backends=l4_backends(group[0])))
             continue
-        chains = filter_chains(gw, port, group)
+        chains = filter_chains(gw, port, group, lp)
         if chains:
-            out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains)))
+            out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains),
+                                   proxy_protocol=lp.proxy_protocol(group)))
     return out
 
 
@@ -49,21 +53,25 @@ def served_listeners(gw: GatewayState, listener_set: ObjectKey | None) -> tuple[
                         and (ls.listener_set.key if ls.listener_set else None) == listener_set))
 
 
-def filter_chains(gw: GatewayState, port: int, group: list[ListenerState]) -> list[ir.FilterChain]:
+def filter_chains(gw: GatewayState, port: int, group: list[ListenerState],
+                  lp: ListenerPolicies) -> list[ir.FilterChain]:
+    """The chains of a port, each with the ClientTrafficPolicy and RateLimitPolicy of
+    the listeners it serves (listenerpolicy)."""
     family = PORT_FAMILY[group[0].protocol]
     prefix = f"{gw.gateway.namespace}/{gw.gateway.name}"
     if family == "http":
         rc = f"{prefix}/{port}"
-        return [ir.FilterChain(rc, http=ir.HTTPConfig(rc, virtual_hosts(group)))]
+        return [lp.chain(ir.FilterChain(rc, http=ir.HTTPConfig(rc, virtual_hosts(group))), group)]
     if family == "tcp":
-        return [ir.FilterChain(f"{prefix}/{group[0].qualified_name}", tcp=ir.TCPConfig(l4_backends(group[0])))]
+        chain = ir.FilterChain(f"{prefix}/{group[0].qualified_name}", tcp=ir.TCPConfig(l4_backends(group[0])))
+        return [lp.chain(chain, group[:1])]
     chains: list[ir.FilterChain] = []
     for ls in group:
         name = f"{prefix}/{ls.qualified_name}"  # ListenerSet listener names may repeat
         if ls.protocol == "HTTPS":
-            chains.append(https_chain(name, ls, [o for o in group if o.protocol == "HTTPS"]))
+            chains.append(lp.chain(https_chain(name, ls, [o for o in group if o.protocol == "HTTPS"]), [ls]))
         else:
-            chains += tls_chains(name, ls, group)
+            chains += [lp.chain(c, [ls]) for c in tls_chains(name, ls, group)]
     return chains
 
 

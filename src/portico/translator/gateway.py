@@ -38,6 +38,7 @@ class RouteEntry:
 
     precedence: tuple[object, ...]
     route: Route
+    rule: str | None = None  # HTTPRouteRule/GRPCRouteRule name: what a policy's sectionName names
 
 
 @dataclass

@@ -166,8 +166,8 @@ def route_entries(route: GRPCRoute, rules: list[GRPCRuleResult]) -> list[RouteEn
         label = rule.rule.name or str(rule.index)
         for j, match in enumerate(rule.rule.matches or [GRPCRouteMatch()]):
             name = f"grpcroute/{route.namespace}/{route.name}/rule/{label}/match/{j}"
-            out.append(RouteEntry(precedence(route, rule.index, j, match), ir.Route(name, route_match(match),
-                                                                                     rule.action)))
+            out.append(RouteEntry(precedence(route, rule.index, j, match),
+                                  ir.Route(name, route_match(match), rule.action), rule.rule.name))
     return out
 
 

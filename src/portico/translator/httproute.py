@@ -187,8 +187,8 @@ def route_entries(route: HTTPRoute, rules: list[RuleResult], listener: ListenerS
             key = precedence(route, rule.index, j, match, m)
             twin = explicit_port_twin(name, m, action, listener)
             if twin is not None:
-                entries.append(RouteEntry(key + (0,), twin))
-            entries.append(RouteEntry(key + (1,), ir.Route(name, m, action)))
+                entries.append(RouteEntry(key + (0,), twin, rule.rule.name))
+            entries.append(RouteEntry(key + (1,), ir.Route(name, m, action), rule.rule.name))
     return entries
 
 

@@ -17,7 +17,7 @@ from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import GatewayState, accepted_classes, build_gateways, class_conditions
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
-from portico.translator.l4routes import translate_l4routes
+from portico.translator.l4routes import L4RouteResult, translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.routebinding import RouteResult, bind_routes
 from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
@@ -48,21 +48,24 @@ def translate(snapshot: Snapshot) -> Translation:
     bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
-        backends.policies.record(result.route.key, attached_gateways(result))
+        backends.policies.record(result.route, attached_gateways(result))
+    for l4 in translate_l4routes(ctx, gateways, backends):
+        out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
+        backends.policies.record(l4.route, attached_gateways(l4))
     backends.policies.unattached()
     for attached in backends.policies.policies:
         out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
-    for l4 in translate_l4routes(ctx, gateways, backends):
-        out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
+    xbackend_secrets = backends.xbackend_secrets()
     for key, gw in sorted(gateways.items()):
         out.statuses[key] = gateway_status(gw)
         owned = [s for s in listener_sets if s.gateway is gw]
         # the Gateway's client certificate on its TLS clusters; policies learn their ancestors
-        listeners, client_cert = backends.tls.for_gateway(key, gw.backend_client_cert, tuple(build_listeners(gw)),
+        built = tuple(build_listeners(gw, backends.policies))
+        listeners, client_cert = backends.tls.for_gateway(key, gw.backend_client_cert, built,
                                                           backends.clusters, backends.origins)
-        secrets = (client_cert,) if client_cert is not None else ()
+        secrets = ((client_cert,) if client_cert is not None else ()) + xbackend_secrets
         xds = ir.scoped(listeners, backends.clusters, secrets, programmed_by(gw, owned))
         out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name)))
     for p in backends.tls.policies:  # after every Gateway: ancestors are known
@@ -70,7 +73,7 @@ def translate(snapshot: Snapshot) -> Translation:
     return out
 
 
-def attached_gateways(result: RouteResult) -> list[ObjectKey]:
+def attached_gateways(result: RouteResult | L4RouteResult) -> list[ObjectKey]:
     """The Gateways a route is accepted by: the ancestors of the policies that target it."""
     return sorted({p.gateway.key for p in result.parents
                    if not any(c.type == "Accepted" and not c.status for c in p.conds)})

@@ -41,6 +41,10 @@ class Placement:
     # whether bind_address is what clients reach (standalone), or only where the data plane
     # binds inside its pod (Kubernetes: clients reach `addresses`, the Service's)
     bind_address_reachable: bool = True
+    # backends on this machine (loopback addresses, localhost, Unix sockets) may be named by
+    # XBackends and Backends: standalone mode, where they run beside Envoy. In a Kubernetes
+    # pod, loopback is Envoy's own admin interface: not a backend a route may reach.
+    local_backends: bool = True
 
     @property
     def status_addresses(self) -> tuple[str, ...]:

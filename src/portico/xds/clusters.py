@@ -7,12 +7,15 @@ backends (`dns=True`) are STRICT_DNS clusters with their hostnames inline.
 
 from __future__ import annotations
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2, protocol_pb2, proxy_protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import string_pb2
+from envoy.type.v3 import http_pb2, percent_pb2, range_pb2
 from google.protobuf import wrappers_pb2
 
 from portico import ir
@@ -29,9 +32,6 @@ _LB = {
     "ring_hash": cluster_pb2.Cluster.RING_HASH,
     "maglev": cluster_pb2.Cluster.MAGLEV,
 }
-# Envoy's default circuit breakers (1024 connections/requests) throttle a busy gateway;
-# raise them so the proxy, not the breaker, is the limit.
-_BREAKER_LIMIT = 100_000
 
 
 def build_cluster(c: ir.Cluster) -> cluster_pb2.Cluster:
@@ -40,8 +40,9 @@ def build_cluster(c: ir.Cluster) -> cluster_pb2.Cluster:
         name=c.name,
         connect_timeout=millis(c.connect_timeout_ms),
         lb_policy=_LB[c.lb_policy],
-        circuit_breakers=_breakers(),
+        circuit_breakers=_breakers(c.circuit_breaker),
     )
+    _traffic_settings(c, out)
     if c.dns:
         out.type = cluster_pb2.Cluster.STRICT_DNS
         out.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
@@ -59,7 +60,90 @@ def build_cluster(c: ir.Cluster) -> cluster_pb2.Cluster:
         out.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(opts))
     if c.tls is not None:
         out.transport_socket.CopyFrom(_upstream_tls(c.tls, c.protocol))
+    if c.proxy_protocol is not None:
+        out.transport_socket.CopyFrom(_proxy_protocol(c.proxy_protocol, out.transport_socket))
     return out
+
+
+def _traffic_settings(c: ir.Cluster, out: cluster_pb2.Cluster) -> None:
+    """BackendTrafficPolicy settings: slow start, health checks, outlier detection, keepalive."""
+    if c.slow_start_ms is not None and c.lb_policy in ("round_robin", "least_request"):
+        slow = cluster_pb2.Cluster.SlowStartConfig(slow_start_window=millis(c.slow_start_ms))
+        if c.lb_policy == "least_request":
+            out.least_request_lb_config.slow_start_config.CopyFrom(slow)
+        else:
+            out.round_robin_lb_config.slow_start_config.CopyFrom(slow)
+    if c.health_check is not None:
+        out.health_checks.append(_health_check(c.health_check, c.protocol))
+    if c.outlier_detection is not None:
+        out.outlier_detection.CopyFrom(_outlier_detection(c.outlier_detection))
+    k = c.tcp_keepalive
+    if k is not None:
+        keepalive = out.upstream_connection_options.tcp_keepalive
+        if k.probes is not None:
+            keepalive.keepalive_probes.value = k.probes
+        if k.idle_s is not None:
+            keepalive.keepalive_time.value = k.idle_s
+        if k.interval_s is not None:
+            keepalive.keepalive_interval.value = k.interval_s
+
+
+def _health_check(h: ir.HealthCheck, protocol: ir.AppProtocol) -> health_check_pb2.HealthCheck:
+    out = health_check_pb2.HealthCheck(
+        timeout=millis(h.timeout_ms), interval=millis(h.interval_ms),
+        # without traffic Envoy would probe only every 60 s: keep the configured pace
+        no_traffic_interval=millis(h.interval_ms),
+        unhealthy_threshold=wrappers_pb2.UInt32Value(value=h.unhealthy_threshold),
+        healthy_threshold=wrappers_pb2.UInt32Value(value=h.healthy_threshold),
+    )
+    if h.type == "HTTP":
+        http = out.http_health_check
+        http.path = h.path
+        if h.method != "GET":
+            http.method = base_pb2.RequestMethod.Value(h.method)
+        if protocol in ("h2c", "h2"):
+            http.codec_client_type = http_pb2.HTTP2  # as the backend speaks
+        http.expected_statuses.extend(range_pb2.Int64Range(start=s, end=s + 1) for s in h.expected_statuses)
+    elif h.type == "GRPC":
+        out.grpc_health_check.service_name = h.grpc_service
+    else:
+        out.tcp_health_check.SetInParent()  # a connection that opens passes
+    return out
+
+
+def _outlier_detection(o: ir.OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
+    def u32(v: int) -> wrappers_pb2.UInt32Value:
+        return wrappers_pb2.UInt32Value(value=v)
+
+    out = outlier_detection_pb2.OutlierDetection(
+        interval=millis(o.interval_ms), base_ejection_time=millis(o.base_ejection_ms),
+        max_ejection_percent=u32(o.max_ejection_percent),
+        split_external_local_origin_errors=o.split_local_origin,
+    )
+    if o.consecutive_5xx:
+        out.consecutive_5xx.CopyFrom(u32(o.consecutive_5xx))
+    else:
+        out.enforcing_consecutive_5xx.CopyFrom(u32(0))
+    if o.consecutive_gateway_errors:
+        out.consecutive_gateway_failure.CopyFrom(u32(o.consecutive_gateway_errors))
+        out.enforcing_consecutive_gateway_failure.CopyFrom(u32(100))
+    if o.split_local_origin and o.consecutive_local_origin_failures:
+        out.consecutive_local_origin_failure.CopyFrom(u32(o.consecutive_local_origin_failures))
+        out.enforcing_consecutive_local_origin_failure.CopyFrom(u32(100))
+    return out
+
+
+def _proxy_protocol(version: str, inner: base_pb2.TransportSocket) -> base_pb2.TransportSocket:
+    """PROXY protocol header first on each upstream connection, then TLS or plain bytes."""
+    if not inner.name:
+        inner = base_pb2.TransportSocket(name="envoy.transport_sockets.raw_buffer",
+                                         typed_config=pack(raw_buffer_pb2.RawBuffer()))
+    config = upstream_proxy_protocol_pb2.ProxyProtocolUpstreamTransport(
+        config=proxy_protocol_pb2.ProxyProtocolConfig(
+            version=proxy_protocol_pb2.ProxyProtocolConfig.V1 if version == "V1"
+            else proxy_protocol_pb2.ProxyProtocolConfig.V2),
+        transport_socket=inner)
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.upstream_proxy_protocol", typed_config=pack(config))
 
 
 def build_load_assignment(c: ir.Cluster) -> endpoint_pb2.ClusterLoadAssignment:
@@ -84,22 +168,32 @@ def invalid_backend_cluster() -> cluster_pb2.Cluster:
 
 
 def _lb_endpoint(ep: ir.Endpoint) -> endpoint_components_pb2.LbEndpoint:
-    addr = address_pb2.Address(socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port))
+    if ep.address.startswith(ir.UNIX_PREFIX):
+        addr = address_pb2.Address(pipe=address_pb2.Pipe(path=ep.address.removeprefix(ir.UNIX_PREFIX)))
+    else:
+        addr = address_pb2.Address(socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port))
     out = endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=addr))
     if ep.weight != 1:
         out.load_balancing_weight.value = ep.weight
     return out
 
 
-def _breakers() -> circuit_breaker_pb2.CircuitBreakers:
-    limit = wrappers_pb2.UInt32Value(value=_BREAKER_LIMIT)
-    return circuit_breaker_pb2.CircuitBreakers(
-        thresholds=[
-            circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                max_connections=limit, max_pending_requests=limit, max_requests=limit
-            )
-        ]
-    )
+def _breakers(b: ir.CircuitBreaker) -> circuit_breaker_pb2.CircuitBreakers:
+    def u32(v: int) -> wrappers_pb2.UInt32Value:
+        return wrappers_pb2.UInt32Value(value=v)
+
+    thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        max_connections=u32(b.max_connections), max_pending_requests=u32(b.max_pending_requests),
+        max_requests=u32(b.max_requests))
+    if b.max_retries is not None:
+        thresholds.max_retries.CopyFrom(u32(b.max_retries))
+    if b.retry_budget_percent is not None or b.min_retry_concurrency is not None:
+        budget = thresholds.retry_budget
+        if b.retry_budget_percent is not None:
+            budget.budget_percent.CopyFrom(percent_pb2.Percent(value=float(b.retry_budget_percent)))
+        if b.min_retry_concurrency is not None:
+            budget.min_retry_concurrency.CopyFrom(u32(b.min_retry_concurrency))
+    return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
 
 
 def _upstream_tls(t: ir.UpstreamTLS, protocol: ir.AppProtocol) -> base_pb2.TransportSocket:

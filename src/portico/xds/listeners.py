@@ -8,30 +8,37 @@ routes come over RDS; TCP chains a tcp_proxy; UDP listeners a udp_proxy.
 from __future__ import annotations
 
 from envoy.config.accesslog.v3 import accesslog_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, substitution_format_string_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
+from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.connection_limit.v3 import connection_limit_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
+from envoy.extensions.http.original_ip_detection.custom_header.v3 import custom_header_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
-from google.protobuf import wrappers_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from portico import ir
 from portico.xds import policies
-from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, pack, stat_name
+from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, millis, pack, stat_name
 from portico.xds.extauth import ext_authz_filters
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
 
 _HCM = hcm.HttpConnectionManager
+_NO_CLIENT_SETTINGS = ir.ClientSettings()
 
 
 def build_listener(listener: ir.Listener) -> listener_pb2.Listener | None:
@@ -43,6 +50,11 @@ def build_listener(listener: ir.Listener) -> listener_pb2.Listener | None:
     out = listener_pb2.Listener(name=listener.name, address=_address(listener, address_pb2.SocketAddress.TCP))
     inspect_tls = any(c.server_names or c.tls is not None for c in listener.filter_chains)
     out.filter_chains.extend(_filter_chain(listener, c, inspect_tls) for c in listener.filter_chains)
+    if listener.proxy_protocol is not None:
+        # first: the PROXY header precedes the TLS ClientHello (ClientTrafficPolicy proxyProtocol)
+        out.listener_filters.append(listener_components_pb2.ListenerFilter(
+            name="envoy.filters.listener.proxy_protocol", typed_config=pack(proxy_protocol_pb2.ProxyProtocol(
+                allow_requests_without_proxy_protocol=listener.proxy_protocol == "optional"))))
     if inspect_tls:
         # SNI-based filter chain selection needs the TLS ClientHello parsed first.
         out.listener_filters.append(
@@ -70,10 +82,13 @@ def _filter_chain(
     if chain.tls is not None:
         out.transport_socket.CopyFrom(_downstream_tls(chain.tls))
     prefix = stat_name(f"{listener.name}/{chain.name}")
+    if chain.connection_limit is not None:
+        limit = connection_limit_pb2.ConnectionLimit(
+            stat_prefix=prefix, max_connections=wrappers_pb2.UInt64Value(value=chain.connection_limit))
+        out.filters.append(_network_filter("envoy.filters.network.connection_limit", limit))
     if chain.http is not None:
-        out.filters.append(
-            _network_filter("envoy.filters.network.http_connection_manager", http_manager(chain.http, prefix))
-        )
+        out.filters.append(_network_filter("envoy.filters.network.http_connection_manager",
+                                           http_manager(chain.http, prefix, chain.client)))
     elif chain.tcp is not None:
         out.filters.append(_network_filter("envoy.filters.network.tcp_proxy", _tcp_proxy(chain.tcp, prefix)))
     return out
@@ -86,8 +101,9 @@ def _network_filter(name: str, config: object) -> listener_components_pb2.Filter
 # ---------------------------------------------------------------- HTTP
 
 
-def http_manager(http: ir.HTTPConfig, prefix: str) -> hcm.HttpConnectionManager:
-    """HttpConnectionManager with routes over RDS (ADS)."""
+def http_manager(http: ir.HTTPConfig, prefix: str,
+                 client: ir.ClientSettings = _NO_CLIENT_SETTINGS) -> hcm.HttpConnectionManager:
+    """HttpConnectionManager with routes over RDS (ADS), with the ClientTrafficPolicy's settings."""
     out = _HCM(
         stat_prefix=prefix,
         codec_type=_HCM.AUTO,  # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext)
@@ -109,16 +125,86 @@ def http_manager(http: ir.HTTPConfig, prefix: str) -> hcm.HttpConnectionManager:
     out.upgrade_configs.append(
         _HCM.UpgradeConfig(upgrade_type="websocket", enabled=wrappers_pb2.BoolValue(value=False))
     )
-    out.http_filters.extend(_http_filters())
+    if client != _NO_CLIENT_SETTINGS:
+        _client_settings(out, client)
+    out.http_filters.extend(_http_filters(client.rate_limits))
     return out
 
 
-def _http_filters() -> list[hcm.HttpFilter]:
+def _client_settings(out: hcm.HttpConnectionManager, c: ir.ClientSettings) -> None:
+    """ClientTrafficPolicy on the connection manager (translator.listenerpolicy)."""
+    out.xff_num_trusted_hops = c.xff_trusted_hops
+    if c.client_ip_header is not None:
+        header = custom_header_pb2.CustomHeaderConfig(header_name=c.client_ip_header,
+                                                      allow_extension_to_set_address_as_trusted=True)
+        if c.client_ip_header_fail_closed:
+            header.reject_with_status.code = http_status_pb2.Forbidden
+        out.ClearField("use_remote_address")  # Envoy: the two may not be mixed
+        out.original_ip_detection_extensions.append(extension_pb2.TypedExtensionConfig(
+            name="envoy.http.original_ip_detection.custom_header", typed_config=pack(header)))
+    h2 = out.http2_protocol_options
+    if c.http2_max_concurrent_streams is not None:
+        h2.max_concurrent_streams.value = c.http2_max_concurrent_streams
+    if c.http2_initial_stream_window is not None:
+        h2.initial_stream_window_size.value = c.http2_initial_stream_window
+    if c.http2_initial_connection_window is not None:
+        h2.initial_connection_window_size.value = c.http2_initial_connection_window
+    if c.max_request_headers_kb is not None:
+        out.max_request_headers_kb.value = c.max_request_headers_kb
+    common = out.common_http_protocol_options
+    if c.max_headers_count is not None:
+        common.max_headers_count.value = c.max_headers_count
+    if c.idle_timeout_ms is not None:
+        common.idle_timeout.CopyFrom(millis(c.idle_timeout_ms))
+    if c.request_timeout_ms is not None:
+        out.request_timeout.CopyFrom(millis(c.request_timeout_ms))
+    if c.escaped_slashes is not None:
+        out.path_with_escaped_slashes_action = _ESCAPED_SLASHES[c.escaped_slashes]
+    if c.merge_slashes is not None:
+        out.merge_slashes = c.merge_slashes
+    if c.access_log_format is not None or c.access_log_json:
+        out.access_log.append(_access_log(c))
+
+
+_ESCAPED_SLASHES = {
+    "KeepUnchanged": _HCM.KEEP_UNCHANGED, "RejectRequest": _HCM.REJECT_REQUEST,
+    "UnescapeAndRedirect": _HCM.UNESCAPE_AND_REDIRECT, "UnescapeAndForward": _HCM.UNESCAPE_AND_FORWARD,
+}
+
+
+def _access_log(c: ir.ClientSettings) -> accesslog_pb2.AccessLog:
+    fmt = substitution_format_string_pb2.SubstitutionFormatString()
+    if c.access_log_json:
+        fmt.json_format.CopyFrom(struct_pb2.Struct(fields={
+            k: struct_pb2.Value(string_value=v) for k, v in c.access_log_json}))
+    else:
+        text = c.access_log_format or ""
+        fmt.text_format_source.inline_string = text if text.endswith("\n") else text + "\n"
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.stdout",
+                                   typed_config=pack(stream_pb2.StdoutAccessLog(log_format=fmt)))
+
+
+def _listener_rate_limit(limits: tuple[ir.RateLimit, ...]) -> list[hcm.HttpFilter]:
+    """A Gateway's or listener's RateLimitPolicy: enabled for every request of the chain,
+    its buckets shared by all routes (the routes' own come after, per route)."""
+    if not limits:
+        return []
+    config = local_rate_limit_pb2.LocalRateLimit()
+    config.CopyFrom(policies.local_rate_limit(limits))
+    config.stat_prefix = "portico_listener_rate_limit"
+    return [hcm.HttpFilter(name=LISTENER_RATE_LIMIT_FILTER, typed_config=pack(config))]
+
+
+LISTENER_RATE_LIMIT_FILTER = "portico.listener.local_ratelimit"
+
+
+def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.HttpFilter]:
     """CORS and stateful session are always present so a route gaining one does not change
     the listener and drain its connections, but disabled: only routes whose FilterConfig
     enables them run them (enabled everywhere they cost 7-20% of Envoy's CPU per request,
     bench/traffic.py ablation); router last."""
     return [
+        *_listener_rate_limit(listener_limits),
         *policies.first_filters(),  # RBAC and local rate limits (route policies)
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),
@@ -150,12 +236,23 @@ def _invalid_backend_mapper(status: int, marker: str | None) -> hcm.ResponseMapp
 # ---------------------------------------------------------------- TLS
 
 
+_TLS_VERSIONS = {"1.0": common_pb2.TlsParameters.TLSv1_0, "1.1": common_pb2.TlsParameters.TLSv1_1,
+                 "1.2": common_pb2.TlsParameters.TLSv1_2, "1.3": common_pb2.TlsParameters.TLSv1_3}
+
+
 def _downstream_tls(t: ir.DownstreamTLS) -> base_pb2.TransportSocket:
     """Certificates over SDS (rotation pushes only the secret); optional client validation."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
     common.tls_certificate_sds_secret_configs.extend(sds_config(c.name) for c in t.certificates)
     common.alpn_protocols.extend(t.alpn)
+    params = common.tls_params
+    if t.min_version is not None:
+        params.tls_minimum_protocol_version = _TLS_VERSIONS[t.min_version]
+    if t.max_version is not None:
+        params.tls_maximum_protocol_version = _TLS_VERSIONS[t.max_version]
+    if t.ciphers:
+        params.cipher_suites.extend(t.ciphers)
     cv = t.client_validation
     if cv is not None:
         common.validation_context.trusted_ca.inline_string = cv.ca_pem

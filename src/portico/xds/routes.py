@@ -19,6 +19,7 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
 from envoy.extensions.http.stateful_session.cookie.v3 import cookie_pb2
 from envoy.extensions.http.stateful_session.header.v3 import header_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.http.v3 import cookie_pb2 as http_cookie_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
@@ -309,10 +310,13 @@ def _set_timeouts(out: rc.RouteAction, action: ir.RouteAction) -> None:
 
 
 def _retry_policy(r: ir.Retry) -> rc.RetryPolicy:
-    conditions = ["retriable-status-codes"] if r.codes else []
-    if r.on_connect_failure:
-        conditions.append("connect-failure")
-    conditions += ["refused-stream", "reset"]
+    if r.triggers:
+        conditions = list(r.triggers)
+    else:
+        conditions = ["retriable-status-codes"] if r.codes else []
+        if r.on_connect_failure:
+            conditions.append("connect-failure")
+        conditions += ["refused-stream", "reset"]
     out = rc.RetryPolicy(
         retry_on=",".join(conditions),
         num_retries=wrappers_pb2.UInt32Value(value=r.attempts),
@@ -320,6 +324,15 @@ def _retry_policy(r: ir.Retry) -> rc.RetryPolicy:
     )
     if r.backoff_ms is not None and r.backoff_ms > 0:
         out.retry_back_off.base_interval.CopyFrom(millis(r.backoff_ms))
+        if r.max_backoff_ms is not None:
+            out.retry_back_off.max_interval.CopyFrom(millis(max(r.max_backoff_ms, r.backoff_ms)))
+    if r.per_try_timeout_ms is not None:
+        out.per_try_timeout.CopyFrom(millis(r.per_try_timeout_ms))
+    if r.triggers:
+        # a retry goes to another endpoint where there is one (the failed one may be down)
+        out.retry_host_predicate.add(name="envoy.retry_host_predicates.previous_hosts", typed_config=pack(
+            previous_hosts_pb2.PreviousHostsPredicate()))
+        out.host_selection_retry_max_attempts = 5
     return out
 
 
