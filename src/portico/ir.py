@@ -387,6 +387,7 @@ class ClientSettings:
     access_log_json: tuple[tuple[str, str], ...] = ()
     # RateLimitPolicy on the Gateway or listener: budgets shared by all its routes
     rate_limits: tuple[RateLimit, ...] = ()
+    http3: bool = False  # HTTPS: also served over QUIC (a UDP listener on the port), advertised by Alt-Svc
 
 
 @dataclass(frozen=True)
@@ -395,6 +396,7 @@ class HTTPConfig:
     virtual_hosts: tuple[VirtualHost, ...]
     # HTTPS: answer 421 when Host does not belong to the SNI-selected listener.
     misdirected_421: bool = False
+    alt_svc: str | None = None  # an Alt-Svc answer header (HTTP/3 advertised)
 
 
 @dataclass(frozen=True)
@@ -427,6 +429,7 @@ class Listener:
     # ClientTrafficPolicy proxyProtocol: connections start with a PROXY header ("optional":
     # or not), whose source address is the client's
     proxy_protocol: Literal["required", "optional"] | None = None
+    quic: bool = False  # transport "udp": HTTP/3 over QUIC, its chains those of the port's HTTPS listener
 
 
 @dataclass(frozen=True)
@@ -460,7 +463,7 @@ class InfraListener:
     name: str  # the listener's name; ListenerSet listeners: "<namespace>/<listenerset>/<name>"
     port: int  # as declared
     bind_port: int  # what Envoy binds
-    protocol: str  # HTTP, HTTPS, TLS, TCP, UDP
+    protocol: str  # HTTP, HTTPS, TLS, TCP, UDP; HTTP3: an HTTPS port's QUIC (UDP) twin
 
 
 @dataclass(frozen=True)

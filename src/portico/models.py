@@ -890,6 +890,7 @@ class ClientTrafficPolicySpec(PolicySpec):
     proxy_protocol: ClientProxyProtocol | None = None
     tls: ClientTLS | None = None
     http2: ClientHTTP2 | None = None
+    http3: dict[str, Any] | None = None
     headers: ClientHeaders | None = None
     path: ClientPath | None = None
     connection: ClientConnection | None = None

@@ -19,7 +19,8 @@ KUBERNETES = "1.33"
 INFRA = GatewayInfra(
     "apps", "gw", "portico",
     (InfraListener("http", 80, 80, "HTTP"), InfraListener("https", 443, 443, "HTTPS"),
-     InfraListener("https-other", 443, 443, "HTTPS"), InfraListener("dns", 53, 53, "UDP")),
+     InfraListener("https-other", 443, 443, "HTTPS"), InfraListener("dns", 53, 53, "UDP"),
+     InfraListener("h3-https", 443, 443, "HTTP3")),  # ClientTrafficPolicy http3: the HTTPS port over UDP
     requested_addresses=(("IPAddress", "203.0.113.7"),),
     labels=(("cost-center", "web"),), annotations=(("example.com/owner", "platform"),))
 
@@ -47,7 +48,8 @@ def test_rendered_objects_are_golden_and_valid(update_golden: bool) -> None:
         assert o["metadata"]["labels"]["cost-center"] == "web"
         assert o["metadata"]["annotations"] == {"example.com/owner": "platform"}
     service = kinds["Service"]["spec"]
-    assert [(p["port"], p["protocol"]) for p in service["ports"]] == [(53, "UDP"), (80, "TCP"), (443, "TCP")]
+    assert [(p["port"], p["protocol"]) for p in service["ports"]] == [(53, "UDP"), (80, "TCP"), (443, "TCP"),
+                                                                       (443, "UDP")]
     assert service["loadBalancerIP"] == "203.0.113.7"
 
 

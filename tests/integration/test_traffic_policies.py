@@ -7,6 +7,7 @@ manifests and waits for the behaviour it checks."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -27,6 +28,12 @@ from typing import Any
 
 import pytest
 import trustme
+from aioquic.asyncio import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import QuicEvent
 from support import free_port, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(240)
@@ -470,3 +477,70 @@ def test_backend_of_static_endpoints_and_a_unix_socket(gateway: Gateway, echoes:
     finally:
         sock.shutdown()
         sock.server_close()
+
+
+class H3Client(QuicConnectionProtocol):
+    """One HTTP/3 GET over aioquic (the QUIC listener of ClientTrafficPolicy http3)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.h3 = H3Connection(self._quic)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.headers: dict[bytes, bytes] = {}
+        self.body = b""
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        for e in self.h3.handle_event(event):
+            if isinstance(e, HeadersReceived):
+                self.headers = dict(e.headers)
+            elif isinstance(e, DataReceived):
+                self.body += e.data
+            if getattr(e, "stream_ended", False) and not self.done.done():
+                self.done.set_result(None)
+
+    async def get(self, authority: str, path: str) -> tuple[int, dict[str, Any]]:
+        stream = self._quic.get_next_available_stream_id()
+        self.h3.send_headers(stream, [(b":method", b"GET"), (b":scheme", b"https"),
+                                      (b":authority", authority.encode()), (b":path", path.encode())],
+                             end_stream=True)
+        self.transmit()
+        await asyncio.wait_for(self.done, 5)
+        return int(self.headers[b":status"]), json.loads(self.body) if self.body.startswith(b"{") else {}
+
+
+def h3_get(gw: Gateway, path: str, cafile: Path) -> tuple[int, dict[str, Any]]:
+    async def run() -> tuple[int, dict[str, Any]]:
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="app.example.com")
+        config.load_verify_locations(str(cafile))
+        async with connect(gw.ip, gw.https_port, configuration=config, create_protocol=H3Client,
+                           wait_connected=True) as client:
+            assert isinstance(client, H3Client)
+            return await client.get("app.example.com", path)
+    return asyncio.run(asyncio.wait_for(run(), 10))
+
+
+def test_http3_on_the_https_port(gateway: Gateway, echoes: Echoes, tmp_path: Path) -> None:
+    h3 = policy("ClientTrafficPolicy", "h3", {**GATEWAY, "sectionName": "https"}, http3={})
+    gateway.apply(base(gw_tls=True) + service("web", [echoes.ports["a"]]) + [route("web", to_service("web")), h3])
+    ctx = ssl.create_default_context()
+    gateway.ca.configure_trust(ctx)
+
+    def alt_svc() -> str | None:
+        conn = http.client.HTTPSConnection(gateway.ip, gateway.https_port, timeout=5, context=ctx)
+        conn.sock = ctx.wrap_socket(socket.create_connection((gateway.ip, gateway.https_port), 5),
+                                    server_hostname="app.example.com")
+        try:
+            conn.request("GET", "/", headers={"Host": "app.example.com"})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.getheader("alt-svc")
+        finally:
+            conn.close()
+
+    advertised = wait_for("HTTP/3 advertised", alt_svc, 30)
+    assert advertised == f'h3=":{gateway.https_port}"; ma=86400'
+    cafile = tmp_path / "ca.pem"
+    gateway.ca.cert_pem.write_to_path(str(cafile))
+    status, body = wait_for("an HTTP/3 answer", lambda: h3_get(gateway, "/h3", cafile), 20,
+                            retry_on=(OSError, TimeoutError, ConnectionError))
+    assert status == 200 and body["pod"] == "a" and body["proto"] == "HTTP/1.1"  # to the backend: HTTP/1.1

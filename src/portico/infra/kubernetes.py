@@ -113,7 +113,7 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
         return base64.b64encode(data).decode()
 
     ports = [{"name": _port_name(ls.name, ls.port), "port": ls.port, "targetPort": ls.bind_port,
-              "protocol": "UDP" if ls.protocol == "UDP" else "TCP"} for ls in infra.listeners]
+              "protocol": "UDP" if ls.protocol in ("UDP", "HTTP3") else "TCP"} for ls in infra.listeners]
     service_params = params.get("service") or {}
     service_spec: dict[str, Any] = {"type": service_params.get("type", settings.service_type), "selector": selector,
                                     "ports": _unique_ports(ports)}

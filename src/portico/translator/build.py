@@ -12,6 +12,7 @@ serves more specifically), answers 421; a Host no listener serves, 404.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, replace
 
 from portico import ir
 from portico.objects import ObjectKey
@@ -37,10 +38,35 @@ def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listen
             out.append(ir.Listener(name, gw.address, port, "udp", udp_backends=l4_backends(group[0])))
             continue
         chains = filter_chains(gw, port, group, lp)
-        if chains:
-            out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains),
-                                   proxy_protocol=lp.proxy_protocol(group)))
+        if not chains:
+            continue
+        quic = http3_listener(gw, port, group, chains, udp_taken={p for p, t in by_port if t == "udp"})
+        if quic is not None:
+            chains = [replace(c, http=replace(c.http, alt_svc=quic.alt_svc)) if c.client.http3 and c.http else c
+                      for c in chains]
+            out.append(quic.listener)
+        out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains), proxy_protocol=lp.proxy_protocol(group)))
     return out
+
+
+@dataclass(frozen=True)
+class QUIC:
+    listener: ir.Listener
+    alt_svc: str
+
+
+def http3_listener(gw: GatewayState, port: int, group: list[ListenerState], chains: list[ir.FilterChain],
+                   udp_taken: set[int]) -> QUIC | None:
+    """ClientTrafficPolicy http3: the port's HTTPS chains (certificates, SNI, routes) also
+    on a UDP socket speaking QUIC, advertised to clients by Alt-Svc on the TCP answers with
+    the port they reach. Not where a UDP listener of the Gateway binds the port already."""
+    h3 = tuple(c for c in chains if c.client.http3 and c.tls is not None and c.http is not None)
+    if not h3 or port in udp_taken or gw.address is None:
+        return None
+    reached = port if gw.placement.bind_address_reachable else group[0].spec.port
+    alt_svc = f'h3=":{reached}"; ma=86400'
+    h3 = tuple(replace(c, http=replace(c.http, alt_svc=alt_svc)) if c.http else c for c in h3)
+    return QUIC(ir.Listener(f"{gw.address}:{port}/quic", gw.address, port, "udp", h3, quic=True), alt_svc)
 
 
 def served_listeners(gw: GatewayState, listener_set: ObjectKey | None) -> tuple[str, ...]:

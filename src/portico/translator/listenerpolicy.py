@@ -64,6 +64,8 @@ def settings(spec: ClientTrafficPolicySpec | None, limits: RateLimitPolicy | Non
         out = replace(out, http2_max_concurrent_streams=h2.max_concurrent_streams,
                       http2_initial_stream_window=_bytes(h2.initial_stream_window_size),
                       http2_initial_connection_window=_bytes(h2.initial_connection_window_size))
+    if spec.http3 is not None:
+        out = replace(out, http3=True)
     if spec.headers is not None:
         out = replace(out, max_request_headers_kb=spec.headers.max_request_headers_kb,
                       max_headers_count=spec.headers.max_headers_count)
@@ -126,6 +128,13 @@ class ListenerPolicies:
                 tls = replace(tls, alpn=tuple(t.alpn_protocols))
             out = replace(out, tls=tls)
         return out
+
+    def http3_ports(self, gw: GatewayState) -> set[int]:
+        """Ports (as declared) whose HTTPS listeners a policy serves over HTTP/3 too."""
+        if not self.policies.index:
+            return set()
+        return {ls.spec.port for ls in gw.listeners if ls.ready and ls.protocol == "HTTPS"
+                and (spec := self.spec(ls)) is not None and spec.http3 is not None}
 
     def proxy_protocol(self, group: list[ListenerState]) -> Literal["required", "optional"] | None:
         """The port's PROXY protocol: from the first of its listeners whose policy asks for it."""

@@ -7,9 +7,11 @@ routes come over RDS; TCP chains a tcp_proxy; UDP listeners a udp_proxy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, substitution_format_string_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, quic_config_pb2, udp_listener_config_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -24,6 +26,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from envoy.extensions.http.original_ip_detection.custom_header.v3 import custom_header_pb2
+from envoy.extensions.transport_sockets.quic.v3 import quic_transport_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import http_status_pb2
@@ -43,6 +46,8 @@ _NO_CLIENT_SETTINGS = ir.ClientSettings()
 
 def build_listener(listener: ir.Listener) -> listener_pb2.Listener | None:
     """The LDS resource for `listener`, or None when it has nothing to serve."""
+    if listener.quic:
+        return _quic_listener(listener)
     if listener.transport == "udp":
         return _udp_listener(listener) if listener.udp_backends else None
     if not listener.filter_chains:
@@ -101,12 +106,13 @@ def _network_filter(name: str, config: object) -> listener_components_pb2.Filter
 # ---------------------------------------------------------------- HTTP
 
 
-def http_manager(http: ir.HTTPConfig, prefix: str,
-                 client: ir.ClientSettings = _NO_CLIENT_SETTINGS) -> hcm.HttpConnectionManager:
+def http_manager(http: ir.HTTPConfig, prefix: str, client: ir.ClientSettings = _NO_CLIENT_SETTINGS,
+                 quic: bool = False) -> hcm.HttpConnectionManager:
     """HttpConnectionManager with routes over RDS (ADS), with the ClientTrafficPolicy's settings."""
     out = _HCM(
         stat_prefix=prefix,
-        codec_type=_HCM.AUTO,  # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext)
+        # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext); HTTP/3 on a QUIC listener
+        codec_type=_HCM.HTTP3 if quic else _HCM.AUTO,
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         # Path and Host as a security-sensitive gateway must see them before matching (README,
         # "Path and Host handling"): RFC 3986 normalization (dot segments, also when
@@ -241,6 +247,10 @@ _TLS_VERSIONS = {"1.0": common_pb2.TlsParameters.TLSv1_0, "1.1": common_pb2.TlsP
 
 
 def _downstream_tls(t: ir.DownstreamTLS) -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=pack(_tls_context(t)))
+
+
+def _tls_context(t: ir.DownstreamTLS) -> tls_pb2.DownstreamTlsContext:
     """Certificates over SDS (rotation pushes only the secret); optional client validation."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
@@ -262,10 +272,32 @@ def _downstream_tls(t: ir.DownstreamTLS) -> base_pb2.TransportSocket:
             common.validation_context.trust_chain_verification = (
                 common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
             )
-    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=pack(ctx))
+    return ctx
 
 
 # ---------------------------------------------------------------- TCP / UDP
+
+
+def _quic_listener(listener: ir.Listener) -> listener_pb2.Listener:
+    """HTTP/3: the HTTPS chains on a UDP socket, TLS 1.3 inside QUIC (ALPN h3), chosen by SNI."""
+    out = listener_pb2.Listener(
+        name=listener.name, address=_address(listener, address_pb2.SocketAddress.UDP),
+        udp_listener_config=udp_listener_config_pb2.UdpListenerConfig(
+            quic_options=quic_config_pb2.QuicProtocolOptions()))
+    for chain in listener.filter_chains:
+        assert chain.tls is not None and chain.http is not None
+        fc = out.filter_chains.add(name=chain.name)
+        if chain.server_names:
+            fc.filter_chain_match.server_names.extend(chain.server_names)
+        tls = tls_pb2.DownstreamTlsContext()
+        tls.CopyFrom(_tls_context(replace(chain.tls, alpn=("h3",), min_version=None, max_version=None)))
+        fc.transport_socket.CopyFrom(base_pb2.TransportSocket(
+            name="envoy.transport_sockets.quic",
+            typed_config=pack(quic_transport_pb2.QuicDownstreamTransport(downstream_tls_context=tls))))
+        prefix = stat_name(f"{listener.name}/{chain.name}")
+        fc.filters.append(_network_filter("envoy.filters.network.http_connection_manager",
+                                          http_manager(chain.http, prefix, chain.client, quic=True)))
+    return out
 
 
 def _tcp_proxy(tcp: ir.TCPConfig, prefix: str) -> tcp_proxy_pb2.TcpProxy:

@@ -56,6 +56,8 @@ def build_route_configuration(
     # Virtual hosts match the Host without its port; the Host itself reaches the
     # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
     out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
+    if http.alt_svc is not None:  # HTTP/3 on the port (ClientTrafficPolicy http3)
+        out.response_headers_to_add.append(_header("alt-svc", http.alt_svc, _HVO.OVERWRITE_IF_EXISTS_OR_ADD))
     out.virtual_hosts.extend(build_virtual_host(vh, route_builder) for vh in http.virtual_hosts)
     has_catch_all = any("*" in vh.domains for vh in http.virtual_hosts)
     if http.misdirected_421 and not has_catch_all:
