@@ -73,6 +73,7 @@ def backend_problem(reason: str, message: str) -> Resolved:
 
 Origin = tuple[str, str, str]
 T = TypeVar("T")
+K = TypeVar("K", bound=Resource)
 # Route kinds whose rules RuleMemo keeps: their translation reads the route and the
 # objects of other kinds (Services, EndpointSlices, ReferenceGrants, ...), never each other.
 MEMO_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})
@@ -244,22 +245,18 @@ class Backends:
     def xbackend(self, route: Resource, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
         """XBackend (ExternalHostname): a DNS-resolved cluster to hostname:port, speaking
         spec.protocol (else what the route speaks), with TLS as spec.tls says."""
-        ns = ref.namespace or route.namespace
-        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, XBACKEND_GROUP, "XBackend",
-                                          ns, ref.name):
-            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows XBackend {ns}/{ref.name}")
-        backend = self.ctx.get(XBackend, "XBackend", ns, ref.name)
-        if backend is None:
-            return backend_problem("BackendNotFound", f"XBackend {ns}/{ref.name} not found")
+        found = self.lookup(route, ref, XBACKEND_GROUP, XBackend)
+        if isinstance(found, Resolved):
+            return found
+        ns, backend = found
         spec = backend.spec
         if spec.external_hostname is None:
             return backend_problem("BackendNotFound", f"XBackend {ns}/{ref.name} has no externalHostname")
         if not self.local_allowed(spec.external_hostname.hostname):
             return backend_problem("UnsupportedValue", f"XBackend {ns}/{ref.name}: {LOCAL_REFUSED}")
-        protocol = XBACKEND_PROTOCOLS.get(spec.protocol or "", default)
-        if (protocol == "tcp") != (default in ("tcp", "udp")) or default == "udp":
-            return backend_problem("UnsupportedProtocol",
-                                   f"XBackend {ns}/{ref.name} speaks {spec.protocol}, the route does not")
+        protocol = self.spoken(f"XBackend {ns}/{ref.name}", spec.protocol, default)
+        if isinstance(protocol, Resolved):
+            return protocol
         tls, problem = self.xbackend_tls(backend)
         if problem is not None:
             return problem
@@ -275,18 +272,14 @@ class Backends:
     def static_backend(self, route: Resource, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
         """gateway.portico.dev Backend: its endpoints as one cluster (DNS-resolved when it
         names hostnames), speaking spec.protocol or what the route speaks."""
-        ns = ref.namespace or route.namespace
-        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, PORTICO_GROUP, "Backend",
-                                          ns, ref.name):
-            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows Backend {ns}/{ref.name}")
-        backend = self.ctx.get(PorticoBackend, "Backend", ns, ref.name)
-        if backend is None:
-            return backend_problem("BackendNotFound", f"Backend {ns}/{ref.name} not found")
+        found = self.lookup(route, ref, PORTICO_GROUP, PorticoBackend)
+        if isinstance(found, Resolved):
+            return found
+        ns, backend = found
         spec = backend.spec
-        protocol = XBACKEND_PROTOCOLS.get(spec.protocol or "", default)
-        if (protocol == "tcp") != (default in ("tcp", "udp")) or default == "udp":
-            return backend_problem("UnsupportedProtocol", f"Backend {ns}/{ref.name} speaks {spec.protocol}, "
-                                                          "the route does not")
+        protocol = self.spoken(f"Backend {ns}/{ref.name}", spec.protocol, default)
+        if isinstance(protocol, Resolved):
+            return protocol
         endpoints = []
         for e in spec.endpoints:
             if e.ip is not None:
@@ -302,6 +295,26 @@ class Backends:
         cluster = Cluster(f"backend/{ns}/{ref.name}{suffix}", tuple(endpoints), protocol, dns=dns)
         cluster = self.configured(cluster, PORTICO_GROUP, "Backend", ns, ref.name, None)
         return Resolved(self.add(cluster, (ns, f"backend:{ref.name}", "")))
+
+    def lookup(self, route: Resource, ref: BackendObjectReference, group: str,
+               cls: type[K]) -> tuple[str, K] | Resolved:
+        """The backend object `ref` names (its namespace, it), or why the route may not use it."""
+        ns = ref.namespace or route.namespace
+        if not self.ctx.reference_allowed(GATEWAY_GROUP, route.kind, route.namespace, group, ref.kind, ns, ref.name):
+            return backend_problem("RefNotPermitted", f"no ReferenceGrant allows {ref.kind} {ns}/{ref.name}")
+        found = self.ctx.get(cls, ref.kind, ns, ref.name)
+        if found is None:
+            return backend_problem("BackendNotFound", f"{ref.kind} {ns}/{ref.name} not found")
+        return ns, found
+
+    @staticmethod
+    def spoken(what: str, protocol: str | None, default: AppProtocol) -> AppProtocol | Resolved:
+        """What Envoy speaks to an XBackend or Backend: its spec.protocol, else what the
+        route speaks; a TCP backend only for TCP/TLS routes, and only those to it."""
+        spoken = XBACKEND_PROTOCOLS.get(protocol or "", default)
+        if (spoken == "tcp") != (default in ("tcp", "udp")) or default == "udp":
+            return backend_problem("UnsupportedProtocol", f"{what} speaks {protocol}, the route does not")
+        return spoken
 
     def local_allowed(self, address: str) -> bool:
         """Loopback, localhost and Unix-socket endpoints only where backends run beside Envoy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from envoy.config.core.v3 import config_source_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -37,3 +39,10 @@ def millis(ms: int) -> duration_pb2.Duration:
 def stat_name(name: str) -> str:
     """Envoy stat prefixes: keep it to characters that do not split stat names (no '.' or ':')."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def set_wrapped(message: Any, **values: int | None) -> None:
+    """Set the wrapper fields (UInt32Value, ...) of `message` whose value is not None."""
+    for name, value in values.items():
+        if value is not None:
+            getattr(message, name).value = value

@@ -19,7 +19,7 @@ from envoy.type.v3 import http_pb2, percent_pb2, range_pb2
 from google.protobuf import wrappers_pb2
 
 from portico import ir
-from portico.xds._common import INVALID_CLUSTER, ads_source, millis, pack
+from portico.xds._common import INVALID_CLUSTER, ads_source, millis, pack, set_wrapped
 from portico.xds.secrets import sds_config
 
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -79,13 +79,8 @@ def _traffic_settings(c: ir.Cluster, out: cluster_pb2.Cluster) -> None:
         out.outlier_detection.CopyFrom(_outlier_detection(c.outlier_detection))
     k = c.tcp_keepalive
     if k is not None:
-        keepalive = out.upstream_connection_options.tcp_keepalive
-        if k.probes is not None:
-            keepalive.keepalive_probes.value = k.probes
-        if k.idle_s is not None:
-            keepalive.keepalive_time.value = k.idle_s
-        if k.interval_s is not None:
-            keepalive.keepalive_interval.value = k.interval_s
+        set_wrapped(out.upstream_connection_options.tcp_keepalive, keepalive_probes=k.probes,
+                    keepalive_time=k.idle_s, keepalive_interval=k.interval_s)
 
 
 def _health_check(h: ir.HealthCheck, protocol: ir.AppProtocol) -> health_check_pb2.HealthCheck:

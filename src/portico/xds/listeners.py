@@ -35,7 +35,15 @@ from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from portico import ir
 from portico.xds import policies
-from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, ads_source, millis, pack, stat_name
+from portico.xds._common import (
+    INVALID_BACKEND_HEADER,
+    INVALID_CLUSTER,
+    ads_source,
+    millis,
+    pack,
+    set_wrapped,
+    stat_name,
+)
 from portico.xds.extauth import ext_authz_filters
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
@@ -148,18 +156,12 @@ def _client_settings(out: hcm.HttpConnectionManager, c: ir.ClientSettings) -> No
         out.ClearField("use_remote_address")  # Envoy: the two may not be mixed
         out.original_ip_detection_extensions.append(extension_pb2.TypedExtensionConfig(
             name="envoy.http.original_ip_detection.custom_header", typed_config=pack(header)))
-    h2 = out.http2_protocol_options
-    if c.http2_max_concurrent_streams is not None:
-        h2.max_concurrent_streams.value = c.http2_max_concurrent_streams
-    if c.http2_initial_stream_window is not None:
-        h2.initial_stream_window_size.value = c.http2_initial_stream_window
-    if c.http2_initial_connection_window is not None:
-        h2.initial_connection_window_size.value = c.http2_initial_connection_window
-    if c.max_request_headers_kb is not None:
-        out.max_request_headers_kb.value = c.max_request_headers_kb
+    set_wrapped(out.http2_protocol_options, max_concurrent_streams=c.http2_max_concurrent_streams,
+                initial_stream_window_size=c.http2_initial_stream_window,
+                initial_connection_window_size=c.http2_initial_connection_window)
+    set_wrapped(out, max_request_headers_kb=c.max_request_headers_kb)
     common = out.common_http_protocol_options
-    if c.max_headers_count is not None:
-        common.max_headers_count.value = c.max_headers_count
+    set_wrapped(common, max_headers_count=c.max_headers_count)
     if c.idle_timeout_ms is not None:
         common.idle_timeout.CopyFrom(millis(c.idle_timeout_ms))
     if c.request_timeout_ms is not None:
