@@ -197,7 +197,14 @@ class Backends:
         """`cluster`, or its TLS variant when a BackendTLSPolicy targets its Service (port)."""
         origin = self.origins[cluster.name]
         variant = self.tls.variant(cluster, origin)
-        return self.add(variant, origin) if variant is not None else cluster
+        if variant is None:
+            return cluster
+        if cluster.name in self.backend_traffic:  # the Service's policy holds for its TLS variant too
+            self.backend_traffic[variant.name] = self.backend_traffic[cluster.name]
+            self.unconfigured[variant.name] = replace(self.unconfigured[cluster.name], name=variant.name,
+                                                      protocol=variant.protocol, tls=variant.tls,
+                                                      endpoints=variant.endpoints)
+        return self.add(variant, origin)
 
     def originating_backends(self, backends: tuple[WeightedBackend, ...]) -> tuple[WeightedBackend, ...]:
         """`originating` for every backend (TLSRoutes on listeners that terminate TLS)."""
