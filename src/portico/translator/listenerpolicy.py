@@ -4,12 +4,14 @@
 Rules (the Portico CRDs):
 - A policy for a listener wins over one for its Gateway (`RoutePolicies.for_listener`).
 - HTTP listeners on one port are one filter chain (one connection manager): it takes
-  the settings of the first of its listeners, most specific hostname first, that has a
-  policy. HTTPS and TLS listeners are a chain each.
+  the first policy for one of its listeners by name (most specific hostname first), else
+  the Gateway's; a listener's own policy that loses is Conflicted. HTTPS and TLS listeners
+  are a chain each.
 - proxyProtocol is read before any chain is chosen: it applies to the whole port, from
   the first of its listeners that asks for it.
 - RateLimitPolicy on a Gateway or listener: budgets shared by every route of the chain,
   checked besides the routes' own.
+- http3 (HTTPS listeners): the chains also on a QUIC socket of the port (`build.http3_listener`).
 """
 
 from __future__ import annotations
@@ -102,22 +104,46 @@ class ListenerPolicies:
         self.policies = policies
         self.key = gw.key
 
-    def spec(self, ls: ListenerState) -> ClientTrafficPolicySpec | None:
+    def ctp(self, ls: ListenerState) -> ClientTrafficPolicy | None:
         found = self.policies.for_listener("ClientTrafficPolicy", self.key, ls.qualified_name)
-        return found.spec if isinstance(found, ClientTrafficPolicy) else None
+        return found if isinstance(found, ClientTrafficPolicy) else None
+
+    def spec(self, ls: ListenerState) -> ClientTrafficPolicySpec | None:
+        found = self.ctp(ls)
+        return found.spec if found is not None else None
 
     def limits(self, ls: ListenerState) -> RateLimitPolicy | None:
         found = self.policies.for_listener("RateLimitPolicy", self.key, ls.qualified_name)
         return found if isinstance(found, RateLimitPolicy) else None
 
+    def first_own(self, kind: str, group: list[ListenerState]) -> Resource | None:
+        """The first policy of `kind` that targets one of `group`'s listeners by name."""
+        return next((p for ls in group if (p := self.policies.first((kind, self.key, ls.qualified_name)))), None)
+
+    def shared(self, group: list[ListenerState], winner: Resource | None, kind: str) -> None:
+        """Listeners sharing one connection manager (HTTP on one port) get its settings from
+        the first policy found: a listener's own policy that loses is Conflicted, saying why."""
+        if winner is None or len(group) < 2:
+            return
+        for ls in group:
+            own = self.policies.first((kind, self.key, ls.qualified_name))
+            if own is not None and own is not winner:
+                self.policies.overridden(own, self.key, (
+                    f"listener {ls.name} shares port {ls.spec.port}'s connection manager with listener "
+                    f"{group[0].name}: {kind} {winner.namespace}/{winner.name} applies to them all"))
+
     def chain(self, chain: ir.FilterChain, group: list[ListenerState]) -> ir.FilterChain:
         """`chain` (serving `group`, most specific first) with its listeners' policies."""
         if not self.policies.index:
             return chain
-        spec = next((s for s in map(self.spec, group) if s is not None), None)
-        limits = next((p for p in map(self.limits, group) if p is not None), None)
-        if spec is None and limits is None:
+        own_policy, own_limits = self.first_own("ClientTrafficPolicy", group), self.first_own("RateLimitPolicy", group)
+        policy = own_policy if isinstance(own_policy, ClientTrafficPolicy) else self.ctp(group[0])
+        limits = own_limits if isinstance(own_limits, RateLimitPolicy) else self.limits(group[0])
+        self.shared(group, policy, "ClientTrafficPolicy")
+        self.shared(group, limits, "RateLimitPolicy")
+        if policy is None and limits is None:
             return chain
+        spec = policy.spec if policy is not None else None
         out = replace(chain, client=settings(spec, limits),
                       connection_limit=spec.connection.connection_limit if spec and spec.connection else None)
         if spec is not None and spec.tls is not None and out.tls is not None:

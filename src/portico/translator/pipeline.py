@@ -53,9 +53,6 @@ def translate(snapshot: Snapshot) -> Translation:
     for l4 in translate_l4routes(ctx, gateways, backends):
         out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
         backends.policies.record(l4.route, attached_gateways(l4))
-    backends.policies.unattached()
-    for attached in backends.policies.policies:
-        out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
     xbackend_secrets = backends.xbackend_secrets()
@@ -72,6 +69,9 @@ def translate(snapshot: Snapshot) -> Translation:
         out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name), h3))
     for p in backends.tls.policies:  # after every Gateway: ancestors are known
         out.statuses[p.policy.key] = policy_status(p.policy, p.ancestors, controller)
+    backends.policies.unattached()  # after every Gateway: listeners sharing a chain settled
+    for attached in backends.policies.policies:
+        out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
     return out
 
 

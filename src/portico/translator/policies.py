@@ -175,6 +175,12 @@ class RoutePolicies:
             return None
         return self.first((kind, gateway, listener), (kind, gateway, None))
 
+    def overridden(self, policy: Resource, ancestor: ObjectKey, message: str) -> None:
+        """`policy` does not apply at `ancestor` after all (another takes its place there)."""
+        for attached in self.policies:
+            if attached.policy is policy:
+                attached.ancestors[ancestor] = [Cond("Accepted", False, "Conflicted", message)]
+
     def record(self, route: Resource, gateways: list[ObjectKey]) -> None:
         """The Gateways `route` is attached to become ancestors of its policies and of
         the policies of the backends it sends to."""
