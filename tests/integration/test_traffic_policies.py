@@ -200,7 +200,7 @@ def test_consistent_hash_keeps_a_key_on_one_backend_and_moves_few(gateway: Gatew
     hashing = policy("BackendTrafficPolicy", "hash", {**SERVICE, "name": "web"},
                      loadBalancer={"type": "RingHash", "hashOn": {"header": {"name": "x-user"}}})
     gateway.apply(base() + service("web", ports) + [route("web", to_service("web")), hashing])
-    users = [f"user-{i}" for i in range(60)]
+    users = [f"user-{i}" for i in range(200)]
 
     def placement() -> dict[str, str | None]:
         return {u: gateway.pod("/", headers={"x-user": u}) for u in users}
@@ -213,7 +213,9 @@ def test_consistent_hash_keeps_a_key_on_one_backend_and_moves_few(gateway: Gatew
     after = placement()
     kept = [u for u in users if first[u] != "c"]
     moved = [u for u in kept if after[u] != first[u]]
-    assert len(moved) <= len(kept) // 10, f"{len(moved)} of {len(kept)} keys moved off a backend still there"
+    # Envoy's ring keeps its size (1024 points): the survivors' new points take ~17% of each
+    # other's keys, against ~50% for hashing modulo the backend count
+    assert len(moved) < len(kept) // 3, f"{len(moved)} of {len(kept)} keys moved off a backend still there"
 
 
 class Slow(ThreadingHTTPServer):
