@@ -1,0 +1,181 @@
+"""Incremental translation == translation from scratch, on random sequences of changes
+(a Hypothesis state machine). Each step changes the world the way the store does (the
+changed object is a new instance, every other object the very same one) and checks that
+the translation with the memo of the previous steps equals a translation without one:
+IR, statuses, every Gateway's output. Changes cover what the memo depends on: routes
+(added, changed, moved between Gateways and listeners, deleted), Services and their
+endpoints, ReferenceGrants, Gateway listeners, and policies of every target kind."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from portico.models import parse_object
+from portico.objects import ObjectKey
+from portico.translator import Placement, Snapshot, translate
+from portico.translator.backends import RuleMemo
+
+API, PORTICO = "gateway.networking.k8s.io/v1", "gateway.portico.dev/v1alpha1"
+NAMESPACES = ("default", "other")
+ROUTES = ("r1", "r2", "r3", "r4")
+SERVICES = ("a", "b", "c")
+GATEWAYS = ("gw", "edge")
+
+
+def meta(name: str, namespace: str | None, stamp: int = 0, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "creationTimestamp": f"2026-01-01T00:00:{stamp:02d}Z", **extra}
+    if namespace:
+        out["namespace"] = namespace
+    return out
+
+
+def gateway(name: str, hostname: str | None) -> dict[str, Any]:
+    listeners = [{"name": "http", "port": 80 if name == "gw" else 8080, "protocol": "HTTP",
+                  "allowedRoutes": {"namespaces": {"from": "All"}}}]
+    if hostname:
+        listeners.append({"name": "named", "port": 80 if name == "gw" else 8080, "protocol": "HTTP",
+                          "hostname": hostname, "allowedRoutes": {"namespaces": {"from": "All"}}})
+    return {"apiVersion": API, "kind": "Gateway", "metadata": meta(name, "default"),
+            "spec": {"gatewayClassName": "portico", "listeners": listeners}}
+
+
+routes = st.fixed_dictionaries({
+    "namespace": st.sampled_from(NAMESPACES),
+    "name": st.sampled_from(ROUTES),
+    "gateway": st.sampled_from(GATEWAYS),
+    "section": st.sampled_from([None, "http", "named"]),
+    "hostname": st.sampled_from([None, "shop.example.com", "api.example.com"]),
+    "path": st.sampled_from(["/", "/a", "/b/c"]),
+    "service": st.sampled_from(SERVICES),
+    "service_namespace": st.sampled_from([None, "default"]),
+    "rule_name": st.sampled_from([None, "main"]),
+    "stamp": st.integers(0, 5),
+})
+
+
+def route_doc(r: dict[str, Any]) -> dict[str, Any]:
+    parent: dict[str, Any] = {"name": r["gateway"], "namespace": "default"}
+    if r["section"]:
+        parent["sectionName"] = r["section"]
+    ref: dict[str, Any] = {"name": r["service"], "port": 80}
+    if r["service_namespace"]:
+        ref["namespace"] = r["service_namespace"]
+    rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": r["path"]}}], "backendRefs": [ref]}
+    if r["rule_name"]:
+        rule["name"] = r["rule_name"]
+    spec: dict[str, Any] = {"parentRefs": [parent], "rules": [rule]}
+    if r["hostname"]:
+        spec["hostnames"] = [r["hostname"]]
+    return {"apiVersion": API, "kind": "HTTPRoute", "metadata": meta(r["name"], r["namespace"], r["stamp"]),
+            "spec": spec}
+
+
+def service_docs(name: str, namespace: str, ports: list[int]) -> list[dict[str, Any]]:
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": meta(name, namespace),
+             "spec": {"ports": [{"name": "http", "port": 80}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": meta(name, namespace, labels={"kubernetes.io/service-name": name}),
+             "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+             "ports": [{"name": "http", "port": p, "protocol": "TCP"} for p in ports[:1]]}]
+
+
+policies = st.sampled_from([
+    ("BackendTrafficPolicy", {"group": "", "kind": "Service", "name": "a"},
+     {"loadBalancer": {"type": "LeastRequest"}, "healthCheck": {"passive": {}}}),
+    ("BackendTrafficPolicy", {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+     {"loadBalancer": {"type": "Random"}, "timeout": {"idle": "9s"}, "circuitBreaker": {"maxConnections": 5}}),
+    ("BackendTrafficPolicy", {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r1"},
+     {"retry": {"numRetries": 1}}),
+    ("BackendTrafficPolicy", {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r2",
+                              "sectionName": "main"}, {"loadBalancer": {"type": "Maglev",
+                                                                         "hashOn": {"sourceIP": {}}}}),
+    ("SecurityPolicy", {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"},
+     {"authorization": {"defaultAction": "Deny", "rules": [
+         {"action": "Allow", "principal": {"clientCIDRs": ["10.0.0.0/8"]}}]}}),
+    ("RateLimitPolicy", {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
+                         "sectionName": "http"}, {"local": {"rules": [{"limit": {"requests": 5, "unit": "Second"}}]}}),
+    ("ClientTrafficPolicy", {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+     {"clientIPDetection": {"xForwardedFor": {"numTrustedHops": 1}}}),
+])
+
+
+class Incremental(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo = RuleMemo()
+        self.objects: dict[ObjectKey, Any] = {}
+        self.put({"apiVersion": API, "kind": "GatewayClass", "metadata": meta("portico", None),
+                  "spec": {"controllerName": "portico.dev/gateway-controller"}})
+        for name in GATEWAYS:
+            self.put(gateway(name, None))
+        for ns in NAMESPACES:
+            for svc in SERVICES:
+                for d in service_docs(svc, ns, [9000 + SERVICES.index(svc)]):
+                    self.put(d)
+
+    def put(self, doc: dict[str, Any]) -> None:
+        obj = parse_object(doc)
+        self.objects[obj.key] = obj  # a new instance; every other object stays the same one
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        for key in [k for k in self.objects if (k.kind, k.namespace, k.name) == (kind, namespace, name)]:
+            del self.objects[key]
+
+    @rule(r=routes)
+    def put_route(self, r: dict[str, Any]) -> None:
+        self.put(route_doc(r))
+
+    @rule(namespace=st.sampled_from(NAMESPACES), name=st.sampled_from(ROUTES))
+    def delete_route(self, namespace: str, name: str) -> None:
+        self.delete("HTTPRoute", namespace, name)
+
+    @rule(namespace=st.sampled_from(NAMESPACES), name=st.sampled_from(SERVICES),
+          port=st.sampled_from([9100, 9101]), present=st.booleans())
+    def change_service(self, namespace: str, name: str, port: int, present: bool) -> None:
+        if present:
+            for d in service_docs(name, namespace, [port]):
+                self.put(d)
+        else:
+            self.delete("Service", namespace, name)
+
+    @rule(present=st.booleans())
+    def grant(self, present: bool) -> None:
+        if present:
+            self.put({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+                      "metadata": meta("from-other", "default"),
+                      "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                         "namespace": "other"}], "to": [{"group": "", "kind": "Service"}]}})
+        else:
+            self.delete("ReferenceGrant", "default", "from-other")
+
+    @rule(name=st.sampled_from(GATEWAYS), hostname=st.sampled_from([None, "shop.example.com", "*.example.com"]))
+    def change_gateway(self, name: str, hostname: str | None) -> None:
+        self.put(gateway(name, hostname))
+
+    @rule(policy=policies, index=st.integers(0, 1), present=st.booleans())
+    def change_policy(self, policy: tuple[str, dict[str, str], dict[str, Any]], index: int, present: bool) -> None:
+        kind, target, spec = policy
+        name = f"{kind.lower()}-{index}"
+        if present:
+            self.put({"apiVersion": f"{PORTICO}", "kind": kind, "metadata": meta(name, "default", index),
+                      "spec": {"targetRefs": [target], **spec}})
+        else:
+            self.delete(kind, "default", name)
+
+    @invariant()
+    def incremental_equals_scratch(self) -> None:
+        snap = Snapshot(dict(self.objects), {("default", gw): Placement(f"127.10.0.{i + 1}")
+                                             for i, gw in enumerate(GATEWAYS)}, memo=self.memo)
+        incremental = translate(snap)
+        scratch = translate(dataclasses.replace(snap, memo=None))
+        assert incremental == scratch
+
+
+TestIncremental = Incremental.TestCase
+TestIncremental.settings = settings(max_examples=150, stateful_step_count=30, deadline=None,
+                                    suppress_health_check=[HealthCheck.too_slow])
