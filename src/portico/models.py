@@ -7,6 +7,7 @@ newer API version's fields are not silently dropped.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
@@ -54,12 +55,14 @@ class Resource(Model):
     # the original document: models are views; status is owned by the store
     status: dict[str, Any] | None = None
 
-    @property
+    # Cached: identity never changes after parsing (objects are replaced, not edited), and
+    # the translator asks for it thousands of times per translation.
+    @functools.cached_property
     def key(self) -> ObjectKey:
-        """`key_of` the object, without building its document (the translator asks often)."""
+        """`key_of` the object, without building its document."""
         return ObjectKey(group_of(self.api_version), self.kind, self.namespace, self.metadata.name)
 
-    @property
+    @functools.cached_property
     def namespace(self) -> str:
         """As in `key_of`: "" for cluster-scoped kinds, "default" when unset."""
         return "" if self.kind in CLUSTER_SCOPED else (self.metadata.namespace or "default")

@@ -184,6 +184,8 @@ class RoutePolicies:
     def record(self, route: Resource, gateways: list[ObjectKey]) -> None:
         """The Gateways `route` is attached to become ancestors of its policies and of
         the policies of the backends it sends to."""
+        if not self.by_target and not self.invalid:
+            return  # no policy targets anything: the common case, kept free
         self.record_target(route.key, gateways)
         for ref in backend_refs(route):
             group = CORE_GROUP if ref.group == "core" else ref.group
