@@ -41,6 +41,9 @@ def client_traffic_problem(policy: Resource) -> str:
         value = getattr(spec.timeout, field) if spec.timeout else None
         if value is not None and parse_duration_ms(value) is None:
             return f"timeout.{name} {value!r} is not a duration"
+    tls = spec.tls
+    if tls is not None and tls.min_version and tls.max_version and tls.min_version > tls.max_version:
+        return f"tls.minVersion {tls.min_version} is above maxVersion {tls.max_version}"
     h2 = spec.http2
     for name, field in (("initialStreamWindowSize", "initial_stream_window_size"),
                         ("initialConnectionWindowSize", "initial_connection_window_size")):
