@@ -31,7 +31,7 @@ from portico.models import (
 )
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator import traffic
-from portico.translator.backendtls import WELL_KNOWN_CAS, BackendTLS, ca_certificates, subject_alt_names
+from portico.translator.backendtls import BackendTLS, validation_tls
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.policies import XBACKEND_GROUP, RoutePolicies
@@ -343,18 +343,9 @@ class Backends:
         v = tls.validation
         if v is None:
             return None, backend_problem("InvalidKind", f"{where}: tls.validation is required with mode {tls.mode}")
-        if v.well_known_ca_certificates:
-            if v.well_known_ca_certificates not in WELL_KNOWN_CAS:
-                return None, backend_problem("InvalidKind", f"{where}: wellKnownCACertificates "
-                                                            f"{v.well_known_ca_certificates} is not supported")
-            upstream = UpstreamTLS(v.hostname, system_ca=True, subject_alt_names=subject_alt_names(v))
-        else:
-            pems, conds = ca_certificates(self.ctx, backend.namespace, v)
-            if not pems:
-                why = conds[0].message if conds else "no caCertificateRef"
-                return None, backend_problem("InvalidKind", f"{where}: no valid CA certificate ({why})")
-            bundle = "".join(p if p.endswith("\n") else p + "\n" for p in pems)
-            upstream = UpstreamTLS(v.hostname, ca_pem=bundle, subject_alt_names=subject_alt_names(v))
+        upstream, conds = validation_tls(self.ctx, backend.namespace, v)
+        if upstream is None:
+            return None, backend_problem("InvalidKind", f"{where}: " + "; ".join(c.message for c in conds))
         if tls.mode != "ClientAndServer":
             return upstream, None
         ref = tls.client_certificate_ref or {}

@@ -118,22 +118,30 @@ class BackendTLS:
 
 
 def resolve_policy(ctx: Context, policy: BackendTLSPolicy) -> Policy:
-    v = policy.spec.validation
+    tls, conds = validation_tls(ctx, policy.namespace, policy.spec.validation)
+    return Policy(policy, tls, conds)
+
+
+def validation_tls(ctx: Context, namespace: str, v: BackendTLSValidation) -> tuple[ir.UpstreamTLS | None, list[Cond]]:
+    """The TLS a validation block asks for (BackendTLSPolicy's; an XBackend's tls.validation
+    has the same fields), with its problems: no TLS and Accepted=False (Invalid,
+    NoValidCACertificate) when it cannot be used; ResolvedRefs=False for the first invalid
+    caCertificateRef."""
     sans = subject_alt_names(v)
     if v.ca_certificate_refs and v.well_known_ca_certificates:
-        return invalid(policy, "caCertificateRefs and wellKnownCACertificates are mutually exclusive")
+        return None, [invalid("caCertificateRefs and wellKnownCACertificates are mutually exclusive")]
     if v.well_known_ca_certificates:
         if v.well_known_ca_certificates not in WELL_KNOWN_CAS:
-            return invalid(policy, f"wellKnownCACertificates {v.well_known_ca_certificates} is not supported")
-        return Policy(policy, ir.UpstreamTLS(v.hostname, system_ca=True, subject_alt_names=sans), [])
+            return None, [invalid(f"wellKnownCACertificates {v.well_known_ca_certificates} is not supported")]
+        return ir.UpstreamTLS(v.hostname, system_ca=True, subject_alt_names=sans), []
     if not v.ca_certificate_refs:
-        return invalid(policy, "either caCertificateRefs or wellKnownCACertificates is required")
-    pems, conds = ca_certificates(ctx, policy.namespace, v)
+        return None, [invalid("either caCertificateRefs or wellKnownCACertificates is required")]
+    pems, conds = ca_certificates(ctx, namespace, v)
     if not pems:
         conds.append(Cond("Accepted", False, "NoValidCACertificate", "no caCertificateRef is valid"))
-        return Policy(policy, None, conds)
+        return None, conds
     bundle = "".join(p if p.endswith("\n") else p + "\n" for p in pems)
-    return Policy(policy, ir.UpstreamTLS(v.hostname, ca_pem=bundle, subject_alt_names=sans), conds)
+    return ir.UpstreamTLS(v.hostname, ca_pem=bundle, subject_alt_names=sans), conds
 
 
 def subject_alt_names(v: BackendTLSValidation) -> tuple[ir.SubjectAltName, ...]:
@@ -163,8 +171,8 @@ def ca_certificates(ctx: Context, namespace: str, v: BackendTLSValidation) -> tu
     return pems, [Cond("ResolvedRefs", False, p.reason, p.message) for p in problems[:1]]
 
 
-def invalid(policy: BackendTLSPolicy, message: str) -> Policy:
-    return Policy(policy, None, [Cond("Accepted", False, "Invalid", message)])
+def invalid(message: str) -> Cond:
+    return Cond("Accepted", False, "Invalid", message)
 
 
 def target_index(policies: list[Policy]) -> dict[TargetKey, list[Policy]]:
