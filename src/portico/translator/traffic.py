@@ -152,13 +152,9 @@ def on_listener(entry: ir.Route, route: ObjectKey, rule: str | None, gateway: Ob
     traffic = policies.for_listener("BackendTrafficPolicy", gateway, listener)
     if isinstance(traffic, BackendTrafficPolicy) and policies.for_rule("BackendTrafficPolicy", route, rule) is None:
         spec = traffic.spec
-        filled = route_fields(action, [spec], None, backends)
-        action = replace(filled, hash_policies=action.hash_policies or filled.hash_policies,
-                         idle_timeout_ms=action.idle_timeout_ms or filled.idle_timeout_ms,
-                         request_body_limit=action.request_body_limit or filled.request_body_limit,
-                         retry=action.retry or filled.retry, backends=tuple(
-                             replace(b, cluster=gateway_variant(backends, b.cluster, spec)) if b.cluster else b
-                             for b in action.backends))
+        action = replace(route_fields(action, [spec], None, backends), backends=tuple(
+            replace(b, cluster=gateway_variant(backends, b.cluster, spec)) if b.cluster else b
+            for b in action.backends))
     return entry if action is entry.action else replace(entry, action=action)
 
 
@@ -193,6 +189,8 @@ def first(specs: list[BackendTrafficPolicySpec], pick: Any) -> Any:
 
 def route_fields(action: ir.RouteAction, specs: list[BackendTrafficPolicySpec], route: Resource | None,
                  backends: Backends) -> ir.RouteAction:
+    """`action` with the route fields it has not set taken from the first of `specs` that
+    sets each: so a Gateway's policy, applied last (`on_listener`), only fills gaps."""
     hashing = first(specs, lambda s: s.load_balancer.hash_on if s.load_balancer else None)
     idle = first(specs, lambda s: s.timeout.idle if s.timeout else None)
     buffer = first(specs, lambda s: s.request_buffer)
@@ -200,11 +198,15 @@ def route_fields(action: ir.RouteAction, specs: list[BackendTrafficPolicySpec], 
     session = action.session_persistence or next(
         (session_persistence(route, 0, sp) for b in action.backends if b.cluster and route is not None
          for sp in [backends.backend_session.get(b.cluster)] if sp is not None), None)
-    return replace(action, hash_policies=hash_policies(hashing) if hashing else action.hash_policies,
-                   idle_timeout_ms=parse_duration_ms(idle) if idle else action.idle_timeout_ms,
-                   request_body_limit=quantity_bytes(buffer.limit) if buffer else action.request_body_limit,
-                   retry=action.retry or (policy_retry(retry) if retry else None),
-                   session_persistence=session)
+    return replace(
+        action,
+        hash_policies=action.hash_policies or (hash_policies(hashing) if hashing else ()),
+        idle_timeout_ms=action.idle_timeout_ms if action.idle_timeout_ms is not None
+        else (parse_duration_ms(idle) if idle else None),
+        request_body_limit=action.request_body_limit if action.request_body_limit is not None
+        else (quantity_bytes(buffer.limit) if buffer else None),
+        retry=action.retry or (policy_retry(retry) if retry else None),
+        session_persistence=session)
 
 
 def retries(spec: BackendTrafficPolicySpec) -> bool:
