@@ -158,13 +158,6 @@ class ListenerPolicies:
             out = replace(out, tls=tls)
         return out
 
-    def http3_ports(self, gw: GatewayState) -> set[int]:
-        """Ports (as declared) whose HTTPS listeners a policy serves over HTTP/3 too."""
-        if not self.policies.index:
-            return set()
-        return {ls.spec.port for ls in gw.listeners if ls.ready and ls.protocol == "HTTPS"
-                and (spec := self.spec(ls)) is not None and spec.http3 is not None}
-
     def proxy_protocol(self, group: list[ListenerState]) -> Literal["required", "optional"] | None:
         """The port's PROXY protocol: from the first of its listeners whose policy asks for it."""
         if not self.policies.index:

@@ -18,7 +18,6 @@ from portico.translator.gateway import GatewayState, accepted_classes, build_gat
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
 from portico.translator.l4routes import L4RouteResult, translate_l4routes
-from portico.translator.listenerpolicy import ListenerPolicies
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.routebinding import RouteResult, bind_routes
 from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
@@ -65,8 +64,9 @@ def translate(snapshot: Snapshot) -> Translation:
                                                           backends.clusters, backends.origins)
         secrets = ((client_cert,) if client_cert is not None else ()) + xbackend_secrets
         xds = ir.scoped(listeners, backends.clusters, secrets, programmed_by(gw, owned))
-        h3 = ListenerPolicies(backends.policies, gw).http3_ports(gw)
-        out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name), h3))
+        quic = {li.port for li in built if li.quic}
+        out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name),
+                                                              quic))
     for p in backends.tls.policies:  # after every Gateway: ancestors are known
         out.statuses[p.policy.key] = policy_status(p.policy, p.ancestors, controller)
     backends.policies.unattached()  # after every Gateway: listeners sharing a chain settled
@@ -91,15 +91,15 @@ def programmed_by(gw: GatewayState, listener_sets: list[ListenerSetState]
     return tuple(owners)
 
 
-def infrastructure(gw: GatewayState, gc: GatewayClass | None, http3_ports: set[int] | None = None) -> ir.GatewayInfra:
+def infrastructure(gw: GatewayState, gc: GatewayClass | None, quic_ports: set[int] | None = None) -> ir.GatewayInfra:
     """The Gateway's infrastructure description: ready listeners' ports and protocols,
     requested addresses, parameters and spec.infrastructure labels/annotations."""
     spec: Gateway = gw.gateway
     infra = spec.spec.infrastructure
     listeners = tuple(ir.InfraListener(ls.qualified_name, ls.spec.port, ls.port, ls.protocol)
                       for ls in gw.listeners if ls.ready)
-    # HTTP/3 (ClientTrafficPolicy): the HTTPS port over UDP too, once per port
-    h3 = {ls.spec.port: ls for ls in gw.listeners if ls.ready and ls.spec.port in (http3_ports or set())
+    # HTTP/3 (ClientTrafficPolicy): the HTTPS ports with a QUIC listener (bound ports) over UDP too
+    h3 = {ls.spec.port: ls for ls in gw.listeners if ls.ready and ls.port in (quic_ports or set())
           and ls.protocol == "HTTPS"}
     listeners += tuple(ir.InfraListener(f"h3-{ls.qualified_name}", ls.spec.port, ls.port, "HTTP3")
                        for _, ls in sorted(h3.items()))
