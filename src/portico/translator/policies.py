@@ -116,7 +116,7 @@ class RoutePolicies:
     @staticmethod
     def target(ctx: Context, attached: Attached, ref: LocalPolicyTargetReference) -> ObjectKey | None:
         policy = attached.policy
-        group = CORE_GROUP if ref.group == "core" else ref.group
+        group = core_group(ref.group)
         key = ObjectKey(group, ref.kind, policy.namespace, ref.name)
         allowed = TARGET_KINDS[policy.kind]
         if (group, ref.kind) not in allowed:
@@ -188,7 +188,7 @@ class RoutePolicies:
             return  # no policy targets anything: the common case, kept free
         self.record_target(route.key, gateways)
         for ref in backend_refs(route):
-            group = CORE_GROUP if ref.group == "core" else ref.group
+            group = core_group(ref.group)
             key = ObjectKey(group, ref.kind, ref.namespace or route.namespace, ref.name)
             self.record_target(key, gateways, self.port_name(key, ref.port))
 
@@ -224,6 +224,11 @@ class RoutePolicies:
                 how = "is attached to" if key.kind in ROUTE_KINDS else "is used by no route of"
                 attached.ancestors[key] = attached.conds + [
                     Cond("Accepted", False, "TargetNotFound", f"{key.kind} {key.name} {how} no Gateway of ours")]
+
+
+def core_group(group: str) -> str:
+    """References may spell the core group "core" (Gateway API BackendRef)."""
+    return CORE_GROUP if group == "core" else group
 
 
 def backend_refs(route: Resource) -> list[Any]:

@@ -15,7 +15,6 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, quic
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
-from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
@@ -197,9 +196,7 @@ def _listener_rate_limit(limits: tuple[ir.RateLimit, ...]) -> list[hcm.HttpFilte
     its buckets shared by all routes (the routes' own come after, per route)."""
     if not limits:
         return []
-    config = local_rate_limit_pb2.LocalRateLimit()
-    config.CopyFrom(policies.local_rate_limit(limits))
-    config.stat_prefix = "portico_listener_rate_limit"
+    config = policies.local_rate_limit(limits, stat_prefix="portico_listener_rate_limit")
     return [hcm.HttpFilter(name=LISTENER_RATE_LIMIT_FILTER, typed_config=pack(config))]
 
 
@@ -291,8 +288,7 @@ def _quic_listener(listener: ir.Listener) -> listener_pb2.Listener:
         fc = out.filter_chains.add(name=chain.name)
         if chain.server_names:
             fc.filter_chain_match.server_names.extend(chain.server_names)
-        tls = tls_pb2.DownstreamTlsContext()
-        tls.CopyFrom(_tls_context(replace(chain.tls, alpn=("h3",), min_version=None, max_version=None)))
+        tls = _tls_context(replace(chain.tls, alpn=("h3",), min_version=None, max_version=None))
         fc.transport_socket.CopyFrom(base_pb2.TransportSocket(
             name="envoy.transport_sockets.quic",
             typed_config=pack(quic_transport_pb2.QuicDownstreamTransport(downstream_tls_context=tls))))

@@ -97,11 +97,12 @@ def _cidr(cidr: str) -> address_pb2.CidrRange:
                                  prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen))
 
 
-def local_rate_limit(limits: tuple[ir.RateLimit, ...]) -> local_rate_limit_pb2.LocalRateLimit:
+def local_rate_limit(limits: tuple[ir.RateLimit, ...],
+                     stat_prefix: str = "portico_rate_limit") -> local_rate_limit_pb2.LocalRateLimit:
     """A descriptor per rule (`rule=<i>`, plus the client's address / header values as
     dynamic entries: a bucket each); requests no rule counts take the unlimited default."""
     out = local_rate_limit_pb2.LocalRateLimit(
-        stat_prefix="portico_rate_limit", token_bucket=_UNLIMITED,
+        stat_prefix=stat_prefix, token_bucket=_UNLIMITED,
         filter_enabled=_all(), filter_enforced=_all(),
         always_consume_default_token_bucket=wrappers_pb2.BoolValue(value=False),
         enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03,
