@@ -491,24 +491,29 @@ def clusters_used(listeners: tuple[Listener, ...]) -> set[str]:
     """Names of the clusters the listeners' routes, mirrors, authorization services
     and TCP/UDP backends send to."""
     out: set[str] = set()
-
-    def backends(items: tuple[WeightedBackend, ...]) -> None:
-        out.update(b.cluster for b in items if b.cluster is not None)
-
     for li in listeners:
-        backends(li.udp_backends)
+        out.update(backend_clusters(li.udp_backends))
         for chain in li.filter_chains:
             if chain.tcp is not None:
-                backends(chain.tcp.backends)
+                out.update(backend_clusters(chain.tcp.backends))
             if chain.http is None:
                 continue
             for vh in chain.http.virtual_hosts:
                 for route in vh.routes:
-                    action = route.action
-                    backends(action.backends)
-                    out.update(m.cluster for m in action.mirrors)
-                    if action.external_auth is not None:
-                        out.add(action.external_auth.cluster)
+                    out.update(route_clusters(route))
+    return out
+
+
+def backend_clusters(items: tuple[WeightedBackend, ...]) -> list[str]:
+    return [b.cluster for b in items if b.cluster is not None]
+
+
+def route_clusters(route: Route) -> list[str]:
+    """The clusters one route sends to: its backends, mirrors and authorization service."""
+    action = route.action
+    out = backend_clusters(action.backends) + [m.cluster for m in action.mirrors]
+    if action.external_auth is not None:
+        out.append(action.external_auth.cluster)
     return out
 
 
@@ -524,6 +529,9 @@ def scoped(listeners: tuple[Listener, ...], clusters: dict[str, Cluster], secret
 
 def merge(irs: Iterable[IR]) -> IR:
     """Several data planes' IRs as one (standalone mode serves every Gateway from one Envoy)."""
+    irs = list(irs)
+    if len(irs) == 1 and irs[0].secrets == tuple(sorted(irs[0].secrets, key=lambda s: s.name)):
+        return irs[0]  # already one (`scoped` sorts its clusters): kept as is, comparing it stays cheap
     listeners: list[Listener] = []
     clusters: dict[str, Cluster] = {}
     owners: list[tuple[tuple[str, str, str], tuple[str, ...]]] = []

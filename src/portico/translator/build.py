@@ -12,6 +12,7 @@ serves more specifically), answers 421; a Host no listener serves, 404.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 
 from portico import ir
@@ -26,13 +27,9 @@ def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listen
     if gw.address is None or not gw.programmable:
         return []
     lp = ListenerPolicies(policies, gw)
-    by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
-    for ls in gw.listeners:
-        if ls.ready:
-            by_port[(ls.port, "udp" if ls.protocol == "UDP" else "tcp")].append(ls)
+    by_port = port_groups(gw)
     out = []
     for (port, transport), group in sorted(by_port.items()):
-        group.sort(key=lambda ls: hostnames.specificity(ls.spec.hostname))
         name = socket_name(gw.address, port, group[0].protocol)
         if transport == "udp":
             out.append(ir.Listener(name, gw.address, port, "udp", udp_backends=l4_backends(group[0])))
@@ -79,6 +76,48 @@ def served_listeners(gw: GatewayState, listener_set: ObjectKey | None) -> tuple[
                         and (ls.listener_set.key if ls.listener_set else None) == listener_set))
 
 
+@dataclass(frozen=True)
+class RouteTable:
+    """One route configuration: the listeners whose routes it serves (`group`, most
+    specific first) and the listeners that may shadow their hostnames (`peers`). HTTP
+    listeners on a port share one; each HTTPS listener has its own (its SNI chain)."""
+
+    name: str
+    group: tuple[ListenerState, ...]
+    peers: tuple[ListenerState, ...]
+    https: bool = False
+
+
+def route_tables(gw: GatewayState) -> list[RouteTable]:
+    """The route configurations `build_listeners` makes for the Gateway's HTTP and HTTPS
+    listeners (the incremental path updates exactly these)."""
+    if gw.address is None or not gw.programmable:
+        return []
+    prefix = f"{gw.gateway.namespace}/{gw.gateway.name}"
+    out = []
+    for (_, transport), group in sorted(port_groups(gw).items()):
+        family = PORT_FAMILY[group[0].protocol]
+        if transport == "udp" or family == "tcp":
+            continue
+        if family == "http":
+            out.append(RouteTable(f"{prefix}/{group[0].port}", tuple(group), tuple(group)))
+            continue
+        peers = tuple(o for o in group if o.protocol == "HTTPS")
+        out += [RouteTable(f"{prefix}/{ls.qualified_name}", (ls,), peers, https=True) for ls in peers]
+    return out
+
+
+def port_groups(gw: GatewayState) -> dict[tuple[int, str], list[ListenerState]]:
+    """Ready listeners by (bound port, transport), most specific hostname first."""
+    by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
+    for ls in gw.listeners:
+        if ls.ready:
+            by_port[(ls.port, "udp" if ls.protocol == "UDP" else "tcp")].append(ls)
+    for group in by_port.values():
+        group.sort(key=lambda ls: hostnames.specificity(ls.spec.hostname))
+    return by_port
+
+
 def filter_chains(gw: GatewayState, port: int, group: list[ListenerState],
                   lp: ListenerPolicies) -> list[ir.FilterChain]:
     """The chains of a port, each with the ClientTrafficPolicy and RateLimitPolicy of
@@ -108,16 +147,20 @@ def https_chain(name: str, ls: ListenerState, peers: list[ListenerState]) -> ir.
     tls = ir.DownstreamTLS(tuple(ls.certificates), ls.client_validation)
     own = virtual_hosts([ls], peers)
     misdirected = misdirected_hosts(ls, peers, {d for vh in own for d in vh.domains})
-    # Another listener without hostname serves every other Host: 421 for all of them.
-    catch_all_peer = bool(ls.spec.hostname) and any(not o.spec.hostname for o in peers if o is not ls)
-    return ir.FilterChain(name, sni, tls, http=ir.HTTPConfig(name, own + misdirected, catch_all_peer))
+    return ir.FilterChain(name, sni, tls, http=ir.HTTPConfig(name, own + misdirected, catch_all_peer(ls, peers)))
 
 
-def misdirected_hosts(ls: ListenerState, peers: list[ListenerState], own: set[str]) -> tuple[ir.VirtualHost, ...]:
+def catch_all_peer(ls: ListenerState, peers: Sequence[ListenerState]) -> bool:
+    """Another listener without hostname serves every other Host: 421 for all of them."""
+    return bool(ls.spec.hostname) and any(not o.spec.hostname for o in peers if o is not ls)
+
+
+def misdirected_hosts(ls: ListenerState, peers: Sequence[ListenerState],
+                      own: Container[str]) -> tuple[ir.VirtualHost, ...]:
     """Virtual hosts answering 421 for the hostnames of the other HTTPS listeners
     on the port (the Host belongs to another listener than the SNI chose)."""
-    names = sorted({o.spec.hostname.lower() for o in peers if o is not ls and o.spec.hostname} - own,
-                   key=hostnames.specificity)
+    names = sorted({h for o in peers if o is not ls and o.spec.hostname
+                    if (h := o.spec.hostname.lower()) not in own}, key=domain_order)
     action = ir.RouteAction(direct_status=421)
     return tuple(ir.VirtualHost(f"misdirected/{h}", (h,), (ir.Route(f"misdirected/{h}", ir.RouteMatch(), action),))
                  for h in names)
@@ -144,29 +187,44 @@ def l4_backends(ls: ListenerState) -> tuple[ir.WeightedBackend, ...]:
     return min(ls.l4_routes, key=lambda r: r.precedence).backends
 
 
-def virtual_hosts(group: list[ListenerState], peers: list[ListenerState] | None = None) -> tuple[ir.VirtualHost, ...]:
+def virtual_hosts(group: Sequence[ListenerState], peers: Sequence[ListenerState] | None = None
+                  ) -> tuple[ir.VirtualHost, ...]:
     """Virtual hosts of listeners sharing a route configuration. A hostname that
     a more specific listener (of the group, or of `peers`) also covers belongs
     to that listener only (listener isolation: a request is served by the most
     specific matching listener)."""
     peers = group if peers is None else peers
-    domains: dict[str, list[object]] = {}
-    entries: dict[str, list[tuple[tuple[object, ...], ir.Route]]] = defaultdict(list)
+    entries: dict[str, list[tuple[tuple[object, ...], ir.Route]]] = {}
     for ls in group:
-        domains.setdefault((ls.spec.hostname or "*").lower(), [])
+        entries.setdefault(listener_domain(ls), [])
         for hr in ls.http_routes:
-            for h in hr.hostnames:
-                if shadowed(h, ls, peers):
-                    continue
-                domains.setdefault(h, [])
-                entries[h] += [(e.precedence, e.route) for e in hr.entries]
-    return tuple(
-        ir.VirtualHost(domain, (domain,), tuple(r for _, r in sorted(entries[domain], key=lambda e: e[0])))
-        for domain in sorted(domains, key=hostnames.specificity)
-    )
+            for h in served_hostnames(hr.hostnames, ls, peers):
+                entries.setdefault(h, []).extend((e.precedence, e.route) for e in hr.entries)
+    return tuple(virtual_host(domain, entries[domain]) for domain in sorted(entries, key=domain_order))
 
 
-def shadowed(host: str, ls: ListenerState, group: list[ListenerState]) -> bool:
+def listener_domain(ls: ListenerState) -> str:
+    """Every listener has a virtual host of its own hostname, routes or not (a 404 there)."""
+    return (ls.spec.hostname or "*").lower()
+
+
+def served_hostnames(names: list[str], ls: ListenerState, peers: Sequence[ListenerState]) -> list[str]:
+    """A route's hostnames on `ls` that no more specific peer listener covers."""
+    return [h for h in names if not shadowed(h, ls, peers)]
+
+
+def domain_order(domain: str) -> tuple[tuple[int, int], str]:
+    """Virtual hosts most specific first, then by name (Envoy picks a domain by its own
+    rules whatever the order; a total order keeps configurations comparable)."""
+    return hostnames.specificity(domain), domain
+
+
+def virtual_host(domain: str, entries: list[tuple[tuple[object, ...], ir.Route]]) -> ir.VirtualHost:
+    """A domain's routes by HTTPRoute precedence (stable: ties keep route order)."""
+    return ir.VirtualHost(domain, (domain,), tuple(r for _, r in sorted(entries, key=lambda e: e[0])))
+
+
+def shadowed(host: str, ls: ListenerState, group: Sequence[ListenerState]) -> bool:
     mine = hostnames.specificity(ls.spec.hostname)
     return any(o is not ls and o.spec.hostname and hostnames.specificity(o.spec.hostname) < mine
                and hostnames.matches(o.spec.hostname, host) for o in group)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from portico.models import (
@@ -32,6 +33,29 @@ class Context:
             service = s.metadata.labels.get("kubernetes.io/service-name")
             if service:
                 self.slices[(s.namespace, service)].append(s)
+
+    def advance(self, snapshot: Snapshot, changed: Iterable[ObjectKey]) -> None:
+        """Become the context of `snapshot`, which differs from this one's only in the
+        objects `changed` (the incremental path): the indexes are patched, not rebuilt.
+        EndpointSlices must not be among them (their index is not patched)."""
+        self.snapshot = snapshot
+        for key in changed:
+            assert key.kind != "EndpointSlice"
+            obj = snapshot.objects.get(key)
+            name = (key.kind, key.namespace, key.name)
+            listed = self.by_kind[key.kind]
+            at = bisect.bisect_left(listed, key, key=lambda o: o.key)
+            present = at < len(listed) and listed[at].key == key
+            if obj is None:
+                self.by_name.pop(name, None)
+                if present:
+                    del listed[at]
+                continue
+            self.by_name[name] = obj
+            if present:
+                listed[at] = obj
+            else:
+                listed.insert(at, obj)
 
     def all(self, cls: type[R], kind: str) -> Iterator[R]:
         for obj in self.by_kind.get(kind, ()):

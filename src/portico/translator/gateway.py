@@ -43,8 +43,12 @@ class RouteEntry:
 
 @dataclass
 class HostRoutes:
+    """One route accepted on a listener: the hostnames it serves there and its entries."""
+
     hostnames: list[str]
     entries: list[RouteEntry]
+    route: ObjectKey | None = None
+    order: tuple[str, str] = ("", "")  # the listener's route order (Candidate.order)
 
 
 @dataclass

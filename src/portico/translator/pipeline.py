@@ -10,13 +10,14 @@ from __future__ import annotations
 from portico import ir
 from portico.models import Gateway, GatewayClass
 from portico.objects import ObjectKey
-from portico.translator.backends import Backends
+from portico.translator.backends import Backends, RuleMemo
 from portico.translator.build import build_listeners, served_listeners
 from portico.translator.context import Context
 from portico.translator.features import SUPPORTED_FEATURES
 from portico.translator.gateway import GatewayState, accepted_classes, build_gateways, class_conditions
 from portico.translator.grpcroute import translate_grpcroutes
 from portico.translator.httproute import translate_httproutes
+from portico.translator.incremental import Incremental, State
 from portico.translator.l4routes import L4RouteResult, translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.routebinding import RouteResult, bind_routes
@@ -32,7 +33,27 @@ from portico.translator.tlsoverlap import mark_overlapping_tls
 
 
 def translate(snapshot: Snapshot) -> Translation:
-    """Snapshot → one output per Gateway + every status we own (see the package docstring)."""
+    """Snapshot → one output per Gateway + every status we own (see the package docstring).
+
+    With an `Incremental` memo, a change of routes alone patches the previous
+    translation (`translator.incremental`); the output is the same either way."""
+    memo = snapshot.memo
+    if not isinstance(memo, Incremental):
+        return run(snapshot, memo)[0]
+    try:
+        patched = memo.patch(snapshot)
+        if patched is not None:
+            return patched
+        translation, state = run(snapshot, memo.rules)
+    except BaseException:
+        memo.forget()  # a half-applied state is never patched again
+        raise
+    memo.keep(snapshot, state)
+    return translation
+
+
+def run(snapshot: Snapshot, memo: RuleMemo | None) -> tuple[Translation, State]:
+    """The whole pipeline; also the state the incremental path patches."""
     ctx = Context(snapshot)
     controller = snapshot.controller_name
     out = Translation()
@@ -43,9 +64,9 @@ def translate(snapshot: Snapshot) -> Translation:
     listener_sets = attach_listener_sets(ctx, gateways)
     for gw in gateways.values():  # once ListenerSets' listeners have joined their Gateways
         mark_overlapping_tls(gw)
-    backends = Backends(ctx, snapshot.memo)
+    backends = Backends(ctx, memo)
     http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
-    bind_routes(http_routes)
+    candidacy = bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
         backends.policies.record(result.route, attached_gateways(result))
@@ -72,7 +93,8 @@ def translate(snapshot: Snapshot) -> Translation:
     backends.policies.unattached()  # after every Gateway: listeners sharing a chain settled
     for attached in backends.policies.policies:
         out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
-    return out
+    return out, State(snapshot, ctx, gateways, listener_sets, backends,
+                      {r.route.key: r for r in http_routes}, candidacy, out)
 
 
 def attached_gateways(result: RouteResult | L4RouteResult) -> list[ObjectKey]:

@@ -63,21 +63,26 @@ Entries = Callable[[ListenerState], list[RouteEntry]]
 def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends,
                      routes: Iterable[R], translate_rule: Callable[[R, Any, int, Backends], Rule],
                      entries_of: Callable[[R, list[Rule]], Entries]) -> list[RouteResult]:
-    """Attach each route, translate its rules (reused from the previous translation
+    results = (translate_route(ctx, gateways, backends, route, translate_rule, entries_of) for route in routes)
+    return [r for r in results if r is not None]
+
+
+def translate_route(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends, route: R,
+                    translate_rule: Callable[[R, Any, int, Backends], Rule],
+                    entries_of: Callable[[R, list[Rule]], Entries]) -> RouteResult | None:
+    """Attach the route, translate its rules (reused from the previous translation
     while the route is unchanged, see `Backends.rules`), and keep the programmable
-    ones (dropped rules are reported through `rules_conditions`)."""
-    results = []
-    for route in routes:
-        parents = attach(ctx, route, route.spec.hostnames, route.spec, gateways)
-        if not parents:
-            continue
-        rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends))
-        conds, programmable = rules_conditions([r.check for r in rules])
-        conds += [c for r in rules if r.problem is None for c in r.conds]
-        valid = [r for r in rules if r.problem is None]
-        entries = backends.entries(route, entries_of(route, valid)) if programmable else None
-        results.append(RouteResult(route, parents, conds, entries))
-    return results
+    ones (dropped rules are reported through `rules_conditions`); None when no parent
+    of the route is ours."""
+    parents = attach(ctx, route, route.spec.hostnames, route.spec, gateways)
+    if not parents:
+        return None
+    rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends))
+    conds, programmable = rules_conditions([r.check for r in rules])
+    conds += [c for r in rules if r.problem is None for c in r.conds]
+    valid = [r for r in rules if r.problem is None]
+    entries = backends.entries(route, entries_of(route, valid)) if programmable else None
+    return RouteResult(route, parents, conds, entries)
 
 
 def translate_all(route: R, translate_rule: Callable[[R, Any, int, Backends], Rule], backends: Backends) -> list[Rule]:
@@ -119,30 +124,37 @@ class Candidate:
         return (route.metadata.creation_timestamp, f"{route.namespace}/{route.name}")
 
 
-def bind_routes(results: list[RouteResult]) -> None:
+Candidacy = dict[int, tuple[ListenerState, list[Candidate]]]  # id(listener) -> (listener, its candidates)
+
+
+def bind_routes(results: list[RouteResult]) -> Candidacy:
     """Attach each route's entries to its listeners, resolving HTTPRoute/GRPCRoute
-    hostname conflicts; update parents' bindings and conditions accordingly."""
-    by_listener: dict[int, tuple[ListenerState, list[Candidate]]] = {}
+    hostname conflicts; update parents' bindings and conditions accordingly. Returns
+    every listener's candidates (the incremental path re-binds from them)."""
+    by_listener: Candidacy = {}
     for result in results:
-        if result.entries is None:
-            continue
-        for parent in result.parents:
-            for binding in parent.bindings:
-                slot = by_listener.setdefault(id(binding.listener), (binding.listener, []))
-                slot[1].append(Candidate(result, [parent], list(binding.hostnames)))
+        for listener, candidate in candidates_of(result):
+            by_listener.setdefault(id(listener), (listener, []))[1].append(candidate)
     for listener, candidates in by_listener.values():
-        bind_listener(listener, merge_duplicates(candidates))
+        bind_listener(listener, candidates)
+    return by_listener
 
 
-def merge_duplicates(candidates: list[Candidate]) -> list[Candidate]:
-    """One candidate per route on a listener (a route may reach a listener
-    through several parentRefs): it is attached, and counted, once."""
-    merged: dict[int, Candidate] = {}
-    for c in candidates:
-        first = merged.setdefault(id(c.result), c)
-        if first is not c:
-            first.parents += c.parents
-            first.hostnames = list(dict.fromkeys(first.hostnames + c.hostnames))
+def candidates_of(result: RouteResult) -> list[tuple[ListenerState, Candidate]]:
+    """The route's candidacy on each listener it reaches, once per listener even through
+    several parentRefs (it is attached, and counted, once; hostnames merged in order)."""
+    if result.entries is None:
+        return []
+    merged: dict[int, tuple[ListenerState, Candidate]] = {}
+    for parent in result.parents:
+        for binding in parent.bindings:
+            slot = merged.get(id(binding.listener))
+            if slot is None:
+                merged[id(binding.listener)] = (binding.listener, Candidate(result, [parent], list(binding.hostnames)))
+                continue
+            first = slot[1]
+            first.parents.append(parent)  # a parent binds a listener once
+            first.hostnames = list(dict.fromkeys(first.hostnames + binding.hostnames))
     return list(merged.values())
 
 
@@ -156,10 +168,16 @@ def bind_listener(listener: ListenerState, candidates: list[Candidate]) -> None:
             reject(c, rival, listener)
             continue
         accepted.setdefault(kind, []).append(c)
-        entries = c.result.entries
-        assert entries is not None
-        listener.attached_routes += 1
-        listener.http_routes.append(HostRoutes(c.hostnames, entries(listener)))
+        accept(c, listener)
+
+
+def accept(c: Candidate, listener: ListenerState) -> HostRoutes:
+    entries = c.result.entries
+    assert entries is not None
+    listener.attached_routes += 1
+    served = HostRoutes(c.hostnames, entries(listener), c.result.route.key, c.order)
+    listener.http_routes.append(served)
+    return served
 
 
 def reject(c: Candidate, rival: Candidate, listener: ListenerState) -> None:

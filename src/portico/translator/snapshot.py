@@ -67,6 +67,11 @@ class Snapshot:
     # optional: the previous translation's per-route results, reused for unchanged routes
     # (`portico.translator.backends.RuleMemo`); the translation is the same with or without
     memo: Any = field(default=None, compare=False)
+    # optional, for the memo's delta path: the store's object revision of `objects`, and
+    # (revision, keys): the objects changed since that earlier revision (`Store.changes_since`);
+    # without them the memo compares the objects itself
+    revision: int | None = field(default=None, compare=False)
+    changes: tuple[int, frozenset[ObjectKey]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,10 @@ class Translation:
     # the full new `status` of every object the translator owns status for
     # (entries of other controllers carried over from the input untouched)
     statuses: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+    # when this translation patched the previous one (`translator.incremental`): the keys
+    # whose status may differ from the previous translation's (entry changed or gone);
+    # None: any may have
+    status_changes: frozenset[ObjectKey] | None = field(default=None, compare=False)
 
     @property
     def ir(self) -> IR:
