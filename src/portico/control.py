@@ -31,7 +31,7 @@ from portico.status import ProgrammedGate, held_back, with_ours
 from portico.status.programmed import PROGRAMMABLE
 from portico.store import Store
 from portico.translator import Snapshot, Translation, translate
-from portico.translator.backends import RuleMemo
+from portico.translator.incremental import Incremental
 from portico.translator.snapshot import GatewayName
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ class ControlLoop:
         self.syncs = 0  # translations attempted (for tests and logs)
         self.gate = ProgrammedGate()
         self._desired: dict[ObjectKey, dict[str, Any]] = {}  # translator statuses
-        self._memo = RuleMemo()  # incremental translation: unchanged routes' rules are reused
+        self._memo = Incremental()  # incremental translation (`portico.translator.incremental`)
+        self._revision: int | None = None  # the store's object revision of the last snapshot
+        self._complete = False  # the last publish wrote every status (a patch's may then write its changes)
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
@@ -287,14 +289,24 @@ class ControlLoop:
 
     def snapshot(self) -> Snapshot:
         self.syncs += 1
-        resources = {**self._ingress_resources(), **self.store.resources()}  # stored objects win a clash
-        return Snapshot(resources, self.infra.placements(self.our_gateways(resources)),
-                        self.controller_name, memo=self._memo)
+        synthesized = self._ingress_resources()
+        resources = {**synthesized, **self.store.resources()} if synthesized else self.store.resources()
+        revision, since = self.store.object_revision, self._revision
+        self._revision = revision
+        # what changed since the last snapshot (the memo's delta path); objects made of
+        # Ingresses are new on every snapshot, so with them the memo compares for itself
+        keys = self.store.changes_since(since) if since is not None and not synthesized else None
+        changes = (since, keys) if since is not None and keys is not None else None
+        return Snapshot(resources, self.infra.placements(self.our_gateways(synthesized)), self.controller_name,
+                        memo=self._memo, revision=revision, changes=changes)
 
     def _ingress_resources(self) -> dict[ObjectKey, Resource]:
         """Ingress objects of ours, as the Gateway API objects that serve them (`portico.ingress`)."""
         from portico.ingress import serve
 
+        if not self.store.of_kind("Ingress"):  # the common case, without a pass over every object
+            self._ingress_gateways, self._synthesized = {}, set()
+            return {}
         raws = [o.raw for k, o in self.store.objects().items() if k.kind in ("Ingress", "IngressClass", "Service")]
         served = serve(raws, self.controller_name)  # nothing to do without an Ingress of ours
         self._ingress_gateways = served.gateway_of
@@ -331,22 +343,30 @@ class ControlLoop:
             out[ObjectKey("networking.k8s.io", "Ingress", ns, name)] = {"loadBalancer": {"ingress": ips}}
         return out
 
-    def our_gateways(self, resources: dict[ObjectKey, Resource]) -> dict[GatewayName, Gateway]:
-        """Gateways of a GatewayClass of ours (accepted or not: the translator judges)."""
-        ours = {k.name for k, r in resources.items() if k.kind == "GatewayClass"
+    def our_gateways(self, synthesized: dict[ObjectKey, Resource]) -> dict[GatewayName, Gateway]:
+        """Gateways of a GatewayClass of ours (accepted or not: the translator judges),
+        the stored ones and those serving Ingresses (`synthesized`; stored objects win)."""
+        objects = {**{k: r for k, r in synthesized.items() if k.kind in ("GatewayClass", "Gateway")},
+                   **self.store.of_kind("GatewayClass"), **self.store.of_kind("Gateway")}
+        ours = {k.name for k, r in objects.items() if k.kind == "GatewayClass"
                 and isinstance(r, GatewayClass) and r.spec.controller_name == self.controller_name}
-        return {(k.namespace, k.name): r for k, r in resources.items()
+        return {(k.namespace, k.name): r for k, r in objects.items()
                 if k.kind == "Gateway" and isinstance(r, Gateway) and r.spec.gateway_class_name in ours}
 
     def publish(self, translation: Translation) -> None:
         owners = self._push(self.infra.groups(translation.gateways))
         self.last_translation = translation
+        complete, self._complete = self._complete, False
+        if translation.status_changes is not None and complete and not self._synthesized:
+            self._publish_changes(translation.statuses, translation.status_changes, owners)
+            self._complete = True
+            return
         # the objects serving Ingresses exist only here: their statuses are not written
         statuses = {**{k: v for k, v in translation.statuses.items() if k not in self._synthesized},
                     **self._ingress_statuses(translation)}
         previous, self._desired = self._desired, statuses
         written, self._written = self._written, {}
-        self.gate.forget(set(statuses))
+        self.gate.forget(statuses.keys())
         for key, status in statuses.items():
             owner = owners.get(key)
             if owner is not None and key.kind in PROGRAMMABLE:
@@ -354,6 +374,26 @@ class ControlLoop:
             else:
                 self._write(key, status, previous, written)
         self.writer.release(statuses)
+        self._complete = True
+
+    def _publish_changes(self, statuses: dict[ObjectKey, dict[str, Any]], changes: frozenset[ObjectKey],
+                         owners: dict[ObjectKey, tuple[str, frozenset[str]]]) -> None:
+        """`publish` of a patched translation (`translator.incremental`): only the statuses
+        it names may differ from those of the previous one, which was published in full.
+        Gateways and ListenerSets still pass the Programmed gate: the version changed."""
+        previous, self._desired = self._desired, statuses
+        removed = [key for key in changes if key not in statuses]
+        for key in removed:
+            self._written.pop(key, None)
+        for key, owner in owners.items():
+            if key in statuses and key.kind in PROGRAMMABLE:
+                self._hand(key, self.gate.gate(key, statuses[key], *owner))
+        for key in changes:
+            if key in statuses and not (key in owners and key.kind in PROGRAMMABLE):
+                self._write(key, statuses[key], previous, self._written)
+        if removed:
+            self.gate.forget(statuses.keys())
+            self.writer.release(statuses)
 
     def _push(self, groups: dict[str, IR]) -> dict[ObjectKey, tuple[str, frozenset[str]]]:
         """Send each group's IR if it changed; (group, listeners) of every Gateway/ListenerSet."""

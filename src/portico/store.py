@@ -10,6 +10,7 @@ loop's StatusWriter (lastTransitionTime stamped here, `portico.status`).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 from collections.abc import Callable, Iterable
@@ -54,6 +55,12 @@ class Store:
         # keys whose status the control loop wrote (vs. the manifest's own)
         self._owned_status: set[ObjectKey] = set()
         self.revision = 0  # grows with every change of an object or a status (live views poll it)
+        # the parsed objects, kept as they change: a snapshot is a copy, not a rebuild
+        self._resources: dict[ObjectKey, Resource] = {}
+        self._by_kind: dict[str, dict[ObjectKey, Resource]] = {}
+        # incremental translation: which objects changed since a snapshot (`changes_since`)
+        self.object_revision = 0
+        self._log: list[tuple[int, ObjectKey]] = []
 
     # ------------------------------------------------------------ reading
 
@@ -67,7 +74,21 @@ class Store:
         return dict(self._objects)
 
     def resources(self) -> dict[ObjectKey, Resource]:
-        return {key: obj.resource for key, obj in self._objects.items()}
+        return dict(self._resources)
+
+    def of_kind(self, kind: str) -> dict[ObjectKey, Resource]:
+        """The parsed objects of one kind (a copy)."""
+        return dict(self._by_kind.get(kind, {}))
+
+    def changes_since(self, revision: int) -> frozenset[ObjectKey] | None:
+        """Keys of the objects added, changed or deleted after `object_revision` was
+        `revision`; None when the log no longer reaches back that far."""
+        if revision == self.object_revision:
+            return frozenset()
+        if not self._log or self._log[0][0] > revision + 1:
+            return None
+        start = bisect.bisect_right(self._log, revision, key=lambda entry: entry[0])
+        return frozenset(key for _, key in self._log[start:])
 
     def errors(self) -> list[DocumentError]:
         """Documents skipped by the provider and objects not applied, in file order."""
@@ -128,12 +149,20 @@ class Store:
             doc.key, raw, resource, doc.source, dict(document_status or {}),
             status=current.status if current is not None else dict(document_status or {}),
         )
+        self._resources[doc.key] = resource
+        self._by_kind.setdefault(doc.key.kind, {})[doc.key] = resource
+        self._changed(doc.key)
         return True
 
     def delete(self, key: ObjectKey) -> bool:
         self._invalid.pop(key, None)
         self._owned_status.discard(key)
-        return self._objects.pop(key, None) is not None
+        if self._objects.pop(key, None) is None:
+            return False
+        del self._resources[key]
+        self._by_kind[key.kind].pop(key, None)
+        self._changed(key)
+        return True
 
     def set_status(self, key: ObjectKey, status: dict[str, Any]) -> bool:
         """Replace the status of `key`; True when it changed. Conditions get their
@@ -164,6 +193,16 @@ class Store:
         return released
 
     # ------------------------------------------------------------ helpers
+
+    # The change log keeps this many entries: enough for any burst between two snapshots;
+    # a snapshot older than that is translated from scratch.
+    LOG_SIZE = 200_000
+
+    def _changed(self, key: ObjectKey) -> None:
+        self.object_revision += 1
+        self._log.append((self.object_revision, key))
+        if len(self._log) > 2 * self.LOG_SIZE:
+            del self._log[:-self.LOG_SIZE]
 
     def _reject(self, doc: Document, error: InvalidObject) -> None:
         problem = DocumentError(doc.source.file, doc.source.line, error.message, error.path, str(doc.key))

@@ -10,6 +10,7 @@ holds back an object of another group.
 from __future__ import annotations
 
 import copy
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class ProgrammedGate:
     def forget_group(self, group: str) -> None:
         self._groups.pop(group, None)
 
-    def forget(self, keep: set[ObjectKey]) -> None:
+    def forget(self, keep: Container[ObjectKey]) -> None:
         """Objects no longer translated lose their pending/programmed state."""
         for key in set(self._pending) | set(self._programmed):
             if key not in keep:
