@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from portico.xds import build, resource_version
-from portico.xds.resources import Builder
+from portico import ir
+from portico.xds.resources import ROUTE, Builder
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -64,3 +66,41 @@ def test_builder_reuses_unchanged_units_and_matches_build() -> None:
     assert all(again.clusters[n] is m for n, m in first.clusters.items() if n != "portico/invalid-backend")
     assert all(again.routes[n] is m for n, m in first.routes.items())
     assert all(again.listeners[n] is m for n, m in first.listeners.items())
+
+
+def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
+    """A route configuration rebuilt around its unchanged first and last virtual hosts
+    (the Builder's incremental assembly) equals one built from nothing: a virtual host
+    changed, inserted, removed, at the start, middle and end."""
+    model = xds_cases.http_basic()
+    chain = model.listeners[0].filter_chains[0]
+    assert chain.http is not None
+    template = chain.http.virtual_hosts[0]
+
+    def host(name: str, path: str = "/") -> ir.VirtualHost:
+        route = ir.Route(f"{name}{path}", ir.RouteMatch(ir.PathMatch("Prefix", path)), template.routes[0].action)
+        return ir.VirtualHost(name, (name,), (route,))
+
+    def with_hosts(hosts: list[ir.VirtualHost]) -> ir.IR:
+        http = dataclasses.replace(chain.http, virtual_hosts=tuple(hosts))
+        listener = dataclasses.replace(model.listeners[0], filter_chains=(dataclasses.replace(chain, http=http),))
+        return dataclasses.replace(model, listeners=(listener,))
+
+    hosts = [host(f"h{i:02d}.example.com") for i in range(12)]
+    steps = [
+        lambda h: h[:5] + [host("h05.example.com", "/new")] + h[6:],  # one changed in the middle
+        lambda h: h[:3] + [host("h03a.example.com")] + h[3:],  # one inserted
+        lambda h: h[:7] + h[8:],  # one removed
+        lambda h: [host("h00.example.com", "/x")] + h[1:],  # the first changed
+        lambda h: h[:-1] + [host("h11.example.com", "/y")],  # the last changed
+        lambda h: h[:2] + h[-2:],  # most removed
+        lambda h: h,  # the very same
+    ]
+    builder = Builder()
+    builder.build(with_hosts(hosts))
+    for step in steps:
+        hosts = step(hosts)
+        got = builder.build(with_hosts(hosts)).by_type()[ROUTE]
+        want = build(with_hosts(hosts)).by_type()[ROUTE]
+        assert {n: m.SerializeToString(deterministic=True) for n, m in got.items()} == {
+            n: m.SerializeToString(deterministic=True) for n, m in want.items()}

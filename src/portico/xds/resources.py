@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeAlias
 
+from envoy.config.route.v3 import route_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from portico import ir
+from portico.xds._common import pack
 from portico.xds.clusters import build_cluster, build_load_assignment, invalid_backend_cluster
 from portico.xds.listeners import build_listener
-from portico.xds.routes import build_route, build_route_configuration
+from portico.xds.routes import build_route, build_virtual_host, closing_virtual_hosts, route_config_header
 from portico.xds.secrets import build_secrets
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -21,18 +28,35 @@ SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 TYPE_URLS = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
 
 
+@dataclass(frozen=True, eq=False)
+class Serialized:
+    """A resource as its wire bytes. A route configuration of thousands of virtual hosts
+    is assembled from each virtual host's cached bytes (a message's serialization is the
+    concatenation of its fields'), so a change re-encodes only the virtual hosts it
+    touched; the message itself is parsed only when asked for (dumps, tests)."""
+
+    type_url: str
+    data: bytes
+
+    def message(self) -> Message:
+        return route_pb2.RouteConfiguration.FromString(self.data)
+
+
+XdsResource: TypeAlias = Message | Serialized
+
+
 @dataclass
 class Resources:
     """Envoy resources by name, one dict per xDS type."""
 
     listeners: dict[str, Message] = field(default_factory=dict)
-    routes: dict[str, Message] = field(default_factory=dict)
+    routes: dict[str, XdsResource] = field(default_factory=dict)  # Serialized
     clusters: dict[str, Message] = field(default_factory=dict)
     endpoints: dict[str, Message] = field(default_factory=dict)
     secrets: dict[str, Message] = field(default_factory=dict)
 
-    def by_type(self) -> dict[str, dict[str, Message]]:
-        """type URL -> name -> resource."""
+    def wire(self) -> dict[str, dict[str, XdsResource]]:
+        """type URL -> name -> resource, as the xDS server sends them."""
         return {
             CLUSTER: self.clusters,
             ENDPOINT: self.endpoints,
@@ -41,6 +65,11 @@ class Resources:
             ROUTE: self.routes,
         }
 
+    def by_type(self) -> dict[str, dict[str, Message]]:
+        """type URL -> name -> resource, every one a message."""
+        return {t: {n: r.message() if isinstance(r, Serialized) else r for n, r in d.items()}
+                for t, d in self.wire().items()}
+
 
 def build(model: ir.IR) -> Resources:
     """Every Envoy resource the IR needs. The invalid-backend cluster is always present."""
@@ -48,29 +77,34 @@ def build(model: ir.IR) -> Resources:
 
 
 _ClusterUnit = tuple[Message, Message | None]  # (Cluster, ClusterLoadAssignment or None for DNS)
+# a virtual host built: its IR, its bytes as a RouteConfiguration field, its routes built
+_VirtualHostUnit = tuple[ir.VirtualHost, bytes, dict[str, tuple[ir.Route, Message]]]
 
 
 class Builder:
     """`build` with a memory of the previous call: clusters, listeners, route
-    configurations and routes equal to those built last time are reused, not rebuilt
-    (the IR is comparable by design; compared by name then `==`, cheap when the
-    translator reuses unchanged objects), so a change costs in proportion to what
-    changed. Only the last call's units are kept: no growth under churn."""
+    configurations, virtual hosts and routes equal to those built last time are reused,
+    not rebuilt (the IR is comparable by design; compared by identity, then name and
+    `==`, cheap when the translator reuses unchanged objects), so a change costs in
+    proportion to what changed. Only the last call's units are kept: no growth under churn."""
 
     def __init__(self) -> None:
         self._clusters: dict[str, tuple[ir.Cluster, _ClusterUnit]] = {}
+        self._cluster_input: tuple[ir.Cluster, ...] | None = None
+        self._cluster_output: tuple[dict[str, Message], dict[str, Message]] = ({}, {})
         self._listeners: dict[str, tuple[ir.Listener, Message | None]] = {}
-        self._route_configs: dict[str, tuple[ir.HTTPConfig, Message]] = {}
-        self._routes: dict[str, tuple[ir.Route, Message]] = {}
-        self._next_routes: dict[str, tuple[ir.Route, Message]] = {}
+        self._route_configs: dict[str, tuple[ir.HTTPConfig, Serialized]] = {}
+        self._vhosts: dict[str, dict[str, _VirtualHostUnit]] = {}  # route configuration -> name -> unit
+        self._next_vhosts: dict[str, dict[str, _VirtualHostUnit]] = {}
+        # route configuration -> its virtual hosts as last built, and their bytes in order
+        self._assembled: dict[str, tuple[tuple[ir.VirtualHost, ...], list[bytes]]] = {}
+        self._next_assembled: dict[str, tuple[tuple[ir.VirtualHost, ...], list[bytes]]] = {}
 
     def build(self, model: ir.IR) -> Resources:
         out = Resources()
-        invalid = invalid_backend_cluster()
-        out.clusters[invalid.name] = invalid
-        clusters = {c.name: (c, self._cluster(c)) for c in model.clusters}
+        out.clusters, out.endpoints = self._build_clusters(model.clusters)
         listeners = {li.name: (li, self._listener(li)) for li in model.listeners}
-        self._next_routes = {}
+        self._next_vhosts, self._next_assembled = {}, {}
         configs = {
             chain.http.route_config_name: (chain.http, self._route_config(chain.http))
             for li in model.listeners
@@ -78,20 +112,33 @@ class Builder:
             for chain in li.filter_chains
             if chain.http is not None
         }
-        self._clusters, self._listeners, self._route_configs = clusters, listeners, configs
-        self._routes = self._next_routes
-        for name, (_, (cluster, assignment)) in clusters.items():
-            out.clusters[name] = cluster
-            if assignment is not None:
-                out.endpoints[name] = assignment
+        self._listeners, self._route_configs = listeners, configs
+        self._vhosts = self._next_vhosts
+        self._assembled = {**{n: a for n, a in self._assembled.items() if n in configs}, **self._next_assembled}
         out.listeners.update((name, msg) for name, (_, msg) in listeners.items() if msg is not None)
         out.routes.update((name, msg) for name, (_, msg) in configs.items())
         out.secrets.update(build_secrets(model))
         return out
 
+    def _build_clusters(self, clusters: tuple[ir.Cluster, ...]) -> tuple[dict[str, Message], dict[str, Message]]:
+        """(clusters, endpoints) by name; the very same dicts while the IR's clusters are
+        the very same tuple (a route change that adds no cluster)."""
+        if clusters is self._cluster_input:
+            return self._cluster_output
+        units = {c.name: (c, self._cluster(c)) for c in clusters}
+        invalid = invalid_backend_cluster()
+        built: dict[str, Message] = {invalid.name: invalid}
+        endpoints: dict[str, Message] = {}
+        for name, (_, (cluster, assignment)) in units.items():
+            built[name] = cluster
+            if assignment is not None:
+                endpoints[name] = assignment
+        self._clusters, self._cluster_input, self._cluster_output = units, clusters, (built, endpoints)
+        return built, endpoints
+
     def _cluster(self, c: ir.Cluster) -> _ClusterUnit:
         prev = self._clusters.get(c.name)
-        if prev is not None and prev[0] == c:
+        if prev is not None and (prev[0] is c or prev[0] == c):
             return prev[1]
         return build_cluster(c), None if c.dns else build_load_assignment(c)
 
@@ -101,24 +148,55 @@ class Builder:
             return prev[1]
         return build_listener(li)
 
-    def _route_config(self, http: ir.HTTPConfig) -> Message:
-        prev = self._route_configs.get(http.route_config_name)
-        if prev is not None and prev[0] == http:
-            self._keep_routes(http)
+    def _route_config(self, http: ir.HTTPConfig) -> Serialized:
+        name = http.route_config_name
+        prev = self._route_configs.get(name)
+        units = self._vhosts.get(name, {})
+        self._next_vhosts[name] = units
+        if prev is not None and (prev[0] is http or prev[0] == http):
             return prev[1]
-        return build_route_configuration(http, self._route)
+        before, parts = self._assembled.get(name, ((), []))
+        hosts = http.virtual_hosts
+        # Only the virtual hosts between the unchanged (identical) first and last ones are
+        # looked at: a change touches a few domains of thousands (`translator.incremental`).
+        head = _common(hosts, before)
+        tail = _common(hosts[::-1], before[::-1], min(len(hosts), len(before)) - head)
+        middle = [self._virtual_host(vh, units) for vh in hosts[head:len(hosts) - tail]]
+        parts = parts[:head] + middle + parts[len(parts) - tail:]
+        if len(units) > 2 * len(hosts) + 16:  # domains gone: forget their units
+            live = {vh.name for vh in hosts}
+            units = self._next_vhosts[name] = {n: u for n, u in units.items() if n in live}
+        self._next_assembled[name] = (hosts, parts)
+        header = route_config_header(http).SerializeToString(deterministic=True)
+        closing = route_pb2.RouteConfiguration(virtual_hosts=closing_virtual_hosts(http))
+        return Serialized(ROUTE, b"".join([header, *parts, closing.SerializeToString(deterministic=True)]))
 
-    def _keep_routes(self, http: ir.HTTPConfig) -> None:
-        for vh in http.virtual_hosts:
-            for route in vh.routes:
-                if route.name in self._routes:
-                    self._next_routes[route.name] = self._routes[route.name]
+    @staticmethod
+    def _virtual_host(vh: ir.VirtualHost, units: dict[str, _VirtualHostUnit]) -> bytes:
+        prev = units.get(vh.name)
+        if prev is not None and (prev[0] is vh or prev[0] == vh):
+            units[vh.name] = prev
+            return prev[1]
+        routes = prev[2] if prev is not None else {}
+        built: dict[str, tuple[ir.Route, Message]] = {}
 
-    def _route(self, route: ir.Route) -> Message:
-        prev = self._routes.get(route.name)
-        built = prev[1] if prev is not None and prev[0] == route else build_route(route)
-        self._next_routes[route.name] = (route, built)
-        return built
+        def route(r: ir.Route) -> Message:
+            old = routes.get(r.name)
+            msg = old[1] if old is not None and (old[0] is r or old[0] == r) else build_route(r)
+            built[r.name] = (r, msg)
+            return msg
+
+        data: bytes = route_pb2.RouteConfiguration(virtual_hosts=[build_virtual_host(vh, route)]).SerializeToString(
+            deterministic=True)
+        units[vh.name] = (vh, data, built)
+        return data
+
+
+def _common(a: Sequence[object], b: Sequence[object], limit: int | None = None) -> int:
+    """How many leading items `a` and `b` share, by identity (at most `limit`), counted
+    in C: `compress` over `map(is_not)` stops at the first difference."""
+    n = min(len(a), len(b)) if limit is None else limit
+    return next(itertools.compress(itertools.count(), map(operator.is_not, a[:n], b[:n])), n)
 
 
 def _shallow(li: ir.Listener) -> ir.Listener:
@@ -129,6 +207,14 @@ def _shallow(li: ir.Listener) -> ir.Listener:
     return replace(li, filter_chains=chains)
 
 
-def resource_version(msg: Message) -> str:
+def resource_version(msg: XdsResource) -> str:
     """A content hash: equal resources get equal versions, so diffs are per resource."""
-    return hashlib.sha256(msg.SerializeToString(deterministic=True)).hexdigest()[:16]
+    data = msg.data if isinstance(msg, Serialized) else msg.SerializeToString(deterministic=True)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def packed(msg: XdsResource) -> any_pb2.Any:
+    """The resource in an Any, as DeltaDiscoveryResponse carries it."""
+    if isinstance(msg, Serialized):
+        return any_pb2.Any(type_url=msg.type_url, value=msg.data)
+    return pack(msg)

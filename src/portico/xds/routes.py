@@ -8,6 +8,10 @@ persistence.
 
 from __future__ import annotations
 
+import itertools
+import operator
+from operator import attrgetter
+
 import re
 from collections.abc import Callable
 from typing import Any
@@ -53,20 +57,32 @@ def build_route_configuration(
     http: ir.HTTPConfig, route_builder: RouteBuilder | None = None
 ) -> route_pb2.RouteConfiguration:
     """The RDS resource named `http.route_config_name` (`route_builder`: a memoizing build_route)."""
+    out = route_config_header(http)
+    out.virtual_hosts.extend(build_virtual_host(vh, route_builder) for vh in http.virtual_hosts)
+    out.virtual_hosts.extend(closing_virtual_hosts(http))
+    return out
+
+
+def route_config_header(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
+    """The route configuration without its virtual hosts."""
     # Virtual hosts match the Host without its port; the Host itself reaches the
     # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
     out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
     if http.alt_svc is not None:  # HTTP/3 on the port (ClientTrafficPolicy http3)
         out.response_headers_to_add.append(_header("alt-svc", http.alt_svc, _HVO.OVERWRITE_IF_EXISTS_OR_ADD))
-    out.virtual_hosts.extend(build_virtual_host(vh, route_builder) for vh in http.virtual_hosts)
-    has_catch_all = any("*" in vh.domains for vh in http.virtual_hosts)
-    if http.misdirected_421 and not has_catch_all:
-        # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
-        out.virtual_hosts.append(_misdirected_vhost())
-    elif not has_catch_all:
-        # Hosts no listener serves still answer 404 (no route), but a malformed one 400.
-        out.virtual_hosts.append(rc.VirtualHost(name=CATCH_ALL_VHOST, domains=["*"], routes=_bad_authority_routes()))
     return out
+
+
+def closing_virtual_hosts(http: ir.HTTPConfig) -> list[rc.VirtualHost]:
+    """What answers a Host none of the configuration's virtual hosts serves."""
+    # (C-level iteration: configurations hold thousands of virtual hosts)
+    if any(map(operator.contains, map(attrgetter("domains"), http.virtual_hosts), itertools.repeat("*"))):
+        return []
+    if http.misdirected_421:
+        # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
+        return [_misdirected_vhost()]
+    # Hosts no listener serves still answer 404 (no route), but a malformed one 400.
+    return [rc.VirtualHost(name=CATCH_ALL_VHOST, domains=["*"], routes=_bad_authority_routes())]
 
 
 def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = None) -> rc.VirtualHost:

@@ -35,6 +35,8 @@ def collect_certificates(model: ir.IR) -> Iterable[ir.TLSCertificate]:
         for chain in listener.filter_chains:
             if chain.tls is not None:
                 yield from chain.tls.certificates
+    if not model.secrets:
+        return
     referenced = {c.tls.client_cert_secret for c in model.clusters if c.tls is not None}
     yield from (s for s in model.secrets if s.name in referenced)
 

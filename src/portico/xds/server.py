@@ -31,8 +31,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
 from portico.ir import IR
-from portico.xds._common import pack
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Builder, resource_version
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Builder, packed, resource_version
 
 log = logging.getLogger("portico.xds")
 
@@ -362,12 +361,23 @@ def _empty(version: int = 0) -> Snapshot:
 
 
 @dataclass
+class _Built:
+    """One type of one update: the builder's resources, their entries, and the entries by
+    id(resource) (the next update reuses those of resources the builder reused)."""
+
+    resources: dict[str, Any]
+    entries: dict[str, _Entry]
+    cache: dict[int, tuple[Any, _Entry]]
+
+
+@dataclass
 class _Group:
     """One Envoy group's newest snapshot, the builder memo behind it and its ACK state."""
 
     snapshot: Snapshot = field(default_factory=_empty)
     builder: Builder = field(default_factory=Builder)
-    entries: dict[int, tuple[Any, _Entry]] = field(default_factory=dict)
+    # type URL -> what the last update built of it
+    inputs: dict[str, _Built] = field(default_factory=dict)
     acked: int = 0
 
 
@@ -444,10 +454,15 @@ class XdsServer:
     def update(self, group: str, ir: IR) -> int:
         """Build `ir` as the newest version of `group` and push what changed; returns its version."""
         state = self._group(group)
-        resources = state.builder.build(ir).by_type()
-        previous, state.entries = state.entries, {}
-        entries = {t: {name: self._entry(state, msg, previous) for name, msg in d.items()}
-                   for t, d in resources.items()}
+        entries = {}
+        for type_url, by_name in state.builder.build(ir).wire().items():
+            before = state.inputs.get(type_url)
+            if before is None or before.resources is not by_name:  # else the builder reused the whole dict
+                cache = before.cache if before is not None else {}
+                before = state.inputs[type_url] = _Built(by_name, {}, {})
+                for name, msg in by_name.items():
+                    before.entries[name] = self._entry(msg, cache, before.cache)
+            entries[type_url] = before.entries
         state.snapshot = Snapshot(state.snapshot.version + 1, entries)
         self._notify(group)
         return state.snapshot.version
@@ -460,11 +475,11 @@ class XdsServer:
             self._notify(group)
 
     @staticmethod
-    def _entry(state: _Group, msg: Any, previous: dict[int, tuple[Any, _Entry]]) -> _Entry:
+    def _entry(msg: Any, previous: dict[int, tuple[Any, _Entry]], cache: dict[int, tuple[Any, _Entry]]) -> _Entry:
         """Hash and pack `msg`, unless the builder reused it from the previous update."""
         cached = previous.get(id(msg))
-        entry = cached[1] if cached is not None and cached[0] is msg else _Entry(resource_version(msg), pack(msg))
-        state.entries[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
+        entry = cached[1] if cached is not None and cached[0] is msg else _Entry(resource_version(msg), packed(msg))
+        cache[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
         return entry
 
     def _notify(self, group: str) -> None:
