@@ -277,3 +277,26 @@ def test_cel_violation_names_file_field_line_and_rule(tmp_path: Any) -> None:
     assert error.line == 11  # the `filters:` line, not the document start
     assert error.message.startswith("May specify either httpRouteFilterRequestRedirect")  # the CRD message
     assert "RequestRedirect" in error.rule and "URLRewrite" in error.rule  # the CEL rule itself
+
+
+def test_changes_since_names_the_objects_changed_after_a_revision() -> None:
+    from portico.objects import key_of
+    from portico.provider import Document, ProviderEvent, Source
+
+    def doc(name: str, value: str) -> Document:
+        raw = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"},
+               "data": {"k": value}}
+        return Document(key_of(raw), raw, Source("f", 1))
+
+    store = Store()
+    store.apply(ProviderEvent((doc("a", "1"), doc("b", "1"))))
+    start = store.object_revision
+    assert store.changes_since(start) == frozenset()
+    store.apply(ProviderEvent((doc("b", "2"),), deletes=(doc("a", "1").key,)))
+    assert store.changes_since(start) == {doc("a", "1").key, doc("b", "2").key}
+    assert store.changes_since(store.object_revision) == frozenset()
+    assert set(store.of_kind("ConfigMap")) == {doc("b", "2").key}
+    store.LOG_SIZE = 1
+    for i in range(3):
+        store.apply(ProviderEvent((doc("c", str(i)),)))
+    assert store.changes_since(start) is None  # older than the log: unknown, translate afresh
