@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kube.support import CLASS, GATEWAY, SERVICE, obj, route, running, until
 from kube.test_controller import options
-
 from portico.controller import serve_controller
 
 pytestmark = pytest.mark.timeout(120)

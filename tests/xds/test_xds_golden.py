@@ -12,8 +12,8 @@ import xds_cases
 import yaml
 from google.protobuf.json_format import MessageToDict
 
-from portico.xds import build, resource_version
 from portico import ir
+from portico.xds import build, resource_version
 from portico.xds.resources import ROUTE, Builder
 
 GOLDEN = Path(__file__).parent / "golden"

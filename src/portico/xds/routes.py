@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import itertools
 import operator
-from operator import attrgetter
-
 import re
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2, extension_pb2
