@@ -109,6 +109,7 @@ class ControlLoop:
         self._memo = Incremental()  # incremental translation (`portico.translator.incremental`)
         self._revision: int | None = None  # the store's object revision of the last snapshot
         self._complete = False  # the last publish wrote every status (a patch's may then write its changes)
+        self._patched_since_full = 0  # patched translations since the last full collection (`_collect`)
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
@@ -229,8 +230,32 @@ class ControlLoop:
                         ready = None
                     # coalesce bursts: at most one translation per interval while changes keep coming
                     await asyncio.sleep(self.min_interval)
+                self._collect()
         finally:
             consumer.cancel()
+
+    # a full collection (unfrozen) at least every this many patched translations
+    FULL_COLLECTION_EVERY = 500
+
+    def _collect(self) -> None:
+        """The garbage of a sync, once the xDS streams have sent the new configuration.
+
+        After a full translation everything is collected, then what survives (the store,
+        the state the next patch works on) is frozen: later collections skip it, so one
+        after a patched translation costs what the patch allocated, not a scan of every
+        object (at 10k routes a full collection blocks the event loop for over a second,
+        the p99 of a route change). Refcounting frees what a patch replaces; cyclic garbage
+        among frozen objects waits for the next full translation, or at most
+        FULL_COLLECTION_EVERY patches."""
+        translation = self.last_translation
+        patched = translation is not None and translation.status_changes is not None
+        self._patched_since_full = self._patched_since_full + 1 if patched else 0
+        if patched and self._patched_since_full % self.FULL_COLLECTION_EVERY:
+            gc.collect(1)
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     @staticmethod
     def _raise_if_failed(consumer: asyncio.Task[None]) -> None:
