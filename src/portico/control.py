@@ -118,7 +118,8 @@ class ControlLoop:
         self._synthesized: set[ObjectKey] = set()  # objects made of Ingresses (`_ingress_resources`)
         self.events: EventRecorder | None = events
         self._received: float | None = None  # when the first change not yet translated arrived
-        self._timeline: dict[str, float] = {}  # the sync under way: received, translated
+        self._observed: float | None = None  # ... and when its provider saw it (ProviderEvent.observed)
+        self._timeline: dict[str, float] = {}  # the sync under way: observed, received, translated
         self._pending: dict[str, tuple[int, dict[str, float]]] = {}  # group -> (version pushed, timeline)
         infra.on_change = self._dirty.set
 
@@ -131,6 +132,7 @@ class ControlLoop:
         if changed or event.initial:
             if self._received is None:
                 self._received = time.monotonic()
+                self._observed = event.observed
             self._dirty.set()
 
     def _warn_ignored(self, event: ProviderEvent) -> None:
@@ -459,20 +461,31 @@ class ControlLoop:
         now = time.monotonic()
         self.metrics.translation_seconds.observe(now - started)
         received, self._received = self._received, None
-        self._timeline = {"received": received if received is not None else started, "translated": now}
+        observed, self._observed = self._observed, None
+        self._timeline = {"received": received if received is not None else started, "started": started,
+                          "translated": now}
+        if observed is not None:
+            self._timeline["observed"] = observed
 
     def _log_applied(self, group: str, version: int) -> None:
-        """One line per applied change and group: its timeline (received, translated,
-        pushed, ACKed by Envoy), as milliseconds from when the change arrived."""
+        """One line per applied change and group: its timeline as milliseconds from when the
+        change arrived in the store (received): before it, the provider's part (its event to
+        the store: parsing, admission); then waiting for the loop (coalescing), translated,
+        pushed, ACKed by Envoy. `observed_at`/`acked_at` are time.monotonic() values, to
+        line the change up with what a client saw (bench/propagation.py)."""
         pushed_version, times = self._pending.get(group, (0, {}))
         if not times or version < pushed_version:
             return
         del self._pending[group]
-        start = times["received"]
-        fields = {"event": "change_applied", "group": group, "version": version,
-                  "translated_ms": round((times["translated"] - start) * 1e3, 1),
-                  "pushed_ms": round((times["pushed"] - start) * 1e3, 1),
-                  "acked_ms": round((time.monotonic() - start) * 1e3, 1)}
+        start, acked = times["received"], time.monotonic()
+        fields: dict[str, Any] = {
+            "event": "change_applied", "group": group, "version": version,
+            "started_ms": round((times.get("started", start) - start) * 1e3, 1),
+            "translated_ms": round((times["translated"] - start) * 1e3, 1),
+            "pushed_ms": round((times["pushed"] - start) * 1e3, 1),
+            "acked_ms": round((acked - start) * 1e3, 1), "acked_at": acked}
+        if "observed" in times:
+            fields.update(provider_ms=round((start - times["observed"]) * 1e3, 1), observed_at=times["observed"])
         log.info("%s: version %d applied: translated +%.1f ms, pushed +%.1f ms, ACKed +%.1f ms", group, version,
                  fields["translated_ms"], fields["pushed_ms"], fields["acked_ms"], extra={"fields": fields})
 

@@ -54,3 +54,6 @@ class ProviderEvent:
     deletes: tuple[ObjectKey, ...] = ()
     errors: tuple[DocumentError, ...] = field(default=())
     initial: bool = False  # the first, complete load
+    # when the provider saw the change (time.monotonic(): e.g. the file watcher's event),
+    # the start of a change's timeline (`portico.control`); None when unknown
+    observed: float | None = None

@@ -97,7 +97,8 @@ class APIServerEmulation:
                 deletes.append(key)
         upserts = [doc for doc in map(self._admit_safely, event.upserts) if doc is not None]
         invalid = sorted(self._invalid.values(), key=lambda e: (e.file, e.line))
-        return ProviderEvent(tuple(upserts), tuple(deletes), event.errors + tuple(invalid), event.initial)
+        return ProviderEvent(tuple(upserts), tuple(deletes), event.errors + tuple(invalid), event.initial,
+                             event.observed)
 
     def _admit_safely(self, doc: Document) -> Document | None:
         """`_admit`, with any failure reported for this document alone: one input the

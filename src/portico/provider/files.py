@@ -6,8 +6,10 @@ checks and metadata are `portico.provider.apiserver`'s.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 class FileProvider:
     """Loads manifests from `paths` and reports changes as ProviderEvents."""
 
-    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 30) -> None:
+    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 5) -> None:
         # absolute, so that paths reported by the watcher match the scanned ones
         self.paths = [os.path.abspath(p) for p in paths]
         self.debounce_ms = debounce_ms
@@ -44,32 +46,56 @@ class FileProvider:
         self._cache: dict[str, tuple[tuple[int, int, int] | None, FileResult]] = {}
         self._by_file: dict[str, dict[ObjectKey, Document]] = {}
         self._current: dict[ObjectKey, Document] = {}
+        self._defined: dict[ObjectKey, set[str]] = {}  # object -> the files that define it
+        self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
         self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
 
     def scan(self, changed: set[str] | None = None) -> ProviderEvent:
-        """Reload (files in `changed`, and any whose stat changed) and diff with the last scan."""
+        """Reload (files in `changed`, and any whose stat changed) and diff with the last
+        scan: only the objects of the files reloaded, added or gone are compared, so one
+        new file costs the same beside 10 objects or 10,000."""
         for path in changed or ():
             self._cache.pop(path, None)
         paths = manifest_files(self.paths)
         if self._loaded_once and set(paths) == set(self._by_file) and all(map(self._cached, paths)):
             # the periodic rescan's usual case: nothing to parse, nothing to diff
             return ProviderEvent(errors=self._errors)
-        by_file: dict[str, dict[ObjectKey, Document]] = {}
-        errors: list[DocumentError] = []
+        touched: set[ObjectKey] = set()
         for path in paths:
+            if path in self._by_file and self._cached(path):
+                continue
             result = self._load_cached(path)
-            errors.extend(result.errors)
             docs = {d.key: d for d in result.documents}
             if not result.complete:
                 # keep what this file held before, so a half-written or broken
                 # file does not take down the routes it defines
                 for key, doc in self._by_file.get(path, {}).items():
                     docs.setdefault(key, doc)
-            by_file[path] = docs
-        for stale in set(self._cache) - set(by_file):
-            del self._cache[stale]
-        return self._diff(by_file, errors)
+            touched.update(self._by_file.get(path, {}), docs)
+            self._define(path, docs)
+            self._file_errors[path] = tuple(result.errors)
+        listed = set(paths)
+        for gone in [p for p in self._by_file if p not in listed]:
+            touched.update(self._by_file[gone])
+            self._define(gone, {})
+            del self._by_file[gone]
+            self._file_errors.pop(gone, None)
+            self._cache.pop(gone, None)
+        self._errors = tuple(e for p in paths for e in self._file_errors.get(p, ()))
+        return self._diff(touched, {p: i for i, p in enumerate(paths)})
+
+    def _define(self, path: str, docs: dict[ObjectKey, Document]) -> None:
+        """`path` now holds `docs`: the index of which files define which object follows."""
+        for key in self._by_file.get(path, {}):
+            if key not in docs:
+                files = self._defined.get(key, set())
+                files.discard(path)
+                if not files:
+                    self._defined.pop(key, None)
+        for key in docs:
+            self._defined.setdefault(key, set()).add(path)
+        self._by_file[path] = docs
 
     def _cached(self, path: str) -> bool:
         cached = self._cache.get(path)
@@ -87,21 +113,27 @@ class FileProvider:
             log.warning("skipped document: %s", error)
         return result
 
-    def _diff(self, by_file: dict[str, dict[ObjectKey, Document]], errors: list[DocumentError]) -> ProviderEvent:
-        desired: dict[ObjectKey, Document] = {}
-        for path, docs in by_file.items():
-            for key, doc in docs.items():
-                previous = desired.get(key)
-                if previous is not None and previous.source.file != path:
-                    log.warning("%s is defined in %s:%d and %s:%d; the latter wins",
-                                key, previous.source.file, previous.source.line, path, doc.source.line)
-                desired[key] = doc
-        upserts = tuple(d for k, d in desired.items() if self._current.get(k) != d)
-        deletes = tuple(k for k in self._current if k not in desired)
+    def _diff(self, touched: set[ObjectKey], order: dict[str, int]) -> ProviderEvent:
+        """The touched objects as they are now: each from the last file (in scan order)
+        that defines it."""
+        upserts, deletes = [], []
+        for key in sorted(touched):
+            files = sorted(self._defined.get(key, ()), key=order.__getitem__)
+            if not files:
+                if self._current.pop(key, None) is not None:
+                    deletes.append(key)
+                continue
+            doc = self._by_file[files[-1]][key]
+            if len(files) > 1:
+                first = self._by_file[files[0]][key]
+                log.warning("%s is defined in %s:%d and %s:%d; the latter wins",
+                            key, first.source.file, first.source.line, files[-1], doc.source.line)
+            if self._current.get(key) != doc:
+                upserts.append(doc)
+                self._current[key] = doc
         initial = not self._loaded_once
         self._loaded_once = True
-        self._current, self._by_file, self._errors = desired, by_file, tuple(errors)
-        return ProviderEvent(upserts, deletes, self._errors, initial)
+        return ProviderEvent(tuple(upserts), tuple(deletes), self._errors, initial)
 
     def _watch_roots(self) -> list[str]:
         # a single file is watched through its directory: atomic renames
@@ -125,10 +157,11 @@ class FileProvider:
                     step=self.step_ms, stop_event=stop, force_polling=force_polling,
                     ignore_permission_denied=True, rust_timeout=RESCAN_MS, yield_on_timeout=True,
                 ):
+                    observed = time.monotonic()
                     event = await asyncio.to_thread(self.scan, {path for _, path in changes})
                     if event.upserts or event.deletes or event.errors != last_errors:
                         last_errors = event.errors
-                        yield event
+                        yield dataclasses.replace(event, observed=observed)
                 return
             except (OSError, RuntimeError) as e:
                 # e.g. inotify watch limits: poll rather than stop watching
