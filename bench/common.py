@@ -250,14 +250,15 @@ class Portico(Process):
     """`portico run DIR` with its own admin port, port offset and address pool."""
 
     def __init__(self, workdir: Path, manifests_dir: Path, port_offset: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), log_level: str = "warning", log_format: str = "text") -> None:
         self.admin_port = free_port()
         self.port_offset = port_offset if port_offset is not None else random.randint(20000, 40000)
         pool = f"127.{random.randint(30, 250)}.{random.randint(0, 255)}.0/24"
         self.started = time.monotonic()
         super().__init__([bin_path("portico"), "run", str(manifests_dir), "--admin-address",
                           f"127.0.0.1:{self.admin_port}", "--port-offset", str(self.port_offset),
-                          "--address-pool", pool, "--log-level", "warning", *extra_args], workdir / "portico.log")
+                          "--address-pool", pool, "--log-level", log_level, "--log-format", log_format, *extra_args],
+                         workdir / "portico.log")
         self.address = ""
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,38 @@ from bench.common import (
     write_docs,
 )
 
-TARGET_P99_MS = 100.0
+TARGET_P50_MS = 15.0
+TARGET_P99_MS = 40.0
 TARGET_AT = 3000
+# the timeline of each change (medians): from the file written to the first 200
+PHASES = ("watcher", "provider", "loop", "translate", "push", "ack", "client")
+
+
+def timelines(log: Path, windows: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Each addition's timeline, from portico's `change_applied` log lines (JSON, with
+    time.monotonic() stamps comparable to ours): the change whose file event falls in
+    the addition's window (file written .. first 200). Phases in ms: watcher (written
+    to file event: the watcher's quiet period), provider (parse, admission, store), loop
+    (waiting for the control loop), translate, push (IR compare, xDS build, statuses),
+    ack (Envoy: delta xDS, applied, ACK), client (ACK to the first 200: the poll)."""
+    applied = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "change_applied" and "observed_at" in entry:
+            applied.append(entry)
+    out = []
+    for start, end in windows:
+        entry = next((e for e in applied if start <= e["observed_at"] <= end), None)
+        if entry is None:
+            continue
+        out.append({"watcher": (entry["observed_at"] - start) * 1e3, "provider": entry["provider_ms"],
+                    "loop": entry["started_ms"], "translate": entry["translated_ms"] - entry["started_ms"],
+                    "push": entry["pushed_ms"] - entry["translated_ms"],
+                    "ack": entry["acked_ms"] - entry["pushed_ms"], "client": (end - entry["acked_at"]) * 1e3})
+    return out
 
 
 def measure(root: Path, echo: Echo, existing: int, additions: int, poll_ms: float, pause_s: float) -> dict[str, Any]:
@@ -41,8 +72,9 @@ def measure(root: Path, echo: Echo, existing: int, additions: int, poll_ms: floa
     write_docs(manifests_dir / "10-backend.yaml", m.service_docs("echo", "default", echo.port))
     if existing:
         write_docs(manifests_dir / "20-existing.yaml", [m.as_list(m.routes(existing))])
-    portico = Portico(root, manifests_dir)
+    portico = Portico(root, manifests_dir, log_level="info", log_format="json")
     latencies: list[float] = []
+    windows: list[tuple[float, float]] = []
     unexpected: list[dict[str, Any]] = []
     timeouts = 0
     with running(portico):
@@ -66,6 +98,7 @@ def measure(root: Path, echo: Echo, existing: int, additions: int, poll_ms: floa
                 now = time.monotonic()
                 if status == 200:
                     latencies.append((now - start) * 1e3)
+                    windows.append((start, now))
                     break
                 if status not in (0, 404):
                     unexpected.append({"addition": k, "status": status, "at_ms": (now - start) * 1e3})
@@ -78,7 +111,10 @@ def measure(root: Path, echo: Echo, existing: int, additions: int, poll_ms: floa
         stats = portico.stats()
     if len(latencies) < additions // 2:
         raise BenchError(f"only {len(latencies)} of {additions} routes were served; log:\n{portico.tail()}")
+    phases = timelines(portico.log, windows)
     return {
+        "timeline_ms": {p: percentile([t[p] for t in phases], 50) if phases else float("nan") for p in PHASES},
+        "timelines": phases,
         "existing": existing, "additions": additions, "served": len(latencies), "timeouts": timeouts,
         "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99), "max_ms": max(latencies), "unexpected": unexpected,
@@ -89,7 +125,7 @@ def measure(root: Path, echo: Echo, existing: int, additions: int, poll_ms: floa
 def run(sizes: list[int], additions: int, poll_ms: float = 5, pause_s: float = 0.1) -> Report:
     report = Report("propagation", f"1. Route propagation ({additions} additions, polled every {poll_ms:g} ms)",
                     ["existing routes", "p50 ms", "p90 ms", "p99 ms", "max ms", "p99 / N=0", "non-404/200",
-                     "timeouts"])
+                     "timeouts", *(f"{p} ms" for p in PHASES)])
     results = []
     with workdir("propagation") as root:
         echo = Echo(root, "echo")
@@ -99,12 +135,15 @@ def run(sizes: list[int], additions: int, poll_ms: float = 5, pause_s: float = 0
     base = results[0]
     for r in results:
         report.rows.append([r["existing"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
-                            ratio(r["p99_ms"], base["p99_ms"]), len(r["unexpected"]), r["timeouts"]])
+                            ratio(r["p99_ms"], base["p99_ms"]), len(r["unexpected"]), r["timeouts"],
+                            *(r["timeline_ms"][p] for p in PHASES)])
     report.data = {"baseline_existing": base["existing"], "runs": results, "poll_ms": poll_ms}
     errors = sum(len(r["unexpected"]) + r["timeouts"] for r in results)
     at = next((r for r in results if r["existing"] == TARGET_AT), results[-1])
-    report.target(f"p99 at {at['existing']} existing routes", f"< {TARGET_P99_MS:g} ms", at["p99_ms"],
-                  at["p99_ms"] < TARGET_P99_MS)
+    report.target(f"p50 at {at['existing']} existing routes", f"<= {TARGET_P50_MS:g} ms", at["p50_ms"],
+                  at["p50_ms"] <= TARGET_P50_MS)
+    report.target(f"p99 at {at['existing']} existing routes", f"<= {TARGET_P99_MS:g} ms", at["p99_ms"],
+                  at["p99_ms"] <= TARGET_P99_MS)
     report.target("responses other than 404/200, and timeouts", "0", errors, errors == 0)
     report.summary = (f"p99 {at['p99_ms']:.0f} ms at {at['existing']} existing routes "
                       f"({ratio(at['p99_ms'], base['p99_ms']):.1f}x N={base['existing']}), "
@@ -114,7 +153,8 @@ def run(sizes: list[int], additions: int, poll_ms: float = 5, pause_s: float = 0
 
 def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(prog="python -m bench propagation", description=__doc__)
-    parser.add_argument("--sizes", default="0,1000,3000", help="existing route counts (the first is the baseline)")
+    parser.add_argument("--sizes", default="0,1000,3000,10000",
+                        help="existing route counts (the first is the baseline)")
     parser.add_argument("--additions", type=int, default=100)
     parser.add_argument("--poll-ms", type=float, default=5)
     parser.add_argument("--quick", action="store_true", help="sizes 0,300 and 20 additions")
