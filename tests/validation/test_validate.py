@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from portico.validation import Violation, apply_defaults, validate
+from portico.validation import Violation, apply_defaults, checked, validate
 
 GW = "gateway.networking.k8s.io/v1"
 
@@ -491,6 +491,20 @@ def test_gateway_addresses() -> None:
     raw["spec"]["addresses"] = [{"type": "Hostname", "value": "Bad!"}]
     vs = validate(raw)
     assert any("Hostname value must" in v.message for v in vs), vs
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_checked_is_validate_and_apply_defaults_in_one_pass(kind: str) -> None:
+    """The admission's single pass gives what the two calls give, valid or not, and
+    leaves its input untouched."""
+    broken = copy.deepcopy(VALID[kind])
+    broken["spec"] = {**broken.get("spec", {}), "unknownField": 1}
+    broken["metadata"]["name"] = "Not_A_Name"
+    core = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "d"}, "spec": {}}
+    for raw in (VALID[kind], broken, core):
+        before = copy.deepcopy(raw)
+        assert checked(raw) == (validate(raw), apply_defaults(raw))
+        assert raw == before
 
 
 def test_gateway_defaults() -> None:

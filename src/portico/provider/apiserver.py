@@ -17,7 +17,6 @@ bypasses this.
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import logging
 import uuid
@@ -30,7 +29,7 @@ from portico.objects import CLUSTER_SCOPED, ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent
 from portico.provider.manifests import field_line
 from portico.seams import Provider
-from portico.validation import Violation, apply_defaults, validate
+from portico.validation import Violation, checked
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +116,20 @@ class APIServerEmulation:
         if current is not None and current.content == content:
             self._invalid.pop(doc.key, None)  # unchanged, or back to the version that is serving
             return None
-        violations = validate(content, old=current.content if current is not None else None)
+        violations, defaulted = checked(content, old=current.content if current is not None else None)
         if violations:
             self._reject(doc, violations)
             return None
         self._invalid.pop(doc.key, None)
-        raw = apply_defaults(self._with_metadata(doc.key, content, current))
+        raw = self._with_metadata(doc.key, defaulted, content, current)
         self._accepted[doc.key] = _Accepted(content, {k: raw["metadata"][k] for k in SERVER_METADATA[:3]})
         status = doc.raw.get("status")
         return Document(doc.key, {**raw, "status": status} if isinstance(status, dict) else raw, doc.source)
 
-    def _with_metadata(self, key: ObjectKey, content: dict[str, Any], current: _Accepted | None) -> dict[str, Any]:
-        raw = copy.deepcopy(content)
-        meta = raw["metadata"]
+    def _with_metadata(self, key: ObjectKey, raw: dict[str, Any], content: dict[str, Any],
+                       current: _Accepted | None) -> dict[str, Any]:
+        """`raw` (a copy of `content`, defaulted) with the server's metadata."""
+        meta = raw.setdefault("metadata", {})
         if key.kind not in CLUSTER_SCOPED and not meta.get("namespace"):
             meta["namespace"] = key.namespace
         if current is None:

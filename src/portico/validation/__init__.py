@@ -128,7 +128,7 @@ def validate(
             if hit is not None:
                 _cache.move_to_end(key)
                 return list(hit)
-    result = _validate(raw, old, registry or default_registry())
+    result, _ = _validate(raw, old, registry or default_registry())
     if key is not None:
         with _cache_lock:
             _cache[key] = tuple(result)
@@ -137,9 +137,19 @@ def validate(
     return result
 
 
-def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry) -> list[Violation]:
+def checked(raw: dict[str, Any], old: dict[str, Any] | None = None) -> tuple[list[Violation], dict[str, Any]]:
+    """`validate` and `apply_defaults` of one object in one pass over its schema (an
+    API server's admission): the violations, and a copy of the object as it would be stored."""
+    reg = default_registry()
+    violations, prepared = _validate(raw, old, reg)
+    return violations, prepared if prepared is not None else apply_defaults(raw, reg)
+
+
+def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry
+              ) -> tuple[list[Violation], dict[str, Any] | None]:
+    """The violations, and the object pruned and defaulted when it has a CRD (else None)."""
     if not isinstance(raw, dict):
-        return [Violation("", "object must be a mapping", "type")]
+        return [Violation("", "object must be a mapping", "type")], None
     out: list[Violation] = []
     api_version = raw.get("apiVersion")
     kind = raw.get("kind")
@@ -148,13 +158,13 @@ def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry) ->
     if not kind:
         out.append(Violation("kind", "Required value", "required"))
     if out:
-        return out
+        return out, None
     group, version = _split_api_version(str(api_version))
     crd = reg.lookup(group, version, str(kind))
     if crd is None:
         core = CORE_KINDS.get((group, version, str(kind)))
         if core is not None:
-            return validate_metadata(raw.get("metadata"), namespaced=core)
+            return validate_metadata(raw.get("metadata"), namespaced=core), None
         if reg.kinds(group) or str(kind) not in BUILTIN_KINDS.get((group, version), {str(kind)}):
             # a group the API server knows (a CRD's, or a built-in one) without this kind here
             return [
@@ -163,23 +173,22 @@ def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry) ->
                     f'no matches for kind "{kind}" in version "{api_version}"',
                     "apiVersion",
                 )
-            ]
-        return []
+            ], None
+        return [], None
     out.extend(validate_metadata(raw.get("metadata"), namespaced=crd.scope == "Namespaced"))
-    obj, unknown = _prepare(raw, crd, reg)
+    prepared, unknown = _prepare(raw, crd, reg)
     out.extend(unknown)
-    if crd.status_subresource:
-        obj.pop("status", None)
+    obj = {k: v for k, v in prepared.items() if k != "status"} if crd.status_subresource else prepared
     node = reg.schema(crd)
     structural: list[Violation] = []
     check_structure(node, obj, (), structural)
     out.extend(structural)
     if any(v.rule in BLOCKING for v in structural):
         out.append(Violation("", _NOT_CHECKED, None))
-        return out
+        return out, prepared
     old_obj: Any = None
     if old is not None:
         old_obj, _ = _prepare(old, crd, reg)
         old_obj.pop("status", None)
     check_rules(node, obj, old_obj if old_obj is not None else MISSING, (), out)
-    return out
+    return out, prepared
