@@ -292,6 +292,8 @@ def test_changes_since_names_the_objects_changed_after_a_revision() -> None:
     store.apply(ProviderEvent((doc("a", "1"), doc("b", "1"))))
     start = store.object_revision
     assert store.changes_since(start) == frozenset()
+    store.apply(ProviderEvent((doc("a", "1"),)))  # the same again (a watch re-listing): no change
+    assert store.changes_since(start) == frozenset()
     store.apply(ProviderEvent((doc("b", "2"),), deletes=(doc("a", "1").key,)))
     assert store.changes_since(start) == {doc("a", "1").key, doc("b", "2").key}
     assert store.changes_since(store.object_revision) == frozenset()

@@ -35,6 +35,7 @@ from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
 from portico.metrics import Metrics
 from portico.provider.apiserver import APIServerEmulation
+from portico.provider.bulk import BulkPool
 from portico.provider.files import FileProvider
 from portico.store import Store
 
@@ -90,6 +91,8 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     await admin.start()
     xds = XdsServer()
     infra: HostInfrastructure | None = None
+    bulk = BulkPool()  # bursts of manifests parsed and checked across processes
+    bulk.start()  # (in the background, while Envoy starts)
     # xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
     # never a TCP port another local user could connect to
     state = private_dir(state_dir_for(options), with_parent=not options.state_dir)
@@ -116,7 +119,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         admin.envoy_admin = infra.envoy_admin
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once
-        events = APIServerEmulation(FileProvider(options.paths)).events(stop)
+        events = APIServerEmulation(FileProvider(options.paths, pool=bulk), pool=bulk).events(stop)
         loop_task = asyncio.create_task(control.run(events, ready=_set_ready(admin)))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({loop_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -132,6 +135,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
             await infra.stop()
         await xds.stop()
         await admin.stop()
+        bulk.close()
         xds_socket.unlink(missing_ok=True)  # the addresses stay for the next run
 
 

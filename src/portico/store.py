@@ -126,10 +126,12 @@ class Store:
         raw = {k: v for k, v in doc.raw.items() if k != "status"}
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
-        if current is not None and doc.key.group in STATUS_OWNED_GROUPS and _same_object(current.raw, raw):
+        if current is not None and _same_object(current.raw, raw) and (
+                doc.key.group in STATUS_OWNED_GROUPS or dict(document_status or {}) == current.document_status):
             # Only the resourceVersion or the status moved (a status write, ours or another
-            # controller's): nothing to translate; the status writer merges the other
-            # controllers' entries from the object as it is when it writes.
+            # controller's), or nothing did (a watch re-listing): nothing to translate; the
+            # status writer merges the other controllers' entries from the object as it is
+            # when it writes. (A Service's status is an input: when it moves, it is translated.)
             self._invalid.pop(doc.key, None)
             current.source = doc.source
             current.raw["metadata"] = raw.get("metadata", current.raw["metadata"])

@@ -27,6 +27,7 @@ from typing import Any
 
 from portico.objects import CLUSTER_SCOPED, ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent
+from portico.provider.bulk import BULK, BulkPool, Checked, check_all
 from portico.provider.manifests import field_line
 from portico.seams import Provider
 from portico.validation import Violation, checked
@@ -69,8 +70,9 @@ class APIServerEmulation:
     """Wraps a provider: its events come out validated, defaulted and with server metadata."""
 
     def __init__(self, provider: Provider | None = None, clock: Callable[[], str] = utc_now,
-                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4()), pool: BulkPool | None = None) -> None:
         self.provider = provider
+        self.pool = pool or BulkPool(workers=1)  # (one: in-process)
         self._clock = clock
         self._new_uid = new_uid
         self._accepted: dict[ObjectKey, _Accepted] = {}
@@ -84,7 +86,8 @@ class APIServerEmulation:
     async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProviderEvent]:
         assert self.provider is not None, "no provider to wrap"
         async for event in self.provider.events(stop):
-            yield self.admit(event)
+            # a burst of objects is checked off the event loop (and across the bulk pool)
+            yield await asyncio.to_thread(self.admit, event) if len(event.upserts) >= BULK else self.admit(event)
 
     def admit(self, event: ProviderEvent) -> ProviderEvent:
         """One provider sync as the API server would store it: rejected objects left
@@ -94,29 +97,49 @@ class APIServerEmulation:
             self._invalid.pop(key, None)
             if self._accepted.pop(key, None) is not None:
                 deletes.append(key)
-        upserts = [doc for doc in map(self._admit_safely, event.upserts) if doc is not None]
+        results = self._check_burst(event.upserts)
+        upserts = [doc for doc in (self._admit_safely(d, results.get(d.key)) for d in event.upserts)
+                   if doc is not None]
         invalid = sorted(self._invalid.values(), key=lambda e: (e.file, e.line))
         return ProviderEvent(tuple(upserts), tuple(deletes), event.errors + tuple(invalid), event.initial,
                              event.observed)
 
-    def _admit_safely(self, doc: Document) -> Document | None:
+    def _check_burst(self, docs: tuple[Document, ...]) -> dict[ObjectKey, Checked]:
+        """The API server's checks of a burst of new or changed objects, across the bulk
+        pool's processes (`_admit` makes them itself for a few)."""
+        if len(docs) < BULK:
+            return {}
+        todo = []
+        for doc in docs:
+            current = self._accepted.get(doc.key)
+            content = content_of(doc.raw)
+            if current is None or current.content != content:
+                todo.append((doc.key, content, current.content if current is not None else None))
+        try:
+            results = self.pool.map(check_all, [(content, old) for _, content, old in todo])
+        except Exception:  # noqa: BLE001 (each document is then checked, and reported, alone)
+            log.exception("checking a burst of %d objects failed; checking them one by one", len(todo))
+            return {}
+        return {key: result for (key, _, _), result in zip(todo, results, strict=True)}
+
+    def _admit_safely(self, doc: Document, result: Checked | None = None) -> Document | None:
         """`_admit`, with any failure reported for this document alone: one input the
         checks did not foresee never stops the others from being applied."""
         try:
-            return self._admit(doc)
+            return self._admit(doc, result)
         except Exception as e:  # noqa: BLE001 (reported, the document is not applied)
             log.exception("could not admit %s from %s:%d", doc.key, doc.source.file, doc.source.line)
             self._invalid[doc.key] = DocumentError(doc.source.file, doc.source.line,
                                                    f"cannot be processed: {type(e).__name__}: {e}", "", str(doc.key))
             return None
 
-    def _admit(self, doc: Document) -> Document | None:
+    def _admit(self, doc: Document, result: Checked | None = None) -> Document | None:
         content = content_of(doc.raw)
         current = self._accepted.get(doc.key)
         if current is not None and current.content == content:
             self._invalid.pop(doc.key, None)  # unchanged, or back to the version that is serving
             return None
-        violations, defaulted = checked(content, old=current.content if current is not None else None)
+        violations, defaulted = result or checked(content, old=current.content if current is not None else None)
         if violations:
             self._reject(doc, violations)
             return None

@@ -17,6 +17,7 @@ import watchfiles
 
 from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent
+from portico.provider.bulk import BULK, BulkPool, load_files
 from portico.provider.manifests import FileResult, hidden, load_file, manifest_files
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 class FileProvider:
     """Loads manifests from `paths` and reports changes as ProviderEvents."""
 
-    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 5) -> None:
+    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 5,
+                 pool: BulkPool | None = None) -> None:
         # absolute, so that paths reported by the watcher match the scanned ones
         self.paths = [os.path.abspath(p) for p in paths]
         self.debounce_ms = debounce_ms
@@ -50,6 +52,7 @@ class FileProvider:
         self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
         self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
+        self.pool = pool or BulkPool(workers=1)  # (one: in-process)
 
     def scan(self, changed: set[str] | None = None) -> ProviderEvent:
         """Reload (files in `changed`, and any whose stat changed) and diff with the last
@@ -62,9 +65,9 @@ class FileProvider:
             # the periodic rescan's usual case: nothing to parse, nothing to diff
             return ProviderEvent(errors=self._errors)
         touched: set[ObjectKey] = set()
-        for path in paths:
-            if path in self._by_file and self._cached(path):
-                continue
+        stale = [p for p in paths if not (p in self._by_file and self._cached(p))]
+        self._load_all(stale)
+        for path in stale:
             result = self._load_cached(path)
             docs = {d.key: d for d in result.documents}
             if not result.complete:
@@ -96,6 +99,17 @@ class FileProvider:
         for key in docs:
             self._defined.setdefault(key, set()).add(path)
         self._by_file[path] = docs
+
+    def _load_all(self, paths: list[str]) -> None:
+        """Load the files not cached, a burst of them across the bulk pool's processes."""
+        todo = [p for p in paths if not self._cached(p)]
+        if len(todo) < BULK:
+            return  # `_load_cached` loads them one by one
+        signatures = [_signature(p) for p in todo]  # before reading: a later write is seen again
+        for path, signature, result in zip(todo, signatures, self.pool.map(load_files, todo), strict=True):
+            self._cache[path] = (signature, result)
+            for error in result.errors:
+                log.warning("skipped document: %s", error)
 
     def _cached(self, path: str) -> bool:
         cached = self._cache.get(path)
