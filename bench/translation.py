@@ -22,7 +22,7 @@ from typing import Any
 from bench import manifests as m
 from bench.common import Report, ratio
 
-TARGET_CHANGE_MS = 50.0
+TARGET_CHANGE_MS = 20.0
 PER_NS = 100
 
 
