@@ -286,7 +286,7 @@ class ControlLoop:
                 snapshot = self.snapshot()
                 started = time.monotonic()
                 translation = await asyncio.to_thread(self.translator, snapshot)
-                self._translated(started)
+                self._translated(started, translation)
                 self.publish(translation)
         except Exception:
             return self._counted(ok=False)
@@ -299,7 +299,7 @@ class ControlLoop:
                 snapshot = self.snapshot()
                 started = time.monotonic()
                 translation = self.translator(snapshot)
-                self._translated(started)
+                self._translated(started, translation)
                 self.publish(translation)
         except Exception:
             return self._counted(ok=False)
@@ -457,8 +457,10 @@ class ControlLoop:
         self._hand(key, status)
         self._written[key] = uid
 
-    def _translated(self, started: float) -> None:
+    def _translated(self, started: float, translation: Translation) -> None:
         now = time.monotonic()
+        if translation.status_changes is not None:
+            self.metrics.patched.inc()
         self.metrics.translation_seconds.observe(now - started)
         received, self._received = self._received, None
         observed, self._observed = self._observed, None

@@ -2,6 +2,8 @@
 (prometheus_client; one registry per process so tests can run several).
 
     portico_translations_total{result}          translations, "ok" or "failed"
+    portico_translations_patched_total          ... of them made by patching the previous one
+                                                (a change of routes alone: translator.incremental)
     portico_translation_duration_seconds        how long a translation took
     portico_xds_pushes_total{group}             configurations sent to an Envoy group
     portico_xds_acks_total{group}               ... accepted by it
@@ -30,6 +32,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.translations = Counter("portico_translations", "Translations, by result.", ["result"],
                                     registry=self.registry)
+        self.patched = Counter("portico_translations_patched", "Translations made by patching the previous one.",
+                               registry=self.registry)
         self.translation_seconds = Histogram(
             "portico_translation_duration_seconds", "Duration of one translation.", registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

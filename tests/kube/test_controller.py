@@ -50,6 +50,14 @@ def other_entry() -> dict[str, Any]:
                             "observedGeneration": 1, "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
 
 
+async def patched_translations(port: int) -> float:
+    """portico_translations_patched_total from the controller's /metrics."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    return next(float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("portico_translations_patched_total"))
+
+
 def test_statuses_only_ours_no_write_storm_and_none_rewritten_after_a_restart(tmp_path: Path) -> None:
     async def main() -> None:
         async with running() as (api, client):
@@ -81,15 +89,18 @@ def test_statuses_only_ours_no_write_storm_and_none_rewritten_after_a_restart(tm
             stop = asyncio.Event()
             # a new process: a client of its own (the first one's cancelled watches may still hold connections)
             fresh = AsyncClient(config=kubeconfig(api.base_url))
-            restarted = asyncio.create_task(serve_controller(options(tmp_path, identity="second"), stop, fresh,
-                                                             start_envoy=False))
+            second = options(tmp_path, identity="second")
+            port = second.health_port
+            restarted = asyncio.create_task(serve_controller(second, stop, fresh, start_envoy=False))
             await until(lambda: (api.get("coordination.k8s.io", "leases", "portico-system", "portico-controller")
                                  or {}).get("spec", {}).get("holderIdentity") == "second", what="the new leader")
             await asyncio.sleep(1.0)
             assert len(api.status_writes()) == settled, api.status_writes()[settled:]
-            # a new route still gets its status
+            # a new route still gets its status: one watch event, one patched translation
+            patched = await patched_translations(port)
             api.put(route("late"))
             await until(lambda: accepted(ours(api, "httproutes", "apps", "late")), what="the late route")
+            assert await patched_translations(port) == patched + 1
             stop.set()
             await restarted
             await fresh.close()
