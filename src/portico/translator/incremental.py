@@ -37,6 +37,7 @@ from portico.translator.backends import MEMO_KINDS, Backends, RuleMemo
 from portico.translator.build import (
     RouteTable,
     domain_order,
+    listener_domain,
     misdirected_hosts,
     route_tables,
     served_hostnames,
@@ -71,7 +72,7 @@ class State:
     candidates: dict[ObjectKey, list[ListenerState]] = field(default_factory=dict)  # route -> its listeners
     kinds: dict[int, Counter[str]] = field(default_factory=dict)  # id(listener) -> route kinds of candidates
     served: dict[tuple[ObjectKey, int], HostRoutes] = field(default_factory=dict)  # (route, id(listener))
-    indexes: dict[ObjectKey, GatewayIndex | None] = field(default_factory=dict)  # built on first use
+    indexes: dict[ObjectKey, GatewayIndex] = field(default_factory=dict)  # built on first use
 
 
 class Table:
@@ -80,7 +81,7 @@ class Table:
 
     def __init__(self, spec: RouteTable, served: tuple[ir.VirtualHost, ...]) -> None:
         self.spec = spec
-        self.fixed = frozenset((ls.spec.hostname or "*").lower() for ls in spec.group)  # `listener_domain`
+        self.fixed = frozenset(listener_domain(ls) for ls in spec.group)  # a virtual host, routes or not
         self.contributions: dict[str, dict[Slot, Entries]] = {}
         for place, ls in enumerate(spec.group):
             for hr in ls.http_routes:
@@ -367,7 +368,6 @@ class Patch:
                 statuses[key] = route_status(new.route, new.parents, new.conds, controller)
         for key, gw in self.touched.items():
             index = state.indexes[key]
-            assert index is not None
             gateways[key] = replace(gateways[key], xds=patched_ir(gateways[key].xds, index, state.backends, grew))
             statuses[key] = gateway_status(gw)
             changes.add(key)
