@@ -121,6 +121,14 @@ def answers(c: Client) -> dict[str, Any]:
     return out
 
 
+def https_up(client: Any) -> bool:
+    try:
+        client.https("app.example.com", "/")
+    except OSError:
+        return False
+    return True
+
+
 def serve(tmp_path: Path, name: str, docs: list[dict[str, Any]], admin: int, offset: int, kind: str) -> Any:
     (tmp_path / name).mkdir()
     write_atomically(tmp_path / name / "all.yaml", docs)
@@ -150,6 +158,7 @@ def test_annotations_served_and_converted_answer_alike(tmp_path: Path) -> None:
         proc, ip = serve(tmp_path, "served", docs, admin, offset, "Ingress")
         client = Client(ip, 80 + offset, 443 + offset, ca)
         wait_for("the Ingress served", lambda: client.http("beta.example.com", "/")[0] == 200, 30)
+        wait_for("the HTTPS listener (its certificate comes over SDS)", lambda: https_up(client), 30)
         served = answers(client)
         stop(proc)
         assert served == {
@@ -168,6 +177,7 @@ def test_annotations_served_and_converted_answer_alike(tmp_path: Path) -> None:
         proc, ip = serve(tmp_path, "converted", converted.objects + others, admin, offset, "Gateway")
         client = Client(ip, 80 + offset, 443 + offset, ca)
         wait_for("the routes served", lambda: client.http("beta.example.com", "/")[0] == 200, 30)
+        wait_for("the HTTPS listener (its certificate comes over SDS)", lambda: https_up(client), 30)
         assert answers(client) == served
         stop(proc)
     finally:
