@@ -395,13 +395,19 @@ class ControlLoop:
         written, self._written = self._written, {}
         self.gate.forget(statuses.keys())
         for key, status in statuses.items():
-            owner = owners.get(key)
-            if owner is not None and key.kind in PROGRAMMABLE:
-                self._hand(key, self.gate.gate(key, status, *owner))
-            else:
-                self._write(key, status, previous, written)
+            self._publish_one(key, status, owners, previous, written)
         self.writer.release(statuses)
         self._complete = True
+
+    def _publish_one(self, key: ObjectKey, status: dict[str, Any], owners: dict[ObjectKey, tuple[str, frozenset[str]]],
+                     previous: dict[ObjectKey, dict[str, Any]], written: dict[ObjectKey, str]) -> None:
+        """A Gateway's or ListenerSet's status through the Programmed gate; another's written
+        unless unchanged (`_write`)."""
+        owner = owners.get(key)
+        if owner is not None and key.kind in PROGRAMMABLE:
+            self._hand(key, self.gate.gate(key, status, *owner))
+        else:
+            self._write(key, status, previous, written)
 
     def _publish_changes(self, statuses: dict[ObjectKey, dict[str, Any]], changes: frozenset[ObjectKey],
                          owners: dict[ObjectKey, tuple[str, frozenset[str]]]) -> None:
@@ -412,12 +418,10 @@ class ControlLoop:
         removed = [key for key in changes if key not in statuses]
         for key in removed:
             self._written.pop(key, None)
-        for key, owner in owners.items():
-            if key in statuses and key.kind in PROGRAMMABLE:
-                self._hand(key, self.gate.gate(key, statuses[key], *owner))
-        for key in changes:
-            if key in statuses and not (key in owners and key.kind in PROGRAMMABLE):
-                self._write(key, statuses[key], previous, self._written)
+        gated = {key for key in owners if key.kind in PROGRAMMABLE}
+        for key in gated | changes:
+            if key in statuses:
+                self._publish_one(key, statuses[key], owners, previous, self._written)
         if removed:
             self.gate.forget(statuses.keys())
             self.writer.release(statuses)

@@ -43,7 +43,8 @@ def check_all(items: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> 
     return [checked(content, old) for content, old in items]
 
 
-def _warm() -> int:
+def _warm(_: int) -> int:
+    """Load a worker's CRD schemas (and compile their rules) before the first burst."""
     checked({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "warm", "namespace": "default"}, "spec": {}})
     return os.getpid()
@@ -70,7 +71,7 @@ class BulkPool:
                     context = multiprocessing.get_context("forkserver")
                     context.set_forkserver_preload(["portico.provider.bulk"])
                     executor = ProcessPoolExecutor(self.workers, mp_context=context)
-                    list(executor.map(_warm_one, range(self.workers)))
+                    list(executor.map(_warm, range(self.workers)))
                     self._executor = executor
                 except Exception:  # noqa: BLE001 (no pool: the work is done in-process)
                     log.warning("no worker processes for bulk parsing; parsing in-process", exc_info=True)
@@ -100,6 +101,3 @@ class BulkPool:
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
 
-
-def _warm_one(_: int) -> int:
-    return _warm()
