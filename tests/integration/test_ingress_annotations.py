@@ -123,7 +123,7 @@ def answers(c: Client) -> dict[str, Any]:
 
 def https_up(client: Any) -> bool:
     try:
-        client.https("app.example.com", "/")
+        client.https("shop.example.com", "/")
     except OSError:
         return False
     return True
