@@ -14,7 +14,8 @@ from google.protobuf.json_format import MessageToDict
 
 from portico import ir
 from portico.xds import build, resource_version
-from portico.xds.resources import ROUTE, Builder
+from portico.xds.resources import ROUTE, VHOST, Builder, vhds_name
+from portico.xds.routes import CATCH_ALL_VHOST
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -69,8 +70,8 @@ def test_builder_reuses_unchanged_units_and_matches_build() -> None:
 
 
 def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
-    """A route configuration rebuilt around its unchanged first and last virtual hosts
-    (the Builder's incremental assembly) equals one built from nothing: a virtual host
+    """A route configuration's virtual hosts rebuilt around the unchanged first and last
+    ones (the Builder's incremental assembly) equal those built from nothing: a virtual host
     changed, inserted, removed, at the start, middle and end."""
     model = xds_cases.http_basic()
     chain = model.listeners[0].filter_chains[0]
@@ -100,7 +101,13 @@ def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
     builder.build(with_hosts(hosts))
     for step in steps:
         hosts = step(hosts)
-        got = builder.build(with_hosts(hosts)).by_type()[ROUTE]
-        want = build(with_hosts(hosts)).by_type()[ROUTE]
-        assert {n: m.SerializeToString(deterministic=True) for n, m in got.items()} == {
-            n: m.SerializeToString(deterministic=True) for n, m in want.items()}
+        got, want = builder.build(with_hosts(hosts)).by_type(), build(with_hosts(hosts)).by_type()
+        for type_url in (ROUTE, VHOST):
+            assert {n: m.SerializeToString(deterministic=True) for n, m in got[type_url].items()} == {
+                n: m.SerializeToString(deterministic=True) for n, m in want[type_url].items()}
+        # every virtual host (and the closing one) is a VHDS resource of its route configuration
+        config = chain.http.route_config_name
+        assert sorted(got[VHOST]) == sorted(
+            [vhds_name(config, h.name) for h in hosts] + [vhds_name(config, CATCH_ALL_VHOST)])
+        assert all(m.name == n for n, m in got[VHOST].items())
+        assert not got[ROUTE][config].virtual_hosts and got[ROUTE][config].HasField("vhds")

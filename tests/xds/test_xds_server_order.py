@@ -1,5 +1,6 @@
-"""XdsServer ordering, driven by a scripted delta ADS client (no Envoy): clusters and
-endpoints before the listeners and routes using them, cluster removals after."""
+"""XdsServer ordering, driven by scripted delta ADS and VHDS clients (no Envoy): clusters
+and endpoints before the listeners, routes and virtual hosts using them, cluster
+removals after; a version is ACKed once its virtual hosts are."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import asyncio
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.route.v3 import rds_pb2_grpc
 from google.rpc import status_pb2
 
 from portico import ir
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VHOST
 from portico.xds.server import XdsServer
 
 
@@ -78,24 +80,32 @@ def test_order_of_pushes_and_acks() -> None:
             await envoy.send(ROUTE, subscribe=("rc",))
             rds = await envoy.next()
             assert (rds.type_url, names(rds)) == (ROUTE, ["rc"])
-            assert acks == []
             await envoy.send(ROUTE, nonce=rds.nonce)
+            await envoy.nothing()
+            assert acks == []  # the route configuration's virtual hosts are not there yet
+            # Envoy opens a VHDS stream for the route configuration, naming nothing
+            vhds = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
+            await vhds.send(VHOST)
+            hosts = await vhds.next()
+            assert (hosts.type_url, names(hosts)) == (VHOST, ["rc/vh"])  # (its "*" answers every Host)
+            await vhds.send(VHOST, nonce=hosts.nonce)
             await asyncio.sleep(0.1)
             assert acks == [1] and server.acked_version("") == 1
 
-            # v2 switches the route to cluster "b": b first, the route, and only then a's removal.
+            # v2 switches the route to cluster "b": b first, the virtual host, and only then a's removal.
             server.update("", model("b"))
             cds = await envoy.next()
             assert (names(cds), list(cds.removed_resources)) == (["b"], [])
             await envoy.send(ENDPOINT, subscribe=("b",))
             eds = await envoy.next()
             assert names(eds) == ["b"]
+            await vhds.nothing()  # "b" is not warm yet: the virtual host waits
             await envoy.send(CLUSTER, nonce=cds.nonce)
             await envoy.send(ENDPOINT, nonce=eds.nonce)
-            rds = await envoy.next()
-            assert (rds.type_url, names(rds)) == (ROUTE, ["rc"])
-            await envoy.nothing()  # "a" stays while the new route table is not ACKed
-            await envoy.send(ROUTE, nonce=rds.nonce)
+            host = await vhds.next()
+            assert names(host) == ["rc/vh"]
+            await envoy.nothing()  # the route configuration is the same; "a" stays while the host is not ACKed
+            await vhds.send(VHOST, nonce=host.nonce)
             removal = await envoy.next()
             assert (removal.type_url, list(removal.removed_resources)) == (CLUSTER, ["a"])
             assert acks == [1]
@@ -103,17 +113,19 @@ def test_order_of_pushes_and_acks() -> None:
             await asyncio.sleep(0.1)
             assert acks == [1, 2]
 
-            # v3's route table is rejected: NACK reported, "b" kept for the old routes.
+            # v3's virtual host is rejected: NACK reported, "b" kept for the old routes.
             server.update("", model("c"))
             cds = await envoy.next()
             await envoy.send(ENDPOINT, subscribe=("c",))
             eds = await envoy.next()
             await envoy.send(CLUSTER, nonce=cds.nonce)
             await envoy.send(ENDPOINT, nonce=eds.nonce)
-            rds = await envoy.next()
-            await envoy.send(ROUTE, nonce=rds.nonce, error="bad route")
+            host = await vhds.next()
+            await vhds.send(VHOST, nonce=host.nonce, error="bad route")
             await envoy.nothing()
-            assert nacks == [(3, "bad route")] and server.acked_version("") == 2
+            assert nacks[0] == (3, "bad route") and server.acked_version("") == 2
+            vhds.reader.cancel()
+            vhds.call.cancel()
             envoy.reader.cancel()
             envoy.call.cancel()
         await server.stop()

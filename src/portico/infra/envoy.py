@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from portico.infra.addresses import is_ip
+from portico.xds._common import XDS_CLUSTER
 
 log = logging.getLogger("portico.envoy")
 
-XDS_CLUSTER = "portico-xds"
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
 # Stats kept: server/manager health, xDS outcome, and request/connection totals.
 STATS_PREFIXES = ("server.", "cluster_manager.", "listener_manager.", "control_plane.", "runtime.")

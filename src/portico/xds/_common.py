@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3 import backoff_pb2, base_pb2, config_source_pb2, grpc_service_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
@@ -29,6 +29,23 @@ def ads_source() -> config_source_pb2.ConfigSource:
         ads=config_source_pb2.AggregatedConfigSource(),
         resource_api_version=config_source_pb2.ApiVersion.V3,
     )
+
+
+XDS_CLUSTER = "portico-xds"  # the bootstrap's cluster of the control plane
+
+
+def vhds_source() -> config_source_pb2.ConfigSource:
+    """Where a route configuration's virtual hosts come from: the control plane's own
+    delta stream (Envoy takes VHDS over delta gRPC only, not over ADS)."""
+    grpc = grpc_service_pb2.GrpcService(envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+        cluster_name=XDS_CLUSTER,
+        # a control plane that restarts is found again within a second, as for ADS
+        retry_policy=base_pb2.RetryPolicy(retry_back_off=backoff_pb2.BackoffStrategy(
+            base_interval=millis(100), max_interval=millis(1000)))))
+    api = config_source_pb2.ApiConfigSource(
+        api_type=config_source_pb2.ApiConfigSource.DELTA_GRPC, transport_api_version=config_source_pb2.ApiVersion.V3,
+        grpc_services=[grpc], set_node_on_first_message_only=True)
+    return config_source_pb2.ConfigSource(api_config_source=api, resource_api_version=config_source_pb2.ApiVersion.V3)
 
 
 def millis(ms: int) -> duration_pb2.Duration:

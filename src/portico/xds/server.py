@@ -22,16 +22,28 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf import any_pb2
 
 from portico.ir import IR
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Builder, packed, resource_version
+from portico.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    SECRET,
+    TYPE_URLS,
+    VHOST,
+    Builder,
+    packed,
+    resource_version,
+)
 
 log = logging.getLogger("portico.xds")
 
@@ -39,6 +51,7 @@ AckCallback = Callable[[str, int], None]  # (group, version)
 NackCallback = Callable[[str, int, str], None]  # (group, version, Envoy's message)
 
 _WILDCARD = (CLUSTER, LISTENER)  # LDS and CDS are wildcard subscriptions in Envoy
+_ADS_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
 _SPLIT = (LISTENER, ROUTE)  # one response per resource: a NACK then names exactly one resource
 _UPDATE = object()  # queue marker: a new snapshot is available
 _CLOSED = object()  # queue marker: Envoy closed its request stream
@@ -50,15 +63,38 @@ class _Entry:
     resource: any_pb2.Any
 
 
+class _Versioned(Protocol):
+    """A resource as served: an _Entry, or a virtual host as the builder made it."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def resource(self) -> any_pb2.Any: ...
+
+
+def _namespace(name: str) -> str:
+    """The route configuration a VHDS resource belongs to (Envoy's namespace matching)."""
+    return name.rpartition("/")[0]
+
+
+_SERIALS = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One `update()`: type URL -> name -> (content hash, packed resource)."""
 
     version: int
-    resources: dict[str, dict[str, _Entry]]
+    resources: dict[str, Mapping[str, _Versioned]]
+    _versions: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def versions(self, type_url: str) -> dict[str, str]:
-        return {name: e.version for name, e in self.resources[type_url].items()}
+        """name -> version (made once per snapshot and type: thousands of virtual hosts)."""
+        found = self._versions.get(type_url)
+        if found is None:
+            found = self._versions[type_url] = {name: e.version for name, e in self.resources[type_url].items()}
+        return found
 
 
 @dataclass
@@ -80,17 +116,22 @@ class _TypeState:
 
 
 class _Stream:
-    """The state of one Envoy's delta ADS stream and the ordering rules above."""
+    """The state of one Envoy's delta ADS stream and the ordering rules above; or, `vhds`,
+    of its VHDS stream, which serves the virtual hosts of the snapshot its ADS stream
+    serves routes from (so they follow the same ordering)."""
 
-    def __init__(self, server: XdsServer, peer: str, allowed_group: str | None = None) -> None:
+    def __init__(self, server: XdsServer, peer: str, allowed_group: str | None = None, vhds: bool = False) -> None:
         self.server = server
         self.peer = peer
+        self.vhds = vhds
+        self.serial = next(_SERIALS)
         self.group: str | None = None  # node.cluster of the first request
+        self.node = ""  # node.id of the first request: pairs an Envoy's ADS and VHDS streams
         # mTLS: the only group this peer's certificate lets it ask for (None: a local channel)
         self.allowed_group = allowed_group
         self.refused = ""
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.types: dict[str, _TypeState] = {t: _TypeState() for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)}
+        self.types: dict[str, _TypeState] = {t: _TypeState() for t in ((VHOST,) if vhds else _ADS_TYPES)}
         self.pending: dict[str, _Sent] = {}
         self.nonces = itertools.count(1)
         self.back: Snapshot | None = None  # the snapshot LDS/RDS are served from
@@ -117,8 +158,9 @@ class _Stream:
                                 f"names {self.allowed_group!r}")
                 log.warning("xds %s: refused: %s", self.peer, self.refused)
                 return
-            self.group = req.node.cluster
-            log.info("xds %s: node %r of group %r", self.peer, req.node.id, self.group)
+            self.group, self.node = req.node.cluster, req.node.id
+            log.info("xds %s: node %r of group %r%s", self.peer, req.node.id, self.group,
+                     " (VHDS)" if self.vhds else "")
         if self.refused:
             return
         state = self.types.get(req.type_url)
@@ -132,11 +174,17 @@ class _Stream:
         state.subscribed.update(n for n in req.resource_names_subscribe if n != "*")
         for name in req.resource_names_unsubscribe:
             state.subscribed.discard(name)
-            state.known.pop(name, None)
-            state.broken.pop(name, None)
-            state.split.discard(name)
+            # (VHDS names a route configuration: it unsubscribes from all its virtual hosts)
+            for held in [name] if not self.vhds else [n for n in state.known if _namespace(n) == name]:
+                state.known.pop(held, None)
+                state.broken.pop(held, None)
+                state.split.discard(held)
         if req.response_nonce:
             self._on_reply(req)
+        if self.vhds:
+            # Its ADS stream may now remove clusters or report the version applied: an
+            # answer came, or (a reconnecting Envoy) this stream holds all already.
+            self.server._nudge(self, vhds=False)
 
     def _on_reply(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
         sent = self.pending.pop(req.response_nonce, None)
@@ -168,6 +216,9 @@ class _Stream:
 
     def step(self) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """Everything that may be sent now, in order."""
+        if self.vhds:
+            ads = self.server._ads_stream(self)
+            return self._push(VHOST, ads.back, remove=True) if ads is not None and ads.back is not None else []
         target = self.server._group(self.group or "").snapshot
         out = self._push(CLUSTER, target, remove=False)
         self._rewarm(out)
@@ -177,12 +228,14 @@ class _Stream:
             if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
                 out += self._push(ROUTE, self.back, remove=False)
             return out
-        self.back = target
+        if self.back is not target:
+            self.back = target
+            self.server._nudge(self, vhds=True)
         out += self._push(LISTENER, target, remove=True)
         out += self._push(ROUTE, target, remove=False)
-        if self._busy(LISTENER, ROUTE):
+        if self._busy(LISTENER, ROUTE) or not self._vhds_synced(target):
             return out
-        if not self._has_broken(target, LISTENER, ROUTE):
+        if not self._has_broken(target, LISTENER, ROUTE) and not self._vhds_broken(target):
             # Routes no longer use the removed clusters: remove them now. (After a rejected
             # listener or route table, the old one Envoy kept may still use them.)
             out += self._push(CLUSTER, target, remove=True)
@@ -194,10 +247,13 @@ class _Stream:
         if not state.started:
             return []
         desired = snap.resources[type_url]
-        names = desired.keys() if type_url in _WILDCARD else state.subscribed & desired.keys()
-        changed = sorted(n for n in names if state.known.get(n) != desired[n].version)
-        # Named types (RDS, EDS, SDS) are never removed: Envoy unsubscribes when unused.
-        removed = sorted(n for n in state.known if n not in desired) if remove and type_url in _WILDCARD else []
+        if type_url == VHOST:
+            changed, removed = self._vhds_changes(snap)
+        else:
+            names = desired.keys() if type_url in _WILDCARD else state.subscribed & desired.keys()
+            changed = sorted(n for n in names if state.known.get(n) != desired[n].version)
+            # Named types (RDS, EDS, SDS) are never removed: Envoy unsubscribes when unused.
+            removed = sorted(n for n in state.known if n not in desired) if remove and type_url in _WILDCARD else []
         batches: list[tuple[list[str], list[str]]]
         if type_url in _SPLIT:
             batches = [([n], []) for n in changed] + ([([], removed)] if removed else [])
@@ -239,6 +295,14 @@ class _Stream:
         )
         return resp
 
+    def _vhds_changes(self, snap: Snapshot) -> tuple[list[str], list[str]]:
+        """The virtual hosts of the snapshot Envoy does not hold as they are, and those it
+        holds that are gone: set operations on dict views, in C (thousands of hosts). All
+        of them: Envoy asks VHDS for no names, and each of its VHDS subscriptions takes the
+        resources named under its route configuration and ignores the others, undecoded."""
+        versions, known = snap.versions(VHOST), self.types[VHOST].known
+        return sorted(n for n, _ in versions.items() - known.items()), sorted(known.keys() - versions.keys())
+
     def _rewarm(self, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:
         """An updated EDS cluster warms again and needs its endpoints resent: Envoy keeps
         the subscription (so asks nothing) and holds the CDS ACK until the cluster is warm."""
@@ -275,23 +339,64 @@ class _Stream:
                 return False
         return True
 
+    def _vhds_synced(self, snap: Snapshot) -> bool:
+        """Does each of Envoy's VHDS streams hold every virtual host of `snap`, and no
+        other, answered? (Envoy opens one per route configuration.)"""
+        streams = self.server._vhds_streams(self)
+        if not streams:
+            return not snap.resources[VHOST]
+        versions = snap.versions(VHOST)
+        return all(not s.pending and s.types[VHOST].known == versions for s in streams)
+
+    def _vhds_broken(self, snap: Snapshot) -> bool:
+        desired = snap.resources[VHOST]
+        return any((e := desired.get(n)) is not None and e.version == v
+                   for s in self.server._vhds_streams(self) for n, v in s.types[VHOST].broken.items())
+
     def _check_applied(self, snap: Snapshot) -> None:
         """Everything answered: `snap` is ACKed if Envoy holds all of it, NACKed if a resource
         it rejected is still wanted unchanged (reported once per version)."""
         if self.pending or not self.types[LISTENER].started or snap.version <= self.applied:
             return
-        if self._has_broken(snap, *self.types):
-            if snap.version > self.nack_reported:
+        if self._has_broken(snap, *self.types) or self._vhds_broken(snap):
+            vhds = self.server._vhds_streams(self)  # (they report what they were sent themselves)
+            if snap.version > max([self.nack_reported, *(s.nack_reported for s in vhds)]):
                 self.nack_reported = snap.version
-                self.server._report_nack(self.group or "", snap.version, "", f"still rejected: {self.last_error}")
+                error = self.last_error or next((s.last_error for s in vhds if s.last_error), "")
+                self.server._report_nack(self.group or "", snap.version, "", f"still rejected: {error}")
             return
         for type_url, state in self.types.items():
-            if state.known != snap.versions(type_url) and type_url in _WILDCARD:
+            if type_url in _WILDCARD and state.known != snap.versions(type_url):
                 return
             if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
                 return
+        if not self._vhds_synced(snap):
+            return
         self.applied = snap.version
         self.server._stream_applied(self.group or "")
+
+
+async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+                 context: grpc.aio.ServicerContext, vhds: bool) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+    """One Envoy stream, ADS or VHDS: requests in, `step()`'s responses out."""
+    allowed = _certificate_group(context) if server.mtls else None
+    if server.mtls and allowed is None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no Portico gateway identity in the certificate")
+    stream = _Stream(server, context.peer(), allowed, vhds)
+    reader = asyncio.create_task(_read(requests, stream.queue))
+    server._streams.add(stream)
+    kind = "VHDS" if vhds else "ADS"
+    log.info("xds: Envoy connected from %s (%s)", stream.peer, kind)
+    try:
+        while await _drain(stream):
+            if stream.refused:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, stream.refused)
+            for resp in stream.step():
+                yield resp
+    finally:
+        reader.cancel()
+        server._streams.discard(stream)
+        log.info("xds: Envoy %s stream from %s closed", kind, stream.peer)
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
@@ -301,23 +406,19 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     async def DeltaAggregatedResources(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        allowed = _certificate_group(context) if self.server.mtls else None
-        if self.server.mtls and allowed is None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no Portico gateway identity in the certificate")
-        stream = _Stream(self.server, context.peer(), allowed)
-        reader = asyncio.create_task(_read(request_iterator, stream.queue))
-        self.server._streams.add(stream)
-        log.info("xds: Envoy connected from %s", stream.peer)
-        try:
-            while await _drain(stream):
-                if stream.refused:
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, stream.refused)
-                for resp in stream.step():
-                    yield resp
-        finally:
-            reader.cancel()
-            self.server._streams.discard(stream)
-            log.info("xds: Envoy stream from %s closed", stream.peer)
+        async for response in _serve(self.server, request_iterator, context, vhds=False):
+            yield response
+
+
+class _VhdsServicer(rds_pb2_grpc.VirtualHostDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: XdsServer) -> None:
+        self.server = server
+
+    async def DeltaVirtualHosts(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        async for response in _serve(self.server, request_iterator, context, vhds=True):
+            yield response
 
 
 def _certificate_group(context: grpc.aio.ServicerContext) -> str | None:
@@ -357,7 +458,7 @@ async def _drain(stream: _Stream) -> bool:
 
 
 def _empty(version: int = 0) -> Snapshot:
-    return Snapshot(version, {t: {} for t in (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)})
+    return Snapshot(version, {t: {} for t in TYPE_URLS})
 
 
 @dataclass
@@ -436,6 +537,7 @@ class XdsServer:
             ]
         )
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        rds_pb2_grpc.add_VirtualHostDiscoveryServiceServicer_to_server(_VhdsServicer(self), server)
         bound: int = (server.add_secure_port(address, credentials) if credentials is not None
                       else server.add_insecure_port(address))
         if bound == 0:
@@ -454,8 +556,12 @@ class XdsServer:
     def update(self, group: str, ir: IR) -> int:
         """Build `ir` as the newest version of `group` and push what changed; returns its version."""
         state = self._group(group)
-        entries = {}
-        for type_url, by_name in state.builder.build(ir).wire().items():
+        entries: dict[str, Mapping[str, _Versioned]] = {}
+        built = state.builder.build(ir)
+        for type_url, by_name in built.wire().items():
+            if type_url == VHOST:  # made with their versions and packed (thousands of them)
+                entries[type_url] = built.virtual_hosts
+                continue
             before = state.inputs.get(type_url)
             if before is None or before.resources is not by_name:  # else the builder reused the whole dict
                 cache = before.cache if before is not None else {}
@@ -490,9 +596,27 @@ class XdsServer:
             else:
                 loop.call_soon_threadsafe(stream.queue.put_nowait, _UPDATE)
 
+    def _peers(self, stream: _Stream, vhds: bool) -> list[_Stream]:
+        """The same Envoy's (group and node) streams of the other kind, oldest first."""
+        return sorted((s for s in self._streams if s.vhds is vhds and s.group == stream.group
+                       and s.node == stream.node and not s.refused), key=lambda s: s.serial)
+
+    def _ads_stream(self, stream: _Stream) -> _Stream | None:
+        """A VHDS stream's ADS stream: the newest of its Envoy."""
+        peers = self._peers(stream, vhds=False)
+        return peers[-1] if peers else None
+
+    def _vhds_streams(self, stream: _Stream) -> list[_Stream]:
+        return self._peers(stream, vhds=True)
+
+    def _nudge(self, stream: _Stream, vhds: bool) -> None:
+        """Wake the same Envoy's streams of the other kind: what they may send has changed."""
+        for peer in self._peers(stream, vhds):
+            peer.queue.put_nowait(_UPDATE)
+
     def _stream_applied(self, group: str) -> None:
         state = self._group(group)
-        version = min(s.applied for s in self._streams if s.group == group)
+        version = min(s.applied for s in self._streams if s.group == group and not s.vhds)
         if version <= state.acked:
             return
         state.acked = version
