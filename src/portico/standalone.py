@@ -24,6 +24,7 @@ import logging
 import os
 import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from portico.provider.apiserver import APIServerEmulation
 from portico.provider.bulk import BulkPool
 from portico.provider.files import FileProvider
 from portico.store import Store
+from portico.validation import compile_all
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     infra: HostInfrastructure | None = None
     bulk = BulkPool()  # bursts of manifests parsed and checked across processes
     bulk.start()  # (in the background, while Envoy starts)
+    threading.Thread(target=compile_all, name="schemas", daemon=True).start()  # ours: single changes are checked here
     # xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
     # never a TCP port another local user could connect to
     state = private_dir(state_dir_for(options), with_parent=not options.state_dir)
