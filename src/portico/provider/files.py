@@ -39,11 +39,14 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 class FileProvider:
     """Loads manifests from `paths` and reports changes as ProviderEvents."""
 
-    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 5,
+    def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 2,
                  pool: BulkPool | None = None) -> None:
         # absolute, so that paths reported by the watcher match the scanned ones
         self.paths = [os.path.abspath(p) for p in paths]
         self.debounce_ms = debounce_ms
+        # The quiet time that ends a burst of file events, and the watcher's poll period:
+        # a change waits for it (measured watcher phase: 9 ms at 5, 3 ms at 1), and the
+        # idle process pays for it (0.6 %, 2.4 % of a core at 5 and 1 ms): 2 ms, 1.3 %.
         self.step_ms = step_ms
         self._cache: dict[str, tuple[tuple[int, int, int] | None, FileResult]] = {}
         self._by_file: dict[str, dict[ObjectKey, Document]] = {}
