@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import TypeAlias
 
 from envoy.config.route.v3 import route_components_pb2
@@ -46,16 +46,16 @@ class Serialized:
     change). The message itself is parsed only when asked for (dumps, tests)."""
 
     type_url: str
-    data: bytes
+    data: InitVar[bytes]  # (kept only inside the Any: thousands of them)
     version: str = field(init=False)
     resource: any_pb2.Any = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "version", hashlib.sha256(self.data).hexdigest()[:16])
-        object.__setattr__(self, "resource", any_pb2.Any(type_url=self.type_url, value=self.data))
+    def __post_init__(self, data: bytes) -> None:
+        object.__setattr__(self, "version", hashlib.sha256(data).hexdigest()[:16])
+        object.__setattr__(self, "resource", any_pb2.Any(type_url=self.type_url, value=data))
 
     def message(self) -> Message:
-        return route_components_pb2.VirtualHost.FromString(self.data)
+        return route_components_pb2.VirtualHost.FromString(self.resource.value)
 
 
 XdsResource: TypeAlias = Message | Serialized
