@@ -78,6 +78,29 @@ def test_route_added_then_nack_keeps_serving(plane: Plane, echo: EchoBackend) ->
     assert request(port, "/b")[0] == 404
 
 
+def test_virtual_hosts_added_changed_and_removed_by_vhds(plane: Plane, echo: EchoBackend) -> None:
+    """Each virtual host is a VHDS resource: a host added, one changed and one removed reach
+    Envoy while the route configuration itself stays the same; a Host no longer served
+    answers 404 (the closing virtual host), a malformed one 400."""
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+
+    def model(*hosts: tuple[str, str]) -> ir.IR:
+        vhosts = tuple(ir.VirtualHost(h, (h,), (route(f"{h}{p}", p, to(svc.name)),)) for h, p in hosts)
+        chain = ir.FilterChain("default/gw/http", http=ir.HTTPConfig(f"rc-{port}", vhosts))
+        listener = ir.Listener(f"{ADDRESS}:{port}/tcp", ADDRESS, port, filter_chains=(chain,))
+        return ir.IR(listeners=(listener,), clusters=(svc,))
+
+    plane.push(model(("a.example.com", "/"), ("b.example.com", "/")))
+    assert request(port, "/", "a.example.com")[0] == 200 and request(port, "/", "b.example.com")[0] == 200
+    plane.push(model(("a.example.com", "/"), ("b.example.com", "/b"), ("c.example.com", "/")))
+    assert request(port, "/", "b.example.com")[0] == 404 and request(port, "/b/x", "b.example.com")[0] == 200
+    assert request(port, "/", "c.example.com")[0] == 200
+    plane.push(model(("c.example.com", "/")))
+    assert [request(port, "/", h)[0] for h in ("a.example.com", "b.example.com", "c.example.com")] == [404, 404, 200]
+    assert request(port, "/", "user@a.example.com")[0] == 400
+
+
 @pytest.mark.parametrize("case", sorted(xds_cases.CASES))
 def test_golden_cases_accepted_by_envoy(plane: Plane, case: str) -> None:
     plane.push(xds_cases.CASES[case]())
