@@ -52,18 +52,9 @@ _REDIRECT_CODES = {
 RouteBuilder = Callable[[ir.Route], rc.Route]
 
 
-def build_route_configuration(
-    http: ir.HTTPConfig, route_builder: RouteBuilder | None = None
-) -> route_pb2.RouteConfiguration:
-    """The RDS resource named `http.route_config_name` (`route_builder`: a memoizing build_route)."""
-    out = route_config_header(http)
-    out.virtual_hosts.extend(build_virtual_host(vh, route_builder) for vh in http.virtual_hosts)
-    out.virtual_hosts.extend(closing_virtual_hosts(http))
-    return out
-
-
 def route_config_header(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
-    """The route configuration without its virtual hosts."""
+    """The route configuration without its virtual hosts (they are VHDS resources:
+    `xds.resources`)."""
     # Virtual hosts match the Host without its port; the Host itself reaches the
     # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
     out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
