@@ -399,7 +399,10 @@ async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaD
         log.info("xds: Envoy %s stream from %s closed", kind, stream.peer)
 
 
-class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer,  # type: ignore[misc]
+               rds_pb2_grpc.VirtualHostDiscoveryServiceServicer):  # type: ignore[misc]
+    """Both delta services Envoy streams from: ADS and VHDS (`_serve`)."""
+
     def __init__(self, server: XdsServer) -> None:
         self.server = server
 
@@ -408,11 +411,6 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
         async for response in _serve(self.server, request_iterator, context, vhds=False):
             yield response
-
-
-class _VhdsServicer(rds_pb2_grpc.VirtualHostDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, server: XdsServer) -> None:
-        self.server = server
 
     async def DeltaVirtualHosts(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
@@ -536,8 +534,9 @@ class XdsServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ]
         )
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
-        rds_pb2_grpc.add_VirtualHostDiscoveryServiceServicer_to_server(_VhdsServicer(self), server)
+        servicer = _Servicer(self)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(servicer, server)
+        rds_pb2_grpc.add_VirtualHostDiscoveryServiceServicer_to_server(servicer, server)
         bound: int = (server.add_secure_port(address, credentials) if credentials is not None
                       else server.add_insecure_port(address))
         if bound == 0:
