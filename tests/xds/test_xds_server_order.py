@@ -16,10 +16,10 @@ from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VHOST
 from portico.xds.server import XdsServer
 
 
-def model(cluster_name: str) -> ir.IR:
+def model(cluster_name: str, route_config: str = "rc") -> ir.IR:
     c = ir.Cluster(cluster_name, (ir.Endpoint("127.20.0.1", 80),))
     r = ir.Route("r", ir.RouteMatch(), ir.RouteAction(backends=(ir.WeightedBackend(cluster_name, 1),)))
-    http = ir.HTTPConfig("rc", (ir.VirtualHost("vh", ("*",), (r,)),))
+    http = ir.HTTPConfig(route_config, (ir.VirtualHost("vh", ("*",), (r,)),))
     listener = ir.Listener("l", "127.30.1.1", 18081, filter_chains=(ir.FilterChain("fc", http=http),))
     return ir.IR(listeners=(listener,), clusters=(c,))
 
@@ -128,6 +128,64 @@ def test_order_of_pushes_and_acks() -> None:
             vhds.call.cancel()
             envoy.reader.cancel()
             envoy.call.cancel()
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
+    """Envoy opens a VHDS stream per route configuration once it has it; the stream of the
+    one it replaced may stay open while its listener drains. A version with a new route
+    configuration is ACKed only once a stream opened after it holds the virtual hosts."""
+    async def scenario() -> None:
+        acks: list[int] = []
+        server = XdsServer(on_ack=lambda g, v: acks.append(v))
+        port = await server.start("127.0.0.1")
+        server.update("", model("a"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+            await envoy.send(CLUSTER)
+            cds = await envoy.next()
+            await envoy.send(LISTENER)
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.send(ENDPOINT, subscribe=("a",))
+            eds = await envoy.next()
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            lds = await envoy.next()
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(ROUTE, subscribe=("rc",))
+            rds = await envoy.next()
+            await envoy.send(ROUTE, nonce=rds.nonce)
+            old = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
+            await old.send(VHOST)
+            hosts = await old.next()
+            await old.send(VHOST, nonce=hosts.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1]
+
+            server.update("", model("a", "rc2"))  # the listener now uses route configuration rc2
+            lds = await envoy.next()
+            assert names(lds) == ["l"]
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(ROUTE, subscribe=("rc2",))
+            rds = await envoy.next()
+            assert names(rds) == ["rc2"]
+            await envoy.send(ROUTE, nonce=rds.nonce)
+            hosts = await old.next()  # every stream is sent every virtual host
+            assert (names(hosts), list(hosts.removed_resources)) == (["rc2/vh"], ["rc/vh"])
+            await old.send(VHOST, nonce=hosts.nonce)
+            await asyncio.sleep(0.2)
+            assert acks == [1]  # rc2's own VHDS stream has not even opened
+            new = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
+            await new.send(VHOST)
+            hosts = await new.next()
+            assert names(hosts) == ["rc2/vh"]
+            await new.send(VHOST, nonce=hosts.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2]
+            for stream in (envoy, old, new):
+                stream.reader.cancel()
+                stream.call.cancel()
         await server.stop()
 
     asyncio.run(scenario())

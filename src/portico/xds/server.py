@@ -135,6 +135,9 @@ class _Stream:
         self.pending: dict[str, _Sent] = {}
         self.nonces = itertools.count(1)
         self.back: Snapshot | None = None  # the snapshot LDS/RDS are served from
+        # route configuration -> when Envoy was first sent it here (a `serial`; 0: it held it
+        # at connect): its VHDS stream is one opened after that
+        self.route_marks: dict[str, int] = {}
         self.applied = 0
         self.nack_reported = 0
         self.last_error = ""
@@ -171,9 +174,13 @@ class _Stream:
             state.started = True
             # Envoy reconnecting tells what it holds: do not resend those.
             state.known.update(req.initial_resource_versions)
+            if req.type_url == ROUTE:
+                self.route_marks.update(dict.fromkeys(req.initial_resource_versions, 0))
         state.subscribed.update(n for n in req.resource_names_subscribe if n != "*")
         for name in req.resource_names_unsubscribe:
             state.subscribed.discard(name)
+            if req.type_url == ROUTE:
+                self.route_marks.pop(name, None)
             # (VHDS names a route configuration: it unsubscribes from all its virtual hosts)
             for held in [name] if not self.vhds else [n for n in state.known if _namespace(n) == name]:
                 state.known.pop(held, None)
@@ -280,6 +287,8 @@ class _Stream:
             entry = snap.resources[type_url][name]
             resp.resources.add(name=name, version=entry.version, resource=entry.resource)
             state.known[name] = entry.version
+            if type_url == ROUTE:
+                self.route_marks.setdefault(name, next(_SERIALS))
             state.broken.pop(name, None)
         for name in removed:
             state.known.pop(name, None)
@@ -341,10 +350,16 @@ class _Stream:
 
     def _vhds_synced(self, snap: Snapshot) -> bool:
         """Does each of Envoy's VHDS streams hold every virtual host of `snap`, and no
-        other, answered? (Envoy opens one per route configuration.)"""
+        other, answered; and has each route configuration Envoy was sent its stream?
+        Envoy opens one per route configuration once it has it (so a stream opened before
+        is another's: a removed listener's may stay open while it drains)."""
         streams = self.server._vhds_streams(self)
         if not streams:
             return not snap.resources[VHOST]
+        marks = sorted((m for n, m in self.route_marks.items() if n in snap.resources[ROUTE]), reverse=True)
+        serials = [s.serial for s in streams]
+        if any(sum(serial > mark for serial in serials) <= i for i, mark in enumerate(marks)):
+            return False
         versions = snap.versions(VHOST)
         return all(not s.pending and s.types[VHOST].known == versions for s in streams)
 
