@@ -36,7 +36,7 @@ from portico.control import ControlLoop
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
-from portico.infra.pki import CertificateAuthority, KeyPair
+from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
 from portico.ir import ParametersRef
 from portico.leader import LeaderElector
 from portico.metrics import Metrics
@@ -114,7 +114,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     metrics.watch_store(store)
     admin = AdminServer(store, options.health_host, options.health_port, token=token, metrics=metrics)
     await admin.start()
-    xds = XdsServer()
+    xds = XdsServer(group_of_identity=group_of_identity)
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),
                             lease_duration=options.lease_duration, renew_deadline=options.renew_deadline,
                             retry_period=options.retry_period) if options.leader_elect else None

@@ -58,14 +58,14 @@ def test_two_instances_restart_and_stop(tmp_path: Path) -> None:
                 assert socket_path.stat().st_mode & 0o777 == 0o600
                 assert socket_path.parent.stat().st_mode & 0o777 == 0o700
                 assert envoy.admin_get("/ready")[0] == 200
-            assert len(xds._streams) == 2
+            assert len(xds.envoys()) == 2
 
             crashed = first.pid
             assert crashed is not None
             os.kill(crashed, signal.SIGKILL)
             await _wait(lambda: first.restarts == 1 and first.pid not in (None, crashed))
             await first.wait_ready()
-            await _wait(lambda: len(xds._streams) == 2)
+            await _wait(lambda: len(xds.envoys()) == 2)
         finally:
             pids = [p for p in (first.pid, second.pid) if p is not None]
             await asyncio.gather(first.stop(), second.stop())

@@ -12,7 +12,7 @@ from test_xds_envoy import cluster, http_ir, route, to
 from xds_harness import EchoBackend, free_port, request
 
 from portico.infra.envoy import EnvoyProcess, XdsTLS
-from portico.infra.pki import CertificateAuthority
+from portico.infra.pki import CertificateAuthority, group_of_identity
 from portico.xds.server import XdsServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,7 +32,7 @@ def test_each_envoy_gets_only_the_group_its_certificate_names(tmp_path: Path, ec
     async def main() -> None:
         ca = CertificateAuthority.create()
         server_pair = ca.issue_server([SERVER_NAME])
-        xds = XdsServer()
+        xds = XdsServer(group_of_identity=group_of_identity)
         port = await xds.start_mtls("127.0.0.1", 0, server_pair.cert_pem, server_pair.key_pem, ca.cert_pem)
         listen_a, listen_b = free_port(), free_port()
         svc = cluster("httproute/apps/svc/80", echo)

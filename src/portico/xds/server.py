@@ -1,417 +1,91 @@
-"""The ADS server: serves `build(ir)` to Envoy over delta xDS (DeltaAggregatedResources).
+"""The ADS server: serves `build(ir)` to Envoy over delta xDS (DeltaAggregatedResources,
+and DeltaVirtualHosts for the virtual hosts of its route configurations).
 
 One snapshot per Envoy group (Envoy Gateway's snapshot cache keyed by node): an
 Envoy's bootstrap names its group as `node.cluster`, and it is only ever served
 that group's resources (secrets included). Versions, ACKs and NACKs are per
 group, so a NACK from one Gateway's Envoy never holds back another's.
 
-Ordering ("No errors on change", ARCHITECTURE), per Envoy stream:
-  1. clusters (CDS), endpoints (EDS) and secrets (SDS) of the newest version;
-  2. once Envoy has ACKed them and every accepted EDS cluster has its endpoints
-     (i.e. is warm), listeners (LDS, with removals) and route configurations (RDS);
-  3. once those are ACKed, removals of the clusters no route uses any more.
-A version is ACKed when Envoy holds every resource of it; a NACK is logged with
-Envoy's error detail, reported through `on_nack`, and the previous config keeps serving.
-Versions superseded before they were fully applied are never ACKed on their own: the
-newest one is (`on_ack` is monotonic).
+Each connected Envoy (group and node.id) is a `Connection` (`portico.xds.connection`):
+its ADS stream, its VHDS streams, the ordering of what it is sent and what it has
+applied. A group's version is ACKed once every connected Envoy of it has applied it; a
+NACK is logged with Envoy's error detail, reported through `on_nack`, and the previous
+config keeps serving. Versions superseded before they were fully applied are never ACKed
+on their own: the newest one is (`on_ack` is monotonic).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.route.v3 import rds_pb2_grpc
-from google.protobuf import any_pb2
 
 from portico.ir import IR
-from portico.xds.resources import (
-    CLUSTER,
-    ENDPOINT,
-    LISTENER,
-    ROUTE,
-    SECRET,
-    TYPE_URLS,
-    VHOST,
-    Builder,
-    packed,
-    resource_version,
-)
+from portico.xds.connection import Connection
+from portico.xds.resources import VHOST, Builder, packed, resource_version
+from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty
 
 log = logging.getLogger("portico.xds")
 
 AckCallback = Callable[[str, int], None]  # (group, version)
 NackCallback = Callable[[str, int, str], None]  # (group, version, Envoy's message)
-
-_WILDCARD = (CLUSTER, LISTENER)  # LDS and CDS are wildcard subscriptions in Envoy
-_ADS_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
-_SPLIT = (LISTENER, ROUTE)  # one response per resource: a NACK then names exactly one resource
-_UPDATE = object()  # queue marker: a new snapshot is available
-_CLOSED = object()  # queue marker: Envoy closed its request stream
-
-
-@dataclass(frozen=True)
-class _Entry:
-    version: str
-    resource: any_pb2.Any
-
-
-class _Versioned(Protocol):
-    """A resource as served: an _Entry, or a virtual host as the builder made it."""
-
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def resource(self) -> any_pb2.Any: ...
-
-
-def _namespace(name: str) -> str:
-    """The route configuration a VHDS resource belongs to (Envoy's namespace matching)."""
-    return name.rpartition("/")[0]
-
-
-_SERIALS = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One `update()`: type URL -> name -> (content hash, packed resource)."""
-
-    version: int
-    resources: dict[str, Mapping[str, _Versioned]]
-    _versions: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
-
-    def versions(self, type_url: str) -> dict[str, str]:
-        """name -> version (made once per snapshot and type: thousands of virtual hosts)."""
-        found = self._versions.get(type_url)
-        if found is None:
-            found = self._versions[type_url] = {name: e.version for name, e in self.resources[type_url].items()}
-        return found
-
-
-@dataclass
-class _Sent:
-    type_url: str
-    version: int
-    names: list[str]
-
-
-@dataclass
-class _TypeState:
-    started: bool = False  # Envoy has asked for this type on this stream
-    answered: bool = False  # a response of this type was sent on this stream
-    subscribed: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # what Envoy holds (sent or declared)
-    broken: dict[str, str] = field(default_factory=dict)  # name -> version Envoy rejected
-    # Names of a rejected batch: resent one per response to learn which one Envoy rejects.
-    split: set[str] = field(default_factory=set)
-
-
-class _Stream:
-    """The state of one Envoy's delta ADS stream and the ordering rules above; or, `vhds`,
-    of its VHDS stream, which serves the virtual hosts of the snapshot its ADS stream
-    serves routes from (so they follow the same ordering)."""
-
-    def __init__(self, server: XdsServer, peer: str, allowed_group: str | None = None, vhds: bool = False) -> None:
-        self.server = server
-        self.peer = peer
-        self.vhds = vhds
-        self.serial = next(_SERIALS)
-        self.group: str | None = None  # node.cluster of the first request
-        self.node = ""  # node.id of the first request: pairs an Envoy's ADS and VHDS streams
-        # mTLS: the only group this peer's certificate lets it ask for (None: a local channel)
-        self.allowed_group = allowed_group
-        self.refused = ""
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.types: dict[str, _TypeState] = {t: _TypeState() for t in ((VHOST,) if vhds else _ADS_TYPES)}
-        self.pending: dict[str, _Sent] = {}
-        self.nonces = itertools.count(1)
-        self.back: Snapshot | None = None  # the snapshot LDS/RDS are served from
-        # route configuration -> when Envoy was first sent it here (a `serial`; 0: it held it
-        # at connect): its VHDS stream is one opened after that
-        self.route_marks: dict[str, int] = {}
-        self.applied = 0
-        self.nack_reported = 0
-        self.last_error = ""
-
-    # ------------------------------------------------------------ requests
-
-    def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
-        log.debug(
-            "xds %s: request %s nonce=%r +%d -%d%s",
-            self.peer,
-            req.type_url.rsplit(".", 1)[-1],
-            req.response_nonce,
-            len(req.resource_names_subscribe),
-            len(req.resource_names_unsubscribe),
-            " NACK" if req.HasField("error_detail") else "",
-        )
-        if self.group is None:
-            if self.allowed_group is not None and req.node.cluster != self.allowed_group:
-                # an Envoy serves only its own Gateway: a certificate names exactly one
-                self.refused = (f"node {req.node.id!r} asks for group {req.node.cluster!r}, its certificate "
-                                f"names {self.allowed_group!r}")
-                log.warning("xds %s: refused: %s", self.peer, self.refused)
-                return
-            self.group, self.node = req.node.cluster, req.node.id
-            log.info("xds %s: node %r of group %r%s", self.peer, req.node.id, self.group,
-                     " (VHDS)" if self.vhds else "")
-        if self.refused:
-            return
-        state = self.types.get(req.type_url)
-        if state is None:
-            log.warning("xds %s: request for unknown type %s", self.peer, req.type_url)
-            return
-        if not state.started:
-            state.started = True
-            # Envoy reconnecting tells what it holds: do not resend those.
-            state.known.update(req.initial_resource_versions)
-            if req.type_url == ROUTE:
-                self.route_marks.update(dict.fromkeys(req.initial_resource_versions, 0))
-        state.subscribed.update(n for n in req.resource_names_subscribe if n != "*")
-        for name in req.resource_names_unsubscribe:
-            state.subscribed.discard(name)
-            if req.type_url == ROUTE:
-                self.route_marks.pop(name, None)
-            # (VHDS names a route configuration: it unsubscribes from all its virtual hosts)
-            for held in [name] if not self.vhds else [n for n in state.known if _namespace(n) == name]:
-                state.known.pop(held, None)
-                state.broken.pop(held, None)
-                state.split.discard(held)
-        if req.response_nonce:
-            self._on_reply(req)
-        if self.vhds:
-            # Its ADS stream may now remove clusters or report the version applied: an
-            # answer came, or (a reconnecting Envoy) this stream holds all already.
-            self.server._nudge(self, vhds=False)
-
-    def _on_reply(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
-        sent = self.pending.pop(req.response_nonce, None)
-        if sent is None:
-            return
-        state = self.types[sent.type_url]
-        for name in sent.names:
-            state.split.discard(name)
-        if not req.HasField("error_detail"):
-            for name in sent.names:
-                state.broken.pop(name, None)
-            return
-        message = req.error_detail.message
-        if len(sent.names) > 1:
-            # Envoy applies the good resources of a batch and names the bad one only in
-            # prose: resend each alone so ACK/NACK pinpoints it (identical updates are no-ops).
-            for name in sent.names:
-                state.known.pop(name, None)
-                state.split.add(name)
-        else:
-            for name in sent.names:
-                if name in state.known:
-                    state.broken[name] = state.known[name]
-        self.last_error = message
-        self.nack_reported = max(self.nack_reported, sent.version)
-        self.server._report_nack(self.group or "", sent.version, sent.type_url, message)
-
-    # ------------------------------------------------------------ pushes
-
-    def step(self) -> list[discovery_pb2.DeltaDiscoveryResponse]:
-        """Everything that may be sent now, in order."""
-        if self.vhds:
-            ads = self.server._ads_stream(self)
-            return self._push(VHOST, ads.back, remove=True) if ads is not None and ads.back is not None else []
-        target = self.server._group(self.group or "").snapshot
-        out = self._push(CLUSTER, target, remove=False)
-        self._rewarm(out)
-        for type_url in (ENDPOINT, SECRET):
-            out += self._push(type_url, target, remove=False)
-        if not self._warm(target):
-            if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
-                out += self._push(ROUTE, self.back, remove=False)
-            return out
-        if self.back is not target:
-            self.back = target
-            self.server._nudge(self, vhds=True)
-        out += self._push(LISTENER, target, remove=True)
-        out += self._push(ROUTE, target, remove=False)
-        if self._busy(LISTENER, ROUTE) or not self._vhds_synced(target):
-            return out
-        if not self._has_broken(target, LISTENER, ROUTE) and not self._vhds_broken(target):
-            # Routes no longer use the removed clusters: remove them now. (After a rejected
-            # listener or route table, the old one Envoy kept may still use them.)
-            out += self._push(CLUSTER, target, remove=True)
-        self._check_applied(target)
-        return out
-
-    def _push(self, type_url: str, snap: Snapshot, remove: bool) -> list[discovery_pb2.DeltaDiscoveryResponse]:
-        state = self.types[type_url]
-        if not state.started:
-            return []
-        desired = snap.resources[type_url]
-        if type_url == VHOST:
-            changed, removed = self._vhds_changes(snap)
-        else:
-            names = desired.keys() if type_url in _WILDCARD else state.subscribed & desired.keys()
-            changed = sorted(n for n in names if state.known.get(n) != desired[n].version)
-            # Named types (RDS, EDS, SDS) are never removed: Envoy unsubscribes when unused.
-            removed = sorted(n for n in state.known if n not in desired) if remove and type_url in _WILDCARD else []
-        batches: list[tuple[list[str], list[str]]]
-        if type_url in _SPLIT:
-            batches = [([n], []) for n in changed] + ([([], removed)] if removed else [])
-        else:
-            alone = [n for n in changed if n in state.split]
-            together = [n for n in changed if n not in state.split]
-            batches = [([n], []) for n in alone]
-            batches += [(together, removed)] if together or removed else []
-        if not batches and not state.answered and type_url in _WILDCARD:
-            # Envoy's initialization waits for a first CDS/LDS answer, even an empty one.
-            batches = [([], [])]
-        return [self._response(type_url, snap, upserts, gone) for upserts, gone in batches]
-
-    def _response(
-        self, type_url: str, snap: Snapshot, upserts: list[str], removed: list[str]
-    ) -> discovery_pb2.DeltaDiscoveryResponse:
-        state = self.types[type_url]
-        state.answered = True
-        nonce = str(next(self.nonces))
-        resp = discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=str(snap.version), type_url=type_url, nonce=nonce, removed_resources=removed
-        )
-        for name in upserts:
-            entry = snap.resources[type_url][name]
-            resp.resources.add(name=name, version=entry.version, resource=entry.resource)
-            state.known[name] = entry.version
-            if type_url == ROUTE:
-                self.route_marks.setdefault(name, next(_SERIALS))
-            state.broken.pop(name, None)
-        for name in removed:
-            state.known.pop(name, None)
-            state.broken.pop(name, None)
-        self.pending[nonce] = _Sent(type_url, snap.version, upserts)
-        log.debug(
-            "xds %s: push v%d %s +%d -%d",
-            self.peer,
-            snap.version,
-            type_url.rsplit(".", 1)[-1],
-            len(upserts),
-            len(removed),
-        )
-        return resp
-
-    def _vhds_changes(self, snap: Snapshot) -> tuple[list[str], list[str]]:
-        """The virtual hosts of the snapshot Envoy does not hold as they are, and those it
-        holds that are gone: set operations on dict views, in C (thousands of hosts). All
-        of them: Envoy asks VHDS for no names, and each of its VHDS subscriptions takes the
-        resources named under its route configuration and ignores the others, undecoded."""
-        versions, known = snap.versions(VHOST), self.types[VHOST].known
-        return sorted(n for n, _ in versions.items() - known.items()), sorted(known.keys() - versions.keys())
-
-    def _rewarm(self, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:
-        """An updated EDS cluster warms again and needs its endpoints resent: Envoy keeps
-        the subscription (so asks nothing) and holds the CDS ACK until the cluster is warm."""
-        endpoints = self.types[ENDPOINT]
-        for resp in cds:
-            for res in resp.resources:
-                if res.name in endpoints.subscribed:
-                    endpoints.known.pop(res.name, None)
-
-    # ------------------------------------------------------------ gates
-
-    def _busy(self, *type_urls: str) -> bool:
-        return any(s.type_url in type_urls for s in self.pending.values())
-
-    def _has_broken(self, snap: Snapshot, *type_urls: str) -> bool:
-        """Is some resource Envoy rejected still wanted, unchanged, in `snap`?"""
-        for type_url in type_urls:
-            desired = snap.resources[type_url]
-            for name, version in self.types[type_url].broken.items():
-                entry = desired.get(name)
-                if entry is not None and entry.version == version:
-                    return True
-        return False
-
-    def _warm(self, snap: Snapshot) -> bool:
-        """Have CDS/EDS/SDS been ACKed, with endpoints for every accepted EDS cluster?"""
-        if self._busy(CLUSTER, ENDPOINT, SECRET) or not self.types[CLUSTER].started:
-            return False
-        clusters = self.types[CLUSTER]
-        endpoints = self.types[ENDPOINT]
-        for name, entry in snap.resources[ENDPOINT].items():
-            accepted = clusters.known.get(name) is not None and name not in clusters.broken
-            if accepted and endpoints.known.get(name) != entry.version:
-                return False
-        return True
-
-    def _vhds_synced(self, snap: Snapshot) -> bool:
-        """Does each of Envoy's VHDS streams hold every virtual host of `snap`, and no
-        other, answered; and has each route configuration Envoy was sent its stream?
-        Envoy opens one per route configuration once it has it (so a stream opened before
-        is another's: a removed listener's may stay open while it drains)."""
-        streams = self.server._vhds_streams(self)
-        if not streams:
-            return not snap.resources[VHOST]
-        marks = sorted((m for n, m in self.route_marks.items() if n in snap.resources[ROUTE]), reverse=True)
-        serials = [s.serial for s in streams]
-        if any(sum(serial > mark for serial in serials) <= i for i, mark in enumerate(marks)):
-            return False
-        versions = snap.versions(VHOST)
-        return all(not s.pending and s.types[VHOST].known == versions for s in streams)
-
-    def _vhds_broken(self, snap: Snapshot) -> bool:
-        desired = snap.resources[VHOST]
-        return any((e := desired.get(n)) is not None and e.version == v
-                   for s in self.server._vhds_streams(self) for n, v in s.types[VHOST].broken.items())
-
-    def _check_applied(self, snap: Snapshot) -> None:
-        """Everything answered: `snap` is ACKed if Envoy holds all of it, NACKed if a resource
-        it rejected is still wanted unchanged (reported once per version)."""
-        if self.pending or not self.types[LISTENER].started or snap.version <= self.applied:
-            return
-        if self._has_broken(snap, *self.types) or self._vhds_broken(snap):
-            vhds = self.server._vhds_streams(self)  # (they report what they were sent themselves)
-            if snap.version > max([self.nack_reported, *(s.nack_reported for s in vhds)]):
-                self.nack_reported = snap.version
-                error = self.last_error or next((s.last_error for s in vhds if s.last_error), "")
-                self.server._report_nack(self.group or "", snap.version, "", f"still rejected: {error}")
-            return
-        for type_url, state in self.types.items():
-            if type_url in _WILDCARD and state.known != snap.versions(type_url):
-                return
-            if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
-                return
-        if not self._vhds_synced(snap):
-            return
-        self.applied = snap.version
-        self.server._stream_applied(self.group or "")
+# The xDS group a client certificate's URI SAN names (None: none), for mutual TLS
+GroupOfIdentity = Callable[[str], "str | None"]
 
 
 async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
                  context: grpc.aio.ServicerContext, vhds: bool) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-    """One Envoy stream, ADS or VHDS: requests in, `step()`'s responses out."""
-    allowed = _certificate_group(context) if server.mtls else None
+    """One Envoy stream, ADS or VHDS: requests in, its connection's responses out."""
+    allowed = server._certificate_group(context) if server.mtls else None
     if server.mtls and allowed is None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no Portico gateway identity in the certificate")
-    stream = _Stream(server, context.peer(), allowed, vhds)
+    stream = Stream(context.peer(), vhds)
     reader = asyncio.create_task(_read(requests, stream.queue))
-    server._streams.add(stream)
-    kind = "VHDS" if vhds else "ADS"
-    log.info("xds: Envoy connected from %s (%s)", stream.peer, kind)
+    log.info("xds: Envoy connected from %s (%s)", stream.peer, stream.kind)
     try:
-        while await _drain(stream):
-            if stream.refused:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, stream.refused)
-            for resp in stream.step():
-                yield resp
+        while (batch := await stream.requests()) is not None:
+            for req in batch:
+                log.debug(
+                    "xds %s: request %s nonce=%r +%d -%d%s",
+                    stream.peer,
+                    req.type_url.rsplit(".", 1)[-1],
+                    req.response_nonce,
+                    len(req.resource_names_subscribe),
+                    len(req.resource_names_unsubscribe),
+                    " NACK" if req.HasField("error_detail") else "",
+                )
+                connection = server._owners.get(stream)
+                if connection is None:
+                    refused = _refusal(req.node, allowed)
+                    if refused:
+                        log.warning("xds %s: refused: %s", stream.peer, refused)
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+                    connection = server._attach(stream, req.node.cluster, req.node.id)
+                connection.handle(stream, req)
+            connection = server._owners.get(stream)  # (a VHDS stream follows its Envoy's newest ADS stream)
+            if connection is not None:
+                for resp in connection.step(stream):
+                    yield resp
     finally:
         reader.cancel()
-        server._streams.discard(stream)
-        log.info("xds: Envoy %s stream from %s closed", kind, stream.peer)
+        server._detach(stream)
+        log.info("xds: Envoy %s stream from %s closed", stream.kind, stream.peer)
+
+
+def _refusal(node: Any, allowed: str | None) -> str:
+    """Why an Envoy naming `node` may not be served ("": it may); `allowed` is the only group
+    its certificate lets it ask for (None: a local channel)."""
+    if allowed is not None and node.cluster != allowed:
+        # an Envoy serves only its own Gateway: a certificate names exactly one
+        return f"node {node.id!r} asks for group {node.cluster!r}, its certificate names {allowed!r}"
+    return ""
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer,  # type: ignore[misc]
@@ -434,19 +108,6 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer,  # type: ignore
             yield response
 
 
-def _certificate_group(context: grpc.aio.ServicerContext) -> str | None:
-    """The xDS group the peer's client certificate names (its URI SAN, `portico.infra.pki`)."""
-    from portico.infra.pki import group_of_identity
-
-    auth = context.auth_context()
-    for key in ("peer_spiffe_id", "x509_uri_san", "peer_uri"):
-        for value in auth.get(key, ()):
-            group = group_of_identity(value.decode() if isinstance(value, bytes) else str(value))
-            if group:
-                return group
-    return None
-
-
 async def _read(requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], queue: asyncio.Queue[object]) -> None:
     try:
         async for req in requests:
@@ -454,24 +115,7 @@ async def _read(requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], qu
     except (asyncio.CancelledError, grpc.aio.AioRpcError):
         pass
     finally:
-        queue.put_nowait(_CLOSED)
-
-
-async def _drain(stream: _Stream) -> bool:
-    """Wait for one event, then take every queued one (coalescing updates). False when closed."""
-    items = [await stream.queue.get()]
-    while not stream.queue.empty():
-        items.append(stream.queue.get_nowait())
-    for item in items:
-        if item is _CLOSED:
-            return False
-        if isinstance(item, discovery_pb2.DeltaDiscoveryRequest):
-            stream.handle(item)
-    return True
-
-
-def _empty(version: int = 0) -> Snapshot:
-    return Snapshot(version, {t: {} for t in TYPE_URLS})
+        queue.put_nowait(CLOSED)
 
 
 @dataclass
@@ -480,15 +124,15 @@ class _Built:
     id(resource) (the next update reuses those of resources the builder reused)."""
 
     resources: dict[str, Any]
-    entries: dict[str, _Entry]
-    cache: dict[int, tuple[Any, _Entry]]
+    entries: dict[str, Entry]
+    cache: dict[int, tuple[Any, Entry]]
 
 
 @dataclass
 class _Group:
     """One Envoy group's newest snapshot, the builder memo behind it and its ACK state."""
 
-    snapshot: Snapshot = field(default_factory=_empty)
+    snapshot: Snapshot = field(default_factory=empty)
     builder: Builder = field(default_factory=Builder)
     # type URL -> what the last update built of it
     inputs: dict[str, _Built] = field(default_factory=dict)
@@ -496,13 +140,20 @@ class _Group:
 
 
 class XdsServer:
-    """Delta ADS server with one configuration per Envoy group (node.cluster)."""
+    """Delta ADS server with one configuration per Envoy group (node.cluster).
 
-    def __init__(self, on_ack: AckCallback | None = None, on_nack: NackCallback | None = None) -> None:
+    `group_of_identity` maps a client certificate's URI SAN to the group it names (None:
+    none); `start_mtls` needs it: each Envoy is then served only its certificate's group."""
+
+    def __init__(self, on_ack: AckCallback | None = None, on_nack: NackCallback | None = None,
+                 group_of_identity: GroupOfIdentity | None = None) -> None:
         self.on_ack = on_ack
         self.on_nack = on_nack
+        self._group_of_identity = group_of_identity
         self._groups: dict[str, _Group] = {}
-        self._streams: set[_Stream] = set()
+        # every Envoy with a stream open; the newest per (group, node) is the one new streams join
+        self._connections: list[Connection] = []
+        self._owners: dict[Stream, Connection] = {}  # stream -> the connection serving it
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.mtls = False  # serving Envoys over mutual TLS: each gets only the group its certificate names
@@ -514,6 +165,10 @@ class XdsServer:
     def acked_version(self, group: str) -> int:
         """The newest version of `group` every connected Envoy of it has fully applied (0: none)."""
         return self._group(group).acked
+
+    def envoys(self) -> list[tuple[str, str]]:
+        """(group, node id) of each connected Envoy (with its ADS stream open)."""
+        return [(c.group, c.node) for c in self._connections if c.ads is not None]
 
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
@@ -534,6 +189,8 @@ class XdsServer:
     async def start_mtls(self, host: str, port: int, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> int:
         """Listen on host:port over TLS, requiring a client certificate the CA issued
         (Kubernetes mode: Envoy pods connect from the network)."""
+        if self._group_of_identity is None:
+            raise ValueError("xds: mutual TLS needs group_of_identity (which group a certificate names)")
         credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem,
                                                   require_client_auth=True)
         self.mtls = True
@@ -570,7 +227,7 @@ class XdsServer:
     def update(self, group: str, ir: IR) -> int:
         """Build `ir` as the newest version of `group` and push what changed; returns its version."""
         state = self._group(group)
-        entries: dict[str, Mapping[str, _Versioned]] = {}
+        entries: dict[str, Mapping[str, Versioned]] = {}
         built = state.builder.build(ir)
         for type_url, by_name in built.wire().items():
             if type_url == VHOST:  # made with their versions and packed (thousands of them)
@@ -590,55 +247,94 @@ class XdsServer:
     def remove(self, group: str) -> None:
         """Forget `group`: its Envoys (if any still connect) are served nothing."""
         state = self._groups.pop(group, None)
-        if state is not None and any(s.group == group for s in self._streams):
-            self._groups[group] = _Group(snapshot=_empty(state.snapshot.version + 1))
+        if state is not None and any(c.group == group for c in self._connections):
+            self._groups[group] = _Group(snapshot=empty(state.snapshot.version + 1))
             self._notify(group)
 
     @staticmethod
-    def _entry(msg: Any, previous: dict[int, tuple[Any, _Entry]], cache: dict[int, tuple[Any, _Entry]]) -> _Entry:
+    def _entry(msg: Any, previous: dict[int, tuple[Any, Entry]], cache: dict[int, tuple[Any, Entry]]) -> Entry:
         """Hash and pack `msg`, unless the builder reused it from the previous update."""
         cached = previous.get(id(msg))
-        entry = cached[1] if cached is not None and cached[0] is msg else _Entry(resource_version(msg), packed(msg))
+        entry = cached[1] if cached is not None and cached[0] is msg else Entry(resource_version(msg), packed(msg))
         cache[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
         return entry
 
     def _notify(self, group: str) -> None:
         loop = self._loop
-        for stream in [s for s in self._streams if s.group in (group, None)]:
+        for connection in [c for c in self._connections if c.group == group]:
             if loop is None or _running_loop() is loop:
-                stream.queue.put_nowait(_UPDATE)
+                connection.wake()
             else:
-                loop.call_soon_threadsafe(stream.queue.put_nowait, _UPDATE)
+                loop.call_soon_threadsafe(connection.wake)
 
-    def _peers(self, stream: _Stream, vhds: bool) -> list[_Stream]:
-        """The same Envoy's (group and node) streams of the other kind, oldest first."""
-        return sorted((s for s in self._streams if s.vhds is vhds and s.group == stream.group
-                       and s.node == stream.node and not s.refused), key=lambda s: s.serial)
+    # ------------------------------------------------------------ connections
 
-    def _ads_stream(self, stream: _Stream) -> _Stream | None:
-        """A VHDS stream's ADS stream: the newest of its Envoy."""
-        peers = self._peers(stream, vhds=False)
-        return peers[-1] if peers else None
+    def _certificate_group(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The xDS group the peer's client certificate names (its URI SAN)."""
+        assert self._group_of_identity is not None  # (start_mtls checked)
+        auth = context.auth_context()
+        for key in ("peer_spiffe_id", "x509_uri_san", "peer_uri"):
+            for value in auth.get(key, ()):
+                group = self._group_of_identity(value.decode() if isinstance(value, bytes) else str(value))
+                if group:
+                    return group
+        return None
 
-    def _vhds_streams(self, stream: _Stream) -> list[_Stream]:
-        return self._peers(stream, vhds=True)
+    def _attach(self, stream: Stream, group: str, node: str) -> Connection:
+        """Join `stream` to its Envoy's (group and node) connection. A VHDS stream joins
+        the newest one; an ADS stream starts a new one, which takes over the VHDS streams
+        of the one it replaces (an Envoy reconnecting: the old ADS stream, if not closed
+        yet, is served from the old connection until it closes)."""
+        log.info("xds %s: node %r of group %r%s", stream.peer, node, group, " (VHDS)" if stream.vhds else "")
+        current = next((c for c in reversed(self._connections) if (c.group, c.node) == (group, node)), None)
+        if stream.vhds and current is not None:
+            connection = current
+        else:
+            connection = Connection(group, node, lambda: self._group(group).snapshot, self._applied, self._nacked)
+            self._connections.append(connection)
+            if current is not None:
+                connection.vhds, current.vhds = current.vhds, []
+                for moved in connection.vhds:
+                    self._owners[moved] = connection
+                if not current.streams:
+                    self._connections.remove(current)
+        if stream.vhds:
+            connection.vhds.append(stream)
+            if connection.ads is not None:
+                connection.ads.wake()
+        else:
+            connection.ads = stream
+        self._owners[stream] = connection
+        return connection
 
-    def _nudge(self, stream: _Stream, vhds: bool) -> None:
-        """Wake the same Envoy's streams of the other kind: what they may send has changed."""
-        for peer in self._peers(stream, vhds):
-            peer.queue.put_nowait(_UPDATE)
-
-    def _stream_applied(self, group: str) -> None:
-        state = self._group(group)
-        version = min(s.applied for s in self._streams if s.group == group and not s.vhds)
-        if version <= state.acked:
+    def _detach(self, stream: Stream) -> None:
+        connection = self._owners.pop(stream, None)
+        if connection is None:
             return
-        state.acked = version
-        log.info("xds: group %s version %d ACKed", group, version)
-        if self.on_ack is not None:
-            self.on_ack(group, version)
+        if stream is connection.ads:
+            connection.ads = None
+        else:
+            connection.vhds.remove(stream)
+            if connection.ads is not None:
+                connection.ads.wake()
+        if not connection.streams:
+            self._connections.remove(connection)
+        if connection.ads is None:
+            self._applied(connection)  # the group's other Envoys may have applied a newer version
 
-    def _report_nack(self, group: str, version: int, type_url: str, message: str) -> None:
+    def _applied(self, connection: Connection) -> None:
+        """`connection` applied a newer version (or left): ACK the newest version every
+        connected Envoy of its group has applied."""
+        state = self._group(connection.group)
+        versions = [c.applied for c in self._connections if c.group == connection.group and c.ads is not None]
+        if not versions or min(versions) <= state.acked:
+            return
+        state.acked = min(versions)
+        log.info("xds: group %s version %d ACKed", connection.group, state.acked)
+        if self.on_ack is not None:
+            self.on_ack(connection.group, state.acked)
+
+    def _nacked(self, group: str, version: int, type_url: str, message: str) -> None:
         kind = type_url.rsplit(".", 1)[-1] or "config"
         log.warning("xds: Envoy of group %s rejected %s of version %d: %s", group, kind, version, message)
         if self.on_nack is not None:

@@ -1,0 +1,196 @@
+"""One connected Envoy: its ADS stream, the VHDS streams it opened (one per route
+configuration it holds), the ordering of what it is sent, and what it has applied.
+
+Ordering ("No errors on change", ARCHITECTURE):
+  1. clusters (CDS), endpoints (EDS) and secrets (SDS) of the newest version;
+  2. once Envoy has ACKed them and every accepted EDS cluster has its endpoints
+     (i.e. is warm), listeners (LDS, with removals), route configurations (RDS) and
+     their virtual hosts (VHDS, on the VHDS streams: served from the same snapshot);
+  3. once those are ACKed, removals of the clusters no route uses any more.
+A version is applied when Envoy holds every resource of it (`_applied`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, VHOST
+from portico.xds.stream import SERIALS, WILDCARD, Nack, Snapshot, Stream
+
+log = logging.getLogger("portico.xds")
+
+NackReport = Callable[[str, int, str, str], None]  # (group, version, type URL or "", Envoy's message)
+
+
+class Connection:
+    """One Envoy (group = node.cluster, node = node.id): serves its ADS stream the group's
+    newest snapshot in order, its VHDS streams the virtual hosts of the snapshot the ADS
+    stream serves routes from, and reports a version once Envoy has applied all of it."""
+
+    def __init__(self, group: str, node: str, newest: Callable[[], Snapshot],
+                 on_applied: Callable[[Connection], None], on_nack: NackReport) -> None:
+        self.group = group
+        self.node = node
+        self._newest = newest  # the group's newest snapshot
+        self._on_applied = on_applied
+        self._on_nack = on_nack
+        self.ads: Stream | None = None
+        self.vhds: list[Stream] = []
+        self.back: Snapshot | None = None  # the snapshot LDS/RDS/VHDS are served from
+        # route configuration -> when Envoy was first sent it (a SERIALS value; 0: it held it
+        # at connect): its VHDS stream is one opened after that
+        self.route_marks: dict[str, int] = {}
+        self.applied = 0  # the newest version Envoy has applied
+        self.nack_reported = 0  # the newest version a NACK was reported for
+        self.last_error = ""
+
+    @property
+    def streams(self) -> list[Stream]:
+        return ([self.ads] if self.ads is not None else []) + self.vhds
+
+    def wake(self) -> None:
+        for stream in self.streams:
+            stream.wake()
+
+    # ------------------------------------------------------------ requests
+
+    def handle(self, stream: Stream, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        if req.type_url not in stream.types:
+            log.warning("xds %s: request for unknown type %s", stream.peer, req.type_url)
+            return
+        if req.type_url == ROUTE:
+            if not stream.types[ROUTE].started:
+                self.route_marks.update(dict.fromkeys(req.initial_resource_versions, 0))
+            for name in req.resource_names_unsubscribe:
+                self.route_marks.pop(name, None)
+        nack = stream.receive(req)
+        if nack is not None:
+            self._nacked(nack)
+        if stream.vhds and self.ads is not None:
+            # The ADS stream may now remove clusters or report the version applied: an
+            # answer came, or (a reconnecting Envoy) this stream holds all already.
+            self.ads.wake()
+
+    def _nacked(self, nack: Nack) -> None:
+        self.last_error = nack.message
+        self.nack_reported = max(self.nack_reported, nack.sent.version)
+        self._on_nack(self.group, nack.sent.version, nack.sent.type_url, nack.message)
+
+    # ------------------------------------------------------------ pushes
+
+    def step(self, stream: Stream) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        """Everything that may be sent now on `stream`, in order."""
+        if stream.vhds:
+            return stream.push(VHOST, self.back, remove=True) if self.ads is not None and self.back is not None else []
+        if stream is not self.ads:
+            return []
+        target = self._newest()
+        out = stream.push(CLUSTER, target, remove=False)
+        self._rewarm(stream, out)
+        for type_url in (ENDPOINT, SECRET):
+            out += stream.push(type_url, target, remove=False)
+        if not self._warm(stream, target):
+            if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
+                out += self._push_routes(stream, self.back)
+            return out
+        if self.back is not target:
+            self.back = target
+            for vhds in self.vhds:
+                vhds.wake()
+        out += stream.push(LISTENER, target, remove=True)
+        out += self._push_routes(stream, target)
+        if stream.busy(LISTENER, ROUTE) or not self._vhds_hold(target):
+            return out
+        if not stream.has_broken(target, (LISTENER, ROUTE)) and not self._vhds_broken(target):
+            # Routes no longer use the removed clusters: remove them now. (After a rejected
+            # listener or route table, the old one Envoy kept may still use them.)
+            out += stream.push(CLUSTER, target, remove=True)
+        self._check_applied(target)
+        return out
+
+    def _push_routes(self, stream: Stream, snap: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        out = stream.push(ROUTE, snap, remove=False)
+        for resp in out:
+            for res in resp.resources:
+                if res.name not in self.route_marks:
+                    self.route_marks[res.name] = next(SERIALS)
+        return out
+
+    @staticmethod
+    def _rewarm(stream: Stream, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:
+        """An updated EDS cluster warms again and needs its endpoints resent: Envoy keeps
+        the subscription (so asks nothing) and holds the CDS ACK until the cluster is warm."""
+        endpoints = stream.types[ENDPOINT]
+        for resp in cds:
+            for res in resp.resources:
+                if res.name in endpoints.subscribed:
+                    endpoints.known.pop(res.name, None)
+
+    # ------------------------------------------------------------ gates
+
+    @staticmethod
+    def _warm(stream: Stream, snap: Snapshot) -> bool:
+        """Have CDS/EDS/SDS been ACKed, with endpoints for every accepted EDS cluster?"""
+        if stream.busy(CLUSTER, ENDPOINT, SECRET) or not stream.types[CLUSTER].started:
+            return False
+        clusters = stream.types[CLUSTER]
+        endpoints = stream.types[ENDPOINT]
+        for name, entry in snap.resources[ENDPOINT].items():
+            accepted = clusters.known.get(name) is not None and name not in clusters.broken
+            if accepted and endpoints.known.get(name) != entry.version:
+                return False
+        return True
+
+    def _vhds_hold(self, snap: Snapshot) -> bool:
+        """Do Envoy's VHDS streams hold the virtual hosts of `snap`? Each holds every one of
+        them and no other, answered; and each route configuration Envoy was sent has a
+        stream of its own: one opened after Envoy got that configuration (Envoy opens one
+        per route configuration once it has it, so a stream opened before is another's: a
+        replaced listener's may stay open while it drains)."""
+        if not self.vhds:
+            return not snap.resources[VHOST]
+        marks = sorted((m for n, m in self.route_marks.items() if n in snap.resources[ROUTE]), reverse=True)
+        serials = [s.serial for s in self.vhds]
+        # the i-th newest route configuration needs at least i+1 streams opened after it
+        if any(sum(serial > mark for serial in serials) <= i for i, mark in enumerate(marks)):
+            return False
+        versions = snap.versions(VHOST)
+        return all(not s.pending and s.types[VHOST].known == versions for s in self.vhds)
+
+    def _vhds_broken(self, snap: Snapshot) -> bool:
+        return any(s.has_broken(snap, (VHOST,)) for s in self.vhds)
+
+    # ------------------------------------------------------------ applied
+
+    def _applied(self, ads: Stream, snap: Snapshot) -> bool:
+        """The "version applied" rule: `snap` is applied once every response on every stream
+        of this Envoy is answered, its ADS stream holds exactly the wildcard resources
+        (listeners, clusters) of `snap` and every named one of it, and its VHDS streams hold
+        the virtual hosts (`_vhds_hold`: each route configuration by a stream opened after
+        Envoy got it)."""
+        if ads.pending or any(s.pending for s in self.vhds):
+            return False
+        for type_url, state in ads.types.items():
+            if type_url in WILDCARD and state.known != snap.versions(type_url):
+                return False
+            if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
+                return False
+        return self._vhds_hold(snap)
+
+    def _check_applied(self, snap: Snapshot) -> None:
+        """Everything answered: `snap` is applied if Envoy holds all of it, NACKed if a
+        resource it rejected is still wanted unchanged (reported once per version)."""
+        ads = self.ads
+        if ads is None or ads.pending or not ads.types[LISTENER].started or snap.version <= self.applied:
+            return
+        if ads.has_broken(snap, ads.types) or self._vhds_broken(snap):
+            if snap.version > self.nack_reported:
+                self.nack_reported = snap.version
+                self._on_nack(self.group, snap.version, "", f"still rejected: {self.last_error}")
+            return
+        if self._applied(ads, snap):
+            self.applied = snap.version
+            self._on_applied(self)
