@@ -85,6 +85,18 @@ def test_healthz_follows_readiness() -> None:
         assert (status, body) == (200, {"status": "ok"})
 
 
+def test_health_names_the_problems_of_a_control_plane_that_serves_on() -> None:
+    """Issue 31 item 2: e.g. a state directory it cannot write. Still 200 (changes are
+    applied), but the body says so."""
+    server = AdminServer(Store())
+    server.ready = True
+    server.problems = lambda: ["cannot save the Gateways' addresses"]
+    with running(server) as base:
+        assert get(base + "/healthz")[:2] == (200, {"status": "degraded",
+                                                    "problems": ["cannot save the Gateways' addresses"]})
+        assert get(base + "/readyz")[1]["problems"] == ["cannot save the Gateways' addresses"]
+
+
 def test_objects_in_kubernetes_shape_with_status_and_errors() -> None:
     with running(AdminServer(filled_store())) as base:
         status, body, _ = get(base + "/api/objects")

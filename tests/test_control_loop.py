@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from portico.control import ControlLoop
@@ -539,3 +540,25 @@ def test_route_changes_are_patched_and_publish_what_a_fresh_loop_would() -> None
     assert gateway is not None and gateway.status["listeners"][0]["attachedRoutes"] == 3
     assert [c["status"] for c in store.get(key_of(route("d", "a.example.com"))).status["parents"][0]["conditions"]
             if c["type"] == "Accepted"] == ["True"]
+
+
+def test_an_unwritable_state_directory_does_not_stop_changes(tmp_path: Path) -> None:
+    """Issue 31 item 2: the addresses file cannot be written (here its directory is a
+    file; disk full or read-only alike): Gateways are still placed and pushed, the
+    addresses kept in memory, and the problem is reported (infra.problems, /healthz)."""
+    blocked = tmp_path / "state"
+    blocked.write_text("")  # a file where the state directory should be
+    infra = HostInfrastructure(AddressPool(in_use=set), addresses_file=blocked / "addresses.json")
+    translator, xds = FakeTranslator(), FakeXds()
+    loop = ControlLoop(EmulatedStore(), infra, xds, translator=translator)
+    loop.apply(docs(CLASS, GATEWAY))
+    assert loop.sync()
+    assert [len(ir.listeners) for ir in xds.pushed] == [1]
+    other = copy.deepcopy(GATEWAY)
+    other["metadata"]["name"] = "gw2"
+    loop.apply(docs(other))
+    assert loop.sync()
+    assert [len(ir.listeners) for ir in xds.pushed] == [1, 2]  # the second Gateway is served too
+    assert len(infra.pool.assigned()) == 2
+    [problem] = infra.problems()
+    assert "addresses.json" in problem and "kept in memory" in problem

@@ -95,6 +95,9 @@ class AdminServer:
         self.port = port
         self.ready = False  # set by the runtime once the first configuration is served
         self.readiness = readiness
+        # what keeps the control plane from working as it should while it serves on (e.g. a
+        # state directory it cannot write): named by /healthz and /readyz
+        self.problems: Callable[[], list[str]] | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes([
@@ -162,14 +165,18 @@ class AdminServer:
     # ------------------------------------------------------------ handlers
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        if self.ready:
-            return web.json_response({"status": "ok"})
-        return web.json_response({"status": "starting"}, status=503)
+        if not self.ready:
+            return web.json_response({"status": "starting"}, status=503)
+        problems = self.problems() if self.problems is not None else []
+        # still 200: changes are applied and traffic served; the body says what is wrong
+        return web.json_response({"status": "degraded", "problems": problems} if problems else {"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, details = self.readiness() if self.readiness is not None else (self.ready, {})
         ready = ready and self.ready
-        return web.json_response({"status": "ready" if ready else "not ready", **details},
+        problems = self.problems() if self.problems is not None else []
+        return web.json_response({"status": "ready" if ready else "not ready", **details,
+                                  **({"problems": problems} if problems else {})},
                                  status=200 if ready else 503)
 
     async def _objects(self, request: web.Request) -> web.Response:

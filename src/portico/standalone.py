@@ -120,6 +120,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         admin.controller_name = options.controller_name
         admin.envoy_stats = infra.envoy_stats
         admin.envoy_admin = infra.envoy_admin
+        admin.problems = infra.problems
         if not options.envoy_per_gateway:
             await infra.reconcile({})  # the one Envoy starts at once
         events = APIServerEmulation(FileProvider(options.paths, pool=bulk), pool=bulk).events(stop)

@@ -63,6 +63,7 @@ class HostInfrastructure:
         self.addresses_file = addresses_file
         self.envoy_dirs = envoy_dirs
         self._saved: dict[str, str] = self._load_addresses()
+        self._save_problem = ""  # why the addresses could not be saved ("": they were)
         self.port_offset = port_offset
         self.per_gateway = per_gateway
         self.rebind_after = rebind_after  # seconds before an unbindable socket is tried again
@@ -105,13 +106,32 @@ class HostInfrastructure:
         return {str(k): str(v) for k, v in saved.items()}
 
     def _save_addresses(self) -> None:
+        """Persist the assignments for the next run. A state directory that cannot be
+        written (disk full, read-only) must not stop changes: the addresses are kept in
+        memory, and the failure is logged once and reported (`problems`, /healthz)."""
         current = {f"{ns}/{name}": a for (ns, name), a in sorted(self.pool.assigned().items())}
         if self.addresses_file is None or current == self._saved:
             return
         tmp = self.addresses_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current, indent=1))
-        tmp.replace(self.addresses_file)
+        try:
+            tmp.write_text(json.dumps(current, indent=1))
+            tmp.replace(self.addresses_file)
+        except OSError as e:
+            problem = (f"cannot save the Gateways' addresses to {self.addresses_file} ({e.strerror or e}): "
+                       "they are kept in memory, a restart may change them")
+            if problem != self._save_problem:
+                log.error("%s", problem)
+            self._save_problem = problem
+            return
+        if self._save_problem:
+            log.info("the Gateways' addresses are saved to %s again", self.addresses_file)
+        self._save_problem = ""
         self._saved = current
+
+    def problems(self) -> list[str]:
+        """What keeps this infrastructure from working as it should while it serves on
+        (reported by the health endpoints)."""
+        return [self._save_problem] if self._save_problem else []
 
     # ------------------------------------------------------------ data planes
 
