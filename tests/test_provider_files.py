@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from portico.objects import ObjectKey
+from portico.provider import ProviderEvent
 from portico.provider.files import FileProvider
 from portico.provider.manifests import parse_json, parse_yaml, split_yaml
 
@@ -210,3 +213,63 @@ def test_watch_applies_changes_and_atomic_renames(tmp_path: Path) -> None:
         await events.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_watched_directory_removed_and_recreated_keeps_serving(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 31 item 3: removing the whole manifest directory (to recreate it a moment
+    later) withdrew every object in the gap. The objects now stay, logged; once the
+    directory is back its files are compared as usual."""
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\nspec: {x: %d}\n"
+    root = tmp_path / "manifests"
+    root.mkdir()
+    write(root / "a.yaml", svc % ("a", 1))
+    write(root / "b.yaml", svc % ("b", 1))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        queue: asyncio.Queue[ProviderEvent] = asyncio.Queue()
+
+        async def consume() -> None:
+            async for event in FileProvider([root]).events(stop):
+                queue.put_nowait(event)
+
+        consumer = asyncio.create_task(consume())
+        first = await asyncio.wait_for(queue.get(), 5)
+        assert sorted(d.key.name for d in first.upserts) == ["a", "b"]
+        shutil.rmtree(root)
+        await asyncio.sleep(2.5)  # two rescans and more
+        assert queue.empty(), f"withdrawn: {queue.get_nowait()}"
+        assert not consumer.done()
+        assert any("is gone" in r.getMessage() for r in caplog.records)
+        root.mkdir()
+        write(root / "a.yaml", svc % ("a", 2))  # changed; b.yaml not recreated
+        seen: dict[str, list[str]] = {"upserts": [], "deletes": []}
+        while seen != {"upserts": ["a"], "deletes": ["b"]}:
+            event = await asyncio.wait_for(queue.get(), 5)
+            seen["upserts"] += [d.key.name for d in event.upserts]
+            seen["deletes"] += [k.name for k in event.deletes]
+        write(root / "c.yaml", svc % ("c", 1))  # the recreated directory is watched
+        event = await asyncio.wait_for(queue.get(), 5)
+        assert [d.key.name for d in event.upserts] == ["c"]
+        stop.set()
+        await asyncio.wait_for(consumer, 5)
+
+    with caplog.at_level(logging.WARNING, logger="portico.provider.files"):
+        asyncio.run(scenario())
+
+
+def test_a_watched_path_gone_keeps_its_objects_in_a_scan(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+    root = tmp_path / "m"
+    root.mkdir()
+    write(root / "a.yaml", svc % "a")
+    provider = FileProvider([root])
+    provider.scan()
+    shutil.rmtree(root)
+    gone = provider.scan()
+    assert not gone.deletes and not gone.upserts
+    root.mkdir()
+    back = provider.scan()
+    assert [k.name for k in back.deletes] == ["a"]  # back, and empty: now a deletion

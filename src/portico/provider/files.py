@@ -6,11 +6,12 @@ checks and metadata are `portico.provider.apiserver`'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 
 import watchfiles
@@ -55,6 +56,7 @@ class FileProvider:
         self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
         self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
+        self._missing: set[str] = set()  # watched paths that do not exist (their objects are kept)
         self.pool = pool or BulkPool(workers=1)  # (one: in-process)
 
     def scan(self, changed: set[str] | None = None) -> ProviderEvent:
@@ -63,8 +65,10 @@ class FileProvider:
         new file costs the same beside 10 objects or 10,000."""
         for path in changed or ():
             self._cache.pop(path, None)
+        self._note_missing()
         paths = manifest_files(self.paths)
-        if self._loaded_once and set(paths) == set(self._by_file) and all(map(self._cached, paths)):
+        kept = {p for p in self._by_file if self._under_missing(p)}
+        if self._loaded_once and set(paths) | kept == set(self._by_file) and all(map(self._cached, paths)):
             # the periodic rescan's usual case: nothing to parse, nothing to diff
             return ProviderEvent(errors=self._errors)
         touched: set[ObjectKey] = set()
@@ -82,7 +86,7 @@ class FileProvider:
             self._define(path, docs)
             self._file_errors[path] = tuple(result.errors)
         listed = set(paths)
-        for gone in [p for p in self._by_file if p not in listed]:
+        for gone in [p for p in self._by_file if p not in listed and not self._under_missing(p)]:
             touched.update(self._by_file[gone])
             self._define(gone, {})
             del self._by_file[gone]
@@ -90,6 +94,22 @@ class FileProvider:
             self._cache.pop(gone, None)
         self._errors = tuple(e for p in paths for e in self._file_errors.get(p, ()))
         return self._diff(touched, {p: i for i, p in enumerate(paths)})
+
+    def _note_missing(self) -> None:
+        """A watched path that disappears as a whole (a directory removed, to be recreated;
+        a volume unmounted) is an accident far more often than a wish to withdraw every
+        route: its files' objects stay as they were, logged, until it is back. (Files
+        removed from a path that exists are deletions as usual.)"""
+        missing = {p for p in self.paths if not os.path.exists(p)}
+        for path in sorted(missing - self._missing):
+            log.warning("%s is gone: the configuration it held keeps serving until it is back "
+                        "(to withdraw its objects, delete the files in it or empty it)", path)
+        for path in sorted(self._missing - missing):
+            log.info("%s is back: its manifests are loaded again", path)
+        self._missing = missing
+
+    def _under_missing(self, path: str) -> bool:
+        return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in self._missing)
 
     def _define(self, path: str, docs: dict[ObjectKey, Document]) -> None:
         """`path` now holds `docs`: the index of which files define which object follows."""
@@ -166,25 +186,40 @@ class FileProvider:
         last_errors = event.errors
         force_polling: bool | None = None
         while stop is None or not stop.is_set():
+            roots = self._watch_roots()
             try:
-                # The periodic empty batches (yield_on_timeout) rescan by stat: they
-                # catch changes made before the watcher started or missed by it.
-                async for changes in watchfiles.awatch(
-                    *self._watch_roots(), watch_filter=_not_hidden, debounce=self.debounce_ms,
-                    step=self.step_ms, stop_event=stop, force_polling=force_polling,
-                    ignore_permission_denied=True, rust_timeout=RESCAN_MS, yield_on_timeout=True,
-                ):
-                    observed = time.monotonic()
-                    event = await asyncio.to_thread(self.scan, {path for _, path in changes})
-                    if event.upserts or event.deletes or event.errors != last_errors:
-                        last_errors = event.errors
-                        yield dataclasses.replace(event, observed=observed)
-                return
+                if not roots:  # every watched path is gone: look again each rescan period
+                    await asyncio.sleep(RESCAN_MS / 1000)
+                    batches: AsyncGenerator[Changes, None] = _once(set())
+                else:
+                    # The periodic empty batches (yield_on_timeout) rescan by stat: they
+                    # catch changes made before the watcher started or missed by it.
+                    batches = watchfiles.awatch(
+                        *roots, watch_filter=_not_hidden, debounce=self.debounce_ms,
+                        step=self.step_ms, stop_event=stop, force_polling=force_polling,
+                        ignore_permission_denied=True, rust_timeout=RESCAN_MS, yield_on_timeout=True,
+                    )
+                async with contextlib.aclosing(batches):
+                    async for changes in batches:
+                        observed = time.monotonic()
+                        event = await asyncio.to_thread(self.scan, {path for _, path in changes})
+                        if event.upserts or event.deletes or event.errors != last_errors:
+                            last_errors = event.errors
+                            yield dataclasses.replace(event, observed=observed)
+                        if self._watch_roots() != roots:
+                            break  # a watched directory went or came back: watch what is there now
             except (OSError, RuntimeError) as e:
                 # e.g. inotify watch limits: poll rather than stop watching
                 log.warning("file watching failed (%s); polling instead", e)
                 force_polling = True
                 await asyncio.sleep(0.5)
+
+
+Changes = set[tuple[watchfiles.Change, str]]
+
+
+async def _once(changes: Changes) -> AsyncGenerator[Changes, None]:
+    yield changes
 
 
 def _not_hidden(change: watchfiles.Change, path: str) -> bool:
