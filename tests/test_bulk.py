@@ -4,13 +4,19 @@ exactly what the same work in-process gives."""
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from portico.provider.apiserver import APIServerEmulation
-from portico.provider.bulk import BULK, BulkPool
+from portico.provider.bulk import BULK, BulkPool, stop_left_helpers
 from portico.provider.files import FileProvider
 
 
@@ -44,3 +50,52 @@ def test_a_burst_across_processes_is_what_it_is_in_process(tmp_path: Path) -> No
         assert len(admitted.upserts) == 2 * count - 10 and len(admitted.errors) == 10
     finally:
         pool.close()
+
+
+def _manager_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "ExecutorManagerThread" in type(t).__name__]
+
+
+def test_close_waits_for_the_pool_to_end() -> None:
+    """Issue 31 item 6: close() shut the pool down without waiting, so its manager thread
+    was still closing its wake-up pipe when concurrent.futures' exit hook wrote to it
+    ("OSError: Bad file descriptor" after about 2 of 5 SIGTERMs). Now nothing of the
+    pool runs once close() returns."""
+    pool = BulkPool(workers=2)
+    pool.start()
+    assert pool._executor_or_none() is not None
+    workers = [p for p in pool.helpers if p != os.getpid()]
+    assert workers and _manager_threads()
+    pool.close()
+    assert not _manager_threads()
+
+
+def test_a_pool_closed_while_starting_is_not_started() -> None:
+    pool = BulkPool(workers=2)
+    pool.close()
+    pool.start()
+    time.sleep(0.2)
+    assert pool._executor_or_none() is None and not pool.helpers
+
+
+def test_helpers_a_dead_instance_left_are_stopped(tmp_path: Path) -> None:
+    """Issue 31 item 4: a new instance stops the helpers a dead one recorded (only
+    processes running multiprocessing's code: the pid may have been reused)."""
+    helper = subprocess.Popen([sys.executable, "-c", "import multiprocessing, time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        record = tmp_path / "helpers.json"
+        record.write_text(json.dumps({"owner": dead.pid, "pids": [helper.pid, other.pid]}))
+        stop_left_helpers(record)
+        assert helper.wait(5) == -9
+        assert other.poll() is None  # not a helper: left alone
+        assert not record.exists()
+        record.write_text(json.dumps({"owner": other.pid, "pids": [other.pid]}))
+        stop_left_helpers(record)  # its owner runs: not ours to stop
+        assert other.poll() is None
+    finally:
+        for proc in (helper, other):
+            proc.kill()
+            proc.wait()

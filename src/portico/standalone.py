@@ -20,8 +20,10 @@ the address it had.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -80,6 +82,20 @@ def private_dir(path: Path, with_parent: bool) -> Path:
     return path
 
 
+def remove_state(state: Path, named: bool) -> None:
+    """After a clean stop (its Envoys stopped: nothing left to adopt), what the state
+    directory held goes. A directory the user named (`--state-dir`) stays, with the
+    Gateways' addresses, for the next run; the default one is removed."""
+    if not named:
+        shutil.rmtree(state, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            state.parent.rmdir()  # portico-<uid>, when no other instance uses it
+        return
+    (state / "xds.sock").unlink(missing_ok=True)
+    (state / "helpers.json").unlink(missing_ok=True)
+    shutil.rmtree(state / "envoy", ignore_errors=True)
+
+
 async def serve(options: Options, stop: asyncio.Event) -> None:
     """Admin API, ADS server, Envoy and the control loop, until `stop` is set."""
     # imported here: grpc and the Envoy protos are heavy, `portico echo` does not need them
@@ -94,11 +110,11 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     xds = XdsServer()
     infra: HostInfrastructure | None = None
     bulk = BulkPool()  # bursts of manifests parsed and checked across processes
-    bulk.start()  # (in the background, while Envoy starts)
     threading.Thread(target=compile_all, name="schemas", daemon=True).start()  # ours: single changes are checked here
     # xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
     # never a TCP port another local user could connect to
     state = private_dir(state_dir_for(options), with_parent=not options.state_dir)
+    bulk.start(state / "helpers.json")  # (in the background, while Envoy starts)
     xds_socket = state / "xds.sock"
     try:
         xds_socket.unlink(missing_ok=True)  # a control plane that died left it
@@ -140,7 +156,7 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
         await xds.stop()
         await admin.stop()
         bulk.close()
-        xds_socket.unlink(missing_ok=True)  # the addresses stay for the next run
+        remove_state(state, named=bool(options.state_dir))
 
 
 def _set_ready(admin: AdminServer) -> Callable[[], None]:

@@ -12,16 +12,29 @@ Workers come from a forkserver that imported the parsing and validation modules 
 started, and their CRD schemas loaded, in the background when the pool is created: the
 first burst does not wait for them. Any failure of the pool (a worker killed, an
 object that does not pickle) falls back to doing the same work in-process.
+
+The helpers never outlive the control plane: each worker watches it (a pidfd) and
+exits when it is gone, even by `kill -9`; the forkserver ends when its last client
+has, and the resource tracker when its last user has. Their pids are recorded
+(`start(record)`), so that the next instance stops any a dead one left all the same.
+They are started with the working directory off their `sys.path` (PYTHONSAFEPATH):
+Python's `-c` would otherwise put it first, and a `token.py` there would be run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import select
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from portico.provider.manifests import FileResult, load_file
@@ -43,10 +56,75 @@ def check_all(items: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> 
     return [checked(content, old) for content, old in items]
 
 
-def _warm(_: int) -> int:
-    """Load a worker's CRD schemas (and compile their rules) before the first burst."""
+def _warm(_: int) -> tuple[int, int]:
+    """Load a worker's CRD schemas (and compile their rules) before the first burst; its
+    pid and its parent's (the forkserver)."""
     compile_all()
-    return os.getpid()
+    return os.getpid(), os.getppid()
+
+
+def _exit_with(owner: int) -> None:
+    """Worker initializer: exit as soon as the control plane `owner` is gone, however it
+    ended (its parent is the forkserver, so PR_SET_PDEATHSIG would not tell)."""
+    try:
+        fd = os.pidfd_open(owner)  # readable once that process has exited
+    except ProcessLookupError:
+        os._exit(0)
+    except OSError:  # no pidfds (an old kernel): ask every second
+        fd = -1
+
+    def watch() -> None:
+        if fd >= 0:
+            select.select([fd], [], [])
+        else:
+            while _alive(owner):
+                time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _safe_path() -> Iterator[None]:
+    """PYTHONSAFEPATH=1 while helpers are started: they run `python -c`, which would put
+    the working directory first on their sys.path (a `token.py` there shadows the stdlib)."""
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
+def stop_left_helpers(record: Path) -> None:
+    """Stop the helpers a dead instance recorded in `record` (only processes still running
+    multiprocessing's code: a pid may have been reused)."""
+    try:
+        data = json.loads(record.read_text())
+        owner, pids = int(data["owner"]), [int(p) for p in data["pids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if owner != os.getpid() and _alive(owner):
+        return  # still running: not ours to stop
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                log.info("stopping a bulk worker process a previous instance left (pid %d)", pid)
+                os.kill(pid, 9)
+    record.unlink(missing_ok=True)
 
 
 class BulkPool:
@@ -57,25 +135,45 @@ class BulkPool:
         self.workers = workers or max(1, min(2, os.cpu_count() or 1))
         self._executor: Executor | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        self._record: Path | None = None
+        self.helpers: list[int] = []  # pids of the worker processes, forkserver and resource tracker
         self.used = 0  # bursts sent to the workers (for tests and benchmarks)
 
-    def start(self) -> None:
-        """Create the workers and load their schemas, in the background."""
+    def start(self, record: Path | None = None) -> None:
+        """Create the workers and load their schemas, in the background; `record`: where
+        their pids are kept (helpers a dead instance left there are stopped first)."""
+        if record is not None:
+            stop_left_helpers(record)
+        self._record = record
         threading.Thread(target=self._executor_or_none, name="bulk-pool-start", daemon=True).start()
 
     def _executor_or_none(self) -> Executor | None:
         with self._lock:
-            if self._executor is None and self.workers > 1:
+            if self._executor is None and self.workers > 1 and not self._closed:
                 try:
                     context = multiprocessing.get_context("forkserver")
                     context.set_forkserver_preload(["portico.provider.bulk"])
-                    executor = ProcessPoolExecutor(self.workers, mp_context=context)
-                    list(executor.map(_warm, range(self.workers)))
+                    with _safe_path():
+                        multiprocessing.forkserver.ensure_running()  # (and the resource tracker)
+                    executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with,
+                                                   initargs=(os.getpid(),))
+                    started = list(executor.map(_warm, range(self.workers)))
                     self._executor = executor
+                    self._recorded(started)
                 except Exception:  # noqa: BLE001 (no pool: the work is done in-process)
                     log.warning("no worker processes for bulk parsing; parsing in-process", exc_info=True)
                     self.workers = 1
             return self._executor
+
+    def _recorded(self, started: list[tuple[int, int]]) -> None:
+        from multiprocessing import resource_tracker
+
+        tracker = getattr(getattr(resource_tracker, "_resource_tracker", None), "_pid", None)
+        self.helpers = sorted({p for pair in started for p in pair} | ({tracker} if tracker else set()))
+        if self._record is not None:
+            with contextlib.suppress(OSError):  # (a state directory not writable: see infra.host)
+                self._record.write_text(json.dumps({"owner": os.getpid(), "pids": self.helpers}))
 
     def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
         """`fn(items)`, its items split between the workers when there are enough."""
@@ -95,8 +193,15 @@ class BulkPool:
         return results
 
     def close(self) -> None:
+        """Stop the workers and wait for the pool's threads: shutting down without waiting
+        left its manager thread closing its wake-up pipe while concurrent.futures' exit
+        hook wrote to it ("OSError: Bad file descriptor" on about 2 of 5 SIGTERMs). A pool
+        still starting is not started after this."""
+        self._closed = True
         with self._lock:
             if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
+            if self._record is not None:
+                self._record.unlink(missing_ok=True)
 
