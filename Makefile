@@ -8,7 +8,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-KIT_REQUIREMENTS := ../shared/conformance/requirements.txt
+# the conformance kit, if you have it (README, "Conformance")
+KIT := $(or $(PORTICO_CONFORMANCE_KIT),../shared/conformance)
+KIT_REQUIREMENTS := $(KIT)/requirements.txt
 STAMP := $(VENV)/.portico-setup
 SETUP_INPUTS := pyproject.toml $(wildcard $(KIT_REQUIREMENTS))
 

@@ -24,7 +24,8 @@ PASSING = [line.strip() for line in (HERE / "passing.txt").read_text().splitline
            if line.strip() and not line.startswith("#")]
 
 
-@pytest.mark.skipif(not (KIT / "run").exists(), reason=f"conformance kit not found at {KIT}")
+@pytest.mark.skipif(not (KIT / "run").exists(),
+                    reason=f"conformance kit not found at {KIT} (set PORTICO_CONFORMANCE_KIT: README, Conformance)")
 @pytest.mark.timeout(3000)
 def test_conformance_kit_passing_cases(tmp_path: Path) -> None:
     portico = shutil.which("portico", path=str(Path(sys.executable).parent))
