@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -112,6 +113,10 @@ def run(
         run_until_signalled(lambda stop: serve(options, stop))
     except (OSError, ValueError, RuntimeError, TimeoutError) as e:  # e.g. admin port taken, no Envoy
         logging.getLogger("portico").error("%s", e)
+        if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:  # the admin API is its only TCP port
+            logging.getLogger("portico").error(
+                "the admin address %s is in use (another portico run?): stop that one, or give this one "
+                "another with --admin-address HOST:PORT", admin_address)
         raise typer.Exit(1) from None
 
 
