@@ -222,13 +222,14 @@ class AdminServer:
 
     async def _describe(self, request: web.Request) -> web.Response:
         """?kind=&name=&namespace= (see `portico describe`)."""
-        from portico.cli.describe import describe, find
+        from portico.cli.describe import describe, find, not_found
 
         q = request.query
         objects = [redact(o) for o in self.store.list_objects()]
         obj = find(objects, q.get("kind", ""), q.get("name", ""), q.get("namespace") or None)
         if obj is None:
-            return web.json_response({"error": f"no {q.get('kind')} {q.get('name')}"}, status=404)
+            return web.json_response({"error": not_found(objects, q.get("kind", ""), q.get("name", ""),
+                                                         q.get("namespace") or None)}, status=404)
         return web.json_response({"lines": describe(obj, objects, self.controller_name)})
 
     async def _explain(self, request: web.Request) -> web.Response:
@@ -300,7 +301,10 @@ OPENAPI: dict[str, Any] = {
                             "Secret data is redacted."},
     "paths": {
         "/healthz": {"get": {"summary": "The control plane serves", "responses": {
-            "200": _json("serving", _STATUS), "503": _json("starting", _STATUS)}}},
+            "200": _json("serving: status ok, or degraded with the problems it serves on with",
+                         _STATUS | {"properties": {"status": {"type": "string"},
+                                                   "problems": {"type": "array", "items": {"type": "string"}}}}),
+            "503": _json("starting", _STATUS)}}},
         "/readyz": {"get": {"summary": "Every Envoy group has ACKed its newest configuration", "responses": {
             "200": _json("ready", _STATUS), "503": _json("not ready", _STATUS)}}},
         "/api/objects": {"get": {"summary": "Every stored object in Kubernetes shape", "parameters": _QUERY,
@@ -333,6 +337,22 @@ OPENAPI: dict[str, Any] = {
                                                    "schema": {"type": "string"}}],
                                    "responses": {"200": {"description": "text exposition"},
                                                  "404": _json("no such Envoy", _STATUS)}}},
+        "/api/describe": {"get": {"summary": "An object's conditions in words, what is attached to it, and "
+                                             "what to do about each problem (`portico describe`)",
+                                  "parameters": [{"name": n, "in": "query", "required": n != "namespace",
+                                                  "schema": {"type": "string"}} for n in ("kind", "name",
+                                                                                          "namespace")],
+                                  "responses": {"200": _json("lines", {"type": "object", "properties": {
+                                      "lines": {"type": "array", "items": {"type": "string"}}}}),
+                                                "404": _json("no such object", _STATUS)}}},
+        "/api/topology": {"get": {"summary": "Gateways, routes, backends and policies as a graph "
+                                            "(nodes and edges with their conditions)",
+                                  "responses": {"200": _json("graph", {"type": "object"})}}},
+        "/api/topology/events": {"get": {"summary": "The graph again each time it changes (server-sent events)",
+                                         "responses": {"200": {"description": "text/event-stream", "content": {
+                                             "text/event-stream": {"schema": {"type": "string"}}}}}}},
+        "/topology": {"get": {"summary": "The topology page (HTML)", "responses": {
+            "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     },

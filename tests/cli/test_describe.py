@@ -65,4 +65,16 @@ def test_a_broken_route_says_why_and_what_to_do(tmp_path: Path) -> None:
     assert "backend Service apps/missing:80 weight 1: MISSING" in out
     missing = subprocess.run([sys.executable, "-m", "portico.cli", "describe", "httproute/nope", "-f",
                               str(tmp_path)], capture_output=True, text=True)
-    assert missing.returncode == 1 and "no httproute nope" in missing.stderr
+    assert missing.returncode == 1 and "no HTTPRoute named 'nope'" in missing.stderr
+
+
+def test_not_found_says_what_there_is() -> None:
+    """Issue 31 item 10: `describe foo/bar` said only "no foo bar"."""
+    from portico.cli.describe import not_found
+
+    objects = [{"kind": "HTTPRoute", "metadata": {"name": "web", "namespace": "default"}},
+               {"kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"}}]
+    assert not_found(objects, "foo", "bar", None) == (
+        "no object of kind 'foo' (kinds here: Gateway, HTTPRoute; KIND/NAME, e.g. httproute/web)")
+    assert not_found(objects, "httproute", "shop", None) == "no HTTPRoute named 'shop' (HTTPRoutes here: default/web)"
+    assert "another namespace? -n NAMESPACE" in not_found(objects, "httproute", "web", "prod")

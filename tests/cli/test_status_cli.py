@@ -83,3 +83,24 @@ def test_policies_have_a_row_per_ancestor_after_the_routes() -> None:
     assert [r[0] for r in out] == ["HTTPRoute", "SecurityPolicy", "RateLimitPolicy"]
     assert out[1][2] == "no ancestor of ours"
     assert out[2][2] == "→ Gateway ns/gw" and "Conflicted: RateLimitPolicy ns/old takes precedence" in out[2][3]
+
+
+def test_conflicted_false_reads_as_no_conflict() -> None:
+    """Issue 31 item 10: Conflicted=False showed as "Conflicted ✓"."""
+    out = rows(OBJECTS)
+    assert out[1][3].startswith("not Conflicted [green]✓")
+    conflicted = rows([{**OBJECTS[1], "status": {**OBJECTS[1]["status"], "listeners": [
+        {"name": "http", "conditions": [cond("Conflicted", "True", "HostnameConflict")]}]}}])
+    assert conflicted[1][3].startswith("Conflicted [red]✗[/] (HostnameConflict")
+
+
+def test_names_stay_whole_at_80_columns() -> None:
+    """Issue 31 item 10: names wrapped at 80 columns (so did kinds)."""
+    name = "storefront-checkout-v2-canary"
+    objects = [{"kind": "HTTPRoute", "metadata": {"name": name, "namespace": "team-payments"},
+                "status": {"parents": [{"controllerName": CONTROLLER_NAME, "parentRef": {"name": "gw"},
+                                        "conditions": [cond("Accepted", "True"), cond("ResolvedRefs", "True")]}]}}]
+    out = io.StringIO()
+    render(objects, "table", Console(file=out, width=80))
+    assert f"team-payments/{name}" in out.getvalue()
+    assert "HTTPRoute" in out.getvalue() and "ResolvedRefs" in out.getvalue()

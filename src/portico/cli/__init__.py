@@ -213,6 +213,10 @@ def config_dump(
         except OSError as e:
             typer.echo(f"portico config-dump: {e}", err=True)
             raise typer.Exit(1) from None
+    if gateway and not any(data.values()):  # ({} or {"gateways": {}}: a Gateway there is would be named)
+        typer.echo(f"portico config-dump: no Gateway {gateway} (of ours"
+                   f"{' in these files' if file else ''}; `portico status` lists them)", err=True)
+        raise typer.Exit(1)
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -228,7 +232,7 @@ def describe(
 ) -> None:
     """An object's conditions in words, what is attached to it, and what to do about each problem."""
     from portico.cli.describe import describe as describe_object
-    from portico.cli.describe import find
+    from portico.cli.describe import find, not_found
 
     kind, sep, name = target.partition("/")
     if not sep or not name:
@@ -247,7 +251,7 @@ def describe(
             raise typer.Exit(1) from None
     obj = find(objects, kind, name, namespace)
     if obj is None:
-        typer.echo(f"portico describe: no {kind} {name}" + (f" in {namespace}" if namespace else ""), err=True)
+        typer.echo(f"portico describe: {not_found(objects, kind, name, namespace)}", err=True)
         raise typer.Exit(1)
     sys.stdout.write("\n".join(describe_object(obj, objects, controller_name)) + "\n")
 

@@ -61,6 +61,27 @@ def find(objects: Iterable[dict[str, Any]], kind: str, name: str, namespace: str
     return None
 
 
+def not_found(objects: Iterable[dict[str, Any]], kind: str, name: str, namespace: str | None) -> str:
+    """Why `find` found nothing, and what there is instead."""
+    objects = list(objects)
+    kinds = sorted({str(o.get("kind", "")) for o in objects})
+    same = [o for o in objects if str(o.get("kind", "")).lower() == kind.lower()]
+    if not same:
+        return f"no object of kind {kind!r} (kinds here: {', '.join(kinds) or 'none'}; KIND/NAME, e.g. httproute/web)"
+    kind = str(same[0]["kind"])
+    where = f" in namespace {namespace}" if namespace else ""
+    names = sorted(_qualified(o) for o in same)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    hint = "; another namespace? -n NAMESPACE" if namespace and any(
+        o.get("metadata", {}).get("name") == name for o in same) else ""
+    return f"no {kind} named {name!r}{where} ({kind}s here: {shown}{hint})"
+
+
+def _qualified(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name"))
+
+
 def describe(obj: dict[str, Any], objects: list[dict[str, Any]], controller: str) -> list[str]:
     meta = obj["metadata"]
     ns = meta.get("namespace")

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from portico import CONTROLLER_NAME
@@ -47,10 +48,20 @@ def get_json(admin: str, path: str, query: dict[str, str | None], token: str | N
             data: dict[str, Any] = json.loads(r.read().decode())
             return data
     except urllib.error.HTTPError as e:
-        raise OSError(f"admin API at {admin} answered {e.code} {e.reason}"
+        raise OSError(f"admin API at {admin} answered {e.code} {_message(e)}"
                       + (" (give its token: --admin-token)" if e.code == 401 else "")) from e
     except urllib.error.URLError as e:
         raise OSError(f"admin API at {admin} does not answer: {e.reason}") from e
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    """The admin API's own message ({"error": ...}), else the HTTP reason."""
+    try:
+        body = json.loads(error.read().decode() or "{}")
+    except (OSError, ValueError):
+        body = {}
+    detail = body.get("error") if isinstance(body, dict) else None
+    return f"{error.reason}: {detail}" if isinstance(detail, str) and detail else str(error.reason)
 
 
 def _concerns(error: dict[str, Any], kind: str | None, name: str | None) -> bool:
@@ -68,11 +79,13 @@ def conditions_text(conditions: list[dict[str, Any]]) -> str:
     """'Accepted ✓  Programmed ✗ (AddressNotUsable: ...)' — failures carry their reason."""
     parts = []
     for c in conditions:
-        # Conflicted is the one condition whose healthy state is False
-        healthy = (c.get("status") == "True") != (c.get("type") == "Conflicted")
+        # Conflicted is the one condition whose healthy state is False: it reads "not
+        # Conflicted ✓" then ("Conflicted ✓" read as a conflict confirmed)
+        negative = c.get("type") == "Conflicted"
+        healthy = (c.get("status") == "True") != negative
         mark = "[green]✓[/]" if healthy else "[red]✗[/]"
         detail = "" if healthy else f" ({c.get('reason')}: {c.get('message', '')})"
-        parts.append(f"{c.get('type')} {mark}{detail}")
+        parts.append(f"{'not ' if negative and healthy else ''}{c.get('type')} {mark}{detail}")
     return "  ".join(parts)
 
 
@@ -117,12 +130,18 @@ def render(objects: list[dict[str, Any]], output: str, console: Console,
         console.print(yaml.safe_dump({"items": objects, "errors": errors}, sort_keys=False), markup=False,
                       highlight=False)
         return
+    # Nothing wraps inside a cell (kubectl's way): a name or a condition folded at 80
+    # columns cannot be copied or read; a line longer than the terminal wraps as a whole.
     table = Table(show_lines=False)
     for column in ("KIND", "NAME", "WHERE", "CONDITIONS"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for row in rows(objects):
         table.add_row(*row)
-    console.print(table)
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    wide = console if natural <= console.width else Console(
+        file=console.file, width=natural, force_terminal=console.is_terminal, no_color=console.no_color,
+        color_system=console.color_system)  # type: ignore[arg-type]
+    wide.print(table)
     if errors:
         console.print(f"[red]{len(errors)} document(s) not applied:[/]")
         for e in errors:
