@@ -161,3 +161,62 @@ def test_grpc_echo_service() -> None:
     assert ("x-version", "two") in [(h.key, h.value) for h in a.headers]
     assert (a.context.pod, a.context.namespace, a.context.service_name) == ("grpc-1", "ns", "svc")
     assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_grpc_echo_offers_server_reflection() -> None:
+    """Issue 31 item 9: the gRPC recipe's `grpcurl -plaintext ... list` needs reflection.
+    A reflection client (grpcurl's way) lists the service and resolves its methods."""
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        server = GRPCEchoServer(Identity(pod="grpc-1"))
+        port = await server.start()
+        try:
+            def ask() -> tuple[list[str], list[str]]:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    database = ProtoReflectionDescriptorDatabase(channel)
+                    services = list(database.get_services())
+                    service = descriptor_pool.DescriptorPool(database).FindServiceByName(SERVICE)
+                    return services, [m.name for m in service.methods]
+
+            return await asyncio.to_thread(ask)
+        finally:
+            await server.stop()
+
+    services, methods = asyncio.run(scenario())
+    assert SERVICE in services
+    assert {"Echo", "EchoTwo"} <= set(methods)
+
+
+def test_tls_echo_answers_over_tls() -> None:
+    """Issue 31 item 9: the TLS passthrough recipe needs a TLS server behind it
+    (`portico echo --tls-port`)."""
+    import ssl
+
+    from portico.echo import self_signed_tls
+
+    async def scenario() -> tuple[int, dict[str, Any], str]:
+        server = EchoServer(Identity(pod="tls-1"), tls=self_signed_tls(["*.example.local"]))
+        port = await server.start()
+        try:
+            client = ssl.create_default_context()
+            client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client,
+                                                          server_hostname="secure.example.local")
+            cert = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            writer.write(get("/tls"))
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            body = await reader.read()
+            writer.close()
+            from cryptography import x509
+
+            names = x509.load_der_x509_certificate(cert).extensions.get_extension_for_class(
+                x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+            return int(head.split()[1]), json.loads(body), names[0]
+        finally:
+            await server.stop()
+
+    status, reply, name = asyncio.run(scenario())
+    assert status == 200 and reply["path"] == "/tls" and reply["pod"] == "tls-1"
+    assert name == "*.example.local"

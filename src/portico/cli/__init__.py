@@ -376,11 +376,19 @@ def echo(
     name: Annotated[str, typer.Option(help="Reported as the pod name.")] = "echo",
     namespace: Annotated[str, typer.Option(help="Reported as the namespace.")] = "",
     service: Annotated[str, typer.Option(help="Reported as the service.")] = "",
-    grpc_port: Annotated[int | None, typer.Option(help="Also serve the gRPC echo service on this port.")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="Also serve the gRPC echo service (with server "
+                                                       "reflection) on this port.")] = None,
+    tls_port: Annotated[int | None, typer.Option(help="Also serve the echo over TLS on this port, with a "
+                                                      "self-signed certificate for --tls-name.")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(help="A name of the TLS certificate (repeatable; "
+                                                            "default *.example.local and localhost).",
+                                                       show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """A backend answering every request with a JSON echo of it (HTTP/1.1, h2c, WebSocket; gRPC)."""
-    from portico.echo import EchoServer, Identity, serve_until
+    """A backend answering every request with a JSON echo of it (HTTP/1.1, h2c, WebSocket; gRPC; TLS)."""
+    import dataclasses
+
+    from portico.echo import EchoServer, Identity, self_signed_tls, serve_until
     from portico.echo.grpc import GRPCEchoServer
 
     setup_logging(log_level)
@@ -388,6 +396,11 @@ def echo(
 
     async def serve_all(stop: asyncio.Event) -> None:
         servers = [serve_until(EchoServer(identity, host, port), f"echo {identity.pod} on {host}", stop)]
+        if tls_port is not None:
+            tls = self_signed_tls(tls_name or ["*.example.local", "localhost"])
+            tls_identity = dataclasses.replace(identity, port=tls_port)  # (httpPort: the port asked)
+            servers.append(serve_until(EchoServer(tls_identity, host, tls_port, tls=tls),
+                                       f"TLS echo {identity.pod} on {host}", stop))
         if grpc_port is not None:
             servers.append(serve_until(GRPCEchoServer(identity, host, grpc_port),
                                        f"gRPC echo {identity.pod} on {host}", stop))

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -79,10 +80,12 @@ class EchoServer:
     """HTTP/1.1 and WebSocket on aiohttp.web; h2c connections (the HTTP/2 preface
     first) go to `portico.echo.h2c` on the same port."""
 
-    def __init__(self, identity: Identity, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, identity: Identity, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.identity = identity
         self.host = host
         self.port = port
+        self.tls = tls  # HTTPS (HTTP/1.1) instead of cleartext, e.g. behind a TLS passthrough listener
         self.behavior = Behavior()
         self.seen: deque[dict[str, Any]] = deque(maxlen=10_000)  # echo replies, oldest first
         self._runner: web.AppRunner | None = None
@@ -97,7 +100,8 @@ class EchoServer:
         http1 = self._runner.server
         assert http1 is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Sniff(http1, self._serve_h2c), self.host, self.port)
+        self._server = await loop.create_server(lambda: _Sniff(http1, self._serve_h2c), self.host, self.port,
+                                                ssl=self.tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         if not self.identity.port:
             self.identity = dataclasses.replace(self.identity, port=self.port)
@@ -212,6 +216,43 @@ def reset(transport: asyncio.Transport | None) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def self_signed_tls(names: list[str]) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for `names` (DNS names, or
+    IP addresses), offering HTTP/1.1 by ALPN: the echo behind a TLS passthrough route."""
+    import datetime
+    import ipaddress
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "echo")])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False).sign(key, hashes.SHA256()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_alpn_protocols(["http/1.1"])
+    with tempfile.TemporaryDirectory() as d:  # (load_cert_chain reads files only)
+        path = f"{d}/echo.pem"
+        with open(path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        context.load_cert_chain(path)
+    return context
 
 
 class Serving(Protocol):

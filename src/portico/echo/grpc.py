@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_reflection.v1alpha import reflection
 
 from portico.echo import Identity
 
@@ -49,6 +50,9 @@ def _descriptor() -> descriptor_pb2.FileDescriptorProto:
                                   ("authority", 3, None, False), ("context", 4, "Context", False)])
     _message(file, "EchoRequest", [])
     _message(file, "EchoResponse", [("assertions", 1, "Assertions", False), ("request", 2, "EchoRequest", False)])
+    service = file.service.add(name=SERVICE.rpartition(".")[2])  # (for server reflection: grpcurl)
+    for method in (*METHODS, "EchoThree"):
+        service.method.add(name=method, input_type=f".{PACKAGE}.EchoRequest", output_type=f".{PACKAGE}.EchoResponse")
     return file
 
 
@@ -80,6 +84,8 @@ class GRPCEchoServer:
             self._handler(m), request_deserializer=EchoRequest.FromString,
             response_serializer=EchoResponse.SerializeToString) for m in METHODS}
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        # server reflection, so that `grpcurl -plaintext HOST:PORT list` (and describe) work
+        reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), self._server, pool=_POOL)
         self.port = self._server.add_insecure_port(f"{self.host}:{self.port}")
         await self._server.start()
         return self.port
