@@ -107,6 +107,10 @@ class Instance:
         return self
 
     def __exit__(self, *_: object) -> None:
+        # an Envoy a failed test left for adoption (it runs under its own shell, in its session)
+        for pid_file in self.state.glob("envoy/*/envoy.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.killpg(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         shutil.rmtree(self.runtime, ignore_errors=True)
 
 
