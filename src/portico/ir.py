@@ -116,7 +116,7 @@ class Cluster:
     tls: UpstreamTLS | None = None
     lb_policy: LBPolicy = "round_robin"
     connect_timeout_ms: int = 10_000
-    # BackendTrafficPolicy (translator.traffic)
+    # BackendTrafficPolicy (translator.policies.backendtraffic)
     slow_start_ms: int | None = None
     health_check: HealthCheck | None = None
     outlier_detection: OutlierDetection | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+XBACKEND_GROUP = "gateway.networking.x-k8s.io"  # XBackend, XBackendTrafficPolicy (experimental)
 # kinds of the core group ("" in Kubernetes) and their API group
 CORE_GROUP = ""
 

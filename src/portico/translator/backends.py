@@ -3,8 +3,9 @@
 Rules (BackendRef and the standalone contract): a Service port is matched to
 the EndpointSlice port by name, as kube-proxy does; endpoints that are not
 ready are skipped; ExternalName Services resolve by DNS; one cluster per
-Service port, shared by every route that uses it. A Service (port) that a
-BackendTLSPolicy targets resolves to its TLS cluster (`backendtls`).
+Service port, shared by every route that uses it. What policies make of a
+backend's cluster (its settings, its TLS variant) is theirs to say
+(`ClusterPolicies`, implemented by `translator.policies`).
 """
 
 from __future__ import annotations
@@ -12,30 +13,24 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from portico.ir import UNIX_PREFIX, AppProtocol, Cluster, Endpoint, TLSCertificate, UpstreamTLS, WeightedBackend
 from portico.models import (
     PORTICO_GROUP,
     BackendObjectReference,
-    BackendTrafficPolicy,
-    BackendTrafficPolicySpec,
     PorticoBackend,
     Resource,
     Secret,
     Service,
     ServicePort,
-    SessionPersistenceConfig,
     XBackend,
-    XBackendTrafficPolicy,
 )
-from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
-from portico.translator import traffic
-from portico.translator.backendtls import BackendTLS, validation_tls
+from portico.objects import CORE_GROUP, GATEWAY_GROUP, XBACKEND_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
-from portico.translator.policies import XBACKEND_GROUP, RoutePolicies
 from portico.translator.secrets import tls_key_pair
+from portico.translator.upstreamtls import validation_tls
 
 if TYPE_CHECKING:
     from portico.translator.gateway import ListenerState, RouteEntry
@@ -71,7 +66,7 @@ def backend_problem(reason: str, message: str) -> Resolved:
     return Resolved(None, Cond("ResolvedRefs", False, reason, message))
 
 
-Origin = tuple[str, str, str]
+Origin = tuple[str, str, str]  # (namespace, Service, port name) of a cluster; ("backend:"/"xbackend:" name)
 T = TypeVar("T")
 K = TypeVar("K", bound=Resource)
 # Route kinds whose rules RuleMemo keeps: their translation reads the route and the
@@ -83,6 +78,16 @@ MEMO_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})
 # (listener protocol, listener port, Gateway namespace, Gateway name, listener): what a
 # route's entries depend on besides its rules, the redirect port and Gateway policies)
 _Memoized = tuple[Resource, Any, list[tuple[Cluster, Origin]], dict[tuple[str, int, str, str, str], list[Any]]]
+
+
+class ClusterPolicies(Protocol):
+    """What the policies of a backend make of its cluster (`translator.policies.Policies`)."""
+
+    def configure(self, cluster: Cluster, backend: ObjectKey, section: str | None) -> Cluster:
+        """`cluster` as the policies of `backend` (Service port `section`) configure it."""
+
+    def originate(self, cluster: Cluster, origin: Origin) -> Cluster | None:
+        """The variant of `cluster` a policy makes for reaching it (TLS), else None."""
 
 
 class RuleMemo:
@@ -108,19 +113,13 @@ class RuleMemo:
 class Backends:
     """Resolves backendRefs and collects the clusters they need."""
 
-    def __init__(self, ctx: Context, memo: RuleMemo | None = None) -> None:
+    def __init__(self, ctx: Context, policies: ClusterPolicies, memo: RuleMemo | None = None) -> None:
         self.ctx = ctx
         self.clusters: dict[str, Cluster] = {}
         # cluster name -> (namespace, Service, Service port name): what policies target
         self.origins: dict[str, Origin] = {}
         self.memo = memo
-        self.tls = BackendTLS(ctx)
-        self.policies = RoutePolicies(ctx)
-        # cluster name -> what the policies of its Service (port) or XBackend say beyond
-        # the cluster itself: route fields (traffic.route_fields), session persistence
-        self.backend_traffic: dict[str, BackendTrafficPolicySpec] = {}
-        self.backend_session: dict[str, SessionPersistenceConfig] = {}
-        self.unconfigured: dict[str, Cluster] = {}  # such clusters before those policies
+        self._policies = policies
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)
@@ -149,15 +148,12 @@ class Backends:
         memo.current[key] = (route, result, recorded, {})
         return result
 
-    def entries(self, route: Resource, entries: Callable[[ListenerState], list[RouteEntry]]) -> Callable[
+    def entries(self, route: Resource, served: Callable[[ListenerState], list[RouteEntry]]) -> Callable[
             [ListenerState], list[RouteEntry]]:
-        """`entries` (a route's entries on a listener) with the listener's policies, memoized
+        """`served` (a route's entries on a listener, with the listener's policies) memoized
         with the route's rules: an unchanged route keeps the very same IR route objects, so
         comparing the new IR with the previous one (control loop, xDS builder) is a matter
         of identity."""
-        def served(listener: ListenerState) -> list[RouteEntry]:
-            return self.on_listener(route, listener, entries(listener))
-
         hit = self.memo.current.get(route.key) if self.memo is not None else None
         if hit is None or hit[0] is not route:
             return served
@@ -177,13 +173,6 @@ class Backends:
 
         return memoized
 
-    def on_listener(self, route: Resource, listener: ListenerState, entries: list[RouteEntry]) -> list[RouteEntry]:
-        """The route's entries with the policies of the listener's Gateway (`traffic.on_listener`)."""
-        if not self.policies.index:
-            return entries
-        gw, name = listener.gateway.key, listener.qualified_name  # a ListenerSet's: no sectionName
-        return [replace(e, route=traffic.on_listener(e.route, route.key, e.rule, gw, name, self)) for e in entries]
-
     def resolve(self, route: Resource, ref: BackendObjectReference, default_protocol: AppProtocol,
                 originate_tls: bool = True) -> Resolved:
         """The cluster `ref` sends to: the Service port's, or its TLS variant when a
@@ -196,15 +185,8 @@ class Backends:
     def originating(self, cluster: Cluster) -> Cluster:
         """`cluster`, or its TLS variant when a BackendTLSPolicy targets its Service (port)."""
         origin = self.origins[cluster.name]
-        variant = self.tls.variant(cluster, origin)
-        if variant is None:
-            return cluster
-        if cluster.name in self.backend_traffic:  # the Service's policy holds for its TLS variant too
-            self.backend_traffic[variant.name] = self.backend_traffic[cluster.name]
-            self.unconfigured[variant.name] = replace(self.unconfigured[cluster.name], name=variant.name,
-                                                      protocol=variant.protocol, tls=variant.tls,
-                                                      endpoints=variant.endpoints)
-        return self.add(variant, origin)
+        variant = self._policies.originate(cluster, origin)
+        return cluster if variant is None else self.add(variant, origin)
 
     def originating_backends(self, backends: tuple[WeightedBackend, ...]) -> tuple[WeightedBackend, ...]:
         """`originating` for every backend (TLSRoutes on listeners that terminate TLS)."""
@@ -378,21 +360,8 @@ class Backends:
 
     def configured(self, cluster: Cluster, group: str, kind: str, namespace: str, name: str,
                    section: str | None) -> Cluster:
-        """`cluster` as the policies of its Service (port) or XBackend configure it."""
-        policies = self.policies
-        if not policies.index:
-            return cluster
-        btp = policies.for_backend("BackendTrafficPolicy", group, kind, namespace, name, section or None)
-        if isinstance(btp, BackendTrafficPolicy):
-            self.unconfigured[cluster.name] = cluster
-            cluster = traffic.cluster_settings(cluster, btp.spec)
-            self.backend_traffic[cluster.name] = btp.spec
-        xbtp = policies.for_backend("XBackendTrafficPolicy", group, kind, namespace, name, None)
-        if isinstance(xbtp, XBackendTrafficPolicy):
-            cluster = traffic.retry_constraint(cluster, xbtp)
-            if xbtp.spec.session_persistence is not None:
-                self.backend_session[cluster.name] = xbtp.spec.session_persistence
-        return cluster
+        """`cluster` as the policies of its Service (port), XBackend or Backend configure it."""
+        return self._policies.configure(cluster, ObjectKey(group, kind, namespace, name), section)
 
     @staticmethod
     def protocol(app_protocol: str | None, default: AppProtocol) -> AppProtocol | None:

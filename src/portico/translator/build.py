@@ -19,14 +19,12 @@ from portico import ir
 from portico.objects import ObjectKey
 from portico.translator import hostnames
 from portico.translator.gateway import PORT_FAMILY, GatewayState, ListenerState, socket_name
-from portico.translator.listenerpolicy import ListenerPolicies
-from portico.translator.policies import RoutePolicies
+from portico.translator.policies import Policies
 
 
-def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listener]:
+def build_listeners(gw: GatewayState, policies: Policies) -> list[ir.Listener]:
     if gw.address is None or not gw.programmable:
         return []
-    lp = ListenerPolicies(policies, gw)
     by_port = port_groups(gw)
     out = []
     for (port, transport), group in sorted(by_port.items()):
@@ -34,7 +32,7 @@ def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listen
         if transport == "udp":
             out.append(ir.Listener(name, gw.address, port, "udp", udp_backends=l4_backends(group[0])))
             continue
-        chains = filter_chains(gw, port, group, lp)
+        chains = filter_chains(gw, port, group, policies)
         if not chains:
             continue
         quic = http3_listener(gw, port, group, chains, udp_taken={p for p, t in by_port if t == "udp"})
@@ -42,7 +40,7 @@ def build_listeners(gw: GatewayState, policies: RoutePolicies) -> list[ir.Listen
             chains = [replace(c, http=replace(c.http, alt_svc=quic.alt_svc)) if c.client.http3 and c.http else c
                       for c in chains]
             out.append(quic.listener)
-        out.append(ir.Listener(name, gw.address, port, "tcp", tuple(chains), proxy_protocol=lp.proxy_protocol(group)))
+        out.append(policies.on_port(ir.Listener(name, gw.address, port, "tcp", tuple(chains)), gw.key, group))
     return out
 
 
@@ -119,24 +117,26 @@ def port_groups(gw: GatewayState) -> dict[tuple[int, str], list[ListenerState]]:
 
 
 def filter_chains(gw: GatewayState, port: int, group: list[ListenerState],
-                  lp: ListenerPolicies) -> list[ir.FilterChain]:
-    """The chains of a port, each with the ClientTrafficPolicy and RateLimitPolicy of
-    the listeners it serves (listenerpolicy)."""
+                  policies: Policies) -> list[ir.FilterChain]:
+    """The chains of a port, each with the policies of the listeners it serves
+    (ClientTrafficPolicy, RateLimitPolicy: `Policies.on_chain`)."""
     family = PORT_FAMILY[group[0].protocol]
     prefix = f"{gw.gateway.namespace}/{gw.gateway.name}"
+    key = gw.key
     if family == "http":
         rc = f"{prefix}/{port}"
-        return [lp.chain(ir.FilterChain(rc, http=ir.HTTPConfig(rc, virtual_hosts(group))), group)]
+        return [policies.on_chain(ir.FilterChain(rc, http=ir.HTTPConfig(rc, virtual_hosts(group))), key, group)]
     if family == "tcp":
         chain = ir.FilterChain(f"{prefix}/{group[0].qualified_name}", tcp=ir.TCPConfig(l4_backends(group[0])))
-        return [lp.chain(chain, group[:1])]
+        return [policies.on_chain(chain, key, group[:1])]
     chains: list[ir.FilterChain] = []
     for ls in group:
         name = f"{prefix}/{ls.qualified_name}"  # ListenerSet listener names may repeat
         if ls.protocol == "HTTPS":
-            chains.append(lp.chain(https_chain(name, ls, [o for o in group if o.protocol == "HTTPS"]), [ls]))
+            chain = https_chain(name, ls, [o for o in group if o.protocol == "HTTPS"])
+            chains.append(policies.on_chain(chain, key, [ls]))
         else:
-            chains += [lp.chain(c, [ls]) for c in tls_chains(name, ls, group)]
+            chains += [policies.on_chain(c, key, [ls]) for c in tls_chains(name, ls, group)]
     return chains
 
 

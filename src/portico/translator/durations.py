@@ -19,3 +19,11 @@ def parse_duration_s(text: str) -> int | None:
     """Whole seconds (rounded up, so a lifetime is never cut short), or None when invalid."""
     ms = parse_duration_ms(text)
     return None if ms is None else -(-ms // 1000)
+
+
+def durations_problem(pairs: list[tuple[str, str | None]]) -> str:
+    """Why the first of (field name, value) pairs that is set is not a Duration ("" if none)."""
+    for name, value in pairs:
+        if value is not None and parse_duration_ms(value) is None:
+            return f"{name} {value!r} is not a duration"
+    return ""

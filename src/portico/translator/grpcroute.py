@@ -20,7 +20,7 @@ from collections.abc import Callable
 from portico import ir
 from portico.models import GRPCMethodMatch, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from portico.objects import ObjectKey
-from portico.translator import rules, traffic
+from portico.translator import rules
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -31,6 +31,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.policies import Policies
 from portico.translator.regex import regexes_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
@@ -49,9 +50,10 @@ ANY_SEGMENT = "[^/]+"
 GRPCRuleResult = rules.RuleResult[GRPCRouteRule]
 
 
-def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
-                         backends: Backends) -> list[RouteResult]:
-    return translate_routes(ctx, gateways, backends, ctx.all(GRPCRoute, "GRPCRoute"), translate_rule, entries_of)
+def translate_grpcroutes(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends,
+                         policies: Policies) -> list[RouteResult]:
+    return translate_routes(ctx, gateways, backends, policies, ctx.all(GRPCRoute, "GRPCRoute"), translate_rule,
+                            entries_of)
 
 
 def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: Backends) -> GRPCRuleResult:
@@ -76,7 +78,6 @@ def translate_rule(route: GRPCRoute, rule: GRPCRouteRule, index: int, backends: 
         # gRPC clients carry their own deadlines).
         timeout_ms=0,
     )
-    action = traffic.apply(action, route, rule.name, backends)
     return GRPCRuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 

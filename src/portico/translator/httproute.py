@@ -14,7 +14,7 @@ from dataclasses import replace
 from portico import ir
 from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
-from portico.translator import rules, traffic
+from portico.translator import rules
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -28,6 +28,7 @@ from portico.translator.filters import (
     unsupported,
 )
 from portico.translator.gateway import GatewayState, ListenerState, RouteEntry
+from portico.translator.policies import Policies
 from portico.translator.regex import regexes_problem
 from portico.translator.routebinding import RouteResult, translate_routes
 from portico.translator.session import session_persistence
@@ -35,9 +36,10 @@ from portico.translator.session import session_persistence
 RuleResult = rules.RuleResult[HTTPRouteRule]
 
 
-def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState],
-                         backends: Backends) -> list[RouteResult]:
-    return translate_routes(ctx, gateways, backends, ctx.all(HTTPRoute, "HTTPRoute"), translate_rule, entries_of)
+def translate_httproutes(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends,
+                         policies: Policies) -> list[RouteResult]:
+    return translate_routes(ctx, gateways, backends, policies, ctx.all(HTTPRoute, "HTTPRoute"), translate_rule,
+                            entries_of)
 
 
 def entries_of(route: HTTPRoute, rules: list[RuleResult]) -> Callable[[ListenerState], list[RouteEntry]]:
@@ -69,7 +71,6 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         timeout_ms=request_timeout_ms(rule),
         backend_timeout_ms=backend_timeout_ms(rule),
     )
-    action = traffic.apply(action, route, rule.name, backends)
     return RuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
 
 

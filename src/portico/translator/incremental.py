@@ -46,6 +46,7 @@ from portico.translator.build import (
 from portico.translator.context import Context
 from portico.translator.gateway import GatewayState, HostRoutes, ListenerState
 from portico.translator.listenerset import ListenerSetState
+from portico.translator.policies import Policies
 from portico.translator.routebinding import Candidacy, RouteResult, candidates_of, translate_route
 from portico.translator.snapshot import Snapshot, Translation
 from portico.translator.status import gateway_status, listenerset_status, route_status
@@ -63,6 +64,7 @@ class State:
     gateways: dict[ObjectKey, GatewayState]
     listener_sets: list[ListenerSetState]
     backends: Backends
+    policies: Policies
     results: dict[ObjectKey, RouteResult]  # HTTPRoutes and GRPCRoutes with a parent of ours
     candidacy: Candidacy
     translation: Translation
@@ -208,10 +210,7 @@ class Incremental:
     def keep(self, snapshot: Snapshot, state: State) -> None:
         """After a full translation: index it for the next patch."""
         state.revision = snapshot.revision
-        backends = state.backends
-        state.patchable = (not backends.tls.index
-                           and all(ref.kind == "Gateway" for a in backends.policies.policies
-                                   for ref in a.policy.spec.target_refs)
+        state.patchable = (state.policies.gateways_only()
                            and not any(out.xds.secrets for out in state.translation.gateways.values()))
         if state.patchable:
             for ls, candidates in state.candidacy.values():
@@ -291,11 +290,11 @@ class Patch:
     def translate(self, obj: Resource) -> RouteResult | None:
         state = self.state
         if isinstance(obj, HTTPRoute):
-            return translate_route(state.ctx, state.gateways, state.backends, obj, httproute.translate_rule,
-                                   httproute.entries_of)
+            return translate_route(state.ctx, state.gateways, state.backends, state.policies, obj,
+                                   httproute.translate_rule, httproute.entries_of)
         assert isinstance(obj, GRPCRoute)
-        return translate_route(state.ctx, state.gateways, state.backends, obj, grpcroute.translate_rule,
-                               grpcroute.entries_of)
+        return translate_route(state.ctx, state.gateways, state.backends, state.policies, obj,
+                               grpcroute.translate_rule, grpcroute.entries_of)
 
     def unmixed(self, news: dict[ObjectKey, RouteResult | None]) -> bool:
         """No listener reached, before or after, holds candidates of two route kinds."""

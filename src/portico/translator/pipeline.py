@@ -20,6 +20,7 @@ from portico.translator.httproute import translate_httproutes
 from portico.translator.incremental import Incremental, State
 from portico.translator.l4routes import L4RouteResult, translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
+from portico.translator.policies import Policies
 from portico.translator.routebinding import RouteResult, bind_routes
 from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
 from portico.translator.status import (
@@ -64,36 +65,34 @@ def run(snapshot: Snapshot, memo: RuleMemo | None) -> tuple[Translation, State]:
     listener_sets = attach_listener_sets(ctx, gateways)
     for gw in gateways.values():  # once ListenerSets' listeners have joined their Gateways
         mark_overlapping_tls(gw)
-    backends = Backends(ctx, memo)
-    http_routes = translate_httproutes(ctx, gateways, backends) + translate_grpcroutes(ctx, gateways, backends)
+    policies = Policies(ctx)
+    backends = Backends(ctx, policies, memo)
+    http_routes = (translate_httproutes(ctx, gateways, backends, policies)
+                   + translate_grpcroutes(ctx, gateways, backends, policies))
     candidacy = bind_routes(http_routes)
     for result in http_routes:
         out.statuses[result.route.key] = route_status(result.route, result.parents, result.conds, controller)
-        backends.policies.record(result.route, attached_gateways(result))
+        policies.record(result.route, attached_gateways(result))
     for l4 in translate_l4routes(ctx, gateways, backends):
         out.statuses[l4.route.key] = route_status(l4.route, l4.parents, l4.conds, controller)
-        backends.policies.record(l4.route, attached_gateways(l4))
+        policies.record(l4.route, attached_gateways(l4))
     for lset in listener_sets:  # after routes: attachedRoutes are counted
         out.statuses[lset.key] = listenerset_status(lset)
     xbackend_secrets = backends.xbackend_secrets()
     for key, gw in sorted(gateways.items()):
         out.statuses[key] = gateway_status(gw)
         owned = [s for s in listener_sets if s.gateway is gw]
-        # the Gateway's client certificate on its TLS clusters; policies learn their ancestors
-        built = tuple(build_listeners(gw, backends.policies))
-        listeners, client_cert = backends.tls.for_gateway(key, gw.backend_client_cert, built,
-                                                          backends.clusters, backends.origins)
-        secrets = ((client_cert,) if client_cert is not None else ()) + xbackend_secrets
+        # what depends on the Gateway (its client certificate on TLS clusters); policies learn ancestors
+        built = tuple(build_listeners(gw, policies))
+        listeners, policy_secrets = policies.on_gateway(gw, built, backends)
+        secrets = policy_secrets + xbackend_secrets
         xds = ir.scoped(listeners, backends.clusters, secrets, programmed_by(gw, owned))
         quic = {li.port for li in built if li.quic}
         out.gateways[key] = GatewayOutput(xds, infrastructure(gw, classes.get(gw.gateway.spec.gateway_class_name),
                                                               quic))
-    for p in backends.tls.policies:  # after every Gateway: ancestors are known
-        out.statuses[p.policy.key] = policy_status(p.policy, p.ancestors, controller)
-    backends.policies.unattached()  # after every Gateway: listeners sharing a chain settled
-    for attached in backends.policies.policies:
-        out.statuses[attached.policy.key] = policy_status(attached.policy, attached.ancestors, controller)
-    return out, State(snapshot, ctx, gateways, listener_sets, backends,
+    for policy, ancestors in policies.statuses():  # after every Gateway: ancestors are known
+        out.statuses[policy.key] = policy_status(policy, ancestors, controller)
+    return out, State(snapshot, ctx, gateways, listener_sets, backends, policies,
                       {r.route.key: r for r in http_routes}, candidacy, out)
 
 

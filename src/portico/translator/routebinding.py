@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from portico import ir
 from portico.models import GRPCRoute, HTTPRoute, Resource
 from portico.objects import ObjectKey
 from portico.translator import hostnames
@@ -25,6 +26,7 @@ from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.gateway import GatewayState, HostRoutes, ListenerState, RouteEntry
+from portico.translator.policies import Policies
 
 
 @dataclass
@@ -50,6 +52,7 @@ class RuleLike(Protocol):
 
     problem: Cond | None
     conds: list[Cond]
+    action: ir.RouteAction
 
     @property
     def check(self) -> RuleCheck: ...
@@ -61,32 +64,40 @@ Entries = Callable[[ListenerState], list[RouteEntry]]
 
 
 def translate_routes(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends,
-                     routes: Iterable[R], translate_rule: Callable[[R, Any, int, Backends], Rule],
+                     policies: Policies, routes: Iterable[R], translate_rule: Callable[[R, Any, int, Backends], Rule],
                      entries_of: Callable[[R, list[Rule]], Entries]) -> list[RouteResult]:
-    results = (translate_route(ctx, gateways, backends, route, translate_rule, entries_of) for route in routes)
+    results = (translate_route(ctx, gateways, backends, policies, route, translate_rule, entries_of)
+               for route in routes)
     return [r for r in results if r is not None]
 
 
-def translate_route(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends, route: R,
-                    translate_rule: Callable[[R, Any, int, Backends], Rule],
+def translate_route(ctx: Context, gateways: dict[ObjectKey, GatewayState], backends: Backends, policies: Policies,
+                    route: R, translate_rule: Callable[[R, Any, int, Backends], Rule],
                     entries_of: Callable[[R, list[Rule]], Entries]) -> RouteResult | None:
-    """Attach the route, translate its rules (reused from the previous translation
-    while the route is unchanged, see `Backends.rules`), and keep the programmable
-    ones (dropped rules are reported through `rules_conditions`); None when no parent
-    of the route is ours."""
+    """Attach the route, translate its rules with the policies in effect on them (reused
+    from the previous translation while the route is unchanged, see `Backends.rules`), and
+    keep the programmable ones (dropped rules are reported through `rules_conditions`);
+    None when no parent of the route is ours."""
     parents = attach(ctx, route, route.spec.hostnames, route.spec, gateways)
     if not parents:
         return None
-    rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends))
+    rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends, policies))
     conds, programmable = rules_conditions([r.check for r in rules])
     conds += [c for r in rules if r.problem is None for c in r.conds]
     valid = [r for r in rules if r.problem is None]
-    entries = backends.entries(route, entries_of(route, valid)) if programmable else None
+    served = policies.served(route, entries_of(route, valid), backends) if programmable else None
+    entries = backends.entries(route, served) if served is not None else None
     return RouteResult(route, parents, conds, entries)
 
 
-def translate_all(route: R, translate_rule: Callable[[R, Any, int, Backends], Rule], backends: Backends) -> list[Rule]:
-    return [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
+def translate_all(route: R, translate_rule: Callable[[R, Any, int, Backends], Rule], backends: Backends,
+                  policies: Policies) -> list[Rule]:
+    """Each rule of the route, and the policies in effect on the rules that can be programmed."""
+    rules = [translate_rule(route, rule, i, backends) for i, rule in enumerate(route.spec.rules)]
+    for rule in rules:
+        if rule.problem is None:
+            rule.action = policies.on_rule(rule.action, route, rule.check.name, backends)
+    return rules
 
 
 def rule_label(index: int, name: str | None) -> str:

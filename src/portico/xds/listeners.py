@@ -145,7 +145,7 @@ def http_manager(http: ir.HTTPConfig, prefix: str, client: ir.ClientSettings = _
 
 
 def _client_settings(out: hcm.HttpConnectionManager, c: ir.ClientSettings) -> None:
-    """ClientTrafficPolicy on the connection manager (translator.listenerpolicy)."""
+    """ClientTrafficPolicy on the connection manager (translator.policies.clienttraffic)."""
     out.xff_num_trusted_hops = c.xff_trusted_hops
     if c.client_ip_header is not None:
         header = custom_header_pb2.CustomHeaderConfig(header_name=c.client_ip_header,

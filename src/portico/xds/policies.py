@@ -1,4 +1,4 @@
-"""Route policies (translator.policies / traffic) as Envoy per-route filter configs.
+"""Route policies (translator.policies) as Envoy per-route filter configs.
 
 The RBAC, local rate limit and buffer filters are always in the HCM but disabled, like
 CORS: a route whose policy needs one enables it with its own FilterConfig, so gaining

@@ -1,0 +1,45 @@
+"""RateLimitPolicy (gateway.portico.dev): local rate limits (token buckets).
+
+Targets: HTTPRoutes and GRPCRoutes (sectionName: a rule) and Gateways (sectionName: a
+listener). On a route: the rule's own budgets (`on_rule`). On a Gateway or listener:
+budgets shared by every route of the filter chain, checked besides the routes' own
+(`on_chain`). Over a budget a request is answered 429, with x-ratelimit-* headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from portico import ir
+from portico.models import RateLimitPolicy, Resource
+from portico.objects import ObjectKey
+from portico.translator.backends import Backends
+from portico.translator.gateway import ListenerState
+from portico.translator.policies.attachment import GATEWAY, ROUTES
+from portico.translator.policies.kind import PolicyKind
+
+UNIT_S = {"Second": 1, "Minute": 60, "Hour": 3600}
+
+
+class RateLimitPolicies(PolicyKind):
+    kind = "RateLimitPolicy"
+    model = RateLimitPolicy
+    targets = ROUTES + GATEWAY
+
+    def on_rule(self, action: ir.RouteAction, route: Resource, rule: str | None,
+                backends: Backends) -> ir.RouteAction:
+        policy = self.attachment.for_rule(self.kind, route.key, rule)
+        return replace(action, rate_limits=rate_limits(policy)) if isinstance(policy, RateLimitPolicy) else action
+
+    def on_chain(self, chain: ir.FilterChain, gateway: ObjectKey, group: list[ListenerState]) -> ir.FilterChain:
+        policy = self.attachment.for_chain(self.kind, gateway, group)
+        if not isinstance(policy, RateLimitPolicy):
+            return chain
+        return replace(chain, client=replace(chain.client, rate_limits=rate_limits(policy)))
+
+
+def rate_limits(policy: RateLimitPolicy) -> tuple[ir.RateLimit, ...]:
+    return tuple(ir.RateLimit(r.limit.requests, UNIT_S[r.limit.unit], r.burst or r.limit.requests,
+                              source_ip=any(s.source_ip is not None for s in r.client_selectors),
+                              headers=tuple(s.header["name"].lower() for s in r.client_selectors if s.header))
+                 for r in policy.spec.local.rules)
