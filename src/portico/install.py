@@ -28,25 +28,20 @@ from typing import Any
 
 import yaml
 
-from portico import CONTROLLER_NAME, __version__
+from portico import CONTROLLER_NAME, __version__, kinds
 from portico.provider.kubernetes import KINDS
 
 NAME = "portico-controller"
 LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
-STATUS_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")  # the controller writes their status
-GATEWAY_GROUPS = (*STATUS_GROUPS, "gateway.portico.dev")
-# kinds of other groups whose status the controller writes: Portico's policies, served Ingresses
-OTHER_STATUS_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "ClientTrafficPolicy", "Ingress")
+# the API groups of the kinds the personas manage
+GATEWAY_GROUPS = tuple(sorted({k.group for k in kinds.KINDS if k.persona}))
 CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
 EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}  # warnings on Ingresses
-PERSONAS = {
-    "infrastructure-provider": (["gatewayclasses", "porticoproxies"], ()),
-    "cluster-operator": (["gateways", "listenersets", "referencegrants", "backendtlspolicies",
-                          "clienttrafficpolicies"], ("admin",)),
-    "application-developer": (["httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes",
-                               "backendtrafficpolicies", "securitypolicies", "ratelimitpolicies",
-                               "httproutefilters", "xbackends", "xbackendtrafficpolicies", "backends"],
-                              ("admin", "edit")),
+# persona -> (the resources it manages, the built-in roles its ClusterRole aggregates to)
+PERSONAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    persona: ([k.plural for k in kinds.KINDS if k.persona == persona], aggregate)
+    for persona, aggregate in (("infrastructure-provider", ()), ("cluster-operator", ("admin",)),
+                               ("application-developer", ("admin", "edit")))
 }
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]
@@ -101,7 +96,7 @@ def cluster_role() -> dict[str, Any]:
              for group, plurals in sorted(by_group.items())]
     status: dict[str, list[str]] = {}
     for kind in KINDS:
-        if kind.group in STATUS_GROUPS or kind.kind in OTHER_STATUS_KINDS:
+        if (kind.group, kind.kind) in kinds.STATUS_OURS:
             status.setdefault(kind.group, []).append(f"{kind.plural}/status")
     rules += [{"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get", "update", "patch"]}
               for group, plurals in status.items()]

@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from portico.kinds import KINDS
 from portico.objects import CLUSTER_SCOPED, GATEWAY_GROUP, ObjectKey, group_of
+from portico.objects import PORTICO_GROUP as PORTICO_GROUP  # where models' readers have found it
 
 
 class Model(BaseModel):
@@ -609,9 +611,6 @@ class ConfigMap(Resource):
     data: dict[str, str] = Field(default_factory=dict)
 
 
-PORTICO_GROUP = "gateway.portico.dev"
-
-
 class PorticoProxy(Resource):
     """Portico's parameters of a Gateway's data plane (Kubernetes mode), referenced by
     GatewayClass or Gateway parametersRef; the CRD's schema validates the fields, the
@@ -937,11 +936,6 @@ class PorticoBackend(Resource):
     spec: PorticoBackendSpec
 
 
-# the GEP-713 policies translator.policies attaches (BackendTLSPolicy has its own module)
-POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy", "ClientTrafficPolicy",
-                "XBackendTrafficPolicy")
-
-
 # ------------------------------------------------------------------ XBackend (gateway.networking.x-k8s.io)
 
 
@@ -991,32 +985,16 @@ class Other(Resource):
     """Any other kind: stored and listed, not translated."""
 
 
-MODELS: dict[tuple[str, str], type[Resource]] = {
-    (GATEWAY_GROUP, "GatewayClass"): GatewayClass,
-    (GATEWAY_GROUP, "Gateway"): Gateway,
-    (GATEWAY_GROUP, "ListenerSet"): ListenerSet,
-    (GATEWAY_GROUP, "HTTPRoute"): HTTPRoute,
-    (GATEWAY_GROUP, "GRPCRoute"): GRPCRoute,
-    (GATEWAY_GROUP, "TLSRoute"): TLSRoute,
-    (GATEWAY_GROUP, "TCPRoute"): TCPRoute,
-    (GATEWAY_GROUP, "UDPRoute"): UDPRoute,
-    (GATEWAY_GROUP, "ReferenceGrant"): ReferenceGrant,
-    (GATEWAY_GROUP, "BackendTLSPolicy"): BackendTLSPolicy,
-    ("", "Service"): Service,
-    ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
-    ("", "Namespace"): Namespace,
-    ("", "Secret"): Secret,
-    ("", "ConfigMap"): ConfigMap,
-    (PORTICO_GROUP, "PorticoProxy"): PorticoProxy,
-    (PORTICO_GROUP, "BackendTrafficPolicy"): BackendTrafficPolicy,
-    (PORTICO_GROUP, "SecurityPolicy"): SecurityPolicy,
-    (PORTICO_GROUP, "RateLimitPolicy"): RateLimitPolicy,
-    (PORTICO_GROUP, "HTTPRouteFilter"): PorticoHTTPRouteFilter,
-    (PORTICO_GROUP, "ClientTrafficPolicy"): ClientTrafficPolicy,
-    (PORTICO_GROUP, "Backend"): PorticoBackend,
-    ("gateway.networking.x-k8s.io", "XBackend"): XBackend,
-    ("gateway.networking.x-k8s.io", "XBackendTrafficPolicy"): XBackendTrafficPolicy,
-}
+def _model(name: str) -> type[Resource]:
+    """The class `portico.kinds` names (a name that is no model fails at import: tested)."""
+    found = globals().get(name)
+    if not (isinstance(found, type) and issubclass(found, Resource)):
+        raise TypeError(f"portico.kinds names {name!r}, which is not a model of portico.models")
+    return found
+
+
+# the model of each kind the translator reads (`portico.kinds`); any other kind is `Other`
+MODELS: dict[tuple[str, str], type[Resource]] = {(k.group, k.kind): _model(k.model) for k in KINDS if k.model}
 
 
 class InvalidObject(Exception):

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 XBACKEND_GROUP = "gateway.networking.x-k8s.io"  # XBackend, XBackendTrafficPolicy (experimental)
+PORTICO_GROUP = "gateway.portico.dev"
 # kinds of the core group ("" in Kubernetes) and their API group
 CORE_GROUP = ""
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from portico import kinds
 from portico.models import InvalidObject, Resource, parse_object
 from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent, Source
@@ -127,7 +128,8 @@ class Store:
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
         if current is not None and _same_object(current.raw, raw) and (
-                doc.key.group in STATUS_OWNED_GROUPS or dict(document_status or {}) == current.document_status):
+                (doc.key.group, doc.key.kind) not in STATUS_INPUTS
+                or dict(document_status or {}) == current.document_status):
             # Only the resourceVersion or the status moved (a status write, ours or another
             # controller's), or nothing did (a watch re-listing): nothing to translate; the
             # status writer merges the other controllers' entries from the object as it is
@@ -215,9 +217,9 @@ class Store:
 
 
 VOLATILE_METADATA = ("resourceVersion", "managedFields")
-# kinds whose status is the controllers' (ours and others'): a status-only change is not
-# translated. A Service's status (its load balancer) is an input: it is.
-STATUS_OWNED_GROUPS = frozenset({"gateway.networking.k8s.io", "gateway.networking.x-k8s.io"})
+# kinds whose status the translator reads (a Service's load balancer): a status-only change
+# of one is translated; of any other kind (controllers' status: ours and others') it is not
+STATUS_INPUTS = frozenset((k.group, k.kind) for k in kinds.KINDS if k.status == "input")
 
 
 def _same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:

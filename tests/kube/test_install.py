@@ -10,7 +10,8 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from portico.install import CREATED, OTHER_STATUS_KINDS, render
+from portico.install import CREATED, render
+from portico.kinds import STATUS_OURS
 from portico.provider.kubernetes import KINDS
 
 KUBERNETES = "1.33"
@@ -30,9 +31,16 @@ def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None
     for kind in KINDS:  # watched
         for verb in ("list", "watch"):
             assert allowed(controller, kind.group, kind.plural, verb), (kind, verb)
-    for kind in KINDS:  # status written: Gateway API kinds, Portico's policies, Ingresses
-        written = kind.group.startswith("gateway.networking") or kind.kind in OTHER_STATUS_KINDS
+    for kind in KINDS:  # status written: the kinds whose status is ours (portico.kinds), no other
+        written = (kind.group, kind.kind) in STATUS_OURS
         assert allowed(controller, kind.group, f"{kind.plural}/status", "patch") == written, kind
+    for group, plural in (("gateway.networking.k8s.io", "gateways"), ("gateway.networking.k8s.io", "tlsroutes"),
+                          ("gateway.networking.k8s.io", "backendtlspolicies"),
+                          ("gateway.networking.x-k8s.io", "xbackendtrafficpolicies"),
+                          ("gateway.portico.dev", "ratelimitpolicies"), ("networking.k8s.io", "ingresses")):
+        assert allowed(controller, group, f"{plural}/status", "patch"), plural
+    for group, plural in (("", "services"), ("gateway.networking.k8s.io", "referencegrants")):  # none, or an input
+        assert not allowed(controller, group, f"{plural}/status", "patch"), plural
     for group, plurals in CREATED.items():  # server-side apply of the per-Gateway objects
         for plural in plurals:
             assert allowed(controller, group, plural, "patch"), plural

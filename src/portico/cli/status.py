@@ -14,13 +14,12 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from portico import CONTROLLER_NAME
+from portico import CONTROLLER_NAME, kinds
 
 GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 # policies: one row per ancestor (status.ancestors), as routes have one per parent
-POLICY_KINDS = ("BackendTLSPolicy", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy",
-                "ClientTrafficPolicy", "XBackendTrafficPolicy")
+POLICY_KINDS = tuple(k.kind for k in kinds.POLICY_KINDS)
 KINDS = GATEWAY_KINDS + ROUTE_KINDS + POLICY_KINDS
 
 

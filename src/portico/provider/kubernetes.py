@@ -33,6 +33,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import on_error_raise
 
+from portico import kinds
 from portico.objects import ObjectKey, key_of
 from portico.provider import Document, ProviderEvent, Source
 
@@ -65,37 +66,8 @@ class Kind:
 _RESOURCES: dict[Kind, Any] = {}
 
 
-G, X = "gateway.networking.k8s.io", "gateway.networking.x-k8s.io"
-# The storage versions of the experimental channel (a superset of standard).
-KINDS: tuple[Kind, ...] = (
-    Kind(G, "v1", "GatewayClass", "gatewayclasses", namespaced=False),
-    Kind(G, "v1", "Gateway", "gateways"),
-    Kind(G, "v1", "ListenerSet", "listenersets"),
-    Kind(G, "v1", "HTTPRoute", "httproutes"),
-    Kind(G, "v1", "GRPCRoute", "grpcroutes"),
-    Kind(G, "v1", "TLSRoute", "tlsroutes"),
-    Kind(G, "v1", "TCPRoute", "tcproutes"),
-    Kind(G, "v1", "UDPRoute", "udproutes"),
-    Kind(G, "v1beta1", "ReferenceGrant", "referencegrants"),
-    Kind(G, "v1", "BackendTLSPolicy", "backendtlspolicies"),
-    Kind(X, "v1alpha1", "XBackend", "xbackends"),
-    Kind(X, "v1alpha1", "XBackendTrafficPolicy", "xbackendtrafficpolicies"),
-    Kind("gateway.portico.dev", "v1alpha1", "PorticoProxy", "porticoproxies"),
-    Kind("gateway.portico.dev", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"),
-    Kind("gateway.portico.dev", "v1alpha1", "SecurityPolicy", "securitypolicies"),
-    Kind("gateway.portico.dev", "v1alpha1", "RateLimitPolicy", "ratelimitpolicies"),
-    Kind("gateway.portico.dev", "v1alpha1", "ClientTrafficPolicy", "clienttrafficpolicies"),
-    Kind("gateway.portico.dev", "v1alpha1", "Backend", "backends"),
-    Kind("gateway.portico.dev", "v1alpha1", "HTTPRouteFilter", "httproutefilters"),
-    # Ingress objects of Portico's IngressClass are served (portico.ingress); their status written
-    Kind("networking.k8s.io", "v1", "Ingress", "ingresses"),
-    Kind("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
-    Kind("", "v1", "Namespace", "namespaces", namespaced=False),
-    Kind("", "v1", "Service", "services"),
-    Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
-    Kind("", "v1", "Secret", "secrets"),
-    Kind("", "v1", "ConfigMap", "configmaps"),
-)
+# every kind the table marks watched, at the version it names first (the storage version)
+KINDS: tuple[Kind, ...] = tuple(Kind(k.group, k.versions[0], k.kind, k.plural, k.namespaced) for k in kinds.WATCHED)
 
 SECRET_KEYS = ("tls.crt", "ca.crt")
 

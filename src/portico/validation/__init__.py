@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from portico import kinds
 from portico.validation.crds import CRDVersion, Registry, default_registry
 from portico.validation.metadata import validate_metadata
 from portico.validation.schema import (
@@ -28,14 +29,9 @@ from portico.validation.violation import Violation
 
 __all__ = ["Violation", "apply_defaults", "validate", "lookup_crd", "CORE_KINDS"]
 
-# core kinds Portico reads; they get the metadata checks only
-CORE_KINDS: dict[tuple[str, str, str], bool] = {
-    # (group, version, kind) -> namespaced
-    ("", "v1", "Service"): True,
-    ("", "v1", "Secret"): True,
-    ("", "v1", "ConfigMap"): True,
-    ("", "v1", "Namespace"): False,
-    ("discovery.k8s.io", "v1", "EndpointSlice"): True,
+# built-in kinds the translator reads (`portico.kinds`); they get the metadata checks only
+CORE_KINDS: dict[tuple[str, str, str], bool] = {  # (group, version, kind) -> namespaced
+    (k.group, version, k.kind): k.namespaced for k in kinds.KINDS if not k.crd and k.model for version in k.versions
 }
 
 # Built-in kinds of the API groups Portico reads (a kind not listed in a listed group and

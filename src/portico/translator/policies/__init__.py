@@ -1,10 +1,11 @@
-"""Policies: one module per policy kind (its targets, validation and effect on the IR,
-see `kind.PolicyKind`), GEP-713 attachment shared by them (`attachment`), and the
-registry below: adding a policy kind is its module plus one line in `KINDS`.
+"""Policies: one module per policy kind (its validation and effect on the IR, see
+`kind.PolicyKind`), GEP-713 attachment shared by them (`attachment`), and the registry
+below: adding a policy kind is its module plus one line in `REGISTRY` (and its row, with
+what it may target, in `portico.kinds`).
 
 `Policies` is one translation's policies: the pipeline builds it before any backend is
 resolved and asks it at each point of `kind.PolicyKind`; it asks every kind with a
-policy in effect, in the order of `KINDS`.
+policy in effect, in the order of `REGISTRY`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from portico.translator.policies.xbackendtraffic import XBackendTrafficPolicies
 # thing (a backend's BackendTrafficPolicy configures its cluster before its
 # XBackendTrafficPolicy's retry budget; a Gateway's RateLimitPolicy before its
 # ClientTrafficPolicy on a chain). GEP-713 attachment sorts policies in this order too.
-KINDS: tuple[type[PolicyKind], ...] = (
+REGISTRY: tuple[type[PolicyKind], ...] = (
     BackendTLSPolicies,
     BackendTrafficPolicies,
     SecurityPolicies,
@@ -47,8 +48,8 @@ class Policies:
     """The policies of one translation (see the module docstring)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.attachment = Attachment(ctx, [k for k in KINDS if k.targets])
-        self.kinds = [k(ctx, self.attachment) for k in KINDS]
+        self.attachment = Attachment(ctx, [k for k in REGISTRY if k.direct])
+        self.kinds = [k(ctx, self.attachment) for k in REGISTRY]
         self.active = [k for k in self.kinds if k.active]
 
     def gateways_only(self) -> bool:

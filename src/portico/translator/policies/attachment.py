@@ -3,7 +3,7 @@ ancestors each policy reports on (the kind modules decide what a policy changes)
 
 Rules (GEP-713, as the Portico CRDs document them):
 - targetRefs name objects in the policy's namespace, of the kinds its CRD lists
-  (`PolicyKind.targets`): routes (sectionName: one rule, HTTPRouteRule.name), Gateways
+  (`portico.kinds`, the policy kind's `targets`): routes (sectionName: one rule, HTTPRouteRule.name), Gateways
   (sectionName: one listener), Services (sectionName: one port by name) and XBackends.
   Another kind is Accepted=False with reason Invalid; a target (or section) that does
   not exist, reason TargetNotFound.
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from portico.kinds import targets_of
 from portico.models import (
-    PORTICO_GROUP,
     Gateway,
     GRPCRoute,
     HTTPRoute,
@@ -40,16 +40,12 @@ from portico.models import (
     Service,
     XBackend,
 )
-from portico.objects import CORE_GROUP, GATEWAY_GROUP, XBACKEND_GROUP, ObjectKey
+from portico.objects import CORE_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.gateway import ListenerState
 
 ROUTE_KINDS: dict[str, type[HTTPRoute | GRPCRoute]] = {"HTTPRoute": HTTPRoute, "GRPCRoute": GRPCRoute}
-# (group, kind) of the objects policies may target, as the kinds' CRDs group them
-ROUTES = ((GATEWAY_GROUP, "HTTPRoute"), (GATEWAY_GROUP, "GRPCRoute"))
-GATEWAY = ((GATEWAY_GROUP, "Gateway"),)
-BACKENDS = ((CORE_GROUP, "Service"), (XBACKEND_GROUP, "XBackend"), (PORTICO_GROUP, "Backend"))
 SECTION_NOUNS = {"HTTPRoute": "rule", "GRPCRoute": "rule", "Gateway": "listener", "Service": "port"}
 # (policy kind, target key, section name or None for the whole target)
 TargetKey = tuple[str, ObjectKey, str | None]
@@ -61,7 +57,6 @@ class Attachable(Protocol):
 
     kind: str
     model: type[Resource]
-    targets: tuple[tuple[str, str], ...]
 
     def problem(self, policy: Any) -> str: ...
 
@@ -96,6 +91,7 @@ class Attachment:
     def __init__(self, ctx: Context, kinds: Sequence[Attachable]) -> None:
         self.ctx = ctx
         self.kinds = {k.kind: k for k in kinds}
+        self.targets = {k.kind: targets_of(k.kind) for k in kinds}
         self.policies = [Attached(p) for k in kinds for p in ctx.all(k.model, k.kind)]
         self.index: dict[TargetKey, list[Attached]] = {}
         self.invalid: dict[ObjectKey, list[Attached]] = {}
@@ -125,7 +121,7 @@ class Attachment:
         policy = attached.policy
         group = core_group(ref.group)
         key = ObjectKey(group, ref.kind, policy.namespace, ref.name)
-        allowed = self.kinds[policy.kind].targets
+        allowed = self.targets[policy.kind]
         if (group, ref.kind) not in allowed:
             kinds = ", ".join(kind for _, kind in allowed)
             attached.ancestors[key] = [Cond("Accepted", False, "Invalid",

@@ -56,6 +56,7 @@ class Policy:
 class BackendTLSPolicies(PolicyKind):
     kind = "BackendTLSPolicy"
     model = BackendTLSPolicy
+    direct = False
 
     def __init__(self, ctx: Context, attachment: Attachment) -> None:
         super().__init__(ctx, attachment)

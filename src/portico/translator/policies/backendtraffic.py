@@ -30,7 +30,7 @@ from portico.translator.backends import Backends
 from portico.translator.context import Context
 from portico.translator.durations import durations_problem, parse_duration_ms, parse_duration_s
 from portico.translator.gateway import ListenerState
-from portico.translator.policies.attachment import BACKENDS, GATEWAY, ROUTES, Attachment
+from portico.translator.policies.attachment import Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.quantities import quantity_bytes
 
@@ -47,7 +47,6 @@ DEFAULT_RETRIES = 2
 class BackendTrafficPolicies(PolicyKind):
     kind = "BackendTrafficPolicy"
     model = BackendTrafficPolicy
-    targets = ROUTES + GATEWAY + BACKENDS
 
     def __init__(self, ctx: Context, attachment: Attachment) -> None:
         super().__init__(ctx, attachment)

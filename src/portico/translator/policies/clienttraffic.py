@@ -21,7 +21,6 @@ from portico.models import ClientTrafficPolicy, ClientTrafficPolicySpec
 from portico.objects import ObjectKey
 from portico.translator.durations import parse_duration_ms
 from portico.translator.gateway import ListenerState
-from portico.translator.policies.attachment import GATEWAY
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.quantities import quantity_bytes
 
@@ -36,7 +35,6 @@ DEFAULT_ACCESS_LOG = ('[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH
 class ClientTrafficPolicies(PolicyKind):
     kind = "ClientTrafficPolicy"
     model = ClientTrafficPolicy
-    targets = GATEWAY
 
     @staticmethod
     def problem(policy: ClientTrafficPolicy) -> str:

@@ -32,14 +32,14 @@ from portico.translator.policies.attachment import Ancestors, Attachment
 
 
 class PolicyKind:
-    """One policy kind in one translation. Subclasses set `kind`, `model` and `targets`
-    and override the points where their policies act."""
+    """One policy kind in one translation. Subclasses set `kind` and `model` and override
+    the points where their policies act; what a kind may target is its row of `portico.kinds`."""
 
     kind: ClassVar[str]
     model: ClassVar[type[Resource]]
-    # (group, kind) its targetRefs may name; () for a kind that attaches its policies
-    # itself instead of through `Attachment` (GEP-713 as Portico's CRDs document it)
-    targets: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # attached through `Attachment` (GEP-713 as Portico's CRDs document it); False: the kind
+    # attaches its policies itself (BackendTLSPolicy: the Gateway API's rules for it)
+    direct: ClassVar[bool] = True
 
     def __init__(self, ctx: Context, attachment: Attachment) -> None:
         self.ctx = ctx

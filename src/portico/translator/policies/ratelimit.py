@@ -15,7 +15,6 @@ from portico.models import RateLimitPolicy, Resource
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.gateway import ListenerState
-from portico.translator.policies.attachment import GATEWAY, ROUTES
 from portico.translator.policies.kind import PolicyKind
 
 UNIT_S = {"Second": 1, "Minute": 60, "Hour": 3600}
@@ -24,7 +23,6 @@ UNIT_S = {"Second": 1, "Minute": 60, "Hour": 3600}
 class RateLimitPolicies(PolicyKind):
     kind = "RateLimitPolicy"
     model = RateLimitPolicy
-    targets = ROUTES + GATEWAY
 
     def on_rule(self, action: ir.RouteAction, route: Resource, rule: str | None,
                 backends: Backends) -> ir.RouteAction:

@@ -16,14 +16,12 @@ from portico.models import Resource, SecurityPolicy
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.gateway import ListenerState
-from portico.translator.policies.attachment import GATEWAY, ROUTES
 from portico.translator.policies.kind import PolicyKind
 
 
 class SecurityPolicies(PolicyKind):
     kind = "SecurityPolicy"
     model = SecurityPolicy
-    targets = ROUTES + GATEWAY
 
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:

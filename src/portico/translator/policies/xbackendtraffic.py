@@ -18,7 +18,7 @@ from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.context import Context
 from portico.translator.durations import durations_problem
-from portico.translator.policies.attachment import BACKENDS, Attachment
+from portico.translator.policies.attachment import Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.session import session_persistence
 
@@ -26,7 +26,6 @@ from portico.translator.session import session_persistence
 class XBackendTrafficPolicies(PolicyKind):
     kind = "XBackendTrafficPolicy"
     model = XBackendTrafficPolicy
-    targets = BACKENDS
 
     def __init__(self, ctx: Context, attachment: Attachment) -> None:
         super().__init__(ctx, attachment)
