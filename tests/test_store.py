@@ -302,3 +302,27 @@ def test_changes_since_names_the_objects_changed_after_a_revision() -> None:
     for i in range(3):
         store.apply(ProviderEvent((doc("c", str(i)),)))
     assert store.changes_since(start) is None  # older than the log: unknown, translate afresh
+
+
+def test_a_status_only_change_is_translated_only_where_the_status_is_an_input() -> None:
+    """As a watch brings objects back after a status write: the status of a Gateway API
+    kind, of Portico's policies and of a served Ingress is the controllers' (no change to
+    translate); a Service's status (its load balancer) is an input (one to translate)."""
+    store = Store()
+    policy = {"apiVersion": "gateway.portico.dev/v1alpha1", "kind": "BackendTrafficPolicy",
+              "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "1"},
+              "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "svc"}]}}
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "i", "namespace": "ns", "resourceVersion": "1"}, "spec": {}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "ns",
+                                                                    "resourceVersion": "1"},
+               "spec": {"ports": [{"port": 80}]}}
+    statuses = {"HTTPRoute": {"parents": [{"controllerName": "portico.dev/gateway-controller"}]},
+                "BackendTrafficPolicy": {"ancestors": [{"controllerName": "portico.dev/gateway-controller"}]},
+                "Ingress": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}},
+                "Service": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}
+    for raw in (ROUTE, policy, ingress, service):
+        assert store.apply(ProviderEvent(upserts=(doc(raw),)))
+        written = {**copy.deepcopy(raw), "status": statuses[raw["kind"]]}
+        written["metadata"] = {**raw["metadata"], "resourceVersion": "2"}
+        assert store.apply(ProviderEvent(upserts=(doc(written),))) == (raw["kind"] == "Service"), raw["kind"]
