@@ -10,6 +10,7 @@ import yaml
 
 from portico import kinds, models
 from portico.install import PERSONAS, cluster_role
+from portico.objects import key_of
 from portico.provider.kubernetes import KINDS as WATCHED
 from portico.translator.policies import REGISTRY
 from portico.validation import CORE_KINDS
@@ -74,3 +75,10 @@ def test_kubernetes_mode_watches_and_writes_the_rows_it_should() -> None:
     assert managed == {k.plural for k in kinds.KINDS if k.persona}
     assert {("", "v1", "Service"), ("discovery.k8s.io", "v1", "EndpointSlice")} <= set(CORE_KINDS)
     assert not any(kind == "Ingress" for _, _, kind in CORE_KINDS)  # no model: not read, not checked
+
+
+def test_objects_of_cluster_scoped_kinds_have_no_namespace() -> None:
+    for k in kinds.KINDS:
+        api_version = f"{k.group}/{k.versions[0]}" if k.group else k.versions[0]
+        key = key_of({"apiVersion": api_version, "kind": k.kind, "metadata": {"name": "x"}})
+        assert key.namespace == ("default" if k.namespaced else ""), k  # IngressClass too

@@ -7,7 +7,8 @@ kind (`translator.policies`), and the RBAC and persona roles `portico install` r
 A new kind is one row here (and its CRD in `portico/crds`, its model in `models`);
 `tests/test_kinds.py` checks the rows against the CRDs Portico ships.
 
-Pure data (models are named, not imported), so every layer may read it.
+Pure data, importing nothing of Portico's (models are named, not imported): every layer
+may read it (`objects` derives which kinds are cluster-scoped from it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from portico.objects import CORE_GROUP, GATEWAY_GROUP, PORTICO_GROUP, XBACKEND_GROUP
-
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+XBACKEND_GROUP = "gateway.networking.x-k8s.io"  # the Gateway API's experimental kinds (XBackend, ...)
+PORTICO_GROUP = "gateway.portico.dev"
+CORE_GROUP = ""  # Kubernetes' core group (apiVersion "v1")
 # who manages objects of a kind, for the Gateway API's aggregated persona ClusterRoles
 Persona = Literal["infrastructure-provider", "cluster-operator", "application-developer"]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
-XBACKEND_GROUP = "gateway.networking.x-k8s.io"  # XBackend, XBackendTrafficPolicy (experimental)
-PORTICO_GROUP = "gateway.portico.dev"
-# kinds of the core group ("" in Kubernetes) and their API group
-CORE_GROUP = ""
+# the API group names, where their readers have found them (`portico.kinds` defines them)
+from portico.kinds import CORE_GROUP as CORE_GROUP
+from portico.kinds import GATEWAY_GROUP as GATEWAY_GROUP
+from portico.kinds import KINDS
+from portico.kinds import PORTICO_GROUP as PORTICO_GROUP
+from portico.kinds import XBACKEND_GROUP as XBACKEND_GROUP
 
 
 class ObjectKey(NamedTuple):
@@ -22,8 +23,8 @@ class ObjectKey(NamedTuple):
         return f"{self.kind} {ns}{self.name}"
 
 
-# kind -> namespaced? (objects of other kinds are stored but not translated)
-CLUSTER_SCOPED = {"GatewayClass", "Namespace"}
+# the kinds whose objects have no namespace (`portico.kinds`); any other kind's have one
+CLUSTER_SCOPED = frozenset(k.kind for k in KINDS if not k.namespaced)
 
 
 def group_of(api_version: str) -> str:
