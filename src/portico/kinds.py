@@ -107,9 +107,8 @@ WATCHED = tuple(k for k in KINDS if k.watch is not None)
 # (group, kind) whose status Portico writes: a status-only change of one is not translated
 STATUS_OURS = frozenset((k.group, k.kind) for k in KINDS if k.status == "ours")
 POLICY_KINDS = tuple(k for k in KINDS if k.targets)
-# objects a policy may target
-TARGETABLE = frozenset(t for k in POLICY_KINDS for t in k.targets)
-# kinds stored and served without a model of their own (`portico.ingress`)
+# kinds stored and served without a model of their own (`portico.ingress`); the control
+# loop's own list of them (control.SERVED_OTHER_KINDS) is to become this view
 SERVED_OTHER_KINDS = frozenset((k.group, k.kind) for k in KINDS if k.model is None)
 
 
