@@ -31,7 +31,8 @@ def check(report: Report, tmp_path: Path) -> dict[str, object]:
 def test_propagation(tmp_path: Path) -> None:
     report = propagation.run([0, 5], additions=2)
     check(report, tmp_path)
-    assert [r["served"] for r in report.data["runs"]] == [2, 2]
+    assert [(r["existing"], r["pattern"], r["served"]) for r in report.data["runs"]] == [
+        (0, "paused", 2), (0, "back-to-back", 2), (5, "paused", 2), (5, "back-to-back", 2)]
     assert all(not r["unexpected"] for r in report.data["runs"])
 
 
