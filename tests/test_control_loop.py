@@ -4,7 +4,11 @@ placements from the host infrastructure."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import dataclasses
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -227,21 +231,60 @@ def test_held_back_keeps_other_fields() -> None:
     assert status["conditions"][0]["status"] == "True"  # input untouched
 
 
-def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
-    interval = 1.0  # large, so that "at once" and "coalesced" are far apart even on a busy machine
+class FrozenClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock never advances: no timer ever fires (`asyncio.sleep(x)`
+    with x > 0 never returns), so whatever the control loop does here, it does without
+    waiting for one. Threads (the translation) and ready callbacks run as usual."""
 
-    async def until(condition: Callable[[], bool], timeout: float = 10) -> float:
-        """Seconds until `condition` holds."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        while not condition():
-            assert loop.time() - start < timeout
-            await asyncio.sleep(0.005)
-        return loop.time() - start
+    def time(self) -> float:
+        return 0.0
 
-    async def scenario() -> None:
-        translator, xds = FakeTranslator(), FakeXds()
-        loop = ControlLoop(EmulatedStore(), host(), xds, translator=translator, min_interval=interval)
+
+class GatedTranslator(FakeTranslator):
+    """Each translation waits, in the loop's worker thread, for a permit from the test:
+    the test decides how long a translation is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+        self.started = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def __call__(self, snapshot: Snapshot) -> Translation:
+        self.started += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            assert self.permits.acquire(timeout=30)
+            return super().__call__(snapshot)
+        finally:
+            self.in_flight -= 1
+
+
+async def settle(condition: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    """Let the event loop run until `condition` holds. The bound is real time (the loop's
+    clock may be frozen): nothing is timed, a loop that never gets there fails."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0)
+        if not condition():
+            time.sleep(0.001)  # (the worker thread's turn)
+
+
+def routes_in(snapshot: Snapshot) -> int:
+    return sum(1 for key in snapshot.objects if key.kind == "HTTPRoute")
+
+
+def run_with_gated_translator(scenario: Callable[[ControlLoop, GatedTranslator, Callable[[ProviderEvent], None]],
+                                                 Any]) -> None:
+    """`scenario(loop, translator, send)` against a running `ControlLoop.run` whose initial
+    sync is done, on an event loop whose clock is frozen (`FrozenClockLoop`)."""
+
+    async def main() -> None:
+        translator = GatedTranslator()
+        loop = ControlLoop(EmulatedStore(), host(), FakeXds(), translator=translator)
         queue: asyncio.Queue[ProviderEvent] = asyncio.Queue()
 
         async def events() -> AsyncIterator[ProviderEvent]:
@@ -250,20 +293,64 @@ def test_run_batches_bursts_and_applies_the_first_change_at_once() -> None:
 
         ready = asyncio.Event()
         task = asyncio.create_task(loop.run(events(), ready.set))
-        await queue.put(ProviderEvent(initial=True))
-        await asyncio.wait_for(ready.wait(), 5)
-        await asyncio.sleep(interval + 0.1)  # quiet
-        await queue.put(docs(CLASS))
-        assert await until(lambda: len(translator.snapshots) == 2) < interval / 2
-        for i in range(20):  # a burst right after: coalesced into one more translation
-            gw = copy.deepcopy(GATEWAY)
-            gw["metadata"]["name"] = f"gw{i}"
-            await queue.put(docs(gw))
-        await until(lambda: len(translator.snapshots[-1].placements) == 20)
-        assert len(translator.snapshots) == 3
-        task.cancel()
+        translator.permits.release()
+        queue.put_nowait(dataclasses.replace(docs(CLASS, GATEWAY), initial=True))
+        await settle(ready.is_set, "the initial sync")
+        try:
+            await scenario(loop, translator, queue.put_nowait)
+        finally:
+            task.cancel()
+            for _ in range(100):  # a translation still waiting for a permit ends
+                translator.permits.release()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    asyncio.run(scenario())
+    with asyncio.Runner(loop_factory=FrozenClockLoop) as runner:
+        runner.run(main())
+
+
+def test_a_change_that_arrives_while_idle_is_translated_at_once() -> None:
+    """No coalescing timer before a change's translation: on an event loop whose clock
+    never advances, a change made after the loop went idle is still translated."""
+
+    async def scenario(loop: ControlLoop, translator: GatedTranslator, send: Callable[[ProviderEvent], None]) -> None:
+        def started(count: int) -> Callable[[], bool]:
+            return lambda: translator.started == count
+
+        def published(routes: int) -> Callable[[], bool]:
+            return lambda: routes_in(translator.snapshots[-1]) == routes
+
+        for n in range(1, 4):  # idle, a change, idle again, the next one: each translated
+            send(docs(route(f"r{n}", f"r{n}.example.com")))
+            await settle(started(1 + n), f"change {n} translated")
+            translator.permits.release()
+            await settle(published(n), f"change {n} translated and published")
+
+    run_with_gated_translator(scenario)
+
+
+def test_a_burst_of_changes_costs_one_translation_per_translation_in_flight() -> None:
+    """1000 changes, one at a time, while translations take the time the test gives
+    them (one permit per 250 changes): at most one translation is in flight, every change
+    that arrives meanwhile waits for the next one, and the burst costs a handful of
+    translations, not one per change. The clock is frozen: no timer does the batching."""
+
+    async def scenario(loop: ControlLoop, translator: GatedTranslator, send: Callable[[ProviderEvent], None]) -> None:
+        before = translator.started
+        for i in range(1000):
+            send(docs(route(f"r{i}", f"r{i}.example.com")))
+            await asyncio.sleep(0)  # the loop's consumer applies it now, mid-translation
+            if i % 250 == 249:
+                translator.permits.release()
+        for _ in range(10):  # the burst is over: translations are quick again
+            translator.permits.release()
+        await settle(lambda: routes_in(translator.snapshots[-1]) == 1000, "every change translated")
+        await settle(lambda: translator.in_flight == 0, "the last translation done")
+        burst = translator.started - before
+        assert 2 <= burst <= 6, burst  # 4 permits in the burst, then what was left
+        assert translator.most_in_flight == 1
+
+    run_with_gated_translator(scenario)
 
 
 def test_unchanged_statuses_are_not_rewritten_but_recreated_objects_get_theirs() -> None:

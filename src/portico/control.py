@@ -1,8 +1,9 @@
 """The control loop, shared by both modes: provider events → store → translate →
 xDS per group, and statuses back through a StatusWriter.
 
-Changes are batched: the first change after a quiet period is translated at
-once, later ones at most every `min_interval` seconds while they keep coming.
+Changes are batched by the work in flight, not by a timer: a change that arrives
+while the loop is idle is translated at once; those that arrive while a sync
+(translation, push, statuses) is under way are all taken by the next one (`run`).
 A Gateway or ListenerSet is reported `Programmed=True` only once the Envoy
 group serving it has ACKed an xDS version containing its listeners
 (`portico.status.programmed`). Everything mode-specific is behind the seams
@@ -91,7 +92,7 @@ class ControlLoop:
 
     def __init__(self, store: Store, infra: Infrastructure, xds: Xds, writer: StatusWriter | None = None, *,
                  controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
-                 min_interval: float = 0.05, metrics: Metrics | None = None,
+                 metrics: Metrics | None = None,
                  events: EventRecorder | None = None) -> None:
         self.store = store
         self.infra = infra
@@ -100,7 +101,6 @@ class ControlLoop:
         self.metrics = metrics or Metrics()
         self.controller_name = controller_name
         self.translator = translator
-        self.min_interval = min_interval
         self.last_irs: dict[str, IR] = {}  # group -> the IR its Envoys were last sent
         self.last_translation: Translation | None = None
         self.syncs = 0  # translations attempted (for tests and logs)
@@ -110,6 +110,7 @@ class ControlLoop:
         self._revision: int | None = None  # the store's object revision of the last snapshot
         self._complete = False  # the last publish wrote every status (a patch's may then write its changes)
         self._patched_since_full = 0  # patched translations since the last full collection (`_collect`)
+        self._full_due = False  # a full collection waits for a quiet moment (`run`)
         self._written: dict[ObjectKey, str] = {}  # key -> uid of the object `_desired[key]` was written to
         self._dirty = asyncio.Event()
         self._ignored_kinds: set[tuple[str, str]] = set()
@@ -213,7 +214,14 @@ class ControlLoop:
     async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:
         """Consume `events` and translate until cancelled; `ready` after the first sync.
         A provider that fails ends the loop with a RuntimeError at once: a control plane
-        that no longer sees changes must not look healthy."""
+        that no longer sees changes must not look healthy.
+
+        One sync at a time, started as soon as there is a change: no timer. The consumer
+        applies changes to the store while a sync is under way (the translation runs in a
+        thread), and all of them go into the next sync. So a change made while the loop is
+        idle waits for nothing, and a burst costs as many translations as fit into it one
+        after another, never one per change (issue 30: a fixed 50 ms sleep after every
+        sync was most of the latency of changes made one after another)."""
         consumer = asyncio.create_task(self._consume(events))
         consumer.add_done_callback(lambda _: self._dirty.set())
         try:
@@ -222,22 +230,43 @@ class ControlLoop:
                 self._dirty.clear()
                 if consumer.done():
                     self._raise_if_failed(consumer)
-                # the garbage of a sync is collected after the interval, once the xDS streams
-                # have sent the new configuration: not in between (it blocks the event loop)
                 with gc_paused():
                     if await self.sync_async():
                         await self._reconcile()
                     if ready is not None:
                         ready()
                         ready = None
-                    # coalesce bursts: at most one translation per interval while changes keep coming
-                    await asyncio.sleep(self.min_interval)
+                    # One turn of the event loop before the garbage of the sync is collected (it
+                    # blocks the event loop): the xDS streams the push woke take the new
+                    # configuration, and the consumer applies the changes already queued.
+                    await asyncio.sleep(0)
+                if self._full_collection_due() and not await self._quiet(self.FULL_COLLECTION_QUIET):
+                    continue  # a change came first: translated at once, the collection waits
                 self._collect()
         finally:
             consumer.cancel()
 
     # a full collection (unfrozen) at least every this many patched translations
     FULL_COLLECTION_EVERY = 500
+    # ... made once no change came for this long (seconds): it blocks the event loop (a
+    # second at 10k routes), which the xDS streams need to send the new configuration
+    FULL_COLLECTION_QUIET = 0.05
+
+    def _full_collection_due(self) -> bool:
+        """After each sync: is a full collection due (`_collect`)? It stays due until made."""
+        translation = self.last_translation
+        patched = translation is not None and translation.status_changes is not None
+        self._patched_since_full = self._patched_since_full + 1 if patched else 0
+        self._full_due = self._full_due or not patched or not self._patched_since_full % self.FULL_COLLECTION_EVERY
+        return self._full_due
+
+    async def _quiet(self, seconds: float) -> bool:
+        """True once `seconds` passed without a change; False as soon as one arrives."""
+        try:
+            await asyncio.wait_for(self._dirty.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
 
     def _collect(self) -> None:
         """The garbage of a sync, once the xDS streams have sent the new configuration.
@@ -249,12 +278,10 @@ class ControlLoop:
         the p99 of a route change). Refcounting frees what a patch replaces; cyclic garbage
         among frozen objects waits for the next full translation, or at most
         FULL_COLLECTION_EVERY patches."""
-        translation = self.last_translation
-        patched = translation is not None and translation.status_changes is not None
-        self._patched_since_full = self._patched_since_full + 1 if patched else 0
-        if patched and self._patched_since_full % self.FULL_COLLECTION_EVERY:
+        if not self._full_due:
             gc.collect(1)
             return
+        self._full_due = False
         gc.unfreeze()
         gc.collect()
         gc.freeze()
