@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from portico.provider.apiserver import APIServerEmulation
-from portico.provider.bulk import BULK, BulkPool, stop_left_helpers
+from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, stop_left_helpers
 from portico.provider.files import FileProvider
 
 
@@ -99,3 +99,25 @@ def test_helpers_a_dead_instance_left_are_stopped(tmp_path: Path) -> None:
         for proc in (helper, other):
             proc.kill()
             proc.wait()
+
+
+def test_a_few_large_files_are_bulk_too(tmp_path: Path) -> None:
+    """Fewer files than BULK but BULK_BYTES between them (Lists of many routes, as a
+    directory of a 10,000-route configuration) are parsed by the workers, to the same
+    result; one file alone, or small ones, stay in-process."""
+    for f in range(3):
+        (tmp_path / f"list{f}.yaml").write_text(yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "List", "items": [route(f * 1000 + i) for i in range(500)]}))
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) >= BULK_BYTES
+    pool = BulkPool(workers=2)
+    try:
+        loaded = FileProvider([tmp_path], pool=pool).scan()
+        assert pool.used == 1
+        assert loaded == FileProvider([tmp_path], pool=BulkPool(workers=1)).scan()
+        assert len(loaded.upserts) == 1500
+        (tmp_path / "list1.yaml").unlink()
+        (tmp_path / "list2.yaml").unlink()
+        FileProvider([tmp_path], pool=pool).scan()  # one file: in-process
+        assert pool.used == 1
+    finally:
+        pool.close()

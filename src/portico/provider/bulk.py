@@ -43,6 +43,10 @@ from portico.validation import Violation, checked, compile_all
 log = logging.getLogger(__name__)
 
 BULK = 64  # items of one burst from which the pool is used
+# ... or files holding this many bytes, fewer of them: a directory of Lists of 1000
+# routes (370 KB each) is bulk, though only ten files (at 10,000 routes they took 3-8 s
+# to parse in the control plane's process while a worker idled)
+BULK_BYTES = 256 * 1024
 T = TypeVar("T")
 R = TypeVar("R")
 Checked = tuple[list[Violation], dict[str, Any]]
@@ -175,9 +179,10 @@ class BulkPool:
             with contextlib.suppress(OSError):  # (a state directory not writable: see infra.host)
                 self._record.write_text(json.dumps({"owner": os.getpid(), "pids": self.helpers}))
 
-    def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
-        """`fn(items)`, its items split between the workers when there are enough."""
-        executor = self._executor_or_none() if len(items) >= BULK else None
+    def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], bulk: bool | None = None) -> list[R]:
+        """`fn(items)`, its items split between the workers when there are enough (`BULK`,
+        or when the caller says it is `bulk` work)."""
+        executor = self._executor_or_none() if (len(items) >= BULK if bulk is None else bulk) else None
         if executor is None:
             return fn(items)
         size = -(-len(items) // (2 * self.workers))  # two chunks per worker: one slow chunk waits less

@@ -18,7 +18,7 @@ import watchfiles
 
 from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent
-from portico.provider.bulk import BULK, BulkPool, load_files
+from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, load_files
 from portico.provider.manifests import FileResult, hidden, load_file, manifest_files
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,14 @@ class FileProvider:
         self._by_file[path] = docs
 
     def _load_all(self, paths: list[str]) -> None:
-        """Load the files not cached, a burst of them across the bulk pool's processes."""
+        """Load the files not cached, a burst of them (`BULK` files, or two or more holding
+        `BULK_BYTES`) across the bulk pool's processes."""
         todo = [p for p in paths if not self._cached(p)]
-        if len(todo) < BULK:
-            return  # `_load_cached` loads them one by one
         signatures = [_signature(p) for p in todo]  # before reading: a later write is seen again
-        for path, signature, result in zip(todo, signatures, self.pool.map(load_files, todo), strict=True):
+        size = sum(s[1] for s in signatures if s is not None)
+        if len(todo) < BULK and (len(todo) < 2 or size < BULK_BYTES):
+            return  # `_load_cached` loads them one by one
+        for path, signature, result in zip(todo, signatures, self.pool.map(load_files, todo, bulk=True), strict=True):
             self._cache[path] = (signature, result)
             for error in result.errors:
                 log.warning("skipped document: %s", error)
