@@ -18,7 +18,8 @@ import traceback
 
 from bench.common import RESULTS_DIR, fmt, machine
 
-BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups", "kube_sync")
+BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups", "kube_sync",
+              "coldstart")
 
 
 def main(argv: list[str] | None = None) -> int:
