@@ -1,4 +1,4 @@
-"""7. Cold start: time from `portico run` to every route served.
+"""9. Cold start: time from `portico run` to every route served.
 
 For each N, the manifests are written first (Gateway, one Service, N HTTPRoutes
 in Lists of 1000), then `portico run` starts and the clock with it. Measured:
@@ -124,7 +124,7 @@ def measure(root: Path, echo: Echo, count: int, timeout: float) -> dict[str, Any
 
 
 def run(sizes: list[int], timeout: float = 300) -> Report:
-    report = Report("coldstart", "7. Cold start (`portico run` to every route served)",
+    report = Report("coldstart", "9. Cold start (`portico run` to every route served)",
                     ["routes", "healthz s", "Programmed s", "all served s", "x baseline", "xDS up s",
                      "first push s", "Envoy connected s", "first ACK s", "CP CPU s", "CP peak RSS MiB",
                      "failures"])

@@ -13,7 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import attached, changes, groups, kube_sync, propagation, scale, tools, traffic, translation  # noqa: E402
+from bench import (  # noqa: E402
+    attached,
+    changes,
+    coldstart,
+    groups,
+    kube_sync,
+    propagation,
+    scale,
+    tools,
+    traffic,
+    translation,
+)
 from bench.common import Report  # noqa: E402
 from bench.docs import write_docs  # noqa: E402
 
@@ -86,3 +97,10 @@ def test_kube_sync(tmp_path: Path) -> None:
     report = kube_sync.run(2, 3, quiet_s=0.5)
     data = check(report, tmp_path)
     assert data["data"]["status_writes"] >= 2 * 3  # every route got its status
+
+
+def test_coldstart(tmp_path: Path) -> None:
+    report = coldstart.run([0, 5], timeout=120)
+    check(report, tmp_path)
+    assert [(r["routes"], r["failures"]) for r in report.data["runs"]] == [(0, 0), (5, 0)]
+    assert report.data["runs"][1]["served_s"] >= report.data["runs"][1]["healthz_s"]
