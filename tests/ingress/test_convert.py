@@ -15,7 +15,7 @@ import pytest
 import trustme
 import yaml
 
-from portico.ingress import convert
+from portico.ingress import comment, convert
 from portico.models import parse_object
 from portico.translator import Placement, Snapshot, translate
 from portico.validation import validate
@@ -30,8 +30,7 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def golden_text(inputs: list[dict[str, Any]]) -> str:
     result = convert(inputs)
-    return yaml.safe_dump_all(result.objects, sort_keys=False) + "".join(
-        f"# not converted: {n}\n" for n in result.not_converted)
+    return yaml.safe_dump_all(result.objects, sort_keys=False) + "".join(comment(n) for n in result.not_converted)
 
 
 def check(path: Path, text: str, update: bool) -> None:
@@ -78,7 +77,7 @@ def test_conversion_is_golden_valid_and_served(case: str, update_golden: bool, c
         assert validate(obj) == [], obj["metadata"]
     statuses = served(inputs, result.objects, certificate)
     for obj in result.objects:
-        if obj["kind"] in ("HTTPRoute", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy",
+        if obj["kind"] in ("HTTPRoute", "TLSRoute", "BackendTrafficPolicy", "SecurityPolicy", "RateLimitPolicy",
                            "BackendTLSPolicy"):
             conds = conditions(statuses[f"{obj['kind']} {obj['metadata']['name']}"])
             assert conds and all(c["status"] == "True" for c in conds if c["type"] == "Accepted"), (obj, conds)

@@ -328,6 +328,7 @@ def convert(
 
     import yaml
 
+    from portico.ingress import comment
     from portico.ingress import convert as convert_ingress
     from portico.provider.manifests import load_file, manifest_files
 
@@ -342,7 +343,7 @@ def convert(
         return
     if output != "yaml":
         raise typer.BadParameter("output must be yaml or json", param_hint="--output")
-    notes = "".join(f"# not converted: {n}\n" for n in result.not_converted)
+    notes = "".join(comment(n) for n in result.not_converted)
     sys.stdout.write(notes + yaml.safe_dump_all(result.objects, sort_keys=False))
 
 

@@ -6,7 +6,8 @@ conversion over the Ingress objects of Portico's IngressClass, so an Ingress is
 served by the translator that serves routes.
 """
 
-from portico.ingress.convert import Conversion, convert, ingress_class
+from portico.ingress.convert import Conversion, Report, comment, convert, ingress_class
 from portico.ingress.serve import INGRESS_CONTROLLER, Served, ours, serve
 
-__all__ = ["INGRESS_CONTROLLER", "Conversion", "Served", "convert", "ingress_class", "ours", "serve"]
+__all__ = ["INGRESS_CONTROLLER", "Conversion", "Report", "Served", "comment", "convert", "ingress_class",
+           "ours", "serve"]

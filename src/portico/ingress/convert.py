@@ -44,9 +44,21 @@ Obj = dict[str, Any]
 
 
 @dataclass
+class Report:
+    """One Ingress's migration report: each ingress-nginx annotation with its outcome
+    (`nginx.CONVERTED`, `nginx.DIFFERENT`, `nginx.NOT_CONVERTED`) and why, and what
+    else of it is not converted (paths, backends)."""
+
+    ingress: str  # namespace/name
+    annotations: list[tuple[str, str, str]] = field(default_factory=list)  # (annotation, outcome, detail)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Conversion:
     objects: list[Obj] = field(default_factory=list)
     not_converted: list[str] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
 
 
 def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
@@ -60,11 +72,11 @@ def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
     ingresses = sorted((o for o in inputs if o.get("kind") == "Ingress"
                         and o.get("apiVersion") == "networking.k8s.io/v1"),
                        key=lambda o: (o["metadata"].get("namespace", "default"), o["metadata"]["name"]))
-    builder = _Builder(services, gateway_class, prefix)
     read = [(ing, _label(ing), _annotations(ing)) for ing in ingresses]
+    builder = _Builder(services, gateway_class, prefix, [(i, n) for i, _, n in read if n.canary is None])
     # main Ingresses first: a canary changes the routes of the main Ingress of its host and path
     for ing, label, notes in sorted(read, key=lambda r: r[2].canary is not None):
-        builder.out.not_converted += [f"{label}: {n}" for n in notes.not_converted]
+        before = len(builder.out.not_converted)
         try:
             if notes.canary is None:
                 builder.ingress(ing, label, notes)
@@ -72,15 +84,27 @@ def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
                 builder.canary(ing, label, notes.canary)
         except (AttributeError, KeyError, TypeError, ValueError) as e:  # not shaped as an Ingress
             builder.out.not_converted.append(f"{label}: malformed ({type(e).__name__}: {e}); not converted")
+        others = [n[len(label):].lstrip(": ") for n in builder.out.not_converted[before:]]
+        builder.out.not_converted[before:before] = [f"{label}: {n}" for n in notes.not_converted]
+        builder.out.reports.append(Report(label.removeprefix("Ingress "), [
+            (nginx.PREFIX + key, *notes.report[key]) for key in sorted(notes.report)], others))
     out = builder.out
+    out.reports.sort(key=lambda r: r.ingress)
     classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},
                 "spec": {"controllerName": CONTROLLER_NAME}}] if ingresses else []
     out.objects = classes + list(builder.gateways.values()) + out.objects + list(builder.extra.values())
     return out
 
 
+def comment(note: str) -> str:
+    """A note as a YAML comment line of `portico convert`: what differs, or what is not converted."""
+    kind = "differs" if "converted with a difference" in note else "not converted"
+    return f"# {kind}: {note}\n"
+
+
 def ingress_class(ing: Obj) -> str | None:
-    """The class an Ingress names: ingressClassName, else the kubernetes.io/ingress.class annotation."""
+    """The class an Ingress names: ingressClassName, else the kubernetes.io/ingress.class
+    annotation (ingress-nginx's order, `GetIngressClass`)."""
     named = (ing.get("spec") or {}).get("ingressClassName") or \
         (ing["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
     return str(named) if named else None
@@ -94,16 +118,43 @@ def _annotations(ing: Obj) -> nginx.Annotations:
     return nginx.read(ing["metadata"].get("annotations") or {}, frozenset({CLASS_ANNOTATION}))
 
 
+def _created(ing: Obj) -> tuple[str, str, str]:
+    """ingress-nginx's order of Ingresses (oldest first): which one makes a host's server."""
+    meta = ing["metadata"]
+    return str(meta.get("creationTimestamp") or ""), meta.get("namespace", "default"), meta["name"]
+
+
 class _Builder:
     """Gateways, routes and policies, built Ingress by Ingress."""
 
-    def __init__(self, services: dict[tuple[str, str], Obj], gateway_class: str, prefix: str) -> None:
+    def __init__(self, services: dict[tuple[str, str], Obj], gateway_class: str, prefix: str,
+                 main: list[tuple[Obj, nginx.Annotations]]) -> None:
         self.services, self.gateway_class, self.prefix = services, gateway_class, prefix
         self.out = Conversion()
         self.gateways: dict[tuple[str, str], Obj] = {}
         self.extra: dict[tuple[str, str, str], Obj] = {}  # filters and policies by (kind, ns, name)
         # (ns, host, pathType, path) -> the main Ingress's rule there: what canaries change
         self.rules_at: dict[tuple[str, str, str, str], tuple[Obj, Obj]] = {}
+        # What ingress-nginx decides per server (host), whichever Ingress asks: every path
+        # of a host is a regular expression once one Ingress's use-regex or rewrite-target
+        # asks (`enforceRegexModifier`); the oldest Ingress of a host makes its server
+        # (and its defaultBackend serves the host's unmatched paths); the oldest Ingress
+        # with a defaultBackend and no rules is the catch-all server.
+        self.regex_hosts: set[str] = set()
+        self.passthrough_hosts: set[str] = set()
+        self.server_of: dict[str, tuple[str, str]] = {}
+        self.catch_all: tuple[str, str] | None = None
+        for ing, notes in sorted(main, key=lambda m: _created(m[0])):
+            key = _created(ing)[1:]
+            spec = ing.get("spec") or {}
+            for host, paths in _by_host(spec).items():
+                self.server_of.setdefault(host, key)
+                if notes.use_regex or any(_rewrites(notes, p) for p in paths):
+                    self.regex_hosts.add(host)
+                if notes.ssl_passthrough and host:
+                    self.passthrough_hosts.add(host)
+            if spec.get("defaultBackend") and not spec.get("rules") and self.catch_all is None:
+                self.catch_all = key
 
     # ------------------------------------------------------------ main Ingresses
 
@@ -111,44 +162,105 @@ class _Builder:
         meta, spec = ing["metadata"], ing.get("spec") or {}
         ns, name = meta.get("namespace", "default"), meta["name"]
         gw = self.gateway(ns, ingress_class(ing) or "default")
+        gw_name = gw["metadata"]["name"]
         tls = spec.get("tls") or []
         for entry in tls:
             self.add_https(gw, entry, label)
+        default = spec.get("defaultBackend")
         routes: list[Obj] = []
         for host, paths in _by_host(spec).items():
             base = f"{self.prefix}{name}-{dns_label(host) if host else 'any'}"
-            pairs = [(p, r) for p in paths if (r := self.rule(p, ns, base, label, notes)) is not None]
+            if default and self.server_of.get(host) == (ns, name) and not any(_is_root(p) for p in paths):
+                # ingress-nginx: the Ingress's defaultBackend serves its server's root location
+                paths = [*paths, {"path": "/", "pathType": "Prefix", "backend": default}]
+            pairs = [(p, r) for p in paths if (r := self.rule(p, ns, host, base, label, notes)) is not None]
             rules = [r for _, r in pairs]
             if notes.app_root:  # ingress-nginx: `/` redirects to the app root
                 rules.insert(0, {"matches": [{"path": {"type": "Exact", "value": "/"}}], "filters": [
                     {"type": "RequestRedirect", "requestRedirect": {
                         "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.app_root}, "statusCode": 302}}]})
+            if notes.ssl_passthrough:
+                self.passthrough(gw, ns, host, paths, base, label, notes)
+            if notes.www_redirect and host:
+                routes += self.www_redirect(gw_name, ns, host, base, notes)
             if not rules:
                 continue
             hosts = [host] if host else []
             redirected = notes.force_ssl_redirect or (notes.ssl_redirect and _covered(tls, host))
-            route = _route(base, ns, [{"name": gw["metadata"]["name"], "port": 443}] if redirected
-                           else [{"name": gw["metadata"]["name"]}], hosts, rules)
-            routes.append(route)
-            for path, rule in pairs:
-                self.rules_at[(ns, host, path.get("pathType", "ImplementationSpecific"), path.get("path") or "/")] \
-                    = (route, rule)
+            if not (redirected and host in self.passthrough_hosts):  # HTTPS of that host is the backend's
+                route = _route(base, ns, [{"name": gw_name, "port": 443}] if redirected else [{"name": gw_name}],
+                               hosts, rules)
+                routes.append(route)
+                for path, rule in pairs:
+                    self.rules_at[(ns, host, path.get("pathType", "ImplementationSpecific"), path.get("path") or "/")] \
+                        = (route, rule)
             if redirected:
                 if not _covered(tls, host):
                     self.out.not_converted.append(f"{label}: force-ssl-redirect for {host or 'any host'} without "
                                                   "TLS here: HTTPS requests are not served by this Gateway")
                 redirects = [{"matches": copy.deepcopy(r["matches"]), "filters": [copy.deepcopy(SSL_REDIRECT)]}
                              for r in rules]
-                routes.append(_route(f"{base}-redirect", ns, [{"name": gw["metadata"]["name"], "sectionName": "http"}],
+                routes.append(_route(f"{base}-redirect", ns, [{"name": gw_name, "sectionName": "http"}],
                                      hosts, redirects))
-        default = spec.get("defaultBackend")
-        if default:
-            backend = self.backend(default, ns, f"{label} defaultBackend")
-            if backend is not None:
-                routes.append(_route(f"{self.prefix}{name}-default", ns, [{"name": gw["metadata"]["name"]}], [], [
-                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}]))
+        if default and not spec.get("rules"):
+            routes += self.catch_all_route(default, ns, name, gw_name, label, notes)
         self.out.objects += routes
-        self.policies(ns, f"{self.prefix}{name}", [r["metadata"]["name"] for r in routes], notes)
+        self.policies(ns, f"{self.prefix}{name}", [r["metadata"]["name"] for r in routes
+                                                   if r["kind"] == "HTTPRoute"], notes)
+
+    def catch_all_route(self, default: Obj, ns: str, name: str, gw_name: str, label: str,
+                        notes: nginx.Annotations) -> list[Obj]:
+        """An Ingress with a defaultBackend and no rules: ingress-nginx's catch-all server
+        (hosts no Ingress names), the oldest such Ingress's."""
+        if self.catch_all != (ns, name):
+            self.out.not_converted.append(
+                f"{label}: defaultBackend not converted: ingress-nginx's catch-all server takes the oldest "
+                f"Ingress with a defaultBackend and no rules, {'/'.join(self.catch_all or ('', ''))}")
+            return []
+        backend = self.backend(default, ns, f"{label} defaultBackend")
+        if backend is None:
+            return []
+        self.out.not_converted.append(
+            f"{label}: defaultBackend converted with a difference: a route without hostnames, so besides the "
+            "hosts no Ingress names, the paths no rule matches on the named hosts reach it too (ingress-nginx: 404)")
+        return [_route(f"{self.prefix}{name}-default", ns, [{"name": gw_name}], [], [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}])]
+
+    def passthrough(self, gw: Obj, ns: str, host: str, paths: list[Obj], base: str, label: str,
+                    notes: nginx.Annotations) -> None:
+        """ssl-passthrough: TLS for the host goes, by SNI and undecrypted, to the backend of
+        the host's `/` path (ingress-nginx's passthrough proxy on 443)."""
+        root = next((p for p in paths if (p.get("path") or "/") == "/"), None)
+        if not host or root is None:
+            notes.refuse("ssl-passthrough", f"{host or 'a rule without host'} has no `/` path to pass TLS to "
+                                            "(ingress-nginx ignores SSL passthrough then)")
+            return
+        backend = self.backend(root.get("backend") or {}, ns, f"{label} ssl-passthrough {host}")
+        if backend is None:
+            return
+        listener = f"tls-{dns_label(host)}"[:63]
+        listeners = gw["spec"]["listeners"]
+        if not any(ls["name"] == listener for ls in listeners):
+            listeners.append({"name": listener, "port": 443, "protocol": "TLS", "hostname": host,
+                              "tls": {"mode": "Passthrough"}})
+        self.out.objects.append({
+            "apiVersion": GATEWAY_API, "kind": "TLSRoute",
+            "metadata": {"name": dns_label(f"{base}-passthrough"), "namespace": ns},
+            "spec": {"parentRefs": [{"name": gw["metadata"]["name"], "sectionName": listener}],
+                     "hostnames": [host], "rules": [{"backendRefs": [backend]}]}})
+
+    def www_redirect(self, gw_name: str, ns: str, host: str, base: str, notes: nginx.Annotations) -> list[Obj]:
+        """from-to-www-redirect: requests for `www.<host>` (for a `www.` host: without it)
+        are redirected, 308 as ingress-nginx's http-redirect-code, to the host; not when
+        some Ingress serves that name itself (ingress-nginx skips it then, too)."""
+        other = host.removeprefix("www.") if host.startswith("www.") else f"www.{host}"
+        if other in self.server_of or "*" in host:
+            return []
+        self.server_of[other] = ("", "")  # one redirect per name
+        notes.differ("from-to-www-redirect", "the Location keeps a trailing `/` of the path and omits a "
+                                             "default port (ingress-nginx drops the one, names the other)")
+        return [_route(f"{base}-www-redirect", ns, [{"name": gw_name}], [other], [{"filters": [
+            {"type": "RequestRedirect", "requestRedirect": {"hostname": host, "statusCode": 308}}]}])]
 
     def gateway(self, ns: str, class_name: str) -> Obj:
         return self.gateways.setdefault((ns, class_name), {
@@ -165,6 +277,10 @@ class _Builder:
         listeners = gw["spec"]["listeners"]
         for host in tls.get("hosts") or [""]:
             name = f"https-{dns_label(host)}" if host else "https"
+            if host in self.passthrough_hosts:
+                self.out.not_converted.append(f"{label}: tls for {host} is not used: ssl-passthrough passes its "
+                                              "TLS to the backend (as ingress-nginx does)")
+                continue
             if any(ls["name"] == name for ls in listeners):
                 continue
             listener: Obj = {"name": name[:63], "port": 443, "protocol": "HTTPS",
@@ -173,14 +289,14 @@ class _Builder:
                 listener["hostname"] = host
             listeners.append(listener)
 
-    def rule(self, path: Obj, ns: str, route: str, label: str, notes: nginx.Annotations) -> Obj | None:
+    def rule(self, path: Obj, ns: str, host: str, route: str, label: str, notes: nginx.Annotations) -> Obj | None:
         value = path.get("path") or "/"
         kind = path.get("pathType", "ImplementationSpecific")
         if kind not in PATH_TYPES:
             self.out.not_converted.append(f"{label}: path {value}: pathType {kind} is not an Ingress path type")
             return None
         where = f"{label} path {value}"
-        if notes.regex_paths and kind != "Exact":  # nginx `location ~* ^path`
+        if host in self.regex_hosts:  # nginx `location ~* "^path"`, for every path of the host
             match = {"type": "RegularExpression", "value": f"(?i){value}.*"}
         else:
             match = {"type": PATH_TYPES[kind], "value": value}
@@ -192,18 +308,22 @@ class _Builder:
         if backend is None:
             return None
         filters = [{"type": "CORS", "cors": notes.cors}] if notes.cors else []
-        if notes.rewrite_regex is not None:
-            filters.append(self.regex_rewrite(ns, route, value, notes.rewrite_regex[0]))
-        elif notes.rewrite_full is not None:
-            filters.append({"type": "URLRewrite", "urlRewrite": {
-                "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.rewrite_full}}})
+        if _rewrites(notes, path):  # `rewrite "(?i)<path>" <target> break;`
+            if notes.rewrite_regex is not None:
+                filters.append(self.regex_rewrite(ns, route, value, notes.rewrite_regex[0]))
+            elif notes.rewrite_full is not None:
+                filters.append({"type": "URLRewrite", "urlRewrite": {
+                    "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.rewrite_full}}})
+            if notes.forwarded_prefix:  # set only beside the rewrite (ingress-nginx's buildProxyPass)
+                filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                    "set": [{"name": "X-Forwarded-Prefix", "value": notes.forwarded_prefix}]}})
         if filters:
             rule["filters"] = filters
         rule["backendRefs"] = [backend]
         if notes.session:
             rule["sessionPersistence"] = notes.session
         if notes.backend_tls:
-            self.backend_tls(ns, backend["name"], notes.ssl_name)
+            self.backend_tls(ns, backend["name"], notes)
         return rule
 
     def regex_rewrite(self, ns: str, route: str, path: str, substitution: str) -> Obj:
@@ -216,15 +336,31 @@ class _Builder:
         return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
                                                          "name": name}}
 
-    def backend_tls(self, ns: str, service: str, ssl_name: str | None) -> None:
-        """backend-protocol HTTPS/GRPCS: TLS to the Service, its certificate verified
-        (against the system CAs; ingress-nginx verifies only with proxy-ssl-verify)."""
+    def backend_tls(self, ns: str, service: str, notes: nginx.Annotations) -> None:
+        """backend-protocol HTTPS/GRPCS: TLS to the Service, its certificate verified for
+        proxy-ssl-name against the `ca.crt` of proxy-ssl-secret (a Secret of the Ingress's
+        namespace: a BackendTLSPolicy names its CA locally), else the system CAs."""
         name = dns_label(f"{self.prefix}{service}-backend-tls")
+        validation: Obj = {"hostname": notes.ssl_name or f"{service}.{ns}.svc"}
+        secret = notes.ssl_secret
+        if secret is not None and secret[0] == ns:
+            validation["caCertificateRefs"] = [{"group": "", "kind": "Secret", "name": secret[1]}]
+            if not notes.ssl_verify:
+                notes.differ("proxy-ssl-verify", "ingress-nginx verifies the backend's certificate only with "
+                                                 "\"on\"; Portico always does, against the Secret's ca.crt")
+        else:
+            if secret is not None:
+                notes.refuse("proxy-ssl-secret", f"{secret[0]}/{secret[1]} is not in the Ingress's namespace "
+                                                 f"{ns} (a BackendTLSPolicy names its CA locally); the system CAs "
+                                                 "are trusted instead")
+            validation["wellKnownCACertificates"] = "System"
+            if not notes.ssl_verify:
+                notes.differ("backend-protocol", "ingress-nginx does not verify an HTTPS backend's certificate "
+                                                 "by default; Portico verifies it against the system CAs (give "
+                                                 "proxy-ssl-secret with its CA)")
         self.extra.setdefault(("BackendTLSPolicy", ns, name), {
             "apiVersion": GATEWAY_API, "kind": "BackendTLSPolicy", "metadata": {"name": name, "namespace": ns},
-            "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service}],
-                     "validation": {"hostname": ssl_name or f"{service}.{ns}.svc",
-                                    "wellKnownCACertificates": "System"}}})
+            "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service}], "validation": validation}})
 
     def policies(self, ns: str, name: str, routes: list[str], notes: nginx.Annotations) -> None:
         if not routes:
@@ -310,6 +446,15 @@ def _by_host(spec: Obj) -> dict[str, list[Obj]]:
     for rule in spec.get("rules") or []:
         by_host.setdefault(rule.get("host", ""), []).extend(((rule.get("http") or {}).get("paths")) or [])
     return by_host
+
+
+def _rewrites(notes: nginx.Annotations, path: Obj) -> bool:
+    """ingress-nginx rewrites where rewrite-target is set and differs from the path (`needsRewrite`)."""
+    return bool(notes.rewrite_target) and notes.rewrite_target != (path.get("path") or "/")
+
+
+def _is_root(path: Obj) -> bool:
+    return (path.get("path") or "/") == "/" and path.get("pathType", "ImplementationSpecific") != "Exact"
 
 
 def _covered(tls: list[Obj], host: str) -> bool:

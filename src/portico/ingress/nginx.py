@@ -19,8 +19,15 @@ from Ingress", has the table):
 - affinity: cookie (+ session-cookie-name/-path/-max-age/-expires): rule sessionPersistence.
 - canary, canary-weight (+ -total), canary-by-header (+ -value / -pattern),
   canary-by-cookie: weighted backendRefs and header-matched rules on the main Ingress's routes.
-- backend-protocol HTTPS/GRPCS: a BackendTLSPolicy; GRPC/GRPCS: upstream HTTP/2
-  (BackendTrafficPolicy `upstreamHTTP2`).
+- backend-protocol HTTPS/GRPCS: a BackendTLSPolicy, trusting the `ca.crt` of the
+  proxy-ssl-secret (`namespace/name`) with proxy-ssl-verify "on", the name checked
+  proxy-ssl-name; GRPC/GRPCS: upstream HTTP/2 (BackendTrafficPolicy `upstreamHTTP2`).
+- ssl-passthrough: a TLS Passthrough listener on 443 for the host and a TLSRoute to
+  the backend of its `/` path (ingress-nginx's `--enable-ssl-passthrough`).
+- x-forwarded-prefix: a RequestHeaderModifier setting X-Forwarded-Prefix where
+  rewrite-target rewrites (ingress-nginx sets it only there).
+- from-to-www-redirect: an HTTPRoute for `www.<host>` (or `<host>` for a `www.` host)
+  redirecting (308) to the other name.
 - proxy-body-size, proxy-connect/read/send-timeout, upstream-hash-by, load-balance:
   BackendTrafficPolicy; whitelist-source-range: SecurityPolicy; limit-rps:
   RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate).
@@ -51,6 +58,10 @@ COMPANIONS = {
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
 }
+# outcomes of an annotation (`portico convert --report`)
+CONVERTED = "converted"
+DIFFERENT = "converted with a difference"
+NOT_CONVERTED = "not converted"
 # well-known annotations that have no equivalent here, and why
 NOT_SUPPORTED = {
     "configuration-snippet": "raw nginx configuration has no Envoy equivalent",
@@ -61,7 +72,6 @@ NOT_SUPPORTED = {
     "limit-connections": "per-client connection limits are not supported",
     "session-cookie-samesite": "SameSite is not a sessionPersistence attribute",
     "proxy-buffering": "Envoy streams responses; there is no buffering switch",
-    "ssl-passthrough": "use a TLSRoute on a TLS Passthrough listener",
 }
 NGINX_VARIABLE = re.compile(r"^\$(remote_addr|binary_remote_addr|http_(\w+)|cookie_(\w+)|arg_(\w+)|request_uri|uri)$")
 
@@ -80,7 +90,6 @@ class Canary:
 class Annotations:
     """What an Ingress's ingress-nginx annotations ask for, in Gateway API terms."""
 
-    regex_paths: bool = False
     rewrite_full: str | None = None  # URLRewrite ReplaceFullPath
     rewrite_regex: tuple[str, str] | None = None  # (substitution with \\n groups) -> HTTPRouteFilter
     ssl_redirect: bool = True
@@ -91,11 +100,34 @@ class Annotations:
     session: dict[str, Any] | None = None  # rule sessionPersistence
     backend_tls: bool = False
     ssl_name: str | None = None
+    ssl_secret: tuple[str, str] | None = None  # proxy-ssl-secret (namespace, name): its ca.crt
+    ssl_verify: bool = False  # proxy-ssl-verify "on"
+    ssl_passthrough: bool = False
+    forwarded_prefix: str | None = None  # X-Forwarded-Prefix where the path is rewritten
+    www_redirect: bool = False  # from-to-www-redirect
+    rewrite_target: str | None = None  # as given: ingress-nginx rewrites where it differs from the path
+    use_regex: bool = False
     traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
     allow_cidrs: list[str] = field(default_factory=list)  # SecurityPolicy
     rate_limit: dict[str, Any] | None = None  # RateLimitPolicy spec
     canary: Canary | None = None
     not_converted: list[str] = field(default_factory=list)
+    # annotation (without the prefix) -> (CONVERTED | DIFFERENT | NOT_CONVERTED, why)
+    report: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def differ(self, key: str, what: str) -> None:
+        """`key` is converted, but does not behave exactly as in ingress-nginx: `what` differs."""
+        if self.report.get(key, (CONVERTED, ""))[0] == DIFFERENT and what in self.report[key][1]:
+            return
+        previous = self.report.get(key, (CONVERTED, ""))
+        detail = f"{previous[1]}; {what}" if previous[0] == DIFFERENT else what
+        self.report[key] = (DIFFERENT, detail)
+        self.not_converted.append(f"annotation {PREFIX}{key}: converted with a difference: {what}")
+
+    def refuse(self, key: str, why: str) -> None:
+        """`key` is not converted, because `why`."""
+        self.report[key] = (NOT_CONVERTED, why)
+        self.not_converted.append(f"annotation {PREFIX}{key}: {why}")
 
 
 def read(annotations: dict[str, str], ignore: frozenset[str] = frozenset()) -> Annotations:
@@ -112,23 +144,52 @@ def read(annotations: dict[str, str], ignore: frozenset[str] = frozenset()) -> A
             if reader is not None:
                 reader(value, nginx, out)
             elif key not in COMPANIONS:
-                why = NOT_SUPPORTED.get(key, "not supported")
-                out.not_converted.append(f"annotation {PREFIX}{key}: {why}")
+                out.refuse(key, NOT_SUPPORTED.get(key, "not supported"))
         except ValueError as e:
-            out.not_converted.append(f"annotation {PREFIX}{key}: {value!r}: {e}; not converted")
+            out.refuse(key, f"{value!r}: {e}; not converted")
+        out.report.setdefault(key, (CONVERTED, ""))
     return out
 
 
 def _rewrite(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """ingress-nginx: `rewrite "(?i)<path>" <target> break` where the target differs from
+    the path, and then every path of the host is a regular expression (`convert`)."""
+    if not value:
+        return
+    out.rewrite_target = value
     if re.search(r"\$\d", value):
-        out.regex_paths = True
         out.rewrite_regex = (re.sub(r"\$(\d)", r"\\\1", value), value)
     else:
         out.rewrite_full = value
 
 
 def _use_regex(value: str, nginx: dict[str, str], out: Annotations) -> None:
-    out.regex_paths = out.regex_paths or _bool(value)
+    out.use_regex = _bool(value)
+
+
+def _proxy_ssl_secret(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    namespace, _, name = value.partition("/")
+    if not namespace or not name or "/" in name:
+        raise ValueError("not namespace/name")
+    out.ssl_secret = (namespace, name)
+
+
+def _proxy_ssl_verify(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if value not in ("on", "off"):
+        raise ValueError("not on or off")
+    out.ssl_verify = value == "on"
+
+
+def _ssl_passthrough(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.ssl_passthrough = _bool(value)
+
+
+def _forwarded_prefix(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.forwarded_prefix = value or None
+
+
+def _www_redirect(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    out.www_redirect = _bool(value)
 
 
 def _ssl_redirect(value: str, nginx: dict[str, str], out: Annotations) -> None:
@@ -152,8 +213,8 @@ def _redirect_to(code_key: str, default: int) -> Any:
             redirect["port"] = url.port
         redirect["path"] = {"type": "ReplaceFullPath", "replaceFullPath": url.path or "/"}
         if url.query:
-            out.not_converted.append(f"annotation {PREFIX}{code_key.split('-code')[0]}: the query "
-                                     f"{url.query!r} is dropped (a RequestRedirect has no query)")
+            out.differ(code_key.split("-code")[0], f"the query {url.query!r} is dropped (a RequestRedirect "
+                                                   "has no query)")
         out.redirect = redirect
     return reader
 
@@ -276,6 +337,8 @@ def _limit_rps(value: str, nginx: dict[str, str], out: Annotations) -> None:
     burst = rate * int(nginx.get("limit-burst-multiplier", BURST_MULTIPLIER))
     out.rate_limit = {"local": {"rules": [{"clientSelectors": [{"sourceIP": {}}],
                                            "limit": {"requests": rate, "unit": "Second"}, "burst": burst}]}}
+    out.differ("limit-rps", "a request over the limit is answered 429 (ingress-nginx: 503, its "
+                            "limit-req-status-code default)")
 
 
 _READERS = {
@@ -299,6 +362,11 @@ _READERS = {
     "whitelist-source-range": _source_range,
     "allowlist-source-range": _source_range,  # its newer name
     "limit-rps": _limit_rps,
+    "proxy-ssl-secret": _proxy_ssl_secret,
+    "proxy-ssl-verify": _proxy_ssl_verify,
+    "ssl-passthrough": _ssl_passthrough,
+    "x-forwarded-prefix": _forwarded_prefix,
+    "from-to-www-redirect": _www_redirect,
 }
 
 
