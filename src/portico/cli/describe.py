@@ -93,12 +93,29 @@ def describe(obj: dict[str, Any], objects: list[dict[str, Any]], controller: str
         lines += _gateway(obj, objects, controller)
     elif kind.endswith("Route"):
         lines += _route(obj, objects, controller)
+    elif kind == "Ingress":
+        lines += _ingress(obj, objects)
     elif "parents" not in status and "conditions" not in status and "ancestors" not in status:
         lines.append("  no status: not a kind Portico writes status for, or not translated yet")
     for ancestor in status.get("ancestors", []):
         ref = ancestor.get("ancestorRef", {})
         lines.append(f"  for {ref.get('kind', 'Gateway')} {ref.get('namespace', ns)}/{ref.get('name')}:")
         lines += _conditions(ancestor.get("conditions", []), "    ")
+    return lines
+
+
+def _ingress(ingress: dict[str, Any], objects: list[dict[str, Any]]) -> list[str]:
+    """Where it is served (status.loadBalancer, which Portico writes for the Ingresses of
+    its IngressClass) and how each of its ingress-nginx annotations is served."""
+    from portico.cli.status import ingress_where
+    from portico.ingress import convert
+
+    lines = [f"  {ingress_where(ingress)}"]
+    services = [o for o in objects if o.get("kind") == "Service"]
+    report = convert([ingress, *services]).reports
+    for annotation, outcome, detail in report[0].annotations if report else []:
+        lines.append(f"  {annotation}: {outcome}" + (f" ({detail})" if detail else ""))
+    lines += [f"  not served: {note}" for note in (report[0].notes if report else [])]
     return lines
 
 

@@ -20,7 +20,9 @@ GATEWAY_KINDS = ("GatewayClass", "Gateway", "ListenerSet")
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 # policies: one row per ancestor (status.ancestors), as routes have one per parent
 POLICY_KINDS = tuple(k.kind for k in kinds.POLICY_KINDS)
-KINDS = GATEWAY_KINDS + ROUTE_KINDS + POLICY_KINDS
+# Ingress objects Portico serves: their address (status.loadBalancer), as a Gateway's
+INGRESS_KINDS = ("Ingress",)
+KINDS = GATEWAY_KINDS + ROUTE_KINDS + POLICY_KINDS + INGRESS_KINDS
 
 
 def fetch(admin: str, kind: str | None = None, name: str | None = None, timeout: float = 5.0,
@@ -106,6 +108,9 @@ def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                 where = f"listener {ls.get('name')}: {ls.get('attachedRoutes', 0)} routes"
                 out.append(("", "", where, conditions_text(ls.get("conditions", []))))
             continue
+        if kind in INGRESS_KINDS:
+            out.append((kind, name, ingress_where(obj), ""))
+            continue
         field, ref_field = ("ancestors", "ancestorRef") if kind in POLICY_KINDS else ("parents", "parentRef")
         parents = [p for p in status.get(field, []) if p.get("controllerName") == CONTROLLER_NAME]
         if not parents:
@@ -117,6 +122,17 @@ def rows(objects: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
             out.append((kind if i == 0 else "", name if i == 0 else "", where,
                         conditions_text(p.get("conditions", []))))
     return out
+
+
+def ingress_where(ingress: dict[str, Any]) -> str:
+    """An Ingress's class and the addresses that serve it (status.loadBalancer.ingress)."""
+    from portico.ingress import ingress_class
+
+    found = ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    addresses = ", ".join(str(a.get("ip") or a.get("hostname")) for a in found if a.get("ip") or a.get("hostname"))
+    named = ingress_class(ingress)
+    return (f"class {named}: " if named else "no class: ") + (
+        addresses or "no address (not of a Portico IngressClass, or not served yet)")
 
 
 def render(objects: list[dict[str, Any]], output: str, console: Console,
