@@ -36,6 +36,7 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 PORTICO_API = "gateway.portico.dev/v1alpha1"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
 PROVIDERS = ("ingress-nginx",)
 SSL_REDIRECT = {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}
@@ -73,7 +74,8 @@ def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
                         and o.get("apiVersion") == "networking.k8s.io/v1"),
                        key=lambda o: (o["metadata"].get("namespace", "default"), o["metadata"]["name"]))
     read = [(ing, _label(ing), _annotations(ing)) for ing in ingresses]
-    builder = _Builder(services, gateway_class, prefix, [(i, n) for i, _, n in read if n.canary is None])
+    builder = _Builder(services, gateway_class, prefix, default_class(inputs),
+                       [(i, n) for i, _, n in read if n.canary is None])
     # main Ingresses first: a canary changes the routes of the main Ingress of its host and path
     for ing, label, notes in sorted(read, key=lambda r: r[2].canary is not None):
         before = len(builder.out.not_converted)
@@ -102,6 +104,15 @@ def comment(note: str) -> str:
     return f"# {kind}: {note}\n"
 
 
+def default_class(inputs: list[Obj]) -> str | None:
+    """The IngressClass an Ingress without one gets: the one marked
+    `ingressclass.kubernetes.io/is-default-class: "true"` (Kubernetes' DefaultIngressClass
+    admission sets it on the Ingress; with more than one marked, it refuses the Ingress)."""
+    marked = [o["metadata"]["name"] for o in inputs if o.get("kind") == "IngressClass"
+              and str((o["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION)).lower() == "true"]
+    return marked[0] if len(marked) == 1 else None
+
+
 def ingress_class(ing: Obj) -> str | None:
     """The class an Ingress names: ingressClassName, else the kubernetes.io/ingress.class
     annotation (ingress-nginx's order, `GetIngressClass`)."""
@@ -128,8 +139,9 @@ class _Builder:
     """Gateways, routes and policies, built Ingress by Ingress."""
 
     def __init__(self, services: dict[tuple[str, str], Obj], gateway_class: str, prefix: str,
-                 main: list[tuple[Obj, nginx.Annotations]]) -> None:
+                 default_class: str | None, main: list[tuple[Obj, nginx.Annotations]]) -> None:
         self.services, self.gateway_class, self.prefix = services, gateway_class, prefix
+        self.default_class = default_class
         self.out = Conversion()
         self.gateways: dict[tuple[str, str], Obj] = {}
         self.extra: dict[tuple[str, str, str], Obj] = {}  # filters and policies by (kind, ns, name)
@@ -161,7 +173,7 @@ class _Builder:
     def ingress(self, ing: Obj, label: str, notes: nginx.Annotations) -> None:
         meta, spec = ing["metadata"], ing.get("spec") or {}
         ns, name = meta.get("namespace", "default"), meta["name"]
-        gw = self.gateway(ns, ingress_class(ing) or "default")
+        gw = self.gateway(ns, ingress_class(ing) or self.default_class or "default")
         gw_name = gw["metadata"]["name"]
         tls = spec.get("tls") or []
         for entry in tls:

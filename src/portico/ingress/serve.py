@@ -11,20 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from portico.ingress.convert import convert, dns_label, ingress_class
+from portico.ingress.convert import CLASS_ANNOTATION, convert, default_class, dns_label, ingress_class
 
-DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 INGRESS_CONTROLLER = "portico.dev/ingress-controller"
 
 
 def ours(ingress: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
-    """An Ingress of an IngressClass whose controller is Portico's (by ingressClassName,
-    the kubernetes.io/ingress.class annotation, or no class and our default class)."""
+    """An Ingress of ours, in ingress-nginx's order (`GetIngressClass`): spec.ingressClassName
+    names an IngressClass whose controller is Portico's; else the kubernetes.io/ingress.class
+    annotation names one, or is `portico` (ingress-nginx: its --ingress-class value, no
+    IngressClass needed); else, without a class, our IngressClass is the cluster's one
+    default (what Kubernetes' DefaultIngressClass admission would have set)."""
     mine = {c["metadata"]["name"] for c in classes if (c.get("spec") or {}).get("controller") == INGRESS_CONTROLLER}
-    default = any(c["metadata"]["name"] in mine and (c["metadata"].get("annotations") or {})
-                  .get(DEFAULT_CLASS_ANNOTATION) == "true" for c in classes)
-    named = ingress_class(ingress)
-    return named in mine or named == "portico" if named else default
+    by_name = (ingress.get("spec") or {}).get("ingressClassName")
+    if by_name:
+        return by_name in mine
+    annotated = (ingress["metadata"].get("annotations") or {}).get(CLASS_ANNOTATION)
+    if annotated:
+        return annotated in mine or annotated == "portico"
+    return default_class(classes) in mine
 
 
 @dataclass
@@ -48,7 +53,7 @@ def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
     if not mine:
         return Served()
     services = [r for r in raws if r.get("kind") == "Service"]
-    result = convert(mine + services, gateway_class="portico-ingress", prefix="ingress-")
+    result = convert(mine + services + classes, gateway_class="portico-ingress", prefix="ingress-")
     out = Served()
     for obj in result.objects:
         obj = {**obj, "metadata": {**obj["metadata"], "generation": 1,
@@ -59,7 +64,8 @@ def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
         out.objects.append(obj)
     for ing in mine:
         key = (ing["metadata"].get("namespace", "default"), ing["metadata"]["name"])
-        out.gateway_of[key] = (key[0], dns_label("ingress-" + (ingress_class(ing) or "default")))
+        named = ingress_class(ing) or default_class(classes) or "default"
+        out.gateway_of[key] = (key[0], dns_label("ingress-" + named))
         label = f"Ingress {key[0]}/{key[1]}"
         out.notes_of[key] = [n[len(label) + 1:].lstrip(": ").strip() for n in result.not_converted
                              if n.startswith(label + ":") or n.startswith(label + " ")]
