@@ -102,3 +102,20 @@ def test_the_command(tmp_path: Path) -> None:
     unknown = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "--provider", "traefik",
                               str(HERE / "in.yaml")], capture_output=True, text=True)
     assert unknown.returncode != 0 and "ingress-nginx" in unknown.stderr
+
+
+def test_the_migration_report() -> None:
+    """`convert --report`: per Ingress each annotation with its outcome, and a summary."""
+    out = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "--report",
+                          str(HERE / "cases" / "proxy-ssl.yaml"), str(HERE / "cases" / "not-converted.yaml")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "## Ingress shop/verified" in out and "## Ingress shop/odd" in out
+    assert "| `nginx.ingress.kubernetes.io/proxy-ssl-secret` | converted |  |" in out
+    assert ("| `nginx.ingress.kubernetes.io/configuration-snippet` | not converted | raw nginx configuration has "
+            "no Envoy equivalent |") in out
+    assert "| `nginx.ingress.kubernetes.io/backend-protocol` | converted with a difference | ingress-nginx does " \
+           "not verify" in out
+    summary = out.split("## Summary", 1)[1]
+    assert "3 Ingress(es), " in summary and "2 converted with a difference" not in summary
+    assert "- [ ] shop/odd: `nginx.ingress.kubernetes.io/configuration-snippet`" in summary
+    assert "- [ ] shop/odd: annotation example.com/owner: not an ingress-nginx annotation" in summary

@@ -321,9 +321,12 @@ def convert(
     gateway_class: Annotated[str, typer.Option(help="The GatewayClass the Gateways use.")] = "portico",
     provider: Annotated[str, typer.Option(help="Whose annotations and defaults to read (ingress-nginx).")
                         ] = "ingress-nginx",
+    report: Annotated[bool, typer.Option("--report", help="Print a migration report (Markdown) instead: per "
+                                                          "Ingress each annotation converted, converted with a "
+                                                          "difference, or not converted, and a summary.")] = False,
 ) -> None:
     """Ingress in, Gateway API out (GatewayClass, Gateways, HTTPRoutes, Portico policies); what is not
-    converted is listed with its reason."""
+    converted, or differs, is listed with its reason."""
     import json
 
     import yaml
@@ -337,6 +340,11 @@ def convert(
         result = convert_ingress(inputs, gateway_class, provider=provider)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--provider") from None
+    if report:
+        from portico.ingress.report import render
+
+        sys.stdout.write(render(result, provider))
+        return
     if output == "json":
         sys.stdout.write(json.dumps({"objects": result.objects, "notConverted": result.not_converted}, indent=2)
                          + "\n")

@@ -89,7 +89,7 @@ def convert(inputs: list[Obj], gateway_class: str = "portico", prefix: str = "",
         others = [n[len(label):].lstrip(": ") for n in builder.out.not_converted[before:]]
         builder.out.not_converted[before:before] = [f"{label}: {n}" for n in notes.not_converted]
         builder.out.reports.append(Report(label.removeprefix("Ingress "), [
-            (nginx.PREFIX + key, *notes.report[key]) for key in sorted(notes.report)], others))
+            (nginx.PREFIX + key, *notes.report[key]) for key in sorted(notes.report)], notes.foreign + others))
     out = builder.out
     out.reports.sort(key=lambda r: r.ingress)
     classes = [{"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": gateway_class},

@@ -112,6 +112,7 @@ class Annotations:
     rate_limit: dict[str, Any] | None = None  # RateLimitPolicy spec
     canary: Canary | None = None
     not_converted: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # annotations not of ingress-nginx
     # annotation (without the prefix) -> (CONVERTED | DIFFERENT | NOT_CONVERTED, why)
     report: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -136,7 +137,8 @@ def read(annotations: dict[str, str], ignore: frozenset[str] = frozenset()) -> A
     out = Annotations()
     for key in sorted(annotations):
         if not key.startswith(PREFIX) and key not in ignore:
-            out.not_converted.append(f"annotation {key}: not an ingress-nginx annotation; not converted")
+            out.foreign.append(f"annotation {key}: not an ingress-nginx annotation; not converted")
+            out.not_converted.append(out.foreign[-1])
     for key in sorted(nginx):
         value = nginx[key]
         reader = _READERS.get(key)
