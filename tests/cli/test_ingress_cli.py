@@ -30,7 +30,8 @@ def test_describe_an_ingress_says_where_and_how_its_annotations_are_served() -> 
     assert "no status" not in text
     assert "class portico: 127." in text
     assert "nginx.ingress.kubernetes.io/rewrite-target: converted" in text
-    assert "nginx.ingress.kubernetes.io/configuration-snippet: not converted (raw nginx configuration" in text
+    assert ("nginx.ingress.kubernetes.io/configuration-snippet: converted with a difference (never run: its "
+            "header directives are converted to header modifiers)") in text
     assert "nginx.ingress.kubernetes.io/limit-rps: converted with a difference (a request over the limit" in text
 
 

@@ -156,6 +156,7 @@ class _Builder:
         self.passthrough_hosts: set[str] = set()
         self.server_of: dict[str, tuple[str, str]] = {}
         self.catch_all: tuple[str, str] | None = None
+        self.aliases: dict[str, list[str]] = {}  # server-alias: the first Ingress's of the host that has them
         for ing, notes in sorted(main, key=lambda m: _created(m[0])):
             key = _created(ing)[1:]
             spec = ing.get("spec") or {}
@@ -165,6 +166,8 @@ class _Builder:
                     self.regex_hosts.add(host)
                 if notes.ssl_passthrough and host:
                     self.passthrough_hosts.add(host)
+                if notes.aliases and host and host not in self.aliases:
+                    self.aliases[host] = notes.aliases
             if spec.get("defaultBackend") and not spec.get("rules") and self.catch_all is None:
                 self.catch_all = key
 
@@ -197,7 +200,8 @@ class _Builder:
                 routes += self.www_redirect(gw_name, ns, host, base, notes)
             if not rules:
                 continue
-            hosts = [host] if host else []
+            # server-alias: names the host's server answers too, unless an Ingress names them itself
+            hosts = [host, *(a for a in self.aliases.get(host, []) if a not in self.server_of)] if host else []
             redirected = notes.force_ssl_redirect or (notes.ssl_redirect and _covered(tls, host))
             if not (redirected and host in self.passthrough_hosts):  # HTTPS of that host is the backend's
                 route = _route(base, ns, [{"name": gw_name, "port": 443}] if redirected else [{"name": gw_name}],
@@ -320,15 +324,33 @@ class _Builder:
         if backend is None:
             return None
         filters = [{"type": "CORS", "cors": notes.cors}] if notes.cors else []
+        for key, ref in (("auth-url", (notes.external_auth or {}).get("backendRef")), ("mirror-target", notes.mirror)):
+            if ref and ref["namespace"] != ns:
+                notes.differ(key, f"the Service is in namespace {ref['namespace']}: a ReferenceGrant there must "
+                                  f"allow HTTPRoutes of {ns} to reach it")
+        if notes.external_auth:  # auth_request before anything else
+            filters.insert(0, {"type": "ExternalAuth", "externalAuth": {
+                **notes.external_auth, "backendRef": _ref(notes.external_auth["backendRef"], ns)}})
+        url_rewrite: Obj = {}
+        request_headers = list(notes.request_headers)
         if _rewrites(notes, path):  # `rewrite "(?i)<path>" <target> break;`
             if notes.rewrite_regex is not None:
                 filters.append(self.regex_rewrite(ns, route, value, notes.rewrite_regex[0]))
             elif notes.rewrite_full is not None:
-                filters.append({"type": "URLRewrite", "urlRewrite": {
-                    "path": {"type": "ReplaceFullPath", "replaceFullPath": notes.rewrite_full}}})
+                url_rewrite["path"] = {"type": "ReplaceFullPath", "replaceFullPath": notes.rewrite_full}
             if notes.forwarded_prefix:  # set only beside the rewrite (ingress-nginx's buildProxyPass)
-                filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                    "set": [{"name": "X-Forwarded-Prefix", "value": notes.forwarded_prefix}]}})
+                request_headers.append({"name": "X-Forwarded-Prefix", "value": notes.forwarded_prefix})
+        if notes.upstream_vhost:
+            url_rewrite["hostname"] = notes.upstream_vhost
+        if url_rewrite:
+            filters.append({"type": "URLRewrite", "urlRewrite": url_rewrite})
+        if request_headers:
+            filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": request_headers}})
+        if notes.response_headers:
+            filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                "set": list(notes.response_headers)}})
+        if notes.mirror:
+            filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": _ref(notes.mirror, ns)}})
         if filters:
             rule["filters"] = filters
         rule["backendRefs"] = [backend]
@@ -381,6 +403,8 @@ class _Builder:
         specs: list[tuple[str, Obj | None]] = [
             ("BackendTrafficPolicy", notes.traffic or None),
             ("SecurityPolicy", {"authorization": {"defaultAction": "Deny", "rules": [
+                {"action": "Deny", "principal": {"clientCIDRs": ["0.0.0.0/0", "::/0"]}}]}} if notes.deny_all
+             else {"authorization": {"defaultAction": "Deny", "rules": [
                 {"action": "Allow", "principal": {"clientCIDRs": notes.allow_cidrs}}]}} if notes.allow_cidrs else None),
             ("RateLimitPolicy", notes.rate_limit),
         ]
@@ -458,6 +482,13 @@ def _by_host(spec: Obj) -> dict[str, list[Obj]]:
     for rule in spec.get("rules") or []:
         by_host.setdefault(rule.get("host", ""), []).extend(((rule.get("http") or {}).get("paths")) or [])
     return by_host
+
+
+def _ref(ref: Obj, ns: str) -> Obj:
+    """A backendRef to a Service named by its cluster DNS name: its namespace only when
+    it is another than the route's (then a ReferenceGrant there must allow it)."""
+    out = {"name": ref["name"], "port": ref["port"]}
+    return out if ref["namespace"] == ns else {**out, "namespace": ref["namespace"]}
 
 
 def _rewrites(notes: nginx.Annotations, path: Obj) -> bool:

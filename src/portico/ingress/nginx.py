@@ -38,6 +38,7 @@ Anything else is listed as not converted, with the reason.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,7 @@ COMPANIONS = {
     "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
+    "auth-response-headers", "auth-method",
 }
 # outcomes of an annotation (`portico convert --report`)
 CONVERTED = "converted"
@@ -64,15 +66,35 @@ DIFFERENT = "converted with a difference"
 NOT_CONVERTED = "not converted"
 # well-known annotations that have no equivalent here, and why
 NOT_SUPPORTED = {
-    "configuration-snippet": "raw nginx configuration has no Envoy equivalent",
-    "server-snippet": "raw nginx configuration has no Envoy equivalent",
-    "auth-url": "external authentication: use an HTTPRoute ExternalAuth filter",
-    "auth-type": "basic authentication is not supported",
-    "limit-rpm": "only per-second limits (limit-rps) are converted",
-    "limit-connections": "per-client connection limits are not supported",
+    "server-snippet": "raw nginx configuration is never run (no Envoy equivalent)",
+    "auth-type": "basic authentication (htpasswd) has no Gateway API or Portico policy yet: "
+                 "put an ExternalAuth service in front, or keep the route private",
+    "auth-secret": "read with auth-type: basic, which is not converted",
+    "auth-realm": "read with auth-type: basic, which is not converted",
+    "auth-signin": "on 401 ingress-nginx redirects to the sign-in page; Envoy answers the 401 of the "
+                   "authorization service (no redirect)",
+    "auth-tls-secret": "client certificates are a Gateway's frontend TLS validation, per port for every "
+                       "host of the Gateway, not per host: set Gateway spec.tls.frontend by hand",
+    "auth-tls-verify-client": "read with auth-tls-secret, which is not converted",
+    "auth-tls-pass-certificate-to-upstream": "read with auth-tls-secret, which is not converted",
+    "custom-http-errors": "answers of listed codes are not replaced by the default-backend's "
+                          "(no Gateway API or Portico equivalent)",
+    "default-backend": "a fallback Service for errors and missing endpoints has no Gateway API or Portico "
+                       "equivalent",
     "session-cookie-samesite": "SameSite is not a sessionPersistence attribute",
-    "proxy-buffering": "Envoy streams responses; there is no buffering switch",
 }
+# proxy-next-upstream conditions -> BackendTrafficPolicy retry triggers / status codes
+NEXT_UPSTREAM_TRIGGERS = {"error": ("connect-failure", "refused-stream", "reset"), "timeout": ("reset",)}
+NEXT_UPSTREAM_CODES = {f"http_{c}": c for c in (500, 502, 503, 504, 403, 404, 429)}
+DEFAULT_NEXT_UPSTREAM_TRIES = 3
+# a Service by its cluster DNS name: name.namespace[.svc[.cluster.local]]
+SERVICE_HOST = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+                          r"(\.svc(\.cluster\.local)?)?$")
+# configuration-snippet directives with a Gateway API equivalent (header modifiers):
+# directive -> whether it sets a response header (else a request header)
+SNIPPET_HEADERS = {"more_set_headers": True, "add_header": True, "proxy_set_header": False,
+                   "more_set_input_headers": False}
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 NGINX_VARIABLE = re.compile(r"^\$(remote_addr|binary_remote_addr|http_(\w+)|cookie_(\w+)|arg_(\w+)|request_uri|uri)$")
 
 
@@ -107,12 +129,21 @@ class Annotations:
     www_redirect: bool = False  # from-to-www-redirect
     rewrite_target: str | None = None  # as given: ingress-nginx rewrites where it differs from the path
     use_regex: bool = False
+    external_auth: dict[str, Any] | None = None  # ExternalAuth filter; backendRef by (namespace, name, port)
+    mirror: dict[str, Any] | None = None  # RequestMirror backendRef
+    upstream_vhost: str | None = None  # URLRewrite hostname
+    aliases: list[str] = field(default_factory=list)  # server-alias: more hostnames of the host
+    request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
+    response_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
     allow_cidrs: list[str] = field(default_factory=list)  # SecurityPolicy
     rate_limit: dict[str, Any] | None = None  # RateLimitPolicy spec
     canary: Canary | None = None
     not_converted: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)  # annotations not of ingress-nginx
+    # authentication ingress-nginx enforces that is not converted: the routes refuse every
+    # request (403) rather than serve unauthenticated what ingress-nginx protected
+    deny_all: bool = False
     # annotation (without the prefix) -> (CONVERTED | DIFFERENT | NOT_CONVERTED, why)
     report: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -150,6 +181,15 @@ def read(annotations: dict[str, str], ignore: frozenset[str] = frozenset()) -> A
         except ValueError as e:
             out.refuse(key, f"{value!r}: {e}; not converted")
         out.report.setdefault(key, (CONVERTED, ""))
+    enforced = {"auth-type": True, "auth-url": True,
+                "auth-tls-secret": nginx.get("auth-tls-verify-client", "on") == "on"}
+    for key, enforcing in enforced.items():
+        if enforcing and out.report.get(key, (CONVERTED, ""))[0] == NOT_CONVERTED:
+            out.deny_all = True
+            why = "not enforced here, so every request to this Ingress is refused (403) rather than served " \
+                  "unauthenticated"
+            out.report[key] = (NOT_CONVERTED, f"{out.report[key][1]}; {why}")
+            out.not_converted.append(f"annotation {PREFIX}{key}: {why}")
     return out
 
 
@@ -337,10 +377,184 @@ def _source_range(value: str, nginx: dict[str, str], out: Annotations) -> None:
 def _limit_rps(value: str, nginx: dict[str, str], out: Annotations) -> None:
     rate = int(value)
     burst = rate * int(nginx.get("limit-burst-multiplier", BURST_MULTIPLIER))
-    out.rate_limit = {"local": {"rules": [{"clientSelectors": [{"sourceIP": {}}],
-                                           "limit": {"requests": rate, "unit": "Second"}, "burst": burst}]}}
+    rules = (out.rate_limit or {"local": {"rules": []}})["local"]["rules"]
+    rules.append({"clientSelectors": [{"sourceIP": {}}], "limit": {"requests": rate, "unit": "Second"},
+                  "burst": burst})
+    out.rate_limit = {"local": {"rules": rules}}
     out.differ("limit-rps", "a request over the limit is answered 429 (ingress-nginx: 503, its "
                             "limit-req-status-code default)")
+
+
+def _limit_rpm(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """limit_req rate=Nr/m, burst N x limit-burst-multiplier; with limit-rps, both apply."""
+    rate = int(value)
+    burst = rate * int(nginx.get("limit-burst-multiplier", BURST_MULTIPLIER))
+    rules = (out.rate_limit or {"local": {"rules": []}})["local"]["rules"]
+    rules.append({"clientSelectors": [{"sourceIP": {}}], "limit": {"requests": rate, "unit": "Minute"},
+                  "burst": burst})
+    out.rate_limit = {"local": {"rules": rules}}
+    out.differ("limit-rpm", "a request over the limit is answered 429 (ingress-nginx: 503, its "
+                            "limit-req-status-code default)")
+
+
+def _limit_connections(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """limit_conn per client address (503 over it): the closest is a circuit breaker on
+    the parallel requests to the route's backends (503 over it), for all clients together."""
+    limit = int(value)
+    if limit <= 0:
+        raise ValueError("not a positive number")
+    out.traffic["circuitBreaker"] = {"maxParallelRequests": limit}
+    out.differ("limit-connections", "the limit is on parallel requests to the backends of the Ingress's "
+                                    "routes, for all clients together (ingress-nginx: connections per client "
+                                    "address)")
+
+
+def service_ref(url: str, what: str) -> dict[str, Any]:
+    """A Service backendRef from an http URL naming it by its cluster DNS name, and the path."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"{what} must be an http:// URL naming a Service (name.namespace.svc)")
+    found = SERVICE_HOST.match(parts.hostname or "")
+    if not found:
+        raise ValueError(f"{what}'s host must be a Service's cluster name (name.namespace[.svc.cluster.local])")
+    return {"name": found[1], "namespace": found[3], "port": parts.port or 80, "path": parts.path or "/"}
+
+
+def _auth_url(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """auth_request to the URL: the HTTPRoute ExternalAuth filter (HTTP) to that Service,
+    auth-response-headers copied into the forwarded request."""
+    ref = service_ref(value, "auth-url")
+    http: dict[str, Any] = {"path": ref.pop("path"), "allowedHeaders": ["Cookie"]}
+    if nginx.get("auth-response-headers"):
+        http["allowedResponseHeaders"] = _list(nginx["auth-response-headers"])
+    out.external_auth = {"protocol": "HTTP", "backendRef": ref, "http": http}
+    out.differ("auth-url", "the authorization service gets the request's path after the URL's path, "
+                           "its Authorization and Cookie headers (ingress-nginx: the URL as it is, every header, "
+                           "X-Original-URL), and only 200 allows (ingress-nginx: any 2xx); its other answers "
+                           "reach the client as they are (ingress-nginx: 401, 403, else 500)")
+    if nginx.get("auth-method"):
+        out.differ("auth-url", "auth-method is not converted: the request's own method is sent")
+
+
+def _mirror_target(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if value.startswith("/"):
+        raise ValueError("an internal location cannot be converted")
+    ref = service_ref(value.replace("$request_uri", ""), "mirror-target")
+    ref.pop("path")
+    out.mirror = ref
+    if not value.endswith("$request_uri"):
+        out.differ("mirror-target", "the mirror gets the request's own path (ingress-nginx: the URL's)")
+
+
+def _upstream_vhost(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", value):
+        raise ValueError("only a literal host name is converted (no nginx variables)")
+    out.upstream_vhost = value
+
+
+def _next_upstream(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """proxy_next_upstream: which failures try the next endpoint, proxy-next-upstream-tries
+    times in all (ingress-nginx's default 3): a BackendTrafficPolicy retry."""
+    words = value.split()
+    tries = int(nginx.get("proxy-next-upstream-tries", DEFAULT_NEXT_UPSTREAM_TRIES))
+    if "off" in words or tries == 1:
+        out.traffic["retry"] = {"numRetries": 0}
+        return
+    triggers: list[str] = []
+    codes: list[int] = []
+    for word in words:
+        if word in NEXT_UPSTREAM_TRIGGERS:
+            triggers += [t for t in NEXT_UPSTREAM_TRIGGERS[word] if t not in triggers]
+        elif word in NEXT_UPSTREAM_CODES:
+            codes.append(NEXT_UPSTREAM_CODES[word])
+        elif word == "non_idempotent":
+            continue
+        else:
+            raise ValueError(f"{word!r} is not converted")
+    if codes:
+        triggers.append("retriable-status-codes")
+    retry: dict[str, Any] = {"numRetries": tries - 1 if tries > 0 else 10, "retryOn": {"triggers": triggers}}
+    if codes:
+        retry["retryOn"]["httpStatusCodes"] = codes
+    out.traffic["retry"] = retry
+    if "non_idempotent" not in words:
+        out.differ("proxy-next-upstream", "requests of every method are retried (ingress-nginx: not POST, LOCK "
+                                          "or PATCH without non_idempotent)")
+
+
+def _next_upstream_tries(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if "proxy-next-upstream" not in nginx:  # with ingress-nginx's default conditions
+        _next_upstream("error timeout", nginx, out)
+
+
+def _server_alias(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    aliases = _list(value)
+    for alias in aliases:
+        if not re.fullmatch(r"(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?", alias):
+            raise ValueError(f"{alias!r} is not a host name (regular expressions are not converted)")
+    out.aliases = aliases
+
+
+def _service_upstream(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if _bool(value):
+        out.differ("service-upstream", "requests go to the Service's endpoints, balanced by Envoy "
+                                       "(ingress-nginx: to its cluster IP, balanced by kube-proxy)")
+
+
+def _proxy_buffering(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if value not in ("on", "off"):
+        raise ValueError("not on or off")
+    if value == "on":
+        out.differ("proxy-buffering", "Envoy streams the response to the client as it comes (ingress-nginx: "
+                                      "buffers it first); the answers are the same")
+
+
+def _request_buffering(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if value not in ("on", "off"):
+        raise ValueError("not on or off")
+    if value == "on":
+        out.differ("proxy-request-buffering", "Envoy streams the request body to the backend (ingress-nginx: "
+                                              "reads it whole first); proxy-body-size still limits it")
+
+
+def _configuration_snippet(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """Never run. Header directives become header modifiers; any other directive is
+    reported (and the snippet then only partly converted)."""
+    others = []
+    for directive in (d.strip() for d in value.replace("\n", ";").split(";")):
+        if directive:
+            found = _snippet_headers(directive)
+            if found is None:
+                others.append(directive)
+            else:
+                (out.response_headers if SNIPPET_HEADERS[directive.split()[0]] else out.request_headers).extend(found)
+    if others and not (out.request_headers or out.response_headers):
+        raise ValueError("raw nginx configuration is never run (no Envoy equivalent)")
+    if others:
+        out.differ("configuration-snippet", "never run: its header directives are header modifiers; not "
+                                            f"converted: {'; '.join(others)}")
+    else:
+        out.differ("configuration-snippet", "never run: its header directives are converted to header modifiers")
+
+
+def _snippet_headers(directive: str) -> list[dict[str, str]] | None:
+    """`more_set_headers 'Name: value' ...`, `add_header Name value [always]`,
+    `proxy_set_header Name value` with literal values; None for anything else."""
+    try:
+        words = shlex.split(directive)
+    except ValueError:
+        return None
+    if words[0] not in SNIPPET_HEADERS or "$" in directive:
+        return None
+    if words[0].startswith("more_set"):
+        pairs = [w.partition(":") for w in words[1:]]
+        if not pairs or any(not sep or not HEADER_NAME.fullmatch(n.strip()) for n, sep, _ in pairs):
+            return None
+        return [{"name": n.strip(), "value": v.strip()} for n, _, v in pairs]
+    args = words[1:-1] if words[-1] == "always" and words[0] == "add_header" else words[1:]
+    if len(args) != 2 or not HEADER_NAME.fullmatch(args[0]):
+        return None
+    return [{"name": args[0], "value": args[1]}]
 
 
 _READERS = {
@@ -369,6 +583,18 @@ _READERS = {
     "ssl-passthrough": _ssl_passthrough,
     "x-forwarded-prefix": _forwarded_prefix,
     "from-to-www-redirect": _www_redirect,
+    "limit-rpm": _limit_rpm,
+    "limit-connections": _limit_connections,
+    "auth-url": _auth_url,
+    "mirror-target": _mirror_target,
+    "upstream-vhost": _upstream_vhost,
+    "proxy-next-upstream": _next_upstream,
+    "proxy-next-upstream-tries": _next_upstream_tries,
+    "server-alias": _server_alias,
+    "service-upstream": _service_upstream,
+    "proxy-buffering": _proxy_buffering,
+    "proxy-request-buffering": _request_buffering,
+    "configuration-snippet": _configuration_snippet,
 }
 
 
