@@ -139,9 +139,9 @@ class _Builder:
     """Gateways, routes and policies, built Ingress by Ingress."""
 
     def __init__(self, services: dict[tuple[str, str], Obj], gateway_class: str, prefix: str,
-                 default_class: str | None, main: list[tuple[Obj, nginx.Annotations]]) -> None:
+                 default_class_name: str | None, main: list[tuple[Obj, nginx.Annotations]]) -> None:
         self.services, self.gateway_class, self.prefix = services, gateway_class, prefix
-        self.default_class = default_class
+        self.default_class = default_class_name
         self.out = Conversion()
         self.gateways: dict[tuple[str, str], Obj] = {}
         self.extra: dict[tuple[str, str, str], Obj] = {}  # filters and policies by (kind, ns, name)
@@ -157,7 +157,14 @@ class _Builder:
         self.server_of: dict[str, tuple[str, str]] = {}
         self.catch_all: tuple[str, str] | None = None
         self.aliases: dict[str, list[str]] = {}  # server-alias: the first Ingress's of the host that has them
+        # auth-tls: per Gateway, the client validation of the Ingresses with tls entries on it
+        self.client_tls: dict[tuple[str, str], set[tuple[tuple[str, str] | None, str]]] = {}
         for ing, notes in sorted(main, key=lambda m: _created(m[0])):
+            spec = ing.get("spec") or {}
+            if spec.get("tls"):
+                gw_key = (ing["metadata"].get("namespace", "default"),
+                          ingress_class(ing) or default_class_name or "default")
+                self.client_tls.setdefault(gw_key, set()).add((notes.client_ca, notes.client_mode))
             key = _created(ing)[1:]
             spec = ing.get("spec") or {}
             for host, paths in _by_host(spec).items():
@@ -176,9 +183,12 @@ class _Builder:
     def ingress(self, ing: Obj, label: str, notes: nginx.Annotations) -> None:
         meta, spec = ing["metadata"], ing.get("spec") or {}
         ns, name = meta.get("namespace", "default"), meta["name"]
-        gw = self.gateway(ns, ingress_class(ing) or self.default_class or "default")
+        class_name = ingress_class(ing) or self.default_class or "default"
+        gw = self.gateway(ns, class_name)
         gw_name = gw["metadata"]["name"]
         tls = spec.get("tls") or []
+        if notes.client_ca is not None:
+            self.client_validation(gw, (ns, class_name), label, notes)
         for entry in tls:
             self.add_https(gw, entry, label)
         default = spec.get("defaultBackend")
@@ -223,6 +233,27 @@ class _Builder:
         self.out.objects += routes
         self.policies(ns, f"{self.prefix}{name}", [r["metadata"]["name"] for r in routes
                                                    if r["kind"] == "HTTPRoute"], notes)
+
+    def client_validation(self, gw: Obj, gw_key: tuple[str, str], label: str, notes: nginx.Annotations) -> None:
+        """auth-tls-secret: ingress-nginx verifies client certificates per host; a Gateway does
+        per port, for every host on it. So the Gateway's HTTPS port validates when every
+        Ingress with tls on it asks the same; otherwise this Ingress refuses every request."""
+        wanted = (notes.client_ca, notes.client_mode)
+        if self.client_tls.get(gw_key, {wanted}) != {wanted}:
+            notes.deny_all = True
+            notes.refuse("auth-tls-secret", f"other Ingresses with TLS on Gateway {gw['metadata']['name']} do not "
+                                            "ask for the same client certificates, and a Gateway validates them "
+                                            "per port: every request to this Ingress is refused (403)")
+            return
+        ca_ns, ca_name = notes.client_ca or ("", "")
+        ref: Obj = {"group": "", "kind": "Secret", "name": ca_name}
+        if ca_ns != gw["metadata"]["namespace"]:
+            ref["namespace"] = ca_ns
+            notes.differ("auth-tls-secret", f"the Secret is in namespace {ca_ns}: a ReferenceGrant there must "
+                                            "allow the Gateway to read it")
+        # the Gateway's HTTPS listeners are all on 443: its default validation is that port's
+        gw["spec"]["tls"] = {"frontend": {"default": {"validation": {
+            "caCertificateRefs": [ref], "mode": notes.client_mode}}}}
 
     def catch_all_route(self, default: Obj, ns: str, name: str, gw_name: str, label: str,
                         notes: nginx.Annotations) -> list[Obj]:

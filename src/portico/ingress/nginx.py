@@ -58,7 +58,7 @@ COMPANIONS = {
     "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
-    "auth-response-headers", "auth-method",
+    "auth-response-headers", "auth-method", "auth-tls-verify-client", "auth-tls-verify-depth",
 }
 # outcomes of an annotation (`portico convert --report`)
 CONVERTED = "converted"
@@ -73,10 +73,6 @@ NOT_SUPPORTED = {
     "auth-realm": "read with auth-type: basic, which is not converted",
     "auth-signin": "on 401 ingress-nginx redirects to the sign-in page; Envoy answers the 401 of the "
                    "authorization service (no redirect)",
-    "auth-tls-secret": "client certificates are a Gateway's frontend TLS validation, per port for every "
-                       "host of the Gateway, not per host: set Gateway spec.tls.frontend by hand",
-    "auth-tls-verify-client": "read with auth-tls-secret, which is not converted",
-    "auth-tls-pass-certificate-to-upstream": "read with auth-tls-secret, which is not converted",
     "custom-http-errors": "answers of listed codes are not replaced by the default-backend's "
                           "(no Gateway API or Portico equivalent)",
     "default-backend": "a fallback Service for errors and missing endpoints has no Gateway API or Portico "
@@ -133,6 +129,8 @@ class Annotations:
     mirror: dict[str, Any] | None = None  # RequestMirror backendRef
     upstream_vhost: str | None = None  # URLRewrite hostname
     aliases: list[str] = field(default_factory=list)  # server-alias: more hostnames of the host
+    client_ca: tuple[str, str] | None = None  # auth-tls-secret (namespace, name): its ca.crt
+    client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     response_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
@@ -482,6 +480,33 @@ def _next_upstream(value: str, nginx: dict[str, str], out: Annotations) -> None:
                                           "or PATCH without non_idempotent)")
 
 
+def _auth_tls_secret(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """ssl_client_certificate + ssl_verify_client: the Gateway's frontend TLS validation
+    on its HTTPS port (`convert` decides whether the Gateway can carry it)."""
+    namespace, _, name = value.partition("/")
+    if not namespace or not name or "/" in name:
+        raise ValueError("not namespace/name")
+    verify = nginx.get("auth-tls-verify-client", "on")
+    if verify not in ("on", "off", "optional", "optional_no_ca"):
+        raise ValueError(f"auth-tls-verify-client {verify!r} is not on, off, optional or optional_no_ca")
+    if verify == "off":
+        return
+    out.client_ca = (namespace, name)
+    if verify != "on":
+        out.client_mode = "AllowInsecureFallback"
+        out.differ("auth-tls-secret", f"verify-client {verify}: a client certificate is not required, and one "
+                                      "that fails validation is let through too (ingress-nginx: refused)")
+    else:
+        out.differ("auth-tls-secret", "a client without a valid certificate fails the TLS handshake "
+                                      "(ingress-nginx: a 400 answer)")
+
+
+def _pass_certificate(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    if _bool(value):
+        out.refuse("auth-tls-pass-certificate-to-upstream", "the client certificate is not passed to the "
+                                                            "backend (no ssl-client-cert header)")
+
+
 def _next_upstream_tries(value: str, nginx: dict[str, str], out: Annotations) -> None:
     if "proxy-next-upstream" not in nginx:  # with ingress-nginx's default conditions
         _next_upstream("error timeout", nginx, out)
@@ -595,6 +620,8 @@ _READERS = {
     "proxy-buffering": _proxy_buffering,
     "proxy-request-buffering": _request_buffering,
     "configuration-snippet": _configuration_snippet,
+    "auth-tls-secret": _auth_tls_secret,
+    "auth-tls-pass-certificate-to-upstream": _pass_certificate,
 }
 
 
