@@ -7,10 +7,11 @@ filters and Portico policies. Each annotation maps as follows (README, "Migratin
 from Ingress", has the table):
 
 - rewrite-target: without capture groups, URLRewrite ReplaceFullPath (nginx replaces
-  the whole URI); with `$n` groups, the paths become regular expressions and the
-  rewrite a Portico HTTPRouteFilter `replaceRegexMatch` (ExtensionRef filter).
-- use-regex: Prefix/ImplementationSpecific paths as case-insensitive regular
-  expressions anchored at the start (nginx `location ~*`).
+  the whole URI); with `$n` groups, a Portico HTTPRouteFilter `replaceRegexMatch`
+  (ExtensionRef filter). Where it differs from the path it makes, as use-regex does,
+  every path of the host a regular expression (`convert`: per host).
+- use-regex: every path of the host (every Ingress, every path type) a case-insensitive
+  regular expression anchored at the start (nginx `location ~* "^path"`).
 - ssl-redirect (default true for hosts with TLS), force-ssl-redirect: the plain
   HTTP listener answers a 308 to https (nginx's code).
 - permanent-redirect (+ -code, 301) / temporal-redirect (+ -code, 302), app-root (302
@@ -28,11 +29,19 @@ from Ingress", has the table):
   rewrite-target rewrites (ingress-nginx sets it only there).
 - from-to-www-redirect: an HTTPRoute for `www.<host>` (or `<host>` for a `www.` host)
   redirecting (308) to the other name.
-- proxy-body-size, proxy-connect/read/send-timeout, upstream-hash-by, load-balance:
-  BackendTrafficPolicy; whitelist-source-range: SecurityPolicy; limit-rps:
+- proxy-body-size, proxy-connect/read/send-timeout, upstream-hash-by, load-balance,
+  limit-connections (circuit breaker), proxy-next-upstream(-tries) (retry):
+  BackendTrafficPolicy; whitelist-source-range: SecurityPolicy; limit-rps, limit-rpm:
   RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate).
+- auth-url (+ auth-response-headers): the ExternalAuth filter; mirror-target:
+  RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
+  auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides).
+- configuration-snippet: never run; its literal header directives become header modifiers.
+- Authentication ingress-nginx enforces that is not converted (basic auth, a bad
+  auth-url): the routes refuse every request (`deny_all`), never serve it open.
 
-Anything else is listed as not converted, with the reason.
+Each annotation's outcome is in `Annotations.report`: converted, converted with a
+difference (`differ`, what differs) or not converted (`refuse`, why).
 """
 
 from __future__ import annotations
