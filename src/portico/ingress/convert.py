@@ -160,23 +160,28 @@ class _Builder:
         # auth-tls: per Gateway, the client validation of the Ingresses with tls entries on it
         self.client_tls: dict[tuple[str, str], set[tuple[tuple[str, str] | None, str]]] = {}
         for ing, notes in sorted(main, key=lambda m: _created(m[0])):
-            spec = ing.get("spec") or {}
-            if spec.get("tls"):
-                gw_key = (ing["metadata"].get("namespace", "default"),
-                          ingress_class(ing) or default_class_name or "default")
-                self.client_tls.setdefault(gw_key, set()).add((notes.client_ca, notes.client_mode))
-            key = _created(ing)[1:]
-            spec = ing.get("spec") or {}
-            for host, paths in _by_host(spec).items():
-                self.server_of.setdefault(host, key)
-                if notes.use_regex or any(_rewrites(notes, p) for p in paths):
-                    self.regex_hosts.add(host)
-                if notes.ssl_passthrough and host:
-                    self.passthrough_hosts.add(host)
-                if notes.aliases and host and host not in self.aliases:
-                    self.aliases[host] = notes.aliases
-            if spec.get("defaultBackend") and not spec.get("rules") and self.catch_all is None:
-                self.catch_all = key
+            try:
+                self.survey(ing, notes)
+            except (AttributeError, KeyError, TypeError, ValueError):  # malformed: reported when converted
+                continue
+
+    def survey(self, ing: Obj, notes: nginx.Annotations) -> None:
+        """What one Ingress decides for its hosts and Gateway (before any is converted)."""
+        key = _created(ing)[1:]
+        spec = ing.get("spec") or {}
+        if spec.get("tls"):
+            gw_key = (key[0], ingress_class(ing) or self.default_class or "default")
+            self.client_tls.setdefault(gw_key, set()).add((notes.client_ca, notes.client_mode))
+        for host, paths in _by_host(spec).items():
+            self.server_of.setdefault(host, key)
+            if notes.use_regex or any(_rewrites(notes, p) for p in paths):
+                self.regex_hosts.add(host)
+            if notes.ssl_passthrough and host:
+                self.passthrough_hosts.add(host)
+            if notes.aliases and host and host not in self.aliases:
+                self.aliases[host] = notes.aliases
+        if spec.get("defaultBackend") and not spec.get("rules") and self.catch_all is None:
+            self.catch_all = key
 
     # ------------------------------------------------------------ main Ingresses
 
