@@ -8,7 +8,8 @@ limit-rpm (over the budget refused), mirror-target (the mirror gets the request 
 upstream-vhost (the backend's Host), proxy-next-upstream(-tries) (a 502 retried on),
 service-upstream, server-alias (the alias answers), proxy-buffering /
 proxy-request-buffering (the same answers), configuration-snippet (its header
-directives, never run, as header modifiers); basic auth, not converted, fails closed (403).
+directives, never run, as header modifiers); basic auth, not converted, fails closed (403);
+app-root, permanent-redirect, affinity and proxy-read-timeout as well.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def manifests(web: int, auth: int, mirror: int) -> list[dict[str, Any]]:
         one("buffers", {"proxy-buffering": "on", "proxy-request-buffering": "off"}),
         one("snippet", {"configuration-snippet": "more_set_headers 'X-Shop: 1';\nproxy_set_header X-From ingress;"}),
         one("basic", {"auth-type": "basic", "auth-secret": "htpasswd"}),
+        one("approot", {"app-root": "/app"}),
+        one("moved", {"permanent-redirect": "https://new.example.com/landing"}),
+        one("sticky", {"affinity": "cookie", "session-cookie-name": "route"}),
+        one("slow", {"proxy-read-timeout": "1"}),
     ]
 
 
@@ -99,6 +104,13 @@ def answers(c: Client, mirror: ThreadingHTTPServer, run: str) -> dict[str, Any]:
     status, reply, headers = c.http("snippet.example.com", "/")
     out["snippet"] = (status, headers.get("x-shop"), reply.get("headers", {}).get("X-From"))
     out["basic-auth-fails-closed"] = c.http("basic.example.com", "/")[0]
+    status, _, headers = c.http("approot.example.com", "/")
+    out["app-root"] = (status, headers.get("location"))
+    status, _, headers = c.http("moved.example.com", "/old")
+    out["permanent-redirect"] = (status, headers.get("location"))
+    status, _, headers = c.http("sticky.example.com", "/")
+    out["affinity"] = (status, headers.get("set-cookie", "").split("=")[0])
+    out["proxy-read-timeout"] = c.http("slow.example.com", "/?delay=3s")[0]
     return out
 
 
@@ -119,6 +131,9 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
             "mirror": 200, "mirrored": True, "upstream-vhost": (200, "internal.example"), "next-upstream": 200,
             "service-upstream": 200, "server-alias": [200, 200], "buffering": (200, "POST"),
             "snippet": (200, "1", ["ingress"]), "basic-auth-fails-closed": 403,
+            "app-root": (302, "http://approot.example.com/app"),
+            "permanent-redirect": (301, "https://new.example.com/landing"),
+            "affinity": (200, "route"), "proxy-read-timeout": 504,
         }
         converted = convert(docs)
         (tmp_path / "converted.yaml").write_text(yaml.safe_dump_all(converted.objects))
