@@ -6,6 +6,7 @@ not converted listed with its reason."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,9 @@ def test_the_command(tmp_path: Path) -> None:
     as_json = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "-o", "json", str(HERE / "in.yaml")],
                              capture_output=True, text=True, check=True).stdout
     assert '"notConverted"' in as_json
+    report = json.loads(as_json)["report"]
+    assert report[0]["ingress"] == "shop/shop" and report[0]["annotations"] == [
+        {"annotation": "nginx.ingress.kubernetes.io/proxy-body-size", "outcome": "converted", "detail": ""}]
     unknown = subprocess.run([sys.executable, "-m", "portico.cli", "convert", "--provider", "traefik",
                               str(HERE / "in.yaml")], capture_output=True, text=True)
     assert unknown.returncode != 0 and "ingress-nginx" in unknown.stderr

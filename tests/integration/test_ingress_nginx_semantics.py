@@ -65,7 +65,7 @@ def tls_backend(name: str, ca: trustme.CA, *names: str) -> ThreadingHTTPServer:
 
 
 def manifests(frontend: trustme.CA, backends: trustme.CA, web: int, secure: int, vault: int) -> list[dict[str, Any]]:
-    cert = frontend.issue_cert("vault.example.com")
+    cert = frontend.issue_cert("vault.example.com", "term.example.com")
     pem = b"".join(b.bytes() for b in cert.cert_chain_pems)
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "portico"},
@@ -83,6 +83,8 @@ def manifests(frontend: trustme.CA, backends: trustme.CA, web: int, secure: int,
                 [("/", "Prefix", "secure")], host="secure.example.com"),
         ingress("vault", {NGINX + "ssl-passthrough": "true"}, [("/", "Prefix", "vault")], host="vault.example.com",
                 tls=True),
+        # TLS terminated for another host on the same port: chosen by SNI beside the passthrough
+        ingress("term", {}, [("/", "Prefix", "web")], host="term.example.com", tls=True),
         ingress("www", {NGINX + "from-to-www-redirect": "true"}, [("/", "Prefix", "web")], host="store.example.com"),
         ingress("blog", {NGINX + "from-to-www-redirect": "true"}, [("/", "Prefix", "web")],
                 host="www.blog.example.com"),
@@ -113,6 +115,8 @@ def answers(c: Client, backends: trustme.CA) -> dict[str, Any]:
     status, reply, _ = c.http("secure.example.com", "/x")
     out["proxy-ssl"] = (status, reply.get("pod"), reply.get("sni"))
     out["ssl-passthrough"] = passthrough(c, backends)
+    status, reply, _ = c.https("term.example.com", "/t")
+    out["terminated-beside"] = (status, reply.get("pod"))
     status, reply, _ = c.http("app.example.com", "/app/x?q=1")
     out["x-forwarded-prefix"] = (status, reply.get("path"), reply.get("headers", {}).get("X-Forwarded-Prefix"))
     status, _, headers = c.http("www.store.example.com", "/cart?x=1")
@@ -140,11 +144,13 @@ def test_ingress_nginx_semantics_served_and_converted(tmp_path: Path) -> None:
         wait_for("the backend TLS (its CA comes over SDS)", lambda: client.http("secure.example.com", "/")[0] == 200,
                  30)
         wait_for("the passthrough listener", lambda: _quiet(lambda: passthrough(client, backends)), 30)
+        wait_for("the HTTPS listener", lambda: _quiet(lambda: client.https("term.example.com", "/")[0] == 200), 30)
         served = answers(client, backends)
         stop(proc)
         assert served == {
             "proxy-ssl": (200, "secure-1", "secure.internal"),
             "ssl-passthrough": ("vault-1", "vault.example.com"),
+            "terminated-beside": (200, "web-1"),
             "x-forwarded-prefix": (200, "/?q=1", ["/app"]),
             "to-bare": (308, "http://store.example.com/cart?x=1"),
             "to-www": (308, "http://www.blog.example.com/post"),
@@ -160,6 +166,7 @@ def test_ingress_nginx_semantics_served_and_converted(tmp_path: Path) -> None:
         wait_for("the routes served", lambda: client.http("shop.example.com", "/hoSTn")[0] == 200, 30)
         wait_for("the backend TLS", lambda: client.http("secure.example.com", "/")[0] == 200, 30)
         wait_for("the passthrough listener", lambda: _quiet(lambda: passthrough(client, backends)), 30)
+        wait_for("the HTTPS listener", lambda: _quiet(lambda: client.https("term.example.com", "/")[0] == 200), 30)
         assert answers(client, backends) == served
         stop(proc)
     finally:

@@ -346,8 +346,10 @@ def convert(
         sys.stdout.write(render(result, provider))
         return
     if output == "json":
-        sys.stdout.write(json.dumps({"objects": result.objects, "notConverted": result.not_converted}, indent=2)
-                         + "\n")
+        reports = [{"ingress": r.ingress, "notes": r.notes, "annotations": [
+            {"annotation": a, "outcome": o, "detail": d} for a, o, d in r.annotations]} for r in result.reports]
+        sys.stdout.write(json.dumps({"objects": result.objects, "notConverted": result.not_converted,
+                                     "report": reports}, indent=2) + "\n")
         return
     if output != "yaml":
         raise typer.BadParameter("output must be yaml or json", param_hint="--output")
