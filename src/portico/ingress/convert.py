@@ -5,21 +5,27 @@ listener on port 80 and an HTTPS listener on 443 per `tls` entry host (its Secre
 as the certificate); per Ingress and host, an HTTPRoute bound to that Gateway.
 
 - Paths: `Exact` -> Exact; `Prefix` -> PathPrefix (both match whole path elements,
-  as the Ingress spec says); `ImplementationSpecific` -> PathPrefix (as ingress-nginx
-  reads it without use-regex), or a regular expression with use-regex (`nginx`).
+  as the Ingress spec says); `ImplementationSpecific` -> PathPrefix. What ingress-nginx
+  decides per server (host), whichever Ingress asks, is decided here per host too: once
+  one Ingress of a host has use-regex, or a rewrite-target that differs from its path,
+  every path of the host is `(?i)<path>.*` (nginx `location ~* "^<path>"`).
 - Backends: Services by port number, or by port name when the Service is among
   the inputs (HTTPRoute needs a number); `resource` backends are not converted.
-- `defaultBackend`: an HTTPRoute without hostnames for `/`, which every more
-  specific route outranks.
+- `defaultBackend`: a `/` rule on the hosts whose server the Ingress makes (the oldest
+  Ingress of a host); with no rules, the oldest such Ingress is the catch-all (an
+  HTTPRoute without hostnames, which every more specific route outranks).
+- Classes: the Gateway of an Ingress's class; without one, the one default IngressClass's.
 - A host with TLS (unless ssl-redirect is false) or force-ssl-redirect: its routes
   are bound to port 443 and port 80 answers a 308 to https, as ingress-nginx does.
 - Canary Ingresses (`canary: "true"`) change the routes of the main Ingress with the
   same host and path: weights split its backendRefs, header and cookie rules win over it.
 - Annotations: `nginx` maps them; what needs more than HTTPRoute (timeouts, body
-  size, load balancing, source ranges, rate limits) becomes Portico policies that
-  target the Ingress's routes.
+  size, load balancing, source ranges, rate limits, retries, authentication) becomes
+  Portico policies that target the Ingress's routes, or Gateway fields (ssl-passthrough
+  listeners, client certificate validation).
 
-Everything not converted is reported with its reason (`Conversion.not_converted`).
+Everything not converted, or converted with a difference, is reported with its reason
+(`Conversion.not_converted`, and per Ingress and annotation `Conversion.reports`).
 """
 
 from __future__ import annotations
