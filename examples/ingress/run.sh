@@ -19,6 +19,7 @@ busy = []
 for h, p, what in [(host or "127.0.0.1", int(port), f"the admin address {sys.argv[1]}"),
                    ("127.0.0.1", int(sys.argv[2]), f"the echo port {sys.argv[2]}")]:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener is busy; TIME_WAIT is not
         try:
             s.bind((h, p))
         except OSError:
