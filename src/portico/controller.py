@@ -46,6 +46,7 @@ from portico.standalone import private_dir, runtime_base
 from portico.status.events import KubernetesEvents
 from portico.status.kubernetes import KubernetesStatusWriter
 from portico.store import Store
+from portico.translator.snapshot import Reserved
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
             infra = HostInfrastructure(AddressPool(options.address_pool), envoy if start_envoy else None,
                                        port_offset=options.port_offset, addresses_file=state / "addresses.json",
-                                       envoy_dirs=state / "envoy")
+                                       envoy_dirs=state / "envoy",
+                                       reserved=Reserved((str(state),), ((options.health_host, options.health_port),)))
         host_infra = infra
 
         events = KubernetesEvents(client, writer.is_leader)

@@ -619,6 +619,24 @@ class PorticoProxy(Resource):
     spec: dict[str, Any] = Field(default_factory=dict)
 
 
+class LocalBackendNamespaces(Model):
+    """Which namespaces a localBackends rule is for: All, or those a selector matches
+    (the shape of a listener's allowedRoutes.namespaces)."""
+
+    from_: str = Field(default="Selector", validation_alias="from", serialization_alias="from")
+    selector: LabelSelector | None = None
+
+
+class LocalBackendRule(Model):
+    """One entry of a PorticoProxy's spec.localBackends: the local endpoints (loopback and
+    link-local CIDRs, Unix sockets or directories of them) that the Backends and XBackends
+    of the selected namespaces may name (`portico.translator.localaccess`)."""
+
+    namespaces: LocalBackendNamespaces
+    cidrs: list[str] = Field(default_factory=list)
+    unix_sockets: list[str] = Field(default_factory=list)
+
+
 # ------------------------------------------------------------------ Portico policies (GEP-713)
 
 

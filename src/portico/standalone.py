@@ -41,6 +41,7 @@ from portico.provider.apiserver import APIServerEmulation
 from portico.provider.bulk import BulkPool
 from portico.provider.files import FileProvider
 from portico.store import Store
+from portico.translator.snapshot import Reserved
 from portico.validation import compile_all
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
 
         infra = HostInfrastructure(AddressPool(options.address_pool), envoy, port_offset=options.port_offset,
                                    per_gateway=options.envoy_per_gateway, addresses_file=state / "addresses.json",
-                                   envoy_dirs=state / "envoy", replicas=options.envoy_replicas)
+                                   envoy_dirs=state / "envoy", replicas=options.envoy_replicas,
+                                   reserved=Reserved((str(state),), ((options.admin_host, options.admin_port),)))
         control = ControlLoop(store, infra, xds, controller_name=options.controller_name, metrics=metrics)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
         admin.readiness = control.readiness

@@ -16,6 +16,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -76,7 +77,15 @@ def base(gw_tls: bool = False) -> list[dict[str, Any]]:
                           "tls": {"certificateRefs": [{"name": "cert"}]}})
     return [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
-         "spec": {"controllerName": "portico.dev/gateway-controller"}},
+         "spec": {"controllerName": "portico.dev/gateway-controller",
+                  "parametersRef": {"group": "gateway.portico.dev", "kind": "PorticoProxy", "name": "proxy",
+                                    "namespace": NS}}},
+        # the platform owner lets this namespace's Backends and XBackends name loopback and the
+        # sockets in the temp directory (the tests' backends run there)
+        {"apiVersion": POLICY_API, "kind": "PorticoProxy", "metadata": {"name": "proxy", "namespace": NS},
+         "spec": {"localBackends": [{"namespaces": {"from": "Selector", "selector": {"matchLabels": {
+             "kubernetes.io/metadata.name": NS}}}, "cidrs": ["127.0.0.0/8", "::1/128"],
+             "unixSockets": [f"{tempfile.gettempdir()}/"]}]}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
          "spec": {"gatewayClassName": "portico", "listeners": listeners}},

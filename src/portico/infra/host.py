@@ -31,7 +31,7 @@ from portico.infra.addresses import AddressPool, is_ip, usable_address
 from portico.ir import IR, merge
 from portico.models import Gateway
 from portico.objects import ObjectKey
-from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
+from portico.translator.snapshot import GatewayName, GatewayOutput, Placement, Reserved
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,11 @@ class HostInfrastructure:
 
     def __init__(self, pool: AddressPool, start_envoy: DataPlaneFactory | None = None, *, port_offset: int = 0,
                  per_gateway: bool = False, rebind_after: float = 30.0, addresses_file: Path | None = None,
-                 envoy_dirs: Path | None = None, replicas: int = 1) -> None:
+                 envoy_dirs: Path | None = None, replicas: int = 1, reserved: Reserved | None = None) -> None:
         self.pool = pool
+        # the control endpoints on this machine no backend may name (the state directory,
+        # the admin API's address): every Placement carries them to the translator
+        self.reserved = reserved or Reserved()
         # Envoys per group, all binding the same sockets (SO_REUSEPORT): when one crashes the
         # kernel hands new connections to the others at once (README, "Envoy replicas")
         self.replicas = max(1, replicas)
@@ -84,7 +87,7 @@ class HostInfrastructure:
             problem = address_problem(gw)
             unavailable = frozenset((port, transport) for host, port, transport in self._unbindable
                                     if host == address)
-            out[name] = Placement(address, (), self.port_offset, unavailable, problem)
+            out[name] = Placement(address, (), self.port_offset, unavailable, problem, reserved=self.reserved)
         for gone in set(self.pool.assigned()) - set(out):
             self.pool.release(gone)
         self._save_addresses()

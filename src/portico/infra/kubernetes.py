@@ -35,7 +35,7 @@ from portico.infra.pki import CertificateAuthority
 from portico.ir import IR, GatewayInfra, ParametersRef
 from portico.models import Gateway
 from portico.objects import ObjectKey
-from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
+from portico.translator.snapshot import GatewayName, GatewayOutput, Placement, Reserved
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ XDS_MOUNT = "/etc/portico/xds"
 BOOTSTRAP_MOUNT = "/etc/envoy"
 READY_PORT = 19001
 ADMIN_PORT = 19000
+# Envoy's admin on the pod's loopback and its probe listener: no backend may name them
+POD_RESERVED = Reserved(ports=(("127.0.0.1", ADMIN_PORT), ("127.0.0.1", READY_PORT)))
 MANAGED_BY = {"app.kubernetes.io/managed-by": "portico", "app.kubernetes.io/name": "portico-proxy"}
 
 
@@ -267,7 +269,7 @@ class KubernetesInfrastructure:
             addresses = service_addresses(service) if service else ()
             # Envoy binds every address in its pod; clients reach the Service's addresses
             out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False,
-                                               local_backends=False)
+                                               local_backends=False, reserved=POD_RESERVED)
         return out
 
     def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:

@@ -10,7 +10,6 @@ backend's cluster (its settings, its TLS variant) is theirs to say
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -29,6 +28,7 @@ from portico.models import (
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, XBACKEND_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
+from portico.translator.localaccess import LocalAccess
 from portico.translator.secrets import tls_key_pair
 from portico.translator.upstreamtls import validation_tls
 
@@ -48,8 +48,6 @@ APP_PROTOCOLS: dict[str | None, AppProtocol] = {
     "https": "http1",
     "HTTPS": "http1",
 }
-LOCAL_REFUSED = ("loopback, localhost and Unix-socket endpoints are refused in Kubernetes mode (in the Envoy "
-                 "pod they are Envoy's own)")
 # XBackend and Backend spec.protocol (None: what the route speaks)
 XBACKEND_PROTOCOLS: dict[str, AppProtocol] = {
     "HTTP": "http1", "HTTP11": "http1", "HTTP2": "h2c", "H2C": "h2c", "MCP": "http1", "TCP": "tcp",
@@ -120,6 +118,7 @@ class Backends:
         self.origins: dict[str, Origin] = {}
         self.memo = memo
         self._policies = policies
+        self.access = LocalAccess(ctx)  # which endpoints on Envoy's machine a backend may name
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)
@@ -208,7 +207,7 @@ class Backends:
         if svc is None:
             return backend_problem("BackendNotFound", f"Service {ns}/{ref.name} not found")
         if svc.spec.type == "ExternalName":
-            return self.external_name(svc, ref, default_protocol)
+            return self.external_name(route, svc, ref, default_protocol)
         port = next((p for p in svc.spec.ports if p.port == ref.port), None)
         if port is None:
             return backend_problem("BackendNotFound", f"Service {ns}/{ref.name} has no port {ref.port}")
@@ -217,12 +216,19 @@ class Backends:
             return backend_problem("UnsupportedProtocol",
                                    f"appProtocol {port.app_protocol} of Service {ns}/{ref.name} is not supported")
         cluster = Cluster(cluster_name(ns, ref.name, port.port, protocol), self.endpoints(svc, port), protocol)
+        refused = self.refused(route, "Service", ns, ref.name, cluster.endpoints)
+        if refused is not None:
+            return refused
         return Resolved(self.add(self.configured(cluster, CORE_GROUP, "Service", ns, ref.name, port.name),
                                  (ns, ref.name, port.name)))
 
-    def external_name(self, svc: Service, ref: BackendObjectReference, default: AppProtocol) -> Resolved:
+    def external_name(self, route: Resource, svc: Service, ref: BackendObjectReference,
+                      default: AppProtocol) -> Resolved:
         if not svc.spec.external_name or ref.port is None:
             return backend_problem("BackendNotFound", f"Service {svc.namespace}/{svc.name} has no externalName")
+        refused = self.refused(route, "Service", svc.namespace, svc.name, (Endpoint(svc.spec.external_name, ref.port),))
+        if refused is not None:
+            return refused
         port = next((p for p in svc.spec.ports if p.port == ref.port), None)
         protocol = self.protocol(port.app_protocol if port else None, default) or default
         name = cluster_name(svc.namespace, svc.name, ref.port, protocol)
@@ -241,8 +247,10 @@ class Backends:
         spec = backend.spec
         if spec.external_hostname is None:
             return backend_problem("BackendNotFound", f"XBackend {ns}/{ref.name} has no externalHostname")
-        if not self.local_allowed(spec.external_hostname.hostname):
-            return backend_problem("UnsupportedValue", f"XBackend {ns}/{ref.name}: {LOCAL_REFUSED}")
+        refused = self.refused(route, "XBackend", ns, ref.name,
+                               (Endpoint(spec.external_hostname.hostname, spec.port.port),))
+        if refused is not None:
+            return refused
         protocol = self.spoken(f"XBackend {ns}/{ref.name}", spec.protocol, default)
         if isinstance(protocol, Resolved):
             return protocol
@@ -277,8 +285,9 @@ class Backends:
                 endpoints.append(Endpoint(e.fqdn.hostname, e.fqdn.port, e.weight))
             elif e.unix is not None:
                 endpoints.append(Endpoint(UNIX_PREFIX + e.unix.path, 0, e.weight))
-        if not all(self.local_allowed(e.address) for e in endpoints):
-            return backend_problem("UnsupportedValue", f"Backend {ns}/{ref.name}: {LOCAL_REFUSED}")
+        refused = self.refused(route, "Backend", ns, ref.name, tuple(endpoints))
+        if refused is not None:
+            return refused
         dns = any(e.fqdn is not None for e in spec.endpoints)
         suffix = "" if protocol in ("http1", "tcp") else f"/{protocol}"
         cluster = Cluster(f"backend/{ns}/{ref.name}{suffix}", tuple(endpoints), protocol, dns=dns)
@@ -305,17 +314,13 @@ class Backends:
             return backend_problem("UnsupportedProtocol", f"{what} speaks {protocol}, the route does not")
         return spoken
 
-    def local_allowed(self, address: str) -> bool:
-        """Loopback, localhost and Unix-socket endpoints only where backends run beside Envoy
-        (Placement.local_backends: standalone mode)."""
-        if all(p.local_backends for p in self.ctx.snapshot.placements.values()):
-            return True
-        if address.startswith(UNIX_PREFIX) or address.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
-            return False
-        try:
-            return not ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            return not address.lower().rstrip(".").endswith(".localhost")
+    def refused(self, route: Resource, kind: str, namespace: str, name: str,
+                endpoints: tuple[Endpoint, ...]) -> Resolved | None:
+        """ResolvedRefs=False RefNotPermitted when the backend names an endpoint on Envoy's
+        machine that the route may not reach (`translator.localaccess`); checked before its
+        cluster exists, so Envoy never gets one to such an endpoint."""
+        problem = self.access.problem(route, kind, namespace, name, endpoints)
+        return backend_problem("RefNotPermitted", problem) if problem is not None else None
 
     def xbackend_tls(self, backend: XBackend) -> tuple[UpstreamTLS | None, Resolved | None]:
         tls = backend.spec.tls

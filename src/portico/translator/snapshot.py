@@ -25,6 +25,21 @@ GatewayName = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
+class Reserved:
+    """Portico's and Envoy's own control endpoints on the machine (or pod) where Envoy runs:
+    no backend may name them, whatever a platform owner allows (`translator.localaccess`).
+    Through them a route would reach the xDS stream (every private key), Envoy's admin API
+    (/quitquitquit) or Portico's admin API."""
+
+    # directories and sockets: everything under them is reserved (the state directory:
+    # the xDS socket, every Envoy's admin socket)
+    paths: tuple[str, ...] = ()
+    # (bind host, port) of TCP control endpoints: that port on any loopback, unspecified
+    # or the bind address itself; on every address when the bind host is unspecified
+    ports: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where the infrastructure runs one Gateway's data plane."""
 
@@ -41,10 +56,14 @@ class Placement:
     # whether bind_address is what clients reach (standalone), or only where the data plane
     # binds inside its pod (Kubernetes: clients reach `addresses`, the Service's)
     bind_address_reachable: bool = True
-    # backends on this machine (loopback addresses, localhost, Unix sockets) may be named by
-    # XBackends and Backends: standalone mode, where they run beside Envoy. In a Kubernetes
-    # pod, loopback is Envoy's own admin interface: not a backend a route may reach.
+    # Services (their EndpointSlices and externalName, the platform's objects) may name
+    # endpoints on this machine (loopback, localhost, link-local) without an allow-list:
+    # standalone mode, where backends run beside Envoy. In a Kubernetes pod, loopback is
+    # Envoy's own. Backends and XBackends (a route author's objects) never may, unless the
+    # GatewayClass's PorticoProxy allows it (spec.localBackends; `translator.localaccess`).
     local_backends: bool = True
+    # control endpoints no backend may reach, in any mode
+    reserved: Reserved = field(default_factory=Reserved)
 
     @property
     def status_addresses(self) -> tuple[str, ...]:
