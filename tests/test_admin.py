@@ -151,6 +151,31 @@ def test_secret_data_is_never_returned() -> None:
         assert secret["stringData"] == {"extra": "<redacted>"}
 
 
+SPELLINGS = ("v2", "V1", "v1beta1", "v1 ", " v1", "core/v1", "apps/v1")
+
+
+def test_a_secret_under_another_api_version_is_refused_and_never_shown() -> None:
+    """Issue 23: a Secret spelled `v2`, `V1`, `v1beta1`, `"v1 "` or `core/v1` was applied, used
+    as a certificate and listed unredacted (redaction compared apiVersion to "v1")."""
+    docs = [dict(SECRET, apiVersion=v, metadata={"name": f"s{i}", "namespace": "infra"})
+            for i, v in enumerate(SPELLINGS)]
+    admitted = APIServerEmulation().admit(ProviderEvent(
+        upserts=tuple(Document(key_of(r), r, Source("m.yaml", i)) for i, r in enumerate(docs))))
+    assert admitted.upserts == ()
+    assert [e.message for e in admitted.errors] == [
+        f'no matches for kind "Secret" in version "{v}"' for v in SPELLINGS]
+    # had one reached the store (a provider without the check), it is a Secret all the same
+    store = Store()
+    others = [dict(SECRET, apiVersion="example.com/v1", metadata={"name": "x", "namespace": "infra"}),
+              dict(SECRET, kind="secret ", metadata={"name": "y", "namespace": "infra"})]
+    for i, raw in enumerate([*docs, *others]):
+        store.upsert(Document(key_of(raw), raw, Source("m.yaml", i)))
+    with running(AdminServer(store)) as base:
+        raw_answer = urllib.request.urlopen(base + "/api/objects", timeout=5).read().decode()
+    assert len(json.loads(raw_answer)["items"]) == len(docs) + 2
+    assert "c2VjcmV0LWtleQ==" not in raw_answer and "plain-secret-value" not in raw_answer
+
+
 def test_foreign_host_headers_are_refused() -> None:
     """DNS rebinding: a page served from evil.example resolving to 127.0.0.1 gets nothing."""
     with running(AdminServer(filled_store())) as base:

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from portico import CONTROLLER_NAME
 from portico.metrics import CONTENT_TYPE, Metrics
+from portico.models import Secret, model_for
 from portico.provider import DocumentError
 from portico.store import Store
 
@@ -41,9 +42,16 @@ SECRET_FIELDS = ("data", "stringData")
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 
+def is_secret(obj: dict[str, Any]) -> bool:
+    """Whether `obj` is a Secret: what Portico reads it as (its group and kind), or any
+    kind spelled Secret in any group or version (whatever a provider let through)."""
+    kind = str(obj.get("kind", ""))
+    return model_for(str(obj.get("apiVersion", "")), kind) is Secret or kind.strip().lower() == "secret"
+
+
 def redact(obj: dict[str, Any]) -> dict[str, Any]:
     """An object fit to leave the process: a Secret's values replaced by REDACTED."""
-    if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+    if not is_secret(obj):
         return obj
     out = dict(obj)
     for name in SECRET_FIELDS:

@@ -1031,8 +1031,15 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# Built-in groups Portico reads and their one version: a Secret is `v1` exactly, never
+# `v2`, `V1`, `v1 ` or `core/v1` (the API server has no such version; the validation says so)
+BUILTIN_VERSIONS = {"": "v1", "discovery.k8s.io": "v1"}
+
+
 def model_for(api_version: str, kind: str) -> type[Resource]:
-    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    group, _, version = api_version.rpartition("/")
+    if BUILTIN_VERSIONS.get(group, version) != version:
+        return Other
     if group == "gateway.networking.x-k8s.io" and kind == "ListenerSet":
         group = GATEWAY_GROUP  # ListenerSet graduated from the experimental group
     return MODELS.get((group, kind), Other)

@@ -660,3 +660,21 @@ def test_unknown_kinds_of_known_groups_are_no_matches() -> None:
     assert messages("discovery.k8s.io/v1", "EndpointSlices")
     assert messages("v1", "Pod") == [] and messages("networking.k8s.io/v1", "Ingress") == []
     assert messages("apps/v1", "Deployment") == [] and messages("example.com/v1", "Widget") == []
+
+
+def test_a_kind_portico_reads_under_an_api_version_no_server_serves() -> None:
+    """Issue 23: `Secret` in `v2`, `V1`, `v1beta1`, `"v1 "` or `core/v1` is an error (the API
+    server has no such version), and is not read as a Secret either; a Secret of another
+    group (a CRD's, with a dotted group) is another kind and passes."""
+    from portico.models import Other, Secret, model_for
+
+    secret = {"kind": "Secret", "metadata": {"name": "s", "namespace": "default"}, "data": {"k": "dg=="}}
+    for version in ("v2", "V1", "v1beta1", "v1 ", " v1", "core/v1", "apps/v1", "Core/v1"):
+        has_violation({**secret, "apiVersion": version}, "apiVersion", 'no matches for kind "Secret" in version')
+        assert model_for(version, "Secret") is Other, version
+    assert model_for("v1", "Secret") is Secret and validate({**secret, "apiVersion": "v1"}) == []
+    has_violation({"apiVersion": "discovery.k8s.io/v2", "kind": "EndpointSlice", "metadata": {"name": "e"}},
+                  "apiVersion", "no matches for kind")
+    has_violation({"apiVersion": "v1", "kind": "HTTPRoute", "metadata": {"name": "r"}}, "apiVersion",
+                  "no matches for kind")
+    assert validate({**secret, "apiVersion": "example.com/v1"}) == []

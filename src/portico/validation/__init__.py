@@ -50,6 +50,18 @@ _NOT_CHECKED = (
 )
 
 
+def _misspelled_builtin(group: str, version: str, kind: str, reg: Registry) -> bool:
+    """A kind Portico reads under a group-version no API server serves: the core group in
+    another version than v1 (`v2`, `V1`, `v1beta1`, `"v1 "`), a built-in group in another
+    version (`discovery.k8s.io/v2`), or a group that is not a DNS name (`core/v1`: the core
+    group has no name; every non-built-in group has a dot). Such a
+    document is an error, as there: read as its kind it would be (a Secret used as a
+    certificate), compared as a string it would not (its data shown unredacted)."""
+    known = {k for (_, _, k) in CORE_KINDS} | {crd.kind for crd in reg.all()}
+    of_group = {k for (g, _), kinds in BUILTIN_KINDS.items() if g == group for k in kinds}
+    return kind in known and (group == "" or "." not in group or kind in of_group)
+
+
 def _split_api_version(api_version: str) -> tuple[str, str]:
     if "/" in api_version:
         group, version = api_version.rsplit("/", 1)
@@ -169,7 +181,8 @@ def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry
         core = CORE_KINDS.get((group, version, str(kind)))
         if core is not None:
             return validate_metadata(raw.get("metadata"), namespaced=core), None
-        if reg.kinds(group) or str(kind) not in BUILTIN_KINDS.get((group, version), {str(kind)}):
+        if (reg.kinds(group) or str(kind) not in BUILTIN_KINDS.get((group, version), {str(kind)})
+                or _misspelled_builtin(group, version, str(kind), reg)):
             # a group the API server knows (a CRD's, or a built-in one) without this kind here
             return [
                 Violation(
