@@ -1,7 +1,8 @@
 """Path and Host handling a security-sensitive gateway needs, by traffic through real
 Envoy (README, "Path and Host handling"): a route that answers /admin with 403 must
 not be bypassed by dot segments, encoded dots or slashes, or backslashes; a trailing
-dot in Host is the same host; two Host headers or userinfo in Host are rejected (400)."""
+dot in Host is the same host; two Host headers or userinfo in Host are rejected (400) on
+every virtual host, also behind a "port"."""
 
 from __future__ import annotations
 
@@ -60,6 +61,32 @@ def test_paths_cannot_bypass_a_route(port: int, target: str, expected: tuple[int
     (("user@example.com",), 400),  # userinfo hides the authority
     (("evil.example",), 404),  # a host no listener serves
     (("evil.example", "other.example"), 400),
+    (("a.wild.example.com:80@evil.example",), 400),
 ])
 def test_hosts(port: int, hosts: tuple[str, ...], status: int) -> None:
     assert raw(port, "/x", *hosts)[0] == status
+
+
+@pytest.fixture(scope="module")
+def exact_port(plane: Plane, echo: EchoBackend) -> int:
+    """A listener whose only virtual host names one exact host (no wildcard domain)."""
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    plane.push(http_ir(port, [route("all", "/", to(svc.name))], [svc], domains=("internal.example",)))
+    return port
+
+
+@pytest.mark.parametrize(("hosts", "status"), [
+    (("internal.example",), 200),
+    (("internal.example:8080",), 200),  # the port is ignored
+    (("public.example",), 404),
+    # issue 23: matching ignores the port by cutting the Host at its last ':' whatever follows,
+    # so these were internal.example's (200) where no wildcard domain added the check
+    (("internal.example:80@public.example",), 400),
+    (("internal.example:1", "public.example"), 400),  # joined "internal.example:1,public.example"
+    (("user@internal.example",), 400),
+    (("public.example:80@internal.example",), 400),
+])
+def test_malformed_hosts_are_refused_on_exact_virtual_hosts(exact_port: int, hosts: tuple[str, ...],
+                                                             status: int) -> None:
+    assert raw(exact_port, "/x", *hosts)[0] == status

@@ -77,10 +77,12 @@ def closing_virtual_hosts(http: ir.HTTPConfig) -> list[rc.VirtualHost]:
 
 def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = None) -> rc.VirtualHost:
     """Envoy matches domains case-insensitively (and, here, ignoring the Host's port).
-    Only a wildcard domain can match a malformed Host: its virtual host rejects those first."""
+    Every virtual host rejects a malformed Host first: ignoring the port, Envoy cuts the Host
+    at its last ':' whatever follows, so `internal.example:80@public.example` and two Hosts
+    joined as `internal.example:1,public.example` both match `internal.example` exactly
+    (no header validator is built into the Envoy release that would refuse them earlier)."""
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
-    if any(d.startswith("*") for d in vh.domains):
-        out.routes.extend(_bad_authority_routes())
+    out.routes.extend(_bad_authority_routes())
     out.routes.extend((route_builder or build_route)(r) for r in vh.routes)
     return out
 
