@@ -221,6 +221,57 @@ def test_a_token_guards_the_api_but_not_the_probes() -> None:
                 assert (header, e.code) == (header, code)
 
 
+def test_a_token_guards_envoys_stats_too() -> None:
+    """Issue 23: /metrics/envoy (every tenant's cluster and route names) was open with a token set."""
+    server = AdminServer(filled_store(), token="s3cret")
+    server.envoy_stats = lambda group: b"envoy_cluster_upstream_rq{envoy_cluster_name=\"team/db\"} 1\n"
+    with running(server) as base:
+        for path, header, code in (("/metrics/envoy?group=portico", "", 401),
+                                   ("/metrics/envoy?group=portico", "Bearer wrong", 401),
+                                   ("/metrics/envoy?group=portico", "Bearer s3cret", 200),
+                                   ("/metrics", "", 404)):  # Portico's own counters: open (none set here)
+            req = urllib.request.Request(base + path, headers={"Authorization": header} if header else {})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    assert (path, header, r.status) == (path, header, code)
+            except urllib.error.HTTPError as e:
+                assert (path, header, e.code) == (path, header, code)
+
+
+def test_the_token_from_a_file_and_a_warning_for_the_flag(tmp_path: Any, caplog: Any) -> None:
+    """Issue 23: --admin-token is readable in /proc/PID/cmdline; --admin-token-file is not."""
+    import sys
+
+    import pytest
+    import typer
+
+    from portico.cli import admin_token_of
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    assert admin_token_of(None, token_file) == "s3cret"
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        if bad.name == "empty":
+            bad.write_text("\n")
+        with pytest.raises(typer.BadParameter, match="admin token file"):
+            admin_token_of(None, bad)
+    with pytest.raises(typer.BadParameter, match="once"):
+        admin_token_of("s3cret", token_file)
+    argv = sys.argv
+    try:
+        sys.argv = ["portico", "run", "m", "--admin-token", "s3cret"]
+        with caplog.at_level("WARNING", logger="portico"):
+            assert admin_token_of("s3cret", None) == "s3cret"
+        assert "--admin-token is readable by every local user" in caplog.text
+        caplog.clear()
+        sys.argv = ["portico", "run", "m"]  # from PORTICO_ADMIN_TOKEN: no warning
+        with caplog.at_level("WARNING", logger="portico"):
+            assert admin_token_of("s3cret", None) == "s3cret"
+        assert caplog.text == ""
+    finally:
+        sys.argv = argv
+
+
 def test_portico_status_sends_the_token() -> None:
     from portico.cli.status import fetch
 

@@ -10,9 +10,10 @@ Secret `data` and `stringData` values never leave the process: they are
 redacted in every answer (keys are kept, so a reader sees which entries exist).
 Requests whose Host is a DNS name other than localhost (or the name the API was
 told to listen on) are refused (403): a web page cannot reach the API through DNS
-rebinding, which needs a name; IP literals are fine. With a token (`--admin-token` or
-PORTICO_ADMIN_TOKEN) every /api/ request needs `Authorization: Bearer <token>` (401
-otherwise); /healthz and /readyz stay open for probes.
+rebinding, which needs a name; IP literals are fine. With a token (`--admin-token-file`,
+PORTICO_ADMIN_TOKEN or `--admin-token`) every /api/ and /metrics/envoy request needs
+`Authorization: Bearer <token>` (401 otherwise); /healthz, /readyz and /metrics stay open
+for probes and scrapers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 REDACTED = "<redacted>"
 SECRET_FIELDS = ("data", "stringData")
+# what a token guards: the API, and Envoy's stats (cluster, route and host names of every
+# tenant); the probes and Portico's own counters stay open for kubelets and scrapers
+GUARDED = ("/api/", "/metrics/envoy")
 # (ready, details): readiness as the control loop sees it
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -136,7 +140,7 @@ class AdminServer:
         if not _loopback(self.host):
             log.warning("the admin API listens on %s, beyond this machine: it lists every object and its "
                         "status%s", self.host, "" if self.token else " to anyone who can reach it; set a token "
-                        "(--admin-token or PORTICO_ADMIN_TOKEN)")
+                        "(--admin-token-file or PORTICO_ADMIN_TOKEN)")
         return self.port
 
     async def stop(self) -> None:
@@ -153,7 +157,7 @@ class AdminServer:
         host = request.url.host or ""
         if not (_safe_host(host) or host.strip("[]") == self.host):
             return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
-        if self.token and request.path.startswith("/api/") and not self._authorized(request):
+        if self.token and request.path.startswith(GUARDED) and not self._authorized(request):
             return web.json_response({"error": "a bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
         try:
@@ -281,6 +285,19 @@ class AdminServer:
         if self.metrics is None:
             raise web.HTTPNotFound(reason="no metrics here")
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def read_token_file(path: str) -> str:
+    """The admin token in a file (its first line, without surrounding blanks): unlike a
+    command-line flag it is not readable by every local user in /proc/PID/cmdline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the admin token file {path}: {e}") from None
+    if not token:
+        raise ValueError(f"the admin token file {path} is empty")
+    return token
 
 
 def _web_file(name: str) -> bytes:

@@ -47,6 +47,29 @@ ManifestFiles = Annotated[list[Path] | None, typer.Option(
 AdminAddress = Annotated[str, typer.Option("--admin-address", help="admin API of a running portico")]
 AdminToken = Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
                                                 help="Bearer token of the admin API, if it has one.")]
+AdminTokenFile = Annotated[Path | None, typer.Option(
+    envvar="PORTICO_ADMIN_TOKEN_FILE", show_default=False, dir_okay=False,
+    help="A file whose first line is the admin API's bearer token (unlike --admin-token, not "
+         "readable by every local user in the process list).")]
+
+
+def admin_token_of(token: str | None, token_file: Path | None) -> str | None:
+    """The admin token from --admin-token-file, PORTICO_ADMIN_TOKEN or --admin-token, with a
+    warning for the flag: any local user reads a command line (ps, /proc/PID/cmdline)."""
+    from portico.admin import read_token_file
+
+    if token_file is not None:
+        if token is not None:
+            raise typer.BadParameter("give the token once: a file or a value", param_hint="--admin-token-file")
+        try:
+            return read_token_file(str(token_file))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--admin-token-file") from None
+    if token is not None and any(a == "--admin-token" or a.startswith("--admin-token=") for a in sys.argv[1:]):
+        logging.getLogger("portico").warning(
+            "--admin-token is readable by every local user (ps, /proc/PID/cmdline): use --admin-token-file or "
+            "the PORTICO_ADMIN_TOKEN environment variable")
+    return token
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -93,6 +116,7 @@ def run(
     admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
                                                     help="Bearer token the admin API's /api/ endpoints require.")]
     = None,
+    admin_token_file: AdminTokenFile = None,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket, Envoy work dirs, addresses (default: "
                                                        "portico-<uid>/<admin address> in the runtime dir).")] = None,
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object a line).")] = "text",
@@ -107,7 +131,7 @@ def run(
         port_offset=port_offset, address_pool=address_pool,
         envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
-        envoy_replicas=envoy_replicas, admin_token=admin_token,
+        envoy_replicas=envoy_replicas, admin_token=admin_token_of(admin_token, admin_token_file),
     )
     try:
         run_until_signalled(lambda stop: serve(options, stop))
@@ -154,6 +178,7 @@ def controller(
     admin_token: Annotated[str | None, typer.Option(envvar="PORTICO_ADMIN_TOKEN", show_default=False,
                                                     help="Bearer token the admin API's /api/ endpoints require.")]
     = None,
+    admin_token_file: AdminTokenFile = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object a line).")] = "text",
 ) -> None:
@@ -172,7 +197,8 @@ def controller(
         health_port=health_port, data_plane=data_plane, state_dir=state_dir, port_offset=port_offset,
         address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         xds_listen_host=xds_host, xds_listen_port=xds_port, xds_service=xds_service,
-        xds_service_port=xds_port, envoy_image=envoy_image, admin_token=admin_token,
+        xds_service_port=xds_port, envoy_image=envoy_image,
+        admin_token=admin_token_of(admin_token, admin_token_file),
     )
     try:
         run_until_signalled(lambda stop: serve_controller(options, stop))
@@ -193,6 +219,7 @@ def config_dump(
     file: ManifestFiles = None,
     admin_address: AdminAddress = DEFAULT_ADMIN,
     admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
 ) -> None:
     """Print what Envoy is (or would be) sent: the IR per Gateway or the xDS resources, keys redacted."""
     import json
@@ -209,7 +236,7 @@ def config_dump(
 
         try:
             data = get_json(admin_address, "/api/config_dump", {"gateway": gateway, "format": fmt, "group": envoy},
-                            admin_token)
+                            admin_token_of(admin_token, admin_token_file))
         except OSError as e:
             typer.echo(f"portico config-dump: {e}", err=True)
             raise typer.Exit(1) from None
@@ -228,6 +255,7 @@ def describe(
     file: ManifestFiles = None,
     admin_address: AdminAddress = DEFAULT_ADMIN,
     admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
     controller_name: Annotated[str, typer.Option(help="Whose status entries to read.")] = CONTROLLER_NAME,
 ) -> None:
     """An object's conditions in words, what is attached to it, and what to do about each problem."""
@@ -245,7 +273,8 @@ def describe(
         from portico.cli.status import get_json
 
         try:
-            objects = get_json(admin_address, "/api/objects", {}, admin_token).get("items", [])
+            objects = get_json(admin_address, "/api/objects", {}, admin_token_of(admin_token, admin_token_file)
+                               ).get("items", [])
         except OSError as e:
             typer.echo(f"portico describe: {e}", err=True)
             raise typer.Exit(1) from None
@@ -276,6 +305,7 @@ def explain(
     file: ManifestFiles = None,
     admin_address: AdminAddress = DEFAULT_ADMIN,
     admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
 ) -> None:
     """Which listener, virtual host and route a request would take, and why (or the nearest routes)."""
     import urllib.parse
@@ -303,7 +333,8 @@ def explain(
                                          *((k, v) for k, v in (("sni", sni), ("gateway", gateway),
                                                                 ("listener", listener)) if v)])
         try:
-            result = get_json(admin_address, f"/api/explain?{params}", {}, admin_token)
+            result = get_json(admin_address, f"/api/explain?{params}", {}, admin_token_of(admin_token,
+                                                                                          admin_token_file))
         except OSError as e:
             typer.echo(f"portico explain: {e}", err=True)
             raise typer.Exit(1) from None
@@ -434,6 +465,7 @@ def status(
     = DEFAULT_ADMIN,
     output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
     admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
     kind: Annotated[str | None, typer.Option("--kind", help="only objects of this kind, e.g. HTTPRoute")] = None,
     name: Annotated[str | None, typer.Option("--name", help="only objects of this name")] = None,
 ) -> None:
@@ -446,7 +478,7 @@ def status(
     if output not in ("table", "yaml", "json"):
         raise typer.BadParameter("output must be table, yaml or json", param_hint="--output")
     try:
-        objects, errors = fetch(admin_address, kind, name, token=admin_token)
+        objects, errors = fetch(admin_address, kind, name, token=admin_token_of(admin_token, admin_token_file))
     except OSError as e:
         typer.echo(f"portico status: {e}", err=True)
         raise typer.Exit(1) from None
