@@ -678,3 +678,34 @@ def test_a_kind_portico_reads_under_an_api_version_no_server_serves() -> None:
     has_violation({"apiVersion": "v1", "kind": "HTTPRoute", "metadata": {"name": "r"}}, "apiVersion",
                   "no matches for kind")
     assert validate({**secret, "apiVersion": "example.com/v1"}) == []
+
+
+def test_secret_data_must_be_base64_as_the_api_server_decodes_it() -> None:
+    """Issue 23: Secret data that is not base64 was accepted (the API server cannot decode
+    it into bytes and refuses the object); the value itself is never echoed."""
+    def secret(data: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"}, "data": data}
+
+    assert validate(secret({"tls.key": "c2VjcmV0", "ca.crt": "dGVzdA==\n", "e": ""})) == []
+    for value, at in (("not base64!", 3), ("c2VjcmV0a2V5", None), ("c2VjcmV0a2V", 8), ("c2Vj cmV0", 4)):
+        found = validate(secret({"tls.key": value}))
+        if at is None:
+            assert found == [], value
+            continue
+        assert [(v.path, v.message, v.rule) for v in found] == [
+            ("data[tls.key]", f"illegal base64 data at input byte {at}", "base64")], value
+    has_violation(secret({"a/b": "dg=="}), "data[a/b]", "a valid config key")
+
+
+def test_invalid_values_are_cut_in_messages() -> None:
+    """Issue 23: an invalid value was echoed in full into the logs and /api/errors."""
+    from portico.provider import DocumentError
+
+    raw = mutate(HTTP_ROUTE)
+    raw["spec"]["rules"][0]["matches"][0]["path"]["type"] = "x" * 5000
+    [message] = [v.message for v in validate(raw) if v.path.endswith("path.type")]
+    assert len(message) < 400 and "... (5002 characters)" in message
+    raw = {"apiVersion": "v1" + "x" * 5000, "kind": "Secret", "metadata": {"name": "s"}}
+    assert all(len(v.message) < 400 for v in validate(raw))
+    error = DocumentError("f.yaml", 1, "m" * 10_000, "p" * 1000, "o" * 1000, "r" * 1000)
+    assert len(str(error)) < 2500 and error.message.endswith("... (10000 characters)")

@@ -34,6 +34,14 @@ class DocumentError:
     object: str = ""  # "Kind ns/name" when known
     rule: str = ""  # the schema keyword or CEL rule that rejected it
 
+    def __post_init__(self) -> None:
+        # what a document's author wrote reaches logs and /api/errors: never unbounded
+        # (values in messages are cut where they are quoted; this holds for every field)
+        for name, limit in (("message", 1000), ("path", 300), ("object", 400), ("rule", 500)):
+            value = getattr(self, name)
+            if len(value) > limit:
+                object.__setattr__(self, name, f"{value[:limit]}... ({len(value)} characters)")
+
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "path": self.path,
                 "message": self.message, "object": self.object, "rule": self.rule}

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 from portico import kinds
+from portico.validation.core import core_violations
 from portico.validation.crds import CRDVersion, Registry, default_registry
 from portico.validation.metadata import validate_metadata
 from portico.validation.schema import (
@@ -25,7 +26,7 @@ from portico.validation.schema import (
     check_structure,
     prune_and_default,
 )
-from portico.validation.violation import Violation
+from portico.validation.violation import Violation, shown
 
 __all__ = ["Violation", "apply_defaults", "validate", "lookup_crd", "CORE_KINDS"]
 
@@ -58,7 +59,7 @@ def _misspelled_builtin(group: str, version: str, kind: str, reg: Registry) -> b
     document is an error, as there: read as its kind it would be (a Secret used as a
     certificate), compared as a string it would not (its data shown unredacted)."""
     known = {k for (_, _, k) in CORE_KINDS} | {crd.kind for crd in reg.all()}
-    of_group = {k for (g, _), kinds in BUILTIN_KINDS.items() if g == group for k in kinds}
+    of_group = {k for (g, _), names in BUILTIN_KINDS.items() if g == group for k in names}
     return kind in known and (group == "" or "." not in group or kind in of_group)
 
 
@@ -180,14 +181,14 @@ def _validate(raw: dict[str, Any], old: dict[str, Any] | None, reg: Registry
     if crd is None:
         core = CORE_KINDS.get((group, version, str(kind)))
         if core is not None:
-            return validate_metadata(raw.get("metadata"), namespaced=core), None
+            return validate_metadata(raw.get("metadata"), namespaced=core) + core_violations(str(kind), raw), None
         if (reg.kinds(group) or str(kind) not in BUILTIN_KINDS.get((group, version), {str(kind)})
                 or _misspelled_builtin(group, version, str(kind), reg)):
             # a group the API server knows (a CRD's, or a built-in one) without this kind here
             return [
                 Violation(
                     "apiVersion",
-                    f'no matches for kind "{kind}" in version "{api_version}"',
+                    f'no matches for kind "{shown(str(kind))}" in version "{shown(str(api_version))}"',
                     "apiVersion",
                 )
             ], None

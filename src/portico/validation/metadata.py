@@ -10,7 +10,7 @@ from portico.validation.celext import (
     label_value_errors,
     qualified_name_errors,
 )
-from portico.validation.violation import Violation
+from portico.validation.violation import Violation, shown
 
 _TOTAL_ANNOTATION_SIZE = 256 * 1024
 
@@ -28,14 +28,14 @@ def validate_metadata(meta: Any, *, namespaced: bool) -> list[Violation]:
         out.append(Violation("metadata.name", "must be of type string", "type"))
     else:
         for err in dns1123_subdomain_errors(name):
-            out.append(Violation("metadata.name", f"Invalid value: {name!r}: {err}", "dns1123Subdomain"))
+            out.append(Violation("metadata.name", f"Invalid value: {shown(repr(name))}: {err}", "dns1123Subdomain"))
     ns = meta.get("namespace")
     if namespaced and ns not in (None, ""):
         if not isinstance(ns, str):
             out.append(Violation("metadata.namespace", "must be of type string", "type"))
         else:
             for err in dns1123_label_errors(ns):
-                out.append(Violation("metadata.namespace", f"Invalid value: {ns!r}: {err}", "dns1123Label"))
+                out.append(Violation("metadata.namespace", f"Invalid value: {shown(repr(ns))}: {err}", "dns1123Label"))
     labels = meta.get("labels")
     if labels is not None:
         if not isinstance(labels, dict):
@@ -43,12 +43,13 @@ def validate_metadata(meta: Any, *, namespaced: bool) -> list[Violation]:
         else:
             for k, v in labels.items():
                 for err in qualified_name_errors(str(k)):
-                    out.append(Violation("metadata.labels", f"Invalid value: {k!r}: {err}", "qualifiedName"))
+                    out.append(Violation("metadata.labels", f"Invalid value: {shown(repr(k))}: {err}", "qualifiedName"))
                 if not isinstance(v, str):
                     out.append(Violation(f"metadata.labels.{k}", "must be of type string", "type"))
                 else:
                     for err in label_value_errors(v):
-                        out.append(Violation(f"metadata.labels.{k}", f"Invalid value: {v!r}: {err}", "labelValue"))
+                        out.append(Violation(f"metadata.labels.{k}", f"Invalid value: {shown(repr(v))}: {err}",
+                                             "labelValue"))
     annotations = meta.get("annotations")
     if annotations is not None:
         if not isinstance(annotations, dict):
@@ -57,7 +58,8 @@ def validate_metadata(meta: Any, *, namespaced: bool) -> list[Violation]:
             total = 0
             for k, v in annotations.items():
                 for err in qualified_name_errors(str(k).lower()):
-                    out.append(Violation("metadata.annotations", f"Invalid value: {k!r}: {err}", "qualifiedName"))
+                    out.append(Violation("metadata.annotations", f"Invalid value: {shown(repr(k))}: {err}",
+                                         "qualifiedName"))
                 if not isinstance(v, str):
                     out.append(Violation(f"metadata.annotations.{k}", "must be of type string", "type"))
                 else:

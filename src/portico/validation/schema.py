@@ -36,7 +36,7 @@ from portico.validation.celext import (
     go_regex,
     reusable_context,
 )
-from portico.validation.violation import Violation
+from portico.validation.violation import Violation, shown
 
 PathT = tuple[str | int, ...]
 MISSING: Any = object()
@@ -353,9 +353,9 @@ def _json_type(value: Any) -> str:
 
 def _q(value: Any) -> str:
     try:
-        return json.dumps(value, sort_keys=True)
+        return shown(json.dumps(value, sort_keys=True))
     except (TypeError, ValueError):
-        return repr(value)
+        return shown(repr(value))
 
 
 def check_structure(node: SchemaNode, value: Any, path: PathT, out: list[Violation]) -> None:

@@ -20,3 +20,12 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+SHOWN_CHARS = 100  # of an invalid value echoed in a message (and so in logs and /api/errors)
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` (an invalid value, as quoted in a message) cut to `limit` characters: a
+    document's author must not fill the logs (or hide a line in them) with one value."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
