@@ -175,6 +175,34 @@ def test_broken_file_keeps_its_previous_objects(tmp_path: Path) -> None:
     assert event.errors == ()
 
 
+def test_an_object_in_two_files_is_a_conflict_naming_both(tmp_path: Path) -> None:
+    """Issue 23: the same object in two files was silently the later file's (a tenant's file
+    could replace the platform's ReferenceGrant or Gateway). Now neither applies: the error
+    names both files, the version applied before keeps serving, and removing one ends it."""
+    grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, " \
+            "namespace: infra}\nspec: {x: %s}\n"
+    platform = write(tmp_path / "platform.yaml", grant % "platform")
+    provider = FileProvider([tmp_path])
+    [doc] = provider.scan().upserts
+    tenant = write(tmp_path / "zz-tenant.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
+                   + grant % "tenant")
+    event = provider.scan({str(tenant)})
+    assert [d.key.kind for d in event.upserts] == ["Service"] and not event.deletes  # the grant stays as it was
+    [error] = event.errors
+    assert error.file == str(tenant) and error.line == 5 and error.rule == "conflict"
+    assert f"{platform}:1 and {tenant}:5" in error.message and "the version applied before keeps serving" \
+        in error.message and error.object == "ReferenceGrant infra/g"
+    assert provider.scan().errors == (error,)  # still there while both define it
+    tenant.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
+    event = provider.scan({str(tenant)})
+    assert event.errors == () and not event.upserts  # the platform's grant: unchanged, still applied
+    # both at once (a first start): neither is applied
+    write(tmp_path / "zz-tenant.yaml", grant % "tenant")
+    fresh = FileProvider([tmp_path]).scan()
+    assert not [d for d in fresh.upserts if d.key == doc.key]
+    assert "it is not applied" in fresh.errors[0].message
+
+
 def test_single_file_path(tmp_path: Path) -> None:
     f = write(tmp_path / "one.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
     write(tmp_path / "other.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: b}\n")

@@ -54,6 +54,8 @@ class FileProvider:
         self._current: dict[ObjectKey, Document] = {}
         self._defined: dict[ObjectKey, set[str]] = {}  # object -> the files that define it
         self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
+        # objects defined in more than one file: the conflict, reported until one goes
+        self._conflicts: dict[ObjectKey, DocumentError] = {}
         self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
         self._missing: set[str] = set()  # watched paths that do not exist (their objects are kept)
@@ -92,8 +94,10 @@ class FileProvider:
             del self._by_file[gone]
             self._file_errors.pop(gone, None)
             self._cache.pop(gone, None)
-        self._errors = tuple(e for p in paths for e in self._file_errors.get(p, ()))
-        return self._diff(touched, {p: i for i, p in enumerate(paths)})
+        file_errors = tuple(e for p in paths for e in self._file_errors.get(p, ()))
+        event = self._diff(touched, {p: i for i, p in enumerate(paths)})
+        self._errors = file_errors + tuple(self._conflicts[k] for k in sorted(self._conflicts))
+        return dataclasses.replace(event, errors=self._errors)
 
     def _note_missing(self) -> None:
         """A watched path that disappears as a whole (a directory removed, to be recreated;
@@ -153,26 +157,41 @@ class FileProvider:
         return result
 
     def _diff(self, touched: set[ObjectKey], order: dict[str, int]) -> ProviderEvent:
-        """The touched objects as they are now: each from the last file (in scan order)
-        that defines it."""
+        """The touched objects as they are now. An object defined in two files is a
+        conflict, reported with both: neither definition is applied (one file must not
+        silently replace what another defines, say a tenant's file the platform's
+        Gateway or ReferenceGrant), and the version applied before keeps serving until
+        one of them is removed."""
         upserts, deletes = [], []
         for key in sorted(touched):
             files = sorted(self._defined.get(key, ()), key=order.__getitem__)
             if not files:
+                self._conflicts.pop(key, None)
                 if self._current.pop(key, None) is not None:
                     deletes.append(key)
                 continue
             doc = self._by_file[files[-1]][key]
             if len(files) > 1:
-                first = self._by_file[files[0]][key]
-                log.warning("%s is defined in %s:%d and %s:%d; the latter wins",
-                            key, first.source.file, first.source.line, files[-1], doc.source.line)
+                self._conflict(key, [self._by_file[f][key] for f in files])
+                continue
+            if self._conflicts.pop(key, None) is not None:
+                log.info("%s is defined in %s only again: applied", key, doc.source.file)
             if self._current.get(key) != doc:
                 upserts.append(doc)
                 self._current[key] = doc
         initial = not self._loaded_once
         self._loaded_once = True
         return ProviderEvent(tuple(upserts), tuple(deletes), self._errors, initial)
+
+    def _conflict(self, key: ObjectKey, docs: list[Document]) -> None:
+        where = " and ".join(f"{d.source.file}:{d.source.line}" for d in docs)
+        kept = "the version applied before keeps serving" if key in self._current else "it is not applied"
+        last = docs[-1].source
+        error = DocumentError(last.file, last.line, f"{key} is defined in {where}: {kept} until only one file "
+                                                    "defines it", object=str(key), rule="conflict")
+        if self._conflicts.get(key) != error:
+            log.error("conflict: %s", error)
+        self._conflicts[key] = error
 
     def _watch_roots(self) -> list[str]:
         # a single file is watched through its directory: atomic renames

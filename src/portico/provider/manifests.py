@@ -279,7 +279,7 @@ def hidden(name: str) -> bool:
 
 
 def manifest_files(paths: Sequence[str]) -> list[str]:
-    """Every manifest file under `paths`, in a stable order (later files win on duplicates)."""
+    """Every manifest file under `paths`, in a stable order (an object in two files is a conflict)."""
     found: list[str] = []
     for root in paths:
         if os.path.isfile(root):
