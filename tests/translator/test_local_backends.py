@@ -160,6 +160,16 @@ def test_the_state_directory_is_refused_however_spelled_and_whatever_is_allowed(
             assert refused(conds, f"Backend default/s{i}: endpoint unix:{p} is Portico's state directory"), p
 
 
+def test_process_relative_and_malformed_paths_are_refused(state: Path) -> None:
+    paths = ["/proc/self/cwd/xds.sock", "/proc/1/root/run/app.sock", "/dev/fd/3", "/run/app/\0x", "relative.sock"]
+    extra = [backend(f"p{i}", {"unix": {"path": p}}) for i, p in enumerate(paths)]
+    clusters, conds = resolve(extra, [(*B, f"p{i}") for i in range(len(paths))], standalone(state), ALLOW_EVERYTHING)
+    assert clusters == set() and len(conds) == len(paths)
+    assert all(c["reason"] == "RefNotPermitted" for c in conds)
+    assert sum("relative to the process" in c["message"] for c in conds) == 3
+    assert sum("not an absolute path" in c["message"] for c in conds) == 2
+
+
 ADMIN_SPELLINGS = [("ip", "127.0.0.1"), ("ip", "127.0.0.2"), ("ip", "127.255.255.254"), ("ip", "0.0.0.0"),
                    ("ip", "::1"), ("ip", "::"), ("ip", "::ffff:127.0.0.1"), ("ip", "::ffff:7f00:2"),
                    ("ip", "::127.0.0.1"), ("fqdn", "localhost"), ("fqdn", "LOCALHOST."), ("fqdn", "admin.localhost"),

@@ -88,8 +88,16 @@ def local_ips(address: str) -> tuple[IP, ...] | None:
 
 
 def spellings(path: str) -> set[str]:
-    """A Unix path as written, normalised, and with its symlinks resolved."""
-    return {path, os.path.normpath(path), os.path.realpath(path)}
+    """A Unix path as written, normalised, and with its symlinks resolved (raises OSError
+    when they cannot be: then nobody can vouch for it)."""
+    return {path, os.path.normpath(path), real(path)}
+
+
+def real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError) as e:
+        raise OSError(f"cannot resolve {path}: {e}") from None
 
 
 def under(path: str, root: str) -> bool:
@@ -97,12 +105,28 @@ def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root == "/" else root + "/")
 
 
+# paths that mean something else in Envoy than here (`/proc/self` is the process reading
+# it), so the check here cannot vouch for them
+PROCESS_RELATIVE = ("/proc", "/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr")
+
+
 def reserved_problem(endpoint: Endpoint, reserved: Reserved) -> str | None:
     """Why `endpoint` is one of the control endpoints no backend may name, if it is."""
     if endpoint.address.startswith(UNIX_PREFIX):
         path = endpoint.address[len(UNIX_PREFIX):]
-        roots = {r for p in reserved.paths for r in spellings(p)}
-        if any(under(s, r) for s in spellings(path) for r in roots):
+        if "\0" in path or not path.startswith("/"):
+            return "not an absolute path"
+        relative = "a path relative to the process that opens it (/proc, /dev/fd)"
+        if any(under(s, r) for s in (path, os.path.normpath(path)) for r in PROCESS_RELATIVE):
+            return relative
+        try:
+            written = spellings(path)
+            roots = {r for p in reserved.paths for r in spellings(p)}
+        except OSError:
+            return "a path whose symlinks cannot be resolved"
+        if any(under(s, r) for s in written for r in PROCESS_RELATIVE):
+            return relative
+        if any(under(s, r) for s in written for r in roots):
             return "Portico's state directory (its xDS socket, Envoy's admin sockets)"
         return None
     ips = local_ips(endpoint.address)
@@ -119,11 +143,14 @@ def reserved_problem(endpoint: Endpoint, reserved: Reserved) -> str | None:
 
 def path_allowed(path: str, allowed: Iterable[str]) -> bool:
     """`path` (symlinks resolved) is an allowed socket or under an allowed directory (`dir/`)."""
-    real = os.path.realpath(path)
-    for entry in allowed:
-        target = os.path.realpath(entry)
-        if (entry.endswith("/") and under(real, target)) or real == target:
-            return True
+    try:
+        resolved = real(path)
+        for entry in allowed:
+            target = real(entry)
+            if (entry.endswith("/") and under(resolved, target)) or resolved == target:
+                return True
+    except OSError:
+        return False
     return False
 
 
