@@ -96,8 +96,10 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                 for key, value in secret["data"].items():
                     (certs / key).write_bytes(base64.b64decode(value))
                 text = config["data"]["bootstrap.json"].replace("/etc/portico/xds", str(certs))
+                # the pod's memory emptyDir holding Envoy's admin socket: a directory here
+                text = text.replace("/var/run/portico-admin", str(tmp_path / "admin"))
+                (tmp_path / "admin").mkdir()
                 boot = json.loads(text)
-                boot["admin"]["address"]["socket_address"]["port_value"] = 0
                 boot["static_resources"]["listeners"][0]["address"]["socket_address"].update(
                     address="127.0.0.1", port_value=free_port())
                 xds = boot["static_resources"]["clusters"][0]

@@ -126,7 +126,7 @@ def test_local_backends_are_refused_unless_the_class_allows_them(state: Path) ->
                                                                       "backend/default/numeric"}
 
 
-def test_services_may_name_loopback_in_standalone_mode_only(state: Path) -> None:
+def test_services_may_name_loopback_their_external_name_in_standalone_mode_only(state: Path) -> None:
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": meta("echo"),
            "spec": {"ports": [{"port": 80, "name": "http"}]}}
     eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -135,9 +135,16 @@ def test_services_may_name_loopback_in_standalone_mode_only(state: Path) -> None
            "endpoints": [{"addresses": ["127.20.0.5"]}]}
     clusters, conds = resolve([svc, eps], [("", "Service", "echo")], standalone(state))
     assert clusters == {"default/echo/80"} and all(c["status"] == "True" for c in conds)
+    ext = {"apiVersion": "v1", "kind": "Service", "metadata": meta("ext"),
+           "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"port": 80}]}}
+    clusters, conds = resolve([ext], [("", "Service", "ext")], standalone(state))
+    assert clusters == {"default/ext/80"}
+    # Kubernetes: the API server keeps loopback out of EndpointSlices; an externalName is
+    # anybody's to write and the pod's loopback is Envoy's
     kubernetes = dataclasses.replace(standalone(state), local_backends=False)
-    clusters, conds = resolve([svc, eps], [("", "Service", "echo")], kubernetes)
-    assert clusters == set() and refused(conds, "Service default/echo: endpoint 127.20.0.5:9001 is a local backend")
+    clusters, conds = resolve([svc, eps, ext], [("", "Service", "echo"), ("", "Service", "ext")], kubernetes)
+    assert clusters == {"default/echo/80"}
+    assert refused(conds, "Service default/ext: endpoint localhost:80 is a local backend")
 
 
 SOCKET_SPELLINGS = ["{s}/xds.sock", "{s}/envoy/portico-0/admin.sock", "{s}/envoy/../xds.sock", "{s}//xds.sock",
@@ -213,15 +220,16 @@ def test_an_admin_api_on_every_address_reserves_its_port_everywhere(state: Path)
     assert clusters == {"backend/default/other"} and refused(conds, "listens on every address")
 
 
-def test_kubernetes_mode_refuses_envoys_admin_port_even_when_loopback_is_allowed() -> None:
-    from portico.infra.kubernetes import ADMIN_PORT as ENVOY_ADMIN
-    from portico.infra.kubernetes import POD_RESERVED
+def test_kubernetes_mode_refuses_envoys_admin_even_when_local_backends_are_allowed() -> None:
+    from portico.infra.kubernetes import ADMIN_SOCKET, POD_RESERVED, READY_PORT
 
     pod = Placement("0.0.0.0", ("10.0.0.1",), bind_address_reachable=False, local_backends=False,
                     reserved=POD_RESERVED)
-    extra = [backend("admin", {"ip": {"address": "127.0.0.1", "port": ENVOY_ADMIN}}),
+    extra = [backend("admin", {"unix": {"path": ADMIN_SOCKET}}),
+             backend("ready", {"ip": {"address": "127.0.0.1", "port": READY_PORT}}),
              backend("sidecar", {"ip": {"address": "127.0.0.1", "port": 8080}})]
-    refs = [(*B, "admin"), (*B, "sidecar")]
+    refs = [(*B, "admin"), (*B, "ready"), (*B, "sidecar")]
     assert resolve(extra, refs, pod)[0] == set()
-    clusters, conds = resolve(extra, refs, pod, [{"namespaces": {"from": "All"}, "cidrs": ["127.0.0.0/8"]}])
-    assert clusters == {"backend/default/sidecar"} and refused(conds, "is a control port")
+    clusters, conds = resolve(extra, refs, pod, ALLOW_EVERYTHING)
+    assert clusters == {"backend/default/sidecar"}
+    assert refused(conds, "is Portico's state directory") and refused(conds, "is a control port")

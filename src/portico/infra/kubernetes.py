@@ -43,9 +43,12 @@ FIELD_MANAGER = "portico"
 XDS_MOUNT = "/etc/portico/xds"
 BOOTSTRAP_MOUNT = "/etc/envoy"
 READY_PORT = 19001
-ADMIN_PORT = 19000
-# Envoy's admin on the pod's loopback and its probe listener: no backend may name them
-POD_RESERVED = Reserved(ports=(("127.0.0.1", ADMIN_PORT), ("127.0.0.1", READY_PORT)))
+# Envoy's admin API: a Unix socket (0600) in a memory emptyDir, not a loopback port, which
+# a backend named by a DNS name that resolves to 127.0.0.1 could reach (/quitquitquit)
+ADMIN_DIR = "/var/run/portico-admin"
+ADMIN_SOCKET = f"{ADMIN_DIR}/admin.sock"
+# the admin socket's directory and the probe listener: no backend may name them
+POD_RESERVED = Reserved(paths=(ADMIN_DIR,), ports=(("127.0.0.1", READY_PORT),))
 MANAGED_BY = {"app.kubernetes.io/managed-by": "portico", "app.kubernetes.io/name": "portico-proxy"}
 
 
@@ -179,10 +182,12 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": True},
-                                         {"name": "xds-tls", "mountPath": XDS_MOUNT, "readOnly": True}],
+                                         {"name": "xds-tls", "mountPath": XDS_MOUNT, "readOnly": True},
+                                         {"name": "admin", "mountPath": ADMIN_DIR}],
                     }],
                     "volumes": [{"name": "bootstrap", "configMap": {"name": name}},
-                                {"name": "xds-tls", "secret": {"secretName": f"{name}-xds", "defaultMode": 0o440}}],
+                                {"name": "xds-tls", "secret": {"secretName": f"{name}-xds", "defaultMode": 0o440}},
+                                {"name": "admin", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
                     "terminationGracePeriodSeconds": 30,
                     **pod_extras,
                 },
@@ -195,16 +200,16 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
 
 def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
     """The bootstrap of a Gateway's proxies: node.cluster is its xDS group, mutual TLS
-    to the controller with the mounted client certificate, admin on loopback only,
+    to the controller with the mounted client certificate, admin on a Unix socket only,
     and a listener for the kubelet's probes and Prometheus (admin's /ready and
     /stats/prometheus only: nothing else of the admin API is reachable)."""
     tls = XdsTLS(f"{XDS_MOUNT}/tls.crt", f"{XDS_MOUNT}/tls.key", f"{XDS_MOUNT}/ca.crt", settings.xds_server_name)
     boot = bootstrap(settings.xds_host, settings.xds_port, node_id=group, node_cluster=group, xds_tls=tls,
-                     admin_port=ADMIN_PORT)
+                     admin_socket=ADMIN_SOCKET)
     boot["static_resources"]["clusters"].append({
         "name": "admin", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "admin", "endpoints": [{"lb_endpoints": [{"endpoint": {
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}}}]}]}})
+            "address": {"pipe": {"path": ADMIN_SOCKET}}}}]}]}})
     boot["static_resources"]["listeners"] = [{
         "name": "ready", "address": {"socket_address": {"address": "0.0.0.0", "port_value": READY_PORT}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {

@@ -216,7 +216,7 @@ class Backends:
             return backend_problem("UnsupportedProtocol",
                                    f"appProtocol {port.app_protocol} of Service {ns}/{ref.name} is not supported")
         cluster = Cluster(cluster_name(ns, ref.name, port.port, protocol), self.endpoints(svc, port), protocol)
-        refused = self.refused(route, "Service", ns, ref.name, cluster.endpoints)
+        refused = self.refused(route, "Service", ns, ref.name, cluster.endpoints, platform=True)
         if refused is not None:
             return refused
         return Resolved(self.add(self.configured(cluster, CORE_GROUP, "Service", ns, ref.name, port.name),
@@ -226,7 +226,8 @@ class Backends:
                       default: AppProtocol) -> Resolved:
         if not svc.spec.external_name or ref.port is None:
             return backend_problem("BackendNotFound", f"Service {svc.namespace}/{svc.name} has no externalName")
-        refused = self.refused(route, "Service", svc.namespace, svc.name, (Endpoint(svc.spec.external_name, ref.port),))
+        refused = self.refused(route, "Service", svc.namespace, svc.name, (Endpoint(svc.spec.external_name, ref.port),),
+                               platform=self.access.services_local)
         if refused is not None:
             return refused
         port = next((p for p in svc.spec.ports if p.port == ref.port), None)
@@ -315,11 +316,11 @@ class Backends:
         return spoken
 
     def refused(self, route: Resource, kind: str, namespace: str, name: str,
-                endpoints: tuple[Endpoint, ...]) -> Resolved | None:
+                endpoints: tuple[Endpoint, ...], platform: bool = False) -> Resolved | None:
         """ResolvedRefs=False RefNotPermitted when the backend names an endpoint on Envoy's
         machine that the route may not reach (`translator.localaccess`); checked before its
         cluster exists, so Envoy never gets one to such an endpoint."""
-        problem = self.access.problem(route, kind, namespace, name, endpoints)
+        problem = self.access.problem(route, kind, namespace, name, endpoints, platform)
         return backend_problem("RefNotPermitted", problem) if problem is not None else None
 
     def xbackend_tls(self, backend: XBackend) -> tuple[UpstreamTLS | None, Resolved | None]:

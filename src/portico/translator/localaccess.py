@@ -10,8 +10,9 @@ every private key), Envoy's admin socket (/quitquitquit) and Portico's admin API
   every spelling of "this machine": any loopback address, the unspecified address (a
   connection to 0.0.0.0 or :: reaches loopback), IPv4-mapped and -compatible IPv6, numeric
   host names (`127.1`, `2130706433`) and localhost names.
-- Local (loopback, unspecified, link-local, localhost names, Unix sockets): a Service
-  (its EndpointSlices or externalName: the platform's objects) may name them where
+- Local (loopback, unspecified, link-local, localhost names, Unix sockets): a Service's
+  EndpointSlices (the platform's objects; in Kubernetes the API server refuses loopback
+  and link-local endpoint addresses) may name them, and its externalName where
   `Placement.local_backends` says backends run beside Envoy (standalone mode). A Backend or
   XBackend (a route author's objects) only when the PorticoProxy of every GatewayClass the
   route is served through allows it for the backend's namespace (spec.localBackends):
@@ -44,8 +45,6 @@ from portico.translator.snapshot import Reserved
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOCALHOST = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host on this network" (RFC 1122)
-# kinds whose objects the platform writes (Services) rather than a route author
-PLATFORM_KINDS = frozenset({"Service"})
 LISTENERSET_GROUPS = (GATEWAY_GROUP, "gateway.networking.x-k8s.io")
 
 
@@ -127,7 +126,7 @@ def reserved_problem(endpoint: Endpoint, reserved: Reserved) -> str | None:
         if any(under(s, r) for s in written for r in PROCESS_RELATIVE):
             return relative
         if any(under(s, r) for s in written for r in roots):
-            return "Portico's state directory (its xDS socket, Envoy's admin sockets)"
+            return "Portico's state directory or Envoy's admin directory (the xDS and Envoy admin sockets)"
         return None
     ips = local_ips(endpoint.address)
     for host, port in reserved.ports:
@@ -177,9 +176,10 @@ class LocalAccess:
                                  tuple(sorted({p for pl in placements for p in pl.reserved.ports})))
         self.services_local = all(p.local_backends for p in placements)
 
-    def problem(self, route: Resource, kind: str, namespace: str, name: str,
-                endpoints: Iterable[Endpoint]) -> str | None:
-        """Why the route may not send to these endpoints of backend `kind` namespace/name, if so."""
+    def problem(self, route: Resource, kind: str, namespace: str, name: str, endpoints: Iterable[Endpoint],
+                platform: bool = False) -> str | None:
+        """Why the route may not send to these endpoints of backend `kind` namespace/name, if so.
+        `platform`: the endpoints are the platform's to name (local ones allowed)."""
         for e in endpoints:
             where = e.address if e.address.startswith(UNIX_PREFIX) else f"{e.address}:{e.port}"
             reserved = reserved_problem(e, self.reserved)
@@ -188,7 +188,7 @@ class LocalAccess:
                         f"name")
             if not e.address.startswith(UNIX_PREFIX) and local_ips(e.address) is None:
                 continue
-            if kind in PLATFORM_KINDS and self.services_local:
+            if platform:
                 continue
             refusing = [c.name for c in self.classes(route) if not self.class_allows(c, namespace, e)]
             if refusing or not self.classes(route):

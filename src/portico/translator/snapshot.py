@@ -56,11 +56,11 @@ class Placement:
     # whether bind_address is what clients reach (standalone), or only where the data plane
     # binds inside its pod (Kubernetes: clients reach `addresses`, the Service's)
     bind_address_reachable: bool = True
-    # Services (their EndpointSlices and externalName, the platform's objects) may name
-    # endpoints on this machine (loopback, localhost, link-local) without an allow-list:
-    # standalone mode, where backends run beside Envoy. In a Kubernetes pod, loopback is
-    # Envoy's own. Backends and XBackends (a route author's objects) never may, unless the
-    # GatewayClass's PorticoProxy allows it (spec.localBackends; `translator.localaccess`).
+    # a Service's externalName may name endpoints on this machine (loopback, localhost,
+    # link-local) without an allow-list: standalone mode, where backends run beside Envoy
+    # (its EndpointSlices may in any mode). In a Kubernetes pod, loopback is Envoy's own.
+    # Backends and XBackends (a route author's objects) never may, unless the GatewayClass's
+    # PorticoProxy allows it (spec.localBackends; `translator.localaccess`).
     local_backends: bool = True
     # control endpoints no backend may reach, in any mode
     reserved: Reserved = field(default_factory=Reserved)
