@@ -3,8 +3,9 @@ why, read from the same IR Envoy is sent.
 
 Envoy's selection, as the xDS translation configures it: the listener on the port;
 for TLS, the filter chain whose server names match the SNI (else the one without);
-the virtual host whose domain matches the Host exactly, else the longest wildcard
-suffix (`*.example.com`), else `*`; then the first route, in the IR's precedence
+400 for a Host with userinfo or several Hosts; the virtual host whose domain matches
+the Host exactly, else the longest wildcard suffix (`*.example.com`), else `*`; then
+the first route, in the IR's precedence
 order, whose path (Exact, segment-aware PathPrefix, RE2 RegularExpression), headers,
 query parameters, method and gRPC content type all match. When nothing matches, the
 answer is 404 and the nearest routes are listed with the first criterion each failed.
@@ -73,6 +74,10 @@ def explain(model: ir.IR, req: Request) -> Answer:
                           f"filter chain {chain.name} is not HTTP (TCP/TLS passthrough)")
         return answer
     answer.filter_chain = chain.name
+    if "@" in req.host or "," in req.host:  # xds.routes._bad_authority_routes, first in every virtual host
+        answer.action = ir.RouteAction(direct_status=400)
+        answer.why.append("a Host with userinfo ('@') or several Hosts (joined with ','): 400 before any route")
+        return answer
     host = req.host.split(":", 1)[0].rstrip(".").lower()
     vhost, how = _virtual_host(chain.http.virtual_hosts, host)
     if vhost is None:

@@ -96,7 +96,8 @@ def test_explain_names_the_route_envoy_takes(plane: Plane, tmp_path: Path) -> No
     served = labelled(model, port)
     plane.push(served)
     rng = random.Random(7)
-    hosts = ["shop.example.com", "a.shop.example.com", "b.a.shop.example.com", "other.example.com", "SHOP.example.com"]
+    hosts = ["shop.example.com", "a.shop.example.com", "b.a.shop.example.com", "other.example.com", "SHOP.example.com",
+             "shop.example.com:80@other.example.com", "shop.example.com:1,other.example.com"]
     paths = ["/", "/cart", "/cart/", "/cartx", "/api", "/api/", "/api/v1", "/apix", "/items/12", "/items/x",
              "/static/app.js", "/static", "/api?debug=1", "/api/x?debug=2", "/items/7?debug=1"]
     routes_seen: set[str | None] = set()
