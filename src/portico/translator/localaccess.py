@@ -23,6 +23,7 @@ every private key), Envoy's admin socket (/quitquitquit) and Portico's admin API
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -78,6 +79,7 @@ def is_local_ip(ip: IP) -> bool:
             or (isinstance(ip, ipaddress.IPv4Address) and ip in THIS_NETWORK))
 
 
+@functools.lru_cache(maxsize=8192)
 def local_ips(address: str) -> tuple[IP, ...] | None:
     """The addresses of this machine an endpoint address stands for; None when it is not local."""
     if is_local_name(address):
@@ -180,18 +182,18 @@ class LocalAccess:
                 platform: bool = False) -> str | None:
         """Why the route may not send to these endpoints of backend `kind` namespace/name, if so.
         `platform`: the endpoints are the platform's to name (local ones allowed)."""
+        classes: list[GatewayClass] | None = None
         for e in endpoints:
             where = e.address if e.address.startswith(UNIX_PREFIX) else f"{e.address}:{e.port}"
             reserved = reserved_problem(e, self.reserved)
             if reserved is not None:
                 return (f"{kind} {namespace}/{name}: endpoint {where} is {reserved}, which no backend may "
                         f"name")
-            if not e.address.startswith(UNIX_PREFIX) and local_ips(e.address) is None:
+            if platform or (not e.address.startswith(UNIX_PREFIX) and local_ips(e.address) is None):
                 continue
-            if platform:
-                continue
-            refusing = [c.name for c in self.classes(route) if not self.class_allows(c, namespace, e)]
-            if refusing or not self.classes(route):
+            classes = self.classes(route) if classes is None else classes
+            refusing = [c.name for c in classes if not self.class_allows(c, namespace, e)]
+            if refusing or not classes:
                 return (f"{kind} {namespace}/{name}: endpoint {where} is a local backend (loopback, link-local "
                         f"or Unix socket) that the parameters of GatewayClass {', '.join(refusing) or '-'} "
                         f"do not allow for namespace {namespace} (PorticoProxy spec.localBackends)")
