@@ -1,4 +1,6 @@
-"""Running the API server double and a lightkube client against it."""
+"""Running the strict API server double and a lightkube client against it: the
+client is the controller's ServiceAccount, authorized by the RBAC objects of
+`portico install render` (what a cluster installed with it would allow)."""
 
 from __future__ import annotations
 
@@ -10,23 +12,46 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
 from kube.emulator import KubeAPI
+from kube.rbac import service_account
+from portico import install
 from portico.provider.kubernetes import KINDS, Kind
+
+RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+CONTROLLER = service_account("portico-system", install.NAME)
+# what the controller writes besides the kinds it watches
+WRITTEN = (("coordination.k8s.io", "v1", "Lease", "leases"), ("", "v1", "Event", "events"),
+           ("apps", "v1", "Deployment", "deployments"), ("", "v1", "ServiceAccount", "serviceaccounts"),
+           ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+           ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"))
+
+
+def rbac_objects() -> list[dict[str, object]]:
+    """The RBAC objects `portico install render` ships."""
+    return [o for o in install.render(token="unused") if o["kind"] in RBAC_KINDS]
 
 
 @contextlib.asynccontextmanager
 async def running(kinds: Iterable[Kind] = KINDS, **options: object) -> AsyncIterator[tuple[KubeAPI, AsyncClient]]:
-    """The emulator with `kinds` installed (the Lease kind too), and a client of it."""
+    """The strict double with `kinds` installed (and the kinds the controller writes), the
+    shipped RBAC in force, and a client of it as the controller's ServiceAccount."""
     api = KubeAPI(**options)  # type: ignore[arg-type]
     for k in kinds:
         api.install(k.group, k.version, k.kind, k.plural, k.namespaced)
-    api.install("coordination.k8s.io", "v1", "Lease", "leases")
+    for group, version, kind, plural in WRITTEN:
+        api.install(group, version, kind, plural)
+    api.authorize(rbac_objects())
     async with api, kmock.Server(api) as server:
         api.base_url = str(server.url).rstrip("/")
-        client = AsyncClient(config=kubeconfig(api.base_url))
+        client = controller_client(api, "controller")
         try:
             yield api, client
         finally:
             await client.close()
+
+
+def controller_client(api: KubeAPI, name: str) -> AsyncClient:
+    """A client of the controller's ServiceAccount, known to the audit log as `name`."""
+    return AsyncClient(config=kubeconfig(api.base_url, api.token(name, CONTROLLER)))
 
 
 def obj(api_version: str, kind: str, name: str, namespace: str | None = "default",
@@ -37,7 +62,7 @@ def obj(api_version: str, kind: str, name: str, namespace: str | None = "default
     return {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
 
 
-def kubeconfig(url: str, token: str = "test-token") -> KubeConfig:
+def kubeconfig(url: str, token: str) -> KubeConfig:
     return KubeConfig.from_dict({
         "clusters": [{"name": "emulator", "cluster": {"server": url}}],
         "users": [{"name": "tester", "user": {"token": token}}],

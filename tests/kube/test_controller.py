@@ -11,10 +11,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lightkube import AsyncClient
 
 from kube.emulator import KubeAPI
-from kube.support import CLASS, GATEWAY, SERVICE, kubeconfig, obj, route, running, until
+from kube.support import CLASS, CONTROLLER, GATEWAY, SERVICE, controller_client, obj, route, running, until
 from portico.controller import ControllerOptions, serve_controller
 from portico.echo import EchoServer, Identity
 
@@ -88,7 +87,7 @@ def test_statuses_only_ours_no_write_storm_and_none_rewritten_after_a_restart(tm
             # a restarted controller (new identity: it waits for the released lease) rewrites nothing
             stop = asyncio.Event()
             # a new process: a client of its own (the first one's cancelled watches may still hold connections)
-            fresh = AsyncClient(config=kubeconfig(api.base_url))
+            fresh = controller_client(api, "second")
             second = options(tmp_path, identity="second")
             port = second.health_port
             restarted = asyncio.create_task(serve_controller(second, stop, fresh, start_envoy=False))
@@ -189,7 +188,7 @@ def test_the_portico_controller_command_with_a_kubeconfig(tmp_path: Path) -> Non
             kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
                 "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-                "users": [{"name": "me", "user": {"token": "t"}}],
+                "users": [{"name": "me", "user": {"token": api.token("cli", CONTROLLER)}}],
                 "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}]}))
             portico = shutil.which("portico", path=str(Path(sys.executable).parent)) or "portico"
             proc = await asyncio.create_subprocess_exec(
