@@ -2,12 +2,17 @@
 `kubectl apply --server-side -f -`.
 
 - The Gateway API CRDs (experimental channel, the ones Portico bundles).
-- The `portico-system` namespace, the controller's ServiceAccount and RBAC:
-  read every kind the controller watches; write status of the Gateway API kinds;
-  create and patch only the kinds it creates per Gateway (ServiceAccounts,
-  ConfigMaps, Secrets, Deployments, Services); Leases and its CA Secret in its own
-  namespace only. Kubernetes RBAC cannot narrow writes to objects a controller
-  created (no label conditions), so those verbs are cluster-wide for those kinds.
+- The `portico-system` namespace, the controller's ServiceAccount and RBAC, exactly
+  what the controller does (an audit test against the strict API server double
+  compares the two): list and watch every kind it watches; patch the status of the
+  kinds whose status it writes (and get them, to re-read one after a conflict);
+  create and patch (server-side apply) only the kinds it creates per Gateway
+  (ServiceAccounts, ConfigMaps, Secrets, Deployments, Services, and a PorticoProxy's
+  HorizontalPodAutoscaler and PodDisruptionBudget), never update or delete them
+  (the garbage collector deletes them with their owner); Leases and its CA Secret in
+  its own namespace only. Kubernetes RBAC cannot narrow writes to objects a
+  controller created (no label conditions), so those verbs are cluster-wide for
+  those kinds.
 - The controller Deployment (2 replicas, leader-elected, probes, requests), the
   `portico-xds` Service Envoy pods reach, and a random admin token in a Secret
   (the admin API listens on the pod network for the probes; its /api/ needs the
@@ -16,7 +21,8 @@
   roles: infrastructure provider (GatewayClasses), cluster operator (Gateways,
   ListenerSets, ReferenceGrants, BackendTLSPolicies; aggregated to admin) and
   application developer (routes; aggregated to admin and edit); every Gateway
-  API kind is readable by view.
+  API kind is readable by view. Portico's Backend (any address, FQDN or IP) is the
+  cluster operator's: it is not aggregated to edit.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ NAME = "portico-controller"
 LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
 # the API groups of the kinds the personas manage
 GATEWAY_GROUPS = tuple(sorted({k.group for k in kinds.KINDS if k.persona}))
-CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"]}
+CREATED = {"": ["serviceaccounts", "configmaps", "secrets", "services"], "apps": ["deployments"],
+           "autoscaling": ["horizontalpodautoscalers"], "policy": ["poddisruptionbudgets"]}
+APPLY = ["create", "patch"]  # server-side apply: patch, and create for an object not there yet
 EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}  # warnings on Ingresses
 # persona -> (the resources it manages, the built-in roles its ClusterRole aggregates to)
 PERSONAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
@@ -45,6 +53,7 @@ PERSONAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
 }
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]
+WATCH = ["list", "watch"]
 
 
 def crds() -> list[dict[str, Any]]:
@@ -72,7 +81,7 @@ def render(namespace: str = "portico-system", image: str = "", replicas: int = 2
          "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": NAME, **meta},
          "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+                    "verbs": ["get", "create", "update"]},
                    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": NAME, **meta},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
@@ -92,15 +101,18 @@ def cluster_role() -> dict[str, Any]:
     by_group: dict[str, list[str]] = {}
     for kind in KINDS:
         by_group.setdefault(kind.group, []).append(kind.plural)
-    rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": READ}
+    rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": WATCH}
              for group, plurals in sorted(by_group.items())]
     status: dict[str, list[str]] = {}
     for kind in KINDS:
         if (kind.group, kind.kind) in kinds.STATUS_OURS:
-            status.setdefault(kind.group, []).append(f"{kind.plural}/status")
-    rules += [{"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get", "update", "patch"]}
+            status.setdefault(kind.group, []).append(kind.plural)
+    # the status writer patches /status, and reads the object again after a conflict
+    rules += [{"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get"]}
               for group, plurals in status.items()]
-    rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*READ, *WRITE]}
+    rules += [{"apiGroups": [group], "resources": sorted(f"{p}/status" for p in plurals), "verbs": ["patch"]}
+              for group, plurals in status.items()]
+    rules += [{"apiGroups": [group], "resources": plurals, "verbs": APPLY}
               for group, plurals in sorted(CREATED.items())]
     rules.append(EVENTS)
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

@@ -88,7 +88,8 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec(X, "XBackend", "xbackends", ("v1alpha1",), model="XBackend", persona="application-developer"),
     KindSpec(X, "XBackendTrafficPolicy", "xbackendtrafficpolicies", ("v1alpha1",), model="XBackendTrafficPolicy",
              status="ours", targets=_BACKENDS, persona="application-developer"),
-    KindSpec(P, "Backend", "backends", ("v1alpha1",), model="PorticoBackend", persona="application-developer"),
+    # any address (FQDN or IP): the cluster operator's, not aggregated to edit
+    KindSpec(P, "Backend", "backends", ("v1alpha1",), model="PorticoBackend", persona="cluster-operator"),
     # Ingress objects of Portico's IngressClass are served (`portico.ingress`): their status written
     KindSpec("networking.k8s.io", "Ingress", "ingresses", ("v1",), crd=False, status="ours"),
     KindSpec("networking.k8s.io", "IngressClass", "ingressclasses", ("v1",), namespaced=False, crd=False),

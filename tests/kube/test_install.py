@@ -45,6 +45,13 @@ def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None
         for plural in plurals:
             assert allowed(controller, group, plural, "patch"), plural
     assert not allowed(controller, "", "pods", "create")  # nothing else
+    for group, plural in (("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets")):
+        assert allowed(controller, group, plural, "create") and allowed(controller, group, plural, "patch")
+    for verb in ("update", "delete", "deletecollection"):  # never used: the garbage collector deletes
+        assert not any(verb in r["verbs"] for r in controller), verb  # type: ignore[operator]
+    edit = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["labels"].get(
+        "rbac.authorization.k8s.io/aggregate-to-edit") == "true"]
+    assert not any(allowed(r["rules"], "gateway.portico.dev", "backends", "create") for r in edit)  # any address
     own = by_name[("Role", "portico-controller")]["rules"]
     assert allowed(own, "coordination.k8s.io", "leases", "update") and allowed(own, "", "secrets", "create")
     # the three personas, aggregated to the built-in roles
