@@ -148,7 +148,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
                                        reserved=Reserved((str(state),), ((options.health_host, options.health_port),)))
         host_infra = infra
 
-        events = KubernetesEvents(client, writer.is_leader)
+        events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
 
         def leadership(leading: bool) -> None:
             if leading:  # the new leader writes the statuses and applies the data planes it holds
@@ -270,6 +270,14 @@ def _lookup(store: Store) -> Callable[[ObjectKey], tuple[dict[str, Any], str] | 
         return dict(obj.document_status), str(obj.raw.get("metadata", {}).get("resourceVersion", ""))
 
     return lookup
+
+
+def _uid_of(store: Store) -> Callable[[ObjectKey], str | None]:
+    def uid_of(key: ObjectKey) -> str | None:
+        obj = store.get(key)
+        return str(obj.raw["metadata"].get("uid") or "") or None if obj is not None else None
+
+    return uid_of
 
 
 def _default_state(options: ControllerOptions) -> Path:

@@ -63,6 +63,9 @@ def test_ingress_and_policies_in_kubernetes_mode(tmp_path: Path) -> None:
             await until(warning, what="a Warning Event naming the annotation")
             events = warning()
             assert events[0]["type"] == "Warning" and events[0]["involvedObject"]["kind"] == "Ingress"
+            # kubectl describe shows an Event only when it names the object's uid
+            uid = api.get(NET, "ingresses", "apps", "shop")["metadata"]["uid"]  # type: ignore[index]
+            assert events[0]["involvedObject"]["uid"] == uid
             stop.set()
             await controller
 

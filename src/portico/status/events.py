@@ -2,7 +2,9 @@
 what has no status field to carry it (an Ingress's annotations Portico does not honour).
 
 Only the leader records; each (object, message) once per process, so a resync does not
-repeat them. A failure to record is logged, never raised (Events are best effort).
+repeat them. A failure to record is logged, never raised (Events are best effort). The
+Event names its object's uid: `kubectl describe` shows only Events whose
+involvedObject.uid is the object's.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ COMPONENT = "portico"
 
 
 class KubernetesEvents:
-    def __init__(self, client: AsyncClient, is_leader: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, client: AsyncClient, is_leader: Callable[[], bool] = lambda: True,
+                 uid_of: Callable[[ObjectKey], str | None] = lambda key: None) -> None:
         self.client = client
         self.is_leader = is_leader
+        self.uid_of = uid_of
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: list[tuple[ObjectKey, str, str, str]] = []  # while not the leader
         self.recorded = 0
@@ -50,7 +54,7 @@ class KubernetesEvents:
         event = Event(
             metadata=ObjectMeta(generateName=f"{key.name}.", namespace=key.namespace or "default"),
             involvedObject=ObjectReference(apiVersion=api_version, kind=key.kind, name=key.name,
-                                           namespace=key.namespace or None),
+                                           namespace=key.namespace or None, uid=self.uid_of(key)),
             reason=reason, message=message[:1024], type="Warning", source=EventSource(component=COMPONENT),
             firstTimestamp=now, lastTimestamp=now, count=1)
         try:
