@@ -1,5 +1,6 @@
 """The standalone admin API (ARCHITECTURE, "Admin API"), on aiohttp.web: JSON over HTTP.
 
+    GET /livez              200 while the process serves (a liveness probe: independent of the sync)
     GET /healthz            200 once the control plane serves, 503 before
     GET /readyz             200 once every Envoy group has ACKed its newest configuration
     GET /api/objects        {"items": [...], "errors": [...]}; query kind, namespace, name
@@ -12,8 +13,8 @@ Requests whose Host is a DNS name other than localhost (or the name the API was
 told to listen on) are refused (403): a web page cannot reach the API through DNS
 rebinding, which needs a name; IP literals are fine. With a token (`--admin-token-file`,
 PORTICO_ADMIN_TOKEN or `--admin-token`) every /api/ and /metrics/envoy request needs
-`Authorization: Bearer <token>` (401 otherwise); /healthz, /readyz and /metrics stay open
-for probes and scrapers.
+`Authorization: Bearer <token>` (401 otherwise); /livez, /healthz, /readyz and /metrics stay
+open for probes and scrapers.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class AdminServer:
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes([
+            web.get("/livez", self._livez),
             web.get("/healthz", self._healthz),
             web.get("/readyz", self._readyz),
             web.get("/api/objects", self._objects),
@@ -175,6 +177,11 @@ class AdminServer:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     # ------------------------------------------------------------ handlers
+
+    async def _livez(self, request: web.Request) -> web.Response:
+        """Alive: the event loop answers. Never tied to the sync: a slow first LIST or a kind
+        that keeps failing is readiness's business, not a reason to restart."""
+        return web.json_response({"status": "alive"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         if not self.ready:
@@ -325,6 +332,8 @@ OPENAPI: dict[str, Any] = {
              "description": "Standalone mode: stored objects with status, load errors, health. "
                             "Secret data is redacted."},
     "paths": {
+        "/livez": {"get": {"summary": "The process serves (liveness)", "responses": {
+            "200": _json("alive", _STATUS)}}},
         "/healthz": {"get": {"summary": "The control plane serves", "responses": {
             "200": _json("serving: status ok, or degraded with the problems it serves on with",
                          _STATUS | {"properties": {"status": {"type": "string"},

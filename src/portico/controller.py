@@ -19,7 +19,7 @@ import base64
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from portico.ir import GatewayInfra, ParametersRef
 from portico.leader import LeaderElector
 from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.provider import ProviderEvent
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
 from portico.standalone import private_dir, runtime_base
 from portico.status.events import KubernetesEvents
@@ -150,11 +151,14 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
         events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
 
+        loaded = asyncio.Event()  # the provider's complete initial load reached the store
+
         def leadership(leading: bool) -> None:
             if leading:  # the new leader writes the statuses and applies the data planes it holds
                 writer.resume()
                 events.resume()
-                if host_infra.on_change is not None:
+                # translating before the initial load would serve (and report ready on) an empty store
+                if host_infra.on_change is not None and loaded.is_set():
                     host_infra.on_change()
 
         if elector is not None:
@@ -171,7 +175,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
             admin.envoy_admin = infra.envoy_admin
         await infra.reconcile({})
         provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
-        tasks.append(asyncio.create_task(control.run(provider.events(stop), ready=_ready(admin)), name="control"))
+        tasks.append(asyncio.create_task(control.run(_marking(provider.events(stop), loaded), ready=_ready(admin)),
+                                         name="control"))
         if elector is not None:
             tasks.append(asyncio.create_task(elector.run(stop), name="leader election"))
         stopped = asyncio.create_task(stop.wait())
@@ -282,6 +287,13 @@ def _uid_of(store: Store) -> Callable[[ObjectKey], str | None]:
 
 def _default_state(options: ControllerOptions) -> Path:
     return runtime_base() / f"controller-{options.health_host}-{options.health_port}"
+
+
+async def _marking(events: AsyncIterator[ProviderEvent], loaded: asyncio.Event) -> AsyncIterator[ProviderEvent]:
+    async for event in events:
+        if event.initial:
+            loaded.set()
+        yield event
 
 
 def _ready(admin: AdminServer) -> Callable[[], None]:

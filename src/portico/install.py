@@ -120,7 +120,10 @@ def cluster_role() -> dict[str, Any]:
 
 
 def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": 9912}, "periodSeconds": 10}
+    # liveness never depends on the sync (a slow first LIST, a kind that keeps failing: not
+    # a reason to restart); readiness is the first complete sync; the startup probe gives a
+    # slow start (imports, CRD schemas compiled) a minute before liveness counts
+    live = {"httpGet": {"path": "/livez", "port": 9912}, "periodSeconds": 10}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": namespace,
                                                                        "labels": LABELS},
             "spec": {"replicas": replicas, "selector": {"matchLabels": LABELS}, "template": {
@@ -139,8 +142,9 @@ def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
                                 {"name": "PORTICO_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {
                                     "name": "portico-admin-token", "key": "token", "optional": True}}}],
                         "ports": [{"name": "health", "containerPort": 9912}, {"name": "xds", "containerPort": 18000}],
-                        "livenessProbe": probe,
-                        "readinessProbe": {**probe, "httpGet": {"path": "/healthz", "port": 9912}},
+                        "startupProbe": {**live, "periodSeconds": 2, "failureThreshold": 30},
+                        "livenessProbe": live,
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9912}, "periodSeconds": 5},
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
