@@ -89,3 +89,35 @@ def test_only_the_leader_writes_and_a_new_leader_writes_what_it_holds() -> None:
             assert len(api.status_writes()) == 1
 
     asyncio.run(main())
+
+
+def test_refused_and_timed_out_writes_are_retried_honouring_retry_after() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put(route("web"))
+            throttled = api.fault(verb="patch", resource="httproutes/status", code=429, retry_after=1)
+            failing = api.fault(verb="patch", resource="httproutes/status", code=503, times=2)
+            hung = api.fault(verb="patch", resource="httproutes/status", delay=2.0)  # answered too late
+            writer = KubernetesStatusWriter(client, KINDS, ME, backoff=(0.05, 0.2), timeout=0.5)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await asyncio.wait_for(writer.idle(), 10)
+            assert throttled.hits == 1 and failing.hits == 2 and hung.hits == 1
+            assert loop.time() - start >= 1.0  # the server's Retry-After, not the backoff, after the 429
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None and stored["status"]["parents"][0]["controllerName"] == ME
+
+    asyncio.run(main())
+
+
+def test_other_controllers_entries_around_ours_cost_no_write() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put({**route("web"), "status": {"parents": [entry(ME, "gw"), entry(OTHER, "theirs")]}})
+            writer = KubernetesStatusWriter(client, KINDS, ME)
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await writer.idle()
+            assert api.status_writes() == []
+
+    asyncio.run(main())

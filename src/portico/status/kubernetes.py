@@ -10,15 +10,23 @@ when something changed, one write in flight per object.
 - Coalesced: a key has at most one write in flight; statuses that arrive during
   it replace each other, and the latest is written next.
 - Conflicts: the write names the resourceVersion it was computed from; on 409
-  the object is read again and the status recomputed (a few times, then logged).
-- Only the leader writes (`is_leader`); a new leader writes every status it
-  holds (`resume`).
+  the object is read again and the status recomputed.
+- Never lost: a write refused for now (429, 5xx, a timeout, a connection error,
+  a run of conflicts) is tried again after an exponential backoff with jitter
+  (client-go's workqueue rate limiter), or after the server's Retry-After when it
+  sends one, for as long as we lead; an object gone (404) is dropped.
+- Order is not a change: a status whose only difference from the stored one is the
+  order of other controllers' entries around ours is not written again.
+- Only the leader writes (`is_leader`, checked before every request); a new leader
+  writes every status it holds (`resume`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -42,7 +50,8 @@ Lookup = Callable[[ObjectKey], tuple[dict[str, Any], str] | None]
 class KubernetesStatusWriter:
     def __init__(self, client: AsyncClient, kinds: Iterable[Kind], controller_name: str, *,
                  is_leader: Callable[[], bool] = lambda: True, lookup: Lookup | None = None,
-                 clock: Callable[[], str] = utc_now, attempts: int = 5) -> None:
+                 clock: Callable[[], str] = utc_now, attempts: int = 5,
+                 backoff: tuple[float, float] = (0.2, 30.0), timeout: float = 10.0) -> None:
         self.client = client
         self.kinds: Mapping[tuple[str, str], Kind] = {(k.group, k.kind): k for k in kinds}
         self.controller_name = controller_name
@@ -50,6 +59,8 @@ class KubernetesStatusWriter:
         self.lookup = lookup
         self.clock = clock
         self.attempts = attempts
+        self.backoff = backoff  # first and longest wait before a write is tried again
+        self.timeout = timeout  # of one request
         self._desired: dict[ObjectKey, dict[str, Any] | None] = {}  # None: remove our entries
         self._inflight: dict[ObjectKey, asyncio.Task[None]] = {}
         self._again: set[ObjectKey] = set()
@@ -90,43 +101,70 @@ class KubernetesStatusWriter:
         self._inflight[key] = asyncio.get_running_loop().create_task(self._run(key))
 
     async def _run(self, key: ObjectKey) -> None:
+        failures = 0
         try:
-            while True:
+            while self.is_leader():
                 self._again.discard(key)
-                await self._flush(key)
-                if key not in self._again or not self.is_leader():
+                try:
+                    done = await self._flush(key)
+                except Exception as e:  # noqa: BLE001 (one object's failure never stops the others)
+                    done, failures = False, failures + 1
+                    delay = self._delay(failures, e)
+                    log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                            "writing the status of %s failed (%s: %s); trying again in %.1f s",
+                            key, type(e).__name__, e, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if not done:  # a run of conflicts: the object keeps changing; wait a little
+                    failures += 1
+                    await asyncio.sleep(self._delay(failures, None))
+                    continue
+                failures = 0
+                if key not in self._again:
                     return
-        except Exception:  # noqa: BLE001 (one object's failure never stops the others)
-            log.exception("writing the status of %s failed", key)
         finally:
             self._inflight.pop(key, None)
 
-    async def _flush(self, key: ObjectKey) -> None:
+    def _delay(self, failures: int, error: Exception | None) -> float:
+        """The server's Retry-After when it sent one, else exponential backoff with jitter."""
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after is not None and retry_after.isdigit():
+            return float(retry_after)
+        first, cap = self.backoff
+        return float(min(cap, first * 2 ** (failures - 1)) * random.uniform(0.5, 1.5))
+
+    async def _flush(self, key: ObjectKey) -> bool:
+        """Write the status; False after `attempts` conflicts in a row (raises what is
+        worth trying again later)."""
         kind = self.kinds[(key.group, key.kind)]
         res = kind.resource()
         known = self.lookup(key) if self.lookup is not None else None
         for attempt in range(self.attempts):
             if known is None:
-                known = await self._read(res, key)
+                async with asyncio.timeout(self.timeout):
+                    known = await self._read(res, key)
                 if known is None:
-                    return  # the object is gone
+                    return True  # the object is gone
             current, version = known
             desired = self._desired.get(key)
             new = self._compose(current, desired)
-            if new == current:
-                return
+            if _same(new, current) or not self.is_leader():
+                return True
             try:
-                await self._send(res, key, current, new, version)
-                return
+                async with asyncio.timeout(self.timeout):
+                    await self._send(res, key, current, new, version)
+                return True
             except httpx.HTTPStatusError as e:
                 code = status_code(e)
                 if code == 404:
-                    return
+                    return True
                 if code != 409:
                     raise
                 log.debug("status of %s: conflict (attempt %d), reading it again", key, attempt + 1)
                 known = None
-        log.warning("status of %s not written: it kept changing (%d conflicts)", key, self.attempts)
+        log.info("status of %s: it kept changing (%d conflicts); trying again shortly", key, self.attempts)
+        return False
 
     def _compose(self, current: dict[str, Any], desired: dict[str, Any] | None) -> dict[str, Any]:
         if desired is None:  # release: drop only our entries of shared fields
@@ -155,3 +193,12 @@ class KubernetesStatusWriter:
         await self.client.patch(res.Status, key.name, patch, namespace=key.namespace or None,
                                 patch_type=PatchType.MERGE)
         self.written += 1
+
+
+def _same(new: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Equal but for the order of the entries of shared fields (theirs listed around ours)."""
+    def canonical(status: dict[str, Any]) -> dict[str, Any]:
+        return {k: sorted(v, key=lambda e: json.dumps(e, sort_keys=True)) if k in SHARED_FIELDS and
+                isinstance(v, list) else v for k, v in status.items()}
+
+    return new == current or canonical(new) == canonical(current)
