@@ -163,6 +163,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
         if elector is not None:
             elector.on_change = leadership
+            elector.before_release = writer.idle  # no status write in flight once the lease is given up
         control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics,
                               events=events)
         xds.on_ack, xds.on_nack = control.on_ack, control.on_nack

@@ -1,22 +1,36 @@
-"""Leader election on a coordination.k8s.io/v1 Lease (client-go's leaderelection).
+"""Leader election on a coordination.k8s.io/v1 Lease, with client-go's leaderelection
+semantics.
 
 Every controller replica watches and translates; only the leader writes status
 (and, with the Kubernetes infrastructure, applies Deployments), so a failover
-costs one lease expiry, not a resync. The holder renews every `retry_period`;
-another replica takes the lease over once `renewTime + lease_duration` has
-passed without renewal; a leader that cannot renew within `renew_deadline`
-steps down before anyone else can take over. Every write names the Lease's
-resourceVersion, so two replicas racing for an expired lease cannot both win.
-On shutdown the leader gives the lease up (holderIdentity cleared), so the next
-one takes over at once.
+costs one lease expiry, not a resync.
+
+- Expiry is judged on the local clock only: a replica notes when it first saw the
+  Lease record as it is now (its observed time); the lease is free once that
+  record has not changed for `lease_duration`. The holder's renewTime is written
+  for humans and never compared with our clock, so a skewed clock cannot make a
+  healthy lease look expired.
+- The holder renews every `retry_period`. Each attempt is bounded: the holder is
+  the leader only until `renew_deadline` after it *sent* its last successful
+  renewal (`is_leader()` checks the clock, so a renewal that hangs cannot keep it
+  writing); a follower takes over no sooner than `lease_duration` after it saw
+  that renewal, which was after it was sent. With renew_deadline < lease_duration
+  (enforced), the old leader has stopped before anyone can take over.
+- Every write names the Lease's resourceVersion: two replicas racing for a free
+  lease cannot both win, and a renewal that arrives late fails.
+- On shutdown the leader stops acting as leader, lets `before_release` finish
+  (status writes in flight), then gives the lease up (holderIdentity cleared), so
+  the next one takes over at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2 as httpx  # lightkube's HTTP client
@@ -29,14 +43,15 @@ from portico.provider.kubernetes import status_code
 
 log = logging.getLogger(__name__)
 
-MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"  # MicroTime
-
 
 class LeaderElector:
     def __init__(self, client: AsyncClient, namespace: str, name: str, identity: str, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
                  on_change: Callable[[bool], None] | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if not retry_period < renew_deadline < lease_duration:
+            raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -45,29 +60,50 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.on_change = on_change
-        self.now = now
+        self.before_release: Callable[[], Awaitable[None]] | None = None
+        self.now = now  # the wall clock, for the timestamps written (never compared)
+        self.monotonic = monotonic  # the local clock every decision is made on
         self.leading = False
-        self._last_renew: datetime | None = None
+        self._valid_until = 0.0  # local time after which we no longer act as leader
+        self._observed: tuple[Any, ...] | None = None  # the Lease record as last seen
+        self._observed_at = 0.0  # local time it was first seen as it is
 
     def is_leader(self) -> bool:
-        return self.leading
+        return self.leading and self.monotonic() < self._valid_until
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
+                sent = self.monotonic()
+                # a leader's attempt may last until its deadline; a follower's, a renew deadline
+                budget = self._valid_until - sent if self.leading else self.renew_deadline
                 try:
-                    self._set(await self._try_acquire_or_renew())
-                except Exception as e:  # noqa: BLE001 (the API server may be away: keep trying)
+                    async with asyncio.timeout(max(budget, 0.0)):
+                        won = await self._try_acquire_or_renew()
+                except Exception as e:  # noqa: BLE001 (the API server may be away or slow: keep trying)
                     log.warning("leader election: %s: %s", type(e).__name__, e)
-                    self._expire_if_stale()
+                    won = False
+                if won:
+                    self._valid_until = sent + self.renew_deadline
+                    self._set(True)
+                elif self.leading and self.monotonic() >= self._valid_until:
+                    log.warning("%s could not renew the lease within %.1f s: stepping down", self.identity,
+                                self.renew_deadline)
+                    self._set(False)
+                elif self.leading and won is False and self._observed and self._observed[0] != self.identity:
+                    self._set(False)  # someone else holds it now
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
                 except TimeoutError:
                     pass
         finally:
-            if self.leading:
-                await self._release()
+            was_leading = self.is_leader()
+            self._valid_until = 0.0
             self._set(False)
+            if was_leading:
+                if self.before_release is not None:
+                    await self.before_release()
+                await self._release()
 
     def _set(self, leading: bool) -> None:
         if leading != self.leading:
@@ -77,67 +113,64 @@ class LeaderElector:
             if self.on_change is not None:
                 self.on_change(leading)
 
-    def _expire_if_stale(self) -> None:
-        """A leader that could not renew for renew_deadline steps down."""
-        if self.leading and self._last_renew is not None and \
-                self.now() - self._last_renew > timedelta(seconds=self.renew_deadline):
-            self._set(False)
+    def _observe(self, lease: Any) -> None:
+        spec = lease.spec or LeaseSpec()
+        record = (spec.holderIdentity or "", spec.renewTime, spec.acquireTime, spec.leaseTransitions,
+                  lease.metadata.resourceVersion if lease.metadata else None)
+        if record != self._observed:
+            self._observed, self._observed_at = record, self.monotonic()
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = self.now()
         try:
             lease = await self.client.get(Lease, self.name, namespace=self.namespace)
         except httpx.HTTPStatusError as e:
             if status_code(e) != 404:
                 raise
-            return await self._create(now)
+            return await self._create()
+        self._observe(lease)
         spec = lease.spec or LeaseSpec()
         holder = spec.holderIdentity or ""
-        if holder and holder != self.identity and not self._expired(spec, now):
-            self._expire_if_stale()
-            return False
+        if holder and holder != self.identity and self.monotonic() < self._observed_at + self.lease_duration:
+            return False  # held, and renewed within a lease duration as our clock measures it
+        now = self.now()
         transitions = (spec.leaseTransitions or 0) + (0 if holder == self.identity else 1)
         acquire = spec.acquireTime if holder == self.identity and spec.acquireTime else now
-        lease.spec = LeaseSpec(holderIdentity=self.identity, leaseDurationSeconds=int(self.lease_duration),
+        lease.spec = LeaseSpec(holderIdentity=self.identity, leaseDurationSeconds=self._duration_seconds(),
                                acquireTime=acquire, renewTime=now, leaseTransitions=transitions)
         try:
-            await self.client.replace(lease)  # names the resourceVersion read: 409 if someone else wrote
+            written = await self.client.replace(lease)  # names the resourceVersion read: 409 if someone else wrote
         except httpx.HTTPStatusError as e:
             if status_code(e) == 409:
                 return False
             raise
-        self._last_renew = now
+        self._observe(written)
         return True
 
-    async def _create(self, now: datetime) -> bool:
+    async def _create(self) -> bool:
+        now = self.now()
         lease = Lease(metadata=ObjectMeta(name=self.name, namespace=self.namespace),
-                      spec=LeaseSpec(holderIdentity=self.identity, leaseDurationSeconds=int(self.lease_duration),
+                      spec=LeaseSpec(holderIdentity=self.identity, leaseDurationSeconds=self._duration_seconds(),
                                      acquireTime=now, renewTime=now, leaseTransitions=0))
         try:
-            await self.client.create(lease)
+            created = await self.client.create(lease)
         except httpx.HTTPStatusError as e:
             if status_code(e) == 409:  # another replica created it first
                 return False
             raise
-        self._last_renew = now
+        self._observe(created)
         return True
 
-    def _expired(self, spec: Any, now: datetime) -> bool:
-        renewed = spec.renewTime or spec.acquireTime
-        if renewed is None:
-            return True
-        if isinstance(renewed, str):
-            renewed = datetime.strptime(renewed, MICRO).replace(tzinfo=UTC)
-        duration = spec.leaseDurationSeconds or self.lease_duration
-        return bool(now > renewed + timedelta(seconds=duration))
+    def _duration_seconds(self) -> int:
+        return max(1, math.ceil(self.lease_duration))
 
     async def _release(self) -> None:
         try:
-            lease = await self.client.get(Lease, self.name, namespace=self.namespace)
-            if lease.spec is not None and lease.spec.holderIdentity == self.identity:
-                lease.spec.holderIdentity = None
-                lease.spec.renewTime = None
-                await self.client.replace(lease)
-                log.info("%s released the lease %s/%s", self.identity, self.namespace, self.name)
+            async with asyncio.timeout(self.renew_deadline):
+                lease = await self.client.get(Lease, self.name, namespace=self.namespace)
+                if lease.spec is not None and lease.spec.holderIdentity == self.identity:
+                    lease.spec.holderIdentity = None
+                    lease.spec.renewTime = None
+                    await self.client.replace(lease)
+                    log.info("%s released the lease %s/%s", self.identity, self.namespace, self.name)
         except Exception as e:  # noqa: BLE001 (it expires anyway)
             log.warning("could not release the lease: %s", e)

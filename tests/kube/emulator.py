@@ -281,10 +281,17 @@ class KubeAPI(kmock.KubernetesEmulator):
         entry = AuditEntry(client, user, verb, group, plural, request.subresource, namespace, request.name,
                            start=loop.time())
         self.audit.append(entry)
+        # a request the client gave up on is still carried out, as a real server does with a
+        # write it has received (a renewal that hung arrives late)
+        return await asyncio.shield(self._audited(request, entry, method))
+
+    async def _audited(self, request: rendering.Request, entry: AuditEntry,
+                       method: str) -> aiohttp.web.StreamResponse:
         response = await self._authorized(request, entry, method)
-        entry.end = loop.time()
+        entry.end = asyncio.get_running_loop().time()
         entry.code = response.status
-        if verb in WRITES and response.status < 300 and isinstance(response, aiohttp.web.Response) and response.body:
+        if entry.verb in WRITES and response.status < 300 and isinstance(response, aiohttp.web.Response) \
+                and response.body:
             entry.object = json.loads(response.body)  # type: ignore[arg-type]
         return response
 
