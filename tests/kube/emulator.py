@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import copy
 import datetime
 import itertools
@@ -150,6 +151,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     _oldest: int = 0  # watches from a version before this one get 410 Gone
     _tick: asyncio.Event | None = None  # set (and replaced) on every change
     _generation_of_drops: int = 0
+    _gc_pending: bool = False
 
     # ------------------------------------------------------------ test controls
 
@@ -471,7 +473,6 @@ class KubeAPI(kmock.KubernetesEmulator):
         if self.watch_limit is not None:
             timeout = min(timeout, self.watch_limit)
         deadline = asyncio.get_running_loop().time() + timeout
-        drops = self._generation_of_drops
 
         async def send(event: dict[str, Any]) -> None:
             await response.write(json.dumps(event).encode() + b"\n")
@@ -487,9 +488,19 @@ class KubeAPI(kmock.KubernetesEmulator):
                 await send({"type": "ERROR", "object": _gone(since, self._oldest - 1)})
                 await response.write_eof()
                 return response
+        try:
+            await self._stream(res, namespace, selected, send, since, bookmarks, deadline)
+        except ConnectionResetError:  # the client went away
+            return response
+        await response.write_eof()
+        return response
+
+    async def _stream(self, res: Resource, namespace: str, selected: Callable[[dict[str, Any]], bool],
+                      send: Callable[[dict[str, Any]], Any], since: int, bookmarks: bool, deadline: float) -> None:
+        drops = self._generation_of_drops
         last_bookmark = asyncio.get_running_loop().time()
         while True:
-            for event in [e for e in self.history if e.version > since]:
+            for event in self.history[bisect.bisect_right(self.history, since, key=lambda e: e.version):]:
                 since = event.version
                 if (event.group, event.plural) == (res.group, res.plural) and selected(event.object) and \
                         (not namespace or event.object["metadata"].get("namespace", "") == namespace):
@@ -507,20 +518,22 @@ class KubeAPI(kmock.KubernetesEmulator):
                 await asyncio.wait_for(tick.wait(), timeout=min(self.bookmark_interval, deadline - now))
             except TimeoutError:
                 pass
-        await response.write_eof()
-        return response
 
     # ------------------------------------------------------------ garbage collection
 
     def _collect_soon(self) -> None:
+        if self._gc_pending:
+            return
         try:
             asyncio.get_running_loop().call_later(self.gc_delay, self._collect)
+            self._gc_pending = True
         except RuntimeError:  # no loop (a test setting objects up before starting): at the next write
             pass
 
     def _collect(self) -> None:
         """The garbage collector: an object whose owners are all gone (no object of that
         kind, name and uid) is deleted (background propagation), then its own dependents."""
+        self._gc_pending = False
         while True:
             uids = {(o["kind"], o["metadata"]["name"], o["metadata"]["uid"]) for o in self.store.values()}
             known = {r.kind for r in self.kinds.values()}

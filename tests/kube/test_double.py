@@ -139,8 +139,9 @@ def test_status_subresource_generation_and_garbage_collection() -> None:
     run(test)
 
 
-def test_faults_pagination_and_a_watch_closed_by_the_server() -> None:
-    async def test(api: Any, client: AsyncClient) -> None:
+def test_faults_and_pagination() -> None:
+    async def test(api: Any, _: AsyncClient) -> None:
+        client = AsyncClient(config=kubeconfig(api.base_url, api.token("admin")))  # system:masters
         for i in range(7):
             api.put(obj("v1", "Service", f"s{i}", "apps", spec={"ports": [{"port": 80}]}))
         names = [s.metadata.name async for s in client.list(Service, namespace="apps", chunk_size=3)]

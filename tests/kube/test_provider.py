@@ -111,3 +111,27 @@ def test_an_api_server_that_goes_away_and_comes_back() -> None:
             await events.aclose()
 
     asyncio.run(main())
+
+
+def test_secrets_are_selected_by_type_lists_paginated_and_managed_fields_dropped() -> None:
+    async def main() -> None:
+        async with running() as (api, client):
+            for i in range(12):
+                api.put(obj("v1", "Secret", f"cert-{i}", "apps", type="kubernetes.io/tls",
+                            data={"tls.crt": "eA==", "tls.key": "eA=="}))
+            api.put(obj("v1", "Secret", "sh.helm.release.v1.web.v1", "apps", type="helm.sh/release.v1",
+                        data={"release": "eA==" * 1000}))
+            api.put(obj("v1", "Secret", "sa-token", "apps", type="kubernetes.io/service-account-token",
+                        data={"token": "eA=="}))
+            events = KubernetesProvider(client, KINDS, batch_window=0.01, page_size=5).events()
+            first = await next_event(events)
+            secrets = [d for d in first.upserts if d.key.kind == "Secret"]
+            assert len(secrets) == 12 and all("managedFields" not in d.raw["metadata"] for d in secrets)
+            lists = [e for e in api.audit if e.resource == "secrets" and e.verb == "list"]
+            assert len(lists) == 3  # 12 Secrets in pages of 5
+            sent = [r for r in api.seen if "/secrets" in str(r.url)]
+            assert all(r.params.get("fieldSelector") == "type!=helm.sh/release.v1,"
+                                                         "type!=kubernetes.io/service-account-token" for r in sent)
+            await events.aclose()
+
+    asyncio.run(main())

@@ -13,6 +13,12 @@ EndpointSlices and Namespaces; of Secrets only those holding a TLS key pair or a
 CA bundle (`tls.crt`, `ca.crt`), the only Secrets a Gateway or policy can
 reference; of ConfigMaps every one (a parametersRef may name any), but the data
 only of those holding a CA bundle (`ca.crt`), the only data the translator reads.
+
+Memory stays bounded in a big cluster: every LIST is paginated (`page_size`
+objects a request, as client-go's reflector does), managedFields are dropped from
+every object as it arrives, and Secrets are selected on the server by type: Helm
+release and service-account-token Secrets (most of a cluster's Secret bytes, and
+never a certificate a Gateway can use) are not even sent.
 The first event is the complete initial load: it is sent once every informer has
 listed (or found its kind missing or forbidden).
 """
@@ -27,9 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx  # lightkube's HTTP client
-from lightkube import ALL_NS, AsyncClient
+from lightkube import ALL_NS, AsyncClient, operators
 from lightkube.core import resource as lightkube_resource
 from lightkube.core.exceptions import ApiError
+from lightkube.core.selector import build_selector
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import on_error_raise
 
@@ -70,6 +77,8 @@ _RESOURCES: dict[Kind, Any] = {}
 KINDS: tuple[Kind, ...] = tuple(Kind(k.group, k.versions[0], k.kind, k.plural, k.namespaced) for k in kinds.WATCHED)
 
 SECRET_KEYS = ("tls.crt", "ca.crt")
+# Secret types that never hold a certificate for a Gateway: not listed or watched at all
+UNRELATED_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-token")
 
 
 def kept(kind: Kind, obj: dict[str, Any]) -> bool:
@@ -85,13 +94,14 @@ class KubernetesProvider:
 
     def __init__(self, client: AsyncClient, kinds: Iterable[Kind] = KINDS, *, retry_missing: float = 30.0,
                  backoff: tuple[float, float] = (0.5, 30.0), batch_window: float = 0.02,
-                 watch_timeout: int = 300) -> None:
+                 watch_timeout: int = 300, page_size: int = 500) -> None:
         self.client = client
         self.kinds = tuple(kinds)
         self.retry_missing = retry_missing
         self.backoff = backoff
         self.batch_window = batch_window
         self.watch_timeout = watch_timeout
+        self.page_size = page_size
         self._changes: list[Document | ObjectKey] = []  # in arrival order; a key alone is a delete
         self._wake = asyncio.Event()
         self._listed: set[Kind] = set()
@@ -196,7 +206,10 @@ class KubernetesProvider:
                 await self._back_off(kind, failures, e)
 
     async def _list(self, kind: Kind, res: Any, cache: dict[ObjectKey, str]) -> str:
-        listing = self.client.list(res, namespace=ALL_NS) if self._namespaced(res) else self.client.list(res)
+        fields: dict[str, Any] | None = \
+            {"type": operators.not_in(UNRELATED_SECRET_TYPES)} if kind.kind == "Secret" else None
+        listing = self.client.list(res, namespace=ALL_NS if self._namespaced(res) else None,
+                                   chunk_size=self.page_size, fields=fields)
         seen: dict[ObjectKey, dict[str, Any]] = {}
         async for obj in listing:
             raw = self._raw(kind, obj)
@@ -214,7 +227,7 @@ class KubernetesProvider:
 
     async def _watch(self, kind: Kind, res: Any, cache: dict[ObjectKey, str], version: str) -> str:
         """Watch from `version` until the server ends the stream; the last version seen."""
-        async for event, obj in self._watch_stream(res, version):
+        async for event, obj in self._watch_stream(kind, res, version):
             raw = self._raw(kind, obj)
             version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
             if event == "BOOKMARK":
@@ -227,13 +240,16 @@ class KubernetesProvider:
                 self._upsert(cache, key, raw)
         return version
 
-    def _watch_stream(self, res: Any, version: str) -> AsyncIterator[tuple[str, Any]]:
+    def _watch_stream(self, kind: Kind, res: Any, version: str) -> AsyncIterator[tuple[str, Any]]:
         # lightkube's watch() has no allowWatchBookmarks parameter: the request is
         # prepared the same way with it added. Errors are ours to handle (relist on 410).
         inner = self.client._client  # noqa: SLF001
         namespace = ALL_NS if self._namespaced(res) else None
+        fields = build_selector({"type": operators.not_in(UNRELATED_SECRET_TYPES)}, for_fields=True) \
+            if kind.kind == "Secret" else None
         br = inner.prepare_request("list", res=res, namespace=namespace, watch=True, params={
-            "resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout})
+            "resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout,
+            "fieldSelector": fields})
         stream: AsyncIterator[tuple[str, Any]] = inner.watch(br, on_error=on_error_raise)
         return stream
 
@@ -246,6 +262,8 @@ class KubernetesProvider:
         # list items come without apiVersion and kind
         raw.setdefault("apiVersion", kind.api_version)
         raw.setdefault("kind", kind.kind)
+        if (raw.get("metadata") or {}).get("managedFields") is not None:  # never read; often half an object
+            raw["metadata"] = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}
         if kind.kind == "ConfigMap" and "ca.crt" not in (raw.get("data") or {}):
             raw = {k: v for k, v in raw.items() if k not in ("data", "binaryData")}
         return raw
