@@ -176,6 +176,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
             admin.envoy_admin = infra.envoy_admin
         await infra.reconcile({})
         provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
+        writer.kinds = provider.served  # statuses are written at the version the cluster serves
         tasks.append(asyncio.create_task(control.run(_marking(provider.events(stop), loaded), ready=_ready(admin)),
                                          name="control"))
         if elector is not None:

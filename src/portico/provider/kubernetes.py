@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx2 as httpx  # lightkube's HTTP client
@@ -76,6 +76,15 @@ _RESOURCES: dict[Kind, Any] = {}
 # every kind the table marks watched, at the version it names first (the storage version)
 KINDS: tuple[Kind, ...] = tuple(Kind(k.group, k.versions[0], k.kind, k.plural, k.namespaced) for k in kinds.WATCHED)
 
+# Kinds an older Gateway API release serves at another version (v1.2-v1.4: TLSRoute
+# v1alpha2/v1alpha3, TCPRoute and UDPRoute v1alpha2): watched at the first of these
+# that API discovery reports, so such a cluster's routes are not taken for missing.
+VERSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    (G, "TLSRoute"): ("v1", "v1alpha3", "v1alpha2"),
+    (G, "TCPRoute"): ("v1", "v1alpha2"),
+    (G, "UDPRoute"): ("v1", "v1alpha2"),
+}
+
 SECRET_KEYS = ("tls.crt", "ca.crt")
 # Secret types that never hold a certificate for a Gateway: not listed or watched at all
 UNRELATED_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-token")
@@ -108,6 +117,8 @@ class KubernetesProvider:
         self._first_list = asyncio.Event()
         self._failed: asyncio.Task[None] | None = None
         self.unavailable: dict[Kind, str] = {}  # kinds not watched now, and why (for readiness and logs)
+        # (group, kind) -> the Kind at the version the cluster serves (a status writer shares it)
+        self.served: dict[tuple[str, str], Kind] = {(k.group, k.kind): k for k in self.kinds}
 
     async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProviderEvent]:
         informers = [asyncio.create_task(self._inform(kind), name=f"watch {kind.kind}") for kind in self.kinds]
@@ -173,16 +184,18 @@ class KubernetesProvider:
 
     # ------------------------------------------------------------ one informer
 
-    async def _inform(self, kind: Kind) -> None:
-        res = kind.resource()
+    async def _inform(self, wanted: Kind) -> None:
+        kind = wanted
         cache: dict[ObjectKey, str] = {}  # key -> resourceVersion of what was sent
         version: str | None = None
         failures = 0
         while True:
             try:
                 if version is None:
+                    kind = await self._discover(wanted)
+                    res = kind.resource()
                     version = await self._list(kind, res, cache)
-                    self._mark_listed(kind)
+                    self._mark_listed(wanted)
                     failures = 0
                 version = await self._watch(kind, res, cache, version)
             except asyncio.CancelledError:
@@ -194,8 +207,8 @@ class KubernetesProvider:
                     version = None
                     continue
                 if code in (403, 404):
-                    self._unavailable(kind, code, e)
-                    self._mark_listed(kind)
+                    self._unavailable(wanted, code, e)
+                    self._mark_listed(wanted)
                     version = None
                     await asyncio.sleep(self.retry_missing)
                     continue
@@ -204,6 +217,26 @@ class KubernetesProvider:
             except Exception as e:  # noqa: BLE001 (connection errors: the API server may come back)
                 failures += 1
                 await self._back_off(kind, failures, e)
+
+    async def _discover(self, kind: Kind) -> Kind:
+        """The kind at the first of its versions (VERSIONS) the API server's discovery lists."""
+        versions = VERSIONS.get((kind.group, kind.kind))
+        if not versions:
+            return kind
+        inner = self.client._client  # noqa: SLF001 (lightkube has no discovery call)
+        for version in versions:
+            request = inner._client.build_request("GET", f"/apis/{kind.group}/{version}")  # noqa: SLF001
+            response = await inner.send(request)  # type: ignore[no-untyped-call]
+            if response.status_code == 404:
+                continue
+            response.raise_for_status()
+            if any(r.get("name") == kind.plural for r in response.json().get("resources") or []):
+                found = replace(kind, version=version)
+                if found != self.served.get((kind.group, kind.kind)):
+                    log.info("%s is served at %s", kind.kind, found.api_version)
+                self.served[(kind.group, kind.kind)] = found
+                return found
+        return kind
 
     async def _list(self, kind: Kind, res: Any, cache: dict[ObjectKey, str]) -> str:
         fields: dict[str, Any] | None = \
@@ -215,9 +248,9 @@ class KubernetesProvider:
             raw = self._raw(kind, obj)
             if kept(kind, raw):
                 seen[key_of(raw)] = raw
-        if kind in self.unavailable:
+        for gone in [k for k in self.unavailable if (k.group, k.kind) == (kind.group, kind.kind)]:
             log.info("%s is available again", kind.kind)
-            del self.unavailable[kind]
+            del self.unavailable[gone]
         for key in [k for k in cache if k not in seen]:  # gone while we were not watching
             del cache[key]
             self._put(key)
