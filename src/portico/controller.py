@@ -33,6 +33,7 @@ from lightkube.resources.core_v1 import Secret
 from portico import CONTROLLER_NAME
 from portico.admin import AdminServer
 from portico.control import ControlLoop
+from portico.finalizers import ClassFinalizers
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
@@ -52,6 +53,7 @@ from portico.store import Store
 from portico.translator.snapshot import Reserved
 
 log = logging.getLogger(__name__)
+KIND_OF = {k.kind: k for k in KINDS}
 
 
 @dataclass
@@ -152,6 +154,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
 
         loaded = asyncio.Event()  # the provider's complete initial load reached the store
+        finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
+                                     is_leader=writer.is_leader)
 
         def leadership(leading: bool) -> None:
             if leading:  # the new leader writes the statuses and applies the data planes it holds
@@ -160,6 +164,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
                 # translating before the initial load would serve (and report ready on) an empty store
                 if host_infra.on_change is not None and loaded.is_set():
                     host_infra.on_change()
+                    finalizers.schedule()
 
         if elector is not None:
             elector.on_change = leadership
@@ -177,7 +182,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         await infra.reconcile({})
         provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
         writer.kinds = provider.served  # statuses are written at the version the cluster serves
-        tasks.append(asyncio.create_task(control.run(_marking(provider.events(stop), loaded), ready=_ready(admin)),
+        tasks.append(asyncio.create_task(control.run(_marking(provider.events(stop), loaded, finalizers.schedule),
+                                                     ready=_ready(admin)),
                                          name="control"))
         if elector is not None:
             tasks.append(asyncio.create_task(elector.run(stop), name="leader election"))
@@ -291,11 +297,15 @@ def _default_state(options: ControllerOptions) -> Path:
     return runtime_base() / f"controller-{options.health_host}-{options.health_port}"
 
 
-async def _marking(events: AsyncIterator[ProviderEvent], loaded: asyncio.Event) -> AsyncIterator[ProviderEvent]:
+async def _marking(events: AsyncIterator[ProviderEvent], loaded: asyncio.Event,
+                   applied: Callable[[], None]) -> AsyncIterator[ProviderEvent]:
+    """The provider's events, noting the initial load; `applied` once the control loop
+    asks for the next one (it has stored the last)."""
     async for event in events:
         if event.initial:
             loaded.set()
         yield event
+        applied()
 
 
 def _ready(admin: AdminServer) -> Callable[[], None]:

@@ -114,6 +114,8 @@ def cluster_role() -> dict[str, Any]:
               for group, plurals in status.items()]
     rules += [{"apiGroups": [group], "resources": plurals, "verbs": APPLY}
               for group, plurals in sorted(CREATED.items())]
+    # the gateway-exists finalizer on GatewayClasses of ours (portico.finalizers)
+    rules.append({"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses"], "verbs": ["patch"]})
     rules.append(EVENTS)
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": NAME, "labels": LABELS}, "rules": rules}

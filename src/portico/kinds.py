@@ -99,6 +99,9 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec("discovery.k8s.io", "EndpointSlice", "endpointslices", ("v1",), model="EndpointSlice", crd=False),
     KindSpec(CORE_GROUP, "Secret", "secrets", ("v1",), model="Secret", crd=False, watch="filtered"),
     KindSpec(CORE_GROUP, "ConfigMap", "configmaps", ("v1",), model="ConfigMap", crd=False, watch="filtered"),
+    # the Gateway API CRDs themselves (their bundle-version annotation: GatewayClass SupportedVersion)
+    KindSpec("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", ("v1",),
+             namespaced=False, crd=False, watch="filtered"),
 )
 
 # ---------------------------------------------------------------- views

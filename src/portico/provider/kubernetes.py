@@ -76,14 +76,11 @@ _RESOURCES: dict[Kind, Any] = {}
 # every kind the table marks watched, at the version it names first (the storage version)
 KINDS: tuple[Kind, ...] = tuple(Kind(k.group, k.versions[0], k.kind, k.plural, k.namespaced) for k in kinds.WATCHED)
 
-# Kinds an older Gateway API release serves at another version (v1.2-v1.4: TLSRoute
-# v1alpha2/v1alpha3, TCPRoute and UDPRoute v1alpha2): watched at the first of these
-# that API discovery reports, so such a cluster's routes are not taken for missing.
+# Kinds the table lists at several versions (an older Gateway API release, v1.2-v1.4, serves
+# TLSRoute at v1alpha2/v1alpha3, TCPRoute and UDPRoute at v1alpha2): watched at the first of
+# them that API discovery lists, so such a cluster's routes are not taken for missing.
 VERSIONS: dict[tuple[str, str], tuple[str, ...]] = {
-    (G, "TLSRoute"): ("v1", "v1alpha3", "v1alpha2"),
-    (G, "TCPRoute"): ("v1", "v1alpha2"),
-    (G, "UDPRoute"): ("v1", "v1alpha2"),
-}
+    (k.group, k.kind): k.versions for k in kinds.WATCHED if len(k.versions) > 1}
 
 SECRET_KEYS = ("tls.crt", "ca.crt")
 # Secret types that never hold a certificate for a Gateway: not listed or watched at all
@@ -91,7 +88,10 @@ UNRELATED_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-t
 
 
 def kept(kind: Kind, obj: dict[str, Any]) -> bool:
-    """Whether the cache keeps an object (only Secrets a reference can use)."""
+    """Whether the cache keeps an object (only Secrets a reference can use, only the
+    Gateway API's CRDs)."""
+    if kind.kind == "CustomResourceDefinition":
+        return (obj.get("spec") or {}).get("group") == kinds.GATEWAY_GROUP
     if kind.kind != "Secret":
         return True
     data = {**(obj.get("data") or {}), **(obj.get("stringData") or {})}
@@ -297,6 +297,10 @@ class KubernetesProvider:
         raw.setdefault("kind", kind.kind)
         if (raw.get("metadata") or {}).get("managedFields") is not None:  # never read; often half an object
             raw["metadata"] = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}
+        if kind.kind == "CustomResourceDefinition":  # its annotations and group only: schemas are big
+            spec = raw.get("spec") or {}
+            raw = {**raw, "spec": {"group": spec.get("group"), "names": spec.get("names")}}
+            raw.pop("status", None)
         if kind.kind == "ConfigMap" and "ca.crt" not in (raw.get("data") or {}):
             raw = {k: v for k, v in raw.items() if k not in ("data", "binaryData")}
         return raw

@@ -7,11 +7,14 @@ the routes each listener serves.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from portico.ir import ClientValidation, Route, TLSCertificate, WeightedBackend
-from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Secret
+from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Other, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
@@ -179,13 +182,39 @@ def class_problem(ctx: Context, gc: GatewayClass) -> str | None:
     return None
 
 
+# Gateway API releases whose CRDs Portico serves (v1.2-v1.4 at their older route versions)
+SUPPORTED_BUNDLES = ("v1.2", "v1.3", "v1.4", "v1.5")
+BUNDLE_VERSION = "gateway.networking.k8s.io/bundle-version"
+
+
+def supported_version(ctx: Context) -> Cond:
+    """SupportedVersion from the installed Gateway API CRDs' bundle-version annotation
+    (Kubernetes mode sees the CRDs; elsewhere there are none and the condition is True).
+    Best effort, as the spec allows: Accepted stays True."""
+    found = sorted({str((crd.metadata.annotations or {}).get(BUNDLE_VERSION) or "")
+                    for crd in ctx.all(Other, "CustomResourceDefinition")} - {""})
+    unsupported = [v for v in found if not v.startswith(tuple(f"{b}." for b in SUPPORTED_BUNDLES))
+                   and v != bundled_version()]
+    if unsupported:
+        return Cond("SupportedVersion", False, "UnsupportedVersion",
+                    f"Gateway API CRDs of bundle version {', '.join(unsupported)} are installed; this Portico "
+                    f"supports {', '.join(f'{b}.x' for b in SUPPORTED_BUNDLES)}")
+    return Cond("SupportedVersion", True, "SupportedVersion")
+
+
+@functools.cache
+def bundled_version() -> str:
+    """The bundle version of the CRDs Portico ships (always supported)."""
+    text = (importlib.resources.files("portico") / "crds" / "gateway.networking.k8s.io_gateways.yaml").read_text()
+    match = re.search(rf"{re.escape(BUNDLE_VERSION)}: (\S+)", text)
+    return match.group(1) if match else ""
+
+
 def class_conditions(ctx: Context, gc: GatewayClass) -> list[Cond]:
     problem = class_problem(ctx, gc)
     if problem:
-        return [Cond("Accepted", False, "InvalidParameters", problem),
-                Cond("SupportedVersion", True, "SupportedVersion")]
-    return [Cond("Accepted", True, "Accepted", "Accepted by portico"),
-            Cond("SupportedVersion", True, "SupportedVersion")]
+        return [Cond("Accepted", False, "InvalidParameters", problem), supported_version(ctx)]
+    return [Cond("Accepted", True, "Accepted", "Accepted by portico"), supported_version(ctx)]
 
 
 def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[ObjectKey, GatewayState]:
