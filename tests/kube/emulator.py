@@ -53,7 +53,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp.web
@@ -99,6 +99,7 @@ class AuditEntry:
     code: int = 0
     grant: Grant | None = None
     object: dict[str, Any] | None = None  # what a successful write stored
+    also: list[str] = field(default_factory=list)  # verbs authorized besides (create, for an apply that creates)
 
     @property
     def resource_path(self) -> str:
@@ -403,6 +404,7 @@ class KubeAPI(kmock.KubernetesEmulator):
             attributes = Attributes(entry.user, "create", res.group, res.plural, None, namespace, request.name)
             if self._allows(attributes) is None:
                 return _forbidden(attributes)
+            entry.also.append("create")
         wanted = str(body.get("metadata", {}).get("resourceVersion") or "")
         if current is not None and wanted and wanted != current["metadata"]["resourceVersion"]:
             return _status(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{request.name}": '
