@@ -244,7 +244,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
          "spec": {"controllerName": "portico.dev/gateway-controller"}},
         gateway_doc(),
-        pem_secret("cert-a", s.gateway_ca.issue_cert("a.example.com")),
         pem_secret("cert-b", s.gateway_ca.issue_cert("b.example.com")),
         ca_configmap("client-ca", s.client_ca),
         ca_configmap("backend-ca", s.backend_ca),
@@ -266,6 +265,9 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         backend_tls_policy("refused", "secure-refused", "other-ca", "backend.example.com"),
     ]
     write_atomically(s.dir / "00-all.yaml", docs)
+    # cert-a in a file of its own, which the rotation below rewrites (an object defined in
+    # two files is a conflict, not "the later file wins")
+    write_atomically(s.dir / "05-cert-a.yaml", [pem_secret("cert-a", s.gateway_ca.issue_cert("a.example.com"))])
     portico = start(["run", str(s.dir), "--admin-address", f"127.0.0.1:{s.admin_port}",
                      "--port-offset", str(PORT_OFFSET)], tmp_path / "portico.log")
     try:
@@ -322,7 +324,7 @@ def test_tls_and_l4_routes(setup: Setup) -> None:
     # certificate rotation: a new Secret is served without restart
     before = s.served_certificate(443, "a.example.com")
     rotated = [pem_secret("cert-a", s.gateway_ca.issue_cert("a.example.com"))]
-    write_atomically(s.dir / "10-rotated.yaml", rotated)
+    write_atomically(s.dir / "05-cert-a.yaml", rotated)
     wait_for("rotated certificate", lambda: s.served_certificate(443, "a.example.com") != before, timeout=15)
     assert s.https_get(443, "a.example.com", "a.example.com")[0] == 200
 
