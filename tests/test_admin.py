@@ -88,9 +88,8 @@ def test_healthz_follows_readiness() -> None:
 def test_health_names_the_problems_of_a_control_plane_that_serves_on() -> None:
     """Issue 31 item 2: e.g. a state directory it cannot write. Still 200 (changes are
     applied), but the body says so."""
-    server = AdminServer(Store())
+    server = AdminServer(Store(), problems=lambda: ["cannot save the Gateways' addresses"])
     server.ready = True
-    server.problems = lambda: ["cannot save the Gateways' addresses"]
     with running(server) as base:
         assert get(base + "/healthz")[:2] == (200, {"status": "degraded",
                                                     "problems": ["cannot save the Gateways' addresses"]})

@@ -11,24 +11,25 @@ from pathlib import Path
 from test_admin import get, running
 
 from portico.admin import AdminServer
-from portico.dump import offline_dump, redacted
+from portico.dump import redacted
+from portico.standalone import offline
 
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "recipes"
 HTTPS = [str(RECIPES / "00-common.yaml"), str(RECIPES / "https.yaml")]
 
 
 def test_offline_dump_of_the_ir_and_of_xds_keeps_keys_out() -> None:
-    ir = offline_dump(HTTPS)
+    ir = offline(HTTPS).diagnostics.config_dump()
     assert list(ir["gateways"]) and all(set(g) == {"xds", "infra"} for g in ir["gateways"].values())
     text = json.dumps(ir)
     assert "<redacted>" in text and "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" in text
-    xds = offline_dump(HTTPS, fmt="xds")
+    xds = offline(HTTPS).diagnostics.config_dump(fmt="xds")
     resources = xds["groups"]["portico"]
     assert {"Listener", "Cluster", "Secret"} <= set(resources)
     assert "PRIVATE KEY" not in json.dumps(xds)
     only = next(iter(ir["gateways"]))
-    assert list(offline_dump(HTTPS, gateway=only)["gateways"]) == [only]
-    assert offline_dump(HTTPS, gateway="nowhere/none") == {"gateways": {}}
+    assert list(offline(HTTPS).diagnostics.config_dump(gateway=only)["gateways"]) == [only]
+    assert offline(HTTPS).diagnostics.config_dump(gateway="nowhere/none") == {"gateways": {}}
 
 
 def test_redaction_reaches_every_depth() -> None:
@@ -39,8 +40,17 @@ def test_redaction_reaches_every_depth() -> None:
 def test_the_admin_api_and_the_command() -> None:
     from portico.store import Store
 
-    server = AdminServer(Store())
-    server.config_dump = lambda gateway, fmt: {"asked": [gateway, fmt]}
+    class Asked:
+        def config_dump(self, gateway: str | None = None, fmt: str = "ir") -> dict[str, object]:
+            return {"asked": [gateway, fmt]}
+
+        def explain(self, *args: object) -> dict[str, object]:
+            return {}
+
+        def readiness(self) -> tuple[bool, dict[str, object]]:
+            return True, {}
+
+    server = AdminServer(Store(), diagnostics=Asked())
     with running(server) as base:
         assert get(base + "/api/config_dump?gateway=ns/gw&format=xds")[1] == {"asked": ["ns/gw", "xds"]}
         assert get(base + "/api/config_dump?format=yaml")[0] == 400
@@ -59,8 +69,14 @@ def test_envoys_own_config_dump_is_redacted() -> None:
     leaked = {"configs": [{"dynamic_active_secrets": [{"secret": {"tls_certificate": {
         "certificate_chain": {"inline_string": "CERT"},
         "privateKey": {"inline_string": "-----BEGIN PRIVATE KEY-----"}}}}]}]}
-    server = AdminServer(Store())
-    server.envoy_admin = lambda group, path: json.dumps(leaked).encode() if group == "portico" else None
+    class Envoys:
+        def envoy_stats(self, group: str) -> bytes | None:
+            return None
+
+        def envoy_admin(self, group: str, path: str) -> bytes | None:
+            return json.dumps(leaked).encode() if group == "portico" else None
+
+    server = AdminServer(Store(), envoys=Envoys())
     with running(server) as base:
         status, body, _ = get(base + "/api/config_dump?format=envoy")
         assert status == 200 and "PRIVATE KEY" not in json.dumps(body) and "CERT" in json.dumps(body)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from portico.control import ControlLoop
+from portico.diagnostics import Diagnostics
 from portico.infra.addresses import AddressPool
 from portico.infra.host import MERGED_GROUP, HostInfrastructure
 from portico.ir import IR, GatewayInfra, Listener
@@ -135,12 +136,13 @@ def test_programmed_only_after_ack() -> None:
 
 def test_readiness_follows_every_groups_ack() -> None:
     loop, _, _ = make_loop()
-    assert loop.readiness()[0] is False  # nothing translated yet
+    view = Diagnostics(loop, loop.infra.groups)  # what /readyz reads
+    assert view.readiness()[0] is False  # nothing translated yet
     loop.apply(docs(CLASS, GATEWAY))
     loop.sync()
-    assert loop.readiness() == (False, {"groups": {MERGED_GROUP: "waiting for version 1"}})
+    assert view.readiness() == (False, {"groups": {MERGED_GROUP: "waiting for version 1"}})
     loop.on_ack(MERGED_GROUP, 1)
-    assert loop.readiness() == (True, {"groups": {MERGED_GROUP: "ready"}})
+    assert view.readiness() == (True, {"groups": {MERGED_GROUP: "ready"}})
 
 
 def test_unchanged_listeners_stay_programmed_and_new_ones_wait() -> None:
@@ -548,7 +550,7 @@ def test_ingress_objects_of_portico_are_served_with_their_address() -> None:
     assert stored is not None and stored.status["loadBalancer"]["ingress"][0]["ip"].startswith("127.")
     theirs = loop.store.get(key_of(other))
     assert theirs is not None and not theirs.status  # another class: not ours to serve or to report on
-    assert any("malformed" in note for _, note in loop._ingress_notes)
+    assert any("malformed" in note for _, note in loop.notices.ingress_notes)
 
 
 def test_a_group_whose_replica_fails_to_start_is_stopped_whole() -> None:
@@ -619,9 +621,9 @@ def test_route_changes_are_patched_and_publish_what_a_fresh_loop_would() -> None
         fresh = ControlLoop(store, host(), FakeXds())
         fresh.sync()
         assert loop.last_irs == fresh.last_irs
-        assert loop._desired == fresh._desired
-        routes = [k for k in fresh._desired if k.kind == "HTTPRoute"]  # (a Gateway's waits for an ACK)
-        assert {k: written[k] for k in routes} == {k: unstamped(fresh._desired[k]) for k in routes}
+        assert loop.statuses.desired == fresh.statuses.desired
+        routes = [k for k in fresh.statuses.desired if k.kind == "HTTPRoute"]  # (a Gateway's waits for an ACK)
+        assert {k: written[k] for k in routes} == {k: unstamped(fresh.statuses.desired[k]) for k in routes}
     assert store.get(key_of(route("b", "b.example.com"))) is None
     gateway = store.get(GW_KEY)
     assert gateway is not None and gateway.status["listeners"][0]["attachedRoutes"] == 3

@@ -81,8 +81,7 @@ def test_envoy_stats_are_served_per_group() -> None:
     import asyncio
     asyncio.run(infra.reconcile({}))
     assert infra.envoy_stats("portico") == b"envoy_server_live 1\n" and infra.envoy_stats("other") is None
-    server = AdminServer(EmulatedStore())
-    server.envoy_stats = infra.envoy_stats
+    server = AdminServer(EmulatedStore(), envoys=infra)
     with running(server) as base:
         with urllib.request.urlopen(f"{base}/metrics/envoy?group=portico", timeout=5) as r:
             assert r.read() == b"envoy_server_live 1\n"

@@ -7,9 +7,11 @@ import copy
 import itertools
 from typing import Any
 
+from portico import CONTROLLER_NAME
 from portico.objects import key_of
 from portico.provider import Document, DocumentError, ProviderEvent, Source
 from portico.provider.apiserver import APIServerEmulation
+from portico.status.store import StoreStatusWriter
 from portico.store import Store
 from portico.validation import apply_defaults
 
@@ -228,17 +230,20 @@ def test_condition_transition_times() -> None:
     def status(accepted: str, resolved: str) -> dict[str, Any]:
         conds = [{"type": "Accepted", "status": accepted, "lastTransitionTime": "1970-01-01T00:00:00Z"},
                  {"type": "ResolvedRefs", "status": resolved, "lastTransitionTime": "1970-01-01T00:00:00Z"}]
-        return {"parents": [{"parentRef": {"name": "gw"}, "conditions": conds}]}
+        return {"parents": [{"parentRef": {"name": "gw"}, "controllerName": CONTROLLER_NAME, "conditions": conds}]}
 
     def times() -> list[str]:
         obj = store.get(key)
         assert obj is not None
         return [c["lastTransitionTime"] for c in obj.status["parents"][0]["conditions"]]
 
-    store.set_status(key, status("True", "True"))
+    writer = StoreStatusWriter(store)  # composes (and stamps) with the store's clock
+    writer.write(key, status("True", "True"))
     assert times() == ["2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"]
-    assert not store.set_status(key, status("True", "True"))
-    store.set_status(key, status("True", "False"))
+    revision = store.revision
+    writer.write(key, status("True", "True"))
+    assert store.revision == revision  # nothing changed
+    writer.write(key, status("True", "False"))
     assert times()[0] == "2026-01-01T00:00:01Z" and times()[1] > "2026-01-01T00:00:02Z"
 
 

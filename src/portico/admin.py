@@ -25,15 +25,16 @@ import importlib.resources
 import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from portico import CONTROLLER_NAME
+from portico.contracts import DocumentError
 from portico.metrics import CONTENT_TYPE, Metrics
 from portico.models import Secret, model_for
-from portico.provider import DocumentError
 from portico.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,26 @@ def is_secret(obj: dict[str, Any]) -> bool:
     kind spelled Secret in any group or version (whatever a provider let through)."""
     kind = str(obj.get("kind", ""))
     return model_for(str(obj.get("apiVersion", "")), kind) is Secret or kind.strip().lower() == "secret"
+
+
+class DiagnosticsView(Protocol):
+    """What the admin API shows of the control loop (`portico.diagnostics.Diagnostics`)."""
+
+    def config_dump(self, gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]: ...
+
+    def explain(self, port: int, host: str, path: str = "/", method: str = "GET",
+                headers: tuple[tuple[str, str], ...] = (), sni: str | None = None,
+                gateway: str | None = None, listener: str | None = None) -> dict[str, Any]: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+
+class EnvoyAdmin(Protocol):
+    """The Envoys running on this machine, by xDS group (`portico.infra.host.HostInfrastructure`)."""
+
+    def envoy_stats(self, group: str) -> bytes | None: ...
+
+    def envoy_admin(self, group: str, path: str) -> bytes | None: ...
 
 
 def redact(obj: dict[str, Any]) -> dict[str, Any]:
@@ -93,24 +114,33 @@ def _loopback(host: str) -> bool:
 
 
 class AdminServer:
+    """`diagnostics`: the control loop's config dump, explain and readiness (without it
+    those answer 404, and readiness is `ready` alone); `envoys`: local Envoys' stats and
+    admin (`/metrics/envoy`, `config_dump?format=envoy`); `problems`: what keeps the
+    control plane from working as it should (named by /healthz and /readyz); `sock`: a socket listening
+    already (the composition root takes the admin port first), else `host`:`port`."""
+
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
                  readiness: Readiness | None = None, token: str | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, *, diagnostics: DiagnosticsView | None = None,
+                 envoys: EnvoyAdmin | None = None, controller_name: str = CONTROLLER_NAME,
+                 problems: Callable[[], list[str]] | None = None, sock: socket.socket | None = None) -> None:
         self.store = store
         self.metrics = metrics
-        self.config_dump: Callable[[str | None, str], dict[str, Any]] | None = None
-        self.envoy_stats: Callable[[str], bytes | None] | None = None
-        self.envoy_admin: Callable[[str, str], bytes | None] | None = None
-        self.explain: Callable[..., dict[str, Any]] | None = None
-        self.controller_name = CONTROLLER_NAME
+        self.config_dump = diagnostics.config_dump if diagnostics is not None else None
+        self.explain = diagnostics.explain if diagnostics is not None else None
+        self.envoy_stats = envoys.envoy_stats if envoys is not None else None
+        self.envoy_admin = envoys.envoy_admin if envoys is not None else None
+        self.controller_name = controller_name
         self.token = token or None
         self.host = host
         self.port = port
         self.ready = False  # set by the runtime once the first configuration is served
-        self.readiness = readiness
+        self.readiness = readiness or (diagnostics.readiness if diagnostics is not None else None)
         # what keeps the control plane from working as it should while it serves on (e.g. a
         # state directory it cannot write): named by /healthz and /readyz
-        self.problems: Callable[[], list[str]] | None = None
+        self.problems = problems
+        self._sock = sock
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes([
@@ -135,7 +165,8 @@ class AdminServer:
         """Listen; returns the bound port (useful with port 0)."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site: web.BaseSite = web.SockSite(self._runner, self._sock) if self._sock is not None else \
+            web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port (port 0 picks one)
         log.info("admin API on http://%s:%d", self.host, self.port)
@@ -241,7 +272,7 @@ class AdminServer:
 
     async def _describe(self, request: web.Request) -> web.Response:
         """?kind=&name=&namespace= (see `portico describe`)."""
-        from portico.cli.describe import describe, find, not_found
+        from portico.describe import describe, find, not_found
 
         q = request.query
         objects = [redact(o) for o in self.store.list_objects()]

@@ -1,4 +1,4 @@
-"""`portico controller`: Kubernetes mode, composed from the shared core and its seams.
+"""`portico controller`: Kubernetes mode, declared for the composition root (`portico.runtime`).
 
     KubernetesProvider (list+watch) → store → ControlLoop ⇄ XdsServer ⇄ Envoy
                                                  │
@@ -18,6 +18,7 @@ import asyncio
 import base64
 import logging
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,26 +32,24 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
 from portico import CONTROLLER_NAME
-from portico.admin import AdminServer
-from portico.control import ControlLoop
+from portico.contracts import Reserved
 from portico.finalizers import ClassFinalizers
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
-from portico.infra.host import HostInfrastructure
+from portico.infra.host import local_envoys
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
 from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
 from portico.ingress.serve import GATEWAY_CLASS as INGRESS_GATEWAY_CLASS
 from portico.ingress.serve import gateway_name as ingress_gateway
 from portico.ir import GatewayInfra, ParametersRef
 from portico.leader import LeaderElector
-from portico.metrics import Metrics
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
 from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
-from portico.standalone import private_dir, runtime_base
+from portico.runtime import AdminFace, Mode, Plane, private_dir, runtime_base, serve
+from portico.seams import Infrastructure
 from portico.status.events import KubernetesEvents
 from portico.status.kubernetes import KubernetesStatusWriter
 from portico.store import Store
-from portico.translator.snapshot import Reserved
 
 log = logging.getLogger(__name__)
 KIND_OF = {k.kind: k for k in KINDS}
@@ -102,116 +101,67 @@ def identity_of(options: ControllerOptions) -> str:
 async def serve_controller(options: ControllerOptions, stop: asyncio.Event, client: AsyncClient | None = None,
                            start_envoy: bool = True) -> None:
     """Watch, translate, serve xDS and (as leader) write status until `stop` is set."""
-    from portico.infra.envoy import EnvoyProcess
-    from portico.xds.server import XdsServer
-
     if options.data_plane not in ("local", "kubernetes"):
         raise ValueError(f"data plane {options.data_plane!r} is unknown (local or kubernetes)")
     client = client or client_for(options)
-    store = Store()
-    token = options.admin_token
-    if token is None and options.health_host not in ("127.0.0.1", "localhost", "::1"):
-        # the probes need the pod network; the admin API's /api/ does not get it for free
-        import secrets
+    store, changed = Store(), asyncio.Event()
+    loaded = asyncio.Event()  # the provider's complete initial load reached the store
 
-        token = secrets.token_urlsafe(32)
-        log.info("the admin API's /api/ needs a token (set PORTICO_ADMIN_TOKEN to use it); probes are open")
-    metrics = Metrics()
-    metrics.watch_store(store)
-    admin = AdminServer(store, options.health_host, options.health_port, token=token, metrics=metrics)
-    await admin.start()
-    xds = XdsServer(group_of_identity=group_of_identity)
+    def leadership(leading: bool) -> None:
+        if leading:  # the new leader writes the statuses and applies the data planes it holds
+            writer.resume()
+            events.resume()
+            # translating before the initial load would serve (and report ready on) an empty store
+            if loaded.is_set():
+                changed.set()
+                finalizers.schedule()
+
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),
                             lease_duration=options.lease_duration, renew_deadline=options.renew_deadline,
-                            retry_period=options.retry_period) if options.leader_elect else None
-    writer = KubernetesStatusWriter(client, KINDS, options.controller_name,
-                                    is_leader=elector.is_leader if elector else (lambda: True),
-                                    lookup=_lookup(store))
-    state = private_dir(Path(options.state_dir) if options.state_dir else _default_state(options),
-                        with_parent=not options.state_dir)
-    xds_socket = state / "xds.sock"
-    infra: HostInfrastructure | KubernetesInfrastructure | None = None
-    tasks: list[asyncio.Task[Any]] = []
-    try:
+                            retry_period=options.retry_period, on_change=leadership) if options.leader_elect else None
+    is_leader = elector.is_leader if elector else (lambda: True)
+    writer = KubernetesStatusWriter(client, KINDS, options.controller_name, is_leader=is_leader, lookup=_lookup(store))
+    events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
+    finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
+                                 is_leader=writer.is_leader)
+    provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
+    # shared, not copied: statuses are written at the version the cluster serves, which the
+    # provider learns by discovery (and the lease is released only once writes are done);
+    # both are the Kubernetes work's (issue 25) attributes, set here where both objects exist
+    writer.kinds = provider.served
+    if elector is not None:
+        elector.before_release = writer.idle  # no status write in flight once the lease is given up
+
+    async def infrastructure(plane: Plane) -> Infrastructure:
         if options.data_plane == "kubernetes":
-            infra = await _kubernetes_infrastructure(options, client, store, xds, elector)
-        else:
-            xds_socket.unlink(missing_ok=True)
-            await xds.start_unix(str(xds_socket))
+            return await _kubernetes_infrastructure(options, client, store, plane.xds, is_leader)
+        state = private_dir(Path(options.state_dir) if options.state_dir else _default_state(options),
+                            with_parent=not options.state_dir)
+        return await local_envoys(state, plane.xds, plane.on_change, plane.exit, AddressPool(options.address_pool),
+                                  port_offset=options.port_offset, log_level=options.envoy_log_level,
+                                  start_envoy=start_envoy,
+                                  reserved=Reserved((str(state),), ((options.health_host, options.health_port),)))
 
-            def envoy(group: str, replica: int) -> EnvoyProcess:
-                assert isinstance(infra, HostInfrastructure)
-                return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=f"{group}/{replica}",
-                                    node_cluster=group, log_level=options.envoy_log_level,
-                                    work_dir=infra.work_dir(group, replica))
+    await serve(Mode(
+        provider=_Marked(provider, loaded, finalizers.schedule), infrastructure=infrastructure,
+        controller_name=options.controller_name, store=store, writer=writer, events=events, changed=changed,
+        admin=AdminFace(options.health_host, options.health_port, _admin_token(options)),
+        services=(elector.run,) if elector is not None else (),
+        drain=writer.idle,  # statuses in flight are written before the lease is given up
+        xds_group_of_identity=group_of_identity,
+    ), stop)
 
-            infra = HostInfrastructure(AddressPool(options.address_pool), envoy if start_envoy else None,
-                                       port_offset=options.port_offset, addresses_file=state / "addresses.json",
-                                       envoy_dirs=state / "envoy",
-                                       reserved=Reserved((str(state),), ((options.health_host, options.health_port),)))
-        host_infra = infra
 
-        events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
-
-        loaded = asyncio.Event()  # the provider's complete initial load reached the store
-        finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
-                                     is_leader=writer.is_leader)
-
-        def leadership(leading: bool) -> None:
-            if leading:  # the new leader writes the statuses and applies the data planes it holds
-                writer.resume()
-                events.resume()
-                # translating before the initial load would serve (and report ready on) an empty store
-                if host_infra.on_change is not None and loaded.is_set():
-                    host_infra.on_change()
-                    finalizers.schedule()
-
-        if elector is not None:
-            elector.on_change = leadership
-            elector.before_release = writer.idle  # no status write in flight once the lease is given up
-        control = ControlLoop(store, infra, xds, writer, controller_name=options.controller_name, metrics=metrics,
-                              events=events)
-        xds.on_ack, xds.on_nack = control.on_ack, control.on_nack
-        admin.readiness = control.readiness
-        admin.config_dump = control.config_dump
-        admin.explain = control.explain
-        admin.controller_name = options.controller_name
-        if isinstance(infra, HostInfrastructure):  # Envoy pods are scraped themselves (/stats/prometheus)
-            admin.envoy_stats = infra.envoy_stats
-            admin.envoy_admin = infra.envoy_admin
-        await infra.reconcile({})
-        provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
-        writer.kinds = provider.served  # statuses are written at the version the cluster serves
-        tasks.append(asyncio.create_task(control.run(_marking(provider.events(stop), loaded, finalizers.schedule),
-                                                     ready=_ready(admin)),
-                                         name="control"))
-        if elector is not None:
-            tasks.append(asyncio.create_task(elector.run(stop), name="leader election"))
-        stopped = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({*tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopped:
-                task.result()  # the control loop only ends by failing: raise its error
-        stop.set()
-        tasks[0].cancel()  # the control loop runs until cancelled
-        await writer.idle()  # statuses in flight are written before the lease is given up
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopped.cancel()
-        log.info("stopping")
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        admin.ready = False
-        if infra is not None:
-            await infra.stop()
-        await xds.stop()
-        await admin.stop()
-        xds_socket.unlink(missing_ok=True)
+def _admin_token(options: ControllerOptions) -> str | None:
+    """The admin API's token: the probes need the pod network; /api/ does not get it for free."""
+    if options.admin_token is not None or options.health_host in ("127.0.0.1", "localhost", "::1"):
+        return options.admin_token
+    log.info("the admin API's /api/ needs a token (set PORTICO_ADMIN_TOKEN to use it); probes are open")
+    return secrets.token_urlsafe(32)
 
 
 async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncClient, store: Store,
-                                     xds: Any, elector: LeaderElector | None) -> KubernetesInfrastructure:
+                                     xds: Any, is_leader: Callable[[], bool]) -> KubernetesInfrastructure:
     """Envoy Deployments per Gateway, fed over mutual TLS with the CA of the controller's namespace."""
     ca = await load_or_create_ca(client, options.namespace, options.ca_secret)
     host = options.xds_service
@@ -245,9 +195,7 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         obj = store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
         return dict(obj.raw.get("spec") or {}) if obj is not None else None
 
-    return KubernetesInfrastructure(apply, ca, settings, service, owner,
-                                    is_leader=elector.is_leader if elector else (lambda: True),
-                                    parameters=parameters)
+    return KubernetesInfrastructure(apply, ca, settings, service, owner, is_leader=is_leader, parameters=parameters)
 
 
 async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> CertificateAuthority:
@@ -293,24 +241,20 @@ def _uid_of(store: Store) -> Callable[[ObjectKey], str | None]:
     return uid_of
 
 
-def _default_state(options: ControllerOptions) -> Path:
-    return runtime_base() / f"controller-{options.health_host}-{options.health_port}"
-
-
-async def _marking(events: AsyncIterator[ProviderEvent], loaded: asyncio.Event,
-                   applied: Callable[[], None]) -> AsyncIterator[ProviderEvent]:
+class _Marked:
     """The provider's events, noting the initial load; `applied` once the control loop
     asks for the next one (it has stored the last)."""
-    async for event in events:
-        if event.initial:
-            loaded.set()
-        yield event
-        applied()
+
+    def __init__(self, provider: KubernetesProvider, loaded: asyncio.Event, applied: Callable[[], None]) -> None:
+        self.provider, self.loaded, self.applied = provider, loaded, applied
+
+    async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProviderEvent]:
+        async for event in self.provider.events(stop):
+            if event.initial:
+                self.loaded.set()
+            yield event
+            self.applied()
 
 
-def _ready(admin: AdminServer) -> Callable[[], None]:
-    def ready() -> None:
-        admin.ready = True
-        log.info("serving")
-
-    return ready
+def _default_state(options: ControllerOptions) -> Path:
+    return runtime_base() / f"controller-{options.health_host}-{options.health_port}"

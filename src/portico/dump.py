@@ -1,5 +1,6 @@
-"""Config dumps (`portico config-dump`, admin `/api/config_dump`): what the control
-plane sends, per Gateway, as the IR or as the Envoy resources built from it.
+"""Config dumps (`portico config-dump`, admin `/api/config_dump`, through
+`portico.diagnostics`): what the control plane sends, per Gateway, as the IR or as
+the Envoy resources built from it.
 
 Private keys never leave: every `key_pem` of the IR and every `privateKey` of an
 Envoy Secret is replaced by "<redacted>" before anything is serialized (certificates,
@@ -10,14 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from portico.contracts import GatewayOutput
 from portico.ir import IR
 from portico.objects import ObjectKey
-from portico.translator.snapshot import GatewayOutput
-
-if TYPE_CHECKING:
-    from portico.control import ControlLoop
 
 REDACTED = "<redacted>"
 SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key"})
@@ -53,40 +51,3 @@ def xds_dump(groups: Mapping[str, IR], group: str | None = None) -> dict[str, An
         out[name] = {t.rsplit(".", 1)[-1]: {n: redacted(MessageToDict(m)) for n, m in sorted(resources.items())}
                      for t, resources in by_type.items()}
     return out
-
-
-def offline_dump(paths: list[str], gateway: str | None = None, fmt: str = "ir") -> dict[str, Any]:
-    """The dump of manifests translated here, as `portico run` would (no Envoy is started)."""
-    return offline_loop(paths).config_dump(gateway, fmt)
-
-
-def offline_objects(paths: list[str]) -> list[dict[str, Any]]:
-    """Every object of the manifests with the status `portico run` would give it once
-    its Envoy accepted the configuration (none runs here), Secret data redacted."""
-    from portico.admin import redact
-
-    return [redact(o) for o in offline_loop(paths).store.list_objects()]
-
-
-def offline_loop(paths: list[str]) -> ControlLoop:
-    from portico.control import ControlLoop
-    from portico.infra.addresses import AddressPool
-    from portico.infra.host import HostInfrastructure
-    from portico.provider.apiserver import APIServerEmulation
-    from portico.provider.files import FileProvider
-    from portico.store import Store
-
-    class _Offline:
-        def update(self, group: str, ir: IR) -> int:
-            return 1
-
-        def remove(self, group: str) -> None:
-            pass
-
-    store = Store()
-    store.apply(APIServerEmulation().admit(FileProvider(paths).scan()))
-    loop = ControlLoop(store, HostInfrastructure(AddressPool(in_use=set)), _Offline())
-    loop.sync()
-    for group in list(loop.last_irs):
-        loop.on_ack(group, 1)  # as if Envoy accepted it
-    return loop

@@ -112,7 +112,7 @@ WATCHED = tuple(k for k in KINDS if k.watch is not None)
 STATUS_OURS = frozenset((k.group, k.kind) for k in KINDS if k.status == "ours")
 POLICY_KINDS = tuple(k for k in KINDS if k.targets)
 # kinds stored and served without a model of their own (`portico.ingress`); the control
-# loop's own list of them (control.SERVED_OTHER_KINDS) is to become this view
+# loop's own list of them (notices.SERVED_OTHER_KINDS) is to become this view
 SERVED_OTHER_KINDS = frozenset((k.group, k.kind) for k in KINDS if k.model is None)
 
 

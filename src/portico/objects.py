@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 # the API group names, where their readers have found them (`portico.kinds` defines them)
@@ -37,3 +38,9 @@ def key_of(raw: dict[str, Any]) -> ObjectKey:
     kind = str(raw.get("kind", ""))
     namespace = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
     return ObjectKey(group_of(str(raw.get("apiVersion", ""))), kind, namespace, str(meta.get("name", "")))
+
+
+def utc_now() -> str:
+    """Now as metadata and conditions write it (RFC 3339, seconds): creationTimestamp,
+    lastTransitionTime."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -16,14 +16,13 @@ translator, the xDS server) sees only these.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
+from portico.contracts import GatewayName, GatewayOutput, Placement, ProviderEvent
 from portico.ir import IR
 from portico.models import Gateway
 from portico.objects import ObjectKey
-from portico.provider import ProviderEvent
-from portico.translator.snapshot import GatewayName, GatewayOutput, Placement
 
 
 class Provider(Protocol):
@@ -33,7 +32,8 @@ class Provider(Protocol):
 
 
 class StatusWriter(Protocol):
-    """Stores the status of objects we own status for (our entries merged in by the translator)."""
+    """Stores the status of objects we own status for: the translator's entries, merged with
+    the stored status by `portico.status.compose`."""
 
     def write(self, key: ObjectKey, status: dict[str, Any]) -> None: ...
 
@@ -48,11 +48,20 @@ class EventRecorder(Protocol):
     def warn(self, key: ObjectKey, api_version: str, reason: str, message: str) -> None: ...
 
 
-class Infrastructure(Protocol):
-    """Places Gateways, groups their IRs into data planes and runs those."""
+class Xds(Protocol):
+    """What the control loop needs of the xDS server (`portico.xds.server.XdsServer`)."""
 
-    # called when placements changed on their own (e.g. a port to bind again): translate again
-    on_change: Callable[[], None] | None
+    def update(self, group: str, ir: IR) -> int:
+        """Serve `ir` to the Envoys of `group`; returns its version."""
+        ...
+
+    def remove(self, group: str) -> None: ...
+
+
+class Infrastructure(Protocol):
+    """Places Gateways, groups their IRs into data planes and runs those. When placements
+    change on their own (e.g. a port to bind again), it calls the `on_change` it was
+    constructed with: the control loop translates again."""
 
     def placements(self, gateways: Mapping[GatewayName, Gateway]) -> dict[GatewayName, Placement]:
         """Where each of our Gateways runs (translator input)."""
@@ -68,4 +77,8 @@ class Infrastructure(Protocol):
 
     def rejected(self, group: str, message: str) -> bool:
         """Envoy of `group` rejected a configuration; True when placements change (translate again)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the data planes this process runs (on the way out)."""
         ...

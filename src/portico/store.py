@@ -5,7 +5,7 @@ Kubernetes API, or in standalone mode through `portico.provider.apiserver`'s
 emulation. Each object is also parsed (`portico.models.parse_object`); an object
 that does not parse is not applied: its previous version keeps serving and the
 error is listed. Status is kept apart from the document and set by the control
-loop's StatusWriter (lastTransitionTime stamped here, `portico.status`).
+loop's StatusWriter (`portico.status.store`, which composes it: `portico.status.compose`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portico import kinds
+from portico.contracts import Document, DocumentError, ProviderEvent, Source
 from portico.models import InvalidObject, Resource, parse_object
-from portico.objects import ObjectKey
-from portico.provider import Document, DocumentError, ProviderEvent, Source
-from portico.provider.apiserver import utc_now
-from portico.status.transitions import stamp_transitions
+from portico.objects import ObjectKey, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,7 @@ class StoredObject:
 class Store:
     def __init__(self, clock: Callable[[], str] = utc_now, next_resource_version: Callable[[], str] | None = None
                  ) -> None:
-        self._clock = clock
+        self.clock = clock  # lastTransitionTime of the statuses written here (`portico.status.store`)
         counter = itertools.count(1)
         self._next_version = next_resource_version or (lambda: str(next(counter)))
         self._objects: dict[ObjectKey, StoredObject] = {}
@@ -169,13 +167,12 @@ class Store:
         return True
 
     def set_status(self, key: ObjectKey, status: dict[str, Any]) -> bool:
-        """Replace the status of `key`; True when it changed. Conditions get their
-        lastTransitionTime here: kept while a condition's status stays the same."""
+        """Replace the status of `key` (composed by its writer: `portico.status.compose`);
+        True when it changed."""
         obj = self._objects.get(key)
         if obj is None:
             return False
         self._owned_status.add(key)
-        status = stamp_transitions(status, obj.status, self._clock)
         if obj.status == status:
             return False
         obj.status = status

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from portico.cli.describe import ADVICE, describe
-from portico.dump import offline_objects
+from portico.describe import ADVICE, describe
+from portico.standalone import offline
 
 MANIFESTS = """
 apiVersion: gateway.networking.k8s.io/v1
@@ -47,7 +47,7 @@ ME = "portico.dev/gateway-controller"
 
 def test_a_gateway_lists_attached_and_refused_routes(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(MANIFESTS)
-    objects = offline_objects([str(tmp_path)])
+    objects = offline([str(tmp_path)]).objects()
     gw = next(o for o in objects if o["kind"] == "Gateway")
     text = "\n".join(describe(gw, objects, ME))
     assert "ok Programmed=True" in text  # offline: as once Envoy accepted it

@@ -37,11 +37,10 @@ def test_against_a_running_instance() -> None:
     from test_admin import running
 
     from portico.admin import AdminServer
-    from portico.dump import offline_loop
+    from portico.standalone import offline
 
-    loop = offline_loop([str(MANIFESTS)])
-    server = AdminServer(loop.store)
-    server.explain = loop.explain
+    translated = offline([str(MANIFESTS)])
+    server = AdminServer(translated.store, diagnostics=translated.diagnostics)
     with running(server) as base:
         args = ["--admin-address", base.removeprefix("http://"), "--port", "80", "--host", "web.example.com"]
         out = subprocess.run([sys.executable, "-m", "portico.cli", "explain", *args, "--path", "/app/x",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from portico import CONTROLLER_NAME
-from portico.cli.describe import describe
-from portico.dump import offline_loop, offline_objects
+from portico.describe import describe
+from portico.standalone import offline
 from portico.topology import topology
 
 TESTDATA = Path(__file__).resolve().parents[1] / "translator" / "testdata"
@@ -22,12 +22,13 @@ ROUTES = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
 def outputs(case: str) -> str:
     paths = [str(TESTDATA / case / "in.yaml")]
-    objects = offline_objects(paths)
+    translated = offline(paths)
+    objects = translated.objects()
     lines: list[str] = []
     for obj in objects:
         if obj["kind"] in ("Gateway", *ROUTES):
             lines += ["$ describe"] + describe(obj, objects, CONTROLLER_NAME) + [""]
-    loop = offline_loop(paths)
+    loop = translated.loop
     outs = loop.last_translation.gateways if loop.last_translation is not None else {}
     for key, out in sorted(outs.items()):
         for listener in out.infra.listeners:
@@ -35,8 +36,8 @@ def outputs(case: str) -> str:
                 continue
             hosts = [h for r in objects if r["kind"] in ("HTTPRoute", "GRPCRoute")
                      for h in (r.get("spec") or {}).get("hostnames", []) if "*" not in h][:1] or ["example.com"]
-            result = loop.explain(listener.port, hosts[0], "/", gateway=f"{key.namespace}/{key.name}",
-                                  sni=hosts[0] if listener.protocol == "HTTPS" else None)
+            result = translated.diagnostics.explain(listener.port, hosts[0], "/", gateway=f"{key.namespace}/{key.name}",
+                                                    sni=hosts[0] if listener.protocol == "HTTPS" else None)
             lines += [f"$ explain {key.namespace}/{key.name} port {listener.port} host {hosts[0]} path /",
                       *result.get("lines", [result.get("error", "")]), ""]
     return "\n".join(lines)
@@ -56,9 +57,9 @@ def test_describe_and_explain_golden(case: str, update_golden: bool) -> None:
 def test_no_private_key_in_dumps_or_topology(case: str) -> None:
     paths = [str(TESTDATA / case / "in.yaml")]
     assert "PRIVATE KEY" in (TESTDATA / case / "in.yaml").read_text()  # the input has keys
-    loop = offline_loop(paths)
+    translated = offline(paths)
     for fmt in ("ir", "xds"):
-        assert "PRIVATE KEY" not in json.dumps(loop.config_dump(None, fmt))
-    objects = offline_objects(paths)
+        assert "PRIVATE KEY" not in json.dumps(translated.diagnostics.config_dump(None, fmt))
+    objects = translated.objects()
     assert "PRIVATE KEY" not in json.dumps(objects)
     assert "PRIVATE KEY" not in json.dumps(topology(objects, CONTROLLER_NAME))

@@ -12,8 +12,8 @@ import pytest
 from xds_harness import Plane, free_port, request
 
 from portico import ir
-from portico.dump import offline_loop
 from portico.explain import Request, explain
+from portico.standalone import offline
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,7 +89,7 @@ def labelled(model: ir.IR, port: int) -> ir.IR:
 
 def test_explain_names_the_route_envoy_takes(plane: Plane, tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(MANIFESTS)
-    loop = offline_loop([str(tmp_path)])
+    loop = offline([str(tmp_path)]).loop
     assert loop.last_translation is not None
     (model,) = [out.xds for out in loop.last_translation.gateways.values()]
     port = free_port()

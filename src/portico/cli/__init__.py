@@ -228,9 +228,9 @@ def config_dump(
     if file and envoy:
         raise typer.BadParameter("--envoy asks a running instance: not with -f", param_hint="--envoy")
     if file:
-        from portico.dump import offline_dump
+        from portico.standalone import offline
 
-        data = offline_dump([str(p) for p in file], gateway, fmt)
+        data = offline([str(p) for p in file]).diagnostics.config_dump(gateway, fmt)
     else:
         from portico.cli.status import get_json
 
@@ -259,16 +259,16 @@ def describe(
     controller_name: Annotated[str, typer.Option(help="Whose status entries to read.")] = CONTROLLER_NAME,
 ) -> None:
     """An object's conditions in words, what is attached to it, and what to do about each problem."""
-    from portico.cli.describe import describe as describe_object
-    from portico.cli.describe import find, not_found
+    from portico.describe import describe as describe_object
+    from portico.describe import find, not_found
 
     kind, sep, name = target.partition("/")
     if not sep or not name:
         raise typer.BadParameter("expected KIND/NAME", param_hint="TARGET")
     if file:
-        from portico.dump import offline_objects
+        from portico.standalone import offline
 
-        objects = offline_objects([str(p) for p in file])
+        objects = offline([str(p) for p in file]).objects()
     else:
         from portico.cli.status import get_json
 
@@ -321,10 +321,10 @@ def explain(
             raise typer.BadParameter(f"expected name:value, got {h!r}", param_hint="--header")
         headers.append((name.strip(), value.strip()))
     if file:
-        from portico.dump import offline_loop
+        from portico.standalone import offline
 
-        result = offline_loop([str(p) for p in file]).explain(port or 0, host, path, method, tuple(headers), sni,
-                                                              gateway, listener)
+        result = offline([str(p) for p in file]).diagnostics.explain(port or 0, host, path, method, tuple(headers),
+                                                                     sni, gateway, listener)
     else:
         from portico.cli.status import get_json
 

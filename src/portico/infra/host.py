@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
 from portico.infra.addresses import AddressPool, is_ip, usable_address
 from portico.ir import IR, merge
 from portico.models import Gateway
 from portico.objects import ObjectKey
-from portico.translator.snapshot import GatewayName, GatewayOutput, Placement, Reserved
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class HostInfrastructure:
 
     def __init__(self, pool: AddressPool, start_envoy: DataPlaneFactory | None = None, *, port_offset: int = 0,
                  per_gateway: bool = False, rebind_after: float = 30.0, addresses_file: Path | None = None,
-                 envoy_dirs: Path | None = None, replicas: int = 1, reserved: Reserved | None = None) -> None:
+                 envoy_dirs: Path | None = None, replicas: int = 1, reserved: Reserved | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.pool = pool
         # the control endpoints on this machine no backend may name (the state directory,
         # the admin API's address): every Placement carries them to the translator
@@ -70,7 +71,7 @@ class HostInfrastructure:
         self.port_offset = port_offset
         self.per_gateway = per_gateway
         self.rebind_after = rebind_after  # seconds before an unbindable socket is tried again
-        self.on_change: Callable[[], None] | None = None
+        self.on_change = on_change  # placements changed on their own (a port to bind again): translate again
         self._start_envoy = start_envoy
         self._planes: dict[str, list[DataPlane]] = {}
         self._unbindable: set[tuple[str, int, str]] = set()  # (address, bind port, transport)
@@ -236,3 +237,32 @@ def address_problem(gw: Gateway) -> str:
     return next((f"address {a.value} is not a loopback IPv4 address" for a in gw.spec.addresses
                  if a.value and usable_address(a.value) is None), "")
 
+
+class UnixXds(Protocol):
+    async def start_unix(self, path: str) -> None: ...
+
+
+async def local_envoys(state: Path, xds: UnixXds, on_change: Callable[[], None], exit: contextlib.AsyncExitStack,
+                       pool: AddressPool, *, port_offset: int = 0, log_level: str = "warning",
+                       per_gateway: bool = False, replicas: int = 1, start_envoy: bool = True,
+                       reserved: Reserved | None = None) -> HostInfrastructure:
+    """The host infrastructure of the state directory `state`: the xDS server listening on
+    its socket, Envoy processes per group (none with `start_envoy` False: tests).
+
+    xDS carries private keys: a Unix socket (0600) in a directory only we can enter,
+    never a TCP port another local user could connect to."""
+    from portico.infra.envoy import EnvoyProcess
+
+    xds_socket = state / "xds.sock"
+    xds_socket.unlink(missing_ok=True)  # a control plane that died left it
+    await xds.start_unix(str(xds_socket))
+    exit.callback(xds_socket.unlink, missing_ok=True)  # (the addresses stay for the next run)
+
+    def envoy(group: str, replica: int) -> EnvoyProcess:
+        return EnvoyProcess("", 0, xds_socket=str(xds_socket), node_id=f"{group}/{replica}", node_cluster=group,
+                            log_level=log_level, work_dir=infra.work_dir(group, replica))
+
+    infra = HostInfrastructure(pool, envoy if start_envoy else None, port_offset=port_offset,
+                               per_gateway=per_gateway, addresses_file=state / "addresses.json",
+                               envoy_dirs=state / "envoy", replicas=replicas, reserved=reserved, on_change=on_change)
+    return infra

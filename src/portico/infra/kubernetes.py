@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
 from portico.infra.envoy import XdsTLS, bootstrap
 from portico.infra.pki import CertificateAuthority
 from portico.ir import IR, GatewayInfra, ParametersRef
 from portico.models import Gateway
 from portico.objects import ObjectKey
-from portico.translator.snapshot import GatewayName, GatewayOutput, Placement, Reserved
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,6 @@ class KubernetesInfrastructure:
         self.owners = owners
         self._failed: dict[GatewayName, tuple[str, str]] = {}  # (content, error) last logged, so it is logged once
         self.is_leader = is_leader
-        self.on_change: Callable[[], None] | None = None
         self._applied: dict[GatewayName, str] = {}  # what was applied last, by content
         self._certs: dict[str, tuple[bytes, bytes]] = {}  # group -> client certificate (issued once a run)
 

@@ -22,10 +22,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from portico.objects import CLUSTER_SCOPED, ObjectKey
+from portico.objects import CLUSTER_SCOPED, ObjectKey, utc_now
 from portico.provider import Document, DocumentError, ProviderEvent
 from portico.provider.bulk import BULK, BulkPool, Checked, check_all
 from portico.provider.manifests import field_line
@@ -36,10 +35,6 @@ log = logging.getLogger(__name__)
 
 # metadata the API server owns: values written in a manifest are ignored
 SERVER_METADATA = ("generation", "uid", "creationTimestamp", "resourceVersion")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def spec_of(raw: dict[str, Any]) -> Any:

@@ -1,18 +1,18 @@
 """Status as both modes publish it.
 
-The translator renders the desired status of every object we own status for
-(our entries only; other controllers' entries are carried over untouched). This
-package holds what happens between that and a writer: `programmed` holds a
-Gateway's or ListenerSet's `Programmed=True` back until its data plane has ACKed
-the listeners (ARCHITECTURE, "status"), `transitions` keeps each condition's
-lastTransitionTime while its status stays the same, and `ours` keeps other
-controllers' entries of shared fields (route parents, policy ancestors). A `StatusWriter`
-(`portico.seams`) stores the result: the store and admin API in standalone mode,
-the status subresource in Kubernetes mode.
+The translator renders the desired status of every object we own status for (our
+entries only). This package holds what happens between that and the place it is
+stored: `programmed` holds a Gateway's or ListenerSet's `Programmed=True` back until
+its data plane has ACKed the listeners (ARCHITECTURE, "status"); `compose` merges our
+entries with what is stored (other controllers' entries of route parents and policy
+ancestors kept in place) and stamps lastTransitionTime (`transitions`), once, for
+every writer. A `StatusWriter` (`portico.seams`) stores the result: the store
+(`status.store`, standalone mode), or the status subresource (`status.kubernetes`).
 """
 
-from portico.status.ours import merge_ours, with_ours
+from portico.status.compose import SHARED_FIELDS, compose, without_ours
 from portico.status.programmed import ProgrammedGate, held_back, is_programmed
 from portico.status.transitions import stamp_transitions
 
-__all__ = ["ProgrammedGate", "held_back", "is_programmed", "merge_ours", "stamp_transitions", "with_ours"]
+__all__ = ["SHARED_FIELDS", "ProgrammedGate", "compose", "held_back", "is_programmed", "stamp_transitions",
+           "without_ours"]

@@ -3,10 +3,10 @@ when something changed, one write in flight per object.
 
 - Only ours: route `parents` and policy `ancestors` entries of other controllers
   are taken from the object as the API server has it at write time
-  (`portico.status.ours.with_ours`), never from an older read.
-- Only on change: the status to write is compared with the stored one (after
-  lastTransitionTime is carried over for conditions whose status stayed the
-  same), so a controller restart rewrites nothing that is already right.
+  (`portico.status.compose`, which also stamps lastTransitionTime), never from an
+  older read.
+- Only on change: the composed status is compared with the stored one, so a
+  controller restart rewrites nothing that is already right.
 - Coalesced: a key has at most one write in flight; statuses that arrive during
   it replace each other, and the latest is written next.
 - Conflicts: the write names the resourceVersion it was computed from; on 409
@@ -35,11 +35,9 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
-from portico.objects import ObjectKey
-from portico.provider.apiserver import utc_now
+from portico.objects import ObjectKey, utc_now
 from portico.provider.kubernetes import Kind, status_code
-from portico.status.ours import SHARED_FIELDS, with_ours
-from portico.status.transitions import stamp_transitions
+from portico.status.compose import SHARED_FIELDS, compose, without_ours
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +166,8 @@ class KubernetesStatusWriter:
 
     def _compose(self, current: dict[str, Any], desired: dict[str, Any] | None) -> dict[str, Any]:
         if desired is None:  # release: drop only our entries of shared fields
-            mine: dict[str, Any] = {f: [] for f in SHARED_FIELDS if f in current}
-            return {**current, **with_ours(current, mine, self.controller_name)} if mine else current
-        new = with_ours(current, desired, self.controller_name)
-        stamped: dict[str, Any] = stamp_transitions(new, current, self.clock)
-        return stamped
+            return without_ours(current, self.controller_name)
+        return compose(current, desired, self.controller_name, self.clock)
 
     async def _read(self, res: Any, key: ObjectKey) -> tuple[dict[str, Any], str] | None:
         try:

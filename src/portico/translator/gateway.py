@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from portico.contracts import Placement
 from portico.ir import ClientValidation, Route, TLSCertificate, WeightedBackend
 from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Other, Secret
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
@@ -20,7 +21,6 @@ from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.frontendtls import backend_client_certificate, frontend_validation
 from portico.translator.secrets import tls_key_pair
-from portico.translator.snapshot import Placement
 
 # Route kinds each listener protocol can serve (Gateway API Listener.protocol).
 PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {

@@ -29,6 +29,7 @@ import os
 import socket
 from collections.abc import Iterable
 
+from portico.contracts import Reserved
 from portico.ir import UNIX_PREFIX, Endpoint
 from portico.models import (
     PORTICO_GROUP,
@@ -41,7 +42,6 @@ from portico.models import (
 )
 from portico.objects import GATEWAY_GROUP
 from portico.translator.context import Context, selector_matches
-from portico.translator.snapshot import Reserved
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOCALHOST = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))

@@ -8,6 +8,7 @@ infrastructure description its mode's infrastructure creates it from.
 from __future__ import annotations
 
 from portico import ir
+from portico.contracts import GatewayOutput
 from portico.models import Gateway, GatewayClass
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends, RuleMemo
@@ -22,7 +23,7 @@ from portico.translator.l4routes import L4RouteResult, translate_l4routes
 from portico.translator.listenerset import ListenerSetState, attach_listener_sets
 from portico.translator.policies import Policies
 from portico.translator.routebinding import RouteResult, bind_routes
-from portico.translator.snapshot import GatewayOutput, Snapshot, Translation
+from portico.translator.snapshot import Snapshot, Translation
 from portico.translator.status import (
     gateway_status,
     gatewayclass_status,

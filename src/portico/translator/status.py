@@ -1,7 +1,8 @@
 """Rendering status for every object Portico owns status for.
 
-Only our own entries are written: route `parents` and policy `ancestors` entries of
-other controllers are carried over untouched (`portico.status.ours`).
+Only our own entries: route `parents` and policy `ancestors` entries of other
+controllers are merged in by whoever stores the status, against the status as it is
+then (`portico.status.compose`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 from portico.models import GatewayClass, Resource
 from portico.objects import GATEWAY_GROUP, ObjectKey
-from portico.status.ours import merge_ours
 from portico.translator.attachment import ParentResult, parent_ref_status
 from portico.translator.conditions import Cond, render_all
 from portico.translator.gateway import GatewayState, ListenerState, listener_conditions
@@ -71,16 +71,16 @@ def route_status(route: Resource, parents: list[ParentResult], route_conds: list
                                               Cond("ResolvedRefs", True, "ResolvedRefs")]
         ours.append({"parentRef": parent_ref_status(parent.ref), "controllerName": controller,
                      "conditions": render_all(conds, generation)})
-    return merge_ours(route.status, "parents", ours, controller)
+    return {"parents": ours}
 
 
 def policy_status(policy: Resource, ancestors: dict[ObjectKey, list[Cond]], controller: str) -> dict[str, Any]:
-    """PolicyAncestorStatus entries of ours, one per ancestor (a Gateway; at most 16,
-    PolicyStatus.ancestors); other controllers' entries are kept."""
+    """PolicyAncestorStatus entries of ours, one per ancestor (a Gateway; the limit of 16,
+    PolicyStatus.ancestors, is applied with the other controllers' entries when stored)."""
     generation = policy.metadata.generation
     ours = [{"ancestorRef": {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name},
              "controllerName": controller,
              "conditions": render_all(conds + [Cond("Accepted", True, "Accepted"),
                                                Cond("ResolvedRefs", True, "ResolvedRefs")], generation)}
             for key, conds in sorted(ancestors.items())]
-    return merge_ours(policy.status, "ancestors", ours, controller)
+    return {"ancestors": ours}
