@@ -30,6 +30,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check src bench tools
 	$(BIN)/mypy src bench tools
+	$(BIN)/lint-imports
 
 test: lint browser
 	$(BIN)/pytest
