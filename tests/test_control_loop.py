@@ -651,3 +651,29 @@ def test_an_unwritable_state_directory_does_not_stop_changes(tmp_path: Path) -> 
     assert len(infra.pool.assigned()) == 2
     [problem] = infra.problems()
     assert "addresses.json" in problem and "kept in memory" in problem
+
+
+def test_status_is_composed_once_where_it_is_stored() -> None:
+    """The translator renders only Portico's route parents; the store's writer merges them
+    with the stored entries (another controller's kept in its place) and stamps the times."""
+    from portico.translator import translate
+
+    theirs = {"parentRef": {"name": "elsewhere"}, "controllerName": "other.example/ctrl",
+              "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                              "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "r", "namespace": "ns"},
+             "spec": {"parentRefs": [{"name": "elsewhere"}, {"name": "gw"}]}, "status": {"parents": [theirs]}}
+    store = EmulatedStore()
+    loop = ControlLoop(store, host(), FakeXds(), translator=translate)
+    loop.apply(docs(CLASS, GATEWAY, route))
+    assert loop.sync()
+    assert loop.last_translation is not None
+    rendered = loop.last_translation.statuses[key_of(route)]["parents"]
+    assert [p["controllerName"] for p in rendered] == ["portico.dev/gateway-controller"]  # ours only
+    stored = store.get(key_of(route))
+    assert stored is not None
+    assert stored.status["parents"][0] == theirs  # kept in place, untouched
+    [ours] = stored.status["parents"][1:]
+    assert ours["parentRef"]["name"] == "gw"
+    assert all(c["lastTransitionTime"] != "1970-01-01T00:00:00Z" for c in ours["conditions"])  # stamped

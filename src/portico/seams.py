@@ -7,9 +7,10 @@ infrastructure managers, as typed Protocols).
                            ▼
                   Infrastructure ──► data planes (per group)
 
-Standalone mode composes files + API-server emulation, the store, host
-processes on loopback (`portico.standalone`); Kubernetes mode composes watches,
-the status subresource and Deployments. The core (`portico.control`, the
+Standalone mode declares files + API-server emulation, the store, host
+processes on loopback (`portico.standalone`); Kubernetes mode declares watches,
+the status subresource and Deployments (`portico.controller`); the composition
+root (`portico.runtime`) builds either. The core (`portico.control`, the
 translator, the xDS server) sees only these.
 """
 

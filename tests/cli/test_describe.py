@@ -70,7 +70,7 @@ def test_a_broken_route_says_why_and_what_to_do(tmp_path: Path) -> None:
 
 def test_not_found_says_what_there_is() -> None:
     """Issue 31 item 10: `describe foo/bar` said only "no foo bar"."""
-    from portico.cli.describe import not_found
+    from portico.describe import not_found
 
     objects = [{"kind": "HTTPRoute", "metadata": {"name": "web", "namespace": "default"}},
                {"kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"}}]

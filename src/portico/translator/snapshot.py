@@ -50,7 +50,8 @@ class Translation:
     # Gateway key -> its output (Gateways of our accepted classes only)
     gateways: dict[ObjectKey, GatewayOutput] = field(default_factory=dict)
     # the full new `status` of every object the translator owns status for
-    # (entries of other controllers carried over from the input untouched)
+    # (our entries only: other controllers' ones are merged in where it is stored,
+    # `portico.status.compose`)
     statuses: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     # when this translation patched the previous one (`translator.incremental`): the keys
     # whose status may differ from the previous translation's (entry changed or gone);
