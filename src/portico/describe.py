@@ -1,7 +1,8 @@
 """`portico describe KIND/NAME`: an object's conditions in words, what is attached to
 it or what it is attached to, the objects it references that are missing, and what
 to do about each problem. Reads the objects (with status) of a running instance's
-admin API, or of manifests translated on the spot (`-f`).
+admin API, or of manifests translated on the spot (`-f`). Shared by the CLI and the
+admin API's `/api/describe`, so it sits beside both rather than in either.
 """
 
 from __future__ import annotations
