@@ -100,12 +100,9 @@ class ControlLoop:
     async def run(self, events: AsyncIterator[ProviderEvent], ready: Callable[[], None] | None = None) -> None:
         """Consume `events` and translate until cancelled; `ready` after the first sync.
         A provider that fails ends the loop with a RuntimeError at once: a control plane
-        that no longer sees changes must not look healthy.
-
-        One sync at a time, started as soon as there is a change: no timer. The consumer
-        applies changes to the store while a sync is under way (the translation runs in a
-        thread), and all of them go into the next sync (issue 30: a fixed sleep after
-        every sync was most of the latency of changes made one after another)."""
+        that no longer sees changes must not look healthy. One sync at a time, started as
+        soon as there is a change (no timer): changes applied while one is under way all go
+        into the next (issue 30)."""
         consumer = asyncio.create_task(self._consume(events))
         consumer.add_done_callback(lambda _: self._dirty.set())
         try:
@@ -114,17 +111,14 @@ class ControlLoop:
                 self._dirty.clear()
                 if consumer.done():
                     self._raise_if_failed(consumer)
-                # the garbage of a sync is collected after the interval, once the xDS streams
-                # have sent the new configuration: not in between (it blocks the event loop)
                 with gc_paused():
                     if await self.sync_async():
                         await self._reconcile()
                     if ready is not None:
                         ready()
                         ready = None
-                    # one turn of the event loop before the garbage of the sync is collected (it
-                    # blocks the event loop): the xDS streams the push woke take the new
-                    # configuration, and the consumer applies the changes already queued
+                    # one turn of the event loop before the garbage is collected (it blocks): the
+                    # xDS streams send the new configuration, the consumer applies queued changes
                     await asyncio.sleep(0)
                 last = self.last_translation
                 await self._collector.after_sync(last is not None and last.status_changes is not None, self._dirty)
