@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from portico.cli.describe import describe, find
 from portico.cli.status import KINDS, rows
-from portico.dump import offline_objects
+from portico.describe import describe, find
+from portico.standalone import offline
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ingress"
 ME = "portico.dev/gateway-controller"
 
 
 def test_status_lists_the_ingress_with_its_address() -> None:
-    objects = offline_objects([str(EXAMPLE)])
+    objects = offline([str(EXAMPLE)]).objects()
     ingress_rows = [r for r in rows([o for o in objects if o["kind"] in KINDS]) if r[0] == "Ingress"]
     assert len(ingress_rows) == 1
     kind, name, where, _ = ingress_rows[0]
@@ -23,7 +23,7 @@ def test_status_lists_the_ingress_with_its_address() -> None:
 
 
 def test_describe_an_ingress_says_where_and_how_its_annotations_are_served() -> None:
-    objects = offline_objects([str(EXAMPLE)])
+    objects = offline([str(EXAMPLE)]).objects()
     ingress = find(objects, "ingress", "api", "shop")
     assert ingress is not None
     text = "\n".join(describe(ingress, objects, ME))
@@ -36,7 +36,7 @@ def test_describe_an_ingress_says_where_and_how_its_annotations_are_served() -> 
 
 
 def test_the_ingress_class_is_cluster_scoped() -> None:
-    objects = offline_objects([str(EXAMPLE)])
+    objects = offline([str(EXAMPLE)]).objects()
     (cls,) = [o for o in objects if o["kind"] == "IngressClass"]
     assert "namespace" not in cls["metadata"] or not cls["metadata"]["namespace"], cls["metadata"]
     assert find(objects, "ingressclass", "portico", None) is cls
