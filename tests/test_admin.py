@@ -222,8 +222,14 @@ def test_a_token_guards_the_api_but_not_the_probes() -> None:
 
 def test_a_token_guards_envoys_stats_too() -> None:
     """Issue 23: /metrics/envoy (every tenant's cluster and route names) was open with a token set."""
-    server = AdminServer(filled_store(), token="s3cret")
-    server.envoy_stats = lambda group: b"envoy_cluster_upstream_rq{envoy_cluster_name=\"team/db\"} 1\n"
+    class Envoys:
+        def envoy_stats(self, group: str) -> bytes | None:
+            return b"envoy_cluster_upstream_rq{envoy_cluster_name=\"team/db\"} 1\n"
+
+        def envoy_admin(self, group: str, path: str) -> bytes | None:
+            return None
+
+    server = AdminServer(filled_store(), token="s3cret", envoys=Envoys())
     with running(server) as base:
         for path, header, code in (("/metrics/envoy?group=portico", "", 401),
                                    ("/metrics/envoy?group=portico", "Bearer wrong", 401),

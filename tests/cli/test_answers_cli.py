@@ -31,8 +31,14 @@ def test_config_dump_of_an_unknown_gateway_fails() -> None:
 def test_the_admin_apis_message_reaches_the_user() -> None:
     """`config-dump --envoy nope` said "answered 404 Not Found", dropping why."""
     async def scenario() -> str:
-        server = AdminServer(Store())
-        server.envoy_admin = lambda group, path: None
+        class NoEnvoy:
+            def envoy_stats(self, group: str) -> bytes | None:
+                return None
+
+            def envoy_admin(self, group: str, path: str) -> bytes | None:
+                return None
+
+        server = AdminServer(Store(), envoys=NoEnvoy())
         port = await server.start()
         try:
             def ask() -> str:
