@@ -118,19 +118,17 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
 
     elector = LeaderElector(client, options.namespace, options.lease_name, identity_of(options),
                             lease_duration=options.lease_duration, renew_deadline=options.renew_deadline,
-                            retry_period=options.retry_period, on_change=leadership) if options.leader_elect else None
+                            retry_period=options.retry_period, on_change=leadership,
+                            # no status write in flight once the lease is given up
+                            before_release=lambda: writer.idle()) if options.leader_elect else None
     is_leader = elector.is_leader if elector else (lambda: True)
-    writer = KubernetesStatusWriter(client, KINDS, options.controller_name, is_leader=is_leader, lookup=_lookup(store))
+    provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
+    # statuses are written at the version the cluster serves, which the provider learns by discovery
+    writer = KubernetesStatusWriter(client, provider.served, options.controller_name, is_leader=is_leader,
+                                    lookup=_lookup(store))
     events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
     finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
                                  is_leader=writer.is_leader)
-    provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
-    # shared, not copied: statuses are written at the version the cluster serves, which the
-    # provider learns by discovery (and the lease is released only once writes are done);
-    # both are the Kubernetes work's (issue 25) attributes, set here where both objects exist
-    writer.kinds = provider.served
-    if elector is not None:
-        elector.before_release = writer.idle  # no status write in flight once the lease is given up
 
     async def infrastructure(plane: Plane) -> Infrastructure:
         if options.data_plane == "kubernetes":

@@ -48,6 +48,7 @@ class LeaderElector:
     def __init__(self, client: AsyncClient, namespace: str, name: str, identity: str, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
                  on_change: Callable[[bool], None] | None = None,
+                 before_release: Callable[[], Awaitable[None]] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         if not retry_period < renew_deadline < lease_duration:
@@ -60,7 +61,7 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.on_change = on_change
-        self.before_release: Callable[[], Awaitable[None]] | None = None
+        self.before_release = before_release
         self.now = now  # the wall clock, for the timestamps written (never compared)
         self.monotonic = monotonic  # the local clock every decision is made on
         self.leading = False

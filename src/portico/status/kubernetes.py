@@ -46,12 +46,16 @@ Lookup = Callable[[ObjectKey], tuple[dict[str, Any], str] | None]
 
 
 class KubernetesStatusWriter:
-    def __init__(self, client: AsyncClient, kinds: Iterable[Kind], controller_name: str, *,
+    def __init__(self, client: AsyncClient, kinds: Iterable[Kind] | Mapping[tuple[str, str], Kind],
+                 controller_name: str, *,
                  is_leader: Callable[[], bool] = lambda: True, lookup: Lookup | None = None,
                  clock: Callable[[], str] = utc_now, attempts: int = 5,
                  backoff: tuple[float, float] = (0.2, 30.0), timeout: float = 10.0) -> None:
         self.client = client
-        self.kinds: Mapping[tuple[str, str], Kind] = {(k.group, k.kind): k for k in kinds}
+        # a Mapping is shared, not copied: the provider updates it with the version discovery
+        # finds, and statuses are written at the version the cluster serves
+        self.kinds: Mapping[tuple[str, str], Kind] = (
+            kinds if isinstance(kinds, Mapping) else {(k.group, k.kind): k for k in kinds})
         self.controller_name = controller_name
         self.is_leader = is_leader
         self.lookup = lookup
