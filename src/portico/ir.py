@@ -159,6 +159,9 @@ class RouteMatch:
     query_params: tuple[QueryParamMatch, ...] = ()
     method: str | None = None
     grpc: bool = False  # only requests with content-type application/grpc*
+    # only requests whose per-request random value modulo 1e6 is below this (one backend
+    # share of a rule whose backendRefs carry their own redirect or rewrite)
+    fraction_per_million: int | None = None
 
 
 @dataclass(frozen=True)

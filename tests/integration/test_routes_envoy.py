@@ -261,6 +261,54 @@ BACKENDS = http_route("backends", "backends.example.com", [
 ])
 
 
+# HTTPRouteBackendRequestRedirect / HTTPRouteBackendURLRewrite next to rule-level
+# ones; HTTPRouteHostRewrite, HTTPRouteRequestMultipleMirrors, HTTPRoute307RedirectStatusCode.
+BACKEND_FILTERS = http_route("backend-filters", "backend-filters.example.com", [
+    {"matches": prefix("/rule-redirect"),
+     "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "rule.example.com",
+                                                                 "statusCode": 307}}]},
+    {"matches": prefix("/backend-redirect"),
+     "backendRefs": [ref("echo-v1", filters=[{"type": "RequestRedirect", "requestRedirect": {
+         "hostname": "backend.example.com", "statusCode": 301,
+         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/moved"}}}])]},
+    {"matches": prefix("/rule-rewrite"),
+     "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "rule-host.example.com"}}],
+     "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/backend-rewrite"),
+     "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "rule-host.example.com"}}],
+     "backendRefs": [ref("echo-v2", filters=[{"type": "URLRewrite", "urlRewrite": {
+         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/inner"}}}])]},
+    # one share in four redirected, two rewritten, one forwarded as is
+    {"matches": prefix("/backend-split"),
+     "backendRefs": [
+         ref("echo-v1", weight=1, filters=[{"type": "RequestRedirect",
+                                            "requestRedirect": {"hostname": "away.example.com"}}]),
+         ref("echo-v2", weight=2, filters=[{"type": "URLRewrite", "urlRewrite": {
+             "path": {"type": "ReplaceFullPath", "replaceFullPath": "/rewritten"}}}]),
+         ref("echo-v3", weight=1)]},
+    {"matches": prefix("/two-mirrors"),
+     "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": ref("mirror")}},
+                 {"type": "RequestMirror", "requestMirror": {"backendRef": ref("echo-v3")}}],
+     "backendRefs": [ref("echo-v1")]},
+])
+
+CORS = http_route("cors", "cors.example.com", [
+    {"matches": prefix("/strict"),
+     "filters": [{"type": "CORS", "cors": {
+         "allowOrigins": ["https://app.example.com", "https://*.example.org"],
+         "allowMethods": ["GET", "PUT"], "allowHeaders": ["X-Token"], "exposeHeaders": ["X-Trace"],
+         "allowCredentials": True, "maxAge": 600}}],
+     "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/open"),
+     "filters": [{"type": "CORS", "cors": {"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"]}}],
+     "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/any-credentials"),
+     "filters": [{"type": "CORS", "cors": {"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
+                                          "exposeHeaders": ["*"], "allowCredentials": True}}],
+     "backendRefs": [ref("echo-v1")]},
+])
+
+
 # Precedence across routes on one hostname (HTTPRouteRule: Exact path, longest
 # prefix, method, most headers, most query params, oldest route, namespace/name).
 PRECEDENCE = [
@@ -335,6 +383,7 @@ class Gateway:
              "spec": {"gatewayClassName": "portico", "addresses": [{"type": "IPAddress", "value": self.address}],
                       "listeners": [{"name": "http", "protocol": "HTTP", "port": LISTENER_PORT}]}},
             *backend_docs(self.backends), MATCHING, FILTERS, BACKENDS, AUTH, GRPC, *PRECEDENCE,
+            BACKEND_FILTERS, CORS,
         ]
         tmp = self.dir / ".all.yaml"
         tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -405,7 +454,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gateway.start()
     try:
         for kind, name in [("HTTPRoute", "matching"), ("HTTPRoute", "filters"), ("HTTPRoute", "backends"),
-                           ("HTTPRoute", "auth"), ("GRPCRoute", "grpc"), ("HTTPRoute", "prec-c")]:
+                           ("HTTPRoute", "auth"), ("GRPCRoute", "grpc"), ("HTTPRoute", "prec-c"),
+                           ("HTTPRoute", "backend-filters"), ("HTTPRoute", "cors")]:
             wait_for(f"{kind} {name} accepted", functools.partial(accepted, gateway, kind, name))
         wait_for("routes programmed", lambda: gateway.pod("match.example.com", "/") == "200 echo-v1-pod")
         yield gateway
@@ -506,6 +556,117 @@ def test_mirror_seen_by_mirror_backend(gw: Gateway) -> None:
 def test_unresolvable_extension_ref_answers_500(gw: Gateway) -> None:
     assert gw.request("filters.example.com", "/extension")[0] == 500
     assert gw.route_status("HTTPRoute", "filters")["ResolvedRefs"] == "False"
+
+
+def test_backend_redirects_and_rewrites_next_to_rule_level_ones(gw: Gateway) -> None:
+    host = "backend-filters.example.com"
+    status, headers, _ = gw.request(host, "/rule-redirect/x")
+    assert (status, headers["location"]) == (307, "http://rule.example.com/rule-redirect/x")  # HTTPRoute307...
+    status, headers, _ = gw.request(host, "/backend-redirect/a/b?q=1")
+    assert (status, headers["location"]) == (301, "http://backend.example.com/moved/a/b?q=1")
+    status, _, echo = gw.request(host, "/rule-rewrite/p")
+    assert (status, echo["host"], echo["path"]) == (200, "rule-host.example.com", "/rule-rewrite/p")
+    # the backend's rewrite runs after the rule's: both apply
+    status, _, echo = gw.request(host, "/backend-rewrite/p?x=1")
+    assert (status, echo["pod"], echo["host"], echo["path"]) == (200, "echo-v2-pod", "rule-host.example.com",
+                                                                 "/inner/p?x=1")
+
+
+def test_backend_filters_apply_to_their_share_only(gw: Gateway) -> None:
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(400):
+        status, headers, echo = gw.request("backend-filters.example.com", "/backend-split/x")
+        if status == 302:
+            assert headers["location"] == "http://away.example.com/backend-split/x"
+            seen["redirect"] += 1
+        else:
+            assert status == 200
+            expected = "/rewritten" if echo["pod"] == "echo-v2-pod" else "/backend-split/x"
+            assert echo["path"] == expected, echo
+            seen[echo["pod"]] += 1
+    assert set(seen) == {"redirect", "echo-v2-pod", "echo-v3-pod"}, seen  # echo-v1 is never forwarded to
+    for key, share in (("redirect", 0.25), ("echo-v2-pod", 0.5), ("echo-v3-pod", 0.25)):
+        assert abs(seen[key] / 400 - share) < 0.08, seen
+
+
+def test_multiple_mirrors_each_receive_the_request(gw: Gateway) -> None:
+    marker = f"/two-mirrors/{random.getrandbits(64):x}"
+    status, _, echo = gw.request("backend-filters.example.com", marker)
+    assert (status, echo["pod"]) == (200, "echo-v1-pod")
+    for name in ("mirror", "echo-v3"):
+        backend = gw.backends.http[name]
+        wait_for(f"{name} received the mirrored request",
+                 lambda b=backend: any(r["path"] == marker for r in list(b.seen)), 10)
+
+
+# ---------------------------------------------------------------- CORS (HTTPRouteCORS)
+
+
+def preflight(gw: Gateway, path: str, origin: str, method: str = "PUT",
+              headers: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    extra = {"Origin": origin, "Access-Control-Request-Method": method}
+    if headers is not None:
+        extra["Access-Control-Request-Headers"] = headers
+    return gw.request("cors.example.com", path, method="OPTIONS", headers=extra)
+
+
+def test_cors_preflight_from_an_allowed_origin_is_answered_by_the_gateway(gw: Gateway) -> None:
+    before = len(gw.backends.http["echo-v1"].seen)
+    status, headers, _ = preflight(gw, "/strict/r", "https://app.example.com", headers="X-Token")
+    assert status in (200, 204)
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-allow-credentials"] == "true"
+    assert set(headers["access-control-allow-methods"].replace(" ", "").split(",")) >= {"GET", "PUT"}
+    assert headers["access-control-allow-headers"].lower().replace(" ", "") == "x-token"
+    assert headers["access-control-max-age"] == "600"
+    assert len(gw.backends.http["echo-v1"].seen) == before  # not forwarded
+    # a wildcard host: "*" is a greedy match to the left, any number of labels
+    status, headers, _ = preflight(gw, "/strict/r", "https://a.b.example.org")
+    assert (status, headers["access-control-allow-origin"]) in ((200, "https://a.b.example.org"),
+                                                                (204, "https://a.b.example.org"))
+
+
+def test_cors_refused_origin_gets_no_cors_headers(gw: Gateway) -> None:
+    for origin in ("https://evil.example.com", "http://app.example.com", "https://example.org.evil.net"):
+        status, headers, _ = preflight(gw, "/strict/r", origin)
+        assert status in (200, 204, 403), (origin, status)
+        assert not any(h.startswith("access-control-allow") for h in headers), (origin, headers)
+        status, headers, echo = gw.request("cors.example.com", "/strict/r", headers={"Origin": origin})
+        assert status == 200 and echo["pod"] == "echo-v1-pod"  # the actual request is served...
+        assert "access-control-allow-origin" not in headers  # ...without CORS headers: the browser refuses it
+
+
+def test_cors_actual_request_carries_allow_origin_and_expose_headers(gw: Gateway) -> None:
+    status, headers, echo = gw.request("cors.example.com", "/strict/r", headers={"Origin": "https://app.example.com"})
+    assert (status, echo["pod"]) == (200, "echo-v1-pod")
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-allow-credentials"] == "true"
+    assert headers["access-control-expose-headers"] == "X-Trace"
+
+
+def test_cors_wildcards_without_credentials(gw: Gateway) -> None:
+    status, headers, _ = preflight(gw, "/open/r", "https://anywhere.example.net", method="DELETE", headers="X-A")
+    assert status in (200, 204)
+    assert headers["access-control-allow-origin"] in ("*", "https://anywhere.example.net")
+    assert headers["access-control-allow-methods"] in ("*", "DELETE")
+    assert headers["access-control-allow-headers"].lower() in ("*", "x-a")
+    assert "access-control-allow-credentials" not in headers  # omitted when not allowed
+    assert headers["access-control-max-age"] == "5"  # "sets ... Access-Control-Max-Age: 5 by default"
+
+
+def test_cors_wildcards_with_credentials_echo_the_request(gw: Gateway) -> None:
+    """With allowCredentials the gateway "must not return *": it echoes origin, method and headers."""
+    status, headers, _ = preflight(gw, "/any-credentials/r", "https://anywhere.example.net", method="PATCH",
+                                   headers="X-A, X-B")
+    assert status in (200, 204)
+    assert headers["access-control-allow-origin"] == "https://anywhere.example.net"
+    assert headers["access-control-allow-methods"] == "PATCH"
+    assert headers["access-control-allow-headers"].lower().replace(" ", "") == "x-a,x-b"
+    assert headers["access-control-allow-credentials"] == "true"
+    status, headers, _ = gw.request("cors.example.com", "/any-credentials/r",
+                                    headers={"Origin": "https://anywhere.example.net"})
+    assert headers["access-control-allow-origin"] == "https://anywhere.example.net"
+    assert "*" not in headers.get("access-control-expose-headers", "")
 
 
 # ---------------------------------------------------------------- backends

@@ -59,9 +59,13 @@ CONFIG_FIELDS = {
 HTTP_FILTER_TYPES = frozenset(CONFIG_FIELDS)
 # GRPCRouteFilter.type enum.
 GRPC_FILTER_TYPES = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"})
-# Filters a backendRef may carry here: header edits map to Envoy's per-cluster
-# header options; anything else at that level is implementation-specific and not supported.
-BACKEND_FILTER_TYPES = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "ExtensionRef"})
+# Filters a backendRef may carry here ("executed if and only if the request is being
+# forwarded to the backend defined here"): header edits map to Envoy's per-cluster header
+# options; RequestRedirect and URLRewrite (HTTPRouteBackendRequestRedirect,
+# HTTPRouteBackendURLRewrite) split the rule into one route per backend share
+# (httproute.backend_splits); anything else at that level is not supported.
+BACKEND_FILTER_TYPES = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "ExtensionRef",
+                                  "RequestRedirect", "URLRewrite"})
 # "This filter can be used multiple times within the same rule": RequestMirror and ExtensionRef only.
 REPEATABLE = frozenset({"RequestMirror", "ExtensionRef"})
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from portico import ir
-from portico.models import HTTPRoute, HTTPRouteMatch, HTTPRouteRule
+from portico.models import HTTPRequestRedirectFilter, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from portico.objects import ObjectKey
 from portico.translator import rules
 from portico.translator.backends import Backends
@@ -71,7 +71,8 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         timeout_ms=request_timeout_ms(rule),
         backend_timeout_ms=backend_timeout_ms(rule),
     )
-    return RuleResult(rule, index, action, filters, list(filters.conds) + shares.conds)
+    return RuleResult(rule, index, action, filters, list(filters.conds) + shares.conds,
+                      backend_filters=shares.filters)
 
 
 def rule_problem(rule: HTTPRouteRule) -> Cond | None:
@@ -180,17 +181,72 @@ def retry_of(rule: HTTPRouteRule) -> ir.Retry | None:
 def route_entries(route: HTTPRoute, rules: list[RuleResult], listener: ListenerState) -> list[RouteEntry]:
     entries = []
     for rule in rules:
-        action = with_redirect(rule, listener)
         label = rule.rule.name or str(rule.index)
         for j, match in enumerate(rule.rule.matches or [HTTPRouteMatch()]):
             m = route_match(match)
             name = f"httproute/{route.namespace}/{route.name}/rule/{label}/match/{j}"
             key = precedence(route, rule.index, j, match, m)
-            twin = explicit_port_twin(name, m, action, listener)
-            if twin is not None:
-                entries.append(RouteEntry(key + (0,), twin, rule.rule.name))
-            entries.append(RouteEntry(key + (1,), ir.Route(name, m, action), rule.rule.name))
+            for k, (split, action) in enumerate(backend_splits(rule, listener)):
+                split_name = name if split is None and k == 0 else f"{name}/backend/{k}"
+                split_match = replace(m, fraction_per_million=split)
+                twin = explicit_port_twin(split_name, split_match, action, listener)
+                if twin is not None:
+                    entries.append(RouteEntry(key + (2 * k,), twin, rule.rule.name))
+                entries.append(RouteEntry(key + (2 * k + 1,), ir.Route(split_name, split_match, action),
+                                          rule.rule.name))
     return entries
+
+
+# Backend shares are told apart by Envoy's per-request random value (the same for every
+# route of one request), compared against cumulative fractions of a million.
+SPLIT_DENOMINATOR = 1_000_000
+
+
+def backend_splits(rule: RuleResult, listener: ListenerState) -> list[tuple[int | None, ir.RouteAction]]:
+    """The rule's action, or, when a backendRef carries its own RequestRedirect or
+    URLRewrite (filters "executed if and only if the request is being forwarded to the
+    backend defined here"), one action per backend share, each for its weight's fraction
+    of requests: (cumulative requests per million matched, else None for the rest)."""
+    action = with_redirect(rule.action, rule.filters.redirect, rule.filters.failed, listener)
+    sets = rule.backend_filters
+    split = any(s.redirect is not None or s.rewrite is not None for s in sets)
+    if not split or action.direct_status is not None or action.redirect is not None:
+        return [(None, action)]
+    live = [(b, s) for b, s in zip(action.backends, sets, strict=True) if b.weight > 0]
+    total = sum(b.weight for b, _ in live)
+    out: list[tuple[int | None, ir.RouteAction]] = []
+    so_far = 0
+    for i, (backend, own) in enumerate(live):
+        so_far += backend.weight
+        fraction = None if i == len(live) - 1 else so_far * SPLIT_DENOMINATOR // total
+        out.append((fraction, backend_action(action, backend, own, listener)))
+    return out
+
+
+def backend_action(action: ir.RouteAction, backend: ir.WeightedBackend, own: FilterSet,
+                   listener: ListenerState) -> ir.RouteAction:
+    """One share's action: its redirect (answered instead of forwarding, unless the
+    backendRef is invalid: 500), or forwarding with its URLRewrite over the rule's."""
+    single = replace(action, backends=(backend,))
+    if backend.cluster is None:
+        return single
+    if own.redirect is not None:
+        return with_redirect(single, own.redirect, False, listener)
+    if own.rewrite is not None:
+        return replace(single, rewrite=merge_rewrites(action.rewrite, own.rewrite))
+    return single
+
+
+def merge_rewrites(rule: ir.URLRewrite | None, own: ir.URLRewrite) -> ir.URLRewrite:
+    """A backendRef's URLRewrite runs after the rule's: what it sets wins, the rest stays."""
+    if rule is None:
+        return own
+    own_path = own.path_full is not None or own.path_prefix is not None
+    return ir.URLRewrite(
+        hostname=own.hostname if own.hostname is not None else rule.hostname,
+        path_full=own.path_full if own_path else rule.path_full,
+        path_prefix=own.path_prefix if own_path else rule.path_prefix,
+        regex=None if own_path else rule.regex)
 
 
 # A Host header that carries a port ("example.com:8080").
@@ -212,14 +268,14 @@ def explicit_port_twin(name: str, m: ir.RouteMatch, action: ir.RouteAction,
     return ir.Route(f"{name}/host-port", match, replace(action, redirect=replace(r, port=port, strip_port=False)))
 
 
-def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:
+def with_redirect(action: ir.RouteAction, spec: HTTPRequestRedirectFilter | None, failed: bool,
+                  listener: ListenerState) -> ir.RouteAction:
     """RequestRedirect port defaults depend on the listener (HTTPRequestRedirectFilter.port):
     no port and a scheme: the scheme's well-known port; no port and no scheme: the
     listener's port. The port is left out of Location when it is the default of the
     scheme in effect (http/80, https/443)."""
-    spec = rule.filters.redirect
-    if spec is None or rule.filters.failed:
-        return rule.action  # an unresolvable ExtensionRef next to the redirect: 500 wins
+    if spec is None or failed:
+        return action  # an unresolvable ExtensionRef next to the redirect: 500 wins
     scheme = spec.scheme
     listener_scheme = "https" if listener.protocol == "HTTPS" else "http"
     port = spec.port or ({"http": 80, "https": 443}.get(scheme) if scheme else listener.spec.port)
@@ -235,7 +291,7 @@ def with_redirect(rule: RuleResult, listener: ListenerState) -> ir.RouteAction:
         path_prefix=path.replace_prefix_match if path and path.type == "ReplacePrefixMatch" else None,
         status_code=spec.status_code,
     )
-    return replace(rule.action, redirect=redirect, backends=(), direct_status=None)
+    return replace(action, redirect=redirect, backends=(), direct_status=None, rewrite=None)
 
 
 def route_match(match: HTTPRouteMatch) -> ir.RouteMatch:

@@ -31,6 +31,8 @@ class RuleResult(Generic[Rule]):
     filters: FilterSet
     conds: list[Cond] = field(default_factory=list)
     problem: Cond | None = None  # the rule cannot be programmed (dropped)
+    # each backendRef's own filters, in the order of action.backends
+    backend_filters: tuple[FilterSet, ...] = ()
 
     @property
     def check(self) -> RuleCheck:
@@ -40,6 +42,7 @@ class RuleResult(Generic[Rule]):
 @dataclass
 class WeightedBackends:
     backends: tuple[ir.WeightedBackend, ...] = ()
+    filters: tuple[FilterSet, ...] = ()  # each backendRef's own filters, as `backends`
     conds: list[Cond] = field(default_factory=list)
     problem: Cond | None = None  # a backendRef whose filters make the rule unprogrammable
 
@@ -57,6 +60,7 @@ def weighted_backends(route: Resource, refs: Sequence[HTTPBackendRef] | Sequence
     ("executed if and only if the request is being forwarded to the backend defined here")."""
     out = WeightedBackends()
     shares = []
+    filter_sets = []
     for ref in refs:
         ref_filters = apply_filters(route, ref.filters, backends, filter_types, where="on a backendRef")
         if ref_filters.invalid is not None:
@@ -71,5 +75,7 @@ def weighted_backends(route: Resource, refs: Sequence[HTTPBackendRef] | Sequence
         # An unresolvable ExtensionRef on the backendRef: its share answers with an error too.
         name = cluster.name if cluster is not None and not ref_filters.failed else None
         shares.append(ir.WeightedBackend(name, ref.weight, ref_filters.request_headers, ref_filters.response_headers))
+        filter_sets.append(ref_filters)
     out.backends = tuple(shares)
+    out.filters = tuple(filter_sets)
     return out

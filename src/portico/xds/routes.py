@@ -127,6 +127,11 @@ def build_match(m: ir.RouteMatch) -> rc.RouteMatch:
     out.query_parameters.extend(_query_matcher(q) for q in m.query_params)
     if m.grpc:
         out.grpc.SetInParent()
+    if m.fraction_per_million is not None:
+        # Envoy draws one random value per request for every route's runtime_fraction, so
+        # routes with cumulative fractions split requests by weight.
+        out.runtime_fraction.default_value.CopyFrom(percent_pb2.FractionalPercent(
+            numerator=m.fraction_per_million, denominator=percent_pb2.FractionalPercent.MILLION))
     return out
 
 
