@@ -166,14 +166,19 @@ def gateway_doc() -> dict[str, Any]:
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
             "metadata": {"name": "gw", "namespace": NS},
             "spec": {"gatewayClassName": "portico",
-                     "tls": {"frontend": {"default": {}, "perPort": [{"port": 8443, "tls": {"validation": {
-                         "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "client-ca"}]}}}]}},
+                     "tls": {"frontend": {"default": {}, "perPort": [
+                         {"port": 8443, "tls": {"validation": {
+                             "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "client-ca"}]}}},
+                         {"port": 9443, "tls": {"validation": {
+                             "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "client-ca"}],
+                             "mode": "AllowInsecureFallback"}}}]}},
                      "listeners": [
                          https("https-a", 443, "a.example.com", "cert-a"),
                          https("https-b", 443, "b.example.com", "cert-b"),
                          {"name": "pass", "port": 443, "protocol": "TLS", "hostname": "pass.example.com",
                           "tls": {"mode": "Passthrough"}},
                          https("mtls", 8443, None, "cert-a"),
+                         https("fallback", 9443, None, "cert-a"),
                          {"name": "http", "port": 80, "protocol": "HTTP"},
                          {"name": "tcp", "port": 9000, "protocol": "TCP"},
                          {"name": "udp", "port": 5300, "protocol": "UDP"},
@@ -256,6 +261,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         route("HTTPRoute", "a", "https-a", "plain", 8080),
         route("HTTPRoute", "b", "https-b", "plain", 8080),
         route("HTTPRoute", "mtls", "mtls", "plain", 8080),
+        route("HTTPRoute", "fallback", "fallback", "plain", 8080),
         route("HTTPRoute", "verified", "http", "secure", 443, hostnames=["verified.example.com"]),
         route("HTTPRoute", "refused", "http", "secure-refused", 443, hostnames=["refused.example.com"]),
         route("TLSRoute", "pass", "pass", "secure", 443, hostnames=["pass.example.com"]),
@@ -305,6 +311,14 @@ def test_tls_and_l4_routes(setup: Setup) -> None:
     for cert in (None, s.other_ca.issue_cert("intruder@example.com")):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             s.https_get(8443, "a.example.com", "a.example.com", cert=cert)
+
+    # AllowInsecureFallback on 9443: trusted, untrusted and missing client certificates all
+    # pass the handshake, and the Gateway says so (InsecureFrontendValidationMode, ConfigurationChanged)
+    for cert in (client, None, s.other_ca.issue_cert("intruder@example.com")):
+        assert s.https_get(9443, "a.example.com", "a.example.com", cert=cert)[0] == 200
+    conds = {c["type"]: c for c in s.status("Gateway", "gw")["conditions"]}
+    assert (conds["InsecureFrontendValidationMode"]["status"],
+            conds["InsecureFrontendValidationMode"]["reason"]) == ("True", "ConfigurationChanged")
 
     # BackendTLSPolicy: the gateway verifies the backend (SNI = validation.hostname) ...
     status, body = get_host(s, "verified.example.com")

@@ -84,6 +84,26 @@ def validation_for_port(gw: Gateway, port: int) -> FrontendTLSValidation | None:
     return frontend.default.validation
 
 
+def insecure_fallback_conditions(gw: Gateway) -> list[Cond]:
+    """InsecureFrontendValidationMode=True (ConfigurationChanged) while the Gateway's default
+    or a per-port frontend validation allows insecure fallback; "This condition is removed as
+    soon as FrontendValidationModeType is changed back to `AllowValidOnly`" (not set then)."""
+    frontend = gw.spec.tls.frontend if gw.spec.tls else None
+    if frontend is None:
+        return []
+    where = ["default"] if frontend.default.validation and is_insecure(frontend.default.validation) else []
+    where += [f"port {pp.port}" for pp in frontend.per_port if pp.tls.validation and is_insecure(pp.tls.validation)]
+    if not where:
+        return []
+    message = (f"frontend client certificate validation allows insecure fallback ({', '.join(where)}): "
+               "clients without a valid certificate are accepted")
+    return [Cond("InsecureFrontendValidationMode", True, "ConfigurationChanged", message)]
+
+
+def is_insecure(validation: FrontendTLSValidation) -> bool:
+    return validation.mode == "AllowInsecureFallback"
+
+
 def frontend_validation(ctx: Context, gw: Gateway, port: int) -> tuple[ClientValidation | None, list[Cond]]:
     """Client validation for an HTTPS listener on `port` (spec port) and the
     listener conditions its CA references call for."""

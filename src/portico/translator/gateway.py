@@ -19,7 +19,7 @@ from portico.models import Gateway, GatewayClass, Listener, ListenerSet, Other, 
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
-from portico.translator.frontendtls import backend_client_certificate, frontend_validation
+from portico.translator.frontendtls import backend_client_certificate, frontend_validation, insecure_fallback_conditions
 from portico.translator.secrets import tls_key_pair
 
 # Route kinds each listener protocol can serve (Gateway API Listener.protocol).
@@ -226,7 +226,8 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
         listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
         mark_conflicts(listeners)
         client_cert, cert_conds = backend_client_certificate(ctx, gw)
-        conds = infrastructure_conditions(ctx, gw) + gateway_conditions(gw, place, listeners) + cert_conds
+        conds = (infrastructure_conditions(ctx, gw) + gateway_conditions(gw, place, listeners) + cert_conds
+                 + insecure_fallback_conditions(gw))
         state = GatewayState(gw, place, listeners, conds, client_cert)
         if not state.programmable:
             not_programmed(state)
