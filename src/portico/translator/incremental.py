@@ -279,7 +279,7 @@ class Patch:
             news[key] = self.translate(obj) if obj is not None else None
             if memo is not None and obj is None:
                 memo.current.pop(key, None)
-        if not self.unmixed(news):
+        if not self.unmixed(news) or any(self.unprogrammable(key, new) for key, new in news.items()):
             return None
         for key, new in news.items():
             self.unbind(key)
@@ -311,6 +311,12 @@ class Patch:
         for lid, counts in after.items():
             kinds[lid] = +counts
         return True
+
+    def unprogrammable(self, key: ObjectKey, new: RouteResult | None) -> bool:
+        """The route was or is attached without anything to program (every rule dropped): it
+        counts in attachedRoutes all the same, which `bind_routes` does (the pipeline runs)."""
+        old = self.state.results.get(key)
+        return (new is not None and new.entries is None) or (old is not None and old.entries is None)
 
     def unbind(self, key: ObjectKey) -> None:
         """The kept route leaves its listeners (on an unmixed listener it was accepted)."""

@@ -144,11 +144,25 @@ def bind_routes(results: list[RouteResult]) -> Candidacy:
     every listener's candidates (the incremental path re-binds from them)."""
     by_listener: Candidacy = {}
     for result in results:
+        if result.entries is None:
+            count_attachment(result)
         for listener, candidate in candidates_of(result):
             by_listener.setdefault(id(listener), (listener, []))[1].append(candidate)
     for listener, candidates in by_listener.values():
         bind_listener(listener, candidates)
     return by_listener
+
+
+def count_attachment(result: RouteResult) -> None:
+    """A route none of whose rules can be programmed is still attached to the listeners its
+    parentRefs and their allowedRoutes select: attachedRoutes counts it ("Listener or Route
+    status does not impact successful attachment"), though it serves nothing."""
+    seen: set[int] = set()
+    for parent in result.parents:
+        for binding in parent.bindings:
+            if id(binding.listener) not in seen:
+                seen.add(id(binding.listener))
+                binding.listener.attached_routes += 1
 
 
 def candidates_of(result: RouteResult) -> list[tuple[ListenerState, Candidate]]:
