@@ -47,6 +47,13 @@ def test_rendered_objects_are_golden_and_valid(update_golden: bool) -> None:
         assert o["metadata"]["ownerReferences"][0]["uid"] == "0b6b2c3e-uid"
         assert o["metadata"]["labels"]["cost-center"] == "web"
         assert o["metadata"]["annotations"] == {"example.com/owner": "platform"}
+        # GEP-1762: every generated object names its Gateway (upstream GatewayInfrastructurePropagation
+        # finds the ServiceAccount, Pod and Service by this label)
+        assert o["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == INFRA.name
+    pod = kinds["Deployment"]["spec"]["template"]["metadata"]
+    assert pod["labels"]["gateway.networking.k8s.io/gateway-name"] == INFRA.name
+    assert pod["labels"]["cost-center"] == "web"
+    assert pod["annotations"]["example.com/owner"] == "platform"
     service = kinds["Service"]["spec"]
     assert [(p["port"], p["protocol"]) for p in service["ports"]] == [(53, "UDP"), (80, "TCP"), (443, "TCP"),
                                                                        (443, "UDP")]

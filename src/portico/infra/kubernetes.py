@@ -105,8 +105,13 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
         owner = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": infra.name, "uid": owner}
     name = resource_name(infra.namespace, infra.name)
     group = f"{infra.namespace}/{infra.name}"
+    # GEP-1762 well-known labels: "All generated resources must include a label set to the
+    # name of the Gateway resource" (and should, to the GatewayClass's name); upstream's
+    # GatewayInfrastructurePropagation test finds the generated objects by the first.
     labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
-              "gateway.portico.dev/namespace": _label(infra.namespace)}
+              "gateway.portico.dev/namespace": _label(infra.namespace),
+              "gateway.networking.k8s.io/gateway-name": _label(infra.name),
+              "gateway.networking.k8s.io/gateway-class-name": _label(infra.gateway_class)}
     selector = {"app.kubernetes.io/name": "portico-proxy", "gateway.portico.dev/gateway": _label(infra.name)}
 
     def meta(kind_name: str = name) -> dict[str, Any]:
