@@ -256,6 +256,11 @@ BACKENDS = http_route("backends", "backends.example.com", [
     {"matches": prefix("/no-timeout"), "timeouts": {"request": "0s"}, "backendRefs": [ref("echo-v1")]},
     {"matches": prefix("/retry"), "retry": {"codes": [500, 503], "attempts": 2, "backoff": "10ms"},
      "backendRefs": [ref("echo-v1")]},
+    # HTTPRouteBackendTimeout: per request to a backend; HTTPRouteRetryBackendTimeout: a try
+    # that times out is retried
+    {"matches": prefix("/backend-timeout"), "timeouts": {"backendRequest": "500ms"}, "backendRefs": [ref("echo-v1")]},
+    {"matches": prefix("/retry/timeout"), "timeouts": {"request": "5s", "backendRequest": "500ms"},
+     "retry": {"attempts": 2, "backoff": "10ms"}, "backendRefs": [ref("echo-v1")]},
     {"matches": prefix("/h2c"), "backendRefs": [ref("echo-v1", 8081)]},
     {"matches": prefix("/ws"), "backendRefs": [ref("echo-v1", 8082)]},
 ])
@@ -686,6 +691,25 @@ def test_request_timeout_with_slow_backend(gw: Gateway) -> None:
     assert time.monotonic() - started < 1.8
     assert gw.request("backends.example.com", "/timeout?delay=100ms")[0] == 200
     assert gw.request("backends.example.com", "/no-timeout?delay=1s")[0] == 200  # "0s" disables
+
+
+def test_backend_request_timeout_with_slow_backend(gw: Gateway) -> None:
+    started = time.monotonic()
+    assert gw.request("backends.example.com", "/backend-timeout?delay=2s")[0] == 504
+    assert time.monotonic() - started < 1.8
+    assert gw.request("backends.example.com", "/backend-timeout?delay=100ms")[0] == 200
+
+
+def test_a_try_that_times_out_is_retried(gw: Gateway) -> None:
+    uuid = f"{random.getrandbits(64):x}"
+    started = time.monotonic()
+    # the first try hangs 3s: cut at 500ms (backendRequest), the retry succeeds
+    assert gw.pod("backends.example.com", f"/retry/timeout/a?uuid={uuid}&succeedAfter=1&delayRetry=3s") \
+        == "200 echo-v1-pod"
+    assert time.monotonic() - started < 2.5
+    # every try hangs: three tries of 500ms each, then a timeout error
+    uuid = f"{random.getrandbits(64):x}"
+    assert gw.request("backends.example.com", f"/retry/timeout/a?uuid={uuid}&succeedAfter=5&delayRetry=3s")[0] == 504
 
 
 def test_retries_against_a_backend_that_fails_first(gw: Gateway) -> None:

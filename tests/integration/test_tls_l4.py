@@ -146,13 +146,16 @@ def route(kind: str, name: str, parent: str, backend: str, port: int, **spec: An
                      "rules": [{"backendRefs": [{"name": backend, "port": port}]}]}}
 
 
-def backend_tls_policy(name: str, service_name: str, ca_configmap_name: str, hostname: str) -> dict[str, Any]:
+def backend_tls_policy(name: str, service_name: str, ca_configmap_name: str, hostname: str,
+                       sans: tuple[str, ...] = ()) -> dict[str, Any]:
+    validation: dict[str, Any] = {"caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": ca_configmap_name}],
+                                  "hostname": hostname}
+    if sans:
+        validation["subjectAltNames"] = [{"type": "Hostname", "hostname": san} for san in sans]
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
             "metadata": {"name": name, "namespace": NS},
             "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service_name}],
-                     "validation": {"caCertificateRefs": [{"group": "", "kind": "ConfigMap",
-                                                           "name": ca_configmap_name}],
-                                    "hostname": hostname}}}
+                     "validation": validation}}
 
 
 def gateway_doc() -> dict[str, Any]:
@@ -256,6 +259,8 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         *service("plain", 8080, plain.server_address[1]),
         *service("secure", 443, secure.server_address[1]),
         *service("secure-refused", 443, secure.server_address[1]),
+        *service("san-match", 443, secure.server_address[1]),
+        *service("san-mismatch", 443, secure.server_address[1]),
         *service("tcp-echo", 3000, tcp.getsockname()[1]),
         *service("udp-echo", 53, udp.getsockname()[1], "UDP"),
         route("HTTPRoute", "a", "https-a", "plain", 8080),
@@ -264,11 +269,19 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         route("HTTPRoute", "fallback", "fallback", "plain", 8080),
         route("HTTPRoute", "verified", "http", "secure", 443, hostnames=["verified.example.com"]),
         route("HTTPRoute", "refused", "http", "secure-refused", 443, hostnames=["refused.example.com"]),
+        route("HTTPRoute", "san-match", "http", "san-match", 443, hostnames=["san-match.example.com"]),
+        route("HTTPRoute", "san-mismatch", "http", "san-mismatch", 443, hostnames=["san-mismatch.example.com"]),
         route("TLSRoute", "pass", "pass", "secure", 443, hostnames=["pass.example.com"]),
         route("TCPRoute", "tcp", "tcp", "tcp-echo", 3000),
         route("UDPRoute", "udp", "udp", "udp-echo", 53),
         backend_tls_policy("verified", "secure", "backend-ca", "backend.example.com"),
         backend_tls_policy("refused", "secure-refused", "other-ca", "backend.example.com"),
+        # BackendTLSPolicySANValidation: with subjectAltNames the certificate must carry one of
+        # them (the hostname is then only the SNI)
+        backend_tls_policy("san-match", "san-match", "backend-ca", "sni-only.example.com",
+                           sans=("nothing.example.com", "pass.example.com")),
+        backend_tls_policy("san-mismatch", "san-mismatch", "backend-ca", "backend.example.com",
+                           sans=("other.example.com",)),
     ]
     write_atomically(s.dir / "00-all.yaml", docs)
     # cert-a in a file of its own, which the rotation below rewrites (an object defined in
@@ -325,6 +338,9 @@ def test_tls_and_l4_routes(setup: Setup) -> None:
     assert (status, body.get("sni"), body.get("tls")) == (200, "backend.example.com", True)
     # ... and refuses a backend whose certificate its CA does not sign
     assert get_host(s, "refused.example.com")[0] == 503
+    status, body = get_host(s, "san-match.example.com")
+    assert (status, body.get("sni")) == (200, "sni-only.example.com")
+    assert get_host(s, "san-mismatch.example.com")[0] == 503  # the certificate's names are not those listed
 
     # TCP echo and UDP datagrams through the gateway
     with socket.create_connection((s.address, 9000 + PORT_OFFSET), timeout=5) as conn:
