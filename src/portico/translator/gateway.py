@@ -226,13 +226,25 @@ def build_gateways(ctx: Context, classes: dict[str, GatewayClass]) -> dict[Objec
         listeners = [validate_listener(ctx, gw, spec) for spec in gw.spec.listeners]
         mark_conflicts(listeners)
         client_cert, cert_conds = backend_client_certificate(ctx, gw)
-        conds = (infrastructure_conditions(ctx, gw) + gateway_conditions(gw, place, listeners) + cert_conds
-                 + insecure_fallback_conditions(gw))
+        conds = (infrastructure_conditions(ctx, gw) + gateway_conditions(gw, place, listeners)
+                 + resolved_refs_conditions(cert_conds, listeners) + insecure_fallback_conditions(gw))
         state = GatewayState(gw, place, listeners, conds, client_cert)
         if not state.programmable:
             not_programmed(state)
         states[gw.key] = state
     return states
+
+
+def resolved_refs_conditions(cert_conds: list[Cond], listeners: list[ListenerState]) -> list[Cond]:
+    """Gateway ResolvedRefs: the Gateway's own references (its backend client certificate:
+    RefNotPermitted, InvalidClientCertificateRef) first, then "a positive-polarity summary
+    of Listener's ResolvedRefs condition" (ListenersNotResolved); True otherwise."""
+    problems = [c for c in cert_conds if not c.status]
+    unresolved = [ls.name for ls in listeners if any(c.type == "ResolvedRefs" and not c.status for c in ls.conds)]
+    if unresolved:
+        problems.append(Cond("ResolvedRefs", False, "ListenersNotResolved",
+                             f"listeners with unresolved references: {', '.join(unresolved)}"))
+    return problems + [Cond("ResolvedRefs", True, "ResolvedRefs")]
 
 
 def not_programmed(state: GatewayState) -> None:
