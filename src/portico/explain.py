@@ -94,6 +94,10 @@ def explain(model: ir.IR, req: Request) -> Answer:
             answer.route, answer.action = route.name, route.action
             answer.why.append(f"route {route.name}: the first of {len(vhost.routes)} routes in precedence order "
                               f"that matches (position {i + 1})")
+            if route.match.fraction_per_million is not None:
+                # one backend share of a rule whose backendRefs carry their own redirect or rewrite
+                answer.why.append(f"for the share of requests Envoy's random value puts below "
+                                  f"{route.match.fraction_per_million / 10_000:g}%; the next routes take the rest")
             return answer
         answer.misses.append((route.name, miss))
     answer.why.append("no route of this virtual host matches: 404")

@@ -50,3 +50,17 @@ def test_against_a_running_instance() -> None:
         missing = subprocess.run([sys.executable, "-m", "portico.cli", "explain", *args[:2], "--port", "81",
                                   "--host", "x"], capture_output=True, text=True)
         assert missing.returncode == 1 and "no Gateway listens on port 81" in missing.stderr
+
+
+def test_a_backend_share_route_says_it_takes_a_share_of_requests() -> None:
+    from portico import ir
+    from portico.explain import Request, explain
+
+    share = ir.Route("httproute/default/r/rule/0/match/0/backend/0",
+                     ir.RouteMatch(fraction_per_million=250_000), ir.RouteAction(redirect=ir.Redirect(hostname="x")))
+    rest = ir.Route("httproute/default/r/rule/0/match/0/backend/1", ir.RouteMatch(), ir.RouteAction())
+    chain = ir.FilterChain("default/gw/http", http=ir.HTTPConfig("rc", (ir.VirtualHost("vh", ("*",), (share, rest)),)))
+    model = ir.IR(listeners=(ir.Listener("127.0.0.1:80/tcp", "127.0.0.1", 80, filter_chains=(chain,)),))
+    answer = explain(model, Request(port=80, host="a.example.com", path="/"))
+    assert answer.route == share.name
+    assert any("25%" in why and "the next routes take the rest" in why for why in answer.why)
