@@ -238,7 +238,8 @@ OWNER_CODE = {
                              "tlsoverlap:"),
     "Route parent": ("attachment:", "routebinding:", "filters:", "backends:", "rules:", "httproute:", "grpcroute:",
                      "l4routes:", "regex:", "status:route_status"),
-    "Policy ancestor": ("policies:", "backendtls:", "listenerpolicy:", "traffic:", "status:policy_status"),
+    "Policy ancestor": ("policies:", "policies.", "backendtls:", "upstreamtls:", "listenerpolicy:", "traffic:",
+                        "status:policy_status"),
 }
 # Evidence listed per row: the first few of each source, then how many more.
 SHOWN = 4
@@ -246,7 +247,7 @@ SHOWN = 4
 
 def owns(owner: str, where: str) -> bool:
     short = where.removeprefix("portico.translator.")
-    return any(short.startswith(p) if p.endswith(":") else short == p for p in OWNER_CODE[owner])
+    return any(short.startswith(p) if p.endswith((":", ".")) else short == p for p in OWNER_CODE[owner])
 
 
 def literal(node: ast.expr, names: dict[str, str]) -> str | None:
