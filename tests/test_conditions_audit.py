@@ -47,12 +47,14 @@ def test_the_audit_check_finds_what_is_wrong(audit: ModuleType) -> None:
     entries = {k: v for k, v in audit.load_audit().items() if k != "GatewayClassReasonUnsupported"}
     entries["NoSuchConstant"] = entry(set=False, why="x")
     entries["GatewayReasonPending"] = entry(set=False, why="")
+    entries["GatewayReasonListenersNotValid"] = entry(set=False, why="claimed unset, yet set")
     entries["ListenerSetReasonNotAllowed"] = entry(code=("portico.translator.nope:f",),
                                                    tests=("tests/test_x.py::test_y", "golden:nope", "kit:Nope"))
     found = "\n".join(audit.problems(entries))
     assert "GatewayClassReasonUnsupported (GatewayClass Reason Unsupported): no test shows it" in found
     assert "NoSuchConstant: no such constant" in found
     assert "GatewayReasonPending: not set, and no why" in found
+    assert "GatewayReasonListenersNotValid: marked not set, but portico.translator.gateway:gateway_conditions" in found
     assert "code portico.translator.nope:f does not exist" in found
     assert "test tests/test_x.py::test_y: no such file" in found
     assert "test golden:nope: no such golden case" in found

@@ -222,7 +222,7 @@ def evidence(c: Constant) -> list[str]:
 # object, so "where" keeps, per object, the modules (or module:function) that make its
 # conditions (under portico.translator).
 OWNER_CODE = {
-    "GatewayClass": ("gateway:class_conditions",),
+    "GatewayClass": ("gateway:class_conditions", "gateway:supported_version"),
     "Gateway": ("gateway:gateway_conditions", "gateway:address_conditions", "gateway:infrastructure_conditions",
                 "gateway:not_programmed", "gateway:resolved_refs_conditions", "frontendtls:backend_client_certificate",
                 "frontendtls:insecure_fallback_conditions", "status:gateway_status"),
@@ -348,6 +348,8 @@ def problems(audit: dict[str, AuditEntry]) -> list[str]:
             out.append(f"{name}: set, but no code sets it (add code: to its audit entry)")
         if not r.set and not r.why:
             out.append(f"{name}: not set, and no why")
+        if not r.set and code_of(r.constant):
+            out.append(f"{name}: marked not set, but {', '.join(code_of(r.constant))} sets it")
         out += [f"{name}: code {ref} does not exist" for ref in r.code if not code_exists(ref)]
         out += [f"{name}: test {ref}: {why}" for ref in r.tests for why in [test_problem(ref)] if why]
     return out
