@@ -277,11 +277,58 @@ class HashPolicy:
 
 
 @dataclass(frozen=True)
+class AuthorizationRule:
+    """One SecurityPolicy authorization rule: it matches a request meeting every condition
+    it has (within one condition, any of its values); no condition: every request."""
+
+    allow: bool
+    name: str = ""
+    cidrs: tuple[str, ...] = ()  # the client address
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # exact, "/prefix/*" or "*suffix"
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, values: any; none: present)
+    # JWT (the payload jwt_authn verified): (claim path, values: any of); scopes: all of
+    claims: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+    scopes: tuple[str, ...] = ()
+    jwt_provider: str = ""  # a JWT condition: a token this provider (JWTProvider.name) verified
+
+
+@dataclass(frozen=True)
 class ClientAuthorization:
-    """SecurityPolicy authorization: the first rule whose CIDRs hold the client decides."""
+    """SecurityPolicy authorization: the first rule matching a request decides, else the
+    default action."""
 
     default_allow: bool
-    rules: tuple[tuple[bool, tuple[str, ...]], ...]  # (allow, CIDRs)
+    rules: tuple[AuthorizationRule, ...]
+
+
+@dataclass(frozen=True)
+class JWTProvider:
+    """A JWT issuer whose tokens jwt_authn verifies (SecurityPolicy jwt.providers)."""
+
+    name: str  # unique in the data plane: "<namespace>/<policy>/<provider>"
+    issuer: str = ""
+    audiences: tuple[str, ...] = ()
+    jwks_uri: str = ""  # remote JWKS: fetched by Envoy through `jwks_cluster`
+    jwks_cluster: str = ""
+    jwks_cache_s: int = 300
+    local_jwks: str = ""  # inline JWKS (public keys)
+    claim_to_headers: tuple[tuple[str, str], ...] = ()  # (header, claim)
+    # where the token is: (header, value prefix); cookies; query parameters (none: Authorization Bearer)
+    from_headers: tuple[tuple[str, str], ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    from_params: tuple[str, ...] = ()
+    forward: bool = False  # keep the token in the forwarded request
+    clock_skew_s: int | None = None
+
+
+@dataclass(frozen=True)
+class JWTAuthentication:
+    """A route's JWT requirement: a token of one of `providers`; when `optional`, a request
+    without any token passes (an invalid one is still refused, 401)."""
+
+    providers: tuple[JWTProvider, ...]
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -318,6 +365,7 @@ class RouteAction:
     idle_timeout_ms: int | None = None
     request_body_limit: int | None = None  # bytes; larger bodies answered 413
     authorization: ClientAuthorization | None = None
+    jwt: JWTAuthentication | None = None
     rate_limits: tuple[RateLimit, ...] = ()
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
     # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE
@@ -517,6 +565,8 @@ def route_clusters(route: Route) -> list[str]:
     out = backend_clusters(action.backends) + [m.cluster for m in action.mirrors]
     if action.external_auth is not None:
         out.append(action.external_auth.cluster)
+    if action.jwt is not None:
+        out += [p.jwks_cluster for p in action.jwt.providers if p.jwks_cluster]
     return out
 
 

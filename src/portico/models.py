@@ -770,15 +770,42 @@ class BackendTrafficPolicy(Resource):
     spec: BackendTrafficPolicySpec
 
 
+class JWTClaim(Model):
+    """A claim the token must carry: `name` (nested claims dot-separated), one of `values`."""
+
+    name: str
+    value_type: str = "String"  # String | StringArray
+    values: list[str] = Field(default_factory=list)
+
+
+class JWTPrincipal(Model):
+    provider: str
+    claims: list[JWTClaim] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+
+
+class AuthorizationHeaderMatch(Model):
+    name: str
+    values: list[str] = Field(default_factory=list)
+
+
 class Principal(Model):
     client_cidrs: list[str] = Field(default_factory=list, validation_alias="clientCIDRs",
                                     serialization_alias="clientCIDRs")
+    jwt: JWTPrincipal | None = None
+    headers: list[AuthorizationHeaderMatch] = Field(default_factory=list)
+
+
+class Operation(Model):
+    methods: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)  # exact, "/prefix/*" or "*suffix"
 
 
 class AuthorizationRule(Model):
     name: str | None = None
     action: str
-    principal: Principal
+    operation: Operation | None = None
+    principal: Principal = Field(default_factory=Principal)
 
 
 class Authorization(Model):
@@ -786,8 +813,58 @@ class Authorization(Model):
     rules: list[AuthorizationRule] = Field(default_factory=list)
 
 
+class RemoteJWKS(Model):
+    uri: str
+    backend_refs: list[BackendObjectReference] = Field(default_factory=list)
+    cache_duration: str | None = None
+
+
+class LocalJWKS(Model):
+    """Keys inline, or from a ConfigMap's / Secret's `jwks` key (Envoy Gateway's valueRef)."""
+
+    type: str = "Inline"  # Inline | ValueRef
+    inline: str | None = None
+    value_ref: LocalObjectReference | None = None
+
+
+class ClaimToHeader(Model):
+    header: str
+    claim: str
+
+
+class JWTHeaderExtractor(Model):
+    name: str
+    value_prefix: str | None = None
+
+
+class JWTExtractor(Model):
+    headers: list[JWTHeaderExtractor] = Field(default_factory=list)
+    cookies: list[str] = Field(default_factory=list)
+    params: list[str] = Field(default_factory=list)
+
+
+class JWTProvider(Model):
+    name: str
+    issuer: str | None = None
+    audiences: list[str] = Field(default_factory=list)
+    remote_jwks: RemoteJWKS | None = Field(default=None, validation_alias="remoteJWKS",
+                                           serialization_alias="remoteJWKS")
+    local_jwks: LocalJWKS | None = Field(default=None, validation_alias="localJWKS",
+                                         serialization_alias="localJWKS")
+    claim_to_headers: list[ClaimToHeader] = Field(default_factory=list)
+    extract_from: JWTExtractor | None = None
+    forward_original_token: bool = False
+    clock_skew_seconds: int | None = None
+
+
+class JWT(Model):
+    optional: bool = False
+    providers: list[JWTProvider] = Field(default_factory=list)
+
+
 class SecurityPolicySpec(PolicySpec):
-    authorization: Authorization
+    authorization: Authorization | None = None
+    jwt: JWT | None = None
 
 
 class SecurityPolicy(Resource):

@@ -236,4 +236,46 @@ def tls_listeners() -> ir.IR:
     return ir.IR(listeners=listeners, clusters=clusters, secrets=secrets)
 
 
-CASES = {"http_basic": http_basic, "http_filters": http_filters, "tls_listeners": tls_listeners}
+JWKS = "securitypolicy/default/idp/80"
+PROVIDER = ir.JWTProvider(
+    name="default/api/idp", issuer="https://idp.example.com", audiences=("orders",),
+    jwks_uri="http://idp.default/jwks.json", jwks_cluster=JWKS, jwks_cache_s=60,
+    claim_to_headers=(("x-user", "sub"),), clock_skew_s=30)
+LOCAL = ir.JWTProvider(name="default/web/local", local_jwks=(
+    '{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": "IVwoc_MNunhz_kpD-7B0HxIC2Uup9HNl2ML0ueEgsF8", '
+    '"y": "qxOjWSt8MywPiFOtXEONwGv_DxuIERsqRE-vT48Maww"}]}'), from_cookies=("session",),
+                       from_params=("token",), from_headers=(("x-token", ""),), forward=True)
+
+
+def http_security(with_policies: bool = True) -> ir.IR:
+    """SecurityPolicy: JWT (remote and local keys, optional), authorization rules on
+    claims, scopes, headers, methods, paths and client addresses."""
+    backends = (_backend(SVC),)
+    rules = (
+        ir.AuthorizationRule(allow=False, name="no-interns", jwt_provider=PROVIDER.name,
+                             claims=((("org", "role"), ("intern",)),)),
+        ir.AuthorizationRule(allow=True, name="writers", methods=("POST", "PUT"), paths=("/orders/*", "*.json"),
+                             jwt_provider=PROVIDER.name, scopes=("orders:write",)),
+        ir.AuthorizationRule(allow=True, name="readers", methods=("GET",), headers=(("x-team", ("a", "b")),
+                                                                                      ("x-debug", ()))),
+        ir.AuthorizationRule(allow=False, cidrs=("10.0.0.0/8",)),
+    )
+    secured = ir.RouteAction(backends=backends, jwt=ir.JWTAuthentication((PROVIDER,)),
+                             authorization=ir.ClientAuthorization(False, rules))
+    optional = ir.RouteAction(backends=backends, jwt=ir.JWTAuthentication((PROVIDER, LOCAL), optional=True),
+                              authorization=ir.ClientAuthorization(True, rules[:1]))
+    open_ = ir.RouteAction(backends=backends)
+    routes = (
+        _route("secured", ir.PathMatch("Prefix", "/orders"), secured if with_policies else open_),
+        _route("optional", ir.PathMatch("Prefix", "/shop"), optional if with_policies else open_),
+        _route("open", ir.PathMatch("Prefix", "/"), open_),
+    )
+    vh = ir.VirtualHost("default/gw/http/api.example.com", ("api.example.com",), routes)
+    chain = ir.FilterChain("default/gw/http", http=ir.HTTPConfig("127.30.0.3:18082/http", (vh,)))
+    clusters = (*_clusters(), ir.Cluster(JWKS, (ir.Endpoint("127.20.0.9", 80),)))
+    listener = ir.Listener("127.30.0.3:18082/tcp", "127.30.0.3", 18082, filter_chains=(chain,))
+    return ir.IR(listeners=(listener,), clusters=clusters)
+
+
+CASES = {"http_basic": http_basic, "http_filters": http_filters, "tls_listeners": tls_listeners,
+         "http_security": http_security}

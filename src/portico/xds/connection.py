@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, VHOST
+from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET, VHOST
 from portico.xds.stream import SERIALS, WILDCARD, Nack, Snapshot, Stream
 
 log = logging.getLogger("portico.xds")
@@ -93,7 +93,8 @@ class Connection:
         for type_url in (ENDPOINT, SECRET):
             out += stream.push(type_url, target, remove=False)
         if not self._warm(stream, target):
-            if self.back is not None:  # new RDS subscriptions of the listeners Envoy has
+            if self.back is not None:  # new ECDS/RDS subscriptions of the listeners Envoy has
+                out += stream.push(EXTENSION, self.back, remove=False)
                 out += self._push_routes(stream, self.back)
             return out
         if self.back is not target:
@@ -101,10 +102,12 @@ class Connection:
             for vhds in self.vhds:
                 vhds.wake()
         out += stream.push(LISTENER, target, remove=True)
+        # ECDS (the routes' jwt_authn providers) before the routes naming its requirements
+        out += stream.push(EXTENSION, target, remove=False)
         out += self._push_routes(stream, target)
-        if stream.busy(LISTENER, ROUTE) or not self._vhds_hold(target):
+        if stream.busy(LISTENER, EXTENSION, ROUTE) or not self._vhds_hold(target):
             return out
-        if not stream.has_broken(target, (LISTENER, ROUTE)) and not self._vhds_broken(target):
+        if not stream.has_broken(target, (LISTENER, EXTENSION, ROUTE)) and not self._vhds_broken(target):
             # Routes no longer use the removed clusters: remove them now. (After a rejected
             # listener or route table, the old one Envoy kept may still use them.)
             out += stream.push(CLUSTER, target, remove=True)
@@ -176,7 +179,11 @@ class Connection:
         for type_url, state in ads.types.items():
             if type_url in WILDCARD and state.known != snap.versions(type_url):
                 return False
-            if any(state.known.get(n) != e.version for n, e in snap.resources[type_url].items()):
+            desired = snap.resources[type_url]
+            # ECDS: what the listeners Envoy holds subscribe to (a data plane with no HTTP
+            # listener never asks for the jwt_authn config)
+            names = desired.keys() & state.subscribed if type_url == EXTENSION else desired.keys()
+            if any(state.known.get(n) != desired[n].version for n in names):
                 return False
         return self._vhds_hold(snap)
 

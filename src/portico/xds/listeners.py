@@ -44,6 +44,7 @@ from portico.xds._common import (
     stat_name,
 )
 from portico.xds.extauth import ext_authz_filters
+from portico.xds.jwt import jwt_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
 
@@ -210,6 +211,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
     bench/traffic.py ablation); router last."""
     return [
         *_listener_rate_limit(listener_limits),
+        jwt_filter(),  # SecurityPolicy JWT, its providers by ECDS: before RBAC reads claims
         *policies.first_filters(),  # RBAC and local rate limits (route policies)
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),

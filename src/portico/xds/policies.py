@@ -8,6 +8,7 @@ a policy never changes the listener (no connection drain).
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac_config
@@ -17,11 +18,15 @@ from envoy.extensions.filters.http.buffer.v3 import buffer_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 
 from portico import ir
 from portico.xds._common import millis, pack
+from portico.xds.jwt import JWT_FILTER
+from portico.xds.jwt import METADATA_NAMESPACE as JWT_METADATA
+from portico.xds.jwt import per_route as jwt_per_route
 
 RBAC_FILTER = "envoy.filters.http.rbac"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
@@ -50,6 +55,8 @@ def last_filters() -> list[hcm.HttpFilter]:
 
 def per_route(action: ir.RouteAction, out: rc.Route) -> None:
     configs = out.typed_per_filter_config
+    if action.jwt is not None:
+        configs[JWT_FILTER].CopyFrom(jwt_per_route(action.jwt))
     if action.authorization is not None:
         configs[RBAC_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(rbac_per_route(action.authorization)))))
     if action.rate_limits:
@@ -62,33 +69,86 @@ def per_route(action: ir.RouteAction, out: rc.Route) -> None:
 
 def rbac_per_route(auth: ir.ClientAuthorization) -> rbac_pb2.RBACPerRoute:
     """First matching rule decides, else the default action: as one ALLOW policy, rule i
-    allows a client in its CIDRs that no earlier Deny rule holds."""
+    allows a request it matches that no earlier Deny rule matches."""
     principals = []
-    denied: list[str] = []
-    for allow, cidrs in auth.rules:
-        if allow:
-            principals.append(_and(_in(cidrs), _not_in(denied)))
+    denied: list[rbac_config.Principal] = []
+    for rule in auth.rules:
+        match = rule_principal(rule)
+        if rule.allow:
+            principals.append(_and([match, *(_not(d) for d in denied)]))
         else:
-            denied += cidrs
+            denied.append(match)
     if auth.default_allow:
-        principals.append(_not_in(denied))
+        principals.append(_and([_not(d) for d in denied]))
     policy = rbac_config.Policy(permissions=[rbac_config.Permission(any=True)], principals=principals
-                                or [rbac_config.Principal(not_id=rbac_config.Principal(any=True))])
+                                or [_not(rbac_config.Principal(any=True))])
     return rbac_pb2.RBACPerRoute(rbac=rbac_pb2.RBAC(rules=rbac_config.RBAC(
         action=rbac_config.RBAC.ALLOW, policies={"portico": policy})))
 
 
-def _in(cidrs: tuple[str, ...] | list[str]) -> rbac_config.Principal:
-    ids = [rbac_config.Principal(remote_ip=_cidr(c)) for c in cidrs]
+def rule_principal(rule: ir.AuthorizationRule) -> rbac_config.Principal:
+    """What a request must be to match `rule`: every condition it has (any value of each)."""
+    parts: list[rbac_config.Principal] = []
+    if rule.cidrs:
+        parts.append(_or([rbac_config.Principal(remote_ip=_cidr(c)) for c in rule.cidrs]))
+    if rule.methods:
+        parts.append(_or([_header(":method", m) for m in rule.methods]))
+    if rule.paths:
+        parts.append(_or([rbac_config.Principal(url_path=_path(p)) for p in rule.paths]))
+    for name, values in rule.headers:
+        parts.append(_or([_header(name, v) for v in values]) if values else
+                     rbac_config.Principal(header=rc.HeaderMatcher(name=name, present_match=True)))
+    if rule.jwt_provider:
+        parts.append(_claim(rule.jwt_provider, (), value_pb2.ValueMatcher(present_match=True)))
+        for claim, values in rule.claims:
+            parts.append(_claim(rule.jwt_provider, claim, _any_value(
+                [string_pb2.StringMatcher(exact=v) for v in values])))
+        for scope in rule.scopes:
+            # "scope": a space-separated string (RFC 8693), or a list (as some issuers send it)
+            parts.append(_claim(rule.jwt_provider, ("scope",), _any_value([string_pb2.StringMatcher(
+                safe_regex=regex_pb2.RegexMatcher(regex=f"(?:^|.* ){re.escape(scope)}(?: .*|$)"))],
+                [string_pb2.StringMatcher(exact=scope)])))
+    return _and(parts)
+
+
+def _header(name: str, value: str) -> rbac_config.Principal:
+    return rbac_config.Principal(header=rc.HeaderMatcher(name=name, string_match=string_pb2.StringMatcher(exact=value)))
+
+
+def _path(path: str) -> path_pb2.PathMatcher:
+    if path.endswith("/*"):
+        return path_pb2.PathMatcher(path=string_pb2.StringMatcher(prefix=path[:-1]))
+    if path.startswith("*"):
+        return path_pb2.PathMatcher(path=string_pb2.StringMatcher(suffix=path[1:]))
+    return path_pb2.PathMatcher(path=string_pb2.StringMatcher(exact=path))
+
+
+def _claim(provider: str, claim: tuple[str, ...], value: value_pb2.ValueMatcher) -> rbac_config.Principal:
+    path = [metadata_pb2.MetadataMatcher.PathSegment(key=k) for k in (provider, *claim)]
+    return rbac_config.Principal(metadata=metadata_pb2.MetadataMatcher(filter=JWT_METADATA, path=path, value=value))
+
+
+def _any_value(strings: list[string_pb2.StringMatcher],
+               items: list[string_pb2.StringMatcher] | None = None) -> value_pb2.ValueMatcher:
+    """A claim that is one of `strings`, or a list holding one of `items` (default: the same)."""
+    matchers = [value_pb2.ValueMatcher(string_match=m) for m in strings]
+    matchers += [value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=value_pb2.ValueMatcher(string_match=m)))
+                 for m in (strings if items is None else items)]
+    return value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=matchers))
+
+
+def _or(ids: list[rbac_config.Principal]) -> rbac_config.Principal:
     return ids[0] if len(ids) == 1 else rbac_config.Principal(or_ids=rbac_config.Principal.Set(ids=ids))
 
 
-def _not_in(cidrs: list[str]) -> rbac_config.Principal:
-    return rbac_config.Principal(not_id=_in(cidrs)) if cidrs else rbac_config.Principal(any=True)
+def _and(ids: list[rbac_config.Principal]) -> rbac_config.Principal:
+    if not ids:
+        return rbac_config.Principal(any=True)
+    return ids[0] if len(ids) == 1 else rbac_config.Principal(and_ids=rbac_config.Principal.Set(ids=ids))
 
 
-def _and(a: rbac_config.Principal, b: rbac_config.Principal) -> rbac_config.Principal:
-    return rbac_config.Principal(and_ids=rbac_config.Principal.Set(ids=[a, b]))
+def _not(p: rbac_config.Principal) -> rbac_config.Principal:
+    return rbac_config.Principal(not_id=p)
 
 
 def _cidr(cidr: str) -> address_pb2.CidrRange:

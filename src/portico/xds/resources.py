@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 from portico import ir
 from portico.xds._common import pack, vhds_source
 from portico.xds.clusters import build_cluster, build_load_assignment, invalid_backend_cluster
+from portico.xds.jwt import JWT_FILTER, extension_config
 from portico.xds.listeners import build_listener
 from portico.xds.routes import build_route, build_virtual_host, closing_virtual_hosts, route_config_header
 from portico.xds.secrets import build_secrets
@@ -36,7 +37,8 @@ VHOST = "type.googleapis.com/envoy.config.route.v3.VirtualHost"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-TYPE_URLS = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE, VHOST)
+EXTENSION = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"  # ECDS: jwt_authn (xds.jwt)
+TYPE_URLS = (CLUSTER, ENDPOINT, SECRET, LISTENER, EXTENSION, ROUTE, VHOST)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +73,7 @@ class Resources:
     clusters: dict[str, Message] = field(default_factory=dict)
     endpoints: dict[str, Message] = field(default_factory=dict)
     secrets: dict[str, Message] = field(default_factory=dict)
+    extensions: dict[str, Message] = field(default_factory=dict)  # ECDS, by resource name
 
     def wire(self) -> dict[str, dict[str, XdsResource]]:
         """type URL -> name -> resource, as the xDS server sends them."""
@@ -79,6 +82,7 @@ class Resources:
             ENDPOINT: self.endpoints,
             SECRET: self.secrets,
             LISTENER: self.listeners,
+            EXTENSION: self.extensions,
             ROUTE: self.routes,
             VHOST: self.virtual_hosts,
         }
@@ -128,6 +132,7 @@ class Builder:
         self._assembled: dict[str, _Assembled] = {}
         self._next_assembled: dict[str, _Assembled] = {}
         self._all_vhosts: tuple[tuple[int, ...], dict[str, Serialized]] = ((), {})
+        self._jwt: dict[str, tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]] = {}
 
     def build(self, model: ir.IR) -> Resources:
         out = Resources()
@@ -146,9 +151,19 @@ class Builder:
         self._assembled = {**{n: a for n, a in self._assembled.items() if n in configs}, **self._next_assembled}
         out.listeners.update((name, msg) for name, (_, msg) in listeners.items() if msg is not None)
         out.routes.update((name, msg) for name, (_, msg, _) in configs.items())
+        self._jwt = {name: self._jwt_of(http) for name, (http, _, _) in configs.items()}
+        if configs:  # (the jwt_authn filter of every HTTP connection manager asks for it)
+            out.extensions[JWT_FILTER] = extension_config(a for _, auths in self._jwt.values() for a in auths)
         out.virtual_hosts = self._merged([vhosts for _, _, vhosts in configs.values()])
         out.secrets.update(build_secrets(model))
         return out
+
+    def _jwt_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]:
+        """A route configuration's JWT requirements (for the jwt_authn config, ECDS)."""
+        prev = self._jwt.get(http.route_config_name)
+        if prev is not None and (prev[0] is http or prev[0] == http):
+            return prev
+        return http, [r.action.jwt for vh in http.virtual_hosts for r in vh.routes if r.action.jwt is not None]
 
     def _merged(self, parts: list[dict[str, Serialized]]) -> dict[str, Serialized]:
         """Every route configuration's virtual hosts in one dict: the very same dict while

@@ -19,12 +19,12 @@ from typing import Protocol
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_URLS, VHOST
+from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET, TYPE_URLS, VHOST
 
 log = logging.getLogger("portico.xds")
 
 WILDCARD = (CLUSTER, LISTENER)  # LDS and CDS are wildcard subscriptions in Envoy
-ADS_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+ADS_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, EXTENSION, ROUTE)
 _SPLIT = (LISTENER, ROUTE)  # one response per resource: a NACK then names exactly one resource
 UPDATE = object()  # queue marker: something this stream may send has changed
 CLOSED = object()  # queue marker: Envoy closed its request stream

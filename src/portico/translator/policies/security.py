@@ -1,42 +1,92 @@
-"""SecurityPolicy (gateway.portico.dev): client authorization by address.
+"""SecurityPolicy (gateway.portico.dev): who may call a route — JWT authentication and
+authorization rules (modelled on Envoy Gateway's SecurityPolicy).
 
 Targets: HTTPRoutes and GRPCRoutes (sectionName: a rule) and Gateways (sectionName: a
-listener); a rule's own policy wins over its Gateway's. The first rule whose
-principal.clientCIDRs holds the client address decides (Allow or Deny), else the
-default action; a denied request is answered 403.
+listener); a rule's own policy wins over its Gateway's (whole policy, not field by field).
+
+- `jwt`: the request must carry a token (Authorization Bearer, or the headers, cookies
+  or query parameters of `extractFrom`) signed by a key of one of the providers, from
+  its issuer, for one of its audiences; else 401. `optional`: a request with no token
+  passes (one with a bad token does not). Keys: a remote JWKS Envoy fetches through
+  `remoteJWKS.backendRefs` (a Service or Backend, resolved like a route's backend), or
+  a local JWKS, inline or in a ConfigMap's/Secret's `jwks` key.
+- `authorization`: the first rule matching the request (client CIDRs, the verified
+  token's claims and scopes, headers, methods, paths; every condition of a rule) decides,
+  Allow or Deny, else `defaultAction`; a denied request is answered 403.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+from collections.abc import Iterable
 from dataclasses import replace
 
 from portico import ir
-from portico.models import Resource, SecurityPolicy
+from portico.models import ConfigMap, JWTProvider, Resource, Secret, SecurityPolicy
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
-from portico.translator.gateway import ListenerState
+from portico.translator.conditions import Cond
+from portico.translator.context import Context
+from portico.translator.durations import parse_duration_s
+from portico.translator.gateway import GatewayState, ListenerState
+from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
+from portico.translator.secrets import configmap_value, secret_value
+
+JWKS_KEY = "jwks"  # the key of a localJWKS valueRef's ConfigMap or Secret (Envoy Gateway's)
+DEFAULT_JWKS_CACHE_S = 300
+# the members of a public key of each type (RFC 7518 section 6, RFC 8037)
+KEY_TYPES = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x"), "oct": ("k",)}
+METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
 
 class SecurityPolicies(PolicyKind):
     kind = "SecurityPolicy"
     model = SecurityPolicy
 
+    def __init__(self, ctx: Context, attachment: Attachment) -> None:
+        super().__init__(ctx, attachment)
+        # policies whose keys cannot be had (their routes answer 500): why, for their status
+        self.unresolved: dict[ObjectKey, Cond] = {}
+        self.checked = False
+
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:
-        for rule in policy.spec.authorization.rules:
+        spec = policy.spec
+        if spec.authorization is None and spec.jwt is None:
+            return "the policy sets neither jwt nor authorization"
+        providers = [p.name for p in spec.jwt.providers] if spec.jwt else []
+        if spec.jwt is not None:
+            if not providers:
+                return "jwt.providers is empty"
+            if len(set(providers)) != len(providers):
+                return "jwt.providers names are not unique"
+            for p in spec.jwt.providers:
+                why = provider_problem(p)
+                if why:
+                    return f"jwt provider {p.name!r}: {why}"
+        for rule in spec.authorization.rules if spec.authorization else []:
             for cidr in rule.principal.client_cidrs:
                 try:
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError:
                     return f"clientCIDRs {cidr!r} is not a CIDR"
+            jwt = rule.principal.jwt
+            if jwt is not None and jwt.provider not in providers:
+                return f"authorization rule principal.jwt.provider {jwt.provider!r} is not a provider of spec.jwt"
+            for m in rule.operation.methods if rule.operation else []:
+                if m not in METHODS:
+                    return f"operation.methods {m!r} is not an HTTP method"
+            for path in rule.operation.paths if rule.operation else []:
+                if not path or ("*" in path.strip("*")) or path == "*" or not (path.startswith(("/", "*"))):
+                    return f"operation.paths {path!r}: an exact path, \"/prefix/*\" or \"*suffix\""
         return ""
 
     def on_rule(self, action: ir.RouteAction, route: Resource, rule: str | None,
                 backends: Backends) -> ir.RouteAction:
         policy = self.attachment.for_rule(self.kind, route.key, rule)
-        return authorize(action, policy) if isinstance(policy, SecurityPolicy) else action
+        return self.secure(action, policy, backends) if isinstance(policy, SecurityPolicy) else action
 
     def on_listener(self, action: ir.RouteAction, route: ObjectKey, rule: str | None, listener: ListenerState,
                     backends: Backends) -> ir.RouteAction:
@@ -44,11 +94,153 @@ class SecurityPolicies(PolicyKind):
         policy = self.attachment.for_listener(self.kind, listener.gateway.key, listener.qualified_name)
         if not isinstance(policy, SecurityPolicy) or self.attachment.for_rule(self.kind, route, rule) is not None:
             return action
-        return authorize(action, policy)
+        return self.secure(action, policy, backends)
+
+    def secure(self, action: ir.RouteAction, policy: SecurityPolicy, backends: Backends) -> ir.RouteAction:
+        jwt = None
+        if policy.spec.jwt is not None:
+            providers = tuple(self.provider(policy, p, backends) for p in policy.spec.jwt.providers)
+            if any(p is None for p in providers):
+                # keys that cannot be had: no token can be verified; fail closed (as ExternalAuth does)
+                return replace(action, direct_status=500, jwt=None, authorization=None)
+            jwt = ir.JWTAuthentication(tuple(p for p in providers if p is not None), policy.spec.jwt.optional)
+        return replace(action, jwt=jwt, authorization=authorization(policy))
+
+    def provider(self, policy: SecurityPolicy, p: JWTProvider, backends: Backends) -> ir.JWTProvider | None:
+        """The IR of one provider, or None when its keys cannot be reached."""
+        ns = policy.metadata.namespace
+        uri = cluster = local = ""
+        cache_s = DEFAULT_JWKS_CACHE_S
+        if p.remote_jwks is not None:
+            if not p.remote_jwks.backend_refs:
+                return None
+            resolved = backends.resolve(policy, p.remote_jwks.backend_refs[0], "http1")
+            if resolved.cluster is None:
+                return None
+            uri, cluster = p.remote_jwks.uri, resolved.cluster.name
+            cache_s = parse_duration_s(p.remote_jwks.cache_duration or "") or DEFAULT_JWKS_CACHE_S
+        elif p.local_jwks is not None:
+            local = self.local_jwks(ns, p) or ""
+            if not local:
+                return None
+        extract = p.extract_from
+        return ir.JWTProvider(
+            name=f"{ns}/{policy.metadata.name}/{p.name}", issuer=p.issuer or "", audiences=tuple(p.audiences),
+            jwks_uri=uri, jwks_cluster=cluster, jwks_cache_s=cache_s, local_jwks=local,
+            claim_to_headers=tuple((c.header, c.claim) for c in p.claim_to_headers),
+            from_headers=tuple((h.name, h.value_prefix or "") for h in extract.headers) if extract else (),
+            from_cookies=tuple(extract.cookies) if extract else (),
+            from_params=tuple(extract.params) if extract else (),
+            forward=p.forward_original_token, clock_skew_s=p.clock_skew_seconds)
+
+    def on_gateway(self, gw: GatewayState, listeners: tuple[ir.Listener, ...], backends: Backends
+                   ) -> tuple[tuple[ir.Listener, ...], tuple[ir.TLSCertificate, ...]]:
+        """Why a policy's keys cannot be had (its routes answer 500), for its status: found
+        here, once per translation, not where rules are translated (those may be memoized)."""
+        if self.checked:
+            return listeners, ()
+        self.checked = True
+        for policy, _ in self.attachment.statuses(self.kind):
+            assert isinstance(policy, SecurityPolicy)
+            for p in policy.spec.jwt.providers if policy.spec.jwt else []:
+                where = f"jwt provider {p.name!r}"
+                if p.remote_jwks is not None and p.remote_jwks.backend_refs:
+                    resolved = backends.resolve(policy, p.remote_jwks.backend_refs[0], "http1")
+                    if resolved.cluster is None:
+                        why = resolved.problem or Cond("ResolvedRefs", False, "BackendNotFound", "not found")
+                        self.unresolved[policy.key] = replace(why, message=f"{where}: remoteJWKS: {why.message}")
+                elif p.local_jwks is not None and p.local_jwks.type == "ValueRef" and not self.local_jwks(
+                        policy.metadata.namespace, p):
+                    self.unresolved[policy.key] = Cond(
+                        "ResolvedRefs", False, "InvalidLocalJWKS",
+                        f"{where}: localJWKS.valueRef: no valid JWKS under the key {JWKS_KEY!r}")
+        return listeners, ()
+
+    def statuses(self) -> Iterable[tuple[Resource, Ancestors]]:
+        for policy, ancestors in super().statuses():
+            why = self.unresolved.get(policy.key)
+            if why is not None:
+                ancestors = {gw: [why if c.type == "ResolvedRefs" else c for c in conds] + (
+                    [] if any(c.type == "ResolvedRefs" for c in conds) else [why]) for gw, conds in ancestors.items()}
+            yield policy, ancestors
+
+    def local_jwks(self, ns: str, p: JWTProvider) -> str | None:
+        local = p.local_jwks
+        assert local is not None
+        if local.type != "ValueRef":
+            return local.inline
+        ref = local.value_ref
+        if ref is None:
+            return None
+        text = None
+        if ref.kind == "ConfigMap":
+            cm = self.ctx.get(ConfigMap, "ConfigMap", ns, ref.name)
+            text = configmap_value(cm, JWKS_KEY) if cm else None
+        elif ref.kind == "Secret":
+            secret = self.ctx.get(Secret, "Secret", ns, ref.name)
+            text = secret_value(secret, JWKS_KEY) if secret else None
+        return text if text and not jwks_problem(text) else None
 
 
-def authorize(action: ir.RouteAction, security: SecurityPolicy) -> ir.RouteAction:
+def provider_problem(p: JWTProvider) -> str:
+    if (p.remote_jwks is None) == (p.local_jwks is None):
+        return "set one of remoteJWKS and localJWKS"
+    if p.remote_jwks is not None:
+        if not p.remote_jwks.uri.startswith(("http://", "https://")):
+            return f"remoteJWKS.uri {p.remote_jwks.uri!r} is not an http(s) URL"
+        if not p.remote_jwks.backend_refs:
+            return "remoteJWKS.backendRefs: name the Service or Backend that serves the JWKS"
+        if p.remote_jwks.cache_duration and not parse_duration_s(p.remote_jwks.cache_duration):
+            return f"remoteJWKS.cacheDuration {p.remote_jwks.cache_duration!r} is not a duration"
+    if p.local_jwks is not None:
+        local = p.local_jwks
+        if local.type == "Inline":
+            why = jwks_problem(local.inline or "")
+            if why:
+                return f"localJWKS.inline: {why}"
+        if local.type == "ValueRef" and (local.value_ref is None or local.value_ref.kind not in ("ConfigMap",
+                                                                                              "Secret")):
+            return "localJWKS.valueRef must name a ConfigMap or Secret"
+        if local.type not in ("Inline", "ValueRef"):
+            return f"localJWKS.type {local.type!r}: Inline or ValueRef"
+    if p.clock_skew_seconds is not None and p.clock_skew_seconds < 1:
+        return "clockSkewSeconds must be at least 1 (Envoy reads 0 as its default, 60)"
+    return ""
+
+
+def jwks_problem(text: str) -> str:
+    """Why Envoy would refuse `text` as a JWKS ("" if it would not): checked here, since
+    one provider Envoy refuses would hold back the jwt_authn config of every route."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list) or not keys:
+        return "no keys"
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in KEY_TYPES:
+            return f"a key's kty is not one of {', '.join(KEY_TYPES)}"
+        missing = [f for f in KEY_TYPES[key["kty"]] if not isinstance(key.get(f), str) or not key[f]]
+        if missing:
+            return f"a {key['kty']} key lacks {', '.join(missing)}"
+    return ""
+
+
+def authorization(security: SecurityPolicy) -> ir.ClientAuthorization | None:
     auth = security.spec.authorization
-    return replace(action, authorization=ir.ClientAuthorization(
-        auth.default_action == "Allow", tuple((r.action == "Allow", tuple(r.principal.client_cidrs))
-                                              for r in auth.rules)))
+    if auth is None:
+        return None
+    rules = []
+    for r in auth.rules:
+        jwt = r.principal.jwt
+        op = r.operation
+        rules.append(ir.AuthorizationRule(
+            allow=r.action == "Allow", name=r.name or "",
+            cidrs=tuple(r.principal.client_cidrs),
+            methods=tuple(op.methods) if op else (), paths=tuple(op.paths) if op else (),
+            headers=tuple((h.name.lower(), tuple(h.values)) for h in r.principal.headers),
+            claims=tuple((tuple(c.name.split(".")), tuple(c.values)) for c in jwt.claims) if jwt else (),
+            scopes=tuple(jwt.scopes) if jwt else (),
+            jwt_provider=f"{security.metadata.namespace}/{security.metadata.name}/{jwt.provider}" if jwt else ""))
+    return ir.ClientAuthorization(auth.default_action == "Allow", tuple(rules))

@@ -1,0 +1,257 @@
+"""SecurityPolicy by real requests through real Envoy (`portico run`): JWT authentication
+(tokens signed here with PyJWT, keys served as a JWKS by a local HTTP server that Envoy
+fetches through a Service, or from a ConfigMap) and authorization rules (a table of
+requests × rules → 200/401/403)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from support import free_port, start, stop, wait_for, write_atomically
+
+pytestmark = pytest.mark.timeout(240)
+NS = "shop"
+ISSUER = "https://idp.example.com"
+AUDIENCE = "orders-api"
+HOST = "api.example.com"
+
+
+@dataclass
+class Key:
+    kid: str
+    private: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537,
+                                                                                     key_size=2048))
+
+    def jwk(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
+        return {**out, "kid": self.kid, "alg": "RS256", "use": "sig"}
+
+    def token(self, **claims: Any) -> str:
+        now = int(time.time())
+        # a jti of its own: Envoy caches verified tokens (a token checked once stays good until it expires)
+        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 600,
+                "jti": uuid.uuid4().hex, **claims}
+        return jwt.encode({k: v for k, v in body.items() if v is not None}, self.private, algorithm="RS256",
+                          headers={"kid": self.kid})
+
+
+class JWKSServer(ThreadingHTTPServer):
+    """Serves `keys` as a JWKS at /jwks.json; counts the fetches."""
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.fetches = 0
+        super().__init__(("127.0.0.1", 0), JWKSHandler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class JWKSHandler(BaseHTTPRequestHandler):
+    server: JWKSServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.fetches += 1
+        body = json.dumps({"keys": [k.jwk() for k in self.server.keys]}).encode()
+        self.send_response(200 if self.path == "/jwks.json" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Env:
+    dir: Path
+    ip: str
+    port: int
+    echo_port: int
+    jwks: JWKSServer
+    key: Key
+
+    def apply(self, docs: list[dict[str, Any]]) -> None:
+        write_atomically(self.dir / "test.yaml", base(self) + docs)
+
+    def request(self, path: str, token: str | None = None, method: str = "GET",
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        conn = http.client.HTTPConnection(self.ip, self.port, timeout=10)
+        try:
+            auth = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request(method, path, headers={"Host": HOST, **auth, **(headers or {})})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, json.loads(data) if data.startswith(b"{") else {}
+        finally:
+            conn.close()
+
+    def status(self, path: str, token: str | None = None, **kw: Any) -> int:
+        return self.request(path, token, **kw)[0]
+
+
+def base(env: Env) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
+         "spec": {"controllerName": "portico.dev/gateway-controller"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
+         "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+    ]
+    return docs + service("web", env.echo_port) + service("idp", env.jwks.port)
+
+
+def service(name: str, port: int) -> list[dict[str, Any]]:
+    return [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+             "spec": {"ports": [{"name": "http", "port": 80}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": name, "namespace": NS, "labels": {"kubernetes.io/service-name": name}},
+             "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+             "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]
+
+
+def route(name: str, path: str) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [HOST],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                                "backendRefs": [{"name": "web", "port": 80}]}]}}
+
+
+def security(name: str, route_name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "gateway.portico.dev/v1alpha1", "kind": "SecurityPolicy",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route_name}],
+                     **spec}}
+
+
+def remote_provider(**extra: Any) -> dict[str, Any]:
+    return {"name": "idp", "issuer": ISSUER, "audiences": [AUDIENCE],
+            "remoteJWKS": {"uri": "http://idp.shop/jwks.json", "backendRefs": [{"name": "idp", "port": 80}],
+                           "cacheDuration": "1s"}, **extra}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("security")
+    manifests = tmp / "manifests"
+    manifests.mkdir()
+    jwks = JWKSServer()
+    key = Key("k1")
+    jwks.keys = [key]
+    threading.Thread(target=jwks.serve_forever, daemon=True).start()
+    echo_port = free_port()
+    echo = start(["echo", "--port", str(echo_port), "--name", "web"], tmp / "echo.log")
+    wait_for("echo", lambda: socket.create_connection(("127.0.0.1", echo_port), 1).close() or True, 15)
+    admin, offset = free_port(), free_port() - 80
+    first = Env(manifests, "", 80 + offset, echo_port, jwks, key)
+    first.apply([])
+    proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}", "--port-offset", str(offset),
+                  "--state-dir", str(tmp / "state")], tmp / "portico.log")
+
+    def address() -> str | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
+            for item in json.load(r)["items"]:
+                found = (item.get("status") or {}).get("addresses")
+                if found:
+                    return str(found[0]["value"])
+        return None
+
+    try:
+        first.ip = wait_for("the Gateway's address", address, 30)
+        yield first
+    finally:
+        stop(proc)
+        stop(echo)
+        jwks.shutdown()
+
+
+def settle(env: Env, path: str, expected: int, token: str | None = None, **kw: Any) -> None:
+    wait_for(f"{path} answering {expected}", lambda: env.status(path, token, **kw) == expected, 30)
+
+
+# ---------------------------------------------------------------- JWT
+
+
+def test_jwt_required_and_optional(env: Env) -> None:
+    env.apply([
+        route("required", "/req"), route("optional", "/opt"), route("open", "/open"),
+        security("required", "required", jwt={"providers": [remote_provider(
+            claimToHeaders=[{"header": "x-user", "claim": "sub"}])]}),
+        security("optional", "optional", jwt={"optional": True, "providers": [remote_provider()]}),
+    ])
+    good = env.key.token()
+    settle(env, "/req", 200, good)
+    status, body = env.request("/req", good)
+    assert body["headers"].get("X-User") == ["alice"]  # claim copied to a request header
+    assert "Authorization" not in body["headers"]  # the token itself is not forwarded by default
+    assert env.status("/req") == 401  # missing token, required
+    assert env.status("/req", "not-a-jwt") == 401
+    assert env.status("/req", env.key.token(exp=int(time.time()) - 3600)) == 401  # expired
+    assert env.status("/req", env.key.token(iss="https://evil.example.com")) == 401
+    # a valid token for another API: Envoy answers 403 (authenticated, but not for this audience)
+    assert env.status("/req", env.key.token(aud="another-api")) == 403
+    assert env.status("/req", Key("k1").token()) == 401  # same kid, a key the JWKS does not hold
+    settle(env, "/opt", 200)  # missing token, optional
+    assert env.status("/opt", good) == 200
+    assert env.status("/opt", env.key.token(exp=int(time.time()) - 3600)) == 401  # a bad one still refused
+    assert env.status("/open") == 200  # a route without the policy
+
+
+def test_jwt_clock_skew(env: Env) -> None:
+    env.apply([route("skew", "/skew"), security("skew", "skew", jwt={"providers": [remote_provider(
+        clockSkewSeconds=1)]})])
+    just_expired = env.key.token(exp=int(time.time()) - 5)
+    settle(env, "/skew", 401, just_expired)
+    env.apply([route("skew", "/skew"), security("skew", "skew", jwt={"providers": [remote_provider(
+        clockSkewSeconds=120)]})])
+    settle(env, "/skew", 200, env.key.token(exp=int(time.time()) - 5))
+
+
+def test_jwt_key_rotation(env: Env) -> None:
+    env.apply([route("rot", "/rot"), security("rot", "rot", jwt={"providers": [remote_provider()]})])
+    old = env.key
+    settle(env, "/rot", 200, old.token())
+    new = Key("k2")
+    env.jwks.keys = [new]  # the issuer rotates: Envoy fetches the new set once its cache (1s) expires
+    settle(env, "/rot", 200, new.token())
+    # each Envoy worker caches the keys on its own: every one has the new set within its cache time
+    wait_for("the old key refused", lambda: env.status("/rot", old.token()) == 401, 15)
+    time.sleep(1.5)
+    assert {env.status("/rot", old.token()) for _ in range(8)} == {401}
+    env.jwks.keys = [old]
+    settle(env, "/rot", 200, old.token())
+
+
+def test_jwt_from_cookie_and_query_and_local_jwks(env: Env) -> None:
+    jwks = json.dumps({"keys": [env.key.jwk()]})
+    local = {"name": "local", "issuer": ISSUER, "audiences": [AUDIENCE],
+             "localJWKS": {"type": "ValueRef", "valueRef": {"kind": "ConfigMap", "name": "keys"}},
+             "extractFrom": {"cookies": ["session"], "params": ["token"]}}
+    env.apply([
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keys", "namespace": NS},
+         "data": {"jwks": jwks}},
+        route("local", "/local"), security("local", "local", jwt={"providers": [local]}),
+    ])
+    token = env.key.token()
+    settle(env, "/local?token=" + urllib.parse.quote(token), 200)
+    assert env.status("/local", headers={"Cookie": f"session={token}"}) == 200
+    assert env.status("/local", token) == 401  # the Authorization header is not where this provider looks
+    assert env.status("/local", headers={"Cookie": f"session={Key('x').token()}"}) == 401
