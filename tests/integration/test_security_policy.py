@@ -255,3 +255,70 @@ def test_jwt_from_cookie_and_query_and_local_jwks(env: Env) -> None:
     assert env.status("/local", headers={"Cookie": f"session={token}"}) == 200
     assert env.status("/local", token) == 401  # the Authorization header is not where this provider looks
     assert env.status("/local", headers={"Cookie": f"session={Key('x').token()}"}) == 401
+
+
+# ---------------------------------------------------------------- authorization
+
+AUTHZ_RULES = [
+    {"name": "blocked", "action": "Deny", "principal": {"headers": [{"name": "x-blocked"}]}},
+    {"name": "writers", "action": "Allow", "operation": {"methods": ["POST"], "paths": ["/authz/orders/*"]},
+     "principal": {"jwt": {"provider": "idp", "scopes": ["orders:write"]}}},
+    {"name": "no-interns", "action": "Deny",
+     "principal": {"jwt": {"provider": "idp", "claims": [{"name": "org.role", "values": ["intern"]}]}}},
+    {"name": "admins", "action": "Allow",
+     "principal": {"jwt": {"provider": "idp", "claims": [{"name": "groups", "valueType": "StringArray",
+                                                          "values": ["admins"]}]}}},
+    {"name": "public-json", "action": "Allow", "operation": {"methods": ["GET"], "paths": ["*.json"]}},
+    {"name": "team-a-here", "action": "Allow",
+     "principal": {"clientCIDRs": ["127.0.0.0/8"], "headers": [{"name": "x-team", "values": ["a"]}]}},
+]
+EXPIRED = {"exp": -3600}
+# (method, path, claims of the token or None, headers) -> status: the first matching rule decides
+AUTHZ_TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, str], int]] = [
+    ("GET", "/authz/x", None, {}, 403),  # no rule: defaultAction Deny
+    ("GET", "/authz/data.json", None, {}, 200),  # public-json
+    ("HEAD", "/authz/data.json", None, {}, 403),  # not GET
+    ("GET", "/authz/data.json", None, {"x-blocked": "1"}, 403),  # blocked comes first
+    ("POST", "/authz/orders/1", {"scope": "orders:read orders:write"}, {}, 200),  # writers
+    ("POST", "/authz/orders/1", {"scope": ["orders:write"]}, {}, 200),  # scopes as a list
+    ("POST", "/authz/orders/1", {"scope": "orders:read"}, {}, 403),
+    ("POST", "/authz/orders/1", {"scope": "orders:writer"}, {}, 403),  # a whole scope, not a prefix
+    ("POST", "/authz/other", {"scope": "orders:write"}, {}, 403),  # path
+    ("POST", "/authz/orders/1", None, {}, 403),  # no token (optional): no JWT rule matches
+    ("GET", "/authz/x", {"groups": ["staff", "admins"]}, {}, 200),  # admins
+    ("GET", "/authz/x", {"groups": ["admins"], "org": {"role": "intern"}}, {}, 403),  # no-interns first
+    ("GET", "/authz/x", {"groups": ["admins"], "org": {"role": "staff"}}, {}, 200),
+    ("POST", "/authz/orders/1", {"scope": "orders:write", "org": {"role": "intern"}}, {}, 200),  # writers first
+    ("GET", "/authz/data.json", EXPIRED, {}, 401),  # a bad token is refused before any rule
+    ("GET", "/authz/x", None, {"x-team": "a"}, 200),  # team-a-here
+    ("GET", "/authz/x", None, {"x-team": "b"}, 403),
+]
+
+
+def test_authorization_rules_table(env: Env) -> None:
+    env.apply([route("authz", "/authz"), security("authz", "authz", jwt={"optional": True, "providers": [
+        remote_provider()]}, authorization={"defaultAction": "Deny", "rules": AUTHZ_RULES})])
+    settle(env, "/authz/data.json", 200)
+    got = []
+    for method, path, claims, headers, _ in AUTHZ_TABLE:
+        token = None
+        if claims is not None:
+            claims = {**claims, "exp": int(time.time()) + claims["exp"]} if "exp" in claims else claims
+            token = env.key.token(**claims)
+        got.append(env.status(path, token, method=method, headers=headers))
+    assert got == [expected for *_, expected in AUTHZ_TABLE]
+
+
+def test_authorization_default_allow_and_a_gateway_policy_a_route_overrides(env: Env) -> None:
+    gateway = {"apiVersion": "gateway.portico.dev/v1alpha1", "kind": "SecurityPolicy",
+               "metadata": {"name": "gateway", "namespace": NS},
+               "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}],
+                        "authorization": {"defaultAction": "Allow", "rules": [
+                            {"action": "Deny", "operation": {"paths": ["*.php"]}}]}}}
+    env.apply([route("site", "/site"), route("own", "/own"), gateway,
+               security("own", "own", authorization={"defaultAction": "Deny", "rules": [
+                   {"action": "Allow", "operation": {"methods": ["GET"]}}]})])
+    settle(env, "/site/index.php", 403)
+    assert env.status("/site/index.html") == 200
+    assert env.status("/own/index.php") == 200  # the route's own policy wins over its Gateway's
+    assert env.status("/own/x", method="DELETE") == 403
