@@ -341,6 +341,8 @@ class RateLimit:
     burst: int
     source_ip: bool = False
     headers: tuple[str, ...] = ()
+    # claims of the route's verified JWT (SecurityPolicy jwt): a bucket per caller
+    claims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

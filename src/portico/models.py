@@ -875,6 +875,8 @@ class ClientSelector(Model):
     source_ip: dict[str, Any] | None = Field(default=None, validation_alias="sourceIP",
                                              serialization_alias="sourceIP")
     header: dict[str, str] | None = None
+    jwt_claim: dict[str, str] | None = Field(default=None, validation_alias="jwtClaim",
+                                             serialization_alias="jwtClaim")
 
 
 class RateLimitValue(Model):

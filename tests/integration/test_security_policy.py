@@ -322,3 +322,26 @@ def test_authorization_default_allow_and_a_gateway_policy_a_route_overrides(env:
     assert env.status("/site/index.html") == 200
     assert env.status("/own/index.php") == 200  # the route's own policy wins over its Gateway's
     assert env.status("/own/x", method="DELETE") == 403
+
+
+# ---------------------------------------------------------------- rate limits per caller
+
+
+def test_rate_limit_per_jwt_caller(env: Env) -> None:
+    """The README's "Securing an API": JWT + an authorization rule + a budget per caller
+    (the token's sub), on one route."""
+    limit = {"apiVersion": "gateway.portico.dev/v1alpha1", "kind": "RateLimitPolicy",
+             "metadata": {"name": "per-caller", "namespace": NS},
+             "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "orders"}],
+                      "local": {"rules": [{"clientSelectors": [{"jwtClaim": {"name": "sub"}}],
+                                           "limit": {"requests": 3, "unit": "Hour"}}]}}}
+    env.apply([route("orders", "/orders"), limit, security("orders", "orders", jwt={"providers": [remote_provider()]},
+                                                           authorization={"rules": [
+                                                               {"action": "Allow", "principal": {"jwt": {
+                                                                   "provider": "idp", "scopes": ["orders:read"]}}}]})])
+    alice, bob = (env.key.token(sub=s, scope="orders:read") for s in ("alice", "bob"))
+    settle(env, "/orders", 200, alice)
+    assert [env.status("/orders", alice) for _ in range(3)] == [200, 200, 429]  # alice's budget: 3 an hour
+    assert env.status("/orders", bob) == 200  # bob has his own
+    assert env.status("/orders", env.key.token(sub="carol")) == 403  # no orders:read scope
+    assert env.status("/orders") == 401

@@ -19,6 +19,7 @@ from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
+from envoy.type.metadata.v3 import metadata_pb2 as metadata_key_pb2
 from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 
@@ -60,7 +61,8 @@ def per_route(action: ir.RouteAction, out: rc.Route) -> None:
     if action.authorization is not None:
         configs[RBAC_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(rbac_per_route(action.authorization)))))
     if action.rate_limits:
-        configs[RATE_LIMIT_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(local_rate_limit(action.rate_limits)))))
+        configs[RATE_LIMIT_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(
+            local_rate_limit(action.rate_limits, jwt=action.jwt)))))
     if action.request_body_limit is not None:
         buffer = buffer_pb2.BufferPerRoute(buffer=buffer_pb2.Buffer(
             max_request_bytes=wrappers_pb2.UInt32Value(value=action.request_body_limit)))
@@ -157,8 +159,8 @@ def _cidr(cidr: str) -> address_pb2.CidrRange:
                                  prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen))
 
 
-def local_rate_limit(limits: tuple[ir.RateLimit, ...],
-                     stat_prefix: str = "portico_rate_limit") -> local_rate_limit_pb2.LocalRateLimit:
+def local_rate_limit(limits: tuple[ir.RateLimit, ...], stat_prefix: str = "portico_rate_limit",
+                     jwt: ir.JWTAuthentication | None = None) -> local_rate_limit_pb2.LocalRateLimit:
     """A descriptor per rule (`rule=<i>`, plus the client's address / header values as
     dynamic entries: a bucket each); requests no rule counts take the unlimited default."""
     out = local_rate_limit_pb2.LocalRateLimit(
@@ -178,11 +180,34 @@ def local_rate_limit(limits: tuple[ir.RateLimit, ...],
             actions.append(rc.RateLimit.Action(request_headers=rc.RateLimit.Action.RequestHeaders(
                 header_name=header, descriptor_key=f"header-{header}")))
             entries.append(ratelimit_pb2.RateLimitDescriptor.Entry(key=f"header-{header}"))
+        for claim in limit.claims:
+            actions += _claim_actions(claim, jwt)
+            entries.append(ratelimit_pb2.RateLimitDescriptor.Entry(key=f"claim-{claim}"))
         out.rate_limits.append(rc.RateLimit(actions=actions))
         out.descriptors.append(ratelimit_pb2.LocalRateLimitDescriptor(entries=entries, token_bucket=(
             token_bucket_pb2.TokenBucket(max_tokens=limit.burst,
                                          tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.requests),
                                          fill_interval=millis(limit.fill_interval_s * 1000)))))
+    return out
+
+
+def _claim_actions(claim: str, jwt: ir.JWTAuthentication | None) -> list[rc.RateLimit.Action]:
+    """The descriptor entry of a claim of the verified token (jwt_authn's payload in the
+    request's metadata). One provider: callers without a token share the bucket "-".
+    Several: the entry of the provider that verified the token (the others are skipped),
+    so a request without a token is not counted by this rule. No JWT on the route: one bucket."""
+    key = f"claim-{claim}"
+    providers = jwt.providers if jwt is not None else ()
+    if not providers:
+        return [rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(descriptor_key=key,
+                                                                                descriptor_value="-"))]
+    out = []
+    for p in providers:
+        path = [metadata_key_pb2.MetadataKey.PathSegment(key=k) for k in (p.name, *claim.split("."))]
+        out.append(rc.RateLimit.Action(metadata=rc.RateLimit.Action.MetaData(
+            descriptor_key=key, metadata_key=metadata_key_pb2.MetadataKey(key=JWT_METADATA, path=path),
+            source=rc.RateLimit.Action.MetaData.DYNAMIC,
+            **({"default_value": "-"} if len(providers) == 1 else {"skip_if_absent": True}))))
     return out
 
 

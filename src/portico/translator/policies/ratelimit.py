@@ -4,6 +4,8 @@ Targets: HTTPRoutes and GRPCRoutes (sectionName: a rule) and Gateways (sectionNa
 listener). On a route: the rule's own budgets (`on_rule`). On a Gateway or listener:
 budgets shared by every route of the filter chain, checked besides the routes' own
 (`on_chain`). Over a budget a request is answered 429, with x-ratelimit-* headers.
+Clients are told apart by address, header values, or a claim of the token the route's
+SecurityPolicy verified (`jwtClaim`: a budget per caller, not per address).
 """
 
 from __future__ import annotations
@@ -39,5 +41,6 @@ class RateLimitPolicies(PolicyKind):
 def rate_limits(policy: RateLimitPolicy) -> tuple[ir.RateLimit, ...]:
     return tuple(ir.RateLimit(r.limit.requests, UNIT_S[r.limit.unit], r.burst or r.limit.requests,
                               source_ip=any(s.source_ip is not None for s in r.client_selectors),
-                              headers=tuple(s.header["name"].lower() for s in r.client_selectors if s.header))
+                              headers=tuple(s.header["name"].lower() for s in r.client_selectors if s.header),
+                              claims=tuple(s.jwt_claim["name"] for s in r.client_selectors if s.jwt_claim))
                  for r in policy.spec.local.rules)
