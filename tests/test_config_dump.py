@@ -81,3 +81,12 @@ def test_envoys_own_config_dump_is_redacted() -> None:
         status, body, _ = get(base + "/api/config_dump?format=envoy")
         assert status == 200 and "PRIVATE KEY" not in json.dumps(body) and "CERT" in json.dumps(body)
         assert get(base + "/api/config_dump?format=envoy&group=other")[0] == 404
+
+
+def test_security_policy_users_and_api_keys_are_not_in_dumps() -> None:
+    """SecurityPolicy basicAuth users and apiKeyAuth keys reach Envoy, not the dumps."""
+    policies = [str(Path(__file__).parent / "translator" / "testdata" / "security-policies" / "in.yaml")]
+    for fmt in ("ir", "xds"):
+        text = json.dumps(offline_dump(policies, fmt=fmt))
+        assert "k-billing-0001" not in text and "Kd5ORu2LcaGO" not in text, fmt
+        assert "<redacted>" in text

@@ -4,7 +4,7 @@ the Envoy resources built from it.
 
 Private keys never leave: every `key_pem` of the IR and every `privateKey` of an
 Envoy Secret is replaced by "<redacted>" before anything is serialized (certificates,
-which are public, stay).
+which are public, stay); so are the htpasswd users and API keys of SecurityPolicies.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from portico.ir import IR
 from portico.objects import ObjectKey
 
 REDACTED = "<redacted>"
-SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key"})
+# private keys; the users and API keys of SecurityPolicy basicAuth and apiKeyAuth (the IR's
+# htpasswd and credentials, Envoy's BasicAuthPerRoute users and ApiKeyAuthPerRoute credentials)
+SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key", "htpasswd", "credentials", "users"})
 
 
 def redacted(value: Any) -> Any:

@@ -323,6 +323,25 @@ class JWTProvider:
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    """SecurityPolicy basicAuth: users of an htpasswd file ("{SHA}" hashes; secret)."""
+
+    htpasswd: str
+
+
+@dataclass(frozen=True)
+class APIKeyAuth:
+    """SecurityPolicy apiKeyAuth: the keys of its clients (secret) and where a key is read."""
+
+    credentials: tuple[tuple[str, str], ...]  # (client, key)
+    headers: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    cookies: tuple[str, ...] = ()
+    forward_client_header: str = ""
+    hide_credentials: bool = False
+
+
+@dataclass(frozen=True)
 class JWTAuthentication:
     """A route's JWT requirement: a token of one of `providers`; when `optional`, a request
     without any token passes (an invalid one is still refused, 401)."""
@@ -368,6 +387,8 @@ class RouteAction:
     request_body_limit: int | None = None  # bytes; larger bodies answered 413
     authorization: ClientAuthorization | None = None
     jwt: JWTAuthentication | None = None
+    basic_auth: BasicAuth | None = None
+    api_key_auth: APIKeyAuth | None = None
     rate_limits: tuple[RateLimit, ...] = ()
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
     # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE

@@ -862,9 +862,33 @@ class JWT(Model):
     providers: list[JWTProvider] = Field(default_factory=list)
 
 
+class BasicAuth(Model):
+    """Users from an htpasswd file in a Secret's ".htpasswd" key (Envoy Gateway's)."""
+
+    users: SecretObjectReference
+
+
+class APIKeyExtractFrom(Model):
+    headers: list[str] = Field(default_factory=list)
+    params: list[str] = Field(default_factory=list)
+    cookies: list[str] = Field(default_factory=list)
+
+
+class APIKeyAuth(Model):
+    """Keys from Secrets: each data key a client's name, its value the client's API key."""
+
+    credential_refs: list[SecretObjectReference] = Field(default_factory=list)
+    extract_from: list[APIKeyExtractFrom] = Field(default_factory=list)
+    forward_client_id_header: str | None = Field(default=None, validation_alias="forwardClientIDHeader",
+                                                 serialization_alias="forwardClientIDHeader")
+    sanitize: bool = False
+
+
 class SecurityPolicySpec(PolicySpec):
     authorization: Authorization | None = None
     jwt: JWT | None = None
+    basic_auth: BasicAuth | None = None
+    api_key_auth: APIKeyAuth | None = None
 
 
 class SecurityPolicy(Resource):

@@ -5,6 +5,8 @@ requests × rules → 200/401/403)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import socket
@@ -87,6 +89,7 @@ class Env:
     echo_port: int
     jwks: JWKSServer
     key: Key
+    admin: int = 0
 
     def apply(self, docs: list[dict[str, Any]]) -> None:
         write_atomically(self.dir / "test.yaml", base(self) + docs)
@@ -161,7 +164,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     echo = start(["echo", "--port", str(echo_port), "--name", "web"], tmp / "echo.log")
     wait_for("echo", lambda: socket.create_connection(("127.0.0.1", echo_port), 1).close() or True, 15)
     admin, offset = free_port(), free_port() - 80
-    first = Env(manifests, "", 80 + offset, echo_port, jwks, key)
+    first = Env(manifests, "", 80 + offset, echo_port, jwks, key, admin)
     first.apply([])
     proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}", "--port-offset", str(offset),
                   "--state-dir", str(tmp / "state")], tmp / "portico.log")
@@ -345,3 +348,55 @@ def test_rate_limit_per_jwt_caller(env: Env) -> None:
     assert env.status("/orders", bob) == 200  # bob has his own
     assert env.status("/orders", env.key.token(sub="carol")) == 403  # no orders:read scope
     assert env.status("/orders") == 401
+
+
+# ---------------------------------------------------------------- basic auth and API keys
+
+
+def sha_htpasswd(users: dict[str, str]) -> str:
+    """htpasswd -s: "{SHA}" and the base64 of the password's SHA-1."""
+    return "".join(f"{u}:{{SHA}}{base64.b64encode(hashlib.sha1(p.encode()).digest()).decode()}\n"
+                   for u, p in users.items())
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "stringData": data}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_auth_and_api_keys(env: Env) -> None:
+    env.apply([
+        secret("users", {".htpasswd": sha_htpasswd({"alice": "wonderland", "bob": "builder"})}),
+        secret("keys", {"billing": "k-billing-0001", "reports": "k-reports-0002"}),
+        route("basic", "/basic"), security("basic", "basic", basicAuth={"users": {"name": "users"}}),
+        route("keys", "/keys"), security("keys", "keys", apiKeyAuth={
+            "credentialRefs": [{"name": "keys"}], "forwardClientIDHeader": "x-client", "sanitize": True,
+            "extractFrom": [{"headers": ["x-api-key"], "params": ["api_key"]}]}),
+    ])
+    settle(env, "/basic", 200, headers=basic("alice", "wonderland"))
+    assert env.status("/basic", headers=basic("bob", "builder")) == 200
+    assert env.status("/basic", headers=basic("alice", "builder")) == 401  # wrong password
+    assert env.status("/basic", headers=basic("carol", "wonderland")) == 401  # no such user
+    assert env.status("/basic") == 401  # missing
+    settle(env, "/keys", 200, headers={"x-api-key": "k-billing-0001"})
+    status, body = env.request("/keys", headers={"x-api-key": "k-reports-0002"})
+    assert status == 200 and body["headers"].get("X-Client") == ["reports"]  # the client's name forwarded
+    assert "X-Api-Key" not in body["headers"]  # sanitize: the key is not
+    assert env.status("/keys?api_key=k-billing-0001") == 200
+    assert env.status("/keys", headers={"x-api-key": "k-nobody"}) == 401  # wrong
+    assert env.status("/keys") == 401  # missing
+
+
+def test_basic_auth_with_an_unsupported_hash_fails_closed_with_a_clear_status(env: Env) -> None:
+    bcrypt = "alice:$2y$05$abcdefghijklmnopqrstuuS4Y4D5iTx2Nw8w6g.9yYg4QH0y/3C6a\n"
+    env.apply([secret("users", {".htpasswd": bcrypt}), route("basic", "/basic"),
+               security("basic", "basic", basicAuth={"users": {"name": "users"}})])
+    settle(env, "/basic", 500, headers=basic("alice", "wonderland"))
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.admin}/api/objects?kind=SecurityPolicy", timeout=5) as r:
+        policy = next(i for i in json.load(r)["items"] if i["metadata"]["name"] == "basic")
+    conds = {c["type"]: c for c in policy["status"]["ancestors"][0]["conditions"]}
+    assert conds["ResolvedRefs"]["status"] == "False" and conds["ResolvedRefs"]["reason"] == "UnsupportedValue"
+    assert "bcrypt" in conds["ResolvedRefs"]["message"] and "SHA-1" in conds["ResolvedRefs"]["message"]

@@ -267,9 +267,15 @@ def http_security(with_policies: bool = True) -> ir.IR:
                               authorization=ir.ClientAuthorization(True, rules[:1]),
                               rate_limits=(ir.RateLimit(10, 1, 10, claims=("sub",)),))
     open_ = ir.RouteAction(backends=backends)
+    basic = ir.RouteAction(backends=backends, basic_auth=ir.BasicAuth("alice:{SHA}Kd5ORu2LcaGO/JzK5Bf5MsVaa/M=\n"))
+    keys = ir.RouteAction(backends=backends, api_key_auth=ir.APIKeyAuth(
+        (("billing", "k1"), ("reports", "k2")), headers=("x-api-key",), params=("api_key",), cookies=("key",),
+        forward_client_header="x-client", hide_credentials=True))
     routes = (
         _route("secured", ir.PathMatch("Prefix", "/orders"), secured if with_policies else open_),
         _route("optional", ir.PathMatch("Prefix", "/shop"), optional if with_policies else open_),
+        _route("basic", ir.PathMatch("Prefix", "/basic"), basic if with_policies else open_),
+        _route("keys", ir.PathMatch("Prefix", "/keys"), keys if with_policies else open_),
         _route("open", ir.PathMatch("Prefix", "/"), open_),
     )
     vh = ir.VirtualHost("default/gw/http/api.example.com", ("api.example.com",), routes)

@@ -14,6 +14,8 @@ from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac_config
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.extensions.filters.http.api_key_auth.v3 import api_key_auth_pb2
+from envoy.extensions.filters.http.basic_auth.v3 import basic_auth_pb2
 from envoy.extensions.filters.http.buffer.v3 import buffer_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
@@ -30,6 +32,9 @@ from portico.xds.jwt import METADATA_NAMESPACE as JWT_METADATA
 from portico.xds.jwt import per_route as jwt_per_route
 
 RBAC_FILTER = "envoy.filters.http.rbac"
+BASIC_AUTH_FILTER = "envoy.filters.http.basic_auth"
+API_KEY_FILTER = "envoy.filters.http.api_key_auth"
+NO_USER = "-:{SHA}AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 BUFFER_FILTER = "envoy.filters.http.buffer"
 # distinct clients (source IPs, header values) remembered per route rule: the LRU of
@@ -40,8 +45,14 @@ _UNLIMITED = token_bucket_pb2.TokenBucket(max_tokens=2**31, tokens_per_fill=wrap
 
 
 def first_filters() -> list[hcm.HttpFilter]:
-    """Before CORS: a denied or rate-limited request goes no further."""
+    """Before CORS: a denied or rate-limited request goes no further. Basic auth and API
+    keys (after jwt_authn) authenticate before RBAC decides; their per-route configs carry
+    the users and keys (the listener's are empty)."""
     return [
+        # (Envoy requires users: one no password matches, a SHA-1 of all zeros; routes bring theirs)
+        hcm.HttpFilter(name=BASIC_AUTH_FILTER, disabled=True, typed_config=pack(basic_auth_pb2.BasicAuth(
+            users=base_pb2.DataSource(inline_string=NO_USER)))),
+        hcm.HttpFilter(name=API_KEY_FILTER, typed_config=pack(api_key_auth_pb2.ApiKeyAuth()), disabled=True),
         hcm.HttpFilter(name=RBAC_FILTER, typed_config=pack(rbac_pb2.RBAC()), disabled=True),
         hcm.HttpFilter(name=RATE_LIMIT_FILTER, disabled=True, typed_config=pack(
             local_rate_limit_pb2.LocalRateLimit(stat_prefix="portico_rate_limit"))),
@@ -58,6 +69,10 @@ def per_route(action: ir.RouteAction, out: rc.Route) -> None:
     configs = out.typed_per_filter_config
     if action.jwt is not None:
         configs[JWT_FILTER].CopyFrom(jwt_per_route(action.jwt))
+    if action.basic_auth is not None:
+        configs[BASIC_AUTH_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(basic_auth(action.basic_auth)))))
+    if action.api_key_auth is not None:
+        configs[API_KEY_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(api_key_auth(action.api_key_auth)))))
     if action.authorization is not None:
         configs[RBAC_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(rbac_per_route(action.authorization)))))
     if action.rate_limits:
@@ -67,6 +82,24 @@ def per_route(action: ir.RouteAction, out: rc.Route) -> None:
         buffer = buffer_pb2.BufferPerRoute(buffer=buffer_pb2.Buffer(
             max_request_bytes=wrappers_pb2.UInt32Value(value=action.request_body_limit)))
         configs[BUFFER_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(buffer))))
+
+
+def basic_auth(b: ir.BasicAuth) -> basic_auth_pb2.BasicAuthPerRoute:
+    # (Envoy's forward_username_header is a listener setting, not per route: Envoy
+    # Gateway's forwardUsernameHeader is not offered)
+    return basic_auth_pb2.BasicAuthPerRoute(users=base_pb2.DataSource(inline_string=b.htpasswd))
+
+
+def api_key_auth(a: ir.APIKeyAuth) -> api_key_auth_pb2.ApiKeyAuthPerRoute:
+    out = api_key_auth_pb2.ApiKeyAuthPerRoute(
+        credentials=[api_key_auth_pb2.Credential(key=key, client=client) for client, key in a.credentials])
+    out.key_sources.extend([api_key_auth_pb2.KeySource(header=h) for h in a.headers]
+                           + [api_key_auth_pb2.KeySource(query=q) for q in a.params]
+                           + [api_key_auth_pb2.KeySource(cookie=c) for c in a.cookies])
+    if a.forward_client_header or a.hide_credentials:
+        out.forwarding.CopyFrom(api_key_auth_pb2.Forwarding(header=a.forward_client_header,
+                                                            hide_credentials=a.hide_credentials))
+    return out
 
 
 def rbac_per_route(auth: ir.ClientAuthorization) -> rbac_pb2.RBACPerRoute:

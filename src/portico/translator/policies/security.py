@@ -10,6 +10,11 @@ listener); a rule's own policy wins over its Gateway's (whole policy, not field 
   passes (one with a bad token does not). Keys: a remote JWKS Envoy fetches through
   `remoteJWKS.backendRefs` (a Service or Backend, resolved like a route's backend), or
   a local JWKS, inline or in a ConfigMap's/Secret's `jwks` key.
+- `basicAuth`: users of an htpasswd file (a Secret's ".htpasswd"; "{SHA}" hashes, the
+  only kind Envoy checks: others make the policy's ResolvedRefs False); `apiKeyAuth`: the
+  keys of Secrets (each data key a client's name, its value the key), read from headers,
+  query parameters or cookies (default x-api-key), the client's name forwarded in a
+  header. A wrong or missing credential is answered 401; Secrets that cannot be used, 500.
 - `authorization`: the first rule matching the request (client CIDRs, the verified
   token's claims and scopes, headers, methods, paths; every condition of a rule) decides,
   Allow or Deny, else `defaultAction`; a denied request is answered 403.
@@ -17,6 +22,8 @@ listener); a rule's own policy wins over its Gateway's (whole policy, not field 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -34,6 +41,8 @@ from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.secrets import configmap_value, secret_value
 
+HTPASSWD_KEY = ".htpasswd"  # the key of a basicAuth users Secret (Envoy Gateway's)
+DEFAULT_API_KEY_HEADER = "x-api-key"
 JWKS_KEY = "jwks"  # the key of a localJWKS valueRef's ConfigMap or Secret (Envoy Gateway's)
 DEFAULT_JWKS_CACHE_S = 300
 # the members of a public key of each type (RFC 7518 section 6, RFC 8037)
@@ -54,8 +63,10 @@ class SecurityPolicies(PolicyKind):
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:
         spec = policy.spec
-        if spec.authorization is None and spec.jwt is None:
-            return "the policy sets neither jwt nor authorization"
+        if not (spec.authorization or spec.jwt or spec.basic_auth or spec.api_key_auth):
+            return "the policy sets none of jwt, basicAuth, apiKeyAuth and authorization"
+        if spec.api_key_auth is not None and not spec.api_key_auth.credential_refs:
+            return "apiKeyAuth.credentialRefs is empty"
         providers = [p.name for p in spec.jwt.providers] if spec.jwt else []
         if spec.jwt is not None:
             if not providers:
@@ -104,7 +115,70 @@ class SecurityPolicies(PolicyKind):
                 # keys that cannot be had: no token can be verified; fail closed (as ExternalAuth does)
                 return replace(action, direct_status=500, jwt=None, authorization=None)
             jwt = ir.JWTAuthentication(tuple(p for p in providers if p is not None), policy.spec.jwt.optional)
-        return replace(action, jwt=jwt, authorization=authorization(policy))
+        basic = keys = None
+        if policy.spec.basic_auth is not None:
+            users = self.htpasswd(policy)
+            if isinstance(users, Cond):
+                return replace(action, direct_status=500, jwt=None, authorization=None)
+            basic = ir.BasicAuth(users)
+        if policy.spec.api_key_auth is not None:
+            found = self.api_keys(policy)
+            if isinstance(found, Cond):
+                return replace(action, direct_status=500, jwt=None, authorization=None)
+            keys = found
+        return replace(action, jwt=jwt, basic_auth=basic, api_key_auth=keys, authorization=authorization(policy))
+
+    def htpasswd(self, policy: SecurityPolicy) -> str | Cond:
+        """The users of basicAuth (their lines, "{SHA}" hashes), or why they cannot be had."""
+        assert policy.spec.basic_auth is not None
+        ref = policy.spec.basic_auth.users
+        secret = self.secret(policy, ref.name, ref.namespace)
+        if isinstance(secret, Cond):
+            return secret
+        text = secret_value(secret, HTPASSWD_KEY)
+        if not text:
+            return Cond("ResolvedRefs", False, "InvalidSecret",
+                        f"basicAuth.users: Secret {ref.name} has no {HTPASSWD_KEY!r} key")
+        why = htpasswd_problem(text)
+        if why:
+            return Cond("ResolvedRefs", False, "UnsupportedValue", f"basicAuth.users: Secret {ref.name}: {why}")
+        return "\n".join(line.strip() for line in text.splitlines() if line.strip()) + "\n"
+
+    def api_keys(self, policy: SecurityPolicy) -> ir.APIKeyAuth | Cond:
+        spec = policy.spec.api_key_auth
+        assert spec is not None
+        credentials: dict[str, str] = {}
+        for ref in spec.credential_refs:
+            secret = self.secret(policy, ref.name, ref.namespace)
+            if isinstance(secret, Cond):
+                return secret
+            for client in sorted({*secret.data, *secret.string_data}):
+                key = secret_value(secret, client)
+                if key:
+                    credentials[client] = key
+        if not credentials:
+            return Cond("ResolvedRefs", False, "InvalidSecret", "apiKeyAuth.credentialRefs: no API key in the Secrets")
+        keys = [k for k in credentials.values()]
+        if len(set(keys)) != len(keys):
+            return Cond("ResolvedRefs", False, "InvalidSecret", "apiKeyAuth.credentialRefs: two clients share a key")
+        extract = spec.extract_from or []
+        headers = tuple(h for e in extract for h in e.headers)
+        params = tuple(q for e in extract for q in e.params)
+        cookies = tuple(c for e in extract for c in e.cookies)
+        return ir.APIKeyAuth(tuple(sorted(credentials.items())), headers or (() if params or cookies else
+                                                                             (DEFAULT_API_KEY_HEADER,)),
+                             params, cookies, (spec.forward_client_id_header or "").lower(), spec.sanitize)
+
+    def secret(self, policy: SecurityPolicy, name: str, namespace: str | None) -> Secret | Cond:
+        """A Secret of the policy's namespace (another's only by a ReferenceGrant)."""
+        ns = namespace or policy.metadata.namespace
+        if ns != policy.metadata.namespace and not self.ctx.reference_allowed(
+                "gateway.portico.dev", "SecurityPolicy", policy.metadata.namespace, "", "Secret", ns, name):
+            return Cond("ResolvedRefs", False, "RefNotPermitted", f"Secret {ns}/{name}: no ReferenceGrant allows it")
+        secret = self.ctx.get(Secret, "Secret", ns, name)
+        if secret is None:
+            return Cond("ResolvedRefs", False, "InvalidSecret", f"Secret {ns}/{name} not found")
+        return secret
 
     def provider(self, policy: SecurityPolicy, p: JWTProvider, backends: Backends) -> ir.JWTProvider | None:
         """The IR of one provider, or None when its keys cannot be reached."""
@@ -154,6 +228,11 @@ class SecurityPolicies(PolicyKind):
                     self.unresolved[policy.key] = Cond(
                         "ResolvedRefs", False, "InvalidLocalJWKS",
                         f"{where}: localJWKS.valueRef: no valid JWKS under the key {JWKS_KEY!r}")
+            found: list[object] = [self.htpasswd(policy)] if policy.spec.basic_auth else []
+            found += [self.api_keys(policy)] if policy.spec.api_key_auth else []
+            for problem in found:
+                if isinstance(problem, Cond):
+                    self.unresolved[policy.key] = problem
         return listeners, ()
 
     def statuses(self) -> Iterable[tuple[Resource, Ancestors]]:
@@ -206,6 +285,34 @@ def provider_problem(p: JWTProvider) -> str:
     if p.clock_skew_seconds is not None and p.clock_skew_seconds < 1:
         return "clockSkewSeconds must be at least 1 (Envoy reads 0 as its default, 60)"
     return ""
+
+
+def htpasswd_problem(text: str) -> str:
+    """Why Envoy's basic_auth could not take these htpasswd lines ("" if it can): it
+    checks "{SHA}" (SHA-1, base64) hashes only; bcrypt, MD5 (apr1) and crypt ones are
+    refused here, by name, rather than by Envoy for every route."""
+    seen = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        user, sep, hashed = line.partition(":")
+        if not sep or not user:
+            return f"line {n} is not user:hash"
+        if user in seen:
+            return f"user {user!r} appears twice"
+        seen.add(user)
+        if not hashed.startswith("{SHA}"):
+            kind = ("bcrypt" if hashed.startswith(("$2y$", "$2a$", "$2b$")) else
+                    "MD5 (apr1)" if hashed.startswith("$apr1$") else "crypt or plain text")
+            return (f"user {user!r}: a {kind} hash; Envoy's basic auth takes SHA-1 ones only "
+                    "(htpasswd -s: \"{SHA}...\")")
+        try:
+            if len(base64.b64decode(hashed[5:], validate=True)) != 20:
+                return f"user {user!r}: the {{SHA}} hash is not 20 bytes"
+        except binascii.Error:
+            return f"user {user!r}: the {{SHA}} hash is not base64"
+    return "" if seen else "no users"
 
 
 def jwks_problem(text: str) -> str:
