@@ -28,6 +28,7 @@ from portico.models import (
 from portico.objects import CORE_GROUP, GATEWAY_GROUP, XBACKEND_GROUP, ObjectKey
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
+from portico.translator.guardrails import Guardrails
 from portico.translator.localaccess import LocalAccess
 from portico.translator.secrets import tls_key_pair
 from portico.translator.upstreamtls import validation_tls
@@ -119,6 +120,7 @@ class Backends:
         self.memo = memo
         self._policies = policies
         self.access = LocalAccess(ctx)  # which endpoints on Envoy's machine a backend may name
+        self.guardrails = Guardrails(ctx, self.access)  # the API server and metadata endpoints
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
             memo.begin(ctx.snapshot.objects)
@@ -320,7 +322,8 @@ class Backends:
         """ResolvedRefs=False RefNotPermitted when the backend names an endpoint on Envoy's
         machine that the route may not reach (`translator.localaccess`); checked before its
         cluster exists, so Envoy never gets one to such an endpoint."""
-        problem = self.access.problem(route, kind, namespace, name, endpoints, platform)
+        problem = (self.access.problem(route, kind, namespace, name, endpoints, platform)
+                   or self.guardrails.problem(route, kind, namespace, name, endpoints))
         return backend_problem("RefNotPermitted", problem) if problem is not None else None
 
     def xbackend_tls(self, backend: XBackend) -> tuple[UpstreamTLS | None, Resolved | None]:
