@@ -48,6 +48,7 @@ class Answer:
     why: list[str] = field(default_factory=list)
     action: ir.RouteAction | None = None
     misses: list[tuple[str, str]] = field(default_factory=list)  # (route, the first criterion it failed)
+    request: Request | None = None
 
     @property
     def status(self) -> str:
@@ -61,7 +62,7 @@ class Answer:
 
 
 def explain(model: ir.IR, req: Request) -> Answer:
-    answer = Answer()
+    answer = Answer(request=req)
     listener = next((ls for ls in model.listeners if ls.port == req.port and ls.transport == "tcp"), None)
     if listener is None:
         answer.why.append(f"no TCP listener on port {req.port} (listeners: "
@@ -179,6 +180,60 @@ def _full(pattern: str, value: str) -> bool:
         return re.fullmatch(pattern, value) is not None
 
 
+def security_lines(action: ir.RouteAction, req: Request | None) -> list[str]:
+    """The SecurityPolicy checks of the route, in Envoy's order (authentication: 401, then
+    the authorization rules: 403), and which rule would decide the request as far as the
+    request alone tells (a token's claims, the client's address: "if ...")."""
+    lines = []
+    if action.jwt is not None:
+        names = ", ".join(p.name for p in action.jwt.providers)
+        lines.append(f"authentication: JWT of {names} ({'optional' if action.jwt.optional else 'required'}; "
+                     "none valid: 401)")
+    if action.basic_auth is not None:
+        lines.append(f"authentication: basic auth of SecurityPolicy {action.basic_auth.policy} (401 without)")
+    if action.api_key_auth is not None:
+        lines.append(f"authentication: API key of SecurityPolicy {action.api_key_auth.policy} (401 without)")
+    auth = action.authorization
+    if auth is None:
+        return lines
+    for i, rule in enumerate(auth.rules):
+        verb = "allows" if rule.allow else "denies (403)"
+        name = f"rule {rule.name or i} of SecurityPolicy {auth.policy}"
+        missed = _rule_mismatch(rule, req) if req is not None else None
+        if missed:
+            continue
+        pending = [what for what, present in (("client address in " + ", ".join(rule.cidrs), rule.cidrs),
+                                              (f"a token of {rule.jwt_provider}", rule.jwt_provider),
+                                              ("claims " + ", ".join(".".join(c) + " in " + "/".join(v)
+                                                                     for c, v in rule.claims), rule.claims),
+                                              ("scopes " + " ".join(rule.scopes), rule.scopes)) if present]
+        if not pending:
+            lines.append(f"authorization: {name} {verb}: it matches the request")
+            return lines
+        lines.append(f"authorization: {name} {verb} if: {'; '.join(pending)}")
+    lines.append(f"authorization: {'otherwise ' if len(lines) and lines[-1].startswith('authorization') else ''}"
+                 f"no rule matches: defaultAction of SecurityPolicy {auth.policy} "
+                 f"{'allows' if auth.default_allow else 'denies (403)'}")
+    return lines
+
+
+def _rule_mismatch(rule: ir.AuthorizationRule, req: Request) -> str | None:
+    """What of the request (method, path, headers) keeps `rule` from matching, if anything."""
+    if rule.methods and req.method not in rule.methods:
+        return "method"
+    path = req.path_only
+    if rule.paths and not any(path.startswith(p[:-1]) if p.endswith("/*") else path.endswith(p[1:])
+                              if p.startswith("*") else path == p for p in rule.paths):
+        return "path"
+    headers: dict[str, list[str]] = {}
+    for k, v in req.headers:
+        headers.setdefault(k.lower(), []).append(v)
+    for name, values in rule.headers:
+        if name not in headers or (values and not set(values) & set(headers[name])):
+            return f"header {name}"
+    return None
+
+
 def render(answer: Answer, model: ir.IR) -> list[str]:
     lines = [f"answer: {answer.status}"]
     if answer.listener:
@@ -202,6 +257,7 @@ def render(answer: Answer, model: ir.IR) -> list[str]:
                                ("external auth", action.external_auth), ("retry", action.retry)):
             if present:
                 lines.append(f"filter: {label}: {present}")
+        lines += security_lines(action, answer.request)
         for label, mod in (("request headers", action.request_headers), ("response headers", action.response_headers)):
             if mod.set or mod.add or mod.remove:
                 lines.append(f"filter: {label}: set {[h.name for h in mod.set]} add {[h.name for h in mod.add]} "

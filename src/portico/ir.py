@@ -300,6 +300,7 @@ class ClientAuthorization:
 
     default_allow: bool
     rules: tuple[AuthorizationRule, ...]
+    policy: str = ""  # "<namespace>/<name>" of the SecurityPolicy (`portico explain`)
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,7 @@ class BasicAuth:
     """SecurityPolicy basicAuth: users of an htpasswd file ("{SHA}" hashes; secret)."""
 
     htpasswd: str
+    policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,7 @@ class APIKeyAuth:
     cookies: tuple[str, ...] = ()
     forward_client_header: str = ""
     hide_credentials: bool = False
+    policy: str = ""
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,23 @@ def test_a_route_gaining_jwt_and_rules_keeps_its_listener() -> None:
     empty = jwt.JwtAuthentication()
     before.extensions[JWT_FILTER].typed_config.Unpack(empty)  # type: ignore[attr-defined]
     assert not empty.providers
+
+
+def test_explain_names_the_checks_and_the_rule_that_decides() -> None:
+    from portico.explain import Request, explain, render
+
+    model = http_security()
+    post = render(explain(model, Request(18082, "api.example.com", "/orders/1", "POST")), model)
+    auth = [line for line in post if line.startswith(("authentication", "authorization"))]
+    assert auth == [
+        "authentication: JWT of default/api/idp (required; none valid: 401)",
+        "authorization: rule no-interns of SecurityPolicy default/api denies (403) if: a token of default/api/idp; "
+        "claims org.role in intern",
+        "authorization: rule writers of SecurityPolicy default/api allows if: a token of default/api/idp; scopes orders:write",
+        "authorization: rule 3 of SecurityPolicy default/api denies (403) if: client address in 10.0.0.0/8",
+        "authorization: otherwise no rule matches: defaultAction of SecurityPolicy default/api denies (403)",
+    ]
+    get = render(explain(model, Request(18082, "api.example.com", "/orders", "GET",
+                                        headers=(("X-Team", "b"), ("x-debug", "1")))), model)
+    assert [line for line in get if line.startswith("authorization")][-1] == (
+        "authorization: rule readers of SecurityPolicy default/api allows: it matches the request")

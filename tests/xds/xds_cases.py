@@ -261,7 +261,7 @@ def http_security(with_policies: bool = True) -> ir.IR:
         ir.AuthorizationRule(allow=False, cidrs=("10.0.0.0/8",)),
     )
     secured = ir.RouteAction(backends=backends, jwt=ir.JWTAuthentication((PROVIDER,)),
-                             authorization=ir.ClientAuthorization(False, rules),
+                             authorization=ir.ClientAuthorization(False, rules, "default/api"),
                              rate_limits=(ir.RateLimit(100, 3600, 100, claims=("sub", "org.id")),))
     optional = ir.RouteAction(backends=backends, jwt=ir.JWTAuthentication((PROVIDER, LOCAL), optional=True),
                               authorization=ir.ClientAuthorization(True, rules[:1]),

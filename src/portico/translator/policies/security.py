@@ -120,7 +120,7 @@ class SecurityPolicies(PolicyKind):
             users = self.htpasswd(policy)
             if isinstance(users, Cond):
                 return replace(action, direct_status=500, jwt=None, authorization=None)
-            basic = ir.BasicAuth(users)
+            basic = ir.BasicAuth(users, policy=policy_name(policy))
         if policy.spec.api_key_auth is not None:
             found = self.api_keys(policy)
             if isinstance(found, Cond):
@@ -167,7 +167,8 @@ class SecurityPolicies(PolicyKind):
         cookies = tuple(c for e in extract for c in e.cookies)
         return ir.APIKeyAuth(tuple(sorted(credentials.items())), headers or (() if params or cookies else
                                                                              (DEFAULT_API_KEY_HEADER,)),
-                             params, cookies, (spec.forward_client_id_header or "").lower(), spec.sanitize)
+                             params, cookies, (spec.forward_client_id_header or "").lower(), spec.sanitize,
+                             policy=policy_name(policy))
 
     def secret(self, policy: SecurityPolicy, name: str, namespace: str | None) -> Secret | Cond:
         """A Secret of the policy's namespace (another's only by a ReferenceGrant)."""
@@ -350,4 +351,8 @@ def authorization(security: SecurityPolicy) -> ir.ClientAuthorization | None:
             claims=tuple((tuple(c.name.split(".")), tuple(c.values)) for c in jwt.claims) if jwt else (),
             scopes=tuple(jwt.scopes) if jwt else (),
             jwt_provider=f"{security.metadata.namespace}/{security.metadata.name}/{jwt.provider}" if jwt else ""))
-    return ir.ClientAuthorization(auth.default_action == "Allow", tuple(rules))
+    return ir.ClientAuthorization(auth.default_action == "Allow", tuple(rules), policy_name(security))
+
+
+def policy_name(policy: SecurityPolicy) -> str:
+    return f"{policy.metadata.namespace}/{policy.metadata.name}"
