@@ -87,6 +87,6 @@ def test_security_policy_users_and_api_keys_are_not_in_dumps() -> None:
     """SecurityPolicy basicAuth users and apiKeyAuth keys reach Envoy, not the dumps."""
     policies = [str(Path(__file__).parent / "translator" / "testdata" / "security-policies" / "in.yaml")]
     for fmt in ("ir", "xds"):
-        text = json.dumps(offline_dump(policies, fmt=fmt))
+        text = json.dumps(offline(policies).diagnostics.config_dump(fmt=fmt))
         assert "k-billing-0001" not in text and "Kd5ORu2LcaGO" not in text, fmt
         assert "<redacted>" in text
