@@ -31,11 +31,17 @@ def portico_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "portico.cli"]
 
 
+# every process `start` made, so conftest.py can stop what a failed test left running
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     """`portico ARGS` in its own process group, output to `log`."""
     with log.open("wb") as out:
-        return subprocess.Popen(portico_command() + args, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(portico_command() + args, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    STARTED.append(proc)
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
