@@ -149,6 +149,32 @@ def test_header_modifiers(plane: Plane, echo: EchoBackend) -> None:
     assert headers["x-resp"] == "1" and headers["x-backend-resp"] == "r"
 
 
+def test_header_values_are_literal_and_host_set_rewrites(plane: Plane, echo: EchoBackend) -> None:
+    """Issue 31: Envoy reads header values as substitution formats. `50%`, `a%20b` and
+    `%FOO(%` were NACKed (freezing every later change of the route table) and `%START_TIME%`
+    was expanded; a `set` of Host was NACKed too. All are now sent as written, on the rule
+    and on a backend, request and response; setting Host rewrites the authority."""
+    port = free_port()
+    svc = cluster("httproute/default/echo/80", echo)
+    values = {"x-pct": "50%", "x-enc": "a%20b", "x-odd": "%FOO(%", "x-time": "%START_TIME%"}
+    sets = tuple(ir.HeaderValue(k, v) for k, v in values.items())
+    backend = ir.WeightedBackend(svc.name, 1, request_headers=ir.HeaderModifier(
+        set=(ir.HeaderValue("x-backend", "100%"), ir.HeaderValue("Host", "backend.example"))))
+    rule_host = route("host", "/host", to(svc.name),
+                      request_headers=ir.HeaderModifier(set=(ir.HeaderValue("Host", "rewritten.example"),)))
+    r = route("pct", "/pct", backend, request_headers=ir.HeaderModifier(set=sets, add=(ir.HeaderValue("x-add", "%%"),)),
+              response_headers=ir.HeaderModifier(set=(ir.HeaderValue("x-resp", "%REQ(host)%"),)))
+    plane.push(http_ir(port, [r, rule_host], [svc]))
+    status, headers, body = request(port, "/pct")
+    seen = json.loads(body)["headers"]
+    assert status == 200
+    assert {k: seen[k] for k in values} == values
+    assert seen["x-add"] == "%%" and seen["x-backend"] == "100%" and seen["host"] == "backend.example"
+    assert headers["x-resp"] == "%REQ(host)%"
+    status, _, body = request(port, "/host")
+    assert status == 200 and json.loads(body)["headers"]["host"] == "rewritten.example"
+
+
 @pytest.mark.parametrize(
     ("prefix", "replacement", "path", "expected"),
     [

@@ -76,6 +76,9 @@ PATH_MODIFIERS = frozenset({"ReplaceFullPath", "ReplacePrefixMatch"})
 CORS_DEFAULT_MAX_AGE = 5
 AUTH_PROTOCOLS = frozenset({"GRPC", "HTTP"})
 # HTTPAuthConfig.path: "Valid values are the same as the 'value' regex for path values".
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# in a header value, a tab is allowed (RFC 9110 5.5 field-value: VCHAR, SP, HTAB, obs-text)
+HEADER_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 AUTH_PATH = re.compile(r"/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*")
 
 
@@ -130,10 +133,41 @@ def filter_problem(f: AnyFilter, allowed: frozenset[str], where: str) -> Cond | 
         return unsupported(f"filter type {f.type} is not supported {where}")
     if getattr(f, CONFIG_FIELDS[f.type], None) is None:
         return unsupported(f"filter {f.type} has no {CONFIG_FIELDS[f.type]} configuration")
+    headers = (header_filter_problem(f.request_header_modifier, request=True)
+               or header_filter_problem(f.response_header_modifier, request=False))
+    if headers:
+        return headers
     if isinstance(f, HTTPRouteFilter):
         return (redirect_problem(f.request_redirect) or rewrite_problem(f.url_rewrite)
                 or mirror_problem(f.request_mirror) or external_auth_problem(f.external_auth))
     return mirror_problem(f.request_mirror)
+
+
+def header_filter_problem(f: HTTPHeaderFilter | None, request: bool) -> Cond | None:
+    """HTTPHeader.value: "Must consist of printable US-ASCII characters, optionally
+    separated by single tabs or spaces" (RFC 7230 3.2): a CR or LF would split the header
+    (the rule's pattern is the experimental channel's; control characters are refused here
+    in any channel, as Envoy refuses them).
+    Host: on a request, `set` rewrites the authority (Envoy's host rewrite, `xds.routes`);
+    `add` would send two Hosts (RFC 9112 3.2: answered 400) and `remove` none at all
+    (an HTTP/1.1 request without Host is invalid), and Envoy refuses to modify or remove
+    Host (or any ":"-pseudo-header) through its header lists. A response has no Host."""
+    if f is None:
+        return None
+    which = "RequestHeaderModifier" if request else "ResponseHeaderModifier"
+    for h in (*f.set, *f.add):
+        if HEADER_VALUE_CONTROLS.search(h.value):
+            return unsupported(f"{which} header {h.name}: value {h.value!r} contains control characters "
+                               "(a header value is printable characters separated by single tabs or spaces)")
+    host_edits = [("set", h.name) for h in f.set] + [("add", h.name) for h in f.add] + [("remove", n) for n in f.remove]
+    for action, name in host_edits:
+        if name.lower() != "host" or (request and action == "set"):
+            continue
+        if not request:
+            return unsupported(f"{which} cannot {action} the Host header: a response has none")
+        return unsupported(f"{which} cannot {action} the Host header: a request has exactly one Host "
+                           "(use set, or URLRewrite hostname, to change it)")
+    return None
 
 
 def redirect_problem(r: HTTPRequestRedirectFilter | None) -> Cond | None:
@@ -158,6 +192,9 @@ def path_modifier_problem(p: HTTPPathModifier | None) -> Cond | None:
     value = p.replace_full_path if p.type == "ReplaceFullPath" else p.replace_prefix_match
     if value is None:
         return unsupported(f"path modifier {p.type} has no value")
+    if CONTROL_CHARACTERS.search(value):
+        # a CR or LF in a path would end the request line (request smuggling); Envoy refuses it
+        return unsupported(f"path modifier {p.type} value {value!r} contains control characters")
     return None
 
 

@@ -195,6 +195,9 @@ def _set_action(out: rc.Route, action: ir.RouteAction, path: ir.PathMatch) -> No
 def _route_action(action: ir.RouteAction, backends: list[ir.WeightedBackend], path: ir.PathMatch) -> rc.RouteAction:
     out = rc.RouteAction()
     _set_backends(out, backends, action.invalid_backend_status)
+    host = _host_rewrite(action.request_headers)
+    if host is not None:  # RequestHeaderModifier set Host (a URLRewrite hostname overrides it)
+        out.host_rewrite_literal = host
     if action.rewrite is not None:
         _set_rewrite(out, action.rewrite, path)
     out.request_mirror_policies.extend(_mirror(m) for m in action.mirrors)
@@ -227,6 +230,9 @@ def _cluster_weight(b: ir.WeightedBackend, invalid_status: int) -> rc.WeightedCl
         out.request_headers_to_add.append(marker)
         return out
     out.name = b.cluster
+    host = _host_rewrite(b.request_headers)
+    if host is not None:
+        out.host_rewrite_literal = host
     _header_modifier(b.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
     _header_modifier(b.response_headers, out.response_headers_to_add, out.response_headers_to_remove)
     return out
@@ -360,11 +366,31 @@ def _header(name: str, value: str, action: int) -> base_pb2.HeaderValueOption:
 
 def _header_modifier(mod: ir.HeaderModifier, to_add: Any, to_remove: Any) -> None:
     """Gateway API HeaderModifier: set overwrites, add appends, remove removes.
-    `to_add`/`to_remove` are the repeated fields of a Route or ClusterWeight."""
-    adds = [_header(h.name, h.value, _HVO.OVERWRITE_IF_EXISTS_OR_ADD) for h in mod.set]
-    adds += [_header(h.name, h.value, _HVO.APPEND_IF_EXISTS_OR_ADD) for h in mod.add]
+    `to_add`/`to_remove` are the repeated fields of a Route or ClusterWeight.
+
+    Envoy reads a header value as a substitution format string: "%" starts a command
+    (`%START_TIME%` would be expanded, `50%` or `%FOO(%` NACKed), and "%%" is a literal
+    "%". The Gateway API value is literal, so every "%" is doubled. Host is not in
+    Envoy's header lists (it refuses them): a `set` of it is the route's host rewrite
+    (`_host_rewrite`); the translator refuses any other edit of Host."""
+    adds = [_header(h.name, _literal(h.value), _HVO.OVERWRITE_IF_EXISTS_OR_ADD) for h in mod.set if not _is_host(h)]
+    adds += [_header(h.name, _literal(h.value), _HVO.APPEND_IF_EXISTS_OR_ADD) for h in mod.add]
     to_add.extend(adds)
     to_remove.extend(mod.remove)
+
+
+def _literal(value: str) -> str:
+    """A header value Envoy sends as it is (no substitution commands)."""
+    return value.replace("%", "%%")
+
+
+def _is_host(h: ir.HeaderValue) -> bool:
+    return h.name.lower() == "host"
+
+
+def _host_rewrite(mod: ir.HeaderModifier) -> str | None:
+    """The Host a RequestHeaderModifier sets (the last one set), if any."""
+    return next((h.value for h in reversed(mod.set) if _is_host(h)), None)
 
 
 def _cors_policy(c: ir.CORS) -> cors_pb2.CorsPolicy:
