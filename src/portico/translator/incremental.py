@@ -252,6 +252,9 @@ def changed_keys(state: State, snapshot: Snapshot) -> set[ObjectKey] | None:
     else:  # no change log: compare (the store keeps unchanged objects identical)
         old, new = before.objects, snapshot.objects
         keys = {k for k, v in new.items() if old.get(k) is not v} | {k for k in old if k not in new}
+    # routes that entered or left quarantine (`Snapshot.quarantined`) are changed too
+    held, was = snapshot.quarantined, before.quarantined
+    keys |= {k for k in held.keys() | was.keys() if held.get(k) != was.get(k)}
     if any(k.kind not in MEMO_KINDS for k in keys):
         return None
     return keys

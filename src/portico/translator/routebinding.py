@@ -81,6 +81,9 @@ def translate_route(ctx: Context, gateways: dict[ObjectKey, GatewayState], backe
     parents = attach(ctx, route, route.spec.hostnames, route.spec, gateways)
     if not parents:
         return None
+    held = quarantined(ctx, route)
+    if held is not None:
+        return RouteResult(route, parents, [held], None)
     rules = backends.rules(route, functools.partial(translate_all, route, translate_rule, backends, policies))
     conds, programmable = rules_conditions([r.check for r in rules])
     conds += [c for r in rules if r.problem is None for c in r.conds]
@@ -88,6 +91,15 @@ def translate_route(ctx: Context, gateways: dict[ObjectKey, GatewayState], backe
     served = policies.served(route, entries_of(route, valid), backends) if programmable else None
     entries = backends.entries(route, served) if served is not None else None
     return RouteResult(route, parents, conds, entries)
+
+
+def quarantined(ctx: Context, route: Resource) -> Cond | None:
+    """The route is left out of the configuration at this generation (Envoy rejected it,
+    `Snapshot.quarantined`): not accepted, with Envoy's reason, until it changes."""
+    entry = ctx.snapshot.quarantined.get(route.key)
+    if entry is None or entry.generation != route.metadata.generation:
+        return None
+    return Cond("Accepted", False, "UnsupportedValue", entry.message)
 
 
 def translate_all(route: R, translate_rule: Callable[[R, Any, int, Backends], Rule], backends: Backends,

@@ -14,6 +14,7 @@ status of every object the translator owns status for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,16 @@ from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
 from portico.ir import IR, merge
 from portico.models import Resource
 from portico.objects import ObjectKey
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A route left out of the configuration at one generation: Envoy rejected it (or it is
+    held out while the control loop finds which route Envoy rejects, `status.quarantine`).
+    It is reported Accepted=False with `message` until its generation changes."""
+
+    generation: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Snapshot:
     # without them the memo compares the objects itself
     revision: int | None = field(default=None, compare=False)
     changes: tuple[int, frozenset[ObjectKey]] | None = field(default=None, compare=False)
+    # HTTPRoutes and GRPCRoutes left out of the configuration (Envoy rejected them), at the
+    # generation they were rejected at; an entry for another generation is ignored
+    quarantined: Mapping[ObjectKey, Quarantined] = field(default_factory=dict)
 
 
 @dataclass
