@@ -30,6 +30,7 @@ from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.seams import EventRecorder, Infrastructure, StatusWriter, Xds
 from portico.status import ProgrammedGate
 from portico.status.publisher import Owners, StatusPublisher
+from portico.status.quarantine import Quarantine
 from portico.status.store import StoreStatusWriter
 from portico.store import Store
 from portico.timeline import Timeline
@@ -67,6 +68,7 @@ class ControlLoop:
         self._ingress = IngressStage()  # the translator's front stage, of the last snapshot
         self._timeline = Timeline()
         self._collector = Collector()
+        self.quarantine = Quarantine(store)  # routes Envoy rejects, found and left out
 
     @property
     def gate(self) -> ProgrammedGate:
@@ -87,6 +89,8 @@ class ControlLoop:
         self.metrics.acks.labels(group).inc()
         self._timeline.applied(group, version)
         self.statuses.acked(group, version)
+        if self.quarantine.acked(group, version):
+            self._dirty.set()
 
     def on_nack(self, group: str, version: int, message: str) -> None:
         log.error("Envoy of %s rejected configuration version %d: %s", group, version, message)
@@ -94,6 +98,8 @@ class ControlLoop:
         self.statuses.nacked(group, version, message)
         if self.infra.rejected(group, message):
             self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
+        elif self.quarantine.nacked(group, version, message):
+            self._dirty.set()  # a route's fault? a trial version without some changed routes
 
     # ------------------------------------------------------------ the loop
 
@@ -185,7 +191,7 @@ class ControlLoop:
         keys = self.store.changes_since(since) if since is not None and not synthesized else None
         changes = (since, keys) if since is not None and keys is not None else None
         return Snapshot(resources, self.infra.placements(self.our_gateways(synthesized)), self.controller_name,
-                        memo=self._memo, revision=revision, changes=changes)
+                        memo=self._memo, revision=revision, changes=changes, quarantined=self.quarantine.entries())
 
     def _ingress_stage(self) -> dict[ObjectKey, Resource]:
         """Ingress objects of ours, as the Gateway API objects that serve them
@@ -233,17 +239,25 @@ class ControlLoop:
         for gone in set(self.last_irs) - set(groups):
             self.xds.remove(gone)
             self.gate.forget_group(gone)
+            self.quarantine.forget_group(gone)
             del self.last_irs[gone]
         owners: Owners = {}
         for group, model in sorted(groups.items()):
             if model != self.last_irs.get(group):
-                version = self.xds.update(group, model)
-                self.metrics.pushes.labels(group).inc()
-                self._timeline.pushed(group, version)
-                self.gate.pushed(group, version)
-                self.last_irs[group] = model
-                log.info("%s: configuration version %d: %d listeners, %d clusters", group, version,
-                         len(model.listeners), len(model.clusters))
+                self._send(group, model)
             for (kind, namespace, name), listeners in model.gateway_listeners:
                 owners[ObjectKey(GATEWAY_GROUP, kind, namespace, name)] = (group, frozenset(listeners))
+        trial = self.quarantine.unpushed()
+        if trial in self.last_irs:  # a trial that left its group's IR as it was: Envoy's answer is wanted anew
+            self._send(trial, self.last_irs[trial])
         return owners
+
+    def _send(self, group: str, model: IR) -> None:
+        version = self.xds.update(group, model)
+        self.metrics.pushes.labels(group).inc()
+        self._timeline.pushed(group, version)
+        self.gate.pushed(group, version)
+        self.quarantine.pushed(group, version, self._revision)
+        self.last_irs[group] = model
+        log.info("%s: configuration version %d: %d listeners, %d clusters", group, version,
+                 len(model.listeners), len(model.clusters))
