@@ -8,7 +8,7 @@ limit-rpm (over the budget refused), mirror-target (the mirror gets the request 
 upstream-vhost (the backend's Host), proxy-next-upstream(-tries) (a 502 retried on),
 service-upstream, server-alias (the alias answers), proxy-buffering /
 proxy-request-buffering (the same answers), configuration-snippet (its header
-directives, never run, as header modifiers); basic auth, not converted, fails closed (403);
+directives, never run, as header modifiers); digest auth, not converted, fails closed (403);
 app-root, permanent-redirect, affinity and proxy-read-timeout as well.
 """
 
@@ -76,7 +76,7 @@ def manifests(web: int, auth: int, mirror: int) -> list[dict[str, Any]]:
         one("alias", {"server-alias": "other-name.example.com"}),
         one("buffers", {"proxy-buffering": "on", "proxy-request-buffering": "off"}),
         one("snippet", {"configuration-snippet": "more_set_headers 'X-Shop: 1';\nproxy_set_header X-From ingress;"}),
-        one("basic", {"auth-type": "basic", "auth-secret": "htpasswd"}),
+        one("basic", {"auth-type": "digest", "auth-secret": "htpasswd"}),
         one("approot", {"app-root": "/app"}),
         one("moved", {"permanent-redirect": "https://new.example.com/landing"}),
         one("sticky", {"affinity": "cookie", "session-cookie-name": "route"}),

@@ -444,10 +444,7 @@ class _Builder:
         targets = [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": r} for r in routes]
         specs: list[tuple[str, Obj | None]] = [
             ("BackendTrafficPolicy", notes.traffic or None),
-            ("SecurityPolicy", {"authorization": {"defaultAction": "Deny", "rules": [
-                {"action": "Deny", "principal": {"clientCIDRs": ["0.0.0.0/0", "::/0"]}}]}} if notes.deny_all
-             else {"authorization": {"defaultAction": "Deny", "rules": [
-                {"action": "Allow", "principal": {"clientCIDRs": notes.allow_cidrs}}]}} if notes.allow_cidrs else None),
+            ("SecurityPolicy", _security(notes)),
             ("RateLimitPolicy", notes.rate_limit),
         ]
         for kind, spec in specs:
@@ -517,6 +514,21 @@ class _Builder:
             self.out.not_converted.append(f"{where}: a backend without a Service name and port")
             return None
         return {"name": service["name"], "port": int(number)}
+
+
+def _security(notes: nginx.Annotations) -> Obj | None:
+    """The SecurityPolicy of an Ingress: refuse all (authentication not converted), else
+    its source ranges (authorization) and basic auth (basicAuth), or none."""
+    if notes.deny_all:
+        return {"authorization": {"defaultAction": "Deny", "rules": [
+            {"action": "Deny", "principal": {"clientCIDRs": ["0.0.0.0/0", "::/0"]}}]}}
+    spec: Obj = {}
+    if notes.allow_cidrs:
+        spec["authorization"] = {"defaultAction": "Deny", "rules": [
+            {"action": "Allow", "principal": {"clientCIDRs": notes.allow_cidrs}}]}
+    if notes.basic_auth:
+        spec["basicAuth"] = {"users": dict(notes.basic_auth)}
+    return spec or None
 
 
 def _by_host(spec: Obj) -> dict[str, list[Obj]]:

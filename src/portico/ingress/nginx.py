@@ -37,7 +37,8 @@ from Ingress", has the table):
   RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
   auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides).
 - configuration-snippet: never run; its literal header directives become header modifiers.
-- Authentication ingress-nginx enforces that is not converted (basic auth, a bad
+- auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
+- Authentication ingress-nginx enforces that is not converted (digest, auth-map, a bad
   auth-url): the routes refuse every request (`deny_all`), never serve it open.
 
 Each annotation's outcome is in `Annotations.report`: converted, converted with a
@@ -67,7 +68,7 @@ COMPANIONS = {
     "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
-    "auth-response-headers", "auth-method", "auth-tls-verify-client", "auth-tls-verify-depth",
+    "auth-response-headers", "auth-method", "auth-secret", "auth-secret-type", "auth-realm", "auth-tls-verify-client", "auth-tls-verify-depth",
 }
 # outcomes of an annotation (`portico convert --report`)
 CONVERTED = "converted"
@@ -76,10 +77,8 @@ NOT_CONVERTED = "not converted"
 # well-known annotations that have no equivalent here, and why
 NOT_SUPPORTED = {
     "server-snippet": "raw nginx configuration is never run (no Envoy equivalent)",
-    "auth-type": "basic authentication (htpasswd) has no Gateway API or Portico policy yet: "
-                 "put an ExternalAuth service in front, or keep the route private",
-    "auth-secret": "read with auth-type: basic, which is not converted",
-    "auth-realm": "read with auth-type: basic, which is not converted",
+    "auth-secret": "read only with auth-type: basic",
+    "auth-realm": "read only with auth-type: basic",
     "auth-signin": "on 401 ingress-nginx redirects to the sign-in page; Envoy answers the 401 of the "
                    "authorization service (no redirect)",
     "custom-http-errors": "answers of listed codes are not replaced by the default-backend's "
@@ -138,6 +137,7 @@ class Annotations:
     mirror: dict[str, Any] | None = None  # RequestMirror backendRef
     upstream_vhost: str | None = None  # URLRewrite hostname
     aliases: list[str] = field(default_factory=list)  # server-alias: more hostnames of the host
+    basic_auth: dict[str, str] | None = None  # SecurityPolicy basicAuth.users (a SecretObjectReference)
     client_ca: tuple[str, str] | None = None  # auth-tls-secret (namespace, name): its ca.crt
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
@@ -443,6 +443,27 @@ def _auth_url(value: str, nginx: dict[str, str], out: Annotations) -> None:
         out.differ("auth-url", "auth-method is not converted: the request's own method is sent")
 
 
+def _auth_type(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """auth_basic with the htpasswd file of auth-secret (`name` or `namespace/name`, its
+    `auth` key): SecurityPolicy basicAuth on the routes, which reads that key when the
+    Secret has no `.htpasswd` (Envoy Gateway's key)."""
+    if value != "basic":
+        raise ValueError("only basic is converted (Envoy has no digest authentication)")
+    if nginx.get("auth-secret-type", "auth-file") != "auth-file":
+        raise ValueError("auth-secret-type auth-map (a key per user) is not converted: only an htpasswd file")
+    secret = nginx.get("auth-secret", "")
+    namespace, _, name = secret.rpartition("/")
+    if not name or "/" in namespace:
+        raise ValueError("auth-secret names no Secret (name or namespace/name)")
+    out.basic_auth = {"name": name, **({"namespace": namespace} if namespace else {})}
+    out.differ("auth-type", "Envoy checks {SHA} htpasswd hashes only (htpasswd -s): a Secret with an apr1, bcrypt "
+                            "or crypt hash (ingress-nginx takes them) leaves the policy unresolved and its routes "
+                            "answer 500 (fail closed) until those users are hashed again with -s")
+    if "auth-realm" in nginx:
+        out.differ("auth-type", "auth-realm is not sent: the 401's WWW-Authenticate realm is the request's URL "
+                                "(Envoy's basic_auth)")
+
+
 def _mirror_target(value: str, nginx: dict[str, str], out: Annotations) -> None:
     if value.startswith("/"):
         raise ValueError("an internal location cannot be converted")
@@ -620,6 +641,7 @@ _READERS = {
     "limit-rpm": _limit_rpm,
     "limit-connections": _limit_connections,
     "auth-url": _auth_url,
+    "auth-type": _auth_type,
     "mirror-target": _mirror_target,
     "upstream-vhost": _upstream_vhost,
     "proxy-next-upstream": _next_upstream,
