@@ -1,7 +1,8 @@
 """auth-tls-secret / auth-tls-verify-client: client certificates verified against the
 Secret's ca.crt, served by real Envoy from the Ingress, then converted and served again
 alike: a client with a certificate of that CA is answered, one without (or with
-another CA's) is refused."""
+another CA's) is refused; the backend gets the certificate (auth-tls-pass-certificate-to-upstream)
+and its subject and issuer as ingress-nginx's ssl-client-* headers, never the client's own."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import http.client
 import json
 import socket
 import ssl
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 import yaml
+from cryptography import x509
 from support import free_port, start, stop, wait_for
 from test_ingress_annotations import NGINX, backend, ingress, serve
 
@@ -37,13 +40,15 @@ def manifests(server_ca: trustme.CA, client_ca: trustme.CA, web: int) -> list[di
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "client-ca", "namespace": "shop"},
          "data": {"ca.crt": base64.b64encode(client_ca.cert_pem.bytes()).decode()}},
         *backend("web", web),
-        ingress("mtls", {NGINX + "auth-tls-secret": "shop/client-ca", NGINX + "auth-tls-verify-client": "on"},
+        ingress("mtls", {NGINX + "auth-tls-secret": "shop/client-ca", NGINX + "auth-tls-verify-client": "on",
+                         NGINX + "auth-tls-pass-certificate-to-upstream": "true"},
                 [("/", "Prefix", "web")], host=HOST, tls=True),
     ]
 
 
-def get(ip: str, port: int, server_ca: trustme.CA, client: trustme.LeafCert | None) -> Any:
-    """The pod that answered, or "refused" when the TLS handshake (or the answer) fails."""
+def request(ip: str, port: int, server_ca: trustme.CA, client: trustme.LeafCert | None,
+            headers: dict[str, str] | None = None) -> Any:
+    """(status, the echo's reply), or "refused" when the TLS handshake (or the answer) fails."""
     ctx = ssl.create_default_context()
     server_ca.configure_trust(ctx)
     if client is not None:
@@ -52,11 +57,27 @@ def get(ip: str, port: int, server_ca: trustme.CA, client: trustme.LeafCert | No
         with socket.create_connection((ip, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=HOST) as s:
             conn = http.client.HTTPConnection(HOST)
             conn.sock = s
-            conn.request("GET", "/", headers={"Host": HOST})
+            conn.request("GET", "/", headers={"Host": HOST, **(headers or {})})
             resp = conn.getresponse()
-            return json.loads(resp.read())["pod"] if resp.status == 200 else resp.status
+            return resp.status, (json.loads(resp.read()) if resp.status == 200 else {})
     except (ssl.SSLError, ConnectionError, http.client.HTTPException):
         return "refused"
+
+
+def get(ip: str, port: int, server_ca: trustme.CA, client: trustme.LeafCert | None) -> Any:
+    """The pod that answered, or its status, or "refused"."""
+    answer = request(ip, port, server_ca, client)
+    return answer if answer == "refused" else answer[1]["pod"] if answer[0] == 200 else answer[0]
+
+
+def client_headers(ip: str, port: int, server_ca: trustme.CA, client: trustme.LeafCert) -> dict[str, Any]:
+    """What the backend gets of the client's certificate (ingress-nginx's ssl-client-* headers),
+    the client's own forged ones sent too."""
+    forged = {"ssl-client-cert": "forged", "ssl-client-verify": "SUCCESS", "ssl-client-subject-dn": "CN=admin"}
+    _, reply = request(ip, port, server_ca, client, forged)
+    seen = {k.lower(): v for k, v in reply["headers"].items()}
+    return {name: seen.get(name) for name in ("ssl-client-cert", "ssl-client-verify", "ssl-client-subject-dn",
+                                              "ssl-client-issuer-dn")}
 
 
 def answers(ip: str, port: int, server_ca: trustme.CA, good: trustme.LeafCert, bad: trustme.LeafCert) -> Any:
@@ -82,6 +103,13 @@ def test_client_certificates_served_and_converted(tmp_path: Path) -> None:
             wait_for("the HTTPS listener", lambda a=ip: get(a, 443 + offset, server_ca, good) == "web-1", 30)
             assert answers(ip, 443 + offset, server_ca, good, bad) == {
                 "with": "web-1", "without": "refused", "other-ca": "refused"}, run
+            seen = client_headers(ip, 443 + offset, server_ca, good)
+            # the URL-encoded PEM ($ssl_client_escaped_cert), the client's forged headers replaced
+            assert urllib.parse.unquote(seen.pop("ssl-client-cert")[0]) == good.cert_chain_pems[0].bytes().decode()
+            subject = x509.load_pem_x509_certificate(good.cert_chain_pems[0].bytes()).subject.rfc4514_string()
+            issuer = x509.load_pem_x509_certificate(client_ca.cert_pem.bytes()).subject.rfc4514_string()
+            assert seen == {"ssl-client-verify": ["SUCCESS"], "ssl-client-subject-dn": [subject],
+                            "ssl-client-issuer-dn": [issuer]}, run
             stop(proc)
     finally:
         stop(echo)

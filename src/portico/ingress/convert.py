@@ -386,8 +386,10 @@ class _Builder:
             url_rewrite["hostname"] = notes.upstream_vhost
         if url_rewrite:
             filters.append({"type": "URLRewrite", "urlRewrite": url_rewrite})
+        request_headers += [{"name": k, "value": v} for k, v in notes.client_headers.items()]
         if request_headers:
-            filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": request_headers}})
+            filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "set": request_headers, **({"remove": list(notes.client_headers)} if notes.client_headers else {})}})
         if notes.response_headers:
             filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": {
                 "set": list(notes.response_headers)}})

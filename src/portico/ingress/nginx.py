@@ -35,7 +35,9 @@ from Ingress", has the table):
   RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate).
 - auth-url (+ auth-response-headers): the ExternalAuth filter; mirror-target:
   RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
-  auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides).
+  auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides), with the
+  ssl-client-subject-dn/-issuer-dn/-verify headers; auth-tls-pass-certificate-to-upstream:
+  ssl-client-cert; each a RequestHeaderModifier whose value is an Envoy formatter.
 - configuration-snippet: never run; its literal header directives become header modifiers.
 - auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
 - Authentication ingress-nginx enforces that is not converted (digest, auth-map, a bad
@@ -68,7 +70,8 @@ COMPANIONS = {
     "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
-    "auth-response-headers", "auth-method", "auth-secret", "auth-secret-type", "auth-realm", "auth-tls-verify-client", "auth-tls-verify-depth",
+    "auth-response-headers", "auth-method", "auth-secret", "auth-secret-type", "auth-realm",
+    "auth-tls-verify-client", "auth-tls-verify-depth",
 }
 # outcomes of an annotation (`portico convert --report`)
 CONVERTED = "converted"
@@ -141,6 +144,8 @@ class Annotations:
     client_ca: tuple[str, str] | None = None  # auth-tls-secret (namespace, name): its ca.crt
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
+    # auth-tls-*: the client certificate's headers for the backend (Envoy formatters as values)
+    client_headers: dict[str, str] = field(default_factory=dict)
     response_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
     allow_cidrs: list[str] = field(default_factory=list)  # SecurityPolicy
@@ -522,6 +527,17 @@ def _auth_tls_secret(value: str, nginx: dict[str, str], out: Annotations) -> Non
     if verify == "off":
         return
     out.client_ca = (namespace, name)
+    # what ingress-nginx's template sets for the backend beside a client CA; a value the
+    # client cannot forge: its own header of the name is removed first
+    out.client_headers["ssl-client-subject-dn"] = "%DOWNSTREAM_PEER_SUBJECT%"
+    out.client_headers["ssl-client-issuer-dn"] = "%DOWNSTREAM_PEER_ISSUER%"
+    if nginx.get("auth-tls-verify-depth", "1") != "1":
+        out.differ("auth-tls-secret", "auth-tls-verify-depth is not converted: Envoy accepts a chain of any "
+                                      "length to the CA")
+    if verify == "on":  # Envoy refuses the handshake otherwise, so every request that reaches it verified
+        out.client_headers["ssl-client-verify"] = "SUCCESS"
+    else:
+        out.differ("auth-tls-secret", "no ssl-client-verify header for the backend (Envoy has no value for it)")
     if verify != "on":
         out.client_mode = "AllowInsecureFallback"
         out.differ("auth-tls-secret", f"verify-client {verify}: a client certificate is not required, and one "
@@ -532,9 +548,13 @@ def _auth_tls_secret(value: str, nginx: dict[str, str], out: Annotations) -> Non
 
 
 def _pass_certificate(value: str, nginx: dict[str, str], out: Annotations) -> None:
-    if _bool(value):
-        out.refuse("auth-tls-pass-certificate-to-upstream", "the client certificate is not passed to the "
-                                                            "backend (no ssl-client-cert header)")
+    """ssl-client-cert: $ssl_client_escaped_cert (the URL-encoded PEM), where auth-tls-secret
+    asks for a client certificate: Envoy's %DOWNSTREAM_PEER_CERT% is the same encoding."""
+    if not _bool(value):
+        return
+    if not nginx.get("auth-tls-secret") or nginx.get("auth-tls-verify-client", "on") == "off":
+        raise ValueError("without auth-tls-secret (verify-client not off) there is no client certificate to pass")
+    out.client_headers["ssl-client-cert"] = "%DOWNSTREAM_PEER_CERT%"
 
 
 def _next_upstream_tries(value: str, nginx: dict[str, str], out: Annotations) -> None:
