@@ -382,6 +382,9 @@ class RouteAction:
     retry: Retry | None = None
     cors: CORS | None = None
     external_auth: ExternalAuth | None = None
+    # a 401 of the route's ExternalAuth becomes a 302 to this Location (an Envoy format
+    # string): Portico HTTPRouteFilter authSignin
+    signin: str | None = None
     session_persistence: SessionPersistence | None = None
     websocket: bool = False  # allow Upgrade: websocket on this route
     # Portico policies (translator.policies)

@@ -940,8 +940,18 @@ class FilterURLRewrite(Model):
     path: FilterPathModifier
 
 
+class AuthSignin(Model):
+    """Where a client whose request the route's ExternalAuth answered 401 is sent instead
+    (302), with the original URL in the `redirectParam` query parameter (ingress-nginx's
+    auth-signin)."""
+
+    url: str
+    redirect_param: str = "rd"
+
+
 class PorticoHTTPRouteFilterSpec(Model):
-    url_rewrite: FilterURLRewrite
+    url_rewrite: FilterURLRewrite | None = None
+    auth_signin: AuthSignin | None = None
 
 
 class PorticoHTTPRouteFilter(Resource):

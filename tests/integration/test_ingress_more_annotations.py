@@ -3,7 +3,8 @@ the Ingress objects, then converted (`portico convert`) and served again: the sa
 requests get the same answers.
 
 auth-url + auth-response-headers (an authorization service of our own here: 401 without
-the token, the X-User it answers reaches the backend), limit-connections (503 over it),
+the token, the X-User it answers reaches the backend), auth-signin (that 401 a redirect to
+the sign-in page with rd=), limit-connections (503 over it),
 limit-rpm (over the budget refused), mirror-target (the mirror gets the request too),
 upstream-vhost (the backend's Host), proxy-next-upstream(-tries) (a 502 retried on),
 service-upstream, server-alias (the alias answers), proxy-buffering /
@@ -67,6 +68,8 @@ def manifests(web: int, auth: int, mirror: int) -> list[dict[str, Any]]:
          "spec": {"controller": "portico.dev/ingress-controller"}},
         *backend("web", web), *backend("auth", auth), *backend("mirror", mirror),
         one("auth", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User"}),
+        one("signin", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User",
+                       "auth-signin": "https://login.example.com/start?app=shop"}),
         one("conns", {"limit-connections": "1"}),
         one("rpm", {"limit-rpm": "1", "limit-burst-multiplier": "2"}),
         one("mirror", {"mirror-target": "http://mirror.shop.svc.cluster.local$request_uri"}),
@@ -89,6 +92,9 @@ def answers(c: Client, mirror: ThreadingHTTPServer, run: str) -> dict[str, Any]:
     out["auth-denied"] = c.http("auth.example.com", "/a")[0]
     status, reply, _ = c.http("auth.example.com", "/a", headers={"Authorization": "Bearer good"})
     out["auth-allowed"] = (status, reply.get("headers", {}).get("X-User"))
+    status, _, headers = c.http("signin.example.com", "/p/q?x=1")
+    out["auth-signin"] = (status, headers.get("location"),
+                          c.http("signin.example.com", "/", headers={"Authorization": "Bearer good"})[0])
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         out["limit-connections"] = sorted(pool.map(lambda _: c.http("conns.example.com", "/?delay=1s")[0], range(2)))
     out["limit-rpm"] = sorted({c.http("rpm.example.com", "/")[0] for _ in range(6)})
@@ -127,6 +133,8 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
         stop(proc)
         assert served == {
             "auth-denied": 401, "auth-allowed": (200, ["alice"]),
+            # ingress-nginx: rd=http%3A%2F%2Fsignin.example.com%2Fp%2Fq%3Fx%3D1 (Envoy cannot URL-encode it)
+            "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com/p/q?x=1", 200),
             "limit-connections": [200, 503], "limit-rpm": [200, 429],
             "mirror": 200, "mirrored": True, "upstream-vhost": (200, "internal.example"), "next-upstream": 200,
             "service-upstream": 200, "server-alias": [200, 200], "buffering": (200, "POST"),

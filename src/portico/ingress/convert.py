@@ -373,6 +373,8 @@ class _Builder:
         if notes.external_auth:  # auth_request before anything else
             filters.insert(0, {"type": "ExternalAuth", "externalAuth": {
                 **notes.external_auth, "backendRef": _ref(notes.external_auth["backendRef"], ns)}})
+            if notes.signin:  # error_page 401 = <the sign-in location>
+                filters.insert(1, self.signin(ns, route, notes.signin))
         url_rewrite: Obj = {}
         request_headers = list(notes.request_headers)
         if _rewrites(notes, path):  # `rewrite "(?i)<path>" <target> break;`
@@ -411,6 +413,15 @@ class _Builder:
             "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
             "spec": {"urlRewrite": {"path": {"type": "ReplaceRegexMatch", "replaceRegexMatch": {
                 "pattern": f"(?i)^(?:{path}).*", "substitution": substitution}}}}}
+        return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
+                                                         "name": name}}
+
+    def signin(self, ns: str, route: str, spec: Obj) -> Obj:
+        """auth-signin: a Portico HTTPRouteFilter authSignin, one per route."""
+        name = dns_label(f"{route}-signin")
+        self.extra[("HTTPRouteFilter", ns, name)] = {
+            "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
+            "spec": {"authSignin": dict(spec)}}
         return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
                                                          "name": name}}
 

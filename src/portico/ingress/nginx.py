@@ -40,6 +40,8 @@ from Ingress", has the table):
   ssl-client-cert; each a RequestHeaderModifier whose value is an Envoy formatter.
 - configuration-snippet: never run; its literal header directives become header modifiers.
 - auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
+- auth-signin (+ auth-signin-redirect-param), with auth-url: a Portico HTTPRouteFilter
+  authSignin (a 401 of the authorization service becomes a 302 to the sign-in page).
 - Authentication ingress-nginx enforces that is not converted (digest, auth-map, a bad
   auth-url): the routes refuse every request (`deny_all`), never serve it open.
 
@@ -70,7 +72,8 @@ COMPANIONS = {
     "session-cookie-name", "session-cookie-path", "session-cookie-max-age", "session-cookie-expires",
     "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
-    "auth-response-headers", "auth-method", "auth-secret", "auth-secret-type", "auth-realm",
+    "auth-response-headers", "auth-method", "auth-signin-redirect-param", "auth-secret", "auth-secret-type",
+    "auth-realm",
     "auth-tls-verify-client", "auth-tls-verify-depth",
 }
 # outcomes of an annotation (`portico convert --report`)
@@ -82,8 +85,6 @@ NOT_SUPPORTED = {
     "server-snippet": "raw nginx configuration is never run (no Envoy equivalent)",
     "auth-secret": "read only with auth-type: basic",
     "auth-realm": "read only with auth-type: basic",
-    "auth-signin": "on 401 ingress-nginx redirects to the sign-in page; Envoy answers the 401 of the "
-                   "authorization service (no redirect)",
     "custom-http-errors": "answers of listed codes are not replaced by the default-backend's "
                           "(no Gateway API or Portico equivalent)",
     "default-backend": "a fallback Service for errors and missing endpoints has no Gateway API or Portico "
@@ -137,6 +138,7 @@ class Annotations:
     rewrite_target: str | None = None  # as given: ingress-nginx rewrites where it differs from the path
     use_regex: bool = False
     external_auth: dict[str, Any] | None = None  # ExternalAuth filter; backendRef by (namespace, name, port)
+    signin: dict[str, str] | None = None  # Portico HTTPRouteFilter authSignin (with auth-url)
     mirror: dict[str, Any] | None = None  # RequestMirror backendRef
     upstream_vhost: str | None = None  # URLRewrite hostname
     aliases: list[str] = field(default_factory=list)  # server-alias: more hostnames of the host
@@ -469,6 +471,19 @@ def _auth_type(value: str, nginx: dict[str, str], out: Annotations) -> None:
                                 "(Envoy's basic_auth)")
 
 
+def _auth_signin(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """error_page 401 = a 302 to the sign-in URL with rd=<the original URL> (ingress-nginx's
+    buildAuthSignURL): a Portico HTTPRouteFilter authSignin beside the ExternalAuth."""
+    if "auth-url" not in nginx:
+        raise ValueError("read only with auth-url")
+    if not re.match(r"https?://", value) or "$" in value:
+        raise ValueError("only an absolute http(s) URL without nginx variables is converted")
+    out.signin = {"url": value, "redirectParam": nginx.get("auth-signin-redirect-param") or "rd"}
+    out.differ("auth-signin", "the original URL in rd is not URL-encoded (Envoy has no formatter for it); "
+                              "a 401 of the backend itself is redirected too (ingress-nginx: only the "
+                              "authorization service's)")
+
+
 def _mirror_target(value: str, nginx: dict[str, str], out: Annotations) -> None:
     if value.startswith("/"):
         raise ValueError("an internal location cannot be converted")
@@ -662,6 +677,7 @@ _READERS = {
     "limit-connections": _limit_connections,
     "auth-url": _auth_url,
     "auth-type": _auth_type,
+    "auth-signin": _auth_signin,
     "mirror-target": _mirror_target,
     "upstream-vhost": _upstream_vhost,
     "proxy-next-upstream": _next_upstream,

@@ -38,6 +38,7 @@ from portico.models import (
 )
 from portico.translator.conditions import Cond
 from portico.translator.regex import regex_problem
+from portico.translator.signin import signin_location
 
 if TYPE_CHECKING:  # avoids an import cycle
     from portico.translator.backends import Backends
@@ -91,6 +92,7 @@ class FilterSet:
     mirrors: tuple[ir.Mirror, ...] = ()
     cors: ir.CORS | None = None
     external_auth: ir.ExternalAuth | None = None
+    signin: str | None = None  # HTTPRouteFilter authSignin: the 302's Location format string
     conds: list[Cond] = field(default_factory=list)
     failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
     invalid: Cond | None = None  # the rule cannot be programmed (Accepted=False reason)
@@ -306,6 +308,12 @@ def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends
         out.failed = True
         out.conds.append(Cond("ResolvedRefs", False, "BackendNotFound",
                               f"ExtensionRef HTTPRouteFilter {route.namespace}/{ref.name} not found"))
+        return
+    if found.spec.auth_signin is not None:
+        out.signin = signin_location(found.spec.auth_signin)
+    if found.spec.url_rewrite is None:
+        if found.spec.auth_signin is None:
+            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets neither urlRewrite nor authSignin")
         return
     regex = found.spec.url_rewrite.path.replace_regex_match
     why = regex_problem(regex.pattern)

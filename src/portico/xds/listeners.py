@@ -47,6 +47,7 @@ from portico.xds.extauth import ext_authz_filters
 from portico.xds.jwt import jwt_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
+from portico.xds.signin import signin_filter
 
 _HCM = hcm.HttpConnectionManager
 _NO_CLIENT_SETTINGS = ir.ClientSettings()
@@ -216,6 +217,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),
                        disabled=True),
+        signin_filter(),  # before ext_authz, whose 401 it turns into a sign-in redirect; disabled too
         *ext_authz_filters(),  # disabled until a route with ExternalAuth enables one
         *policies.last_filters(),  # request body limits (route policies)
         hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())),

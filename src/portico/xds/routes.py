@@ -32,6 +32,7 @@ from portico import ir
 from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
 from portico.xds.extauth import ext_authz_per_route
+from portico.xds.signin import signin_per_route
 
 CORS_FILTER = "envoy.filters.http.cors"
 SESSION_FILTER = "envoy.filters.http.stateful_session"
@@ -111,6 +112,9 @@ def build_route(route: ir.Route) -> rc.Route:
     if action.external_auth is not None and action.direct_status is None:
         name, config = ext_authz_per_route(action.external_auth)
         out.typed_per_filter_config[name].CopyFrom(config)
+        if action.signin is not None:
+            name, config = signin_per_route(action.signin)
+            out.typed_per_filter_config[name].CopyFrom(config)
     policies.per_route(action, out)
     return out
 

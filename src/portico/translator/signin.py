@@ -1,0 +1,25 @@
+"""HTTPRouteFilter authSignin → the Location of the sign-in redirect (an Envoy format string).
+
+ingress-nginx's buildAuthSignURL: the original URL
+(`$pass_access_scheme://$http_host$escaped_request_uri`) is added as the `rd` (or
+`redirectParam`) query parameter, after `?` or `&`, unless the URL already has one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from portico.models import AuthSignin
+
+# the request's own URL as Envoy formats it (ingress-nginx escapes the request URI; Envoy
+# has no formatter that URL-encodes, so the path and query are put in as they came)
+ORIGINAL_URL = "%REQ(x-forwarded-proto)%://%REQ(:authority)%%REQ(:path)%"
+
+
+def signin_location(spec: AuthSignin) -> str:
+    """The Location format string (a literal % of the URL doubled, as Envoy's format wants)."""
+    url = spec.url.replace("%", "%%")
+    query = urlsplit(spec.url).query
+    if spec.redirect_param in parse_qs(query):
+        return url
+    return f"{url}{'&' if query else '?'}{spec.redirect_param}={ORIGINAL_URL}"
