@@ -70,6 +70,7 @@ def manifests(web: int, auth: int, mirror: int) -> list[dict[str, Any]]:
         one("auth", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User"}),
         one("signin", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User",
                        "auth-signin": "https://login.example.com/start?app=shop"}),
+        one("authall", {"auth-url": "http://auth.shop.svc.cluster.local/verify"}),
         one("conns", {"limit-connections": "1"}),
         one("rpm", {"limit-rpm": "1", "limit-burst-multiplier": "2"}),
         one("mirror", {"mirror-target": "http://mirror.shop.svc.cluster.local$request_uri"}),
@@ -92,6 +93,9 @@ def answers(c: Client, mirror: ThreadingHTTPServer, run: str) -> dict[str, Any]:
     out["auth-denied"] = c.http("auth.example.com", "/a")[0]
     status, reply, _ = c.http("auth.example.com", "/a", headers={"Authorization": "Bearer good"})
     out["auth-allowed"] = (status, reply.get("headers", {}).get("X-User"))
+    # without auth-response-headers: every answer header copied (this request aborted Envoy once)
+    status, reply, _ = c.http("authall.example.com", "/a", headers={"Authorization": "Bearer good"})
+    out["auth-all-headers"] = (c.http("authall.example.com", "/a")[0], status, reply.get("headers", {}).get("X-User"))
     status, _, headers = c.http("signin.example.com", "/p/q?x=1")
     out["auth-signin"] = (status, headers.get("location"),
                           c.http("signin.example.com", "/", headers={"Authorization": "Bearer good"})[0])
@@ -132,7 +136,7 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
         served = answers(client, mirror, "served")
         stop(proc)
         assert served == {
-            "auth-denied": 401, "auth-allowed": (200, ["alice"]),
+            "auth-denied": 401, "auth-allowed": (200, ["alice"]), "auth-all-headers": (401, 200, ["alice"]),
             # ingress-nginx: rd=http%3A%2F%2Fsignin.example.com%2Fp%2Fq%3Fx%3D1 (Envoy cannot URL-encode it)
             "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com/p/q?x=1", 200),
             "limit-connections": [200, 503], "limit-rpm": [200, 429],

@@ -79,7 +79,11 @@ def _http_service(a: ir.ExternalAuth) -> ea.HttpService:
     if a.allowed_response_headers:
         upstream.extend(_names(a.allowed_response_headers))
     else:
-        upstream.append(string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=_none_of(NOT_COPIED))))
+        # one pattern per alternative (any matching one copies the header): Envoy compiles a
+        # route's patterns per request, and one RE2 program of them all exceeds its size
+        # limit (100), an exception there that aborted Envoy on the first such request
+        upstream.extend(string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=f"(?i){alternative}"))
+                        for alternative in _none_of(NOT_COPIED))
     return out
 
 
@@ -87,9 +91,9 @@ def _names(names: tuple[str, ...]) -> list[string_pb2.StringMatcher]:
     return [string_pb2.StringMatcher(exact=n.lower(), ignore_case=True) for n in names]
 
 
-def _none_of(words: tuple[str, ...]) -> str:
-    """An RE2 expression (no lookahead) for header names that are neither one of
-    `words` (distinct lengths, lower case) nor pseudo-headers (":...")."""
+def _none_of(words: tuple[str, ...]) -> list[str]:
+    """RE2 expressions (no lookahead) that together match the header names that are
+    neither one of `words` (distinct lengths, lower case) nor pseudo-headers (":...")."""
     lengths = sorted(len(w) for w in words)
     alternatives = []
     start = 1
@@ -105,7 +109,7 @@ def _none_of(words: tuple[str, ...]) -> str:
             first = "" if i == 0 else w[:i]
             excluded = ":" + c if i == 0 else c
             alternatives.append(f"{_escape(first)}[^{_escape(excluded)}].{{{len(w) - i - 1}}}")
-    return "(?i)(?:" + "|".join(alternatives) + ")"
+    return alternatives
 
 
 def _escape(text: str) -> str:
