@@ -55,7 +55,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 # ingress-nginx's enable-cors defaults (annotations documentation)
@@ -103,6 +103,8 @@ SERVICE_HOST = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9
 SNIPPET_HEADERS = {"more_set_headers": True, "add_header": True, "proxy_set_header": False,
                    "more_set_input_headers": False}
 HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+# the original URL in an auth-signin query parameter, as oauth2-proxy's docs write it
+SIGNIN_RETURN = re.compile(r"(\$(scheme|pass_access_scheme)://\$(host|http_host))?\$(escaped_)?request_uri")
 NGINX_VARIABLE = re.compile(r"^\$(remote_addr|binary_remote_addr|http_(\w+)|cookie_(\w+)|arg_(\w+)|request_uri|uri)$")
 
 
@@ -476,9 +478,20 @@ def _auth_signin(value: str, nginx: dict[str, str], out: Annotations) -> None:
     buildAuthSignURL): a Portico HTTPRouteFilter authSignin beside the ExternalAuth."""
     if "auth-url" not in nginx:
         raise ValueError("read only with auth-url")
+    param = nginx.get("auth-signin-redirect-param") or "rd"
+    parts = urlsplit(value)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    # oauth2-proxy's documented `?rd=$escaped_request_uri` (or $request_uri, with $scheme/$host
+    # before it): that parameter is the one Portico fills in with the original URL
+    for key, v in query:
+        if SIGNIN_RETURN.fullmatch(v):
+            param = key
+            value = urlunsplit(parts._replace(query=urlencode([(k, x) for k, x in query if k != key])))
+            if not v.startswith("$scheme") and not v.startswith("$pass_access_scheme"):
+                out.differ("auth-signin", f"{key} is the whole original URL (ingress-nginx: {v}, its path)")
     if not re.match(r"https?://", value) or "$" in value:
-        raise ValueError("only an absolute http(s) URL without nginx variables is converted")
-    out.signin = {"url": value, "redirectParam": nginx.get("auth-signin-redirect-param") or "rd"}
+        raise ValueError("only an absolute http(s) URL without other nginx variables is converted")
+    out.signin = {"url": value, "redirectParam": param}
     out.differ("auth-signin", "the original URL in rd is not URL-encoded (Envoy has no formatter for it); "
                               "a 401 of the backend itself is redirected too (ingress-nginx: only the "
                               "authorization service's)")
