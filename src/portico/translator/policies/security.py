@@ -42,6 +42,7 @@ from portico.translator.policies.kind import PolicyKind
 from portico.translator.secrets import configmap_value, secret_value
 
 HTPASSWD_KEY = ".htpasswd"  # the key of a basicAuth users Secret (Envoy Gateway's)
+HTPASSWD_NGINX_KEY = "auth"  # ingress-nginx's (auth-secret), read when there is no .htpasswd
 DEFAULT_API_KEY_HEADER = "x-api-key"
 JWKS_KEY = "jwks"  # the key of a localJWKS valueRef's ConfigMap or Secret (Envoy Gateway's)
 DEFAULT_JWKS_CACHE_S = 300
@@ -135,10 +136,10 @@ class SecurityPolicies(PolicyKind):
         secret = self.secret(policy, ref.name, ref.namespace)
         if isinstance(secret, Cond):
             return secret
-        text = secret_value(secret, HTPASSWD_KEY)
+        text = secret_value(secret, HTPASSWD_KEY) or secret_value(secret, HTPASSWD_NGINX_KEY)
         if not text:
             return Cond("ResolvedRefs", False, "InvalidSecret",
-                        f"basicAuth.users: Secret {ref.name} has no {HTPASSWD_KEY!r} key")
+                        f"basicAuth.users: Secret {ref.name} has no {HTPASSWD_KEY!r} (or {HTPASSWD_NGINX_KEY!r}) key")
         why = htpasswd_problem(text)
         if why:
             return Cond("ResolvedRefs", False, "UnsupportedValue", f"basicAuth.users: Secret {ref.name}: {why}")
