@@ -385,6 +385,9 @@ class RouteAction:
     # a 401 of the route's ExternalAuth becomes a 302 to this Location (an Envoy format
     # string): Portico HTTPRouteFilter authSignin
     signin: str | None = None
+    # (header, Certificate | Subject | Issuer): the client certificate's, set on the request
+    # (Portico HTTPRouteFilter clientCertificateHeaders)
+    client_cert_headers: tuple[tuple[str, str], ...] = ()
     session_persistence: SessionPersistence | None = None
     websocket: bool = False  # allow Upgrade: websocket on this route
     # Portico policies (translator.policies)

@@ -949,9 +949,18 @@ class AuthSignin(Model):
     redirect_param: str = "rd"
 
 
+class ClientCertificateHeader(Model):
+    """A request header set to the client's TLS certificate (`Certificate`: URL-encoded PEM),
+    its `Subject` or its `Issuer` (RFC 2253), as ingress-nginx's ssl-client-* headers."""
+
+    name: str
+    value: str
+
+
 class PorticoHTTPRouteFilterSpec(Model):
     url_rewrite: FilterURLRewrite | None = None
     auth_signin: AuthSignin | None = None
+    client_certificate_headers: list[ClientCertificateHeader] = Field(default_factory=list)
 
 
 class PorticoHTTPRouteFilter(Resource):

@@ -388,10 +388,15 @@ class _Builder:
             url_rewrite["hostname"] = notes.upstream_vhost
         if url_rewrite:
             filters.append({"type": "URLRewrite", "urlRewrite": url_rewrite})
-        request_headers += [{"name": k, "value": v} for k, v in notes.client_headers.items()]
-        if request_headers:
+        # the client's own headers of the certificate's names never reach the backend
+        verify_set = any(h["name"] == "ssl-client-verify" for h in request_headers)
+        removed = list(notes.client_headers) + (["ssl-client-verify"] if notes.client_headers and not verify_set
+                                                else [])
+        if request_headers or removed:
             filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                "set": request_headers, **({"remove": list(notes.client_headers)} if notes.client_headers else {})}})
+                **({"set": request_headers} if request_headers else {}), **({"remove": removed} if removed else {})}})
+        if notes.client_headers:
+            filters.append(self.client_cert(ns, route, notes.client_headers))
         if notes.response_headers:
             filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": {
                 "set": list(notes.response_headers)}})
@@ -413,6 +418,15 @@ class _Builder:
             "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
             "spec": {"urlRewrite": {"path": {"type": "ReplaceRegexMatch", "replaceRegexMatch": {
                 "pattern": f"(?i)^(?:{path}).*", "substitution": substitution}}}}}
+        return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
+                                                         "name": name}}
+
+    def client_cert(self, ns: str, route: str, headers: dict[str, str]) -> Obj:
+        """auth-tls-*: the certificate's headers, a Portico HTTPRouteFilter clientCertificateHeaders."""
+        name = dns_label(f"{route}-client-cert")
+        self.extra[("HTTPRouteFilter", ns, name)] = {
+            "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
+            "spec": {"clientCertificateHeaders": [{"name": k, "value": v} for k, v in headers.items()]}}
         return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
                                                          "name": name}}
 

@@ -36,8 +36,8 @@ from Ingress", has the table):
 - auth-url (+ auth-response-headers): the ExternalAuth filter; mirror-target:
   RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
   auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides), with the
-  ssl-client-subject-dn/-issuer-dn/-verify headers; auth-tls-pass-certificate-to-upstream:
-  ssl-client-cert; each a RequestHeaderModifier whose value is an Envoy formatter.
+  ssl-client-subject-dn/-issuer-dn headers (a Portico HTTPRouteFilter clientCertificateHeaders)
+  and ssl-client-verify; auth-tls-pass-certificate-to-upstream: ssl-client-cert.
 - configuration-snippet: never run; its literal header directives become header modifiers.
 - auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
 - auth-signin (+ auth-signin-redirect-param), with auth-url: a Portico HTTPRouteFilter
@@ -148,7 +148,8 @@ class Annotations:
     client_ca: tuple[str, str] | None = None  # auth-tls-secret (namespace, name): its ca.crt
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
-    # auth-tls-*: the client certificate's headers for the backend (Envoy formatters as values)
+    # auth-tls-*: the client certificate's headers for the backend (Certificate, Subject or
+    # Issuer: a Portico HTTPRouteFilter clientCertificateHeaders)
     client_headers: dict[str, str] = field(default_factory=dict)
     response_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     traffic: dict[str, Any] = field(default_factory=dict)  # BackendTrafficPolicy spec
@@ -557,13 +558,13 @@ def _auth_tls_secret(value: str, nginx: dict[str, str], out: Annotations) -> Non
     out.client_ca = (namespace, name)
     # what ingress-nginx's template sets for the backend beside a client CA; a value the
     # client cannot forge: its own header of the name is removed first
-    out.client_headers["ssl-client-subject-dn"] = "%DOWNSTREAM_PEER_SUBJECT%"
-    out.client_headers["ssl-client-issuer-dn"] = "%DOWNSTREAM_PEER_ISSUER%"
+    out.client_headers["ssl-client-subject-dn"] = "Subject"
+    out.client_headers["ssl-client-issuer-dn"] = "Issuer"
     if nginx.get("auth-tls-verify-depth", "1") != "1":
         out.differ("auth-tls-secret", "auth-tls-verify-depth is not converted: Envoy accepts a chain of any "
                                       "length to the CA")
     if verify == "on":  # Envoy refuses the handshake otherwise, so every request that reaches it verified
-        out.client_headers["ssl-client-verify"] = "SUCCESS"
+        out.request_headers.append({"name": "ssl-client-verify", "value": "SUCCESS"})
     else:
         out.differ("auth-tls-secret", "no ssl-client-verify header for the backend (Envoy has no value for it)")
     if verify != "on":
@@ -582,7 +583,7 @@ def _pass_certificate(value: str, nginx: dict[str, str], out: Annotations) -> No
         return
     if not nginx.get("auth-tls-secret") or nginx.get("auth-tls-verify-client", "on") == "off":
         raise ValueError("without auth-tls-secret (verify-client not off) there is no client certificate to pass")
-    out.client_headers["ssl-client-cert"] = "%DOWNSTREAM_PEER_CERT%"
+    out.client_headers["ssl-client-cert"] = "Certificate"
 
 
 def _next_upstream_tries(value: str, nginx: dict[str, str], out: Annotations) -> None:

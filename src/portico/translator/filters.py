@@ -40,6 +40,8 @@ from portico.translator.conditions import Cond
 from portico.translator.regex import regex_problem
 from portico.translator.signin import signin_location
 
+CLIENT_CERT_VALUES = ("Certificate", "Subject", "Issuer")  # HTTPRouteFilter clientCertificateHeaders
+
 if TYPE_CHECKING:  # avoids an import cycle
     from portico.translator.backends import Backends
 
@@ -93,6 +95,7 @@ class FilterSet:
     cors: ir.CORS | None = None
     external_auth: ir.ExternalAuth | None = None
     signin: str | None = None  # HTTPRouteFilter authSignin: the 302's Location format string
+    client_cert_headers: tuple[tuple[str, str], ...] = ()  # HTTPRouteFilter clientCertificateHeaders
     conds: list[Cond] = field(default_factory=list)
     failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
     invalid: Cond | None = None  # the rule cannot be programmed (Accepted=False reason)
@@ -311,9 +314,16 @@ def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends
         return
     if found.spec.auth_signin is not None:
         out.signin = signin_location(found.spec.auth_signin)
+    cert_headers = tuple((h.name, h.value) for h in found.spec.client_certificate_headers)
+    if any(value not in CLIENT_CERT_VALUES for _, value in cert_headers):
+        out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: a clientCertificateHeaders value is not one of "
+                                  f"{', '.join(CLIENT_CERT_VALUES)}")
+        return
+    out.client_cert_headers += cert_headers
     if found.spec.url_rewrite is None:
-        if found.spec.auth_signin is None:
-            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets neither urlRewrite nor authSignin")
+        if found.spec.auth_signin is None and not cert_headers:
+            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets none of urlRewrite, authSignin and "
+                                      "clientCertificateHeaders")
         return
     regex = found.spec.url_rewrite.path.replace_regex_match
     why = regex_problem(regex.pattern)

@@ -31,6 +31,7 @@ from google.protobuf import wrappers_pb2
 from portico import ir
 from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
+from portico.xds.clientcert import client_cert_headers
 from portico.xds.extauth import ext_authz_per_route
 from portico.xds.signin import signin_per_route
 
@@ -103,6 +104,7 @@ def build_route(route: ir.Route) -> rc.Route:
     _set_action(out, action, route.match.path)
     _header_modifier(action.request_headers, out.request_headers_to_add, out.request_headers_to_remove)
     _header_modifier(action.response_headers, out.response_headers_to_add, out.response_headers_to_remove)
+    out.request_headers_to_add.extend(client_cert_headers(action.client_cert_headers))
     # CORS and stateful session are disabled in the HCM: a route's FilterConfig enables them
     if action.cors is not None:
         out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(rc.FilterConfig(config=pack(_cors_policy(action.cors)))))
