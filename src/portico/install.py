@@ -138,7 +138,9 @@ def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
                         "name": "controller", "image": image,
                         "args": ["controller", "--controller-name", CONTROLLER_NAME,
                                  "--health-address", "0.0.0.0:9912", "--xds-address", "0.0.0.0:18000",
-                                 "--xds-service", f"portico-xds.{namespace}.svc"],
+                                 "--xds-service", f"portico-xds.{namespace}.svc",
+                                 # the Envoy pods' shutdown manager runs the controller's own image
+                                 "--shutdown-manager-image", image],
                         "env": [{"name": "POD_NAMESPACE",
                                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                                 {"name": "PORTICO_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {

@@ -101,3 +101,35 @@ def test_portico_proxy_parameters_shape_the_data_plane() -> None:
     assert container["args"][container["args"].index("--log-level") + 1] == "info"
     assert kinds["Service"]["spec"]["type"] == "ClusterIP"  # the Gateway's override
     assert kinds["Service"]["metadata"]["annotations"]["a"] == "b"
+
+
+def test_the_pod_drains_before_envoy_stops() -> None:
+    """PorticoProxy spec.shutdown: the shutdown manager's preStop drains for at most
+    drainSeconds (Envoy's --drain-time-s), Envoy's preStop waits for it, and the grace
+    period outlasts the drain (defaults: 60 s drain, 75 s grace)."""
+    def pod(params: dict[str, Any] | None) -> dict[str, Any]:
+        objects = render(INFRA, "uid", CertificateAuthority.create(), Settings(shutdown_image="portico:test"),
+                         params=params)
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+        spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+        return spec
+
+    spec = pod({"shutdown": {"drainSeconds": 120, "minDrainSeconds": 10, "terminationGracePeriodSeconds": 200}})
+    envoy, manager = spec["containers"]
+    assert spec["terminationGracePeriodSeconds"] == 200
+    assert envoy["args"][envoy["args"].index("--drain-time-s") + 1] == "120"
+    assert envoy["lifecycle"]["preStop"] == {"httpGet": {"path": "/shutdown/ready", "port": 19002}}
+    assert manager["image"] == "portico:test"
+    command = manager["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:3] == ["portico", "shutdown-manager", "drain"]
+    assert command[command.index("--drain-seconds") + 1] == "120"
+    assert command[command.index("--min-drain-seconds") + 1] == "10"
+    # the admin socket's emptyDir is shared: the manager reaches Envoy's admin, nothing else does
+    assert {"name": "admin", "mountPath": "/var/run/portico-admin"} in manager["volumeMounts"]
+    default = pod(None)
+    assert default["terminationGracePeriodSeconds"] == 75
+    # a grace shorter than the drain would kill Envoy mid-drain: it is lengthened
+    assert pod({"shutdown": {"drainSeconds": 90}})["terminationGracePeriodSeconds"] == 105
+    assert pod({"shutdown": {"drainSeconds": 90, "terminationGracePeriodSeconds": 30}})[
+        "terminationGracePeriodSeconds"] == 91

