@@ -35,6 +35,7 @@ from portico import CONTROLLER_NAME
 from portico.contracts import Reserved
 from portico.finalizers import ClassFinalizers
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
+from portico.infra.generated import KIND_BY_NAME, GeneratedObjects, Observed
 from portico.infra.host import local_envoys
 from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
 from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
@@ -131,9 +132,14 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
                                  is_leader=writer.is_leader)
 
+    # what the controller generated per Gateway, watched by label (drift repair and pruning)
+    generated = GeneratedObjects(client, Settings(controller_name=options.controller_name).labels) \
+        if options.data_plane == "kubernetes" else None
+
     async def infrastructure(plane: Plane) -> Infrastructure:
         if options.data_plane == "kubernetes":
-            return await _kubernetes_infrastructure(options, client, store, plane.xds, is_leader)
+            return await _kubernetes_infrastructure(options, client, store, plane.xds, is_leader, generated,
+                                                    loaded.is_set)
         state = private_dir(Path(options.state_dir) if options.state_dir else _default_state(options),
                             with_parent=not options.state_dir)
         return await local_envoys(state, plane.xds, plane.on_change, plane.exit, AddressPool(options.address_pool),
@@ -145,7 +151,8 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         provider=_Marked(provider, loaded, finalizers.schedule), infrastructure=infrastructure,
         controller_name=options.controller_name, store=store, writer=writer, events=events, changed=changed,
         admin=AdminFace(options.health_host, options.health_port, _admin_token(options)),
-        services=(elector.run,) if elector is not None else (),
+        services=(*((elector.run,) if elector is not None else ()),
+                  *((generated.run_until,) if generated is not None else ())),
         drain=writer.idle,  # statuses in flight are written before the lease is given up
         xds_group_of_identity=group_of_identity,
     ), stop)
@@ -160,7 +167,8 @@ def _admin_token(options: ControllerOptions) -> str | None:
 
 
 async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncClient, store: Store,
-                                     xds: Any, is_leader: Callable[[], bool]) -> KubernetesInfrastructure:
+                                     xds: Any, is_leader: Callable[[], bool], generated: GeneratedObjects | None,
+                                     loaded: Callable[[], bool]) -> KubernetesInfrastructure:
     """Envoy Deployments per Gateway, fed over mutual TLS with the CA of the controller's namespace."""
     ca = await load_or_create_ca(client, options.namespace, options.ca_secret)
     host = options.xds_service
@@ -168,7 +176,7 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
     await xds.start_mtls(options.xds_listen_host, options.xds_listen_port, server.cert_pem, server.key_pem,
                          ca.cert_pem)
     settings = Settings(xds_host=host, xds_port=options.xds_service_port, image=options.envoy_image,
-                        shutdown_image=options.shutdown_image)
+                        shutdown_image=options.shutdown_image, controller_name=options.controller_name)
 
     def service(namespace: str, name: str) -> dict[str, Any] | None:
         obj = store.get(ObjectKey("", "Service", namespace, name))
@@ -187,15 +195,39 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         return {"apiVersion": gateway.raw["apiVersion"], "kind": gateway.raw["kind"], "name": meta["name"],
                 "uid": str(meta.get("uid") or "")}
 
-    async def apply(objects: list[dict[str, Any]]) -> None:
+    async def apply(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        stored = []
         for raw in objects:
-            await client.apply(codecs.from_dict(raw), field_manager=FIELD_MANAGER, force=True)
+            applied = await client.apply(codecs.from_dict(raw), field_manager=FIELD_MANAGER, force=True)
+            stored.append(applied.to_dict())  # type: ignore[no-untyped-call]
+        return stored
+
+    async def delete(observed: Observed) -> None:
+        try:
+            await client.delete(KIND_BY_NAME[observed.kind].resource(), observed.name, namespace=observed.namespace)
+        except httpx.HTTPStatusError as e:
+            if status_code(e) != 404:  # gone already (the garbage collector was first)
+                raise
+
+    def owner_wanted(namespace: str, owner: tuple[str, str, str]) -> bool:
+        """A Gateway's data plane is wanted while it exists (that uid) in a class of ours;
+        an IngressClass's while it exists (the garbage collector deletes it with it)."""
+        kind, name, uid = owner
+        if kind != "Gateway":
+            return True
+        gateway = store.get(ObjectKey(GATEWAY_GROUP, "Gateway", namespace, name))
+        if gateway is None or str(gateway.raw["metadata"].get("uid") or "") != uid:
+            return False
+        cls = store.get(ObjectKey(GATEWAY_GROUP, "GatewayClass", "", str(
+            (gateway.raw.get("spec") or {}).get("gatewayClassName") or "")))
+        return cls is not None and (cls.raw.get("spec") or {}).get("controllerName") == options.controller_name
 
     def parameters(ref: ParametersRef) -> dict[str, Any] | None:
         obj = store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
         return dict(obj.raw.get("spec") or {}) if obj is not None else None
 
-    return KubernetesInfrastructure(apply, ca, settings, service, owner, is_leader=is_leader, parameters=parameters)
+    return KubernetesInfrastructure(apply, ca, settings, service, owner, is_leader=is_leader, parameters=parameters,
+                                    generated=generated, delete=delete, owner_wanted=owner_wanted, loaded=loaded)
 
 
 async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> CertificateAuthority:

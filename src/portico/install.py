@@ -112,7 +112,9 @@ def cluster_role() -> dict[str, Any]:
               for group, plurals in status.items()]
     rules += [{"apiGroups": [group], "resources": sorted(f"{p}/status" for p in plurals), "verbs": ["patch"]}
               for group, plurals in status.items()]
-    rules += [{"apiGroups": [group], "resources": plurals, "verbs": APPLY}
+    # what it generates per Gateway: applied, watched by label (drift), deleted when no
+    # longer wanted (pruning: a Gateway moved to another class, an HPA removed)
+    rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*APPLY, "delete", *WATCH]}
               for group, plurals in sorted(CREATED.items())]
     # the gateway-exists finalizer on GatewayClasses of ours (portico.finalizers)
     rules.append({"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses"], "verbs": ["patch"]})

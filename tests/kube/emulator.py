@@ -52,7 +52,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,10 +343,8 @@ class KubeAPI(kmock.KubernetesEmulator):
         return self.authorizer.allows(attributes)
 
     def _list(self, res: Resource, namespace: str, params: dict[str, str]) -> aiohttp.web.Response:
-        if params.get("labelSelector"):
-            return _status(400, "BadRequest", "label selectors are not modelled by the double")
         try:
-            selected = _field_selector(res, params.get("fieldSelector") or "")
+            selected = _selector(res, params)
         except ValueError as e:
             return _status(400, "BadRequest", str(e))
         version, after = self._version, None
@@ -463,7 +461,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _watch(self, request: rendering.Request, res: Resource, namespace: str) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None
         try:
-            selected = _field_selector(res, request.params.get("fieldSelector") or "")
+            selected = _selector(res, request.params)
         except ValueError as e:
             return _status(400, "BadRequest", str(e))
         response = aiohttp.web.StreamResponse()
@@ -632,6 +630,39 @@ def _verb(method: str, request: rendering.Request) -> str:
     if method == "DELETE":
         return "delete" if request.name else "deletecollection"
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+def _selector(res: Resource, params: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """The fieldSelector and labelSelector of a list or watch, both to hold."""
+    fields = _field_selector(res, params.get("fieldSelector") or "")
+    labels = _label_selector(params.get("labelSelector") or "")
+    return lambda obj: fields(obj) and labels(obj)
+
+
+def _label_selector(selector: str) -> Callable[[dict[str, Any]], bool]:
+    """Equality-based label selectors (`k=v`, `k==v`, `k!=v`, `k`, `!k`), comma-separated, as
+    the API server reads them (set-based ones are not modelled: 400). A watch event is
+    sent for an object its selector selects as the event shows it."""
+    tests: list[Callable[[dict[str, str]], bool]] = []
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if " in " in term or " notin " in term or "(" in term:
+            raise ValueError(f"set-based label selectors are not modelled by the double: {term!r}")
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+        elif "=" in term:
+            key, value = re.split(r"==|=", term, maxsplit=1)
+            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+        elif term.startswith("!"):
+            tests.append(lambda labels, k=term[1:]: k not in labels)
+        else:
+            tests.append(lambda labels, k=term: k in labels)
+
+    def selected(obj: dict[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(test(labels) for test in tests)
+
+    return selected
 
 
 def _field_selector(res: Resource, selector: str) -> Callable[[dict[str, Any]], bool]:

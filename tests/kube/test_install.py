@@ -47,8 +47,12 @@ def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None
     assert not allowed(controller, "", "pods", "create")  # nothing else
     for group, plural in (("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets")):
         assert allowed(controller, group, plural, "create") and allowed(controller, group, plural, "patch")
-    for verb in ("update", "delete", "deletecollection"):  # never used: the garbage collector deletes
+    for verb in ("update", "deletecollection"):  # never used
         assert not any(verb in r["verbs"] for r in controller), verb  # type: ignore[operator]
+    # delete: only what it generates per Gateway (pruning), never an input
+    deletable = {(g, p) for r in controller if "delete" in r["verbs"]  # type: ignore[operator]
+                 for g in r["apiGroups"] for p in r["resources"]}  # type: ignore[attr-defined]
+    assert deletable == {(g, p) for g, plurals in CREATED.items() for p in plurals}, deletable
     edit = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["labels"].get(
         "rbac.authorization.k8s.io/aggregate-to-edit") == "true"]
     assert not any(allowed(r["rules"], "gateway.portico.dev", "backends", "create") for r in edit)  # any address

@@ -21,6 +21,10 @@ from portico.provider.kubernetes import KINDS
 
 pytestmark = pytest.mark.timeout(120)
 G, NET = "gateway.networking.k8s.io", "networking.k8s.io"
+GENERATED = (("", "serviceaccounts", "portico-gw"), ("", "configmaps", "portico-gw"),
+             ("", "secrets", "portico-gw-xds"), ("apps", "deployments", "portico-gw"), ("", "services", "portico-gw"),
+             ("autoscaling", "horizontalpodautoscalers", "portico-gw"),
+             ("policy", "poddisruptionbudgets", "portico-gw"))
 STATUS_KINDS = {(k.group, k.plural) for k in KINDS if (k.group, k.kind) in STATUS_OURS}
 
 
@@ -59,6 +63,12 @@ def test_the_controller_uses_exactly_the_shipped_rbac(tmp_path: Path) -> None:
                             and any(e.resource == "httproutes" and e.verb == "get" for e in api.audit)
                             and (api.get(NET, "ingresses", "apps", "shop") or {}).get("status"),
                             timeout=30, what="the controller doing all it does")
+                # the Gateway moves to another controller's class: its data plane is pruned
+                api.put(obj(f"{G}/v1", "GatewayClass", "other", None,
+                            spec={"controllerName": "example.com/other"}))
+                api.put({**gateway, "spec": {**gateway["spec"], "gatewayClassName": "other"}})  # type: ignore[dict-item]
+                await until(lambda: not any(api.get(g, p, "apps", n) for g, p, n in GENERATED), timeout=30,
+                            what="the data plane pruned")
             finally:
                 stop.set()
                 await controller

@@ -21,19 +21,22 @@ IPAddress become the Service's loadBalancerIP (the first) and externalIPs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import importlib.metadata
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portico import CONTROLLER_NAME
 from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
 from portico.infra.drain import READY_STAT_PREFIX, SHUTDOWN_PORT
 from portico.infra.envoy import XdsTLS, bootstrap
+from portico.infra.generated import GeneratedObjects, ObjectId, Observed, change_version
 from portico.infra.pki import CertificateAuthority
 from portico.ir import IR, GatewayInfra, ParametersRef
 from portico.models import Gateway
@@ -52,6 +55,12 @@ ADMIN_SOCKET = f"{ADMIN_DIR}/admin.sock"
 # the admin socket's directory, the probe listener and the shutdown manager: no backend may name them
 POD_RESERVED = Reserved(paths=(ADMIN_DIR,), ports=(("127.0.0.1", READY_PORT), ("127.0.0.1", SHUTDOWN_PORT)))
 MANAGED_BY = {"app.kubernetes.io/managed-by": "portico", "app.kubernetes.io/name": "portico-proxy"}
+CONTROLLER_LABEL = "gateway.portico.dev/controller"
+
+
+def controller_label(controller_name: str) -> str:
+    """A controllerName as a label value (it has a "/", a label value may not)."""
+    return hashlib.sha256(controller_name.encode()).hexdigest()[:16]
 
 
 def envoy_image() -> str:
@@ -116,6 +125,12 @@ class Settings:
     replicas: int = 1
     service_type: str = "LoadBalancer"
     shutdown_image: str = ""  # the shutdown manager's (default: the controller's, portico_image())
+    controller_name: str = CONTROLLER_NAME  # labelled (hashed) on what it generates: another controller's are not ours
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels every generated object carries, and the generated objects' watch selects."""
+        return {**MANAGED_BY, CONTROLLER_LABEL: controller_label(self.controller_name)}
 
     @property
     def xds_server_name(self) -> str:
@@ -142,7 +157,7 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
     # GEP-1762 well-known labels: "All generated resources must include a label set to the
     # name of the Gateway resource" (and should, to the GatewayClass's name); upstream's
     # GatewayInfrastructurePropagation test finds the generated objects by the first.
-    labels = {**dict(infra.labels), **MANAGED_BY, "gateway.portico.dev/gateway": _label(infra.name),
+    labels = {**dict(infra.labels), **settings.labels, "gateway.portico.dev/gateway": _label(infra.name),
               "gateway.portico.dev/namespace": _label(infra.namespace),
               "gateway.networking.k8s.io/gateway-name": _label(infra.name),
               "gateway.networking.k8s.io/gateway-class-name": _label(infra.gateway_class)}
@@ -327,14 +342,27 @@ OwnerLookup = Callable[[GatewayInfra], dict[str, str] | None]
 ParametersLookup = Callable[[ParametersRef], dict[str, Any] | None]  # a PorticoProxy's spec
 
 
+# is the controller ownerReference (kind, name, uid) of an object in `namespace` one whose
+# data plane is still wanted (a Gateway of ours that exists, whatever its status)?
+OwnerWanted = Callable[[str, tuple[str, str, str]], bool]
+
+
 class KubernetesInfrastructure:
-    """The Infrastructure seam for Kubernetes mode (see the module docstring)."""
+    """The Infrastructure seam for Kubernetes mode (see the module docstring).
+
+    With `generated` (the objects of ours as the API server holds them) it also repairs
+    and prunes: an object deleted or changed by someone else is applied again; an object
+    of ours no longer rendered (an HPA or PDB removed from the PorticoProxy) or whose owner
+    is no longer wanted (its Gateway deleted or moved to another controller's class) is
+    deleted, once the first complete load (`loaded`) tells which Gateways exist."""
 
     def __init__(self, apply: Callable[[list[dict[str, Any]]], Any], ca: CertificateAuthority, settings: Settings,
                  services: ServiceLookup, owners: OwnerLookup, is_leader: Callable[[], bool] = lambda: True,
-                 parameters: ParametersLookup | None = None) -> None:
+                 parameters: ParametersLookup | None = None, generated: GeneratedObjects | None = None,
+                 delete: Callable[[Observed], Awaitable[None]] | None = None,
+                 owner_wanted: OwnerWanted | None = None, loaded: Callable[[], bool] = lambda: True) -> None:
         self.parameters = parameters or (lambda ref: None)
-        self.apply = apply  # async: server-side apply of a Gateway's objects
+        self.apply = apply  # async: server-side apply of a Gateway's objects (returns them as stored)
         self.ca = ca
         self.settings = settings
         self.services = services
@@ -343,6 +371,20 @@ class KubernetesInfrastructure:
         self.is_leader = is_leader
         self._applied: dict[GatewayName, str] = {}  # what was applied last, by content
         self._certs: dict[str, tuple[bytes, bytes]] = {}  # group -> client certificate (issued once a run)
+        self.generated = generated
+        self.delete = delete
+        self.owner_wanted = owner_wanted or (lambda namespace, owner: True)
+        self.loaded = loaded
+        self._versions: dict[ObjectId, str] = {}  # what each object we applied was as we left it
+        self._gateway_of: dict[ObjectId, GatewayName] = {}
+        self._outputs: Mapping[ObjectKey, GatewayOutput] | None = None
+        self._lock = asyncio.Lock()
+        self._repair: asyncio.Task[None] | None = None
+        self._repair_wanted = False
+        self._drifted: set[GatewayName] = set()  # Gateways with an object not as we left it
+        if generated is not None:
+            generated.on_event = self._observed
+            generated.on_synced = self._schedule_repair
 
     def placements(self, gateways: Mapping[GatewayName, Gateway]) -> dict[GatewayName, Placement]:
         out = {}
@@ -357,9 +399,46 @@ class KubernetesInfrastructure:
     def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:
         return {f"{key.namespace}/{key.name}": out.xds for key, out in outputs.items()}
 
+    # ------------------------------------------------------------ drift and pruning
+
+    def _observed(self, observed: Observed, deleted: bool) -> None:
+        """An object of ours changed in the cluster: applied again if it is no longer as we
+        left it (deleted, edited), then pruning looks again."""
+        gateway = self._gateway_of.get(observed.id)
+        if gateway is not None and (deleted or self._versions.get(observed.id) != observed.version):
+            if gateway not in self._drifted:
+                log.info("%s %s/%s of Gateway %s/%s was %s: applying it again", observed.kind, observed.namespace,
+                         observed.name, *gateway, "deleted" if deleted else "changed")
+            self._drifted.add(gateway)
+        self._schedule_repair()
+
+    def _schedule_repair(self) -> None:
+        self._repair_wanted = True
+        if self._repair is None or self._repair.done():
+            self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
+
+    async def _repair_loop(self) -> None:
+        """Reconcile the last outputs again until no event asked for it meanwhile (an event
+        during a reconcile is not lost)."""
+        while self._repair_wanted:
+            self._repair_wanted = False
+            await asyncio.sleep(0.05)  # a burst of events (a namespace deleted) is one repair
+            if self._outputs is not None:
+                await self.reconcile(self._outputs)
+
     async def reconcile(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> None:
+        self._outputs = outputs
         if not self.is_leader():
+            self._versions.clear()  # a new term starts from what the cluster holds then
+            self._applied.clear()
             return
+        async with self._lock:
+            rendered = await self._apply_all(outputs)
+            await self._prune(outputs, rendered)
+
+    async def _apply_all(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> set[ObjectId]:
+        """Apply each Gateway's objects that changed; the ids of every object rendered."""
+        rendered: set[ObjectId] = set()
         for key, out in sorted(outputs.items()):
             group = f"{key.namespace}/{key.name}"
             cert = self._certs.get(group)
@@ -372,22 +451,67 @@ class KubernetesInfrastructure:
                 continue
             params = proxy_parameters(self._spec(out.infra.class_parameters), self._spec(out.infra.parameters))
             objects = render(out.infra, owner, self.ca, self.settings, cert, params)
+            ids = [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects]
+            rendered.update(ids)
             fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
             name = (key.namespace, key.name)
-            if self._applied.get(name) == fingerprint:
+            if self._applied.get(name) == fingerprint and name not in self._drifted and not self._missing(ids):
                 continue
+            self._drifted.discard(name)  # a change seen while applying marks it again
             try:
-                await self.apply(objects)
+                stored = await self.apply(objects)
             except Exception as e:  # noqa: BLE001 (one Gateway's failure never blocks the others)
                 # tried again on the next change; the same error for the same objects is logged once
                 failure = (fingerprint, str(e))
                 log.log(logging.DEBUG if self._failed.get(name) == failure else logging.ERROR,
                         "applying the data plane of Gateway %s failed: %s", group, e)
                 self._failed[name] = failure
+                self._drifted.add(name)  # a repair it was stays wanted
                 continue
+            for object_id, raw in zip(ids, stored or [], strict=False):
+                self._versions[object_id] = change_version(raw)
+            for object_id in ids:
+                self._gateway_of[object_id] = name
             self._applied[name] = fingerprint
             self._failed.pop(name, None)
             log.info("applied the data plane of Gateway %s (%d objects)", group, len(objects))
+        return rendered
+
+    def _missing(self, ids: list[ObjectId]) -> bool:
+        """Is an object of these gone from the cluster (known once the watch has listed)?"""
+        generated = self.generated
+        return generated is not None and generated.synced.is_set() and any(i not in generated.objects for i in ids)
+
+    async def _prune(self, outputs: Mapping[ObjectKey, GatewayOutput], rendered: set[ObjectId]) -> None:
+        """Delete the objects of ours nothing renders any more (see the class docstring).
+        Objects of a Gateway whose owner is not known yet, or that is not served right now
+        but still ours (invalid, say), are kept: only a Gateway gone or another
+        controller's loses its data plane."""
+        generated, delete = self.generated, self.delete
+        if generated is None or delete is None or not generated.synced.is_set() or not self.loaded():
+            return
+        served = {(k.namespace, n) for k in outputs for n in (resource_name(k.namespace, k.name),
+                                                                  f"{resource_name(k.namespace, k.name)}-xds")}
+        for observed in list(generated.objects.values()):
+            if observed.id in rendered or observed.owner is None:
+                continue
+            if (observed.namespace, observed.name) in served:
+                if not any(i[1:] == observed.id[1:] for i in rendered):
+                    continue  # its Gateway's objects were not rendered this time (its owner unknown)
+                why = "no longer rendered"  # an HPA or PDB the PorticoProxy no longer has
+            elif self.owner_wanted(observed.namespace, observed.owner):
+                continue
+            else:
+                why = f"its {observed.owner[0]} {observed.owner[1]} is gone or not ours"
+            try:
+                await delete(observed)
+            except Exception as e:  # noqa: BLE001 (tried again on the next change)
+                log.warning("deleting %s %s/%s failed: %s", observed.kind, observed.namespace, observed.name, e)
+                continue
+            generated.objects.pop(observed.id, None)
+            self._versions.pop(observed.id, None)
+            self._gateway_of.pop(observed.id, None)
+            log.info("deleted %s %s/%s: %s", observed.kind, observed.namespace, observed.name, why)
 
     def _spec(self, ref: ParametersRef | None) -> dict[str, Any] | None:
         """A PorticoProxy's spec (other parameter kinds, e.g. a ConfigMap, shape nothing here)."""
@@ -399,7 +523,9 @@ class KubernetesInfrastructure:
         return False  # a pod binds its own ports; a NACK keeps the last good configuration
 
     async def stop(self) -> None:
-        """Nothing to stop: the Deployments keep serving while no controller runs."""
+        """The Deployments keep serving while no controller runs; a repair under way stops."""
+        if self._repair is not None:
+            self._repair.cancel()
 
 
 def service_addresses(service: dict[str, Any]) -> tuple[str, ...]:
