@@ -13,9 +13,9 @@ one field manager by the leader only.
 Envoy binds each listener's own port: the pod allows unprivileged processes to
 bind ports below 1024 (the namespaced, "safe" sysctl
 net.ipv4.ip_unprivileged_port_start=0), so Envoy runs as a non-root user with no
-capability. Gateway status.addresses come from the Service: its load-balancer
-ingress, else its cluster IP; until then the Gateway has no address
-(Programmed=False AddressNotAssigned). Requested spec.addresses of type
+capability. Gateway status.addresses come from the Service: a LoadBalancer's
+ingress (type Hostname for a DNS name), another type's cluster IP; until then the
+Gateway has no address (Programmed=False AddressNotAssigned). Requested spec.addresses of type
 IPAddress become the Service's loadBalancerIP (the first) and externalIPs.
 """
 
@@ -529,10 +529,13 @@ class KubernetesInfrastructure:
 
 
 def service_addresses(service: dict[str, Any]) -> tuple[str, ...]:
-    """The Gateway's addresses: the load balancer's ingress, else the cluster IP."""
+    """The Gateway's addresses: a LoadBalancer Service's ingress (none until the load
+    balancer reports one: Programmed=False AddressNotAssigned, never its cluster IP, which
+    no client outside the cluster reaches), another type's cluster IP."""
     ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     found = tuple(i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname"))
-    if found:
+    spec = service.get("spec") or {}
+    if found or spec.get("type", "ClusterIP") == "LoadBalancer":
         return found
-    cluster_ip = (service.get("spec") or {}).get("clusterIP")
+    cluster_ip = spec.get("clusterIP")
     return (cluster_ip,) if cluster_ip and cluster_ip != "None" else ()

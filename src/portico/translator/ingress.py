@@ -54,6 +54,8 @@ def ingress_statuses(stage: IngressStage, statuses: Mapping[ObjectKey, dict[str,
     out = {}
     for (ns, name), (gw_ns, gw_name) in stage.gateway_of.items():
         gw = statuses.get(ObjectKey(GATEWAY_GROUP, "Gateway", gw_ns, gw_name)) or {}
-        ips = [{"ip": a["value"]} for a in gw.get("addresses", []) if a.get("value")]
+        # networking/v1 IngressLoadBalancerIngress: an IP is `ip`, a load balancer's DNS name `hostname`
+        ips = [{"hostname" if a.get("type") == "Hostname" else "ip": a["value"]}
+               for a in gw.get("addresses", []) if a.get("value")]
         out[ObjectKey(INGRESS_GROUP, "Ingress", ns, name)] = {"loadBalancer": {"ingress": ips}}
     return out

@@ -7,6 +7,7 @@ then (`portico.status.compose`).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from portico.models import GatewayClass, Resource
@@ -24,6 +25,16 @@ def gatewayclass_status(gc: GatewayClass, conds: list[Cond], features: list[str]
     return status
 
 
+def address_type(value: str) -> str:
+    """GatewayStatusAddress type: IPAddress, or Hostname (a load balancer known by its DNS
+    name, e.g. an AWS ELB's)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "Hostname"
+    return "IPAddress"
+
+
 def gateway_status(gw: GatewayState) -> dict[str, Any]:
     generation = gw.gateway.metadata.generation
     conds = gw.conds
@@ -32,7 +43,7 @@ def gateway_status(gw: GatewayState) -> dict[str, Any]:
         conds = [Cond("Programmed", False, "AddressNotAssigned", "the Gateway's Service has no address yet"),
                  *conds]
     status: dict[str, Any] = {
-        "addresses": [{"type": "IPAddress", "value": a} for a in gw.placement.status_addresses],
+        "addresses": [{"type": address_type(a), "value": a} for a in gw.placement.status_addresses],
         "conditions": render_all(conds, generation),
         "listeners": listener_statuses(gw.own_listeners, generation),
     }
