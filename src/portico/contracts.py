@@ -113,6 +113,10 @@ class Placement:
     # Backends and XBackends (a route author's objects) never may, unless the GatewayClass's
     # PorticoProxy allows it (spec.localBackends; `translator.localaccess`).
     local_backends: bool = True
+    # link-local and cloud metadata addresses allowed to every backend without a
+    # spec.localBackends / spec.protectedBackends rule (the controller's
+    # --allow-link-local-backends; off by default: instance credentials live there)
+    link_local_backends: bool = False
     # control endpoints no backend may reach, in any mode
     reserved: Reserved = field(default_factory=Reserved)
 

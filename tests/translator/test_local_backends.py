@@ -233,3 +233,38 @@ def test_kubernetes_mode_refuses_envoys_admin_even_when_local_backends_are_allow
     clusters, conds = resolve(extra, refs, pod, ALLOW_EVERYTHING)
     assert clusters == {"backend/default/sidecar"}
     assert refused(conds, "is Portico's state directory") and refused(conds, "is a control port")
+
+
+METADATA = {
+    "aws": {"ip": {"address": "169.254.169.254", "port": 80}},
+    "ecs": {"ip": {"address": "169.254.170.2", "port": 80}},
+    "aws6": {"ip": {"address": "fd00:ec2::254", "port": 80}},
+    "alibaba": {"ip": {"address": "100.100.100.200", "port": 80}},
+    "gce": {"fqdn": {"hostname": "metadata.google.internal", "port": 80}},
+    "gce-dot": {"fqdn": {"hostname": "Metadata.Google.Internal.", "port": 80}},
+}
+
+
+def pod(link_local: bool = False) -> Placement:
+    """A Kubernetes-mode placement (`infra.kubernetes`): Envoy in its own pod."""
+    return Placement("0.0.0.0", ("203.0.113.9",), bind_address_reachable=False, local_backends=False,
+                     reserved=Reserved(("/var/run/portico-admin",), (("127.0.0.1", 19001),)),
+                     link_local_backends=link_local)
+
+
+def test_cloud_metadata_endpoints_are_refused_in_kubernetes_mode_unless_the_controller_allows_them() -> None:
+    """Instance metadata services hold the node's cloud credentials: AWS (IPv4, ECS, IPv6),
+    Alibaba Cloud and GCE's name are refused (`localaccess`, `guardrails`), and the route
+    says why and how to allow them; the controller's --allow-link-local-backends allows
+    them to every Backend (not loopback, not Unix sockets)."""
+    far = backend("far", {"ip": {"address": "10.0.0.7", "port": 80}})
+    extra = [backend(n, e) for n, e in METADATA.items()] + [far, backend("lo", LOCAL["lo"])]
+    refs = [(*B, n) for n in METADATA] + [(*B, "far"), (*B, "lo")]
+    clusters, conds = resolve(extra, refs, pod())
+    assert clusters == {"backend/default/far"}
+    for name in METADATA:
+        assert refused(conds, f"Backend default/{name}"), name
+    assert refused(conds, "the controller's --allow-link-local-backends")
+    clusters, conds = resolve(extra, refs, pod(link_local=True))
+    assert clusters == {f"backend/default/{n}" for n in METADATA} | {"backend/default/far"}
+    assert refused(conds, "Backend default/lo: endpoint 127.0.0.1:9001 is a local backend")

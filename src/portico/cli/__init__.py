@@ -175,6 +175,11 @@ def controller(
     shutdown_manager_image: Annotated[str, typer.Option(help="Image of the Envoy pods' shutdown-manager container "
                                                              "(default: this version's controller image).",
                                                         show_default=False)] = "",
+    allow_link_local_backends: Annotated[bool, typer.Option(
+        help="Let every Backend and XBackend name link-local and cloud metadata addresses (169.254.0.0/16, "
+             "fe80::/10, fd00:ec2::254, 100.100.100.200, metadata.google.internal): refused by default, they "
+             "hold the node's cloud credentials; PorticoProxy spec.localBackends allows them per namespace.")]
+    = False,
     port_offset: Annotated[int, typer.Option(help="Added to every listener port (data plane 'local').")] = 0,
     address_pool: Annotated[str, typer.Option(help="Loopback CIDR Gateway addresses come from.")] = DEFAULT_POOL,
     state_dir: Annotated[str | None, typer.Option(help="xDS socket and Envoy work dirs.", show_default=False)]
@@ -202,6 +207,7 @@ def controller(
         address_pool=address_pool, envoy_log_level="info" if log_level.lower() == "debug" else "warning",
         xds_listen_host=xds_host, xds_listen_port=xds_port, xds_service=xds_service,
         xds_service_port=xds_port, envoy_image=envoy_image, shutdown_image=shutdown_manager_image,
+        allow_link_local_backends=allow_link_local_backends,
         admin_token=admin_token_of(admin_token, admin_token_file),
     )
     try:

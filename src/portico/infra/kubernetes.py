@@ -125,6 +125,7 @@ class Settings:
     replicas: int = 1
     service_type: str = "LoadBalancer"
     shutdown_image: str = ""  # the shutdown manager's (default: the controller's, portico_image())
+    allow_link_local_backends: bool = False  # --allow-link-local-backends (translator.localaccess)
     controller_name: str = CONTROLLER_NAME  # labelled (hashed) on what it generates: another controller's are not ours
 
     @property
@@ -393,7 +394,8 @@ class KubernetesInfrastructure:
             addresses = service_addresses(service) if service else ()
             # Envoy binds every address in its pod; clients reach the Service's addresses
             out[(namespace, name)] = Placement("0.0.0.0", addresses, bind_address_reachable=False,
-                                               local_backends=False, reserved=POD_RESERVED)
+                                               local_backends=False, reserved=POD_RESERVED,
+                                               link_local_backends=self.settings.allow_link_local_backends)
         return out
 
     def groups(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> dict[str, IR]:

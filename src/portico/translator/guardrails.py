@@ -91,7 +91,7 @@ class Guardrails:
         """Why the route may not send to this backend, if so."""
         for e in (None, *endpoints):
             found = self.category(kind, namespace, name, e)
-            if found is None:
+            if found is None or (found == METADATA and self.access.link_local_allowed):
                 continue
             classes = self.access.classes(route)
             refusing = [c.name for c in classes if not self.allows(c, namespace, found) and not (
@@ -101,9 +101,11 @@ class Guardrails:
                 what = "is the Service of" if e is None else f"has endpoint {e.address}:{e.port}, which is"
                 label = "the cluster's Kubernetes API server" if found == API_SERVER else \
                     "a link-local or cloud metadata endpoint"
+                how = "" if found == API_SERVER else \
+                    " or localBackends; for every namespace, the controller's --allow-link-local-backends"
                 return (f"{kind} {namespace}/{name} {what} {label} ({found}); the parameters of GatewayClass "
                         f"{', '.join(refusing) or '-'} do not allow it for namespace {namespace} "
-                        f"(PorticoProxy spec.protectedBackends{'' if found == API_SERVER else ' or localBackends'})")
+                        f"(PorticoProxy spec.protectedBackends{how})")
         return None
 
     def allows(self, gc: GatewayClass, namespace: str, category: str) -> bool:

@@ -177,6 +177,9 @@ class LocalAccess:
         self.reserved = Reserved(tuple(sorted({p for pl in placements for p in pl.reserved.paths})),
                                  tuple(sorted({p for pl in placements for p in pl.reserved.ports})))
         self.services_local = all(p.local_backends for p in placements)
+        # the controller's --allow-link-local-backends: link-local and metadata addresses are
+        # allowed to every backend (loopback and Unix sockets still need spec.localBackends)
+        self.link_local_allowed = bool(placements) and all(p.link_local_backends for p in placements)
 
     def problem(self, route: Resource, kind: str, namespace: str, name: str, endpoints: Iterable[Endpoint],
                 platform: bool = False) -> str | None:
@@ -189,7 +192,10 @@ class LocalAccess:
             if reserved is not None:
                 return (f"{kind} {namespace}/{name}: endpoint {where} is {reserved}, which no backend may "
                         f"name")
-            if platform or (not e.address.startswith(UNIX_PREFIX) and local_ips(e.address) is None):
+            ips = None if e.address.startswith(UNIX_PREFIX) else local_ips(e.address)
+            if platform or (not e.address.startswith(UNIX_PREFIX) and ips is None):
+                continue
+            if self.link_local_allowed and ips and all(ip.is_link_local for ip in ips):
                 continue
             classes = self.classes(route) if classes is None else classes
             refusing = [c.name for c in classes if not self.class_allows(c, namespace, e)]
