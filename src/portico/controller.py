@@ -42,10 +42,11 @@ from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
 from portico.ingress.serve import GATEWAY_CLASS as INGRESS_GATEWAY_CLASS
 from portico.ingress.serve import gateway_name as ingress_gateway
 from portico.ir import GatewayInfra, ParametersRef
+from portico.kubeapi import status_code
 from portico.leader import LeaderElector
 from portico.objects import GATEWAY_GROUP, ObjectKey
 from portico.provider import ProviderEvent
-from portico.provider.kubernetes import KINDS, KubernetesProvider, status_code
+from portico.provider.kubernetes import KINDS, KubernetesProvider
 from portico.runtime import AdminFace, Mode, Plane, private_dir, runtime_base, serve
 from portico.seams import Infrastructure
 from portico.status.events import KubernetesEvents

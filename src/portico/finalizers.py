@@ -18,8 +18,8 @@ from collections.abc import Callable
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
+from portico.kubeapi import Kind
 from portico.objects import GATEWAY_GROUP
-from portico.provider.kubernetes import Kind
 from portico.store import Store
 
 log = logging.getLogger(__name__)

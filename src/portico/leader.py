@@ -39,7 +39,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from portico.provider.kubernetes import status_code
+from portico.kubeapi import status_code
 
 log = logging.getLogger(__name__)
 

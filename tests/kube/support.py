@@ -14,7 +14,8 @@ from lightkube.config.kubeconfig import KubeConfig
 from kube.emulator import KubeAPI
 from kube.rbac import service_account
 from portico import install
-from portico.provider.kubernetes import KINDS, Kind
+from portico.kubeapi import Kind
+from portico.provider.kubernetes import KINDS
 
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 CONTROLLER = service_account("portico-system", install.NAME)

@@ -24,7 +24,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import on_error_raise
 
-from portico.provider.kubernetes import Kind, status_code
+from portico.kubeapi import Kind, status_code
 
 log = logging.getLogger(__name__)
 

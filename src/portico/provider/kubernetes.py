@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx2 as httpx  # lightkube's HTTP client
@@ -37,40 +37,16 @@ from lightkube import ALL_NS, AsyncClient, operators
 from lightkube.core import resource as lightkube_resource
 from lightkube.core.exceptions import ApiError
 from lightkube.core.selector import build_selector
-from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import on_error_raise
 
 from portico import kinds
+from portico.kubeapi import Kind, status_code
 from portico.objects import ObjectKey, key_of
 from portico.provider import Document, ProviderEvent, Source
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A resource to watch: group, version, kind, plural, namespaced."""
-
-    group: str
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def resource(self) -> Any:
-        """lightkube's generic resource class (made once per process: lightkube's
-        registry refuses a second class for a core kind)."""
-        if self not in _RESOURCES:
-            create = create_namespaced_resource if self.namespaced else create_global_resource
-            _RESOURCES[self] = create(self.group, self.version, self.kind, self.plural)
-        return _RESOURCES[self]
-
-
-_RESOURCES: dict[Kind, Any] = {}
 
 
 # every kind the table marks watched, at the version it names first (the storage version)
@@ -331,9 +307,3 @@ class KubernetesProvider:
         delay = min(cap, first * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
         log.warning("%s watch failed (%s: %s); retrying in %.1f s", kind.kind, type(error).__name__, error, delay)
         await asyncio.sleep(delay)
-
-
-def status_code(error: httpx.HTTPStatusError) -> int:
-    if isinstance(error, ApiError) and error.status.code:
-        return int(error.status.code)
-    return error.response.status_code

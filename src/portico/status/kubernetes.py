@@ -35,8 +35,8 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
+from portico.kubeapi import Kind, status_code
 from portico.objects import ObjectKey, utc_now
-from portico.provider.kubernetes import Kind, status_code
 from portico.status.compose import SHARED_FIELDS, compose, without_ours
 
 log = logging.getLogger(__name__)
