@@ -152,7 +152,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     await serve(Mode(
         provider=_Marked(provider, loaded, finalizers.schedule), infrastructure=infrastructure,
         controller_name=options.controller_name, store=store, writer=writer, events=events, changed=changed,
-        admin=AdminFace(options.health_host, options.health_port, _admin_token(options)),
+        admin=AdminFace(options.health_host, options.health_port, await _admin_token(options, client)),
         services=(*((elector.run,) if elector is not None else ()),
                   *((generated.run_until,) if generated is not None else ())),
         drain=writer.idle,  # statuses in flight are written before the lease is given up
@@ -160,12 +160,11 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     ), stop)
 
 
-def _admin_token(options: ControllerOptions) -> str | None:
+async def _admin_token(options: ControllerOptions, client: AsyncClient) -> str | None:
     """The admin API's token: the probes need the pod network; /api/ does not get it for free."""
     if options.admin_token is not None or options.health_host in ("127.0.0.1", "localhost", "::1"):
         return options.admin_token
-    log.info("the admin API's /api/ needs a token (set PORTICO_ADMIN_TOKEN to use it); probes are open")
-    return secrets.token_urlsafe(32)
+    return await _shared_token(client, options.namespace)
 
 
 async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncClient, store: Store,
@@ -255,6 +254,22 @@ async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> C
             if status_code(e) != 409:  # another replica created it first: read theirs
                 raise
     raise RuntimeError(f"could not read or create the xDS CA Secret {namespace}/{name}")
+
+
+async def _shared_token(client: AsyncClient, namespace: str) -> str:
+    """The token every replica shares (`portico.admintoken`); a token of this process
+    alone when its Secret cannot be read or created (the API unreachable, RBAC)."""
+    from portico import admintoken
+
+    try:
+        token = await admintoken.load_or_create(client, namespace)
+        log.info("the admin API's /api/ needs the token in Secret %s/%s; probes are open", namespace,
+                 admintoken.SECRET)
+        return token
+    except (httpx.HTTPError, OSError, RuntimeError) as e:
+        log.warning("the admin token Secret %s/%s: %s; this replica uses a token of its own (set "
+                    "PORTICO_ADMIN_TOKEN to choose one)", namespace, admintoken.SECRET, e)
+        return secrets.token_urlsafe(32)
 
 
 def _lookup(store: Store) -> Callable[[ObjectKey], tuple[dict[str, Any], str] | None]:

@@ -13,10 +13,11 @@
   its own namespace only. Kubernetes RBAC cannot narrow writes to objects a
   controller created (no label conditions), so those verbs are cluster-wide for
   those kinds.
-- The controller Deployment (2 replicas, leader-elected, probes, requests), the
-  `portico-xds` Service Envoy pods reach, and a random admin token in a Secret
-  (the admin API listens on the pod network for the probes; its /api/ needs the
-  token).
+- The controller Deployment (2 replicas, leader-elected, probes, requests) and the
+  `portico-xds` Service Envoy pods reach. No admin token: the render is
+  deterministic (rendering again gives byte-identical YAML, so applying it again
+  changes nothing); the controller creates the Secret `portico-admin-token` once,
+  at its first start (`portico.admintoken`), and its Deployment reads it from there.
 - ClusterRoles for the Gateway API's three personas, aggregated to the built-in
   roles: infrastructure provider (GatewayClasses), cluster operator (Gateways,
   ListenerSets, ReferenceGrants, BackendTLSPolicies; aggregated to admin) and
@@ -27,15 +28,14 @@
 
 from __future__ import annotations
 
-import base64
 import importlib.resources
-import secrets
 from typing import Any
 
 import yaml
 
 from portico import CONTROLLER_NAME, __version__, kinds
 from portico.provider.kubernetes import KINDS
+from portico.translator.gateway import BUNDLE_VERSION, bundled_version
 
 NAME = "portico-controller"
 LABELS = {"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "controller"}
@@ -54,21 +54,31 @@ PERSONAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]
 WATCH = ["list", "watch"]
+PORTICO_VERSION = "gateway.portico.dev/version"  # on Portico's own CRDs: the release that installed them
 
 
 def crds() -> list[dict[str, Any]]:
+    """The bundled Gateway API CRDs, their bundle-version annotation the Gateway API version
+    they come from (the vendored files, from upstream's main branch, say v0.0.0-dev), and
+    Portico's own CRDs labelled with Portico's version."""
     folder = importlib.resources.files("portico") / "crds"
     docs: list[dict[str, Any]] = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
             docs += [d for d in yaml.safe_load_all(entry.read_text()) if d]
+    for doc in docs:
+        annotations = doc["metadata"].setdefault("annotations", {})
+        if BUNDLE_VERSION in annotations:
+            annotations[BUNDLE_VERSION] = bundled_version()
+        if doc.get("spec", {}).get("group", "").endswith("portico.dev"):
+            annotations[PORTICO_VERSION] = __version__
+        # the safe-upgrades policy admits v0.0.0-dev or v1.5+: ours is a v1.5 pre-release
     return docs
 
 
-def render(namespace: str = "portico-system", image: str = "", replicas: int = 2,
-           token: str | None = None) -> list[dict[str, Any]]:
+def render(namespace: str = "portico-system", image: str = "", replicas: int = 2) -> list[dict[str, Any]]:
+    """Every object of an install, the same on every call (no secret: see the module docstring)."""
     image = image or f"ghcr.io/portico-dev/portico:{__version__}"
-    token = token or secrets.token_urlsafe(32)
     meta = {"namespace": namespace, "labels": LABELS}
     return [
         *crds(),
@@ -86,8 +96,6 @@ def render(namespace: str = "portico-system", image: str = "", replicas: int = 2
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": NAME, **meta},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
          "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "portico-admin-token", **meta},
-         "type": "Opaque", "data": {"token": base64.b64encode(token.encode()).decode()}},
         deployment(namespace, image, replicas),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "portico-xds", **meta},
          "spec": {"selector": LABELS, "ports": [{"name": "xds", "port": 18000, "targetPort": 18000}]}},
@@ -178,8 +186,21 @@ def persona_roles() -> list[dict[str, Any]]:
     return roles
 
 
+class PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases (`&id001`, `*id001`): PyYAML writes one for every
+    dict or list an output shares (LABELS here), which kubectl reads but reviewers,
+    kustomize patches and diff tools do not expect."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_all(docs: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(docs, Dumper=PlainDumper, sort_keys=False, width=120)
+
+
 def render_yaml(**options: Any) -> str:
-    return yaml.safe_dump_all(render(**options), sort_keys=False, width=120)
+    return dump_all(render(**options))
 
 
 FILES = ("crds.yaml", "namespace.yaml", "rbac.yaml", "controller.yaml", "personas.yaml")
@@ -187,16 +208,13 @@ FILES = ("crds.yaml", "namespace.yaml", "rbac.yaml", "controller.yaml", "persona
 
 def render_files(**options: Any) -> dict[str, str]:
     """deploy/ for `kubectl kustomize deploy` (or `kubectl apply -k deploy`): the objects of
-    `render` by file, and a kustomization listing them. No admin token Secret: a committed
-    token would be no secret (without one the controller makes its own, in memory)."""
+    `render` by file, and a kustomization listing them."""
     def file_of(obj: dict[str, Any]) -> str | None:
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind in ("CustomResourceDefinition", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
             return "crds.yaml"
         if kind == "Namespace":
             return "namespace.yaml"
-        if kind == "Secret":
-            return None
         if kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding") and name == NAME \
                 or kind == "ServiceAccount":
             return "rbac.yaml"
@@ -205,11 +223,11 @@ def render_files(**options: Any) -> dict[str, str]:
         return "controller.yaml"
 
     groups: dict[str, list[dict[str, Any]]] = {f: [] for f in FILES}
-    for obj in render(**options, token="unused"):
+    for obj in render(**options):
         if (file := file_of(obj)) is not None:
             groups[file].append(obj)
     out = {f: "# generated by `portico install render --output-dir deploy`; do not edit\n"
-              + yaml.safe_dump_all(docs, sort_keys=False, width=120) for f, docs in groups.items()}
+              + dump_all(docs) for f, docs in groups.items()}
     out["kustomization.yaml"] = ("# generated by `portico install render --output-dir deploy`; do not edit\n"
                                  + yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1",
                                                    "kind": "Kustomization", "resources": list(FILES)},

@@ -31,7 +31,12 @@ its own, with the API server semantics the controller relies on:
 - discovery: /apis/<group> and /apis/<group>/<version> list what is installed, and
   a kind is served at its installed version only.
 - LIST with limit/continue (the continue token expires with `compact()`), a
-  field selector on Secrets' `type`, watches closed after `watch_limit` seconds.
+  field selector on Secrets' `type`, equality-based label selectors (`k=v`,
+  `k!=v`, `k`, `!k`), watches closed after `watch_limit` seconds.
+- SelfSubjectAccessReview (authorization.k8s.io/v1, once `install()`ed): any
+  authenticated user may ask whether it may do something; the answer is the RBAC
+  authorizer's, `status.allowed` and, for a denial, the reason.
+- deleting a Namespace deletes every object in it (the namespace controller).
 - faults (`tests/kube/faults.py`): resources not installed (404) until
   `install()`, resources a client may not read (`forbid()`: 403), the whole
   server going away (`down`), and errors or delays on the requests a test picks
@@ -302,6 +307,9 @@ class KubeAPI(kmock.KubernetesEmulator):
                           method: str) -> aiohttp.web.StreamResponse:
         attributes = Attributes(entry.user, entry.verb, entry.group, entry.resource, entry.subresource,
                                 entry.namespace, entry.name)
+        if (entry.group, entry.resource, entry.verb) == ("authorization.k8s.io", "selfsubjectaccessreviews",
+                                                          "create") and (entry.group, entry.resource) in self.kinds:
+            return self._access_review(request, entry)  # (system:basic-user: every user may ask)
         entry.grant = self._allows(attributes)
         if entry.grant is None:
             return _forbidden(attributes)
@@ -341,6 +349,18 @@ class KubeAPI(kmock.KubernetesEmulator):
         if self.authorizer is None:
             return Grant(MASTERS, attributes.group, attributes.resource_path, attributes.verb)
         return self.authorizer.allows(attributes)
+
+    def _access_review(self, request: rendering.Request, entry: AuditEntry) -> aiohttp.web.Response:
+        body = _body(request)
+        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
+        asked = Attributes(entry.user, attrs.get("verb", ""), attrs.get("group", ""), attrs.get("resource", ""),
+                           attrs.get("subresource") or None, attrs.get("namespace", ""), attrs.get("name") or None)
+        allowed = self._allows(asked) is not None
+        status: dict[str, Any] = {"allowed": allowed}
+        if not allowed:
+            status["reason"] = denial(asked)
+        return _json({**body, "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                      "status": status}, status=201)
 
     def _list(self, res: Resource, namespace: str, params: dict[str, str]) -> aiohttp.web.Response:
         try:
@@ -436,8 +456,8 @@ class KubeAPI(kmock.KubernetesEmulator):
             ssa.updated(current, merged, owners, manager)
         merged["metadata"]["managedFields"] = ssa.managed_fields(owners, _api_version(res))
         if current is not None and _same(merged, current) and \
-                merged["metadata"]["managedFields"] == current["metadata"].get("managedFields"):
-            return _json(current)  # a no-op write changes nothing, as in Kubernetes
+                _untimed(merged["metadata"]["managedFields"]) == _untimed(current["metadata"].get("managedFields")):
+            return _json(current)  # a no-op write changes nothing, as in Kubernetes (not even the time)
         self._validate(res, merged, current)
         stored = self._stamp(merged, current, spec_change=not status_only)
         self.owners[key] = owners
@@ -455,6 +475,10 @@ class KubeAPI(kmock.KubernetesEmulator):
         self.owners.pop(key, None)
         self._write(request, res, key)
         await self._emit(res, "DELETED", obj)
+        if res.kind == "Namespace":  # the namespace controller deletes its contents
+            for inner in [k for k in self.store if k[2] == key[3] and self.kinds[(k[0], k[1])].namespaced]:
+                self._record(self.kinds[(inner[0], inner[1])], "DELETED", self.store.pop(inner))
+                self.owners.pop(inner, None)
         self._collect_soon()
         return _json(obj)
 
@@ -688,6 +712,10 @@ def _field_selector(res: Resource, selector: str) -> Callable[[dict[str, Any]], 
         return True
 
     return selected
+
+
+def _untimed(fields: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{k: v for k, v in f.items() if k != "time"} for f in fields or []]
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -28,7 +28,7 @@ WRITTEN = (("coordination.k8s.io", "v1", "Lease", "leases"), ("", "v1", "Event",
 
 def rbac_objects() -> list[dict[str, object]]:
     """The RBAC objects `portico install render` ships."""
-    return [o for o in install.render(token="unused") if o["kind"] in RBAC_KINDS]
+    return [o for o in install.render() if o["kind"] in RBAC_KINDS]
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,7 @@ def allowed(rules: list[dict[str, object]], group: str, resource: str, verb: str
 
 
 def test_rendered_install_is_valid_and_grants_what_the_controller_does() -> None:
-    objects = render(token="fixed")
+    objects = render()
     for o in objects:
         kubernetes_validate.validate(o, KUBERNETES, strict=True)
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
@@ -107,3 +107,20 @@ def test_deploy_is_the_rendered_install_and_a_kustomization(tmp_path: Path) -> N
         for doc in yaml.safe_load_all((deploy / name).read_text()):
             assert doc["kind"] != "Secret"  # no token committed
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_render_is_deterministic_plain_yaml_with_the_bundle_version() -> None:
+    from portico.install import render_yaml
+    from portico.translator.gateway import BUNDLE_VERSION, GATEWAY_API_BUNDLE
+
+    first = subprocess.run([sys.executable, "-m", "portico.cli", "install", "render"], capture_output=True,
+                           text=True, check=True).stdout
+    again = subprocess.run([sys.executable, "-m", "portico.cli", "install", "render"], capture_output=True,
+                           text=True, check=True).stdout
+    assert first == again == render_yaml()  # byte for byte: applying it again rotates nothing
+    assert "&id" not in first and "*id" not in first  # no anchors, no aliases
+    docs = [d for d in yaml.safe_load_all(first) if d]
+    assert not [d for d in docs if d["kind"] == "Secret"]  # the controller makes its token (portico.admintoken)
+    versions = {d["metadata"]["annotations"][BUNDLE_VERSION] for d in docs
+                if BUNDLE_VERSION in (d["metadata"].get("annotations") or {})}
+    assert versions == {GATEWAY_API_BUNDLE} and f"{BUNDLE_VERSION}: v0.0.0-dev" not in first

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def probes() -> dict[str, str]:
-    deployment = next(o for o in render(token="t") if o["kind"] == "Deployment")
+    deployment = next(o for o in render() if o["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {probe: container[probe]["httpGet"]["path"]
             for probe in ("startupProbe", "livenessProbe", "readinessProbe")}

@@ -421,6 +421,74 @@ def install_render(
         (output_dir / name).write_text(text)
 
 
+KubeconfigOption = Annotated[str | None, typer.Option(help="Kubeconfig file (default: in-cluster, then "
+                                                           "$KUBECONFIG or ~/.kube/config).", show_default=False)]
+ContextOption = Annotated[str | None, typer.Option(help="Kubeconfig context.", show_default=False)]
+
+
+@install_app.command("check")
+def install_check(
+    namespace: Annotated[str, typer.Option(help="Namespace of the controller.")] = "portico-system",
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Before installing: the API answers, the Gateway API CRDs are a supported bundle, no other install is
+    in the way, and you may create everything the render holds. Exit 1 when something fails."""
+    from portico.controller import ControllerOptions, client_for
+    from portico.lifecycle import check
+
+    async def main() -> bool:
+        client = client_for(ControllerOptions(kubeconfig=kubeconfig, context=context))
+        try:
+            report = await check(client, namespace)
+        finally:
+            await client.close()
+        for f in report.findings:
+            typer.echo(f"{'ok' if f.ok else 'FAIL':4}  {f.check:8} {f.message}")
+        return report.ok
+
+    if not _kube(main):
+        raise typer.Exit(1)
+
+
+@install_app.command("uninstall")
+def install_uninstall(
+    namespace: Annotated[str, typer.Option(help="Namespace of the controller.")] = "portico-system",
+    crds: Annotated[bool, typer.Option("--crds", help="Delete the CRDs too: every Gateway, route and policy "
+                                                      "in the cluster goes with them.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Delete the controller, what it generated for every Gateway, the GatewayClass finalizer it keeps, and
+    everything `install render` holds (the CRDs only with --crds)."""
+    from portico.controller import ControllerOptions, client_for
+    from portico.lifecycle import uninstall
+
+    async def main() -> bool:
+        client = client_for(ControllerOptions(kubeconfig=kubeconfig, context=context))
+        try:
+            await uninstall(client, namespace, crds=crds, say=typer.echo)
+        finally:
+            await client.close()
+        if not crds:
+            typer.echo("kept the CRDs (and so the Gateway API objects): --crds deletes them")
+        return True
+
+    _kube(main)
+
+
+def _kube(main: Callable[[], Awaitable[bool]]) -> bool:
+    """Run a command against a cluster: its errors as one line and exit 1."""
+    import httpx2
+    from lightkube.core.exceptions import ConfigError
+
+    try:
+        return asyncio.run(main())
+    except (httpx2.HTTPError, OSError, ConfigError) as e:
+        typer.echo(f"portico: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def echo(
     port: Annotated[int, typer.Option(help="Port to listen on.")],

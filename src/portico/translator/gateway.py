@@ -7,9 +7,6 @@ the routes each listener serves.
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -194,7 +191,7 @@ def supported_version(ctx: Context) -> Cond:
     found = sorted({str((crd.metadata.annotations or {}).get(BUNDLE_VERSION) or "")
                     for crd in ctx.all(Other, "CustomResourceDefinition")} - {""})
     unsupported = [v for v in found if not v.startswith(tuple(f"{b}." for b in SUPPORTED_BUNDLES))
-                   and v != bundled_version()]
+                   and v not in (bundled_version(), UNRELEASED)]
     if unsupported:
         return Cond("SupportedVersion", False, "UnsupportedVersion",
                     f"Gateway API CRDs of bundle version {', '.join(unsupported)} are installed; this Portico "
@@ -202,12 +199,16 @@ def supported_version(ctx: Context) -> Cond:
     return Cond("SupportedVersion", True, "SupportedVersion")
 
 
-@functools.cache
+# The Gateway API version of the bundled CRDs (src/portico/crds, upstream commit 4564255:
+# main after v1.4, the v1.5 line); the vendored files say v0.0.0-dev, `portico install
+# render` writes this instead
+GATEWAY_API_BUNDLE = "v1.5.0-dev+4564255"
+UNRELEASED = "v0.0.0-dev"  # upstream main's CRDs, as Portico 0.1's render installed them
+
+
 def bundled_version() -> str:
-    """The bundle version of the CRDs Portico ships (always supported)."""
-    text = (importlib.resources.files("portico") / "crds" / "gateway.networking.k8s.io_gateways.yaml").read_text()
-    match = re.search(rf"{re.escape(BUNDLE_VERSION)}: (\S+)", text)
-    return match.group(1) if match else ""
+    """The bundle version of the CRDs Portico installs (always supported)."""
+    return GATEWAY_API_BUNDLE
 
 
 def class_conditions(ctx: Context, gc: GatewayClass) -> list[Cond]:
