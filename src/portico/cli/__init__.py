@@ -18,7 +18,7 @@ from portico.cli.shutdown import shutdown_app
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Gateway API on Envoy: standalone (run) or Kubernetes (controller).",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -227,6 +227,9 @@ def config_dump(
                                                    "(running instance only; 'portico' is the one Envoy).",
                                               show_default=False)] = None,
     file: ManifestFiles = None,
+    infra: Annotated[str | None, typer.Option(help="Instead, with -f: the objects each Gateway's data plane "
+                                                   "would be in this infrastructure ('kubernetes'), as YAML.",
+                                              show_default=False)] = None,
     admin_address: AdminAddress = DEFAULT_ADMIN,
     admin_token: AdminToken = None,
     admin_token_file: AdminTokenFile = None,
@@ -237,6 +240,19 @@ def config_dump(
     fmt = "envoy" if envoy else "xds" if xds else "ir"
     if file and envoy:
         raise typer.BadParameter("--envoy asks a running instance: not with -f", param_hint="--envoy")
+    if infra is not None:
+        if infra != "kubernetes" or not file:
+            raise typer.BadParameter("--infra kubernetes, with -f FILE", param_hint="--infra")
+        from portico.infradump import offline_kubernetes_objects
+        from portico.install import dump_all
+
+        planes = offline_kubernetes_objects([str(p) for p in file], gateway)
+        if gateway and not planes:
+            typer.echo(f"portico config-dump: no Gateway {gateway} (of ours in these files)", err=True)
+            raise typer.Exit(1)
+        for name, objects in planes.items():
+            sys.stdout.write(f"# Gateway {name}\n" + dump_all(objects) + ("---\n" if len(planes) > 1 else ""))
+        return
     if file:
         from portico.standalone import offline
 
