@@ -7,9 +7,9 @@ import errno
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -493,7 +493,7 @@ def install_uninstall(
     _kube(main)
 
 
-def _kube(main: Callable[[], Awaitable[bool]]) -> bool:
+def _kube(main: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
     """Run a command against a cluster: its errors as one line and exit 1."""
     import httpx2
     from lightkube.core.exceptions import ConfigError
