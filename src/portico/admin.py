@@ -6,6 +6,7 @@
     GET /api/objects        {"items": [...], "errors": [...]}; query kind, namespace, name
     GET /api/errors         {"items": [...]}: documents skipped and objects not applied
     GET /api/openapi.json   an OpenAPI 3 description of these endpoints
+    GET /api/proxies        every connected Envoy and its xDS sync state (portico.proxystatus)
 
 Secret `data` and `stringData` values never leave the process: they are
 redacted in every answer (keys are kept, so a reader sees which entries exist).
@@ -118,13 +119,15 @@ class AdminServer:
     those answer 404, and readiness is `ready` alone); `envoys`: local Envoys' stats and
     admin (`/metrics/envoy`, `config_dump?format=envoy`); `problems`: what keeps the
     control plane from working as it should (named by /healthz and /readyz); `sock`: a socket listening
-    already (the composition root takes the admin port first), else `host`:`port`."""
+    already (the composition root takes the admin port first), else `host`:`port`; `proxies`:
+    the connected Envoys' xDS state (`portico.proxystatus`, GET /api/proxies)."""
 
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
                  readiness: Readiness | None = None, token: str | None = None,
                  metrics: Metrics | None = None, *, diagnostics: DiagnosticsView | None = None,
                  envoys: EnvoyAdmin | None = None, controller_name: str = CONTROLLER_NAME,
-                 problems: Callable[[], list[str]] | None = None, sock: socket.socket | None = None) -> None:
+                 problems: Callable[[], list[str]] | None = None, sock: socket.socket | None = None,
+                 proxies: Callable[[], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.config_dump = diagnostics.config_dump if diagnostics is not None else None
@@ -132,6 +135,7 @@ class AdminServer:
         self.envoy_stats = envoys.envoy_stats if envoys is not None else None
         self.envoy_admin = envoys.envoy_admin if envoys is not None else None
         self.controller_name = controller_name
+        self.proxies = proxies  # portico.proxystatus: the connected Envoys (GET /api/proxies)
         self.token = token or None
         self.host = host
         self.port = port
@@ -155,6 +159,7 @@ class AdminServer:
             web.get("/api/config_dump", self._config_dump),
             web.get("/api/explain", self._explain),
             web.get("/api/describe", self._describe),
+            web.get("/api/proxies", self._proxies),
             web.get("/api/topology", self._topology),
             web.get("/api/topology/events", self._topology_events),
             web.get("/topology", self._topology_page),
@@ -294,6 +299,11 @@ class AdminServer:
         return web.json_response(self.explain(port, q["host"], q.get("path", "/"), q.get("method", "GET"),
                                               headers, q.get("sni"), q.get("gateway"), q.get("listener")))
 
+    async def _proxies(self, request: web.Request) -> web.Response:
+        if self.proxies is None:
+            raise web.HTTPNotFound(reason="no xDS server here")
+        return web.json_response(self.proxies())
+
     async def _envoy_metrics(self, request: web.Request) -> web.Response:
         """?group=G: the Prometheus stats of the Envoy serving xDS group G (default: the one Envoy)."""
         stats = self.envoy_stats(request.query.get("group", "portico")) if self.envoy_stats else None
@@ -410,6 +420,10 @@ OPENAPI: dict[str, Any] = {
                                   "responses": {"200": _json("lines", {"type": "object", "properties": {
                                       "lines": {"type": "array", "items": {"type": "string"}}}}),
                                                 "404": _json("no such object", _STATUS)}}},
+        "/api/proxies": {"get": {"summary": "Every connected Envoy: Gateway (xDS group), node, address, the "
+                                           "version applied and the newest, the last NACK (`portico "
+                                           "proxy-status`)",
+                                 "responses": {"200": _json("proxies", {"type": "object"})}}},
         "/api/topology": {"get": {"summary": "Gateways, routes, backends and policies as a graph "
                                             "(nodes and edges with their conditions)",
                                   "responses": {"200": _json("graph", {"type": "object"})}}},

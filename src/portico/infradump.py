@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from portico.dump import offline_loop
 from portico.infra.kubernetes import Settings, proxy_parameters, render
 from portico.infra.pki import CertificateAuthority
 from portico.ir import ParametersRef
@@ -25,14 +24,17 @@ ISSUED = "<issued by the controller's CA at apply time>"
 def offline_kubernetes_objects(paths: list[str], gateway: str | None = None,
                                settings: Settings | None = None) -> dict[str, list[dict[str, Any]]]:
     """"namespace/name" -> the objects of that Gateway's data plane."""
-    loop = offline_loop(paths)
+    from portico.standalone import offline  # (the composition root: imported when asked)
+
+    translated = offline(paths)
+    loop = translated.loop
     outputs = loop.last_translation.gateways if loop.last_translation is not None else {}
     ca = CertificateAuthority.create()  # a throwaway: its certificates are replaced by ISSUED
 
     def spec(ref: ParametersRef | None) -> dict[str, Any] | None:
         if ref is None or (ref.group, ref.kind) != ("gateway.portico.dev", "PorticoProxy"):
             return None
-        obj = loop.store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
+        obj = translated.store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
         return dict(obj.raw.get("spec") or {}) if obj is not None else None
 
     out: dict[str, list[dict[str, Any]]] = {}

@@ -38,6 +38,7 @@ from portico.control import ControlLoop
 from portico.diagnostics import Diagnostics
 from portico.ir import IR
 from portico.metrics import Metrics
+from portico.proxystatus import proxy_status
 from portico.seams import EventRecorder, Infrastructure, Provider, StatusWriter
 from portico.store import Store
 
@@ -132,7 +133,7 @@ async def serve(mode: Mode, stop: asyncio.Event) -> None:
                                 metrics=metrics, diagnostics=Diagnostics(loop, infra.groups),
                                 envoys=infra if isinstance(infra, LocalEnvoys) else None,
                                 problems=infra.problems if isinstance(infra, Problems) else None,
-                                controller_name=mode.controller_name, sock=sock)
+                                controller_name=mode.controller_name, sock=sock, proxies=proxy_status(xds))
             await admin.start()
             exit.push_async_callback(admin.stop)
         if mode.start_data_planes:

@@ -273,6 +273,37 @@ def config_dump(
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+@app.command("proxy-status")
+def proxy_status_command(
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
+) -> None:
+    """Every Envoy connected to a running portico: its Gateway, node, address, the xDS version it applied
+    against the newest, and the last configuration it rejected. Exit 1 when one is not in sync."""
+    import json
+
+    from portico.cli.status import get_json
+    from portico.proxystatus import table
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("output must be table or json", param_hint="--output")
+    try:
+        items = get_json(admin_address, "/api/proxies", {}, admin_token_of(admin_token, admin_token_file))["items"]
+    except OSError as e:
+        typer.echo(f"portico proxy-status: {e}", err=True)
+        raise typer.Exit(1) from None
+    if output == "json":
+        sys.stdout.write(json.dumps({"items": items}, indent=2) + "\n")
+    elif not items:
+        typer.echo("no Envoy is connected")
+    else:
+        sys.stdout.write("\n".join(table(items)) + "\n")
+    if any(p["state"] != "SYNCED" for p in items):
+        raise typer.Exit(1)
+
+
 @app.command()
 def describe(
     target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. httproute/web or gateway/gw.")],

@@ -170,6 +170,15 @@ class XdsServer:
         """(group, node id) of each connected Envoy (with its ADS stream open)."""
         return [(c.group, c.node) for c in self._connections if c.ads is not None]
 
+    def connections(self) -> list[dict[str, Any]]:
+        """Each connected Envoy (ADS stream open): its group, node id, peer address, the
+        newest version it applied, the group's newest version, and its last NACK (the
+        version and Envoy's message; 0 and "" if none). A read-only view for operators."""
+        return [{"group": c.group, "node": c.node, "peer": c.ads.peer if c.ads is not None else "",
+                 "applied": c.applied, "latest": self._group(c.group).snapshot.version,
+                 "nack_version": c.nack_reported if c.last_error else 0, "nack": c.last_error}
+                for c in self._connections if c.ads is not None]
+
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
         if group is None:
