@@ -305,6 +305,48 @@ def proxy_status_command(
 
 
 @app.command()
+def analyze(
+    file: ManifestFiles = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
+    controller_name: Annotated[str, typer.Option(help="Whose status entries to read.")] = CONTROLLER_NAME,
+) -> None:
+    """Lint manifests (-f, translated here) or what a running portico holds (a controller: the cluster):
+    every problem a status reports, and shadowed routes, Services without endpoints, unused
+    ReferenceGrants and policies targeting nothing. Exit 1 when there is an error."""
+    import dataclasses
+    import json
+
+    from portico.analyze import analyze as lint
+    from portico.analyze import lines
+
+    if output not in ("text", "json"):
+        raise typer.BadParameter("output must be text or json", param_hint="--output")
+    if file:
+        from portico.dump import offline_objects
+
+        objects = offline_objects([str(p) for p in file])
+    else:
+        from portico.cli.status import get_json
+
+        try:
+            objects = get_json(admin_address, "/api/objects", {}, admin_token_of(admin_token, admin_token_file)
+                               ).get("items", [])
+        except OSError as e:
+            typer.echo(f"portico analyze: {e}", err=True)
+            raise typer.Exit(1) from None
+    findings = lint(objects, controller_name)
+    if output == "json":
+        sys.stdout.write(json.dumps({"findings": [dataclasses.asdict(f) for f in findings]}, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines(findings) or ["no problems found"]) + "\n")
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
 def describe(
     target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. httproute/web or gateway/gw.")],
     namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="The object's namespace.",
