@@ -53,3 +53,16 @@ async def load_or_create(client: AsyncClient, namespace: str, name: str = SECRET
             if status_code(e) != 409:
                 raise
     raise RuntimeError(f"could not read or create the admin token Secret {namespace}/{name}")
+
+
+async def read(client: AsyncClient, namespace: str, name: str = SECRET) -> str | None:
+    """The token, for a client of the admin API (`portico dashboard`); None when there is
+    none or the user may not read it."""
+    try:
+        secret = await client.get(Secret, name, namespace=namespace)
+    except httpx.HTTPStatusError as e:
+        if status_code(e) in (403, 404):
+            return None
+        raise
+    value = (secret.data or {}).get(KEY)
+    return base64.b64decode(value).decode().strip() if value else None

@@ -347,6 +347,70 @@ def analyze(
 
 
 @app.command()
+def dashboard(
+    kubernetes: Annotated[bool, typer.Option("--kubernetes/--standalone", help="Port-forward to the controller "
+                                             "in a cluster (kubectl port-forward), or open a local portico's "
+                                             "admin API.")] = False,
+    namespace: Annotated[str, typer.Option("-n", "--namespace", help="The controller's namespace.")]
+    = "portico-system",
+    port: Annotated[int, typer.Option(help="Local port of the forward (0: any free one).")] = 0,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in a browser.")] = True,
+    admin_address: AdminAddress = DEFAULT_ADMIN,
+    admin_token: AdminToken = None,
+    admin_token_file: AdminTokenFile = None,
+) -> None:
+    """Open the topology page: of the controller in a cluster (--kubernetes: kubectl port-forward until
+    Ctrl-C), or of a local `portico run` (its admin API's URL)."""
+    import webbrowser
+
+    from portico.dashboard import PortForward, find_kubectl, kubectl_command, page_url
+
+    token = admin_token_of(admin_token, admin_token_file)
+    if not kubernetes:
+        url = page_url(admin_address, token)
+        typer.echo(url)
+        if browser:
+            webbrowser.open(url)
+        return
+    if token is None:
+        from portico.admintoken import read
+        from portico.controller import ControllerOptions, client_for
+
+        async def read_token() -> bool:
+            nonlocal token
+            client = client_for(ControllerOptions(kubeconfig=kubeconfig, context=context))
+            try:
+                token = await read(client, namespace)
+            finally:
+                await client.close()
+            return True
+
+        _kube(read_token)
+    try:
+        forward = PortForward(kubectl_command(find_kubectl(), namespace, port, kubeconfig, context))
+    except (OSError, RuntimeError) as e:
+        typer.echo(f"portico dashboard: {e}", err=True)
+        raise typer.Exit(1) from None
+    url = page_url(forward.address, token)
+    typer.echo(f"{url}\n(forwarding to deployment/portico-controller in {namespace}; Ctrl-C stops)")
+    if token is None:
+        typer.echo("no admin token readable (Secret portico-admin-token): the page asks the API without one",
+                   err=True)
+    if browser:
+        webbrowser.open(url)
+    try:
+        code = forward.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        forward.stop()
+    if code:
+        raise typer.Exit(1)
+
+
+@app.command()
 def describe(
     target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. httproute/web or gateway/gw.")],
     namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="The object's namespace.",
