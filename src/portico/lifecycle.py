@@ -36,7 +36,8 @@ from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 
 from portico import CONTROLLER_NAME, install
 from portico.finalizers import FINALIZER
-from portico.infra.kubernetes import MANAGED_BY
+from portico.infra.kubernetes import MANAGED_BY, resource_name
+from portico.ingress.serve import gateway_name as ingress_gateway
 from portico.provider.kubernetes import status_code
 from portico.translator.gateway import BUNDLE_VERSION, SUPPORTED_BUNDLES, UNRELEASED, bundled_version
 
@@ -63,6 +64,8 @@ GENERATED = (("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodauto
              ("apps", "v1", "Deployment", "deployments"), ("", "v1", "Service", "services"),
              ("", "v1", "ConfigMap", "configmaps"), ("", "v1", "Secret", "secrets"),
              ("", "v1", "ServiceAccount", "serviceaccounts"))
+# the controller's objects a generated object names, by kind (the Secret: its xDS certificate)
+SUFFIX = {"Secret": "-xds"}
 GENERATED_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY["app.kubernetes.io/managed-by"]}
 
 
@@ -199,6 +202,53 @@ async def uninstall(client: AsyncClient, namespace: str = "portico-system", crds
     for obj in reversed(rest):  # the reverse of the order they were applied in; the namespace last
         await _delete(client, obj, deleted, say)
     return deleted
+
+
+async def adopt(client: AsyncClient, say: Callable[[str], None] = lambda line: None) -> tuple[list[str], list[str]]:
+    """After an upgrade: generated objects an older release named otherwise (before 0.2, a
+    Gateway `web.v2` got `portico-web.v2`; now `portico-web-v2-<hash>`) are replaced, not
+    kept beside the new ones: each is deleted once its Gateway's Deployment of the current
+    name exists (so traffic moves to the new pods first). Objects of ours only (label and
+    controller ownerReference). Returns (deleted, still waiting for their replacement)."""
+    found: list[tuple[str, str, str, Any, str]] = []  # (kind, namespace, name, resource, expected name)
+    current: set[tuple[str, str]] = set()  # (namespace, name) of Deployments
+    for group, version, kind, plural in GENERATED:
+        resource = _generated(group, version, kind, plural)
+        try:
+            items = [o async for o in client.list(resource, namespace=ALL_NS, labels=GENERATED_SELECTOR)]
+        except ApiError as e:
+            if status_code(e) == 404:
+                continue
+            raise
+        for item in items:
+            meta = item["metadata"]
+            owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+            if owner is None or owner.get("kind") not in ("Gateway", "IngressClass"):
+                continue
+            gateway = owner["name"] if owner["kind"] == "Gateway" else ingress_gateway(owner["name"])
+            base = resource_name(meta["namespace"], gateway)
+            if kind == "Deployment":
+                current.add((meta["namespace"], meta["name"]))
+            found.append((kind, meta["namespace"], meta["name"], resource, base + SUFFIX.get(kind, "")))
+    deleted, waiting = [], []
+    for kind, namespace, name, resource, expected in found:
+        if name == expected:
+            continue
+        what = f"{kind} {namespace}/{name}"
+        replacement = (namespace, expected.removesuffix(SUFFIX.get(kind, "")))
+        if replacement not in current:
+            waiting.append(what)
+            say(f"kept {what}: Deployment {namespace}/{replacement[1]} is not there yet (the controller makes it)")
+            continue
+        try:
+            await client.delete(resource, name, namespace=namespace)
+        except ApiError as e:
+            if status_code(e) != 404:
+                raise
+            continue
+        deleted.append(what)
+        say(f"deleted {what}: replaced by {kind} {namespace}/{expected}")
+    return deleted, waiting
 
 
 async def _release_classes(client: AsyncClient, say: Callable[[str], None]) -> None:

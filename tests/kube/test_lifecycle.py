@@ -20,7 +20,7 @@ from kube.rbac import service_account
 from kube.support import CLASS, controller_client, kubeconfig, obj, rbac_objects
 from portico import admintoken, install, lifecycle
 from portico.finalizers import FINALIZER
-from portico.infra.kubernetes import MANAGED_BY
+from portico.infra.kubernetes import MANAGED_BY, resource_name
 from portico.translator.gateway import BUNDLE_VERSION
 
 G = "gateway.networking.k8s.io"
@@ -40,7 +40,7 @@ KINDS = [  # what an install holds, what the controller generates, and the kinds
     ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True),
     ("coordination.k8s.io", "v1", "Lease", "leases", True),
     ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
-    (G, "v1", "GatewayClass", "gatewayclasses", False),
+    (G, "v1", "GatewayClass", "gatewayclasses", False), (G, "v1", "Gateway", "gateways", True),
 ]
 
 
@@ -191,4 +191,49 @@ def test_uninstall_removes_the_install_and_what_the_controller_generated() -> No
             assert api.get("apiextensions.k8s.io", "customresourcedefinitions", "", f"gateways.{G}")  # kept
             await lifecycle.uninstall(admin, crds=True)  # and the CRDs, when asked
             assert not [k for k in api.store if k[0] in ("apiextensions.k8s.io", "admissionregistration.k8s.io")]
+    run(main())
+
+
+def generated(api_version: str, kind: str, name: str, gateway: dict[str, Any]) -> dict[str, Any]:
+    o = obj(api_version, kind, name, gateway["metadata"]["namespace"])
+    o["metadata"].update({"labels": {**MANAGED_BY, "gateway.portico.dev/gateway": "x"},  # type: ignore[attr-defined]
+                          "ownerReferences": [{"apiVersion": f"{G}/v1", "kind": "Gateway", "controller": True,
+                                               "name": gateway["metadata"]["name"],
+                                               "uid": gateway["metadata"]["uid"]}]})
+    return o
+
+
+def test_objects_named_by_an_older_release_are_replaced_not_duplicated() -> None:
+    """Before 0.2 a Gateway web.v2 got portico-web.v2 (a Deployment, ConfigMap, Secret and
+    ServiceAccount; its Service was refused). After the upgrade the controller makes
+    portico-web-v2-<hash>: the old ones go once the new Deployment is there."""
+    async def main() -> None:
+        async with cluster() as (api, admin):
+            api.put(obj("v1", "Namespace", "apps", None))
+            old_gw = api.put(obj(f"{G}/v1", "Gateway", "web.v2", "apps", spec={
+                "gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}))
+            other = api.put(obj(f"{G}/v1", "Gateway", "gw", "apps", spec={
+                "gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}))
+            old = [generated("apps/v1", "Deployment", "portico-web.v2", old_gw),
+                   generated("v1", "ConfigMap", "portico-web.v2", old_gw),
+                   generated("v1", "ServiceAccount", "portico-web.v2", old_gw),
+                   generated("v1", "Secret", "portico-web.v2-xds", old_gw)]
+            kept = [generated("apps/v1", "Deployment", "portico-gw", other),
+                    generated("v1", "Secret", "portico-gw-xds", other)]
+            for o in old + kept:
+                api.put(o)
+            deleted, waiting = await lifecycle.adopt(admin)  # the new Deployment is not there yet
+            assert deleted == [] and len(waiting) == 4
+            new = resource_name("apps", "web.v2")
+            assert new.startswith("portico-web-v2-")
+            api.put(generated("apps/v1", "Deployment", new, old_gw))  # the upgraded controller made it
+            api.put(generated("v1", "Secret", f"{new}-xds", old_gw))
+            deleted, waiting = await lifecycle.adopt(admin)
+            assert sorted(deleted) == ["ConfigMap apps/portico-web.v2", "Deployment apps/portico-web.v2",
+                                       "Secret apps/portico-web.v2-xds", "ServiceAccount apps/portico-web.v2"]
+            assert waiting == []
+            left = sorted((k[1], k[3]) for k in api.store if k[2] == "apps" and k[1] != "gateways")
+            assert left == sorted([("deployments", new), ("deployments", "portico-gw"), ("secrets", f"{new}-xds"),
+                                   ("secrets", "portico-gw-xds")])
+            assert await lifecycle.adopt(admin) == ([], [])  # idempotent
     run(main())

@@ -630,6 +630,30 @@ def install_uninstall(
     _kube(main)
 
 
+@install_app.command("adopt")
+def install_adopt(
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """After an upgrade: delete the per-Gateway objects an older release named otherwise, once the
+    controller has made their replacements. Exit 1 while some still wait for theirs."""
+    from portico.controller import ControllerOptions, client_for
+    from portico.lifecycle import adopt
+
+    async def main() -> bool:
+        client = client_for(ControllerOptions(kubeconfig=kubeconfig, context=context))
+        try:
+            deleted, waiting = await adopt(client, say=typer.echo)
+        finally:
+            await client.close()
+        if not deleted and not waiting:
+            typer.echo("nothing named by an older release")
+        return not waiting
+
+    if not _kube(main):
+        raise typer.Exit(1)
+
+
 def _kube(main: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
     """Run a command against a cluster: its errors as one line and exit 1."""
     import httpx2
