@@ -98,6 +98,9 @@ async def check(client: AsyncClient, namespace: str = "portico-system",
     try:
         crds = [c async for c in client.list(CustomResourceDefinition)]
     except ApiError as e:  # an answer: the API is there, this user may not read CRDs
+        if status_code(e) == 401:
+            report.add("api", False, "the API server refuses these credentials (401 Unauthorized)")
+            return report
         report.add("api", True, "the API server answers")
         report.add("crds", False, f"cannot read the installed CRDs: {e.status.message or _why(e)}")
         await _rbac(client, namespace, report)
