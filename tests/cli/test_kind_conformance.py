@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from portico import CONTROLLER_NAME, __version__
-from portico.dump import offline_objects
+from portico.standalone import offline
 from portico.translator.features import SUPPORTED_FEATURES
 
 ROOT = Path(__file__).parents[2]
@@ -56,7 +56,7 @@ def test_derived_values_match_what_deploy_and_the_class_carry() -> None:
 
 
 def test_the_gatewayclass_it_applies_is_accepted_with_those_features() -> None:
-    [gc] = offline_objects([str(ROOT / "hack" / "gatewayclass.yaml")])
+    [gc] = offline([str(ROOT / "hack" / "gatewayclass.yaml")]).objects()
     assert gc["spec"]["controllerName"] == CONTROLLER_NAME
     assert any(c["type"] == "Accepted" and c["status"] == "True" for c in gc["status"]["conditions"])
     assert [f["name"] for f in gc["status"]["supportedFeatures"]] == sorted(SUPPORTED_FEATURES)

@@ -325,9 +325,9 @@ def analyze(
     if output not in ("text", "json"):
         raise typer.BadParameter("output must be text or json", param_hint="--output")
     if file:
-        from portico.dump import offline_objects
+        from portico.standalone import offline
 
-        objects = offline_objects([str(p) for p in file])
+        objects = offline([str(p) for p in file]).objects()
     else:
         from portico.cli.status import get_json
 
