@@ -29,15 +29,15 @@ import httpx2 as httpx  # lightkube's HTTP client
 from lightkube import ALL_NS, AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource_registry import resource_registry
-from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
-from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 
 from portico import CONTROLLER_NAME, install
 from portico.finalizers import FINALIZER
 from portico.infra.kubernetes import MANAGED_BY, resource_name
 from portico.ingress.serve import gateway_name as ingress_gateway
+from portico.provider.kubernetes import KINDS as PROVIDER_KINDS
 from portico.provider.kubernetes import status_code
 from portico.translator.gateway import BUNDLE_VERSION, SUPPORTED_BUNDLES, UNRELEASED, bundled_version
 
@@ -96,7 +96,7 @@ async def check(client: AsyncClient, namespace: str = "portico-system",
                 controller_name: str = CONTROLLER_NAME) -> Report:
     report = Report()
     try:
-        crds = [c async for c in client.list(CustomResourceDefinition)]
+        crds = [c async for c in client.list(resource_of("apiextensions.k8s.io/v1", "CustomResourceDefinition"))]
     except ApiError as e:  # an answer: the API is there, this user may not read CRDs
         if status_code(e) == 401:
             report.add("api", False, "the API server refuses these credentials (401 Unauthorized)")
@@ -110,8 +110,8 @@ async def check(client: AsyncClient, namespace: str = "portico-system",
         return report
     report.add("api", True, "the API server answers")
     # name -> annotations of the Gateway API CRDs
-    gateway_crds = {str(c.metadata.name): dict(c.metadata.annotations or {}) for c in crds
-                    if c.metadata is not None and c.spec.group in GATEWAY_API_GROUPS}
+    gateway_crds = {str(c["metadata"]["name"]): dict(c["metadata"].get("annotations") or {}) for c in crds
+                    if (c.get("spec") or {}).get("group") in GATEWAY_API_GROUPS}
     versions = sorted({a.get(BUNDLE_VERSION, "") for a in gateway_crds.values()})
     if not gateway_crds:
         report.add("crds", True, f"no Gateway API CRDs yet: the render installs {bundled_version()}")
@@ -136,7 +136,7 @@ async def check(client: AsyncClient, namespace: str = "portico-system",
 
 
 async def _other_installs(client: AsyncClient, controller_name: str, report: Report) -> None:
-    classes = _global("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")
+    classes = resource_of("gateway.networking.k8s.io/v1", "GatewayClass")
     try:
         others = [c async for c in client.list(classes)]
     except ApiError as e:
@@ -255,7 +255,7 @@ async def adopt(client: AsyncClient, say: Callable[[str], None] = lambda line: N
 
 
 async def _release_classes(client: AsyncClient, say: Callable[[str], None]) -> None:
-    classes = _global("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")
+    classes = resource_of("gateway.networking.k8s.io/v1", "GatewayClass")
     try:
         found = [c async for c in client.list(classes)]
     except ApiError as e:
@@ -275,7 +275,7 @@ async def _release_classes(client: AsyncClient, say: Callable[[str], None]) -> N
 async def _delete(client: AsyncClient, obj: dict[str, Any], deleted: list[str],
                   say: Callable[[str], None]) -> None:
     meta = obj["metadata"]
-    resource = _resource(obj["apiVersion"], obj["kind"])
+    resource = resource_of(obj["apiVersion"], obj["kind"])
     namespaced = bool(meta.get("namespace")) and RESOURCES.get(obj["kind"], ("", "", True))[2]
     try:
         await client.delete(resource, meta["name"], namespace=meta["namespace"] if namespaced else None)
@@ -288,18 +288,24 @@ async def _delete(client: AsyncClient, obj: dict[str, Any], deleted: list[str],
     say(f"deleted {obj['kind']} {where}")
 
 
+def resource_of(api_version: str, kind: str) -> Any:
+    """lightkube's class for a kind, as the controller's process has it: the provider's
+    generic class for a kind it watches (Service, Secret, the CRDs, GatewayClass, ...;
+    lightkube's registry holds one class per kind, and the provider's must be that one),
+    else lightkube's own model."""
+    watched = WATCHED.get((api_version, kind))
+    return watched.resource() if watched is not None else resource_registry.load(api_version, kind)
+
+
+WATCHED = {(k.api_version, k.kind): k for k in PROVIDER_KINDS}
+
+
 @functools.cache
 def _generated(group: str, version: str, kind: str, plural: str) -> Any:
-    """As a generic resource (made once: lightkube registers it): only names matter here."""
+    """A generic class of its own for listing a generated kind by label (only names and
+    owners matter here; a kind name of its own, so lightkube's registry keeps the
+    controller's classes of the real kinds)."""
     return create_namespaced_resource(group, version, f"Generated{kind}", plural)
-
-
-def _resource(api_version: str, kind: str) -> Any:
-    return resource_registry.load(api_version, kind)
-
-
-def _global(group: str, version: str, kind: str, plural: str) -> Any:
-    return create_global_resource(group, version, kind, plural)
 
 
 def _why(e: Exception) -> str:

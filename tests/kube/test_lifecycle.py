@@ -63,6 +63,7 @@ async def cluster() -> AsyncIterator[tuple[KubeAPI, AsyncClient]]:
 async def apply(client: AsyncClient, objects: list[dict[str, Any]]) -> None:
     """`kubectl apply --server-side -f -` of a render."""
     for o in objects:
+        lifecycle.resource_of(o["apiVersion"], o["kind"])  # the class the controller's process uses
         await client.apply(codecs.from_dict(o), field_manager="kubectl")
 
 
