@@ -20,7 +20,7 @@ from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
-from portico.provider.kubernetes import status_code
+from portico.kubeapi import status_code
 
 log = logging.getLogger(__name__)
 

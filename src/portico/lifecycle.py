@@ -37,8 +37,8 @@ from portico import CONTROLLER_NAME, install
 from portico.finalizers import FINALIZER
 from portico.infra.kubernetes import MANAGED_BY, resource_name
 from portico.ingress.serve import gateway_name as ingress_gateway
+from portico.kubeapi import status_code
 from portico.provider.kubernetes import KINDS as PROVIDER_KINDS
-from portico.provider.kubernetes import status_code
 from portico.translator.gateway import BUNDLE_VERSION, SUPPORTED_BUNDLES, UNRELEASED, bundled_version
 
 GATEWAY_API_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
