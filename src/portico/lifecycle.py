@@ -20,7 +20,6 @@ implementation may share.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +28,12 @@ import httpx2 as httpx  # lightkube's HTTP client
 from lightkube import ALL_NS, AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource_registry import resource_registry
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 
 from portico import CONTROLLER_NAME, install
 from portico.finalizers import FINALIZER
+from portico.infra.generated import GENERATED
 from portico.infra.kubernetes import MANAGED_BY, resource_name
 from portico.ingress.serve import gateway_name as ingress_gateway
 from portico.kubeapi import status_code
@@ -58,12 +57,6 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("", "services", True),
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets", True),
 }
-# what the controller generates per Gateway (portico.infra.kubernetes), by label
-GENERATED = (("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-             ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-             ("apps", "v1", "Deployment", "deployments"), ("", "v1", "Service", "services"),
-             ("", "v1", "ConfigMap", "configmaps"), ("", "v1", "Secret", "secrets"),
-             ("", "v1", "ServiceAccount", "serviceaccounts"))
 # the controller's objects a generated object names, by kind (the Secret: its xDS certificate)
 SUFFIX = {"Secret": "-xds"}
 GENERATED_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY["app.kubernetes.io/managed-by"]}
@@ -181,8 +174,8 @@ async def uninstall(client: AsyncClient, namespace: str = "portico-system", crds
     controller = [o for o in objects if o["kind"] == "Deployment"]
     for obj in controller:  # first: a running controller would re-create what is deleted next
         await _delete(client, obj, deleted, say)
-    for group, version, kind, plural in GENERATED:
-        resource = _generated(group, version, kind, plural)
+    for generated in GENERATED:  # the controller's own (generic) classes of what it generates
+        resource, kind = generated.resource(), generated.kind
         try:
             found = [o async for o in client.list(resource, namespace=ALL_NS, labels=GENERATED_SELECTOR)]
         except ApiError as e:
@@ -215,8 +208,8 @@ async def adopt(client: AsyncClient, say: Callable[[str], None] = lambda line: N
     controller ownerReference). Returns (deleted, still waiting for their replacement)."""
     found: list[tuple[str, str, str, Any, str]] = []  # (kind, namespace, name, resource, expected name)
     current: set[tuple[str, str]] = set()  # (namespace, name) of Deployments
-    for group, version, kind, plural in GENERATED:
-        resource = _generated(group, version, kind, plural)
+    for generated in GENERATED:  # the controller's own (generic) classes of what it generates
+        resource, kind = generated.resource(), generated.kind
         try:
             items = [o async for o in client.list(resource, namespace=ALL_NS, labels=GENERATED_SELECTOR)]
         except ApiError as e:
@@ -297,15 +290,9 @@ def resource_of(api_version: str, kind: str) -> Any:
     return watched.resource() if watched is not None else resource_registry.load(api_version, kind)
 
 
-WATCHED = {(k.api_version, k.kind): k for k in PROVIDER_KINDS}
-
-
-@functools.cache
-def _generated(group: str, version: str, kind: str, plural: str) -> Any:
-    """A generic class of its own for listing a generated kind by label (only names and
-    owners matter here; a kind name of its own, so lightkube's registry keeps the
-    controller's classes of the real kinds)."""
-    return create_namespaced_resource(group, version, f"Generated{kind}", plural)
+# the provider's kinds and the generated kinds infra.generated watches by label: both use
+# generic classes, which must be the registry's only class for their kind
+WATCHED = {(k.api_version, k.kind): k for k in (*PROVIDER_KINDS, *GENERATED)}
 
 
 def _why(e: Exception) -> str:
