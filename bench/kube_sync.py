@@ -71,9 +71,11 @@ def programmed(obj: dict[str, Any] | None) -> bool:
                for c in ((obj or {}).get("status") or {}).get("conditions", []))
 
 
-async def sync(namespaces: int, routes: int, quiet_s: float) -> dict[str, Any]:
+async def sync(namespaces: int, routes: int, quiet_s: float, timeout_s: float = 600) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from kube.support import running  # the API server double (tests/kube/emulator.py)
+    # the API server double as the tests set it up: the shipped RBAC in force, and the
+    # controller authenticated as its ServiceAccount (an unknown token is 401, forever)
+    from kube.support import CONTROLLER, running
 
     docs = objects(namespaces, routes)
     async with running() as (api, _client):
@@ -84,25 +86,29 @@ async def sync(namespaces: int, routes: int, quiet_s: float) -> dict[str, Any]:
             kubeconfig.write_text(yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "e",
                 "clusters": [{"name": "e", "cluster": {"server": api.base_url}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
+                "users": [{"name": "u", "user": {"token": api.token("bench", CONTROLLER)}}],
                 "contexts": [{"name": "e", "context": {"cluster": "e", "user": "u"}}]}))
             log = (root / "controller.log").open("w")
             start = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 bin_path("portico"), "controller", "--kubeconfig", str(kubeconfig), "--data-plane", "local",
                 "--health-address", f"127.0.0.1:{free_port()}", "--state-dir", str(root / "state"),
-                "--port-offset", "20000", "--log-level", "warning",
+                "--namespace", "portico-system", "--port-offset", "20000", "--log-level", "warning",
                 stdout=log, stderr=log)
             try:
                 keys = [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "HTTPRoute"]
-                deadline = start + 600
+                deadline = start + timeout_s
                 while True:
                     done_routes = sum(accepted(api.get(G, "httproutes", ns, n)) for ns, n in keys)
                     done_gws = sum(programmed(api.get(G, "gateways", f"team-{i}", "gw")) for i in range(namespaces))
                     if done_routes == len(keys) and done_gws == namespaces:
                         break
                     if time.monotonic() > deadline or proc.returncode is not None:
-                        raise RuntimeError(f"sync incomplete: {done_routes} routes, {done_gws} Gateways")
+                        log.flush()
+                        tail = "".join((root / "controller.log").read_text().splitlines(keepends=True)[-20:])
+                        raise RuntimeError(f"sync incomplete after {time.monotonic() - start:.0f} s (controller "
+                                           f"exit code {proc.returncode}): {done_routes}/{len(keys)} routes, "
+                                           f"{done_gws}/{namespaces} Gateways; the controller's log ends:\n{tail}")
                     await asyncio.sleep(0.2)
                 sync_s = time.monotonic() - start
                 writes = len(api.status_writes())
@@ -110,17 +116,23 @@ async def sync(namespaces: int, routes: int, quiet_s: float) -> dict[str, Any]:
                 quiet_writes = len(api.status_writes()) - writes
                 rss = proc_status(proc.pid, "VmHWM") / 2**20
             finally:
-                proc.terminate()
-                await proc.wait()
+                if proc.returncode is None:
+                    proc.terminate()
+                    try:
+                        await asyncio.wait_for(proc.wait(), 30)
+                    except TimeoutError:
+                        proc.kill()  # a controller that does not stop on SIGTERM must not hang the bench
+                        await proc.wait()
+                        raise RuntimeError("the controller did not stop within 30 s of SIGTERM") from None
                 log.close()
     status_objects = len(keys) + namespaces + 1  # routes, Gateways, the GatewayClass
     return {"objects": len(docs), "sync_s": sync_s, "status_writes": writes,
             "writes_per_object": writes / status_objects, "quiet_writes": quiet_writes, "cp_peak_rss_mib": rss}
 
 
-def run(namespaces: int, routes: int, quiet_s: float = 2.0) -> Report:
+def run(namespaces: int, routes: int, quiet_s: float = 2.0, timeout_s: float = 600) -> Report:
     baseline_s = translate_once(objects(namespaces, routes))
-    r = asyncio.run(sync(namespaces, routes, quiet_s))
+    r = asyncio.run(sync(namespaces, routes, quiet_s, timeout_s))
     report = Report("kube_sync", f"8. Kubernetes mode: {namespaces} namespaces x {routes} routes against the "
                                  "API server double",
                     ["objects", "all statuses s", "translation s (baseline)", "ratio", "status writes",

@@ -96,7 +96,7 @@ def test_docs_render(tmp_path: Path) -> None:
 
 
 def test_kube_sync(tmp_path: Path) -> None:
-    report = kube_sync.run(2, 3, quiet_s=0.5)
+    report = kube_sync.run(2, 3, quiet_s=0.5, timeout_s=120)
     data = check(report, tmp_path)
     assert data["data"]["status_writes"] >= 2 * 3  # every route got its status
 
