@@ -124,7 +124,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
                             lease_duration=options.lease_duration, renew_deadline=options.renew_deadline,
                             retry_period=options.retry_period, on_change=leadership,
                             # no status write in flight once the lease is given up
-                            before_release=lambda: writer.idle()) if options.leader_elect else None
+                            before_release=lambda: writer.settle()) if options.leader_elect else None
     is_leader = elector.is_leader if elector else (lambda: True)
     provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
     # statuses are written at the version the cluster serves, which the provider learns by discovery
@@ -155,7 +155,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
         admin=AdminFace(options.health_host, options.health_port, await _admin_token(options, client)),
         services=(*((elector.run,) if elector is not None else ()),
                   *((generated.run_until,) if generated is not None else ())),
-        drain=writer.idle,  # statuses in flight are written before the lease is given up
+        drain=writer.settle,  # requests in flight answered before the lease is given up (retries left)
         xds_group_of_identity=group_of_identity,
     ), stop)
 

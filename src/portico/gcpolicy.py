@@ -68,9 +68,13 @@ class Collector:
 
 
 async def _quiet(changed: asyncio.Event, seconds: float) -> bool:
-    """True once `seconds` passed without a change; False as soon as one arrives."""
+    """True once `seconds` passed without a change; False as soon as one arrives.
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives as
+    `changed` is set (it returns the result instead), and the control loop, which ends
+    only by being cancelled, would then never stop."""
     try:
-        await asyncio.wait_for(changed.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await changed.wait()
     except TimeoutError:
         return True
     return False

@@ -26,6 +26,7 @@ costs one lease expiry, not a resync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -84,27 +85,29 @@ class LeaderElector:
                 except Exception as e:  # noqa: BLE001 (the API server may be away or slow: keep trying)
                     log.warning("leader election: %s: %s", type(e).__name__, e)
                     won = False
-                if won:
+                if won and self.monotonic() < sent + self.renew_deadline:
                     self._valid_until = sent + self.renew_deadline
                     self._set(True)
+                elif won:  # an answer later than the deadline (a loaded machine): not leading on it
+                    log.warning("%s: the lease write took longer than %.1f s; not acting on it", self.identity,
+                                self.renew_deadline)
+                    if self.leading:
+                        self._set(False)
                 elif self.leading and self.monotonic() >= self._valid_until:
                     log.warning("%s could not renew the lease within %.1f s: stepping down", self.identity,
                                 self.renew_deadline)
                     self._set(False)
                 elif self.leading and won is False and self._observed and self._observed[0] != self.identity:
                     self._set(False)  # someone else holds it now
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancellation (3.11)
+                    async with asyncio.timeout(self.retry_period):
+                        await stop.wait()
         finally:
             was_leading = self.is_leader()
             self._valid_until = 0.0
             self._set(False)
             if was_leading:
-                if self.before_release is not None:
-                    await self.before_release()
-                await self._release()
+                await self._hand_over()
 
     def _set(self, leading: bool) -> None:
         if leading != self.leading:
@@ -163,6 +166,21 @@ class LeaderElector:
 
     def _duration_seconds(self) -> int:
         return max(1, math.ceil(self.lease_duration))
+
+    async def _hand_over(self) -> None:
+        """Shutdown: `before_release` (requests in flight answered), then the lease given up.
+        Bounded: a `before_release` that has not returned within a lease duration leaves the
+        lease to expire (releasing it could let the next leader write before our last write
+        lands), and shutdown goes on."""
+        if self.before_release is not None:
+            try:
+                async with asyncio.timeout(self.lease_duration):
+                    await self.before_release()
+            except TimeoutError:
+                log.warning("%s: writes still in flight after %.1f s; leaving the lease to expire",
+                            self.identity, self.lease_duration)
+                return
+        await self._release()
 
     async def _release(self) -> None:
         try:

@@ -87,6 +87,9 @@ class Mode:
     start_data_planes: bool = True
     # awaited once the loop stopped, before anything else does (statuses in flight written)
     drain: Callable[[], Awaitable[None]] | None = None
+    # how long the drain and the services may take to finish once `stop` is set: then they
+    # are cancelled, so that a controller always stops, whatever its leadership state
+    stop_grace: float = 30.0
     # xDS over mutual TLS: the group an Envoy's client certificate names (None: Unix socket only)
     xds_group_of_identity: Callable[[str], str | None] | None = None
 
@@ -156,9 +159,13 @@ async def _run(mode: Mode, loop: ControlLoop, stop: asyncio.Event, ready: Callab
                 task.result()  # the control loop only ends by failing: raise its error
         stop.set()
         tasks[0].cancel()  # the control loop runs until cancelled
-        if mode.drain is not None:
-            await mode.drain()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(mode.stop_grace):
+                if mode.drain is not None:
+                    await mode.drain()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except TimeoutError:
+            log.warning("still stopping after %.0f s: cancelling what is left", mode.stop_grace)
         log.info("stopping")
     finally:
         for task in (*tasks, stopped):

@@ -76,7 +76,7 @@ async def replicas(api: KubeAPI, names: tuple[str, ...], seconds: float) -> None
 
     for elector, writer in zip(electors, writers, strict=True):
         elector.on_change = lambda leading, w=writer: w.resume() if leading else None
-        elector.before_release = writer.idle
+        elector.before_release = writer.settle
     tasks = [asyncio.create_task(e.run(stop)) for e in electors]
     tasks += [asyncio.create_task(work(w, n)) for w, n in zip(writers, names, strict=True)]
     await asyncio.sleep(seconds)
@@ -145,5 +145,23 @@ def test_a_hung_renewal_steps_the_leader_down_before_anyone_takes_over() -> None
             late = [e for e in api.audit if e.client == leader["name"] and e.resource == "leases"
                     and e.verb == "update" and e.end - e.start >= 3.4]
             assert late and {e.code for e in late} == {409}  # the hung renewals arrived after the takeover
+
+    asyncio.run(main())
+
+
+def test_a_leader_whose_writes_do_not_finish_still_stops_and_leaves_the_lease_to_expire() -> None:
+    """`before_release` that never returns: `run` ends within a lease duration of `stop`,
+    and the lease is not given up (the next leader must not write before our last write lands)."""
+    async def main() -> None:
+        async with running() as (api, client):
+            stop = asyncio.Event()
+            elector = LeaderElector(client, "portico-system", "portico", "stuck", **TIMING)
+            elector.before_release = asyncio.Event().wait  # a write in flight that never ends
+            task = asyncio.create_task(elector.run(stop))
+            await until(elector.is_leader, what="leading")
+            stop.set()
+            await asyncio.wait_for(task, TIMING["lease_duration"] + 2)
+            lease = api.get("coordination.k8s.io", "leases", "portico-system", "portico") or {}
+            assert lease["spec"]["holderIdentity"] == "stuck"
 
     asyncio.run(main())

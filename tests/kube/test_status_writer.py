@@ -7,7 +7,7 @@ import asyncio
 import copy
 from typing import Any
 
-from kube.support import route, running
+from kube.support import route, running, until
 from portico.objects import ObjectKey
 from portico.provider.kubernetes import KINDS
 from portico.status.kubernetes import KubernetesStatusWriter
@@ -119,5 +119,26 @@ def test_other_controllers_entries_around_ours_cost_no_write() -> None:
             writer.write(KEY, {"parents": [entry(ME, "gw")]})
             await writer.idle()
             assert api.status_writes() == []
+
+    asyncio.run(main())
+
+
+def test_settle_does_not_wait_for_a_write_backing_off_and_keeps_its_status_desired() -> None:
+    """Shutdown (or leadership given up) while a write waits a long Retry-After: `settle`
+    returns at once, and the status is written when leadership resumes."""
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put(route("web"))
+            throttled = api.fault(verb="patch", resource="httproutes/status", code=429, retry_after=60)
+            writer = KubernetesStatusWriter(client, KINDS, ME, backoff=(0.05, 0.2), timeout=0.5)
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await until(lambda: throttled.hits == 1, what="the throttled write")
+            await asyncio.wait_for(writer.settle(), 2)
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None and not (stored.get("status") or {}).get("parents")
+            writer.resume()  # leading again (or the next leader): the status is still wanted
+            await asyncio.wait_for(writer.idle(), 10)
+            stored = api.get(G, "httproutes", "apps", "web")
+            assert stored is not None and stored["status"]["parents"][0]["controllerName"] == ME
 
     asyncio.run(main())

@@ -66,6 +66,7 @@ class KubernetesStatusWriter:
         self._desired: dict[ObjectKey, dict[str, Any] | None] = {}  # None: remove our entries
         self._inflight: dict[ObjectKey, asyncio.Task[None]] = {}
         self._again: set[ObjectKey] = set()
+        self._waiting: set[ObjectKey] = set()  # keys backing off before their next try
         self.written = 0  # status writes sent (for tests and metrics)
 
     # ------------------------------------------------------------ StatusWriter
@@ -88,9 +89,23 @@ class KubernetesStatusWriter:
             self._schedule(key)
 
     async def idle(self) -> None:
-        """Until no write is in flight (tests, shutdown)."""
+        """Until no write is in flight, retries included (tests)."""
         while self._inflight:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def settle(self) -> None:
+        """Shutdown, or leadership given up: until no request is in flight. A write waiting
+        to be tried again (a backoff may last `backoff[1]` s, a Retry-After longer) is not
+        waited for: its status stays desired, and whoever leads next writes it (`resume`).
+        Bounded: a request lasts at most `timeout` per attempt, and no new one is sent
+        unless we lead, so this returns promptly however leadership stands."""
+        while self._inflight:
+            # a request already sent is awaited (cancelling our side would not stop the server
+            # applying it after the lease is given up), a backoff is not
+            for key, task in list(self._inflight.items()):
+                if key in self._waiting:
+                    task.cancel()
+            await asyncio.wait(list(self._inflight.values()), timeout=0.05)
 
     # ------------------------------------------------------------ writing
 
@@ -115,17 +130,26 @@ class KubernetesStatusWriter:
                     log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                             "writing the status of %s failed (%s: %s); trying again in %.1f s",
                             key, type(e).__name__, e, delay)
-                    await asyncio.sleep(delay)
+                    await self._wait(key, delay)
                     continue
                 if not done:  # a run of conflicts: the object keeps changing; wait a little
                     failures += 1
-                    await asyncio.sleep(self._delay(failures, None))
+                    await self._wait(key, self._delay(failures, None))
                     continue
                 failures = 0
                 if key not in self._again:
                     return
         finally:
             self._inflight.pop(key, None)
+            self._waiting.discard(key)
+
+    async def _wait(self, key: ObjectKey, delay: float) -> None:
+        """A backoff: `settle` may cancel it (nothing is in flight meanwhile)."""
+        self._waiting.add(key)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._waiting.discard(key)
 
     def _delay(self, failures: int, error: Exception | None) -> float:
         """The server's Retry-After when it sent one, else exponential backoff with jitter."""
