@@ -324,19 +324,7 @@ def analyze(
 
     if output not in ("text", "json"):
         raise typer.BadParameter("output must be text or json", param_hint="--output")
-    if file:
-        from portico.standalone import offline
-
-        objects = offline([str(p) for p in file]).objects()
-    else:
-        from portico.cli.status import get_json
-
-        try:
-            objects = get_json(admin_address, "/api/objects", {}, admin_token_of(admin_token, admin_token_file)
-                               ).get("items", [])
-        except OSError as e:
-            typer.echo(f"portico analyze: {e}", err=True)
-            raise typer.Exit(1) from None
+    objects = _objects(file, admin_address, admin_token, admin_token_file, "analyze")
     findings = lint(objects, controller_name)
     if output == "json":
         sys.stdout.write(json.dumps({"findings": [dataclasses.asdict(f) for f in findings]}, indent=2) + "\n")
@@ -428,19 +416,7 @@ def describe(
     kind, sep, name = target.partition("/")
     if not sep or not name:
         raise typer.BadParameter("expected KIND/NAME", param_hint="TARGET")
-    if file:
-        from portico.standalone import offline
-
-        objects = offline([str(p) for p in file]).objects()
-    else:
-        from portico.cli.status import get_json
-
-        try:
-            objects = get_json(admin_address, "/api/objects", {}, admin_token_of(admin_token, admin_token_file)
-                               ).get("items", [])
-        except OSError as e:
-            typer.echo(f"portico describe: {e}", err=True)
-            raise typer.Exit(1) from None
+    objects = _objects(file, admin_address, admin_token, admin_token_file, "describe")
     obj = find(objects, kind, name, namespace)
     if obj is None:
         typer.echo(f"portico describe: {not_found(objects, kind, name, namespace)}", err=True)
@@ -740,3 +716,22 @@ def status(
         typer.echo(f"portico status: {e}", err=True)
         raise typer.Exit(1) from None
     render(objects, output, Console(), errors)
+
+
+def _objects(file: list[Path] | None, admin_address: str, admin_token: str | None, admin_token_file: Path | None,
+             command: str) -> list[dict[str, Any]]:
+    """The objects a command reads: translated offline from manifests (`-f`), else a running
+    instance's, from its admin API."""
+    if file:
+        from portico.standalone import offline
+
+        return offline([str(p) for p in file]).objects()
+    from portico.cli.status import get_json
+
+    try:
+        items: list[dict[str, Any]] = get_json(admin_address, "/api/objects", {},
+                                               admin_token_of(admin_token, admin_token_file)).get("items", [])
+    except OSError as e:
+        typer.echo(f"portico {command}: {e}", err=True)
+        raise typer.Exit(1) from None
+    return items
