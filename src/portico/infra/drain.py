@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import logging
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+
+from portico.infra.envoy import UnixHTTPConnection
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,9 @@ class DrainResult:
     connections_left: int
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
 def admin_request(admin_socket: str, method: str, path: str, timeout: float = 5.0) -> tuple[int, str]:
     """One request to Envoy's admin API on its Unix socket: (status, body)."""
-    conn = _UnixHTTPConnection(admin_socket, timeout)
+    conn = UnixHTTPConnection(admin_socket, timeout)
     try:
         conn.request(method, path)
         resp = conn.getresponse()

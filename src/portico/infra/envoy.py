@@ -283,7 +283,7 @@ class EnvoyProcess:
         """GET `path` on Envoy's admin API: (status, body); (0, b"") when it does not answer."""
         if self._admin is None:
             return 0, b""
-        conn = _UnixHTTPConnection(self._admin, timeout)
+        conn = UnixHTTPConnection(self._admin, timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -516,7 +516,7 @@ class EnvoyProcess:
             await asyncio.sleep(0.05)
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP/1.1 (http.client) over a Unix socket: Envoy's admin API."""
 
     def __init__(self, path: str, timeout: float) -> None:
