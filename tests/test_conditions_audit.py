@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from toolloader import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def audit() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("conditions_audit", ROOT / "tools" / "conditions_audit.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["conditions_audit"] = module
-    spec.loader.exec_module(module)
+    module = load_tool("conditions_audit")
     if not module.GO_TYPES.is_dir():
         pytest.skip(f"Gateway API Go types not found at {module.GO_TYPES}")
     if not (module.KIT / "cases").is_dir():

@@ -4,14 +4,13 @@ shown by passing tests that exist, and the table is the report's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from toolloader import load_tool
 
 from portico.models import parse_object
 from portico.translator import Snapshot, translate
@@ -22,12 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def report_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("conformance_report", ROOT / "tools" / "conformance_report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["conformance_report"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("conformance_report")
 
 
 def test_the_committed_report_covers_every_claim_and_the_table_is_current(report_tool: ModuleType) -> None:

@@ -32,22 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sharedpaths import shared_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_dir() -> Path:
-    """The team's shared directory (`../shared` of the repository; a git worktree may sit
-    deeper): $PORTICO_SHARED, else the nearest ancestor's `shared/`."""
-    env = os.environ.get("PORTICO_SHARED")
-    if env:
-        return Path(env)
-    for parent in ROOT.parents:
-        if (parent / "shared" / "reference").is_dir():
-            return parent / "shared"
-    return ROOT.parent / "shared"
-
-
 SHARED = shared_dir()
 GO_TYPES = SHARED / "reference" / "gateway-api" / "apis" / "v1"
 KIT = Path(os.environ.get("PORTICO_CONFORMANCE_KIT", SHARED / "conformance"))

@@ -40,25 +40,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from sharedpaths import shared_dir  # noqa: E402
+
 from portico.translator.features import SUPPORTED_FEATURES  # noqa: E402
 
 EVIDENCE = ROOT / "docs" / "conformance-evidence.yaml"
 REPORT = ROOT / "docs" / "conformance-report.yaml"
 TABLE = ROOT / "docs" / "conformance.md"
 GOLDEN = ROOT / "tests" / "translator" / "testdata"
-
-
-def shared_dir() -> Path:
-    """The team's shared directory: $PORTICO_SHARED, else the nearest ancestor's `shared/`."""
-    env = os.environ.get("PORTICO_SHARED")
-    if env:
-        return Path(env)
-    for parent in ROOT.parents:
-        if (parent / "shared" / "reference").is_dir():
-            return parent / "shared"
-    return ROOT.parent / "shared"
-
-
 SHARED = shared_dir()
 FEATURES_GO = SHARED / "reference" / "gateway-api" / "pkg" / "features"
 KIT = Path(os.environ.get("PORTICO_CONFORMANCE_KIT", SHARED / "conformance"))
