@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from portico.infra.addresses import is_ip
+from portico.pids import alive as _alive
 from portico.xds._common import XDS_CLUSTER
 
 log = logging.getLogger("portico.envoy")
@@ -213,19 +214,6 @@ class _Running:
             return
         while _alive(self.envoy):  # adopted: not our child, so polled
             await asyncio.sleep(0.5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    return True
 
 
 class EnvoyProcess:

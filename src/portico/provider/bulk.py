@@ -37,6 +37,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from portico.pids import alive as _alive
 from portico.provider.manifests import FileResult, load_file
 from portico.validation import Violation, checked, compile_all
 
@@ -86,16 +87,6 @@ def _exit_with(owner: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="owner-watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
