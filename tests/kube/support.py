@@ -5,7 +5,9 @@ client is the controller's ServiceAccount, authorized by the RBAC objects of
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
 
 import kmock
 from lightkube import AsyncClient
@@ -14,6 +16,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from kube.emulator import KubeAPI
 from kube.rbac import service_account
 from portico import install
+from portico.controller import ControllerOptions
 from portico.kubeapi import Kind
 from portico.provider.kubernetes import KINDS
 
@@ -97,3 +100,19 @@ def route(name: str, namespace: str = "apps", **spec: object) -> dict[str, objec
 
 
 SERVICE = obj("v1", "Service", "web", "apps", spec={"ports": [{"name": "http", "port": 80}]})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def data_plane_options(tmp: Path, xds_port: int | None = None, **overrides: object) -> ControllerOptions:
+    """A single controller (no election unless overridden) that renders each Gateway's data
+    plane and serves its xDS on loopback; objects it waits for are looked for again soon."""
+    settings: dict[str, object] = {
+        "health_port": free_port(), "state_dir": str(tmp / "state"), "leader_elect": False,
+        "data_plane": "kubernetes", "xds_listen_host": "127.0.0.1", "xds_listen_port": xds_port or free_port(),
+        "retry_missing": 0.5, **overrides}
+    return ControllerOptions(**settings)  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ route created and then edited in the cluster."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,14 @@ import aiohttp
 import pytest
 
 from kube.emulator import KubeAPI
-from kube.support import CLASS, CONTROLLER, GATEWAY, SERVICE, controller_client, obj, route, running, until
+from kube.support import (CLASS, CONTROLLER, GATEWAY, SERVICE, controller_client, free_port, obj, route, running,
+                          until)
 from portico.controller import ControllerOptions, serve_controller
 from portico.echo import EchoServer, Identity
 
 pytestmark = pytest.mark.timeout(120)
 G = "gateway.networking.k8s.io"
 ME, OTHER = "portico.dev/gateway-controller", "example.com/other"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def options(tmp: Path, **extra: Any) -> ControllerOptions:

@@ -34,8 +34,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kube.support import CLASS, SERVICE, obj, route, running, until
-from portico.controller import ControllerOptions, serve_controller
+from kube.support import CLASS, SERVICE, data_plane_options, free_port, obj, route, running, until
+from portico.controller import serve_controller
 from portico.echo import EchoServer, Identity
 from portico.infra.drain import admin_request
 from portico.infra.envoy import find_envoy
@@ -47,14 +47,6 @@ G = "gateway.networking.k8s.io"
 LISTENER_PORT = 8080  # inside each pod's own network namespace
 BACKEND_PORT = 9090
 PORTICO = str(Path(sys.executable).parent / "portico")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def netns_works() -> bool:
@@ -307,9 +299,7 @@ async def rolling_replacement(tmp_path: Path, drain: bool) -> dict[str, Any]:
             api.put(o)
         xds_port = free_port()
         stop = asyncio.Event()
-        opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"), leader_elect=False,
-                                 data_plane="kubernetes", xds_listen_host="127.0.0.1", xds_listen_port=xds_port,
-                                 retry_missing=0.5)
+        opts = data_plane_options(tmp_path, xds_port)
         controller = asyncio.create_task(serve_controller(opts, stop, client))
         pods: list[Pod] = []
         traffic: Client | None = None

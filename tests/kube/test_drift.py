@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from kube.support import CLASS, SERVICE, obj, route, running, until
-from kube.test_controller import free_port
-from portico.controller import ControllerOptions, serve_controller
+from kube.support import CLASS, SERVICE, data_plane_options, obj, route, running, until
+from portico.controller import serve_controller
 from portico.infra.kubernetes import CONTROLLER_LABEL, MANAGED_BY, controller_label
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,9 +59,7 @@ def test_generated_objects_are_repaired_and_pruned_and_nothing_else_is_touched(t
             }
             for d in strangers.values():
                 api.put(d)
-            opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"),
-                                     leader_elect=False, data_plane="kubernetes", xds_listen_host="127.0.0.1",
-                                     xds_listen_port=free_port(), retry_missing=0.5)
+            opts = data_plane_options(tmp_path)
             stop = asyncio.Event()
             controller = asyncio.create_task(serve_controller(opts, stop, client))
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from kube.emulator import KubeAPI
-from kube.support import CLASS, SERVICE, obj, route, running, until
-from kube.test_controller import free_port
+from kube.support import CLASS, SERVICE, data_plane_options, obj, route, running, until
 from kube.validation import validate
 from portico.controller import ControllerOptions, serve_controller
 from portico.infra.kubernetes import Settings, render, resource_name
@@ -49,9 +48,7 @@ def test_names_stay_distinct() -> None:
 
 
 def options(tmp: Path) -> ControllerOptions:
-    return ControllerOptions(health_port=free_port(), state_dir=str(tmp / "state"), leader_elect=False,
-                             data_plane="kubernetes", xds_listen_host="127.0.0.1", xds_listen_port=free_port(),
-                             retry_missing=0.5)
+    return data_plane_options(tmp)
 
 
 async def controlled(api: KubeAPI, client: Any, tmp: Path, check: Any, what: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,13 @@ import aiohttp
 import pytest
 
 from kube.emulator import KubeAPI
-from kube.support import CLASS, SERVICE, obj, route, running, until
-from portico.controller import ControllerOptions, serve_controller
+from kube.support import CLASS, SERVICE, data_plane_options, free_port, obj, route, running, until
+from portico.controller import serve_controller
 from portico.echo import EchoServer, Identity
 from portico.infra.envoy import find_envoy
 
 pytestmark = pytest.mark.timeout(120)
 G = "gateway.networking.k8s.io"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def condition(api: KubeAPI, type_: str) -> dict[str, Any]:
@@ -60,9 +53,7 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                 api.put(o)
             xds_port = free_port()
             stop = asyncio.Event()
-            opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"), leader_elect=False,
-                                     data_plane="kubernetes", xds_listen_host="127.0.0.1", xds_listen_port=xds_port,
-                                     retry_missing=0.5)
+            opts = data_plane_options(tmp_path, xds_port)
             controller = asyncio.create_task(serve_controller(opts, stop, client))
             envoy: asyncio.subprocess.Process | None = None
             try:

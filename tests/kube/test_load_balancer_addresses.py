@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from kube.support import CLASS, GATEWAY, SERVICE, obj, route, running, until
-from kube.test_controller import free_port
+from kube.support import CLASS, GATEWAY, SERVICE, data_plane_options, obj, route, running, until
 from kube.test_ingress import ingress
-from portico.controller import ControllerOptions, serve_controller
+from portico.controller import serve_controller
 
 pytestmark = pytest.mark.timeout(120)
 G, NET = "gateway.networking.k8s.io", "networking.k8s.io"
@@ -30,9 +29,7 @@ def test_no_address_until_the_load_balancer_has_one_and_hostnames_are_hostnames(
                       obj(f"{NET}/v1", "IngressClass", "portico", None,
                           spec={"controller": "portico.dev/ingress-controller"})):
                 api.put(o)
-            opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"), leader_elect=False,
-                                     data_plane="kubernetes", xds_listen_host="127.0.0.1",
-                                     xds_listen_port=free_port(), retry_missing=0.5)
+            opts = data_plane_options(tmp_path)
             stop = asyncio.Event()
             controller = asyncio.create_task(serve_controller(opts, stop, client))
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kube.support import CLASS, CONTROLLER, SERVICE, obj, route, running, until
-from kube.test_controller import free_port
+from kube.support import CLASS, CONTROLLER, SERVICE, data_plane_options, obj, route, running, until
 from kube.test_gatewayclass import FINALIZER, crd, finalizers
-from portico.controller import ControllerOptions, serve_controller
+from portico.controller import serve_controller
 from portico.kinds import STATUS_OURS
 from portico.provider.kubernetes import KINDS
 
@@ -48,10 +47,8 @@ def test_the_controller_uses_exactly_the_shipped_rbac(tmp_path: Path) -> None:
                           spec={"controller": "portico.dev/ingress-controller"})):
                 api.put(o)
             api.fault(verb="patch", resource="httproutes/status", code=409)  # a conflict: the route is read again
-            opts = ControllerOptions(health_port=free_port(), state_dir=str(tmp_path / "state"),
-                                     data_plane="kubernetes", xds_listen_host="127.0.0.1",
-                                     xds_listen_port=free_port(), retry_missing=0.5, lease_duration=1.0,
-                                     renew_deadline=0.8, retry_period=0.1)
+            opts = data_plane_options(tmp_path, leader_elect=True, lease_duration=1.0, renew_deadline=0.8,
+                                      retry_period=0.1)
             stop = asyncio.Event()
             controller = asyncio.create_task(serve_controller(opts, stop, client))
             try:
