@@ -6,10 +6,12 @@
   what the controller does (an audit test against the strict API server double
   compares the two): list and watch every kind it watches; patch the status of the
   kinds whose status it writes (and get them, to re-read one after a conflict);
-  create and patch (server-side apply) only the kinds it creates per Gateway
-  (ServiceAccounts, ConfigMaps, Secrets, Deployments, Services, and a PorticoProxy's
-  HorizontalPodAutoscaler and PodDisruptionBudget), never update or delete them
-  (the garbage collector deletes them with their owner); Leases and its CA Secret in
+  create, patch (server-side apply), watch and delete only the kinds it creates per
+  Gateway (ServiceAccounts, ConfigMaps, Secrets, Deployments, Services, and a
+  PorticoProxy's HorizontalPodAutoscaler and PodDisruptionBudget: repaired on drift,
+  pruned when no longer wanted), and update the finalizers of
+  their owners (Gateways, IngressClasses: blockOwnerDeletion needs it where the
+  OwnerReferencesPermissionEnforcement admission plugin runs); Leases and its CA Secret in
   its own namespace only. Kubernetes RBAC cannot narrow writes to objects a
   controller created (no label conditions), so those verbs are cluster-wide for
   those kinds.
@@ -124,6 +126,11 @@ def cluster_role() -> dict[str, Any]:
     # longer wanted (pruning: a Gateway moved to another class, an HPA removed)
     rules += [{"apiGroups": [group], "resources": plurals, "verbs": [*APPLY, "delete", *WATCH]}
               for group, plurals in sorted(CREATED.items())]
+    # generated objects name their owner (the Gateway; for Ingresses, their IngressClass) with
+    # blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin
+    # (OpenShift, hardened clusters) allows only to whom may update the owner's finalizers
+    rules += [{"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways/finalizers"], "verbs": ["update"]},
+              {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses/finalizers"], "verbs": ["update"]}]
     # the gateway-exists finalizer on GatewayClasses of ours (portico.finalizers)
     rules.append({"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses"], "verbs": ["patch"]})
     rules.append(EVENTS)

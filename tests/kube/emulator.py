@@ -26,6 +26,8 @@ its own, with the API server semantics the controller relies on:
 - server-side apply (`tests/kube/apply.py`): managedFields per field manager,
   409 conflicts unless forced, fields a manager stops applying removed; applying
   an object that does not exist needs `create` too (patch-to-create).
+- OwnerReferencesPermissionEnforcement (on by default): an ownerReference that
+  sets blockOwnerDeletion needs `update` on the owner's `finalizers` (403 otherwise).
 - garbage collection: an object whose owners are all gone (by uid) is deleted,
   shortly after, in the background, as the garbage collector does.
 - discovery: /apis/<group> and /apis/<group>/<version> list what is installed, and
@@ -105,6 +107,8 @@ class AuditEntry:
     grant: Grant | None = None
     object: dict[str, Any] | None = None  # what a successful write stored
     also: list[str] = field(default_factory=list)  # verbs authorized besides (create, for an apply that creates)
+    # (group, resource path, verb) authorized besides on other resources (an owner's finalizers)
+    elsewhere: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def resource_path(self) -> str:
@@ -152,6 +156,9 @@ class KubeAPI(kmock.KubernetesEmulator):
     bookmark_interval: float = 0.2
     watch_limit: float | None = None  # the server ends every watch after this many seconds
     gc_delay: float = 0.05
+    # the admission plugin OpenShift and hardened clusters enable: blockOwnerDeletion needs
+    # `update` on the owner's finalizers
+    owner_references_permission_enforcement: bool = True
     _counter: Any = attrs.field(factory=lambda: itertools.count(1))
     _version: int = 0
     _oldest: int = 0  # watches from a version before this one get 410 Gone
@@ -400,6 +407,7 @@ class KubeAPI(kmock.KubernetesEmulator):
         if res.namespaced:
             body["metadata"]["namespace"] = key[2]
         self._validate(res, body, None)
+        self._check_owner_references(entry, body, None)
         stored = self._stamp(body, None, spec_change=True)
         self._own(key, None, stored, request.params.get("fieldManager") or entry.client, res)
         self.store[key] = stored
@@ -459,6 +467,7 @@ class KubeAPI(kmock.KubernetesEmulator):
                 _untimed(merged["metadata"]["managedFields"]) == _untimed(current["metadata"].get("managedFields")):
             return _json(current)  # a no-op write changes nothing, as in Kubernetes (not even the time)
         self._validate(res, merged, current)
+        self._check_owner_references(entry, merged, current)
         stored = self._stamp(merged, current, spec_change=not status_only)
         self.owners[key] = owners
         self.store[key] = stored
@@ -582,6 +591,31 @@ class KubeAPI(kmock.KubernetesEmulator):
                 "details": {"name": name, "group": res.group, "kind": res.kind, "causes": [
                     {"reason": "FieldValueInvalid", "message": e, "field": e.split(":")[0]} for e in errors]}},
                 status=422))
+
+    def _check_owner_references(self, entry: AuditEntry, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """OwnerReferencesPermissionEnforcement (kubernetes plugin/pkg/admission/gc): a reference
+        that newly sets blockOwnerDeletion needs `update` on its owner's `finalizers`
+        subresource, or the write is forbidden."""
+        if not self.owner_references_permission_enforcement:
+            return
+        before = {(r.get("apiVersion"), r.get("kind"), r.get("name"), r.get("uid"))
+                  for r in ((current or {}).get("metadata") or {}).get("ownerReferences") or []
+                  if r.get("blockOwnerDeletion")}
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            if not ref.get("blockOwnerDeletion") or \
+                    (ref.get("apiVersion"), ref.get("kind"), ref.get("name"), ref.get("uid")) in before:
+                continue
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            owner = next((r for r in self.kinds.values() if (r.group, r.kind) == (group, ref.get("kind"))), None)
+            plural = owner.plural if owner is not None else f"{str(ref.get('kind', '')).lower()}s"
+            asked = Attributes(entry.user, "update", group, plural, "finalizers", entry.namespace, ref.get("name"))
+            if self._allows(asked) is not None:
+                entry.elsewhere.append((group, asked.resource_path, "update"))
+                continue
+            raise Rejected(_status(
+                403, "Forbidden", f"{entry.resource} \"{obj['metadata'].get('name', '')}\" is forbidden: cannot "
+                "set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on: "
+                f"{denial(asked)}"))
 
     def _own(self, key: Key, current: dict[str, Any] | None, stored: dict[str, Any], manager: str,
              res: Resource) -> None:
