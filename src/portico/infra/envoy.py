@@ -489,7 +489,10 @@ class EnvoyProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(running.envoy, signal.SIGTERM)
         try:
-            await asyncio.wait_for(self._gone(running), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives as the wait ends, and the caller's shutdown would run on
+            async with asyncio.timeout(timeout):
+                await self._gone(running)
         except TimeoutError:
             log.warning("envoy (pid %d) ignored SIGTERM; killing it", running.envoy)
             with contextlib.suppress(ProcessLookupError, PermissionError):
