@@ -81,12 +81,41 @@ def find_envoy() -> str:
 @dataclass(frozen=True)
 class XdsTLS:
     """Files of the client certificate, its key and the CA, and the name the xDS
-    server's certificate must carry (Kubernetes mode: mutual TLS, `portico.infra.pki`)."""
+    server's certificate must carry (Kubernetes mode: mutual TLS, `portico.infra.pki`).
+
+    With `sds_dir`, Envoy reads the certificate, key and CA through file-based SDS
+    (`sds_files`, which must be in `sds_dir`) and reads them again whenever an entry
+    is moved into `watched_directory` (a Kubernetes Secret volume: the kubelet swaps its
+    `..data` symlink atomically): a renewed certificate is used for the next xDS
+    connection, without a restart. Without it the files are read once, at start."""
 
     cert: str
     key: str
     ca: str
     server_name: str
+    sds_dir: str | None = None
+    watched_directory: str | None = None
+
+
+CLIENT_SECRET = "xds-client"  # the SDS secret names of the xDS client certificate and the CA
+CA_SECRET = "xds-ca"
+SDS_FILES = {CLIENT_SECRET: "xds-client-sds.json", CA_SECRET: "xds-ca-sds.json"}
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+def sds_files(tls: XdsTLS) -> dict[str, str]:
+    """The SDS files `tls.sds_dir` holds (file name -> JSON): one Secret resource each, the
+    client certificate and the CA, naming the certificate files and the directory whose
+    moves mean they changed."""
+    watched = {"watched_directory": {"path": tls.watched_directory}} if tls.watched_directory else {}
+    secrets: dict[str, dict[str, Any]] = {
+        CLIENT_SECRET: {"tls_certificate": {"certificate_chain": {"filename": tls.cert},
+                                            "private_key": {"filename": tls.key}, **watched}},
+        CA_SECRET: {"validation_context": {"trusted_ca": {"filename": tls.ca}, **watched}},
+    }
+    return {SDS_FILES[name]: json.dumps({"resources": [{"@type": SECRET_TYPE, "name": name, **secret}]},
+                                        indent=2, sort_keys=True)
+            for name, secret in secrets.items()}
 
 
 def bootstrap(xds_host: str, xds_port: int, node_id: str = "portico", node_cluster: str = "portico", *,
@@ -141,15 +170,7 @@ def _xds_cluster(address: dict[str, Any], tls: XdsTLS | None = None) -> dict[str
         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
             "sni": tls.server_name,
-            "common_tls_context": {
-                "alpn_protocols": ["h2"],
-                "tls_certificates": [{"certificate_chain": {"filename": tls.cert},
-                                      "private_key": {"filename": tls.key}}],
-                "validation_context": {
-                    "trusted_ca": {"filename": tls.ca},
-                    "match_typed_subject_alt_names": [{"san_type": "DNS",
-                                                       "matcher": {"exact": tls.server_name}}]},
-            }}}
+            "common_tls_context": {"alpn_protocols": ["h2"], **_xds_certificates(tls)}}}
     return {
         "name": XDS_CLUSTER,
         "type": "STRICT_DNS" if by_dns else "STATIC",
@@ -166,6 +187,26 @@ def _xds_cluster(address: dict[str, Any], tls: XdsTLS | None = None) -> dict[str
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
     }
+
+
+def _xds_certificates(tls: XdsTLS) -> dict[str, Any]:
+    """The client certificate and the validation of the server's: from the files, or
+    through file-based SDS (see `XdsTLS`)."""
+    san = {"match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls.server_name}}]}
+    if tls.sds_dir is None:
+        return {"tls_certificates": [{"certificate_chain": {"filename": tls.cert},
+                                      "private_key": {"filename": tls.key}}],
+                "validation_context": {"trusted_ca": {"filename": tls.ca}, **san}}
+
+    def sds(name: str) -> dict[str, Any]:
+        # watched_directory: the SDS file is read again on a move into its directory (a
+        # ConfigMap or Secret volume's files are symlinks that are never moved themselves)
+        return {"name": name, "sds_config": {"resource_api_version": "V3", "path_config_source": {
+            "path": f"{tls.sds_dir}/{SDS_FILES[name]}", "watched_directory": {"path": tls.sds_dir}}}}
+
+    return {"tls_certificate_sds_secret_configs": [sds(CLIENT_SECRET)],
+            "combined_validation_context": {"default_validation_context": san,
+                                            "validation_context_sds_secret_config": sds(CA_SECRET)}}
 
 
 

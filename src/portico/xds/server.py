@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from cryptography import x509
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.route.v3 import rds_pb2_grpc
 
@@ -47,6 +48,8 @@ async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaD
     if server.mtls and allowed is None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no Portico gateway identity in the certificate")
     stream = Stream(context.peer(), vhds)
+    if server.mtls:
+        stream.certificate = _peer_certificate(context)
     reader = asyncio.create_task(_read(requests, stream.queue))
     log.info("xds: Envoy connected from %s (%s)", stream.peer, stream.kind)
     try:
@@ -77,6 +80,17 @@ async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaD
         reader.cancel()
         server._detach(stream)
         log.info("xds: Envoy %s stream from %s closed", stream.kind, stream.peer)
+
+
+def _peer_certificate(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The serial number (hex) and expiry (ISO 8601) of the client certificate a stream
+    was opened with: proxy-status shows them, so a rotation can be followed per Envoy."""
+    pem = next(iter(context.auth_context().get("x509_pem_cert", ())), b"")
+    try:
+        cert = x509.load_pem_x509_certificate(pem if isinstance(pem, bytes) else str(pem).encode())
+    except ValueError:
+        return {}
+    return {"serial": f"{cert.serial_number:x}", "expires": cert.not_valid_after_utc.isoformat()}
 
 
 def _refusal(node: Any, allowed: str | None) -> str:
@@ -157,6 +171,8 @@ class XdsServer:
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.mtls = False  # serving Envoys over mutual TLS: each gets only the group its certificate names
+        self._tls: grpc.ServerCertificateConfiguration | None = None  # the newest server certificate (mTLS)
+        self._tls_changed = False  # not yet handed to grpc
 
     def version(self, group: str) -> int:
         """The newest version of `group` passed to Envoy (0 before its first `update`)."""
@@ -172,11 +188,15 @@ class XdsServer:
 
     def connections(self) -> list[dict[str, Any]]:
         """Each connected Envoy (ADS stream open): its group, node id, peer address, the
-        newest version it applied, the group's newest version, and its last NACK (the
-        version and Envoy's message; 0 and "" if none). A read-only view for operators."""
-        return [{"group": c.group, "node": c.node, "peer": c.ads.peer if c.ads is not None else "",
-                 "applied": c.applied, "latest": self._group(c.group).snapshot.version,
-                 "nack_version": c.nack_reported if c.last_error else 0, "nack": c.last_error}
+        newest version it applied, the group's newest version, its last NACK (the
+        version and Envoy's message; 0 and "" if none), and over mutual TLS the serial and
+        expiry of the client certificate its ADS stream was opened with ("" otherwise). A
+        read-only view for operators."""
+        return [{"group": c.group, "node": c.node, "peer": c.ads.peer, "applied": c.applied,
+                 "latest": self._group(c.group).snapshot.version,
+                 "nack_version": c.nack_reported if c.last_error else 0, "nack": c.last_error,
+                 "cert_serial": c.ads.certificate.get("serial", ""),
+                 "cert_expires": c.ads.certificate.get("expires", "")}
                 for c in self._connections if c.ads is not None]
 
     def _group(self, name: str) -> _Group:
@@ -197,13 +217,28 @@ class XdsServer:
 
     async def start_mtls(self, host: str, port: int, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> int:
         """Listen on host:port over TLS, requiring a client certificate the CA issued
-        (Kubernetes mode: Envoy pods connect from the network)."""
+        (Kubernetes mode: Envoy pods connect from the network). `renew` replaces the
+        server's certificate for the handshakes after it."""
         if self._group_of_identity is None:
             raise ValueError("xds: mutual TLS needs group_of_identity (which group a certificate names)")
-        credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem,
-                                                  require_client_auth=True)
+        self._tls = grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=ca_pem)
+        self._tls_changed = False
+        # grpc asks before each handshake (from its own thread): the new configuration once, then None (keep it)
+        credentials = grpc.dynamic_ssl_server_credentials(self._tls, self._next_tls, require_client_authentication=True)
         self.mtls = True
         return await self._start(f"{host}:{port}", credentials)
+
+    def renew(self, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
+        """Serve new TLS handshakes with this certificate (and trust this CA for clients);
+        connections already open keep theirs: no Envoy is disconnected."""
+        self._tls = grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=ca_pem)
+        self._tls_changed = True
+
+    def _next_tls(self) -> grpc.ServerCertificateConfiguration | None:
+        if not self._tls_changed:
+            return None
+        self._tls_changed = False
+        return self._tls
 
     async def _start(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         self._loop = asyncio.get_running_loop()

@@ -106,6 +106,7 @@ class Stream:
 
     def __init__(self, peer: str, vhds: bool = False) -> None:
         self.peer = peer
+        self.certificate: dict[str, str] = {}  # the peer's client certificate: serial, expires (mutual TLS)
         self.vhds = vhds
         self.kind = "VHDS" if vhds else "ADS"
         self.serial = next(SERIALS)
