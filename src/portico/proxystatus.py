@@ -1,7 +1,9 @@
 """`portico proxy-status` (as `istioctl proxy-status` / `egctl x status`): every Envoy
-connected to this control plane, its Gateway (xDS group), node id and address, the
-xDS version it has applied against the newest one, and the last configuration it
-rejected with Envoy's message. The admin API serves it at GET /api/proxies (read-only,
+connected to this control plane, its Gateway (xDS group), node id (in Kubernetes
+mode the pod's name: the Deployment passes it as `--service-node`) and address, the
+xDS version it has applied against the newest one, the expiry of the client
+certificate it connected with (Kubernetes mode's mutual TLS: to follow a renewal),
+and the last configuration it rejected with Envoy's message. The admin API serves it at GET /api/proxies (read-only,
 behind the admin token like the rest of /api/); the xDS server is the only source.
 
 A proxy is SYNCED when it applied the newest version, NACKED when it rejected a
@@ -37,10 +39,11 @@ def proxy_status(xds: Connections) -> Callable[[], dict[str, Any]]:
 
 def table(items: list[dict[str, Any]]) -> list[str]:
     """The lines `portico proxy-status` prints."""
-    rows = [("GATEWAY", "NODE", "ADDRESS", "STATE", "APPLIED", "LATEST", "LAST NACK")]
+    rows = [("GATEWAY", "NODE", "ADDRESS", "STATE", "APPLIED", "LATEST", "CERT EXPIRES", "LAST NACK")]
     for p in items:
         nack = f"v{p['nack_version']}: {p['nack']}" if p["nack"] else "-"
+        expires = str(p.get("cert_expires") or "")[:10] or "-"  # the date; -o json has the time and serial
         rows.append((p["group"], p["node"], p["peer"] or "-", p["state"], str(p["applied"]), str(p["latest"]),
-                     nack))
+                     expires, nack))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]

@@ -18,7 +18,6 @@ sockets cross network namespaces; the xDS server is reached the same way."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -35,10 +34,12 @@ import aiohttp
 import pytest
 
 from kube.support import CLASS, SERVICE, data_plane_options, free_port, obj, route, running, until
+from kube.volume import pod_volumes
 from portico.controller import serve_controller
 from portico.echo import EchoServer, Identity
 from portico.infra.drain import admin_request
 from portico.infra.envoy import find_envoy
+from portico.infra.kubernetes import ADMIN_DIR, BOOTSTRAP_MOUNT, XDS_MOUNT
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None,
@@ -108,22 +109,19 @@ async def serving(pod: Pod) -> None:
 class Pod:
     """One Envoy replica as its pod runs it (see the module docstring)."""
 
-    def __init__(self, name: str, root: Path, deployment: dict[str, Any], bootstrap: str, secret: dict[str, Any],
-                 xds_relay: str, backend_relay: str) -> None:
+    def __init__(self, name: str, root: Path, deployment: dict[str, Any], config: dict[str, Any],
+                 secret: dict[str, Any], xds_relay: str, backend_relay: str) -> None:
         self.name = name
         self.dir = root / name
         self.admin_dir = self.dir / "admin"
         self.admin_dir.mkdir(parents=True)
-        certs = self.dir / "xds"
-        certs.mkdir()
-        for key, value in secret["data"].items():
-            (certs / key).write_bytes(base64.b64decode(value))
+        config_volume, _ = pod_volumes(config, secret, {BOOTSTRAP_MOUNT: self.dir / "config",
+                                                        XDS_MOUNT: self.dir / "xds", ADMIN_DIR: self.admin_dir})
         spec = deployment["spec"]["template"]["spec"]
         self.grace = int(spec["terminationGracePeriodSeconds"])
         self.envoy, self.manager = spec["containers"]
         self.admin_socket = str(self.admin_dir / "admin.sock")
-        boot = json.loads(bootstrap.replace("/etc/portico/xds", str(certs))
-                          .replace("/var/run/portico-admin", str(self.admin_dir)))
+        boot = json.loads((config_volume.path / "bootstrap.json").read_text())
         xds = boot["static_resources"]["clusters"][0]
         xds["type"] = "STATIC"
         xds.pop("dns_lookup_family", None)
@@ -312,7 +310,7 @@ async def rolling_replacement(tmp_path: Path, drain: bool) -> dict[str, Any]:
             assert deployment and config and secret
             async with relay(str(tmp_path / "xds.sock"), xds_port), \
                     relay(str(tmp_path / "backend.sock"), echo_port):
-                pods = [Pod(f"portico-gw-{i}", tmp_path, deployment, config["data"]["bootstrap.json"], secret,
+                pods = [Pod(f"portico-gw-{i}", tmp_path, deployment, config, secret,
                             str(tmp_path / "xds.sock"), str(tmp_path / "backend.sock")) for i in range(2)]
                 for pod in pods:
                     await pod.start()

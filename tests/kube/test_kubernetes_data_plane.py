@@ -1,29 +1,36 @@
 """Data plane "kubernetes" end to end without a cluster: the controller applies each
 Gateway's ServiceAccount, ConfigMap, Secret, Deployment and Service to the API
-server double; a real Envoy started from the generated ConfigMap's bootstrap with
-the generated Secret's certificate reaches the controller's xDS over mutual TLS on
-loopback and serves the route; the Service's load balancer address becomes the
-Gateway's address."""
+server double; a real Envoy started as the Deployment's container (its args, the
+pod's name from the downward API) from the generated ConfigMap's bootstrap with the
+generated Secret's certificate (both laid out as the kubelet mounts them) reaches
+the controller's xDS over mutual TLS on loopback and serves the route; proxy-status
+names the pod; the Service's load balancer address becomes the Gateway's address."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from kube.emulator import KubeAPI
 from kube.support import CLASS, SERVICE, data_plane_options, free_port, obj, route, running, until
+from kube.volume import pod_volumes
 from portico.controller import serve_controller
 from portico.echo import EchoServer, Identity
 from portico.infra.envoy import find_envoy
+from portico.infra.kubernetes import ADMIN_DIR, BOOTSTRAP_MOUNT, XDS_MOUNT
+from portico.proxystatus import table
 
 pytestmark = pytest.mark.timeout(120)
 G = "gateway.networking.k8s.io"
+POD = "portico-gw-7d9f8b6c5-x2x9q"  # the pod's name, as the downward API gives it
 
 
 def condition(api: KubeAPI, type_: str) -> dict[str, Any]:
@@ -82,15 +89,11 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                 config = api.get("", "configmaps", "apps", "portico-gw")
                 secret = api.get("", "secrets", "apps", "portico-gw-xds")
                 assert config is not None and secret is not None
-                certs = tmp_path / "xds"
-                certs.mkdir()
-                for key, value in secret["data"].items():
-                    (certs / key).write_bytes(base64.b64decode(value))
-                text = config["data"]["bootstrap.json"].replace("/etc/portico/xds", str(certs))
-                # the pod's memory emptyDir holding Envoy's admin socket: a directory here
-                text = text.replace("/var/run/portico-admin", str(tmp_path / "admin"))
-                (tmp_path / "admin").mkdir()
-                boot = json.loads(text)
+                (tmp_path / "admin").mkdir()  # the pod's memory emptyDir holding Envoy's admin socket
+                config_volume, _ = pod_volumes(config, secret, {
+                    BOOTSTRAP_MOUNT: tmp_path / "config", XDS_MOUNT: tmp_path / "xds",
+                    ADMIN_DIR: tmp_path / "admin"})
+                boot = json.loads((config_volume.path / "bootstrap.json").read_text())
                 boot["static_resources"]["listeners"][0]["address"]["socket_address"].update(
                     address="127.0.0.1", port_value=free_port())
                 xds = boot["static_resources"]["clusters"][0]
@@ -100,9 +103,14 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                 xds["type"] = "STATIC"
                 xds.pop("dns_lookup_family", None)
                 (tmp_path / "bootstrap.json").write_text(json.dumps(boot))
-                envoy = await asyncio.create_subprocess_exec(
-                    find_envoy(), "--config-path", str(tmp_path / "bootstrap.json"), "--log-level", "warning",
-                    "--base-id", str(free_port()), "--service-node", "gw-pod-0")
+                # the Envoy container as the kubelet starts it: its args with $(POD_NAME) from the downward API
+                container = deployment["spec"]["template"]["spec"]["containers"][0]
+                env = {e["name"]: POD for e in container["env"]
+                       if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"}
+                args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), a)
+                        .replace(f"{BOOTSTRAP_MOUNT}/bootstrap.json", str(tmp_path / "bootstrap.json"))
+                        for a in container["args"]]
+                envoy = await asyncio.create_subprocess_exec(find_envoy(), *args, "--base-id", str(free_port()))
                 await until(lambda: condition(api, "Programmed").get("status") == "True", timeout=30,
                             what="Programmed=True once the Envoy pod ACKed")
                 async with aiohttp.ClientSession() as http:
@@ -111,6 +119,15 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                             return resp.status
 
                     assert await answer("any.example.com") == 200
+                    # proxy-status names the pod (its node id), beside its address
+                    async with http.get(f"http://127.0.0.1:{opts.health_port}/api/proxies") as resp:
+                        [proxy] = (await resp.json())["items"]
+                    assert (proxy["group"], proxy["node"], proxy["state"]) == ("apps/gw", POD, "SYNCED"), proxy
+                    assert proxy["peer"].startswith("ipv4:127.0.0.1:")
+                    served = base64.b64decode(secret["data"]["tls.crt"])
+                    assert proxy["cert_serial"] == f"{x509.load_pem_x509_certificate(served).serial_number:x}"
+                    row = table([proxy])[1].split()
+                    assert row[:3] == ["apps/gw", POD, proxy["peer"]] and row[6] == proxy["cert_expires"][:10]
                     # a route edited in the cluster goes live on the pod's Envoy
                     api.put(route("web", hostnames=["only.example.com"]))
                     for _ in range(100):

