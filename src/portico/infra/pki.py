@@ -30,7 +30,7 @@ operator replaces it by deleting the CA Secret and restarting the controller's
 replicas together: the first creates a new CA, every Gateway's Secret gets a
 certificate of it with the new `ca.crt` in the same update (Envoy reloads both
 at once), and Envoys reconnect once the kubelet has synced their Secret (about
-a minute). The README's Kubernetes security section says the same.
+a minute). The README (Run on Kubernetes, "The CA") says the same.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ class CertificateAuthority:
         # never beyond the CA: a leaf the CA no longer vouches for would fail at the CA's expiry anyway
         end = min(now + self.lifetime, self.expires)
         if end <= now:
-            raise CAExpired(f"the xDS CA expired on {self.expires:%Y-%m-%d}: replace it (README, Kubernetes "
-                            "security: delete its Secret and restart the controller's replicas)")
+            raise CAExpired(f"the xDS CA expired on {self.expires:%Y-%m-%d}: replace it (README, Run on Kubernetes, "
+                            "The CA: delete its Secret and restart the controller's replicas)")
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                 .issuer_name(self._cert.subject).public_key(key.public_key())
