@@ -103,8 +103,8 @@ def test_a_certificate_in_its_last_third_is_renewed_by_the_timer(tmp_path: Path)
                 api.put(o)
             kept = x509.load_pem_x509_certificate(aging.cert_pem).serial_number
             stop = asyncio.Event()
-            controller = asyncio.create_task(serve_controller(data_plane_options(tmp_path, cert_renew_interval=0.5), stop,
-                                                              client))
+            opts = data_plane_options(tmp_path, cert_renew_interval=0.5)
+            controller = asyncio.create_task(serve_controller(opts, stop, client))
             try:
                 await until(lambda: api.get("", "services", "apps", "portico-gw") is not None, timeout=30,
                             what="the data plane")
