@@ -1,8 +1,9 @@
 """The xDS certificates of data plane "kubernetes" over time, against the strict double:
-a Gateway's client certificate survives a controller restart or leader change (its
-Secret and the Deployment's pod template are not written anew, so no pod restarts and
-no Envoy reloads), a certificate in the last third of its lifetime is renewed by the
-timer with no other change, and the xDS server's own certificate likewise."""
+a Gateway's client certificate survives a controller restart or a leader change between
+two running replicas (its Secret and the Deployment's pod template are not written
+anew, so no pod restarts and no Envoy reloads), a certificate in the last third of its
+lifetime is renewed by the timer with no other change, and the xDS server's own
+certificate likewise."""
 
 from __future__ import annotations
 
@@ -66,12 +67,58 @@ def test_a_controller_restart_or_new_leader_keeps_the_client_certificate(tmp_pat
                 await controller
                 await second.close()
             assert applied_by(api, "second", "secrets")  # applied, and it changed nothing:
-            after = api.get(*SECRET)
-            assert after is not None and after["data"] == secret["data"]
-            assert after["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
-            now = api.get("apps", "deployments", "apps", "portico-gw")
-            assert now is not None and now["spec"]["template"] == deployment["spec"]["template"]
-            assert now["metadata"]["resourceVersion"] == deployment["metadata"]["resourceVersion"]
+            unchanged(api, secret, deployment)
+
+    asyncio.run(main())
+
+
+def unchanged(api: KubeAPI, secret: dict[str, Any], deployment: dict[str, Any]) -> None:
+    """The Gateway's Secret (so its certificate) and Deployment are as they were: not even
+    written (resourceVersion), so no pod restarts and no Envoy reloads."""
+    after = api.get(*SECRET)
+    assert after is not None and after["data"] == secret["data"]
+    assert after["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+    now = api.get("apps", "deployments", "apps", "portico-gw")
+    assert now is not None and now["spec"]["template"] == deployment["spec"]["template"]
+    assert now["metadata"]["resourceVersion"] == deployment["metadata"]["resourceVersion"]
+
+
+def test_a_new_leader_keeps_the_client_certificate(tmp_path: Path) -> None:
+    """Two replicas; the leader goes; the other takes the lease and applies the data plane
+    again (everything it applies is what the cluster already holds)."""
+    async def main() -> None:
+        async with running() as (api, first):
+            api.install("apps", "v1", "Deployment", "deployments")
+            api.install("", "v1", "ServiceAccount", "serviceaccounts")
+            for o in (CLASS, GATEWAY, SERVICE, route("web")):
+                api.put(o)
+            clients = {"a": first, "b": controller_client(api, "b")}
+            stops = {name: asyncio.Event() for name in clients}
+            replicas = {name: asyncio.create_task(serve_controller(data_plane_options(
+                tmp_path / name, leader_elect=True, identity=name, lease_duration=3.0, renew_deadline=2.0,
+                retry_period=0.1), stops[name], client)) for name, client in clients.items()}
+            try:
+                await until(lambda: api.get("", "services", "apps", "portico-gw") is not None, timeout=30,
+                            what="the first leader's data plane")
+                lease = api.get("coordination.k8s.io", "leases", "portico-system", "portico-controller")
+                assert lease is not None
+                leader = lease["spec"]["holderIdentity"]
+                other = next(name for name in clients if name != leader)
+                other_client = "b" if other == "b" else "controller"
+                secret, deployment = api.get(*SECRET), api.get("apps", "deployments", "apps", "portico-gw")
+                assert secret is not None and deployment is not None
+                assert not applied_by(api, other_client, "services")  # not the leader yet
+                stops[leader].set()
+                await replicas[leader]
+                await until(lambda: applied_by(api, other_client, "services"), timeout=30,
+                            what="the new leader applied the data plane")
+                assert applied_by(api, other_client, "secrets")
+                unchanged(api, secret, deployment)
+            finally:
+                for name in clients:
+                    stops[name].set()
+                await asyncio.gather(*replicas.values())
+                await clients["b"].close()
 
     asyncio.run(main())
 
