@@ -92,7 +92,8 @@ def test_an_envoy_that_fails_to_start_leaves_no_process(tmp_path: Path) -> None:
     """Envoy runs in its own session, so one that does not start as it should (exits,
     or never opens its admin socket) must be ended by us: nothing else would."""
     hangs = tmp_path / "hangs"
-    hangs.write_text("#!/bin/sh\nexec sleep 300\n")
+    duration = f"300.{os.getpid()}"  # this run's own: another run's leftover is not ours to find
+    hangs.write_text(f"#!/bin/sh\nexec sleep {duration}\n")
     hangs.chmod(0o755)
 
     async def scenario() -> None:
@@ -104,7 +105,8 @@ def test_an_envoy_that_fails_to_start_leaves_no_process(tmp_path: Path) -> None:
             await stuck.start(timeout=1)  # no stop(): a failed start cleans up by itself
 
     asyncio.run(scenario())
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith(b"sleep\x00300")]
+    ours = f"sleep\x00{duration}\x00".encode()
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == ours]
     assert leftovers == []
 
 
