@@ -27,6 +27,7 @@ from portico.metrics import Metrics
 from portico.models import Gateway, GatewayClass, Resource
 from portico.notices import Notices
 from portico.objects import GATEWAY_GROUP, ObjectKey
+from portico.oidc import Discovery
 from portico.seams import EventRecorder, Infrastructure, StatusWriter, Xds
 from portico.status import ProgrammedGate
 from portico.status.publisher import Owners, StatusPublisher
@@ -50,7 +51,8 @@ class ControlLoop:
     def __init__(self, store: Store, infra: Infrastructure, xds: Xds, writer: StatusWriter | None = None, *,
                  controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
                  metrics: Metrics | None = None,
-                 events: EventRecorder | None = None, changed: asyncio.Event | None = None) -> None:
+                 events: EventRecorder | None = None, changed: asyncio.Event | None = None,
+                 discovery: Discovery | None = None) -> None:
         self.store = store
         self.infra = infra
         self.xds = xds
@@ -65,6 +67,8 @@ class ControlLoop:
         self._memo = Incremental()  # incremental translation (`portico.translator.incremental`)
         self._revision: int | None = None  # the store's object revision of the last snapshot
         self._dirty = changed or asyncio.Event()
+        # OpenID discovery documents for SecurityPolicy oidc, fetched off the loop; it wakes the loop
+        self.discovery = discovery or Discovery(self._dirty.set)
         self._ingress = IngressStage()  # the translator's front stage, of the last snapshot
         self._timeline = Timeline()
         self._collector = Collector()
@@ -191,7 +195,8 @@ class ControlLoop:
         keys = self.store.changes_since(since) if since is not None and not synthesized else None
         changes = (since, keys) if since is not None and keys is not None else None
         return Snapshot(resources, self.infra.placements(self.our_gateways(synthesized)), self.controller_name,
-                        memo=self._memo, revision=revision, changes=changes, quarantined=self.quarantine.entries())
+                        memo=self._memo, revision=revision, changes=changes, quarantined=self.quarantine.entries(),
+                        discovered=self.discovery.documents)
 
     def _ingress_stage(self) -> dict[ObjectKey, Resource]:
         """Ingress objects of ours, as the Gateway API objects that serve them
@@ -225,6 +230,7 @@ class ControlLoop:
     def publish(self, translation: Translation) -> None:
         owners = self._push(self.infra.groups(translation.gateways))
         self.last_translation = translation
+        self.discovery.want(translation.issuers)
         synthesized = self._ingress.objects
         if not synthesized:
             self.statuses.publish(translation.statuses, owners, translation.status_changes)

@@ -4,7 +4,8 @@ the Envoy resources built from it.
 
 Private keys never leave: every `key_pem` of the IR and every `privateKey` of an
 Envoy Secret is replaced by "<redacted>" before anything is serialized (certificates,
-which are public, stay); so are the htpasswd users and API keys of SecurityPolicies.
+which are public, stay); so are the htpasswd users, API keys and OIDC client secrets of
+SecurityPolicies.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from portico.objects import ObjectKey
 REDACTED = "<redacted>"
 # private keys; the users and API keys of SecurityPolicy basicAuth and apiKeyAuth (the IR's
 # htpasswd and credentials, Envoy's BasicAuthPerRoute users and ApiKeyAuthPerRoute credentials)
-SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key", "htpasswd", "credentials", "users"})
+# and the client and HMAC secrets of SecurityPolicy oidc (the IR's, and Envoy's generic SDS secrets)
+SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key", "htpasswd", "credentials", "users",
+                           "client_secret", "hmac_secret", "genericSecret"})
 
 
 def redacted(value: Any) -> Any:

@@ -185,6 +185,10 @@ def security_lines(action: ir.RouteAction, req: Request | None) -> list[str]:
     the authorization rules: 403), and which rule would decide the request as far as the
     request alone tells (a token's claims, the client's address: "if ...")."""
     lines = []
+    if action.oidc is not None:
+        lines.append(f"authentication: OIDC login of SecurityPolicy {action.oidc.name} (no session: 302 to "
+                     f"{action.oidc.authorization_endpoint}; callback {action.oidc.redirect_path}, "
+                     f"logout {action.oidc.logout_path})")
     if action.jwt is not None:
         names = ", ".join(p.name for p in action.jwt.providers)
         lines.append(f"authentication: JWT of {names} ({'optional' if action.jwt.optional else 'required'}; "

@@ -345,6 +345,39 @@ class APIKeyAuth:
 
 
 @dataclass(frozen=True)
+class OIDC:
+    """SecurityPolicy oidc: browser login by Envoy's oauth2 filter (authorization code
+    flow with PKCE). The client and HMAC secrets go to Envoy over SDS only, named by
+    `secret_names`; the token endpoint is reached through `token_cluster`."""
+
+    name: str  # "<namespace>/<policy>": unique in the data plane
+    client_id: str
+    client_secret: str  # secret
+    hmac_secret: str  # secret: signs (and encrypts) the session cookies
+    authorization_endpoint: str
+    token_endpoint: str
+    token_cluster: str
+    end_session_endpoint: str = ""
+    scopes: tuple[str, ...] = ("openid",)
+    resources: tuple[str, ...] = ()
+    redirect_uri: str = ""  # an Envoy format string
+    redirect_path: str = "/oauth2/callback"  # the callback Envoy answers (the path of redirect_uri)
+    logout_path: str = "/logout"
+    forward_access_token: bool = False
+    default_token_ttl_s: int | None = None
+    refresh_token: bool = True
+    # cookie names: (access token, ID token); the rest take a suffix of the policy's own
+    access_token_cookie: str = ""
+    id_token_cookie: str = ""
+    cookie_suffix: str = ""
+    cookie_domain: str = ""
+
+    def secret_names(self) -> tuple[str, str]:
+        """SDS names of the client secret and the HMAC secret."""
+        return f"oidc/{self.name}/client-secret", f"oidc/{self.name}/hmac"
+
+
+@dataclass(frozen=True)
 class JWTAuthentication:
     """A route's JWT requirement: a token of one of `providers`; when `optional`, a request
     without any token passes (an invalid one is still refused, 401)."""
@@ -398,6 +431,7 @@ class RouteAction:
     jwt: JWTAuthentication | None = None
     basic_auth: BasicAuth | None = None
     api_key_auth: APIKeyAuth | None = None
+    oidc: OIDC | None = None
     rate_limits: tuple[RateLimit, ...] = ()
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
     # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE
@@ -599,6 +633,8 @@ def route_clusters(route: Route) -> list[str]:
         out.append(action.external_auth.cluster)
     if action.jwt is not None:
         out += [p.jwks_cluster for p in action.jwt.providers if p.jwks_cluster]
+    if action.oidc is not None:
+        out.append(action.oidc.token_cluster)
     return out
 
 

@@ -884,11 +884,45 @@ class APIKeyAuth(Model):
     sanitize: bool = False
 
 
+class OIDCProvider(Model):
+    """The OpenID provider: its issuer; endpoints not given are discovered from
+    `<issuer>/.well-known/openid-configuration` (Envoy Gateway's OIDCProvider)."""
+
+    issuer: str
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    end_session_endpoint: str | None = None
+
+
+class OIDCCookieNames(Model):
+    access_token: str | None = None
+    id_token: str | None = None
+
+
+class OIDC(Model):
+    """Browser login with the authorization code flow (PKCE), Envoy Gateway's SecurityPolicy oidc."""
+
+    provider: OIDCProvider
+    client_id: str = Field(validation_alias="clientID", serialization_alias="clientID")
+    client_secret: SecretObjectReference
+    scopes: list[str] = Field(default_factory=list)
+    resources: list[str] = Field(default_factory=list)
+    redirect_url: str | None = Field(default=None, validation_alias="redirectURL", serialization_alias="redirectURL")
+    logout_path: str | None = None
+    forward_access_token: bool = False
+    default_token_ttl: str | None = Field(default=None, validation_alias="defaultTokenTTL",
+                                          serialization_alias="defaultTokenTTL")
+    refresh_token: bool = True
+    cookie_names: OIDCCookieNames | None = None
+    cookie_domain: str | None = None
+
+
 class SecurityPolicySpec(PolicySpec):
     authorization: Authorization | None = None
     jwt: JWT | None = None
     basic_auth: BasicAuth | None = None
     api_key_auth: APIKeyAuth | None = None
+    oidc: OIDC | None = None
 
 
 class SecurityPolicy(Resource):

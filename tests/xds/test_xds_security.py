@@ -4,7 +4,7 @@ jwt_authn config (ECDS), never the listener (no connection drain)."""
 from __future__ import annotations
 
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt
-from xds_cases import PROVIDER, http_security
+from xds_cases import OIDC, PROVIDER, http_security
 
 from portico.xds.jwt import JWT_FILTER
 from portico.xds.resources import build
@@ -24,6 +24,26 @@ def test_a_route_gaining_jwt_and_rules_keeps_its_listener() -> None:
     empty = jwt.JwtAuthentication()
     before.extensions[JWT_FILTER].typed_config.Unpack(empty)  # type: ignore[attr-defined]
     assert not empty.providers
+
+
+def test_a_route_gaining_oidc_keeps_its_listener_and_its_secrets_travel_by_sds_only() -> None:
+    from google.protobuf.json_format import MessageToJson
+
+    from portico.dump import xds_dump
+
+    before, after = build(http_security(with_policies=False)), build(http_security())
+    assert before.listeners == after.listeners  # the composite filter is there, disabled, either way
+    client, hmac = OIDC.secret_names()
+    assert client not in before.secrets and hmac not in before.secrets
+    assert after.secrets[client].generic_secret.secret.inline_string == OIDC.client_secret
+    assert after.secrets[hmac].generic_secret.secret.inline_string == OIDC.hmac_secret
+    # the route names them; neither value is anywhere but in the SDS secrets
+    for kind in (after.listeners, after.routes, after.virtual_hosts, after.clusters):
+        for msg in kind.values():
+            text = MessageToJson(msg) if hasattr(msg, "DESCRIPTOR") else str(msg)
+            assert OIDC.client_secret not in text and OIDC.hmac_secret not in text
+    dumped = str(xds_dump({"g": http_security()}))
+    assert client in dumped and OIDC.client_secret not in dumped and OIDC.hmac_secret not in dumped
 
 
 def test_explain_names_the_checks_and_the_rule_that_decides() -> None:

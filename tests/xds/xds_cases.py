@@ -247,6 +247,16 @@ LOCAL = ir.JWTProvider(name="default/web/local", local_jwks=(
                        from_params=("token",), from_headers=(("x-token", ""),), forward=True)
 
 
+OIDC_CLUSTER = "oidc/default/login/idp.example.com:443"
+OIDC = ir.OIDC(
+    name="default/login", client_id="portal", client_secret="client-s3cret", hmac_secret="hmac-s3cret",
+    authorization_endpoint="https://idp.example.com/authorize", token_endpoint="https://idp.example.com/token",
+    token_cluster=OIDC_CLUSTER, scopes=("openid", "email"), resources=("https://api.example.com",),
+    redirect_uri="https://%REQ(:authority)%/callback", redirect_path="/callback", logout_path="/bye",
+    forward_access_token=True, default_token_ttl_s=300, access_token_cookie="at", id_token_cookie="it",
+    cookie_suffix="0123abcd", cookie_domain="example.com")
+
+
 def http_security(with_policies: bool = True) -> ir.IR:
     """SecurityPolicy: JWT (remote and local keys, optional), authorization rules on
     claims, scopes, headers, methods, paths and client addresses."""
@@ -276,11 +286,15 @@ def http_security(with_policies: bool = True) -> ir.IR:
         _route("optional", ir.PathMatch("Prefix", "/shop"), optional if with_policies else open_),
         _route("basic", ir.PathMatch("Prefix", "/basic"), basic if with_policies else open_),
         _route("keys", ir.PathMatch("Prefix", "/keys"), keys if with_policies else open_),
+        _route("login", ir.PathMatch("Prefix", "/app"), ir.RouteAction(backends=backends, oidc=OIDC)
+               if with_policies else open_),
         _route("open", ir.PathMatch("Prefix", "/"), open_),
     )
     vh = ir.VirtualHost("default/gw/http/api.example.com", ("api.example.com",), routes)
     chain = ir.FilterChain("default/gw/http", http=ir.HTTPConfig("127.30.0.3:18082/http", (vh,)))
-    clusters = (*_clusters(), ir.Cluster(JWKS, (ir.Endpoint("127.20.0.9", 80),)))
+    clusters = (*_clusters(), ir.Cluster(JWKS, (ir.Endpoint("127.20.0.9", 80),)),
+                ir.Cluster(OIDC_CLUSTER, (ir.Endpoint("idp.example.com", 443),), dns=True,
+                           tls=ir.UpstreamTLS("idp.example.com", system_ca=True)))
     listener = ir.Listener("127.30.0.3:18082/tcp", "127.30.0.3", 18082, filter_chains=(chain,))
     return ir.IR(listeners=(listener,), clusters=clusters)
 

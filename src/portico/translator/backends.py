@@ -10,7 +10,7 @@ backend's cluster (its settings, its TLS variant) is theirs to say
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ from portico.translator.context import Context
 from portico.translator.guardrails import Guardrails
 from portico.translator.localaccess import LocalAccess
 from portico.translator.secrets import tls_key_pair
+from portico.translator.snapshot import Discovered
 from portico.translator.upstreamtls import validation_tls
 
 if TYPE_CHECKING:
@@ -98,15 +99,17 @@ class RuleMemo:
 
     def __init__(self) -> None:
         self.world: dict[ObjectKey, Resource] = {}
+        self.discovered: Mapping[str, Discovered] = {}
         self.previous: dict[ObjectKey, _Memoized] = {}
         self.current: dict[ObjectKey, _Memoized] = {}
         self.hits = 0
 
-    def begin(self, objects: dict[ObjectKey, Resource]) -> None:
+    def begin(self, objects: dict[ObjectKey, Resource], discovered: Mapping[str, Discovered]) -> None:
         world = {k: v for k, v in objects.items() if k.kind not in MEMO_KINDS}
-        # dict equality compares values by identity first: cheap when nothing changed
-        self.previous = self.current if world == self.world else {}
-        self.world, self.current, self.hits = world, {}, 0
+        # dict equality compares values by identity first: cheap when nothing changed; OpenID
+        # discovery documents are read by the rules of routes with a SecurityPolicy oidc
+        self.previous = self.current if world == self.world and discovered == self.discovered else {}
+        self.world, self.discovered, self.current, self.hits = world, discovered, {}, 0
 
 
 class Backends:
@@ -123,7 +126,7 @@ class Backends:
         self.guardrails = Guardrails(ctx, self.access)  # the API server and metadata endpoints
         self._recording: list[tuple[Cluster, Origin]] | None = None
         if memo is not None:
-            memo.begin(ctx.snapshot.objects)
+            memo.begin(ctx.snapshot.objects, ctx.snapshot.discovered)
 
     def rules(self, route: Resource, translate: Callable[[], T]) -> T:
         """`translate()` (a route's rules), or its result from the previous translation

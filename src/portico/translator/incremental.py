@@ -245,7 +245,8 @@ class Incremental:
 def changed_keys(state: State, snapshot: Snapshot) -> set[ObjectKey] | None:
     """The routes changed since the kept translation; None if anything else changed."""
     before = state.snapshot
-    if snapshot.placements != before.placements or snapshot.controller_name != before.controller_name:
+    if (snapshot.placements != before.placements or snapshot.controller_name != before.controller_name
+            or snapshot.discovered != before.discovered):
         return None
     if snapshot.changes is not None and state.revision is not None and snapshot.changes[0] == state.revision:
         keys = set(snapshot.changes[1])
@@ -387,7 +388,7 @@ class Patch:
                 if lset.gateway is gw:
                     statuses[lset.key] = listenerset_status(lset)
                     changes.add(lset.key)
-        out = Translation(gateways, statuses, frozenset(changes))
+        out = Translation(gateways, statuses, frozenset(changes), state.translation.issuers)
         state.snapshot, state.translation, state.revision = self.snapshot, out, self.snapshot.revision
         return out
 

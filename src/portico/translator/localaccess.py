@@ -181,11 +181,11 @@ class LocalAccess:
         # allowed to every backend (loopback and Unix sockets still need spec.localBackends)
         self.link_local_allowed = bool(placements) and all(p.link_local_backends for p in placements)
 
-    def problem(self, route: Resource, kind: str, namespace: str, name: str, endpoints: Iterable[Endpoint],
-                platform: bool = False) -> str | None:
+    def problem(self, route: Resource | None, kind: str, namespace: str, name: str, endpoints: Iterable[Endpoint],
+                platform: bool = False, classes: list[GatewayClass] | None = None) -> str | None:
         """Why the route may not send to these endpoints of backend `kind` namespace/name, if so.
-        `platform`: the endpoints are the platform's to name (local ones allowed)."""
-        classes: list[GatewayClass] | None = None
+        `platform`: the endpoints are the platform's to name (local ones allowed). `classes`:
+        the GatewayClasses whose rules apply, when there is no route (a Gateway's policy)."""
         for e in endpoints:
             where = e.address if e.address.startswith(UNIX_PREFIX) else f"{e.address}:{e.port}"
             reserved = reserved_problem(e, self.reserved)
@@ -197,7 +197,7 @@ class LocalAccess:
                 continue
             if self.link_local_allowed and ips and all(ip.is_link_local for ip in ips):
                 continue
-            classes = self.classes(route) if classes is None else classes
+            classes = self.classes(route) if classes is None and route is not None else classes or []
             refusing = [c.name for c in classes if not self.class_allows(c, namespace, e)]
             if refusing or not classes:
                 return (f"{kind} {namespace}/{name}: endpoint {where} is a local backend (loopback, link-local "

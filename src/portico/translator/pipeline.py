@@ -93,6 +93,7 @@ def run(snapshot: Snapshot, memo: RuleMemo | None) -> tuple[Translation, State]:
                                                               quic))
     for policy, ancestors in policies.statuses():  # after every Gateway: ancestors are known
         out.statuses[policy.key] = policy_status(policy, ancestors, controller)
+    out.issuers = frozenset(policies.issuers())
     return out, State(snapshot, ctx, gateways, listener_sets, backends, policies,
                       {r.route.key: r for r in http_routes}, candidacy, out)
 

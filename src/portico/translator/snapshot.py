@@ -36,6 +36,17 @@ class Quarantined:
 
 
 @dataclass(frozen=True)
+class Discovered:
+    """An OpenID provider's discovery document (`<issuer>/.well-known/openid-configuration`),
+    as far as SecurityPolicy oidc reads it, or why it could not be had (`error`)."""
+
+    authorization_endpoint: str = ""
+    token_endpoint: str = ""
+    end_session_endpoint: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Every stored object, parsed (`portico.models.parse_object`), keyed by
     identity. metadata.generation, creationTimestamp and uid are filled in by
@@ -57,6 +68,9 @@ class Snapshot:
     # HTTPRoutes and GRPCRoutes left out of the configuration (Envoy rejected them), at the
     # generation they were rejected at; an entry for another generation is ignored
     quarantined: Mapping[ObjectKey, Quarantined] = field(default_factory=dict)
+    # OpenID issuer -> its discovery document as fetched by the control loop (`portico.oidc`),
+    # for SecurityPolicy oidc providers that name no endpoints; an issuer absent is not fetched yet
+    discovered: Mapping[str, Discovered] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +85,8 @@ class Translation:
     # whose status may differ from the previous translation's (entry changed or gone);
     # None: any may have
     status_changes: frozenset[ObjectKey] | None = field(default=None, compare=False)
+    # OpenID issuers whose discovery document SecurityPolicy oidc needs (the control loop fetches them)
+    issuers: frozenset[str] = frozenset()
 
     @property
     def ir(self) -> IR:

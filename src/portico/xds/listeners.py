@@ -45,6 +45,7 @@ from portico.xds._common import (
 )
 from portico.xds.extauth import ext_authz_filters
 from portico.xds.jwt import jwt_filter
+from portico.xds.oidc import oidc_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
 from portico.xds.signin import signin_filter
@@ -212,6 +213,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
     bench/traffic.py ablation); router last."""
     return [
         *_listener_rate_limit(listener_limits),
+        oidc_filter(),  # SecurityPolicy oidc: a browser without a session is sent to log in first
         jwt_filter(),  # SecurityPolicy JWT, its providers by ECDS: before RBAC reads claims
         *policies.first_filters(),  # RBAC and local rate limits (route policies)
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),

@@ -30,6 +30,8 @@ from portico.xds._common import millis, pack
 from portico.xds.jwt import JWT_FILTER
 from portico.xds.jwt import METADATA_NAMESPACE as JWT_METADATA
 from portico.xds.jwt import per_route as jwt_per_route
+from portico.xds.oidc import OIDC_FILTER
+from portico.xds.oidc import per_route as oidc_per_route
 
 RBAC_FILTER = "envoy.filters.http.rbac"
 BASIC_AUTH_FILTER = "envoy.filters.http.basic_auth"
@@ -67,6 +69,8 @@ def last_filters() -> list[hcm.HttpFilter]:
 
 def per_route(action: ir.RouteAction, out: rc.Route) -> None:
     configs = out.typed_per_filter_config
+    if action.oidc is not None:
+        configs[OIDC_FILTER].CopyFrom(oidc_per_route(action.oidc))
     if action.jwt is not None:
         configs[JWT_FILTER].CopyFrom(jwt_per_route(action.jwt))
     if action.basic_auth is not None:

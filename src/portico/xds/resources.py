@@ -28,6 +28,7 @@ from portico.xds._common import pack, vhds_source
 from portico.xds.clusters import build_cluster, build_load_assignment, invalid_backend_cluster
 from portico.xds.jwt import JWT_FILTER, extension_config
 from portico.xds.listeners import build_listener
+from portico.xds.oidc import secrets as oidc_secrets
 from portico.xds.routes import build_route, build_virtual_host, closing_virtual_hosts, route_config_header
 from portico.xds.secrets import build_secrets
 
@@ -156,6 +157,8 @@ class Builder:
             out.extensions[JWT_FILTER] = extension_config(a for _, auths in self._jwt.values() for a in auths)
         out.virtual_hosts = self._merged([vhosts for _, _, vhosts in configs.values()])
         out.secrets.update(build_secrets(model))
+        out.secrets.update(oidc_secrets(r.action.oidc for http, _, _ in configs.values() for vh in http.virtual_hosts
+                                        for r in vh.routes if r.action.oidc is not None))
         return out
 
     def _jwt_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]:

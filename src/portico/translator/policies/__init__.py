@@ -52,6 +52,10 @@ class Policies:
         self.kinds = [k(ctx, self.attachment) for k in REGISTRY]
         self.active = [k for k in self.kinds if k.active]
 
+    def issuers(self) -> set[str]:
+        """The OpenID issuers whose discovery documents SecurityPolicy oidc needs."""
+        return {i for k in self.kinds if isinstance(k, SecurityPolicies) for i in k.issuers}
+
     def gateways_only(self) -> bool:
         """Whether every policy reaches Gateways alone (`kind.PolicyKind.gateways_only`)."""
         return all(k.gateways_only() for k in self.kinds)

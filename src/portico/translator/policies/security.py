@@ -15,6 +15,17 @@ listener); a rule's own policy wins over its Gateway's (whole policy, not field 
   keys of Secrets (each data key a client's name, its value the key), read from headers,
   query parameters or cookies (default x-api-key), the client's name forwarded in a
   header. A wrong or missing credential is answered 401; Secrets that cannot be used, 500.
+- `oidc`: browser login (Envoy's oauth2 filter: authorization code flow with PKCE). A
+  request without a valid session cookie is redirected to the provider's authorization
+  endpoint; the callback (the path of `redirectURL`) exchanges the code at the token
+  endpoint, through a cluster made from its URL (a local address only where the
+  GatewayClass's PorticoProxy spec.localBackends allows it, as for a Backend), and sets
+  the session cookies, signed and encrypted with an HMAC secret derived from the client
+  secret (stable across restarts and replicas; secret as long as the client secret is).
+  Endpoints not given are read from the issuer's discovery document, which the control
+  loop fetches (`portico.oidc`): until it has it, or when it cannot, the policy is
+  Accepted=False and its routes answer 500 (fail closed). The client secret (a Secret's
+  "client-secret" key, Envoy Gateway's) reaches Envoy over SDS only.
 - `authorization`: the first rule matching the request (client CIDRs, the verified
   token's claims and scopes, headers, methods, paths; every condition of a rule) decides,
   Allow or Deny, else `defaultAction`; a denied request is answered 403.
@@ -24,22 +35,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import json
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import replace
 
 from portico import ir
-from portico.models import ConfigMap, JWTProvider, Resource, Secret, SecurityPolicy
+from portico.models import OIDC, ConfigMap, Gateway, GatewayClass, JWTProvider, Resource, Secret, SecurityPolicy
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.durations import parse_duration_s
 from portico.translator.gateway import GatewayState, ListenerState
+from portico.translator.localaccess import ip_of
 from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.secrets import configmap_value, secret_value
+from portico.translator.snapshot import Discovered
 
 HTPASSWD_KEY = ".htpasswd"  # the key of a basicAuth users Secret (Envoy Gateway's)
 HTPASSWD_NGINX_KEY = "auth"  # ingress-nginx's (auth-secret), read when there is no .htpasswd
@@ -48,6 +64,10 @@ JWKS_KEY = "jwks"  # the key of a localJWKS valueRef's ConfigMap or Secret (Envo
 DEFAULT_JWKS_CACHE_S = 300
 # the members of a public key of each type (RFC 7518 section 6, RFC 8037)
 KEY_TYPES = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x"), "oct": ("k",)}
+CLIENT_SECRET_KEY = "client-secret"  # the key of an oidc clientSecret Secret (Envoy Gateway's)
+# Envoy Gateway's default: the callback on the host the request came to
+DEFAULT_REDIRECT_URL = "%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback"
+DEFAULT_LOGOUT_PATH = "/logout"
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
 
@@ -59,13 +79,21 @@ class SecurityPolicies(PolicyKind):
         super().__init__(ctx, attachment)
         # policies whose keys cannot be had (their routes answer 500): why, for their status
         self.unresolved: dict[ObjectKey, Cond] = {}
+        # policies that cannot be programmed for what only the translation knows (an OpenID
+        # discovery document missing or refused): Accepted=False with this
+        self.rejected: dict[ObjectKey, Cond] = {}
+        self.issuers: set[str] = set()  # whose discovery documents the policies need
         self.checked = False
 
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:
         spec = policy.spec
-        if not (spec.authorization or spec.jwt or spec.basic_auth or spec.api_key_auth):
-            return "the policy sets none of jwt, basicAuth, apiKeyAuth and authorization"
+        if not (spec.authorization or spec.jwt or spec.basic_auth or spec.api_key_auth or spec.oidc):
+            return "the policy sets none of jwt, oidc, basicAuth, apiKeyAuth and authorization"
+        if spec.oidc is not None:
+            why = oidc_problem(spec.oidc)
+            if why:
+                return f"oidc: {why}"
         if spec.api_key_auth is not None and not spec.api_key_auth.credential_refs:
             return "apiKeyAuth.credentialRefs is empty"
         providers = [p.name for p in spec.jwt.providers] if spec.jwt else []
@@ -98,7 +126,7 @@ class SecurityPolicies(PolicyKind):
     def on_rule(self, action: ir.RouteAction, route: Resource, rule: str | None,
                 backends: Backends) -> ir.RouteAction:
         policy = self.attachment.for_rule(self.kind, route.key, rule)
-        return self.secure(action, policy, backends) if isinstance(policy, SecurityPolicy) else action
+        return self.secure(action, policy, backends, route) if isinstance(policy, SecurityPolicy) else action
 
     def on_listener(self, action: ir.RouteAction, route: ObjectKey, rule: str | None, listener: ListenerState,
                     backends: Backends) -> ir.RouteAction:
@@ -106,9 +134,10 @@ class SecurityPolicies(PolicyKind):
         policy = self.attachment.for_listener(self.kind, listener.gateway.key, listener.qualified_name)
         if not isinstance(policy, SecurityPolicy) or self.attachment.for_rule(self.kind, route, rule) is not None:
             return action
-        return self.secure(action, policy, backends)
+        return self.secure(action, policy, backends, self.ctx.by_name.get((route.kind, route.namespace, route.name)))
 
-    def secure(self, action: ir.RouteAction, policy: SecurityPolicy, backends: Backends) -> ir.RouteAction:
+    def secure(self, action: ir.RouteAction, policy: SecurityPolicy, backends: Backends,
+               route: Resource | None) -> ir.RouteAction:
         jwt = None
         if policy.spec.jwt is not None:
             providers = tuple(self.provider(policy, p, backends) for p in policy.spec.jwt.providers)
@@ -127,7 +156,75 @@ class SecurityPolicies(PolicyKind):
             if isinstance(found, Cond):
                 return replace(action, direct_status=500, jwt=None, authorization=None)
             keys = found
-        return replace(action, jwt=jwt, basic_auth=basic, api_key_auth=keys, authorization=authorization(policy))
+        oidc = None
+        if policy.spec.oidc is not None:
+            found_oidc = self.oidc(policy, policy.spec.oidc, backends, route)
+            if isinstance(found_oidc, Cond):
+                return replace(action, direct_status=500, jwt=None, authorization=None)
+            oidc = found_oidc
+        return replace(action, jwt=jwt, basic_auth=basic, api_key_auth=keys, oidc=oidc,
+                       authorization=authorization(policy))
+
+    def endpoints(self, spec: OIDC) -> Discovered | Cond:
+        """The provider's endpoints: as given, else from its discovery document."""
+        p = spec.provider
+        if p.authorization_endpoint and p.token_endpoint:
+            return Discovered(p.authorization_endpoint, p.token_endpoint, p.end_session_endpoint or "")
+        found = self.ctx.snapshot.discovered.get(p.issuer)
+        if found is None:
+            return Cond("Accepted", False, "Invalid", f"oidc: the discovery document of {p.issuer} is being "
+                                                      "fetched (the policy's routes answer 500 until it is)")
+        if found.error:
+            return Cond("Accepted", False, "Invalid", f"oidc: discovery of {p.issuer}: {found.error}")
+        return Discovered(p.authorization_endpoint or found.authorization_endpoint,
+                          p.token_endpoint or found.token_endpoint,
+                          p.end_session_endpoint or found.end_session_endpoint)
+
+    def oidc(self, policy: SecurityPolicy, spec: OIDC, backends: Backends, route: Resource | None
+             ) -> ir.OIDC | Cond:
+        """The IR of the policy's OIDC login, or why it cannot be had (its routes answer 500)."""
+        ns, name = policy.metadata.namespace, policy.metadata.name
+        ref = spec.client_secret
+        secret = self.secret(policy, ref.name, ref.namespace)
+        if isinstance(secret, Cond):
+            return replace(secret, message=f"oidc.clientSecret: {secret.message}")
+        client_secret = secret_value(secret, CLIENT_SECRET_KEY)
+        if not client_secret:
+            return Cond("ResolvedRefs", False, "InvalidSecret",
+                        f"oidc.clientSecret: Secret {ref.name} has no {CLIENT_SECRET_KEY!r} key")
+        found = self.endpoints(spec)
+        if isinstance(found, Cond):
+            return found
+        why = url_problem(found.token_endpoint) or url_problem(found.authorization_endpoint)
+        if why:
+            return Cond("Accepted", False, "Invalid", f"oidc: the provider's endpoints: {why}")
+        url = urllib.parse.urlsplit(found.token_endpoint)
+        host = url.hostname or ""
+        endpoint = ir.Endpoint(host, url.port or (443 if url.scheme == "https" else 80))
+        refused = backends.refused(route, "SecurityPolicy", ns, name, (endpoint,)) if route is not None else None
+        if refused is not None:
+            problem = refused.problem or Cond("ResolvedRefs", False, "RefNotPermitted", "")
+            return replace(problem, message=f"oidc token endpoint: {problem.message}")
+        tls = ir.UpstreamTLS(sni=host, system_ca=True) if url.scheme == "https" else None
+        cluster = backends.add(ir.Cluster(f"oidc/{ns}/{name}/{host}:{endpoint.port}", (endpoint,), "http1",
+                                          dns=ip_of(host) is None, tls=tls), (ns, f"oidc:{name}", ""))
+        redirect = spec.redirect_url or DEFAULT_REDIRECT_URL
+        names = spec.cookie_names
+        suffix = hashlib.sha256(f"{ns}/{name}".encode()).hexdigest()[:8]
+        ttl = parse_duration_s(spec.default_token_ttl) if spec.default_token_ttl else None
+        return ir.OIDC(
+            name=f"{ns}/{name}", client_id=spec.client_id, client_secret=client_secret,
+            hmac_secret=hmac.new(client_secret.encode(), f"portico oidc hmac {ns}/{name}".encode(),
+                                 hashlib.sha256).hexdigest(),
+            authorization_endpoint=found.authorization_endpoint, token_endpoint=found.token_endpoint,
+            token_cluster=cluster.name, end_session_endpoint=found.end_session_endpoint,
+            scopes=tuple(dict.fromkeys(["openid", *spec.scopes])), resources=tuple(spec.resources),
+            redirect_uri=redirect, redirect_path=url_path(redirect), logout_path=spec.logout_path or
+            DEFAULT_LOGOUT_PATH, forward_access_token=spec.forward_access_token, default_token_ttl_s=ttl,
+            refresh_token=spec.refresh_token,
+            access_token_cookie=(names.access_token if names else None) or f"AccessToken-{suffix}",
+            id_token_cookie=(names.id_token if names else None) or f"IdToken-{suffix}",
+            cookie_suffix=suffix, cookie_domain=spec.cookie_domain or "")
 
     def htpasswd(self, policy: SecurityPolicy) -> str | Cond:
         """The users of basicAuth (their lines, "{SHA}" hashes), or why they cannot be had."""
@@ -216,7 +313,7 @@ class SecurityPolicies(PolicyKind):
         if self.checked:
             return listeners, ()
         self.checked = True
-        for policy, _ in self.attachment.statuses(self.kind):
+        for policy, ancestors in self.attachment.statuses(self.kind):
             assert isinstance(policy, SecurityPolicy)
             for p in policy.spec.jwt.providers if policy.spec.jwt else []:
                 where = f"jwt provider {p.name!r}"
@@ -230,6 +327,8 @@ class SecurityPolicies(PolicyKind):
                     self.unresolved[policy.key] = Cond(
                         "ResolvedRefs", False, "InvalidLocalJWKS",
                         f"{where}: localJWKS.valueRef: no valid JWKS under the key {JWKS_KEY!r}")
+            if policy.spec.oidc is not None:
+                self.check_oidc(policy, policy.spec.oidc, list(ancestors), backends)
             found: list[object] = [self.htpasswd(policy)] if policy.spec.basic_auth else []
             found += [self.api_keys(policy)] if policy.spec.api_key_auth else []
             for problem in found:
@@ -237,8 +336,49 @@ class SecurityPolicies(PolicyKind):
                     self.unresolved[policy.key] = problem
         return listeners, ()
 
+    def check_oidc(self, policy: SecurityPolicy, spec: OIDC, ancestors: list[ObjectKey], backends: Backends) -> None:
+        """The issuer whose discovery document is needed (when its host is one the policy
+        may reach: the control loop fetches it), and why the login cannot be had."""
+        p = spec.provider
+        if not (p.authorization_endpoint and p.token_endpoint):
+            url = urllib.parse.urlsplit(p.issuer)
+            endpoint = ir.Endpoint(url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+            refused = backends.access.problem(None, "SecurityPolicy", policy.metadata.namespace,
+                                              policy.metadata.name, (endpoint,), classes=self.classes(ancestors))
+            if refused is not None:
+                self.rejected[policy.key] = Cond("Accepted", False, "Invalid", f"oidc issuer: {refused}")
+                return
+            self.issuers.add(p.issuer)
+        ref = spec.client_secret
+        secret = self.secret(policy, ref.name, ref.namespace)
+        if isinstance(secret, Cond):
+            self.unresolved[policy.key] = replace(secret, message=f"oidc.clientSecret: {secret.message}")
+        elif not secret_value(secret, CLIENT_SECRET_KEY):
+            self.unresolved[policy.key] = Cond("ResolvedRefs", False, "InvalidSecret",
+                                               f"oidc.clientSecret: Secret {ref.name} has no "
+                                               f"{CLIENT_SECRET_KEY!r} key")
+        found = self.endpoints(spec)
+        if isinstance(found, Cond):
+            self.rejected[policy.key] = found
+
+    def classes(self, ancestors: list[ObjectKey]) -> list[GatewayClass]:
+        """The GatewayClasses of ours of the Gateways the policy reaches (its ancestors)."""
+        out: dict[str, GatewayClass] = {}
+        for key in ancestors:
+            if key.kind != "Gateway":
+                continue
+            gw = self.ctx.get(Gateway, "Gateway", key.namespace, key.name)
+            gc = self.ctx.get(GatewayClass, "GatewayClass", "", gw.spec.gateway_class_name) if gw else None
+            if gc is not None and gc.spec.controller_name == self.ctx.snapshot.controller_name:
+                out[gc.name] = gc
+        return [out[n] for n in sorted(out)]
+
     def statuses(self) -> Iterable[tuple[Resource, Ancestors]]:
         for policy, ancestors in super().statuses():
+            rejected = self.rejected.get(policy.key)
+            if rejected is not None:
+                ancestors = {gw: [rejected if c.type == "Accepted" else c for c in conds]
+                             for gw, conds in ancestors.items()}
             why = self.unresolved.get(policy.key)
             if why is not None:
                 ancestors = {gw: [why if c.type == "ResolvedRefs" else c for c in conds] + (
@@ -286,6 +426,43 @@ def provider_problem(p: JWTProvider) -> str:
             return f"localJWKS.type {local.type!r}: Inline or ValueRef"
     if p.clock_skew_seconds is not None and p.clock_skew_seconds < 1:
         return "clockSkewSeconds must be at least 1 (Envoy reads 0 as its default, 60)"
+    return ""
+
+
+def url_problem(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    return ""
+
+
+def url_path(url: str) -> str:
+    """The path of a URL that may hold Envoy format strings (`%REQ(:authority)%`)."""
+    rest = url.split("://", 1)[-1]
+    path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return path.split("?", 1)[0]
+
+
+def oidc_problem(spec: OIDC) -> str:
+    p = spec.provider
+    if url_problem(p.issuer):
+        return f"provider.issuer: {url_problem(p.issuer)}"
+    for field, value in (("authorizationEndpoint", p.authorization_endpoint), ("tokenEndpoint", p.token_endpoint),
+                         ("endSessionEndpoint", p.end_session_endpoint)):
+        if value and url_problem(value):
+            return f"provider.{field}: {url_problem(value)}"
+    if not spec.client_id:
+        return "clientID is empty"
+    if spec.redirect_url is not None and ("://" not in spec.redirect_url or url_path(spec.redirect_url) == "/"):
+        return f"redirectURL {spec.redirect_url!r}: an absolute URL with a callback path (not /)"
+    if spec.logout_path is not None and not spec.logout_path.startswith("/"):
+        return f"logoutPath {spec.logout_path!r} is not a path"
+    if spec.default_token_ttl and not parse_duration_s(spec.default_token_ttl):
+        return f"defaultTokenTTL {spec.default_token_ttl!r} is not a duration"
+    names = spec.cookie_names
+    for cookie in (names.access_token, names.id_token) if names else ():
+        if cookie is not None and (not cookie or any(c in cookie for c in " ;,=\"\t")):
+            return f"cookieNames: {cookie!r} is not a cookie name"
     return ""
 
 
