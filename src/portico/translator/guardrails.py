@@ -86,14 +86,16 @@ class Guardrails:
             return METADATA
         return None
 
-    def problem(self, route: Resource, kind: str, namespace: str, name: str,
-                endpoints: Iterable[Endpoint]) -> str | None:
-        """Why the route may not send to this backend, if so."""
+    def problem(self, route: Resource | None, kind: str, namespace: str, name: str,
+                endpoints: Iterable[Endpoint], classes: list[GatewayClass] | None = None) -> str | None:
+        """Why the route may not send to this backend, if so (`classes`: the GatewayClasses
+        whose rules apply, when there is no route)."""
         for e in (None, *endpoints):
             found = self.category(kind, namespace, name, e)
             if found is None or (found == METADATA and self.access.link_local_allowed):
                 continue
-            classes = self.access.classes(route)
+            if classes is None:
+                classes = self.access.classes(route) if route is not None else []
             refusing = [c.name for c in classes if not self.allows(c, namespace, found) and not (
                 # a local address localBackends allows for the namespace is allowed (issue 23's rule)
                 found == METADATA and e is not None and self.access.class_allows(c, namespace, e))]

@@ -339,16 +339,33 @@ class SecurityPolicies(PolicyKind):
     def check_oidc(self, policy: SecurityPolicy, spec: OIDC, ancestors: list[ObjectKey], backends: Backends) -> None:
         """The issuer whose discovery document is needed (when its host is one the policy
         may reach: the control loop fetches it), and why the login cannot be had."""
+        ns, name = policy.metadata.namespace, policy.metadata.name
+        classes = self.classes(ancestors)
+
+        def refused(what: str, url: str) -> bool:
+            parts = urllib.parse.urlsplit(url)
+            endpoint = ir.Endpoint(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+            why = backends.access.problem(None, "SecurityPolicy", ns, name, (endpoint,), classes=classes)
+            why = why or backends.guardrails.problem(None, "SecurityPolicy", ns, name, (endpoint,), classes=classes)
+            if why is not None:
+                self.rejected[policy.key] = Cond("Accepted", False, "Invalid", f"oidc {what}: {why}")
+            return why is not None
+
         p = spec.provider
         if not (p.authorization_endpoint and p.token_endpoint):
-            url = urllib.parse.urlsplit(p.issuer)
-            endpoint = ir.Endpoint(url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
-            refused = backends.access.problem(None, "SecurityPolicy", policy.metadata.namespace,
-                                              policy.metadata.name, (endpoint,), classes=self.classes(ancestors))
-            if refused is not None:
-                self.rejected[policy.key] = Cond("Accepted", False, "Invalid", f"oidc issuer: {refused}")
+            if refused("issuer", p.issuer):
                 return
             self.issuers.add(p.issuer)
+        found = self.endpoints(spec)
+        if isinstance(found, Cond):
+            self.rejected[policy.key] = found
+            return
+        if url_problem(found.token_endpoint) or url_problem(found.authorization_endpoint):
+            self.rejected[policy.key] = Cond("Accepted", False, "Invalid", "oidc: the provider's endpoints: " + (
+                url_problem(found.token_endpoint) or url_problem(found.authorization_endpoint)))
+            return
+        if refused("token endpoint", found.token_endpoint):
+            return
         ref = spec.client_secret
         secret = self.secret(policy, ref.name, ref.namespace)
         if isinstance(secret, Cond):
@@ -357,9 +374,6 @@ class SecurityPolicies(PolicyKind):
             self.unresolved[policy.key] = Cond("ResolvedRefs", False, "InvalidSecret",
                                                f"oidc.clientSecret: Secret {ref.name} has no "
                                                f"{CLIENT_SECRET_KEY!r} key")
-        found = self.endpoints(spec)
-        if isinstance(found, Cond):
-            self.rejected[policy.key] = found
 
     def classes(self, ancestors: list[ObjectKey]) -> list[GatewayClass]:
         """The GatewayClasses of ours of the Gateways the policy reaches (its ancestors)."""
@@ -377,8 +391,9 @@ class SecurityPolicies(PolicyKind):
         for policy, ancestors in super().statuses():
             rejected = self.rejected.get(policy.key)
             if rejected is not None:
-                ancestors = {gw: [rejected if c.type == "Accepted" else c for c in conds]
-                             for gw, conds in ancestors.items()}
+                ancestors = {gw: [rejected if c.type == "Accepted" else c for c in conds] + (
+                    [] if any(c.type == "Accepted" for c in conds) else [rejected])
+                    for gw, conds in ancestors.items()}
             why = self.unresolved.get(policy.key)
             if why is not None:
                 ancestors = {gw: [why if c.type == "ResolvedRefs" else c for c in conds] + (
