@@ -120,3 +120,54 @@ def test_discovery_fetches_off_the_loop_once_wakes_it_and_keeps_a_good_document_
         assert d.documents == {}
 
     asyncio.run(scenario())
+
+
+GATEWAY_WIDE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: client, namespace: default}
+stringData: {client-secret: s3cret}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /discovered}}], backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.portico.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: login, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  oidc: {provider: {issuer: "https://accounts.example.com"}, clientID: app, clientSecret: {name: client}}
+"""
+
+
+def test_the_patching_path_sees_a_document_arrive_for_a_gateway_wide_policy(tmp_path: Path) -> None:
+    """A Gateway's policy leaves route changes patchable (`translator.incremental`): a
+    document that arrives must not be patched over as "nothing changed"."""
+    (tmp_path / "in.yaml").write_text(GATEWAY_WIDE)
+    memo = Incremental()
+    first = dataclasses.replace(load_snapshot(tmp_path / "in.yaml"), memo=memo)
+    assert route_action(first, "/discovered").direct_status == 500
+    second = dataclasses.replace(first, discovered={ISSUER: GOOD})
+    action = route_action(second, "/discovered")
+    assert action.oidc is not None and action.oidc.token_endpoint == GOOD.token_endpoint
