@@ -90,3 +90,6 @@ def test_security_policy_users_and_api_keys_are_not_in_dumps() -> None:
         text = json.dumps(offline(policies).diagnostics.config_dump(fmt=fmt))
         assert "k-billing-0001" not in text and "Kd5ORu2LcaGO" not in text, fmt
         assert "<redacted>" in text
+        # the oidc client secret (Secret portal-client), and the HMAC secret made from it
+        assert "portal-s3cret" not in text and "6b7ce999a634bffb" not in text, fmt
+        assert "default/portal-login" in text

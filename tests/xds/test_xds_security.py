@@ -60,6 +60,10 @@ def test_explain_names_the_checks_and_the_rule_that_decides() -> None:
         "authorization: rule 3 of SecurityPolicy default/api denies (403) if: client address in 10.0.0.0/8",
         "authorization: otherwise no rule matches: defaultAction of SecurityPolicy default/api denies (403)",
     ]
+    login = render(explain(model, Request(18082, "api.example.com", "/app/home", "GET")), model)
+    assert [line for line in login if line.startswith("authentication")] == [
+        "authentication: OIDC login of SecurityPolicy default/login (no session: 302 to "
+        "https://idp.example.com/authorize; callback /callback, logout /bye)"]
     get = render(explain(model, Request(18082, "api.example.com", "/orders", "GET",
                                         headers=(("X-Team", "b"), ("x-debug", "1")))), model)
     assert [line for line in get if line.startswith("authorization")][-1] == (

@@ -134,6 +134,7 @@ class Builder:
         self._next_assembled: dict[str, _Assembled] = {}
         self._all_vhosts: tuple[tuple[int, ...], dict[str, Serialized]] = ((), {})
         self._jwt: dict[str, tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]] = {}
+        self._oidc: dict[str, tuple[ir.HTTPConfig, list[ir.OIDC]]] = {}
 
     def build(self, model: ir.IR) -> Resources:
         out = Resources()
@@ -157,8 +158,8 @@ class Builder:
             out.extensions[JWT_FILTER] = extension_config(a for _, auths in self._jwt.values() for a in auths)
         out.virtual_hosts = self._merged([vhosts for _, _, vhosts in configs.values()])
         out.secrets.update(build_secrets(model))
-        out.secrets.update(oidc_secrets(r.action.oidc for http, _, _ in configs.values() for vh in http.virtual_hosts
-                                        for r in vh.routes if r.action.oidc is not None))
+        self._oidc = {name: self._oidc_of(http) for name, (http, _, _) in configs.items()}
+        out.secrets.update(oidc_secrets(o for _, logins in self._oidc.values() for o in logins))
         return out
 
     def _jwt_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]:
@@ -167,6 +168,13 @@ class Builder:
         if prev is not None and (prev[0] is http or prev[0] == http):
             return prev
         return http, [r.action.jwt for vh in http.virtual_hosts for r in vh.routes if r.action.jwt is not None]
+
+    def _oidc_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.OIDC]]:
+        """A route configuration's OIDC logins (their client and HMAC secrets go over SDS)."""
+        prev = self._oidc.get(http.route_config_name)
+        if prev is not None and (prev[0] is http or prev[0] == http):
+            return prev
+        return http, [r.action.oidc for vh in http.virtual_hosts for r in vh.routes if r.action.oidc is not None]
 
     def _merged(self, parts: list[dict[str, Serialized]]) -> dict[str, Serialized]:
         """Every route configuration's virtual hosts in one dict: the very same dict while
