@@ -391,7 +391,8 @@ class SecurityPolicies(PolicyKind):
         for policy, ancestors in super().statuses():
             rejected = self.rejected.get(policy.key)
             if rejected is not None:
-                ancestors = {gw: [rejected if c.type == "Accepted" else c for c in conds] + (
+                # (where it is not accepted anyway, Conflicted or Invalid, that says more)
+                ancestors = {gw: [rejected if c.type == "Accepted" and c.status else c for c in conds] + (
                     [] if any(c.type == "Accepted" for c in conds) else [rejected])
                     for gw, conds in ancestors.items()}
             why = self.unresolved.get(policy.key)
