@@ -248,6 +248,21 @@ class ExternalAuth:
 
 
 @dataclass(frozen=True)
+class ErrorPages:
+    """Answers of `codes` replaced (Portico HTTPRouteFilter errorPages): by a GET of `/` to
+    `cluster` (its answer returned as it is) with `headers` set besides ingress-nginx's
+    X-Code, X-Format, X-Original-URI and X-Request-ID; without a cluster, by `status` and
+    `body`. `key` names the rule's error page route in the virtual host."""
+
+    codes: tuple[int, ...]
+    key: str
+    cluster: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 404
+    body: str = ""
+
+
+@dataclass(frozen=True)
 class WeightedBackend:
     """One backendRef's share of a rule. cluster None: the ref is invalid and its
     share answers 500 (HTTPRoute spec, BackendRef 'If a backendRef is invalid')."""
@@ -418,6 +433,8 @@ class RouteAction:
     # a 401 of the route's ExternalAuth becomes a 302 to this Location (an Envoy format
     # string): Portico HTTPRouteFilter authSignin
     signin: str | None = None
+    # answers of listed codes replaced by an error page (Portico HTTPRouteFilter errorPages)
+    error_pages: ErrorPages | None = None
     # (header, Certificate | Subject | Issuer): the client certificate's, set on the request
     # (Portico HTTPRouteFilter clientCertificateHeaders)
     client_cert_headers: tuple[tuple[str, str], ...] = ()
@@ -626,11 +643,14 @@ def backend_clusters(items: tuple[WeightedBackend, ...]) -> list[str]:
 
 
 def route_clusters(route: Route) -> list[str]:
-    """The clusters one route sends to: its backends, mirrors and authorization service."""
+    """The clusters one route sends to: its backends, mirrors, authorization service and
+    error pages."""
     action = route.action
     out = backend_clusters(action.backends) + [m.cluster for m in action.mirrors]
     if action.external_auth is not None:
         out.append(action.external_auth.cluster)
+    if action.error_pages is not None and action.error_pages.cluster is not None:
+        out.append(action.error_pages.cluster)
     if action.jwt is not None:
         out += [p.jwks_cluster for p in action.jwt.providers if p.jwks_cluster]
     if action.oidc is not None:

@@ -991,9 +991,30 @@ class ClientCertificateHeader(Model):
     value: str
 
 
+class ErrorPageResponse(Model):
+    """The answer Envoy itself gives instead of an error (no error page backend)."""
+
+    status_code: int
+    body: str = ""
+
+
+class ErrorPages(Model):
+    """Answers of `statusCodes` replaced by the error page: a GET of `/` (the query kept) to
+    `backendRef`, its answer returned as it is, with X-Code, X-Format, X-Original-URI,
+    X-Request-ID and `requestHeaders` set (ingress-nginx's custom-http-errors with a
+    default backend); or, without a backendRef, `response` (ingress-nginx's built-in default
+    backend answers 404)."""
+
+    status_codes: list[int]
+    backend_ref: BackendObjectReference | None = None
+    response: ErrorPageResponse | None = None
+    request_headers: list[HTTPHeader] = Field(default_factory=list)
+
+
 class PorticoHTTPRouteFilterSpec(Model):
     url_rewrite: FilterURLRewrite | None = None
     auth_signin: AuthSignin | None = None
+    error_pages: ErrorPages | None = None
     client_certificate_headers: list[ClientCertificateHeader] = Field(default_factory=list)
 
 

@@ -397,6 +397,8 @@ class _Builder:
                 **({"set": request_headers} if request_headers else {}), **({"remove": removed} if removed else {})}})
         if notes.client_headers:
             filters.append(self.client_cert(ns, route, notes.client_headers))
+        if notes.error_codes:
+            filters.append(self.error_pages(ns, route, label, path.get("backend") or {}, backend, notes))
         if notes.response_headers:
             filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": {
                 "set": list(notes.response_headers)}})
@@ -429,6 +431,38 @@ class _Builder:
             "spec": {"clientCertificateHeaders": [{"name": k, "value": v} for k, v in headers.items()]}}
         return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
                                                          "name": name}}
+
+    def error_pages(self, ns: str, route: str, label: str, ingress_backend: Obj, backend: Obj,
+                    notes: nginx.Annotations) -> Obj:
+        """custom-http-errors: a Portico HTTPRouteFilter errorPages per route and backend, with
+        the headers ingress-nginx sets for the rule's location ($namespace, $ingress_name,
+        $service_name, $service_port: the port as the Ingress names it)."""
+        port = (ingress_backend.get("service") or {}).get("port") or {}
+        name = dns_label(f"{route}-errors-{backend['name']}-{backend['port']}")
+        spec: Obj = {"statusCodes": list(notes.error_codes)}
+        if notes.error_backend is None:
+            spec["response"] = dict(nginx.BUILTIN_DEFAULT_BACKEND)
+        else:
+            spec["backendRef"] = {"name": notes.error_backend, "port": self.first_port(ns, notes.error_backend, notes)}
+            spec["requestHeaders"] = [
+                {"name": "X-Namespace", "value": ns}, {"name": "X-Ingress-Name", "value": label.split("/", 1)[1]},
+                {"name": "X-Service-Name", "value": backend["name"]},
+                {"name": "X-Service-Port", "value": str(port.get("number") or port.get("name") or backend["port"])}]
+        self.extra[("HTTPRouteFilter", ns, name)] = {
+            "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
+            "spec": {"errorPages": spec}}
+        return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
+                                                         "name": name}}
+
+    def first_port(self, ns: str, service: str, notes: nginx.Annotations) -> int:
+        """ingress-nginx sends to the default-backend Service's first port; without the Service
+        among the inputs, 80."""
+        ports = ((self.services.get((ns, service)) or {}).get("spec") or {}).get("ports") or []
+        if ports and ports[0].get("port"):
+            return int(ports[0]["port"])
+        notes.differ("default-backend", f"the Service {ns}/{service} is not among the inputs: its port is taken "
+                                        "to be 80 (ingress-nginx: its first port)")
+        return 80
 
     def signin(self, ns: str, route: str, spec: Obj) -> Obj:
         """auth-signin: a Portico HTTPRouteFilter authSignin, one per route."""

@@ -38,6 +38,9 @@ from Ingress", has the table):
   auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides), with the
   ssl-client-subject-dn/-issuer-dn headers (a Portico HTTPRouteFilter clientCertificateHeaders)
   and ssl-client-verify; auth-tls-pass-certificate-to-upstream: ssl-client-cert.
+- custom-http-errors (+ default-backend): a Portico HTTPRouteFilter errorPages per rule, the
+  answers of those codes replaced by the default-backend Service's to a GET of `/` with
+  X-Code and its companions (without default-backend: ingress-nginx's built-in 404).
 - configuration-snippet: never run; its literal header directives become header modifiers.
 - auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
 - auth-signin (+ auth-signin-redirect-param), with auth-url: a Portico HTTPRouteFilter
@@ -76,6 +79,8 @@ COMPANIONS = {
     "auth-realm",
     "auth-tls-verify-client", "auth-tls-verify-depth",
 }
+# the answer of ingress-nginx's built-in default backend (no --default-backend-service)
+BUILTIN_DEFAULT_BACKEND = {"statusCode": 404, "body": "default backend - 404"}
 # outcomes of an annotation (`portico convert --report`)
 CONVERTED = "converted"
 DIFFERENT = "converted with a difference"
@@ -85,10 +90,6 @@ NOT_SUPPORTED = {
     "server-snippet": "raw nginx configuration is never run (no Envoy equivalent)",
     "auth-secret": "read only with auth-type: basic",
     "auth-realm": "read only with auth-type: basic",
-    "custom-http-errors": "answers of listed codes are not replaced by the default-backend's "
-                          "(no Gateway API or Portico equivalent)",
-    "default-backend": "a fallback Service for errors and missing endpoints has no Gateway API or Portico "
-                       "equivalent",
     "session-cookie-samesite": "SameSite is not a sessionPersistence attribute",
 }
 # proxy-next-upstream conditions -> BackendTrafficPolicy retry triggers / status codes
@@ -146,6 +147,10 @@ class Annotations:
     aliases: list[str] = field(default_factory=list)  # server-alias: more hostnames of the host
     basic_auth: dict[str, str] | None = None  # SecurityPolicy basicAuth.users (a SecretObjectReference)
     client_ca: tuple[str, str] | None = None  # auth-tls-secret (namespace, name): its ca.crt
+    # custom-http-errors: the codes whose answers the error page replaces, and the
+    # default-backend Service that serves it (else ingress-nginx's built-in 404)
+    error_codes: list[int] = field(default_factory=list)
+    error_backend: str | None = None
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     # auth-tls-*: the client certificate's headers for the backend (Certificate, Subject or
@@ -498,6 +503,41 @@ def _auth_signin(value: str, nginx: dict[str, str], out: Annotations) -> None:
                               "authorization service's)")
 
 
+def _custom_http_errors(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """error_page <code> = @custom_<upstream>_<code>: a GET of / to the default backend with
+    X-Code and its companions, its answer returned as it is: a Portico HTTPRouteFilter
+    errorPages per rule (`convert`)."""
+    codes = []
+    for code in _list(value):
+        if not code.isdigit() or not 400 <= int(code) <= 599:
+            raise ValueError(f"{code!r} is not an error status code (400-599)")
+        codes.append(int(code))
+    if not codes:
+        raise ValueError("no status codes")
+    out.error_codes = codes
+    out.error_backend = nginx.get("default-backend") or None
+    out.differ("custom-http-errors", "the error page's X-Request-ID is the client's, else a new one (ingress-nginx: "
+                                     "its request id, which the backend got too)")
+    if out.error_backend is None:
+        out.differ("custom-http-errors", "ingress-nginx's --default-backend-service (a controller flag, not in the "
+                                         "Ingress) is not known here: without the default-backend annotation the "
+                                         "listed codes are answered 404 \"default backend - 404\", as ingress-nginx's "
+                                         "built-in default backend does")
+
+
+def _default_backend(value: str, nginx: dict[str, str], out: Annotations) -> None:
+    """The Service of custom-http-errors' error pages; ingress-nginx also sends a rule's
+    requests there while its Service has no endpoints, which nothing here does."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
+        raise ValueError("not a Service name (of the Ingress's namespace)")
+    if "custom-http-errors" not in nginx:
+        raise ValueError("without custom-http-errors it is only a fallback for a Service without endpoints, which "
+                         "has no Gateway API or Portico equivalent")
+    out.differ("default-backend", "serves the error pages of custom-http-errors only: a rule whose Service has no "
+                                  "endpoints answers 503 (ingress-nginx: sends the request to it), replaced by "
+                                  "the error page when 503 is listed")
+
+
 def _mirror_target(value: str, nginx: dict[str, str], out: Annotations) -> None:
     if value.startswith("/"):
         raise ValueError("an internal location cannot be converted")
@@ -693,6 +733,8 @@ _READERS = {
     "auth-type": _auth_type,
     "auth-signin": _auth_signin,
     "mirror-target": _mirror_target,
+    "custom-http-errors": _custom_http_errors,
+    "default-backend": _default_backend,
     "upstream-vhost": _upstream_vhost,
     "proxy-next-upstream": _next_upstream,
     "proxy-next-upstream-tries": _next_upstream_tries,

@@ -37,6 +37,7 @@ from portico.models import (
     Resource,
 )
 from portico.translator.conditions import Cond
+from portico.translator.errorpages import error_pages_of, error_pages_problem
 from portico.translator.regex import regex_problem
 from portico.translator.signin import signin_location
 
@@ -95,6 +96,7 @@ class FilterSet:
     cors: ir.CORS | None = None
     external_auth: ir.ExternalAuth | None = None
     signin: str | None = None  # HTTPRouteFilter authSignin: the 302's Location format string
+    error_pages: ir.ErrorPages | None = None  # HTTPRouteFilter errorPages
     client_cert_headers: tuple[tuple[str, str], ...] = ()  # HTTPRouteFilter clientCertificateHeaders
     conds: list[Cond] = field(default_factory=list)
     failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
@@ -320,10 +322,18 @@ def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends
                                   f"{', '.join(CLIENT_CERT_VALUES)}")
         return
     out.client_cert_headers += cert_headers
+    pages = found.spec.error_pages
+    if pages is not None:
+        why = error_pages_problem(ref.name, pages)
+        if why:
+            out.invalid = unsupported(why)
+            return
+        out.error_pages, problem = error_pages_of(route, ref.name, pages, backends)
+        out.conds += [problem] if problem else []
     if found.spec.url_rewrite is None:
-        if found.spec.auth_signin is None and not cert_headers:
-            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets none of urlRewrite, authSignin and "
-                                      "clientCertificateHeaders")
+        if found.spec.auth_signin is None and not cert_headers and pages is None:
+            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets none of urlRewrite, authSignin, "
+                                      "clientCertificateHeaders and errorPages")
         return
     regex = found.spec.url_rewrite.path.replace_regex_match
     why = regex_problem(regex.pattern)

@@ -43,6 +43,7 @@ from portico.xds._common import (
     set_wrapped,
     stat_name,
 )
+from portico.xds.errorpages import error_page_filters
 from portico.xds.extauth import ext_authz_filters
 from portico.xds.jwt import jwt_filter
 from portico.xds.oidc import oidc_filter
@@ -221,6 +222,8 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
                        disabled=True),
         signin_filter(),  # before ext_authz, whose 401 it turns into a sign-in redirect; disabled too
         *ext_authz_filters(),  # disabled until a route with ExternalAuth enables one
+        # after authorization: error pages replace the backend's answers and the router's own
+        *error_page_filters(),
         *policies.last_filters(),  # request body limits (route policies)
         hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())),
     ]

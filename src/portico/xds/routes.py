@@ -32,6 +32,7 @@ from portico import ir
 from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
 from portico.xds.clientcert import client_cert_headers
+from portico.xds.errorpages import MARKER, error_pages_per_route, marker_routes
 from portico.xds.extauth import ext_authz_per_route
 from portico.xds.signin import signin_per_route
 
@@ -59,7 +60,9 @@ def route_config_header(http: ir.HTTPConfig) -> route_pb2.RouteConfiguration:
     `xds.resources`)."""
     # Virtual hosts match the Host without its port; the Host itself reaches the
     # backend unchanged (upstream HTTPRouteListenerPortMatching: "foo.com:8080").
-    out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True)
+    out = route_pb2.RouteConfiguration(name=http.route_config_name, ignore_port_in_host_matching=True,
+                                       # what selects an error page route: never a client's (`errorpages`)
+                                       internal_only_headers=[MARKER])
     if http.alt_svc is not None:  # HTTP/3 on the port (ClientTrafficPolicy http3)
         out.response_headers_to_add.append(_header("alt-svc", http.alt_svc, _HVO.OVERWRITE_IF_EXISTS_OR_ADD))
     return out
@@ -85,6 +88,7 @@ def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = 
     (no header validator is built into the Envoy release that would refuse them earlier)."""
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
     out.routes.extend(_bad_authority_routes())
+    out.routes.extend(marker_routes(vh.routes))
     out.routes.extend((route_builder or build_route)(r) for r in vh.routes)
     return out
 
@@ -116,6 +120,9 @@ def build_route(route: ir.Route) -> rc.Route:
         out.typed_per_filter_config[name].CopyFrom(config)
         if action.signin is not None:
             name, config = signin_per_route(action.signin)
+            out.typed_per_filter_config[name].CopyFrom(config)
+    if action.error_pages is not None and action.direct_status is None and action.redirect is None:
+        for name, config in error_pages_per_route(action.error_pages):
             out.typed_per_filter_config[name].CopyFrom(config)
     policies.per_route(action, out)
     return out

@@ -150,7 +150,7 @@ def is_tls_variant(name: str) -> bool:
 
 
 def rename_clusters(li: ir.Listener, new: Callable[[str], str | None]) -> ir.Listener:
-    """`li` with its backends, mirrors and authorization services sent to `new(name)`
+    """`li` with its backends, mirrors, authorization services and error pages sent to `new(name)`
     where that is not None."""
     def backends(items: tuple[ir.WeightedBackend, ...]) -> tuple[ir.WeightedBackend, ...]:
         return tuple(replace(b, cluster=new(b.cluster) or b.cluster) if b.cluster else b for b in items)
@@ -160,7 +160,10 @@ def rename_clusters(li: ir.Listener, new: Callable[[str], str | None]) -> ir.Lis
         auth = a.external_auth
         if auth is not None:
             auth = replace(auth, cluster=new(auth.cluster) or auth.cluster)
-        return replace(a, backends=backends(a.backends), mirrors=mirrors, external_auth=auth)
+        pages = a.error_pages
+        if pages is not None and pages.cluster is not None:
+            pages = replace(pages, cluster=new(pages.cluster) or pages.cluster)
+        return replace(a, backends=backends(a.backends), mirrors=mirrors, external_auth=auth, error_pages=pages)
 
     def chain(c: ir.FilterChain) -> ir.FilterChain:
         if c.tcp is not None:
