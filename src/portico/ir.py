@@ -263,6 +263,16 @@ class ErrorPages:
 
 
 @dataclass(frozen=True)
+class ClientCertificateCheck:
+    """A route's requests need a client certificate the listener's validation found valid
+    (`optional`: or none at all); others get 400, or a 302 to `redirect` (Portico
+    HTTPRouteFilter requireClientCertificate)."""
+
+    optional: bool = False
+    redirect: str | None = None
+
+
+@dataclass(frozen=True)
 class WeightedBackend:
     """One backendRef's share of a rule. cluster None: the ref is invalid and its
     share answers 500 (HTTPRoute spec, BackendRef 'If a backendRef is invalid')."""
@@ -435,6 +445,7 @@ class RouteAction:
     signin: str | None = None
     # answers of listed codes replaced by an error page (Portico HTTPRouteFilter errorPages)
     error_pages: ErrorPages | None = None
+    client_cert_check: ClientCertificateCheck | None = None
     # (header, Certificate | Subject | Issuer): the client certificate's, set on the request
     # (Portico HTTPRouteFilter clientCertificateHeaders)
     client_cert_headers: tuple[tuple[str, str], ...] = ()

@@ -1011,10 +1011,21 @@ class ErrorPages(Model):
     request_headers: list[HTTPHeader] = Field(default_factory=list)
 
 
+class RequireClientCertificate(Model):
+    """The rule's requests need a client certificate the Gateway's frontend validation (mode
+    AllowInsecureFallback) found valid; `optional`: a client without one passes too. Others
+    are answered 400, or a 302 to `errorRedirect` (ingress-nginx's auth-tls-verify-client
+    and auth-tls-error-page)."""
+
+    optional: bool = False
+    error_redirect: str | None = None
+
+
 class PorticoHTTPRouteFilterSpec(Model):
     url_rewrite: FilterURLRewrite | None = None
     auth_signin: AuthSignin | None = None
     error_pages: ErrorPages | None = None
+    require_client_certificate: RequireClientCertificate | None = None
     client_certificate_headers: list[ClientCertificateHeader] = Field(default_factory=list)
 
 

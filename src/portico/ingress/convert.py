@@ -162,6 +162,7 @@ class _Builder:
         self.passthrough_hosts: set[str] = set()
         self.server_of: dict[str, tuple[str, str]] = {}
         self.catch_all: tuple[str, str] | None = None
+        self.https_hosts: set[str] = set()  # hosts whose routes are on the HTTPS port only
         self.aliases: dict[str, list[str]] = {}  # server-alias: the first Ingress's of the host that has them
         # auth-tls: per Gateway, the client validation of the Ingresses with tls entries on it
         self.client_tls: dict[tuple[str, str], set[tuple[tuple[str, str] | None, str]]] = {}
@@ -209,6 +210,9 @@ class _Builder:
             if default and self.server_of.get(host) == (ns, name) and not any(_is_root(p) for p in paths):
                 # ingress-nginx: the Ingress's defaultBackend serves its server's root location
                 paths = [*paths, {"path": "/", "pathType": "Prefix", "backend": default}]
+            redirected = notes.force_ssl_redirect or (notes.ssl_redirect and _covered(tls, host))
+            if redirected:  # its routes are on 443 only
+                self.https_hosts.add(host)
             pairs = [(p, r) for p in paths if (r := self.rule(p, ns, host, base, label, notes)) is not None]
             rules = [r for _, r in pairs]
             if notes.app_root:  # ingress-nginx: `/` redirects to the app root
@@ -223,7 +227,6 @@ class _Builder:
                 continue
             # server-alias: names the host's server answers too, unless an Ingress names them itself
             hosts = [host, *(a for a in self.aliases.get(host, []) if a not in self.server_of)] if host else []
-            redirected = notes.force_ssl_redirect or (notes.ssl_redirect and _covered(tls, host))
             if not (redirected and host in self.passthrough_hosts):  # HTTPS of that host is the backend's
                 route = _route(base, ns, [{"name": gw_name, "port": 443}] if redirected else [{"name": gw_name}],
                                hosts, rules)
@@ -399,6 +402,8 @@ class _Builder:
             filters.append(self.client_cert(ns, route, notes.client_headers))
         if notes.error_codes:
             filters.append(self.error_pages(ns, route, label, path.get("backend") or {}, backend, notes))
+        if notes.client_check is not None:  # first: before any other filter acts
+            filters.insert(0, self.client_check(ns, route, host, notes))
         if notes.response_headers:
             filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": {
                 "set": list(notes.response_headers)}})
@@ -451,6 +456,20 @@ class _Builder:
         self.extra[("HTTPRouteFilter", ns, name)] = {
             "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
             "spec": {"errorPages": spec}}
+        return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
+                                                         "name": name}}
+
+    def client_check(self, ns: str, route: str, host: str, notes: nginx.Annotations) -> Obj:
+        """auth-tls-verify-client optional, or on with auth-tls-error-page: the routes check the
+        client certificate the Gateway accepted (a Portico HTTPRouteFilter requireClientCertificate)."""
+        name = dns_label(f"{route}-client-check")
+        self.extra[("HTTPRouteFilter", ns, name)] = {
+            "apiVersion": PORTICO_API, "kind": "HTTPRouteFilter", "metadata": {"name": name, "namespace": ns},
+            "spec": {"requireClientCertificate": dict(notes.client_check or {})}}
+        if host not in self.https_hosts:
+            notes.differ("auth-tls-secret", f"{host or 'a rule without host'} is served on plain HTTP too, where no "
+                                            "client has a certificate: those requests are refused (400) or sent to "
+                                            "the error page (ingress-nginx: not checked)")
         return {"type": "ExtensionRef", "extensionRef": {"group": "gateway.portico.dev", "kind": "HTTPRouteFilter",
                                                          "name": name}}
 

@@ -37,7 +37,9 @@ from Ingress", has the table):
   RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
   auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides), with the
   ssl-client-subject-dn/-issuer-dn headers (a Portico HTTPRouteFilter clientCertificateHeaders)
-  and ssl-client-verify; auth-tls-pass-certificate-to-upstream: ssl-client-cert.
+  and ssl-client-verify; verify-client optional, or on with auth-tls-error-page: a Portico
+  HTTPRouteFilter requireClientCertificate (400, or a 302 to the error page, for a client
+  without the certificate it needs); auth-tls-pass-certificate-to-upstream: ssl-client-cert.
 - custom-http-errors (+ default-backend): a Portico HTTPRouteFilter errorPages per rule, the
   answers of those codes replaced by the default-backend Service's to a GET of `/` with
   X-Code and its companions (without default-backend: ingress-nginx's built-in 404).
@@ -77,7 +79,7 @@ COMPANIONS = {
     "canary-by-header-pattern", "canary-by-cookie", "limit-burst-multiplier", "proxy-ssl-name",
     "auth-response-headers", "auth-method", "auth-signin-redirect-param", "auth-secret", "auth-secret-type",
     "auth-realm",
-    "auth-tls-verify-client", "auth-tls-verify-depth",
+    "auth-tls-verify-client", "auth-tls-verify-depth", "auth-tls-error-page",
 }
 # the answer of ingress-nginx's built-in default backend (no --default-backend-service)
 BUILTIN_DEFAULT_BACKEND = {"statusCode": 404, "body": "default backend - 404"}
@@ -152,6 +154,10 @@ class Annotations:
     error_codes: list[int] = field(default_factory=list)
     error_backend: str | None = None
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
+    # the routes' own check of the client certificate (a Portico HTTPRouteFilter
+    # requireClientCertificate), where the Gateway accepts every client: verify-client
+    # optional, or on with auth-tls-error-page
+    client_check: dict[str, Any] | None = None
     request_headers: list[dict[str, str]] = field(default_factory=list)  # configuration-snippet, set
     # auth-tls-*: the client certificate's headers for the backend (Certificate, Subject or
     # Issuer: a Portico HTTPRouteFilter clientCertificateHeaders)
@@ -603,17 +609,25 @@ def _auth_tls_secret(value: str, nginx: dict[str, str], out: Annotations) -> Non
     if nginx.get("auth-tls-verify-depth", "1") != "1":
         out.differ("auth-tls-secret", "auth-tls-verify-depth is not converted: Envoy accepts a chain of any "
                                       "length to the CA")
-    if verify == "on":  # Envoy refuses the handshake otherwise, so every request that reaches it verified
+    page = nginx.get("auth-tls-error-page")
+    if page is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", page):
+        raise ValueError("auth-tls-error-page is not an absolute http(s) URL")
+    if verify == "on":  # only a verified client reaches the backend (the handshake, or the routes' check)
         out.request_headers.append({"name": "ssl-client-verify", "value": "SUCCESS"})
     else:
         out.differ("auth-tls-secret", "no ssl-client-verify header for the backend (Envoy has no value for it)")
-    if verify != "on":
-        out.client_mode = "AllowInsecureFallback"
-        out.differ("auth-tls-secret", f"verify-client {verify}: a client certificate is not required, and one "
-                                      "that fails validation is let through too (ingress-nginx: refused)")
-    else:
+    if verify == "on" and page is None:
         out.differ("auth-tls-secret", "a client without a valid certificate fails the TLS handshake "
                                       "(ingress-nginx: a 400 answer)")
+        return
+    # nginx: no certificate (496, verify-client on) or a failed one (495) is answered 400,
+    # or a 302 to auth-tls-error-page: the Gateway accepts every client, the routes check
+    out.client_mode = "AllowInsecureFallback"
+    if verify in ("on", "optional"):
+        out.client_check = {"optional": verify == "optional", **({"errorRedirect": page} if page else {})}
+    elif page is not None:
+        out.differ("auth-tls-secret", "auth-tls-error-page is not used: verify-client optional_no_ca never "
+                                      "fails (as in ingress-nginx)")
 
 
 def _pass_certificate(value: str, nginx: dict[str, str], out: Annotations) -> None:

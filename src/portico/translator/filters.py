@@ -83,6 +83,8 @@ AUTH_PROTOCOLS = frozenset({"GRPC", "HTTP"})
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # in a header value, a tab is allowed (RFC 9110 5.5 field-value: VCHAR, SP, HTAB, obs-text)
 HEADER_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# requireClientCertificate.errorRedirect: a Location (no control characters or spaces)
+ABSOLUTE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f/?#]+[^\s\x00-\x1f\x7f]*")
 AUTH_PATH = re.compile(r"/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*")
 
 
@@ -97,6 +99,7 @@ class FilterSet:
     external_auth: ir.ExternalAuth | None = None
     signin: str | None = None  # HTTPRouteFilter authSignin: the 302's Location format string
     error_pages: ir.ErrorPages | None = None  # HTTPRouteFilter errorPages
+    client_cert_check: ir.ClientCertificateCheck | None = None  # HTTPRouteFilter requireClientCertificate
     client_cert_headers: tuple[tuple[str, str], ...] = ()  # HTTPRouteFilter clientCertificateHeaders
     conds: list[Cond] = field(default_factory=list)
     failed: bool = False  # an ExtensionRef could not be resolved: the rule answers 500
@@ -330,10 +333,17 @@ def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends
             return
         out.error_pages, problem = error_pages_of(route, ref.name, pages, backends)
         out.conds += [problem] if problem else []
+    check = found.spec.require_client_certificate
+    if check is not None:
+        if check.error_redirect is not None and not ABSOLUTE_URL.fullmatch(check.error_redirect):
+            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: requireClientCertificate.errorRedirect is not "
+                                      "an absolute http(s) URL")
+            return
+        out.client_cert_check = ir.ClientCertificateCheck(check.optional, check.error_redirect)
     if found.spec.url_rewrite is None:
-        if found.spec.auth_signin is None and not cert_headers and pages is None:
+        if found.spec.auth_signin is None and not cert_headers and pages is None and check is None:
             out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: sets none of urlRewrite, authSignin, "
-                                      "clientCertificateHeaders and errorPages")
+                                      "clientCertificateHeaders, errorPages and requireClientCertificate")
         return
     regex = found.spec.url_rewrite.path.replace_regex_match
     why = regex_problem(regex.pattern)

@@ -67,6 +67,7 @@ def translate_rule(route: HTTPRoute, rule: HTTPRouteRule, index: int, backends: 
         external_auth=filters.external_auth,
         signin=filters.signin,
         error_pages=filters.error_pages,
+        client_cert_check=filters.client_cert_check,
         client_cert_headers=filters.client_cert_headers,
         retry=retry_of(rule),
         session_persistence=session_persistence(route, index, rule.session_persistence),

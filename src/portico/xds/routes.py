@@ -31,7 +31,7 @@ from google.protobuf import wrappers_pb2
 from portico import ir
 from portico.xds import policies
 from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis, pack
-from portico.xds.clientcert import client_cert_headers
+from portico.xds.clientcert import certificate_check_route, client_cert_headers
 from portico.xds.errorpages import MARKER, error_pages_per_route, marker_routes
 from portico.xds.extauth import ext_authz_per_route
 from portico.xds.signin import signin_per_route
@@ -89,7 +89,13 @@ def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = 
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
     out.routes.extend(_bad_authority_routes())
     out.routes.extend(marker_routes(vh.routes))
-    out.routes.extend((route_builder or build_route)(r) for r in vh.routes)
+    build = route_builder or build_route
+    for r in vh.routes:
+        built = build(r)
+        check = certificate_check_route(r, built.match) if r.action.client_cert_check is not None else None
+        if check is not None:  # first: the rule's requests without the certificate it needs
+            out.routes.append(check)
+        out.routes.append(built)
     return out
 
 
