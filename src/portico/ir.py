@@ -423,6 +423,7 @@ class RateLimit:
     headers: tuple[str, ...] = ()
     # claims of the route's verified JWT (SecurityPolicy jwt): a bucket per caller
     claims: tuple[str, ...] = ()
+    status: int = 429  # the answer over the budget (RateLimitPolicy local.responseStatusCode)
 
 
 @dataclass(frozen=True)

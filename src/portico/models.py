@@ -950,6 +950,7 @@ class RateLimitRule(Model):
 
 class LocalRateLimit(Model):
     rules: list[RateLimitRule] = Field(default_factory=list)
+    response_status_code: int = 429
 
 
 class RateLimitPolicySpec(PolicySpec):

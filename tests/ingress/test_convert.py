@@ -120,7 +120,7 @@ def test_the_migration_report() -> None:
     assert "| `nginx.ingress.kubernetes.io/backend-protocol` | converted with a difference | ingress-nginx does " \
            "not verify" in out
     summary = out.split("## Summary", 1)[1]
-    assert ("3 Ingress(es), 11 annotation(s): 5 converted, 2 converted with a difference, 4 not converted."
+    assert ("3 Ingress(es), 11 annotation(s): 6 converted, 1 converted with a difference, 4 not converted."
             in summary)
     assert "- [ ] shop/odd: `nginx.ingress.kubernetes.io/configuration-snippet`" in summary
     assert "- [ ] shop/odd: annotation example.com/owner: not an ingress-nginx annotation" in summary

@@ -1,6 +1,6 @@
 """Ingress with ingress-nginx annotations, served by real Envoy: TLS with the HTTP->HTTPS
 redirect, a canary by weight and by header, rewrite-target with capture groups, CORS,
-limit-rps (429), whitelist-source-range (403) and proxy-body-size (413). Then the round
+limit-rps (503, as ingress-nginx), whitelist-source-range (403) and proxy-body-size (413). Then the round
 trip: the same requests to the objects `portico convert` makes of these Ingresses,
 served instead, answer the same way."""
 
@@ -168,7 +168,7 @@ def test_annotations_served_and_converted_answer_alike(tmp_path: Path) -> None:
             "canary-weight": ["canary-1"],
             "rewrite": (200, "/v2/items/7?full=1"),
             "body-size": 413,
-            "rate-limit": [200, 429],
+            "rate-limit": [200, 503],  # ingress-nginx: limit-req-status-code 503
             "source-range": 403,
         }
         converted = convert(docs)

@@ -139,7 +139,7 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
             "auth-denied": 401, "auth-allowed": (200, ["alice"]), "auth-all-headers": (401, 200, ["alice"]),
             # ingress-nginx: rd=http%3A%2F%2Fsignin.example.com%2Fp%2Fq%3Fx%3D1 (Envoy cannot URL-encode it)
             "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com/p/q?x=1", 200),
-            "limit-connections": [200, 503], "limit-rpm": [200, 429],
+            "limit-connections": [200, 503], "limit-rpm": [200, 503],
             "mirror": 200, "mirrored": True, "upstream-vhost": (200, "internal.example"), "next-upstream": 200,
             "service-upstream": 200, "server-alias": [200, 200], "buffering": (200, "POST"),
             "snippet": (200, "1", ["ingress"]), "basic-auth-fails-closed": 403,

@@ -32,7 +32,7 @@ from Ingress", has the table):
 - proxy-body-size, proxy-connect/read/send-timeout, upstream-hash-by, load-balance,
   limit-connections (circuit breaker), proxy-next-upstream(-tries) (retry):
   BackendTrafficPolicy; whitelist-source-range: SecurityPolicy; limit-rps, limit-rpm:
-  RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate).
+  RateLimitPolicy (per client IP, burst limit-burst-multiplier x rate, 503 over it).
 - auth-url (+ auth-response-headers): the ExternalAuth filter; mirror-target:
   RequestMirror; upstream-vhost: URLRewrite hostname; server-alias: more hostnames;
   auth-tls-secret: the Gateway's frontend TLS validation (`convert` decides), with the
@@ -70,6 +70,7 @@ CORS_HEADERS = ("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Ca
 CORS_MAX_AGE = 1728000
 SESSION_COOKIE = "INGRESSCOOKIE"
 BURST_MULTIPLIER = 5
+LIMIT_STATUS = 503  # ingress-nginx's limit-req-status-code default
 # annotations read elsewhere or only together with another one
 COMPANIONS = {
     "permanent-redirect-code", "temporal-redirect-code", "cors-allow-origin", "cors-allow-methods",
@@ -408,9 +409,8 @@ def _limit_rps(value: str, nginx: dict[str, str], out: Annotations) -> None:
     rules = (out.rate_limit or {"local": {"rules": []}})["local"]["rules"]
     rules.append({"clientSelectors": [{"sourceIP": {}}], "limit": {"requests": rate, "unit": "Second"},
                   "burst": burst})
-    out.rate_limit = {"local": {"rules": rules}}
-    out.differ("limit-rps", "a request over the limit is answered 429 (ingress-nginx: 503, its "
-                            "limit-req-status-code default)")
+    # ingress-nginx's limit-req-status-code (a ConfigMap option) defaults to 503
+    out.rate_limit = {"local": {"rules": rules, "responseStatusCode": LIMIT_STATUS}}
 
 
 def _limit_rpm(value: str, nginx: dict[str, str], out: Annotations) -> None:
@@ -420,9 +420,8 @@ def _limit_rpm(value: str, nginx: dict[str, str], out: Annotations) -> None:
     rules = (out.rate_limit or {"local": {"rules": []}})["local"]["rules"]
     rules.append({"clientSelectors": [{"sourceIP": {}}], "limit": {"requests": rate, "unit": "Minute"},
                   "burst": burst})
-    out.rate_limit = {"local": {"rules": rules}}
-    out.differ("limit-rpm", "a request over the limit is answered 429 (ingress-nginx: 503, its "
-                            "limit-req-status-code default)")
+    # ingress-nginx's limit-req-status-code (a ConfigMap option) defaults to 503
+    out.rate_limit = {"local": {"rules": rules, "responseStatusCode": LIMIT_STATUS}}
 
 
 def _limit_connections(value: str, nginx: dict[str, str], out: Annotations) -> None:

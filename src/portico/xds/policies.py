@@ -22,7 +22,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from envoy.type.metadata.v3 import metadata_pb2 as metadata_key_pb2
-from envoy.type.v3 import percent_pb2, token_bucket_pb2
+from envoy.type.v3 import http_status_pb2, percent_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 
 from portico import ir
@@ -206,6 +206,9 @@ def local_rate_limit(limits: tuple[ir.RateLimit, ...], stat_prefix: str = "porti
         always_consume_default_token_bucket=wrappers_pb2.BoolValue(value=False),
         enable_x_ratelimit_headers=ratelimit_pb2.DRAFT_VERSION_03,
         max_dynamic_descriptors=wrappers_pb2.UInt32Value(value=MAX_DYNAMIC_DESCRIPTORS))
+    # one policy's limits: one status; Envoy takes the codes its HttpStatus names (else 429)
+    if limits and limits[0].status != 429 and limits[0].status in http_status_pb2.StatusCode.values():
+        out.status.code = limits[0].status
     for i, limit in enumerate(limits):
         actions = [rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(
             descriptor_key="rule", descriptor_value=str(i)))]
