@@ -137,8 +137,9 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
         stop(proc)
         assert served == {
             "auth-denied": 401, "auth-allowed": (200, ["alice"]), "auth-all-headers": (401, 200, ["alice"]),
-            # ingress-nginx: rd=http%3A%2F%2Fsignin.example.com%2Fp%2Fq%3Fx%3D1 (Envoy cannot URL-encode it)
-            "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com/p/q?x=1", 200),
+            # as ingress-nginx: rd=$pass_access_scheme://$http_host$escaped_request_uri
+            "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com"
+                                 "%2Fp%2Fq%3Fx%3D1", 200),
             "limit-connections": [200, 503], "limit-rpm": [200, 503],
             "mirror": 200, "mirrored": True, "upstream-vhost": (200, "internal.example"), "next-upstream": 200,
             "service-upstream": 200, "server-alias": [200, 200], "buffering": (200, "POST"),

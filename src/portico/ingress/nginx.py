@@ -503,8 +503,7 @@ def _auth_signin(value: str, nginx: dict[str, str], out: Annotations) -> None:
     if not re.match(r"https?://", value) or "$" in value:
         raise ValueError("only an absolute http(s) URL without other nginx variables is converted")
     out.signin = {"url": value, "redirectParam": param}
-    out.differ("auth-signin", "the original URL in rd is not URL-encoded (Envoy has no formatter for it); "
-                              "a 401 of the backend itself is redirected too (ingress-nginx: only the "
+    out.differ("auth-signin", "a 401 of the backend itself is redirected too (ingress-nginx: only the "
                               "authorization service's)")
 
 

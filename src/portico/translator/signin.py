@@ -11,9 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from portico.models import AuthSignin
 
-# the request's own URL as Envoy formats it (ingress-nginx escapes the request URI; Envoy
-# has no formatter that URL-encodes, so the path and query are put in as they came)
-ORIGINAL_URL = "%REQ(x-forwarded-proto)%://%REQ(:authority)%%REQ(:path)%"
+# the request's own URL as ingress-nginx puts it: scheme://host, then the path and query
+# percent-encoded ($escaped_request_uri), which a Lua filter of the route leaves in the
+# request's dynamic metadata (`portico.xds.signin`)
+ORIGINAL_URL = "%REQ(x-forwarded-proto)%://%REQ(:authority)%%DYNAMIC_METADATA(portico.signin:escaped_request_uri)%"
 
 
 def signin_location(spec: AuthSignin) -> str:

@@ -49,7 +49,7 @@ from portico.xds.jwt import jwt_filter
 from portico.xds.oidc import oidc_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
 from portico.xds.secrets import sds_config
-from portico.xds.signin import signin_filter
+from portico.xds.signin import signin_filters
 
 _HCM = hcm.HttpConnectionManager
 _NO_CLIENT_SETTINGS = ir.ClientSettings()
@@ -220,7 +220,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),
                        disabled=True),
-        signin_filter(),  # before ext_authz, whose 401 it turns into a sign-in redirect; disabled too
+        *signin_filters(),  # before ext_authz, whose 401 they turn into a sign-in redirect; disabled too
         *ext_authz_filters(),  # disabled until a route with ExternalAuth enables one
         # after authorization: error pages replace the backend's answers and the router's own
         *error_page_filters(),

@@ -34,7 +34,7 @@ from portico.xds._common import INVALID_BACKEND_HEADER, INVALID_CLUSTER, millis,
 from portico.xds.clientcert import certificate_check_route, client_cert_headers
 from portico.xds.errorpages import MARKER, error_pages_per_route, marker_routes
 from portico.xds.extauth import ext_authz_per_route
-from portico.xds.signin import signin_per_route
+from portico.xds.signin import escape_per_route, signin_per_route
 
 CORS_FILTER = "envoy.filters.http.cors"
 SESSION_FILTER = "envoy.filters.http.stateful_session"
@@ -125,8 +125,8 @@ def build_route(route: ir.Route) -> rc.Route:
         name, config = ext_authz_per_route(action.external_auth)
         out.typed_per_filter_config[name].CopyFrom(config)
         if action.signin is not None:
-            name, config = signin_per_route(action.signin)
-            out.typed_per_filter_config[name].CopyFrom(config)
+            for name, config in (escape_per_route(), signin_per_route(action.signin)):
+                out.typed_per_filter_config[name].CopyFrom(config)
     if action.error_pages is not None and action.direct_status is None and action.redirect is None:
         for name, config in error_pages_per_route(action.error_pages):
             out.typed_per_filter_config[name].CopyFrom(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2 as cr
+from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.http.custom_response.local_response_policy.v3 import local_response_policy_pb2 as lrp
 from envoy.type.matcher.v3 import status_code_input_pb2
@@ -24,11 +25,28 @@ from xds.type.matcher.v3 import string_pb2 as xds_string_pb2
 from portico.xds._common import pack
 
 FILTER = "envoy.filters.http.custom_response"
+ESCAPE_FILTER = "portico.signin.escape_request_uri"
+ESCAPE_CODE = "escape-request-uri"
+# the request's path and query, every byte but RFC 3986's unreserved ones percent-encoded
+ESCAPE_LUA = """
+function envoy_on_request(request_handle)
+  local uri = request_handle:headers():get(":path") or "/"
+  local escaped = string.gsub(uri, "[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end)
+  request_handle:streamInfo():dynamicMetadata():set("portico.signin", "escaped_request_uri", escaped)
+end
+"""
 
 
-def signin_filter() -> hcm.HttpFilter:
-    """The custom_response filter of every HTTP connection manager, off until a route enables it."""
-    return hcm.HttpFilter(name=FILTER, typed_config=pack(cr.CustomResponse()), disabled=True)
+def signin_filters() -> list[hcm.HttpFilter]:
+    """The Lua filter encoding the request URI and the custom_response filter of every HTTP
+    connection manager, off until a route enables them."""
+    lua = lua_pb2.Lua(source_codes={ESCAPE_CODE: base_pb2.DataSource(inline_string=ESCAPE_LUA)})
+    return [hcm.HttpFilter(name=ESCAPE_FILTER, typed_config=pack(lua), disabled=True),
+            hcm.HttpFilter(name=FILTER, typed_config=pack(cr.CustomResponse()), disabled=True)]
+
+
+def escape_per_route() -> tuple[str, any_pb2.Any]:
+    return ESCAPE_FILTER, pack(rc.FilterConfig(config=pack(lua_pb2.LuaPerRoute(name=ESCAPE_CODE))))
 
 
 def signin_per_route(location: str) -> tuple[str, any_pb2.Any]:
