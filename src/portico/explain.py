@@ -258,7 +258,9 @@ def render(answer: Answer, model: ir.IR) -> list[str]:
                             " (none ready: 503)"))
         for label, present in (("redirect", action.redirect), ("rewrite", action.rewrite),
                                ("mirrors", action.mirrors), ("CORS", action.cors),
-                               ("external auth", action.external_auth), ("retry", action.retry)):
+                               ("external auth", action.external_auth), ("retry", action.retry),
+                               ("error pages", action.error_pages),
+                               ("client certificate check", action.client_cert_check)):
             if present:
                 lines.append(f"filter: {label}: {present}")
         lines += security_lines(action, answer.request)
