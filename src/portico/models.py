@@ -982,6 +982,9 @@ class AuthSignin(Model):
 
     url: str
     redirect_param: str = "rd"
+    # what the parameter holds: URL (scheme://host and the percent-encoded request URI, as
+    # ingress-nginx's default), UnescapedURL, EscapedRequestURI or RequestURI
+    redirect_value: str = "URL"
 
 
 class ClientCertificateHeader(Model):

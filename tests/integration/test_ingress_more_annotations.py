@@ -70,6 +70,8 @@ def manifests(web: int, auth: int, mirror: int) -> list[dict[str, Any]]:
         one("auth", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User"}),
         one("signin", {"auth-url": "http://auth.shop.svc.cluster.local/verify", "auth-response-headers": "X-User",
                        "auth-signin": "https://login.example.com/start?app=shop"}),
+        one("signin-uri", {"auth-url": "http://auth.shop.svc.cluster.local/verify",
+                           "auth-signin": "https://login.example.com/oauth2/start?rd=$escaped_request_uri"}),
         one("authall", {"auth-url": "http://auth.shop.svc.cluster.local/verify"}),
         one("conns", {"limit-connections": "1"}),
         one("rpm", {"limit-rpm": "1", "limit-burst-multiplier": "2"}),
@@ -99,6 +101,7 @@ def answers(c: Client, mirror: ThreadingHTTPServer, run: str) -> dict[str, Any]:
     status, _, headers = c.http("signin.example.com", "/p/q?x=1")
     out["auth-signin"] = (status, headers.get("location"),
                           c.http("signin.example.com", "/", headers={"Authorization": "Bearer good"})[0])
+    out["auth-signin-uri"] = c.http("signin-uri.example.com", "/p/q?x=1")[2].get("location")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         out["limit-connections"] = sorted(pool.map(lambda _: c.http("conns.example.com", "/?delay=1s")[0], range(2)))
     out["limit-rpm"] = sorted({c.http("rpm.example.com", "/")[0] for _ in range(6)})
@@ -140,6 +143,7 @@ def test_more_annotations_served_and_converted_answer_alike(tmp_path: Path) -> N
             # as ingress-nginx: rd=$pass_access_scheme://$http_host$escaped_request_uri
             "auth-signin": (302, "https://login.example.com/start?app=shop&rd=http://signin.example.com"
                                  "%2Fp%2Fq%3Fx%3D1", 200),
+            "auth-signin-uri": "https://login.example.com/oauth2/start?rd=%2Fp%2Fq%3Fx%3D1",  # oauth2-proxy's form
             "limit-connections": [200, 503], "limit-rpm": [200, 503],
             "mirror": 200, "mirrored": True, "upstream-vhost": (200, "internal.example"), "next-upstream": 200,
             "service-upstream": 200, "server-alias": [200, 200], "buffering": (200, "POST"),

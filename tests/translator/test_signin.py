@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portico.models import AuthSignin
-from portico.translator.signin import ORIGINAL_URL, signin_location
+from portico.translator.signin import ESCAPED_REQUEST_URI, ORIGINAL_URL, SCHEME_HOST, signin_location
 
 
 @pytest.mark.parametrize(("url", "param", "location"), [
@@ -16,3 +16,14 @@ from portico.translator.signin import ORIGINAL_URL, signin_location
 ])
 def test_signin_location(url: str, param: str, location: str) -> None:
     assert signin_location(AuthSignin(url=url, redirect_param=param)) == location
+
+
+@pytest.mark.parametrize(("value", "location"), [
+    ("URL", f"https://l.example.com/s?rd={SCHEME_HOST}{ESCAPED_REQUEST_URI}"),  # ingress-nginx's own
+    ("UnescapedURL", f"https://l.example.com/s?rd={SCHEME_HOST}%REQ(:path)%"),  # $scheme://$host$request_uri
+    ("EscapedRequestURI", f"https://l.example.com/s?rd={ESCAPED_REQUEST_URI}"),  # $escaped_request_uri
+    ("RequestURI", "https://l.example.com/s?rd=%REQ(:path)%"),  # $request_uri
+    ("Other", None),  # not programmed: the rule is not accepted
+])
+def test_signin_redirect_values(value: str, location: str | None) -> None:
+    assert signin_location(AuthSignin(url="https://l.example.com/s", redirect_value=value)) == location

@@ -492,17 +492,22 @@ def _auth_signin(value: str, nginx: dict[str, str], out: Annotations) -> None:
     param = nginx.get("auth-signin-redirect-param") or "rd"
     parts = urlsplit(value)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    kind = "URL"  # ingress-nginx's own: $pass_access_scheme://$http_host$escaped_request_uri
     # oauth2-proxy's documented `?rd=$escaped_request_uri` (or $request_uri, with $scheme/$host
-    # before it): that parameter is the one Portico fills in with the original URL
+    # before it): that parameter is the one Portico fills in, with what it names
     for key, v in query:
-        if SIGNIN_RETURN.fullmatch(v):
+        found = SIGNIN_RETURN.fullmatch(v)
+        if found:
             param = key
             value = urlunsplit(parts._replace(query=urlencode([(k, x) for k, x in query if k != key])))
-            if not v.startswith("$scheme") and not v.startswith("$pass_access_scheme"):
-                out.differ("auth-signin", f"{key} is the whole original URL (ingress-nginx: {v}, its path)")
+            escaped = bool(found[4])
+            kind = ("URL" if escaped else "UnescapedURL") if found[1] else \
+                ("EscapedRequestURI" if escaped else "RequestURI")
+            if len(query) > 1:
+                out.differ("auth-signin", f"{key} is the URL's last query parameter (ingress-nginx: where it is)")
     if not re.match(r"https?://", value) or "$" in value:
         raise ValueError("only an absolute http(s) URL without other nginx variables is converted")
-    out.signin = {"url": value, "redirectParam": param}
+    out.signin = {"url": value, "redirectParam": param, **({"redirectValue": kind} if kind != "URL" else {})}
     out.differ("auth-signin", "a 401 of the backend itself is redirected too (ingress-nginx: only the "
                               "authorization service's)")
 

@@ -319,6 +319,10 @@ def extension_ref(route: Resource, ref: LocalObjectReference, backends: Backends
         return
     if found.spec.auth_signin is not None:
         out.signin = signin_location(found.spec.auth_signin)
+        if out.signin is None:
+            out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: authSignin.redirectValue is not one of "
+                                      "URL, UnescapedURL, EscapedRequestURI and RequestURI")
+            return
     cert_headers = tuple((h.name, h.value) for h in found.spec.client_certificate_headers)
     if any(value not in CLIENT_CERT_VALUES for _, value in cert_headers):
         out.invalid = unsupported(f"HTTPRouteFilter {ref.name}: a clientCertificateHeaders value is not one of "
