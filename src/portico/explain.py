@@ -75,7 +75,7 @@ def explain(model: ir.IR, req: Request) -> Answer:
                           f"filter chain {chain.name} is not HTTP (TCP/TLS passthrough)")
         return answer
     answer.filter_chain = chain.name
-    if "@" in req.host or "," in req.host:  # xds.routes._bad_authority_routes, first in every virtual host
+    if "@" in req.host or "," in req.host:  # xds.listeners.bad_authority_filter, before routing
         answer.action = ir.RouteAction(direct_status=400)
         answer.why.append("a Host with userinfo ('@') or several Hosts (joined with ','): 400 before any route")
         return answer

@@ -90,3 +90,16 @@ def exact_port(plane: Plane, echo: EchoBackend) -> int:
 def test_malformed_hosts_are_refused_on_exact_virtual_hosts(exact_port: int, hosts: tuple[str, ...],
                                                              status: int) -> None:
     assert raw(exact_port, "/x", *hosts)[0] == status
+
+
+def test_a_malformed_host_is_refused_before_any_virtual_host(exact_port: int) -> None:
+    """The 400 comes from the connection manager's first filter, which says why, not from a
+    route in each virtual host (one check per listener: bench/vhds_cost.py)."""
+    head = "GET /x HTTP/1.1\r\nHost: user@internal.example\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", exact_port), timeout=5) as s:
+        s.sendall(head.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert data.endswith(b"\r\n\r\ninvalid Host\n")

@@ -15,6 +15,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, quic
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
@@ -27,8 +28,8 @@ from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from envoy.extensions.http.original_ip_detection.custom_header.v3 import custom_header_pb2
 from envoy.extensions.transport_sockets.quic.v3 import quic_transport_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.type.matcher.v3 import string_pb2
-from envoy.type.v3 import http_status_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import http_status_pb2, percent_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
@@ -213,6 +214,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
     enables them run them (enabled everywhere they cost 7-20% of Envoy's CPU per request,
     bench/traffic.py ablation); router last."""
     return [
+        bad_authority_filter(),
         *_listener_rate_limit(listener_limits),
         oidc_filter(),  # SecurityPolicy oidc: a browser without a session is sent to log in first
         jwt_filter(),  # SecurityPolicy JWT, its providers by ECDS: before RBAC reads claims
@@ -229,10 +231,35 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
     ]
 
 
+BAD_AUTHORITY_FILTER = "portico.bad_authority"
+
+
+def bad_authority_filter() -> hcm.HttpFilter:
+    """400 for a Host with userinfo ("user@host": RFC 9110 4.2.4, recipients treat it as an
+    error, it hides the authority for phishing) or several Hosts (Envoy joins repeated Host
+    headers with ","; RFC 9112 3.2: a request with more than one Host is answered 400),
+    before any other filter and any virtual host. Matching ignores the Host's port by
+    cutting it at its last ':' whatever follows, so `internal.example:80@public.example`
+    and `internal.example:1,public.example` would both match `internal.example` (no
+    header validator is built into the Envoy release that would refuse them earlier).
+    Envoy's fault filter aborting every request whose Host matches: one check per
+    connection manager, where two routes in every virtual host made Envoy's rebuild of
+    the route table on each VHDS update twice as long (bench/vhds_cost.py)."""
+    abort = fault_pb2.FaultAbort(http_status=400, percentage=percent_pb2.FractionalPercent(numerator=100))
+    bad = rc.HeaderMatcher(name=":authority", string_match=string_pb2.StringMatcher(
+        safe_regex=regex_pb2.RegexMatcher(regex=".*[,@].*")))
+    return hcm.HttpFilter(name=BAD_AUTHORITY_FILTER, typed_config=pack(fault_pb2.HTTPFault(
+        abort=abort, headers=[bad], disable_downstream_cluster_stats=True)))
+
+
 def _local_reply_config() -> hcm.LocalReplyConfig:
     """Requests sent to the invalid-backend cluster (marker header, no healthy upstream) answer
-    500, or 503 when the marker says so (GRPCRoute: UNAVAILABLE); the first matching mapper wins."""
-    return hcm.LocalReplyConfig(mappers=[_invalid_backend_mapper(503, "503"), _invalid_backend_mapper(500, None)])
+    500, or 503 when the marker says so (GRPCRoute: UNAVAILABLE); the first matching mapper wins.
+    The bad-authority filter's 400 (a fault abort: Portico injects no other fault) says why."""
+    fault = accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["FI"]))
+    bad_authority = hcm.ResponseMapper(filter=fault, body=base_pb2.DataSource(inline_string="invalid Host\n"))
+    return hcm.LocalReplyConfig(mappers=[_invalid_backend_mapper(503, "503"), _invalid_backend_mapper(500, None),
+                                         bad_authority])
 
 
 def _invalid_backend_mapper(status: int, marker: str | None) -> hcm.ResponseMapper:

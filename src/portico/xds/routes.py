@@ -40,7 +40,6 @@ CORS_FILTER = "envoy.filters.http.cors"
 SESSION_FILTER = "envoy.filters.http.stateful_session"
 MISDIRECTED_VHOST = "portico/misdirected"
 CATCH_ALL_VHOST = "portico/no-listener-host"
-BAD_AUTHORITY = "portico/bad-authority"
 
 _HVO = base_pb2.HeaderValueOption
 _REDIRECT_CODES = {
@@ -76,18 +75,15 @@ def closing_virtual_hosts(http: ir.HTTPConfig) -> list[rc.VirtualHost]:
     if http.misdirected_421:
         # Host not served by the SNI-selected listener: 421 Misdirected Request (Gateway API HTTPS).
         return [_misdirected_vhost()]
-    # Hosts no listener serves still answer 404 (no route), but a malformed one 400.
-    return [rc.VirtualHost(name=CATCH_ALL_VHOST, domains=["*"], routes=_bad_authority_routes())]
+    # Hosts no listener serves answer 404 (no route; a malformed one was answered 400 before).
+    return [rc.VirtualHost(name=CATCH_ALL_VHOST, domains=["*"])]
 
 
 def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = None) -> rc.VirtualHost:
-    """Envoy matches domains case-insensitively (and, here, ignoring the Host's port).
-    Every virtual host rejects a malformed Host first: ignoring the port, Envoy cuts the Host
-    at its last ':' whatever follows, so `internal.example:80@public.example` and two Hosts
-    joined as `internal.example:1,public.example` both match `internal.example` exactly
-    (no header validator is built into the Envoy release that would refuse them earlier)."""
+    """Envoy matches domains case-insensitively (and, here, ignoring the Host's port). A
+    malformed Host never reaches a virtual host: the connection manager's first filter
+    answers it 400 (`xds.listeners.bad_authority_filter`)."""
     out = rc.VirtualHost(name=vh.name, domains=list(vh.domains))
-    out.routes.extend(_bad_authority_routes())
     out.routes.extend(marker_routes(vh.routes))
     build = route_builder or build_route
     for r in vh.routes:
@@ -97,15 +93,6 @@ def build_virtual_host(vh: ir.VirtualHost, route_builder: RouteBuilder | None = 
             out.routes.append(check)
         out.routes.append(built)
     return out
-
-
-def _bad_authority_routes() -> list[rc.Route]:
-    """400 for a Host with userinfo ("user@host": RFC 9110 4.2.4, recipients treat it as an
-    error, it hides the authority for phishing) or several Hosts (Envoy joins repeated Host
-    headers with ","; RFC 9112 3.2: a request with more than one Host is answered 400)."""
-    return [rc.Route(name=BAD_AUTHORITY, match=rc.RouteMatch(prefix="/", headers=[
-        rc.HeaderMatcher(name=":authority", string_match=string_pb2.StringMatcher(contains=sign))]),
-        direct_response=rc.DirectResponseAction(status=400)) for sign in (",", "@")]
 
 
 def build_route(route: ir.Route) -> rc.Route:
@@ -459,7 +446,7 @@ def _misdirected_vhost() -> rc.VirtualHost:
         match=rc.RouteMatch(prefix="/"),
         direct_response=rc.DirectResponseAction(status=421),
     )
-    return rc.VirtualHost(name=MISDIRECTED_VHOST, domains=["*"], routes=[*_bad_authority_routes(), route])
+    return rc.VirtualHost(name=MISDIRECTED_VHOST, domains=["*"], routes=[route])
 
 
 def _true() -> wrappers_pb2.BoolValue:
