@@ -19,7 +19,7 @@ import traceback
 from bench.common import RESULTS_DIR, fmt, machine
 
 BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups", "kube_sync",
-              "coldstart")
+              "coldstart", "kube_propagation")
 
 
 def main(argv: list[str] | None = None) -> int:

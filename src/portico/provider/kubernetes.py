@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from typing import Any
@@ -88,6 +89,7 @@ class KubernetesProvider:
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self._changes: list[Document | ObjectKey] = []  # in arrival order; a key alone is a delete
+        self._observed: float | None = None  # when the first of them arrived (a change's timeline starts)
         self._wake = asyncio.Event()
         self._listed: set[Kind] = set()
         self._first_list = asyncio.Event()
@@ -150,11 +152,14 @@ class KubernetesProvider:
                 latest[item] = None
         self._changes.clear()
         self._wake.clear()
+        observed, self._observed = self._observed, None
         upserts = tuple(d for d in latest.values() if d is not None)
         deletes = tuple(k for k, d in latest.items() if d is None)
-        return ProviderEvent(upserts=upserts, deletes=deletes, initial=initial)
+        return ProviderEvent(upserts=upserts, deletes=deletes, initial=initial, observed=observed)
 
     def _put(self, item: Document | ObjectKey) -> None:
+        if self._observed is None:
+            self._observed = time.monotonic()
         self._changes.append(item)
         self._wake.set()
 
