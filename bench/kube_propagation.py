@@ -43,6 +43,7 @@ import yaml
 from bench import manifests as m
 from bench import propagation
 from bench.common import BenchError, Echo, Report, bin_path, free_port, percentile, ratio, running, workdir
+from bench.kube_sync import accepted, programmed
 
 ROOT = Path(__file__).resolve().parents[1]
 G = "gateway.networking.k8s.io"
@@ -221,7 +222,13 @@ async def measure(root: Path, echo_port: int, existing: int, additions: int, pol
 
                 await _until("every existing route served", served, 120 + existing * 0.05, proc, log_path)
                 ready_s = time.monotonic() - started
-                await asyncio.sleep(pause_s)
+                # the start's status writes (every route's, then the Gateway's) done, and their
+                # echoes through the watch taken in, before the first addition
+                keys = [d["metadata"]["name"] for d in m.routes(existing)]
+                await _until("every existing route's status", _sync(lambda: all(
+                    accepted(api.get(G, "httproutes", NS, n)) for n in keys) and programmed(
+                    api.get(G, "gateways", m.GATEWAY_NS, m.GATEWAY_NAME))), 120 + existing * 0.05, proc, log_path)
+                await _quiet(api, proc, log_path)
                 for pattern in patterns:
                     prefix = "paused" if pattern == propagation.PAUSED else "b2b"
                     result = await _add_routes(api, http, listener_port, log_path, prefix, additions, poll_ms,
@@ -239,6 +246,19 @@ async def measure(root: Path, echo_port: int, existing: int, additions: int, pol
                     await proc.wait()
             log.close()
     return out
+
+
+async def _quiet(api: Any, proc: asyncio.subprocess.Process, log: Path, quiet_s: float = 1.0,
+                 timeout: float = 120) -> None:
+    """Until no status write for `quiet_s`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        writes = len(api.status_writes())
+        await asyncio.sleep(quiet_s)
+        if len(api.status_writes()) == writes:
+            return
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise BenchError(f"status writes went on for {timeout:.0f} s; the controller's log: {log}")
 
 
 def _sync(check: Any) -> Any:
