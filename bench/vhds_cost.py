@@ -8,14 +8,19 @@ the route configuration and its N+1 virtual hosts) served to one Envoy by
 `bench.rds_split`'s minimal delta ADS + VHDS server, with Portico's bootstrap
 (`infra.envoy.bootstrap`: stats matcher, overload manager). Then `changes` virtual
 hosts are replaced one at a time and `additions` added, and Envoy's own time per
-update read from its debug log (received to accepted, on its main thread).
+update read from its debug log (received to accepted, on its main thread). Last,
+Envoy's CPU per request (/proc ticks over `requests` requests on one connection) for
+a Host no virtual host names (404 from Envoy, no upstream): what the Host check costs
+each request, as a filter or as routes.
 
 Variants remove one part at a time, to find what the rebuild pays for:
 
   portico          as Portico sends it
-  per-vhost-400    plus two routes first in every virtual host answering 400 to a Host
-                   with '@' or ',' (Portico's before the check moved to one filter per
-                   connection manager: `xds.listeners.bad_authority_filter`)
+  per-vhost-400    Portico's before the check of the Host moved to one filter per
+                   connection manager (`xds.listeners.bad_authority_filter`): no such
+                   filter, two routes first in every virtual host answering 400 to a
+                   Host with '@' or ','
+
   bare             one route per virtual host (prefix, cluster), nothing else
   plain-bootstrap  as sent, Envoy without Portico's stats matcher and overload manager
 
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import http.client
 import json
 import os
 import statistics
@@ -46,6 +52,7 @@ from google.protobuf import symbol_database as _symbol_database
 from bench import manifests as m
 from bench.common import bin_path, free_port, percentile, write_docs
 from bench.rds_split import LISTENER, VHOST, Server, _get, envoy_times
+from portico.xds.listeners import BAD_AUTHORITY_FILTER
 
 VARIANTS = ("portico", "per-vhost-400", "bare", "plain-bootstrap")
 T = "type.googleapis.com/envoy."
@@ -115,6 +122,12 @@ class Table:
                 if kind == "Listener":
                     doc = copy.deepcopy(doc)
                     doc["address"] = {"socketAddress": {"address": "127.0.0.1", "portValue": port}}
+                    if variant == "per-vhost-400":
+                        for chain in doc["filterChains"]:
+                            for f in chain["filters"]:
+                                hcm = f["typedConfig"]
+                                hcm["httpFilters"] = [h for h in hcm.get("httpFilters", [])
+                                                      if h["name"] != BAD_AUTHORITY_FILTER]
                 self.resources[TYPES[kind]][name] = _any(TYPES[kind], doc)
         for name, doc in self.vhosts.items():
             self.resources[VHOST][name] = _any(VHOST, doc)
@@ -143,8 +156,24 @@ def bootstrap(sock: str, variant: str) -> dict[str, Any]:
     return out
 
 
+def _cpu_per_request_us(pid: int, port: int, host: str, count: int) -> float:
+    """Envoy's CPU (user + system, µs) per request over `count` requests on one connection."""
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        before = cpu()
+        for _ in range(count):
+            conn.request("GET", "/", headers={"Host": host})
+            conn.getresponse().read()
+        return (cpu() - before) / count * 1e6
+    finally:
+        conn.close()
+
+
 async def run_variant(dump: dict[str, dict[str, Any]], variant: str, changes: int, additions: int,
-                      concurrency: int = 1) -> dict[str, Any]:
+                      concurrency: int = 1, requests: int = 2000) -> dict[str, Any]:
     port = free_port()
     table = Table(dump, variant, port)
     server = Server(table)  # type: ignore[arg-type]
@@ -192,6 +221,10 @@ async def run_variant(dump: dict[str, dict[str, Any]], variant: str, changes: in
             status, gen = _get(port, hosts[((changes - 1) * 7919) % len(hosts)])
             if changes and gen != str(changes):
                 raise RuntimeError(f"{variant}: last change not served ({status} {gen!r})")
+            bad = _get(port, f"{hosts[0]}:80@unknown.bench")[0]
+            if bad != 400:
+                raise RuntimeError(f"{variant}: a Host with userinfo answered {bad}")
+            cpu_us = _cpu_per_request_us(envoy.pid, port, "unknown.bench", requests) if requests else float("nan")
         finally:
             envoy.terminate()
             try:
@@ -208,7 +241,7 @@ async def run_variant(dump: dict[str, dict[str, Any]], variant: str, changes: in
             "envoy_p50_ms": round(statistics.median(own), 1), "envoy_p90_ms": round(percentile(own, 90), 1),
             "envoy_max_ms": round(max(own), 1), "envoy_samples": len(own),
             "add_envoy_p50_ms": round(statistics.median(own_added), 1) if own_added else None,
-            "nacks": server.nacks}
+            "request_cpu_us": round(cpu_us, 1), "nacks": server.nacks}
 
 
 def main() -> None:
@@ -219,13 +252,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every variant")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--concurrency", type=int, default=1, help="Envoy's worker threads")
+    parser.add_argument("--requests", type=int, default=2000, help="for Envoy's CPU per request (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vhds-cost-") as tmp:
         dump = portico_resources(args.routes, Path(tmp))
     for rnd in range(args.rounds):
         for variant in args.variants:
             load = os.getloadavg()[0]
-            result = asyncio.run(run_variant(dump, variant, args.changes, args.additions, args.concurrency))
+            result = asyncio.run(run_variant(dump, variant, args.changes, args.additions, args.concurrency,
+                                                 args.requests))
             print(json.dumps({"round": rnd, "load1": round(load, 2), **result}), flush=True)
 
 

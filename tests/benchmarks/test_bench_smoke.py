@@ -127,7 +127,7 @@ def test_vhds_cost() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dump = vhds_cost.portico_resources(5, Path(tmp))
     for variant in vhds_cost.VARIANTS:
-        result = asyncio.run(vhds_cost.run_variant(dump, variant, changes=2, additions=1))
+        result = asyncio.run(vhds_cost.run_variant(dump, variant, changes=2, additions=1, requests=10))
         assert result["nacks"] == [] and result["envoy_samples"] == 2 and result["add_envoy_p50_ms"] is not None
 
 
