@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -66,38 +66,49 @@ def _route(prefix: str, k: int) -> tuple[str, dict[str, Any]]:
 
 
 class Pod:
-    """The Gateway's Envoy as its Deployment would run it: the generated bootstrap (ConfigMap)
-    and client certificate (Secret), xDS reached on loopback instead of the Service's name."""
+    """The Gateway's Envoy as its Deployment would run it (as tests/kube/test_kubernetes_data_plane
+    does): the container's args, the generated ConfigMap and Secret laid out as mounted, xDS
+    reached on loopback instead of the Service's name."""
 
     def __init__(self, root: Path, api: Any, xds_port: int) -> None:
         self.root, self.api, self.xds_port = root, api, xds_port
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
+        from kube.volume import pod_volumes  # (tests/ on sys.path: `measure`)
+
+        from portico.infra.kubernetes import ADMIN_DIR, BOOTSTRAP_MOUNT, XDS_MOUNT
+
         name = f"portico-{m.GATEWAY_NAME}"
         config = self.api.get("", "configmaps", m.GATEWAY_NS, name)
         secret = self.api.get("", "secrets", m.GATEWAY_NS, f"{name}-xds")
-        if config is None or secret is None:
-            raise BenchError("the controller did not apply the Gateway's ConfigMap and Secret")
-        certs = self.root / "xds"
-        certs.mkdir(exist_ok=True)
-        for key, value in secret["data"].items():
-            (certs / key).write_bytes(base64.b64decode(value))
-        (self.root / "admin").mkdir(exist_ok=True)
-        text = config["data"]["bootstrap.json"].replace("/etc/portico/xds", str(certs))
-        boot = json.loads(text.replace("/var/run/portico-admin", str(self.root / "admin")))
+        deployment = self.api.get("apps", "deployments", m.GATEWAY_NS, name)
+        if config is None or secret is None or deployment is None:
+            raise BenchError("the controller did not apply the Gateway's ConfigMap, Secret and Deployment")
+        (self.root / "admin").mkdir(exist_ok=True)  # the pod's memory emptyDir holding Envoy's admin socket
+        # the ConfigMap (bootstrap, SDS files) and the Secret (client certificate) as the kubelet mounts them
+        config_volume, _ = pod_volumes(config, secret, {BOOTSTRAP_MOUNT: self.root / "config",
+                                                        XDS_MOUNT: self.root / "xds", ADMIN_DIR: self.root / "admin"})
+        boot = json.loads((config_volume.path / "bootstrap.json").read_text())
         for listener in boot.get("static_resources", {}).get("listeners", []):  # the pod's health port
             listener["address"]["socket_address"].update(address="127.0.0.1", port_value=free_port())
         xds = boot["static_resources"]["clusters"][0]
+        # the Service's name resolves to the controller's loopback listener here
         xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"].update(
             address="127.0.0.1", port_value=self.xds_port)
         xds["type"] = "STATIC"
         xds.pop("dns_lookup_family", None)
         (self.root / "bootstrap.json").write_text(json.dumps(boot))
+        # the Envoy container as the kubelet starts it: its args, $(POD_NAME) from the downward API
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: "portico-gw-pod-0" for e in container.get("env", [])
+               if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"}
+        args = [re.sub(r"\$\((\w+)\)", lambda v: env.get(v[1], v[0]), a)
+                .replace(f"{BOOTSTRAP_MOUNT}/bootstrap.json", str(self.root / "bootstrap.json"))
+                for a in container["args"]]
         log = (self.root / "envoy.log").open("w")
-        self.proc = await asyncio.create_subprocess_exec(
-            bin_path("envoy"), "--config-path", str(self.root / "bootstrap.json"), "--log-level", "warning",
-            "--base-id", str(free_port()), "--service-node", "gw-pod-0", stdout=log, stderr=log)
+        self.proc = await asyncio.create_subprocess_exec(bin_path("envoy"), *args, "--base-id", str(free_port()),
+                                                         stdout=log, stderr=log)
         log.close()
 
     async def stop(self) -> None:
