@@ -123,6 +123,10 @@ class Cluster:
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     tcp_keepalive: TCPKeepalive | None = None
     proxy_protocol: Literal["V1", "V2"] | None = None
+    # BackendTrafficPolicy fallback: the Service ("ns/name/port") whose endpoints are the
+    # cluster's priority 1, reached only while priority 0 (`endpoints`) has no healthy one
+    fallback: str | None = None
+    fallback_endpoints: tuple[Endpoint, ...] = ()
 
 
 # ---------------------------------------------------------------- HTTP routes

@@ -753,6 +753,14 @@ class PolicySpec(Model):
     target_refs: list[LocalPolicyTargetReference] = Field(default_factory=list)
 
 
+class TrafficFallback(Model):
+    """A Service of the policy's namespace that gets a rule's requests while none of its
+    backends has a healthy endpoint (ingress-nginx's default-backend annotation)."""
+
+    name: str
+    port: int | None = None  # None: the Service's first port, as ingress-nginx takes it
+
+
 class BackendTrafficPolicySpec(PolicySpec):
     load_balancer: LoadBalancer | None = None
     timeout: TrafficTimeout | None = None
@@ -764,6 +772,7 @@ class BackendTrafficPolicySpec(PolicySpec):
     tcp_keepalive: TCPKeepalive | None = None
     proxy_protocol: ProxyProtocol | None = None
     retry: TrafficRetry | None = None
+    fallback: TrafficFallback | None = None
 
 
 class BackendTrafficPolicy(Resource):

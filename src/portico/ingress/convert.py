@@ -522,8 +522,12 @@ class _Builder:
         if not routes:
             return
         targets = [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": r} for r in routes]
+        traffic = dict(notes.traffic)
+        if notes.fallback is not None:
+            # no port: the Service's first port when the policy is served, as ingress-nginx takes it
+            traffic["fallback"] = {"name": notes.fallback}
         specs: list[tuple[str, Obj | None]] = [
-            ("BackendTrafficPolicy", notes.traffic or None),
+            ("BackendTrafficPolicy", traffic or None),
             ("SecurityPolicy", _security(notes)),
             ("RateLimitPolicy", notes.rate_limit),
         ]

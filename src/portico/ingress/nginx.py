@@ -43,6 +43,8 @@ from Ingress", has the table):
 - custom-http-errors (+ default-backend): a Portico HTTPRouteFilter errorPages per rule, the
   answers of those codes replaced by the default-backend Service's to a GET of `/` with
   X-Code and its companions (without default-backend: ingress-nginx's built-in 404).
+- default-backend: a BackendTrafficPolicy fallback, the Service's endpoints the priority 1
+  of every rule's clusters (served while the rule's Service has no endpoints).
 - configuration-snippet: never run; its literal header directives become header modifiers.
 - auth-type: basic + auth-secret (+ auth-realm): SecurityPolicy basicAuth (htpasswd).
 - auth-signin (+ auth-signin-redirect-param), with auth-url: a Portico HTTPRouteFilter
@@ -154,6 +156,9 @@ class Annotations:
     # default-backend Service that serves it (else ingress-nginx's built-in 404)
     error_codes: list[int] = field(default_factory=list)
     error_backend: str | None = None
+    # default-backend: the Service whose endpoints serve a rule whose Service has none
+    # (a BackendTrafficPolicy fallback)
+    fallback: str | None = None
     client_mode: str = "AllowValidOnly"  # auth-tls-verify-client on; optional: AllowInsecureFallback
     # the routes' own check of the client certificate (a Portico HTTPRouteFilter
     # requireClientCertificate), where the Gateway accepts every client: verify-client
@@ -535,16 +540,19 @@ def _custom_http_errors(value: str, nginx: dict[str, str], out: Annotations) -> 
 
 
 def _default_backend(value: str, nginx: dict[str, str], out: Annotations) -> None:
-    """The Service of custom-http-errors' error pages; ingress-nginx also sends a rule's
-    requests there while its Service has no endpoints, which nothing here does."""
+    """The Service (of the Ingress's namespace, its first port) that ingress-nginx sends a
+    location's requests to while the location's Service has no active endpoints, for every
+    path of the Ingress (`getBackendServers`: the location's upstream replaced by the
+    custom default backend when it has none, and only when the default backend has
+    some); with custom-http-errors, also the Service of the error pages. A
+    BackendTrafficPolicy `fallback` (`convert`): its endpoints are priority 1 of the
+    rule's clusters."""
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
         raise ValueError("not a Service name (of the Ingress's namespace)")
-    if "custom-http-errors" not in nginx:
-        raise ValueError("without custom-http-errors it is only a fallback for a Service without endpoints, which "
-                         "has no Gateway API or Portico equivalent")
-    out.differ("default-backend", "serves the error pages of custom-http-errors only: a rule whose Service has no "
-                                  "endpoints answers 503 (ingress-nginx: sends the request to it), replaced by "
-                                  "the error page when 503 is listed")
+    out.fallback = value
+    out.differ("default-backend", "a rule whose Service does not exist answers 500, the Gateway API's answer for "
+                                  "an unresolved backendRef (ingress-nginx: the default backend, as for a Service "
+                                  "without endpoints)")
 
 
 def _mirror_target(value: str, nginx: dict[str, str], out: Annotations) -> None:

@@ -24,6 +24,9 @@ from portico.xds.secrets import sds_config
 
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# a priority's health is min(100, factor x healthy / all) percent: with this factor one
+# healthy endpoint among up to 10,000 keeps all the load on priority 0
+FALLBACK_OVERPROVISIONING = 100 * 10_000
 
 _LB = {
     "round_robin": cluster_pb2.Cluster.ROUND_ROBIN,
@@ -142,13 +145,26 @@ def _proxy_protocol(version: str, inner: base_pb2.TransportSocket) -> base_pb2.T
 
 
 def build_load_assignment(c: ir.Cluster) -> endpoint_pb2.ClusterLoadAssignment:
-    """The EDS resource for `c`; zero endpoints is valid (Envoy answers 503 no healthy upstream)."""
+    """The EDS resource for `c`; zero endpoints is valid (Envoy answers 503 no healthy upstream).
+
+    With a fallback (BackendTrafficPolicy `fallback`, as Envoy Gateway makes fallback
+    backends), its endpoints are priority 1 of the same assignment. Envoy sends a share of
+    the load to priority 1 only where priority 0's health, the fraction of healthy hosts
+    times the overprovisioning factor, is under 100%: an empty priority 0 sends it all
+    there. The factor makes any one healthy endpoint of priority 0 count as 100%, so the
+    fallback is what ingress-nginx's default-backend is, a backend for a Service without
+    endpoints, never a spill-over of a partly healthy one (Envoy's default 140 would send
+    a share there once under 72% of the endpoints are healthy)."""
     out = endpoint_pb2.ClusterLoadAssignment(cluster_name=c.name)
-    if not c.endpoints:
-        return out
-    locality = out.endpoints.add()
-    for ep in c.endpoints:
-        locality.lb_endpoints.append(_lb_endpoint(ep))
+    if c.endpoints or c.fallback is not None:
+        locality = out.endpoints.add()  # priority 0, present even when empty
+        for ep in c.endpoints:
+            locality.lb_endpoints.append(_lb_endpoint(ep))
+    if c.fallback is not None:
+        fallback = out.endpoints.add(priority=1)
+        for ep in c.fallback_endpoints:
+            fallback.lb_endpoints.append(_lb_endpoint(ep))
+        out.policy.overprovisioning_factor.value = FALLBACK_OVERPROVISIONING
     return out
 
 

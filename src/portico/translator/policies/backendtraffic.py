@@ -13,6 +13,12 @@ Its fields are of two sorts:
 - route fields (loadBalancer.hashOn, timeout.idle, requestBuffer, retry): from the
   rule's route or Gateway policy, else from the policy of the rule's first backend
   that has one. A rule's own HTTPRoute retry wins over a policy's retry.
+- fallback (route targets only): a Service of the policy's namespace whose endpoints
+  are priority 1 of each of the rule's clusters (variants of their own), so Envoy sends
+  there only while none of the rule's endpoints is healthy: how Envoy Gateway makes
+  fallback backends, and what ingress-nginx's default-backend annotation does for a
+  Service without endpoints. A missing Service (or port) leaves the policy's
+  ResolvedRefs False and the rule without a fallback.
 Precedence: route > Service > Gateway; a Gateway's (or listener's) policy applies to
 the rules that have none of their own, and only fills the fields left unset.
 """
@@ -20,17 +26,19 @@ the rules that have none of their own, and only fills the fields left unset.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from portico import ir
-from portico.models import BackendTrafficPolicy, BackendTrafficPolicySpec, Resource
+from portico.models import BackendTrafficPolicy, BackendTrafficPolicySpec, Resource, Service
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
+from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.durations import durations_problem, parse_duration_ms, parse_duration_s
 from portico.translator.gateway import ListenerState
-from portico.translator.policies.attachment import Attachment
+from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.quantities import quantity_bytes
 
@@ -42,6 +50,8 @@ MAX_BODY = 2**32 - 1  # Envoy's buffer filter takes a uint32
 # retry_on when a policy's retry names no triggers: what a dead or restarting endpoint causes
 DEFAULT_TRIGGERS = ("connect-failure", "refused-stream", "reset")
 DEFAULT_RETRIES = 2
+# what a fallback can be attached through: the rules of routes (whose clusters get variants)
+FALLBACK_TARGETS = ("HTTPRoute", "GRPCRoute")
 
 
 class BackendTrafficPolicies(PolicyKind):
@@ -54,6 +64,7 @@ class BackendTrafficPolicies(PolicyKind):
         # fields hold for the rules that send there; the cluster before that policy
         self.of_cluster: dict[str, BackendTrafficPolicySpec] = {}
         self.unconfigured: dict[str, ir.Cluster] = {}
+        self.unresolved: dict[ObjectKey, Cond] = {}  # policies whose fallback is not found
 
     @staticmethod
     def problem(policy: BackendTrafficPolicy) -> str:
@@ -66,6 +77,8 @@ class BackendTrafficPolicies(PolicyKind):
             return f"loadBalancer.type {lb.type!r} is not supported"
         if lb is not None and lb.slow_start is not None and lb.type not in ("RoundRobin", "LeastRequest"):
             return "loadBalancer.slowStart needs type RoundRobin or LeastRequest"
+        if spec.fallback is not None and any(t.kind not in FALLBACK_TARGETS for t in spec.target_refs):
+            return "fallback applies to the rules of HTTPRoutes and GRPCRoutes: target only those"
         t, hc, retry, keepalive = spec.timeout, spec.health_check, spec.retry, spec.tcp_keepalive
         active, passive = (hc.active, hc.passive) if hc else (None, None)
         per_try = retry.per_retry if retry else None
@@ -115,9 +128,46 @@ class BackendTrafficPolicies(PolicyKind):
         own = self.own(route.key, rule)
         if own is None:
             return action
+        fallback = self.fallback(route, rule, own, backends)
         return replace(action, backends=tuple(
-            replace(b, cluster=variant(backends, b.cluster, cluster_settings(backends.clusters[b.cluster], own)))
+            replace(b, cluster=variant(backends, b.cluster, with_fallback(
+                cluster_settings(backends.clusters[b.cluster], own), fallback)))
             if b.cluster else b for b in action.backends))
+
+    def fallback(self, route: Resource, rule: str | None, spec: BackendTrafficPolicySpec,
+                 backends: Backends) -> tuple[str, tuple[ir.Endpoint, ...]] | None:
+        """The rule's fallback Service ("ns/name/port") and its ready endpoints; None when
+        the policy names none or it cannot be resolved (then the policy says why)."""
+        wanted = spec.fallback
+        if wanted is None:
+            return None
+        policy = self.attachment.for_rule(self.kind, route.key, rule)
+        assert policy is not None
+        ns = policy.namespace
+        svc = self.ctx.get(Service, "Service", ns, wanted.name)
+        ports = svc.spec.ports if svc is not None else []
+        # ingress-nginx takes the default backend's first port
+        port = next((p for p in ports if wanted.port is None or p.port == wanted.port), None)
+        if svc is None or port is None:
+            what = f"Service {ns}/{wanted.name}" + (f" port {wanted.port}" if svc is not None else "")
+            self.unresolved[policy.key] = Cond("ResolvedRefs", False, "BackendNotFound",
+                                               f"fallback: {what} not found")
+            return None
+        endpoints = backends.endpoints(svc, port)
+        refused = backends.refused(route, "Service", ns, svc.name, endpoints, platform=True)
+        if refused is not None:
+            assert refused.problem is not None
+            self.unresolved[policy.key] = replace(refused.problem, message=f"fallback: {refused.problem.message}")
+            return None
+        return f"{ns}/{svc.name}/{port.port}", endpoints
+
+    def statuses(self) -> Iterable[tuple[Resource, Ancestors]]:
+        for policy, ancestors in super().statuses():
+            why = self.unresolved.get(policy.key)
+            if why is not None:
+                ancestors = {gw: [why if c.type == "ResolvedRefs" else c for c in conds] + (
+                    [] if any(c.type == "ResolvedRefs" for c in conds) else [why]) for gw, conds in ancestors.items()}
+            yield policy, ancestors
 
     def own(self, route: ObjectKey, rule: str | None) -> BackendTrafficPolicySpec | None:
         policy = self.attachment.for_rule(self.kind, route, rule)
@@ -287,10 +337,19 @@ def breaker(b: ir.CircuitBreaker, spec: BackendTrafficPolicySpec) -> ir.CircuitB
     return b
 
 
+def with_fallback(cluster: ir.Cluster, fallback: tuple[str, tuple[ir.Endpoint, ...]] | None) -> ir.Cluster:
+    """`cluster` with the fallback's endpoints as its priority 1."""
+    if fallback is None or cluster.dns:  # an ExternalName's STRICT_DNS cluster resolves names only
+        return cluster
+    return replace(cluster, fallback=fallback[0], fallback_endpoints=fallback[1])
+
+
 def variant(backends: Backends, name: str, changed: ir.Cluster) -> str:
     """Cluster `name` as `changed`, under a name of its own unless nothing changed (named
     after what it changes, so two policies with the same settings share it)."""
     if changed == backends.clusters[name]:
         return name
-    digest = hashlib.sha256(repr(replace(changed, name="", endpoints=())).encode()).hexdigest()[:10]
+    # not the endpoints: the variant keeps its name while they come and go
+    digest = hashlib.sha256(repr(replace(changed, name="", endpoints=(), fallback_endpoints=())).encode()
+                            ).hexdigest()[:10]
     return backends.add(replace(changed, name=f"{name}/traffic-{digest}"), backends.origins[name]).name
