@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "translator"))
 from test_golden import TESTDATA, load_snapshot  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden" / "groups"
-CASES = ["backendtlspolicy", "gateway-tls", "traffic-policies", "client-policies"]
+CASES = ["backendtlspolicy", "gateway-tls", "traffic-policies", "client-policies", "traffic-fallback"]
 
 
 def rendered(case: str) -> dict[str, str]:

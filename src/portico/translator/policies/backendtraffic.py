@@ -31,13 +31,13 @@ from dataclasses import replace
 from typing import Any
 
 from portico import ir
-from portico.models import BackendTrafficPolicy, BackendTrafficPolicySpec, Resource, Service
+from portico.models import BackendTrafficPolicy, BackendTrafficPolicySpec, GRPCRoute, HTTPRoute, Resource, Service
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.durations import durations_problem, parse_duration_ms, parse_duration_s
-from portico.translator.gateway import ListenerState
+from portico.translator.gateway import GatewayState, ListenerState
 from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
 from portico.translator.quantities import quantity_bytes
@@ -51,7 +51,8 @@ MAX_BODY = 2**32 - 1  # Envoy's buffer filter takes a uint32
 DEFAULT_TRIGGERS = ("connect-failure", "refused-stream", "reset")
 DEFAULT_RETRIES = 2
 # what a fallback can be attached through: the rules of routes (whose clusters get variants)
-FALLBACK_TARGETS = ("HTTPRoute", "GRPCRoute")
+ROUTE_MODELS: dict[str, type[Resource]] = {"HTTPRoute": HTTPRoute, "GRPCRoute": GRPCRoute}
+FALLBACK_TARGETS = tuple(ROUTE_MODELS)
 
 
 class BackendTrafficPolicies(PolicyKind):
@@ -65,6 +66,7 @@ class BackendTrafficPolicies(PolicyKind):
         self.of_cluster: dict[str, BackendTrafficPolicySpec] = {}
         self.unconfigured: dict[str, ir.Cluster] = {}
         self.unresolved: dict[ObjectKey, Cond] = {}  # policies whose fallback is not found
+        self.checked = False
 
     @staticmethod
     def problem(policy: BackendTrafficPolicy) -> str:
@@ -137,29 +139,32 @@ class BackendTrafficPolicies(PolicyKind):
     def fallback(self, route: Resource, rule: str | None, spec: BackendTrafficPolicySpec,
                  backends: Backends) -> tuple[str, tuple[ir.Endpoint, ...]] | None:
         """The rule's fallback Service ("ns/name/port") and its ready endpoints; None when
-        the policy names none or it cannot be resolved (then the policy says why)."""
-        wanted = spec.fallback
-        if wanted is None:
+        the policy names none or it cannot be resolved (its status says why: `on_gateway`)."""
+        if spec.fallback is None:
             return None
         policy = self.attachment.for_rule(self.kind, route.key, rule)
-        assert policy is not None
-        ns = policy.namespace
-        svc = self.ctx.get(Service, "Service", ns, wanted.name)
-        ports = svc.spec.ports if svc is not None else []
-        # ingress-nginx takes the default backend's first port
-        port = next((p for p in ports if wanted.port is None or p.port == wanted.port), None)
-        if svc is None or port is None:
-            what = f"Service {ns}/{wanted.name}" + (f" port {wanted.port}" if svc is not None else "")
-            self.unresolved[policy.key] = Cond("ResolvedRefs", False, "BackendNotFound",
-                                               f"fallback: {what} not found")
-            return None
-        endpoints = backends.endpoints(svc, port)
-        refused = backends.refused(route, "Service", ns, svc.name, endpoints, platform=True)
-        if refused is not None:
-            assert refused.problem is not None
-            self.unresolved[policy.key] = replace(refused.problem, message=f"fallback: {refused.problem.message}")
-            return None
-        return f"{ns}/{svc.name}/{port.port}", endpoints
+        found = resolve_fallback(self.ctx, policy, route, backends)
+        return None if isinstance(found, Cond) else found
+
+    def on_gateway(self, gw: GatewayState, listeners: tuple[ir.Listener, ...], backends: Backends
+                   ) -> tuple[tuple[ir.Listener, ...], tuple[ir.TLSCertificate, ...]]:
+        """Why a policy's fallback cannot be had, for its status: found here, once per
+        translation, not where rules are translated (those may be memoized)."""
+        if self.checked:
+            return listeners, ()
+        self.checked = True
+        for policy, _ in self.attachment.statuses(self.kind):
+            assert isinstance(policy, BackendTrafficPolicy)
+            if policy.spec.fallback is None:
+                continue
+            for target in policy.spec.target_refs:
+                model = ROUTE_MODELS.get(target.kind)
+                route = self.ctx.get(model, target.kind, policy.namespace, target.name) if model else None
+                found = resolve_fallback(self.ctx, policy, route, backends) if route is not None else None
+                if isinstance(found, Cond):
+                    self.unresolved[policy.key] = found
+                    break
+        return listeners, ()
 
     def statuses(self) -> Iterable[tuple[Resource, Ancestors]]:
         for policy, ancestors in super().statuses():
@@ -335,6 +340,28 @@ def breaker(b: ir.CircuitBreaker, spec: BackendTrafficPolicySpec) -> ir.CircuitB
         b = replace(b, retry_budget_percent=20 if budget.percent is None else budget.percent,
                     min_retry_concurrency=budget.min_retry_concurrency)
     return b
+
+
+def resolve_fallback(ctx: Context, policy: BackendTrafficPolicy, route: Resource, backends: Backends
+                     ) -> tuple[str, tuple[ir.Endpoint, ...]] | Cond:
+    """The fallback Service of `policy` (for `route`) as ("ns/name/port", its ready
+    endpoints), or why it cannot be had."""
+    wanted = policy.spec.fallback
+    assert wanted is not None
+    ns = policy.namespace
+    svc = ctx.get(Service, "Service", ns, wanted.name)
+    ports = svc.spec.ports if svc is not None else []
+    # ingress-nginx takes the default backend's first port
+    port = next((p for p in ports if wanted.port is None or p.port == wanted.port), None)
+    if svc is None or port is None:
+        what = f"Service {ns}/{wanted.name}" + (f" port {wanted.port}" if svc is not None else "")
+        return Cond("ResolvedRefs", False, "BackendNotFound", f"fallback: {what} not found")
+    endpoints = backends.endpoints(svc, port)
+    refused = backends.refused(route, "Service", ns, svc.name, endpoints, platform=True)
+    if refused is not None:
+        assert refused.problem is not None
+        return replace(refused.problem, message=f"fallback: {refused.problem.message}")
+    return f"{ns}/{svc.name}/{port.port}", endpoints
 
 
 def with_fallback(cluster: ir.Cluster, fallback: tuple[str, tuple[ir.Endpoint, ...]] | None) -> ir.Cluster:
