@@ -252,10 +252,16 @@ def render(answer: Answer, model: ir.IR) -> list[str]:
             if b.cluster is None:
                 lines.append(f"backend: (invalid) weight {b.weight}/{total}: answered {action.invalid_backend_status}")
                 continue
-            endpoints = clusters[b.cluster].endpoints if b.cluster in clusters else ()
+            cluster = clusters.get(b.cluster)
+            endpoints = cluster.endpoints if cluster is not None else ()
+            fallback = cluster.fallback_endpoints if cluster is not None and cluster.fallback else ()
             lines.append(f"backend: {b.cluster} weight {b.weight}/{total}, {len(endpoints)} ready endpoint(s)"
                          + (": " + ", ".join(f"{e.address}:{e.port}" for e in endpoints[:5]) if endpoints else
-                            " (none ready: 503)"))
+                            " (none ready: the fallback)" if fallback else " (none ready: 503)"))
+            if cluster is not None and cluster.fallback:
+                lines.append(f"  fallback: Service {cluster.fallback} while none is healthy, {len(fallback)} ready "
+                             "endpoint(s)" + (": " + ", ".join(f"{e.address}:{e.port}" for e in fallback[:5])
+                                              if fallback else ""))
         for label, present in (("redirect", action.redirect), ("rewrite", action.rewrite),
                                ("mirrors", action.mirrors), ("CORS", action.cors),
                                ("external auth", action.external_auth), ("retry", action.retry),

@@ -64,3 +64,19 @@ def test_a_backend_share_route_says_it_takes_a_share_of_requests() -> None:
     answer = explain(model, Request(port=80, host="a.example.com", path="/"))
     assert answer.route == share.name
     assert any("25%" in why and "the next routes take the rest" in why for why in answer.why)
+
+
+def test_a_backend_without_endpoints_names_its_fallback() -> None:
+    """A BackendTrafficPolicy fallback: the rule's requests go there while its backend has no
+    ready endpoint (not a 503)."""
+    fallback = Path(__file__).resolve().parents[1] / "translator" / "testdata" / "traffic-fallback" / "in.yaml"
+    out = subprocess.run([sys.executable, "-m", "portico.cli", "explain", "-f", str(fallback), "--port", "80",
+                          "--host", "shop.example.com", "--path", "/app/x"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "0 ready endpoint(s) (none ready: the fallback)" in out.stdout
+    assert "  fallback: Service default/errors/80 while none is healthy, 1 ready endpoint(s): 10.0.0.21:8080" \
+        in out.stdout
+    plain = subprocess.run([sys.executable, "-m", "portico.cli", "explain", "-f", str(fallback), "--port", "80",
+                            "--host", "plain.example.com", "--path", "/"], capture_output=True, text=True)
+    assert "backend: default/app/8080 weight 1/1, 0 ready endpoint(s) (none ready: 503)" in plain.stdout
+    assert "fallback" not in plain.stdout
