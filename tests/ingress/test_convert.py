@@ -124,3 +124,28 @@ def test_the_migration_report() -> None:
             in summary)
     assert "- [ ] shop/odd: `nginx.ingress.kubernetes.io/configuration-snippet`" in summary
     assert "- [ ] shop/odd: annotation example.com/owner: not an ingress-nginx annotation" in summary
+
+
+def _ingress(annotations: dict[str, str], services: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop", "namespace": "shop", "annotations": annotations},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "shop.example.com", "http": {"paths": [
+                {"path": f"/{s}", "pathType": "Prefix", "backend": {"service": {"name": s, "port": {"number": 80}}}}
+                for s in services]}}]}}
+
+
+def test_default_backend_alone_is_a_fallback_of_every_rule() -> None:
+    """ingress-nginx sends a location's requests to the default-backend Service (its first
+    port) while the location's Service has no endpoints, for every path of the Ingress: a
+    BackendTrafficPolicy fallback on the Ingress's routes, without a port."""
+    out = convert([_ingress({"nginx.ingress.kubernetes.io/default-backend": "maintenance"}, ["web", "api"])])
+    policies = [o for o in out.objects if o["kind"] == "BackendTrafficPolicy"]
+    assert [p["spec"] for p in policies] == [{
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "shop-shop-example-com"}],
+        "fallback": {"name": "maintenance"}}]
+    assert all(validate(p) == [] for p in policies)
+    (outcome, why), = [(o, w) for a, o, w in out.reports[0].annotations]
+    assert outcome == "converted with a difference" and "does not exist answers 500" in why
+    bad = convert([_ingress({"nginx.ingress.kubernetes.io/default-backend": "Not/A/Service"}, ["web"])])
+    assert not [o for o in bad.objects if o["kind"] == "BackendTrafficPolicy"]
+    assert [o for _, o, _ in bad.reports[0].annotations] == ["not converted"]
