@@ -353,9 +353,11 @@ def resolve_fallback(ctx: Context, policy: BackendTrafficPolicy, route: Resource
     ports = svc.spec.ports if svc is not None else []
     # ingress-nginx takes the default backend's first port
     port = next((p for p in ports if wanted.port is None or p.port == wanted.port), None)
-    if svc is None or port is None:
-        what = f"Service {ns}/{wanted.name}" + (f" port {wanted.port}" if svc is not None else "")
-        return Cond("ResolvedRefs", False, "BackendNotFound", f"fallback: {what} not found")
+    if svc is None:
+        return Cond("ResolvedRefs", False, "BackendNotFound", f"fallback: Service {ns}/{wanted.name} not found")
+    if port is None:
+        what = f"no port {wanted.port}" if wanted.port is not None else "no port"
+        return Cond("ResolvedRefs", False, "BackendNotFound", f"fallback: Service {ns}/{wanted.name} has {what}")
     endpoints = backends.endpoints(svc, port)
     refused = backends.refused(route, "Service", ns, svc.name, endpoints, platform=True)
     if refused is not None:
