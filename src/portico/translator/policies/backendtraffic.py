@@ -17,7 +17,8 @@ Its fields are of two sorts:
   are priority 1 of each of the rule's clusters (variants of their own), so Envoy sends
   there only while none of the rule's endpoints is healthy: how Envoy Gateway makes
   fallback backends, and what ingress-nginx's default-backend annotation does for a
-  Service without endpoints. A missing Service (or port) leaves the policy's
+  Service without endpoints (not for a backend resolved by DNS: its STRICT_DNS cluster
+  is not given one). A missing Service (or port) leaves the policy's
   ResolvedRefs False and the rule without a fallback.
 Precedence: route > Service > Gateway; a Gateway's (or listener's) policy applies to
 the rules that have none of their own, and only fills the fields left unset.
