@@ -27,7 +27,7 @@ from typing import Any
 from portico.objects import CLUSTER_SCOPED, ObjectKey, utc_now
 from portico.provider import Document, DocumentError, ProviderEvent
 from portico.provider.bulk import BULK, BulkPool, Checked, check_all
-from portico.provider.manifests import field_line
+from portico.provider.manifests import digest, field_line
 from portico.seams import Provider
 from portico.validation import Violation, checked
 
@@ -55,10 +55,15 @@ def content_of(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Accepted:
-    content: dict[str, Any]  # as written (for change detection and transition rules)
-    metadata: dict[str, Any]  # uid, creationTimestamp, generation
+    """What the emulation keeps of an accepted object: the digest of its content as
+    written (change detection), and the object as stored, the very dict passed on (the
+    store keeps it: one copy), which the API server's transition rules read as oldSelf
+    and whose metadata (uid, creationTimestamp, generation) carries over."""
+
+    digest: bytes
+    stored: dict[str, Any]
 
 
 class APIServerEmulation:
@@ -108,8 +113,8 @@ class APIServerEmulation:
         for doc in docs:
             current = self._accepted.get(doc.key)
             content = content_of(doc.raw)
-            if current is None or current.content != content:
-                todo.append((doc.key, content, current.content if current is not None else None))
+            if current is None or current.digest != digest(content):
+                todo.append((doc.key, content, current.stored if current is not None else None))
         try:
             results = self.pool.map(check_all, [(content, old) for _, content, old in todo])
         except Exception:  # noqa: BLE001 (each document is then checked, and reported, alone)
@@ -130,23 +135,25 @@ class APIServerEmulation:
 
     def _admit(self, doc: Document, result: Checked | None = None) -> Document | None:
         content = content_of(doc.raw)
+        content_digest = digest(content)
         current = self._accepted.get(doc.key)
-        if current is not None and current.content == content:
+        if current is not None and current.digest == content_digest:
             self._invalid.pop(doc.key, None)  # unchanged, or back to the version that is serving
             return None
-        violations, defaulted = result or checked(content, old=current.content if current is not None else None)
+        violations, defaulted = result or checked(content, old=current.stored if current is not None else None)
         if violations:
             self._reject(doc, violations)
             return None
         self._invalid.pop(doc.key, None)
-        raw = self._with_metadata(doc.key, defaulted, content, current)
-        self._accepted[doc.key] = _Accepted(content, {k: raw["metadata"][k] for k in SERVER_METADATA[:3]})
+        raw = self._with_metadata(doc.key, defaulted, current)
+        self._accepted[doc.key] = _Accepted(content_digest, raw)
         status = doc.raw.get("status")
         return Document(doc.key, {**raw, "status": status} if isinstance(status, dict) else raw, doc.source)
 
-    def _with_metadata(self, key: ObjectKey, raw: dict[str, Any], content: dict[str, Any],
-                       current: _Accepted | None) -> dict[str, Any]:
-        """`raw` (a copy of `content`, defaulted) with the server's metadata."""
+    def _with_metadata(self, key: ObjectKey, raw: dict[str, Any], current: _Accepted | None) -> dict[str, Any]:
+        """`raw` (the content, defaulted) with the server's metadata. The generation grows
+        when the spec as it would be stored changes (as an API server compares them: a
+        default written out is no change)."""
         meta = raw.setdefault("metadata", {})
         if key.kind not in CLUSTER_SCOPED and not meta.get("namespace"):
             meta["namespace"] = key.namespace
@@ -155,10 +162,10 @@ class APIServerEmulation:
             meta["creationTimestamp"] = self._clock()
             meta["generation"] = 1
         else:
-            old = current.metadata
+            old = current.stored["metadata"]
             meta["uid"] = old["uid"]
             meta["creationTimestamp"] = old["creationTimestamp"]
-            bump = spec_of(content) != spec_of(current.content)
+            bump = spec_of(raw) != spec_of(current.stored)
             meta["generation"] = int(old["generation"]) + (1 if bump else 0)
         meta["resourceVersion"] = self.next_resource_version()
         return raw

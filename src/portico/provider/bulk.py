@@ -54,7 +54,7 @@ Checked = tuple[list[Violation], dict[str, Any]]
 
 
 def load_files(paths: Sequence[str]) -> list[FileResult]:
-    return [load_file(p) for p in paths]
+    return [load_file(p).with_digests() for p in paths]
 
 
 def check_all(items: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[Checked]:

@@ -17,13 +17,23 @@ from pathlib import Path
 import watchfiles
 
 from portico.objects import ObjectKey
-from portico.provider import Document, DocumentError, ProviderEvent
+from portico.provider import Document, DocumentError, ProviderEvent, Source
 from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, load_files
 from portico.provider.manifests import FileResult, hidden, load_file, manifest_files
 
 log = logging.getLogger(__name__)
 
 RESCAN_MS = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Held:
+    """What the provider keeps of a document it passed on: enough to tell a change and
+    to name it in a conflict. The document itself lives on in the store only (issue 30:
+    one copy of each object); the rare case that needs it again reloads its file."""
+
+    digest: bytes
+    source: Source
 
 
 def _signature(path: str) -> tuple[int, int, int] | None:
@@ -49,9 +59,12 @@ class FileProvider:
         # a change waits for it (measured watcher phase: 9 ms at 5, 3 ms at 1), and the
         # idle process pays for it (0.6 %, 2.4 % of a core at 5 and 1 ms): 2 ms, 1.3 %.
         self.step_ms = step_ms
-        self._cache: dict[str, tuple[tuple[int, int, int] | None, FileResult]] = {}
-        self._by_file: dict[str, dict[ObjectKey, Document]] = {}
-        self._current: dict[ObjectKey, Document] = {}
+        # the stat signature of each file as last loaded (its results are kept for one scan)
+        self._cache: dict[str, tuple[int, int, int] | None] = {}
+        self._loaded: dict[str, FileResult] = {}
+        self._by_file: dict[str, dict[ObjectKey, _Held]] = {}
+        self._fresh: dict[str, dict[ObjectKey, Document]] = {}  # this scan's documents, per file
+        self._current: dict[ObjectKey, bytes] = {}  # the digest of each object passed on
         self._defined: dict[ObjectKey, set[str]] = {}  # object -> the files that define it
         self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
         # objects defined in more than one file: the conflict, reported until one goes
@@ -73,19 +86,27 @@ class FileProvider:
         if self._loaded_once and set(paths) | kept == set(self._by_file) and all(map(self._cached, paths)):
             # the periodic rescan's usual case: nothing to parse, nothing to diff
             return ProviderEvent(errors=self._errors)
+        try:
+            return self._scan(paths)
+        finally:
+            self._loaded.clear()
+            self._fresh.clear()
+
+    def _scan(self, paths: list[str]) -> ProviderEvent:
         touched: set[ObjectKey] = set()
         stale = [p for p in paths if not (p in self._by_file and self._cached(p))]
         self._load_all(stale)
         for path in stale:
-            result = self._load_cached(path)
-            docs = {d.key: d for d in result.documents}
+            result = self._load_cached(path).with_digests()
+            self._fresh[path] = {d.key: d for d in result.documents}
+            held = {d.key: _Held(h, d.source) for d, h in zip(result.documents, result.digests, strict=True)}
             if not result.complete:
                 # keep what this file held before, so a half-written or broken
                 # file does not take down the routes it defines
-                for key, doc in self._by_file.get(path, {}).items():
-                    docs.setdefault(key, doc)
-            touched.update(self._by_file.get(path, {}), docs)
-            self._define(path, docs)
+                for key, old in self._by_file.get(path, {}).items():
+                    held.setdefault(key, old)
+            touched.update(self._by_file.get(path, {}), held)
+            self._define(path, held)
             self._file_errors[path] = tuple(result.errors)
         listed = set(paths)
         for gone in [p for p in self._by_file if p not in listed and not self._under_missing(p)]:
@@ -115,7 +136,7 @@ class FileProvider:
     def _under_missing(self, path: str) -> bool:
         return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in self._missing)
 
-    def _define(self, path: str, docs: dict[ObjectKey, Document]) -> None:
+    def _define(self, path: str, docs: dict[ObjectKey, _Held]) -> None:
         """`path` now holds `docs`: the index of which files define which object follows."""
         for key in self._by_file.get(path, {}):
             if key not in docs:
@@ -136,22 +157,24 @@ class FileProvider:
         if len(todo) < BULK and (len(todo) < 2 or size < BULK_BYTES):
             return  # `_load_cached` loads them one by one
         for path, signature, result in zip(todo, signatures, self.pool.map(load_files, todo, bulk=True), strict=True):
-            self._cache[path] = (signature, result)
+            self._cache[path] = signature
+            self._loaded[path] = result
             for error in result.errors:
                 log.warning("skipped document: %s", error)
 
     def _cached(self, path: str) -> bool:
-        cached = self._cache.get(path)
         signature = _signature(path)
-        return cached is not None and signature is not None and cached[0] == signature
+        return path in self._cache and signature is not None and self._cache[path] == signature
 
     def _load_cached(self, path: str) -> FileResult:
+        """`path` as loaded in this scan, else loaded now."""
         signature = _signature(path)
-        cached = self._cache.get(path)
-        if cached is not None and signature is not None and cached[0] == signature:
-            return cached[1]
+        loaded = self._loaded.get(path)
+        if loaded is not None and signature is not None and self._cache.get(path) == signature:
+            return loaded
         result = load_file(path)
-        self._cache[path] = (signature, result)
+        self._cache[path] = signature
+        self._loaded[path] = result
         for error in result.errors:
             log.warning("skipped document: %s", error)
         return result
@@ -170,23 +193,41 @@ class FileProvider:
                 if self._current.pop(key, None) is not None:
                     deletes.append(key)
                 continue
-            doc = self._by_file[files[-1]][key]
+            held = self._by_file[files[-1]][key]
             if len(files) > 1:
-                self._conflict(key, [self._by_file[f][key] for f in files])
+                self._conflict(key, [self._by_file[f][key].source for f in files])
                 continue
             if self._conflicts.pop(key, None) is not None:
-                log.info("%s is defined in %s only again: applied", key, doc.source.file)
-            if self._current.get(key) != doc:
+                log.info("%s is defined in %s only again: applied", key, held.source.file)
+            if self._current.get(key) != held.digest:
+                doc = self._document(files[-1], key)
+                if doc is None:
+                    continue  # the file changed meanwhile: the next scan reloads it
                 upserts.append(doc)
-                self._current[key] = doc
+                self._current[key] = held.digest
         initial = not self._loaded_once
         self._loaded_once = True
         return ProviderEvent(tuple(upserts), tuple(deletes), self._errors, initial)
 
-    def _conflict(self, key: ObjectKey, docs: list[Document]) -> None:
-        where = " and ".join(f"{d.source.file}:{d.source.line}" for d in docs)
+    def _document(self, path: str, key: ObjectKey) -> Document | None:
+        """The document of `key` in `path`: this scan's, or (a file not reloaded, e.g. the
+        other side of a conflict that just ended) loaded again, if unchanged since."""
+        doc = self._fresh.get(path, {}).get(key)
+        if doc is not None:
+            return doc
+        result = load_file(path).with_digests()
+        self._fresh[path] = {d.key: d for d in result.documents}
+        held = self._by_file[path][key]
+        doc = self._fresh[path].get(key)
+        if doc is None or result.digests[result.documents.index(doc)] != held.digest:
+            self._cache.pop(path, None)
+            return None
+        return doc
+
+    def _conflict(self, key: ObjectKey, sources: list[Source]) -> None:
+        where = " and ".join(f"{s.file}:{s.line}" for s in sources)
         kept = "the version applied before keeps serving" if key in self._current else "it is not applied"
-        last = docs[-1].source
+        last = sources[-1]
         error = DocumentError(last.file, last.line, f"{key} is defined in {where}: {kept} until only one file "
                                                     "defines it", object=str(key), rule="conflict")
         if self._conflicts.get(key) != error:

@@ -10,6 +10,7 @@ reported (file, line, reason) and skipped; the rest loads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -57,6 +58,23 @@ class FileResult:
     # with keep_nodes: each document's YAML node and the line offset of its chunk
     # (for the line of a field: `node_line`)
     nodes: list[tuple[yaml.Node | None, int]] = field(default_factory=list)
+    # `digest` of each of `documents` once asked for (`with_digests`): what a provider
+    # keeps of a document once it has passed it on
+    digests: list[bytes] = field(default_factory=list)
+
+    def with_digests(self) -> FileResult:
+        if len(self.digests) != len(self.documents):
+            self.digests = [digest(d.raw) for d in self.documents]
+        return self
+
+
+def digest(raw: Any) -> bytes:
+    """A digest of a document's content: equal documents, equal digests (key order aside)."""
+    try:
+        text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):  # keys of mixed types (YAML allows them): the parse's own order
+        text = repr(raw)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 # ---------------------------------------------------------------- parsing
