@@ -65,7 +65,8 @@ class FileProvider:
         self._by_file: dict[str, dict[ObjectKey, _Held]] = {}
         self._fresh: dict[str, dict[ObjectKey, Document]] = {}  # this scan's documents, per file
         self._current: dict[ObjectKey, bytes] = {}  # the digest of each object passed on
-        self._defined: dict[ObjectKey, set[str]] = {}  # object -> the files that define it
+        # object -> the files that define it (a tuple: almost always one; a set costs 216 bytes)
+        self._defined: dict[ObjectKey, tuple[str, ...]] = {}
         self._file_errors: dict[str, tuple[DocumentError, ...]] = {}
         # objects defined in more than one file: the conflict, reported until one goes
         self._conflicts: dict[ObjectKey, DocumentError] = {}
@@ -140,12 +141,15 @@ class FileProvider:
         """`path` now holds `docs`: the index of which files define which object follows."""
         for key in self._by_file.get(path, {}):
             if key not in docs:
-                files = self._defined.get(key, set())
-                files.discard(path)
-                if not files:
+                files = tuple(f for f in self._defined.get(key, ()) if f != path)
+                if files:
+                    self._defined[key] = files
+                else:
                     self._defined.pop(key, None)
         for key in docs:
-            self._defined.setdefault(key, set()).add(path)
+            files = self._defined.get(key, ())
+            if path not in files:
+                self._defined[key] = (*files, path)
         self._by_file[path] = docs
 
     def _load_all(self, paths: list[str]) -> None:
