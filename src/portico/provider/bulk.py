@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from portico.pids import alive as _alive
-from portico.provider.manifests import FileResult, load_file
+from portico.provider.manifests import FileResult, digest, load_file
 from portico.validation import Violation, checked, compile_all
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ BULK = 64  # items of one burst from which the pool is used
 BULK_BYTES = 256 * 1024
 T = TypeVar("T")
 R = TypeVar("R")
-Checked = tuple[list[Violation], dict[str, Any]]
+# the violations, the object as it would be stored, and the digest of the content checked
+Checked = tuple[list[Violation], dict[str, Any], bytes]
 
 
 def load_files(paths: Sequence[str]) -> list[FileResult]:
@@ -58,7 +59,7 @@ def load_files(paths: Sequence[str]) -> list[FileResult]:
 
 
 def check_all(items: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[Checked]:
-    return [checked(content, old) for content, old in items]
+    return [(*checked(content, old), digest(content)) for content, old in items]
 
 
 def _warm(_: int) -> tuple[int, int]:
