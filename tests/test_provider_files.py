@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from portico.objects import ObjectKey
 from portico.provider import ProviderEvent
+from portico.provider.apiserver import APIServerEmulation
 from portico.provider.files import FileProvider
 from portico.provider.manifests import parse_json, parse_yaml, split_yaml
 
@@ -301,3 +303,40 @@ def test_a_watched_path_gone_keeps_its_objects_in_a_scan(tmp_path: Path) -> None
     root.mkdir()
     back = provider.scan()
     assert [k.name for k in back.deletes] == ["a"]  # back, and empty: now a deletion
+
+
+def test_a_file_emptied_mid_write_keeps_its_objects_and_their_generation(tmp_path: Path) -> None:
+    """A writer saving in place truncates the file, then writes it: a scan between the two
+    finds it empty. Read as a deletion, the route went down and came back as a new object
+    (new uid, generation 1: a spec edit that kept generation 1)."""
+    route = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r1, namespace: default}\n"
+             "spec: {rules: [{backendRefs: [{name: %s, port: 80}]}]}\n")
+    path = write(tmp_path / "r.yaml", route % "svc-b")
+    emulation = APIServerEmulation(FileProvider([tmp_path]))
+    assert emulation.provider is not None
+    provider = emulation.provider
+    first = emulation.admit(provider.scan())
+    before = first.upserts[0].raw["metadata"]
+    path.write_text("")  # truncated; the scan comes before the write
+    emptied = emulation.admit(provider.scan({str(path)}))
+    assert not emptied.deletes and not emptied.upserts
+    path.write_text(route % "svc-a")
+    edited = emulation.admit(provider.scan({str(path)}))
+    assert not edited.deletes
+    meta = edited.upserts[0].raw["metadata"]
+    assert (meta["uid"], meta["generation"]) == (before["uid"], 2)
+    assert edited.upserts[0].raw["spec"]["rules"][0]["backendRefs"][0]["name"] == "svc-a"
+
+
+def test_a_file_still_empty_once_settled_is_a_deletion(tmp_path: Path) -> None:
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+    path = write(tmp_path / "a.yaml", svc)
+    provider = FileProvider([tmp_path])
+    provider.scan()
+    path.write_text("# nothing here now\n")
+    assert not provider.scan({str(path)}).deletes  # written a moment ago: read again later
+    assert not provider.scan().deletes  # the periodic rescan, still within the settle time
+    settled = time.time() - 2 * provider.settle_ms / 1000
+    os.utime(path, (settled, settled))
+    assert [k.name for k in provider.scan().deletes] == ["a"]  # the periodic rescan reads it again
+

@@ -24,6 +24,13 @@ from portico.provider.manifests import FileResult, hidden, load_file, manifest_f
 log = logging.getLogger(__name__)
 
 RESCAN_MS = 1000
+# A file found empty (no document, no error) less than this long after it was written,
+# when it held objects, is taken for a write in progress (truncated, not yet written: an
+# editor or `write_text` saving in place) and keeps its objects until a later scan: read
+# as a deletion, its routes went down and came back as new objects (new uid, generation 1).
+# The periodic rescan (RESCAN_MS) reads it again, so a file really emptied is a deletion
+# within about a second.
+SETTLE_MS = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +58,7 @@ class FileProvider:
     """Loads manifests from `paths` and reports changes as ProviderEvents."""
 
     def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 2,
-                 pool: BulkPool | None = None) -> None:
+                 pool: BulkPool | None = None, settle_ms: int = SETTLE_MS) -> None:
         # absolute, so that paths reported by the watcher match the scanned ones
         self.paths = [os.path.abspath(p) for p in paths]
         self.debounce_ms = debounce_ms
@@ -59,6 +66,7 @@ class FileProvider:
         # a change waits for it (measured watcher phase: 9 ms at 5, 3 ms at 1), and the
         # idle process pays for it (0.6 %, 2.4 % of a core at 5 and 1 ms): 2 ms, 1.3 %.
         self.step_ms = step_ms
+        self.settle_ms = settle_ms
         # the stat signature of each file as last loaded (its results are kept for one scan)
         self._cache: dict[str, tuple[int, int, int] | None] = {}
         self._loaded: dict[str, FileResult] = {}
@@ -101,7 +109,7 @@ class FileProvider:
             result = self._load_cached(path).with_digests()
             self._fresh[path] = {d.key: d for d in result.documents}
             held = {d.key: _Held(h, d.source) for d, h in zip(result.documents, result.digests, strict=True)}
-            if not result.complete:
+            if not result.complete or self._emptied_just_now(path, result):
                 # keep what this file held before, so a half-written or broken
                 # file does not take down the routes it defines
                 for key, old in self._by_file.get(path, {}).items():
@@ -120,6 +128,18 @@ class FileProvider:
         event = self._diff(touched, {p: i for i, p in enumerate(paths)})
         self._errors = file_errors + tuple(self._conflicts[k] for k in sorted(self._conflicts))
         return dataclasses.replace(event, errors=self._errors)
+
+    def _emptied_just_now(self, path: str, result: FileResult) -> bool:
+        """`path` held objects and is now empty, written less than `settle_ms` ago (see
+        SETTLE_MS): it is read again at the next scan."""
+        if result.documents or result.errors or not self._by_file.get(path):
+            return False
+        signature = self._cache.get(path)
+        if signature is None or time.time_ns() - signature[0] >= self.settle_ms * 1_000_000:
+            return False
+        log.info("%s is empty a moment after it was written: its objects are kept until it is read again", path)
+        self._cache.pop(path, None)  # not cached: the next scan reads it again
+        return True
 
     def _note_missing(self) -> None:
         """A watched path that disappears as a whole (a directory removed, to be recreated;
