@@ -25,7 +25,7 @@ from portico.objects import ObjectKey, utc_now
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredObject:
     key: ObjectKey
     raw: dict[str, Any]  # Kubernetes shape without status; metadata filled in
@@ -122,7 +122,8 @@ class Store:
         return changed
 
     def upsert(self, doc: Document) -> bool:
-        raw = {k: v for k, v in doc.raw.items() if k != "status"}
+        # without status, the very dict admitted (the API-server emulation keeps it too: one copy)
+        raw = {k: v for k, v in doc.raw.items() if k != "status"} if "status" in doc.raw else doc.raw
         document_status = doc.raw.get("status") if isinstance(doc.raw.get("status"), dict) else {}
         current = self._objects.get(doc.key)
         if current is not None and _same_object(current.raw, raw) and (

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from portico.objects import CLUSTER_SCOPED, ObjectKey, utc_now
+from portico.objects import CLUSTER_SCOPED, ObjectKey, interned, utc_now
 from portico.provider import Document, DocumentError, ProviderEvent
 from portico.provider.bulk import BULK, BulkPool, Checked, check_all
 from portico.provider.manifests import digest, field_line
@@ -145,6 +146,7 @@ class APIServerEmulation:
             violations, defaulted = result[0], result[1]
         else:
             violations, defaulted = checked(content, old=current.stored if current is not None else None)
+            defaulted = interned(defaulted)  # (a burst's are interned by the bulk workers)
         if violations:
             self._reject(doc, violations)
             return None
@@ -163,7 +165,7 @@ class APIServerEmulation:
             meta["namespace"] = key.namespace
         if current is None:
             meta["uid"] = self._new_uid()
-            meta["creationTimestamp"] = self._clock()
+            meta["creationTimestamp"] = sys.intern(self._clock())  # (a burst's are mostly the same second)
             meta["generation"] = 1
         else:
             old = current.stored["metadata"]

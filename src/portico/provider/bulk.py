@@ -37,6 +37,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from portico.objects import interned
 from portico.pids import alive as _alive
 from portico.provider.manifests import FileResult, digest, load_file
 from portico.validation import Violation, checked, compile_all
@@ -59,7 +60,12 @@ def load_files(paths: Sequence[str]) -> list[FileResult]:
 
 
 def check_all(items: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[Checked]:
-    return [(*checked(content, old), digest(content)) for content, old in items]
+    return [_checked(content, old) for content, old in items]
+
+
+def _checked(content: dict[str, Any], old: dict[str, Any] | None) -> Checked:
+    violations, stored = checked(content, old)
+    return violations, interned(stored), digest(content)
 
 
 def _warm(_: int) -> tuple[int, int]:
