@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
