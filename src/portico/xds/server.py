@@ -30,7 +30,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 
 from portico.ir import IR
 from portico.xds.connection import Connection
-from portico.xds.resources import VHOST, Builder, packed, resource_version
+from portico.xds.resources import VHOST, Builder, Serialized, packed, resource_version
 from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty
 
 log = logging.getLogger("portico.xds")
@@ -138,7 +138,7 @@ class _Built:
     id(resource) (the next update reuses those of resources the builder reused)."""
 
     resources: dict[str, Any]
-    entries: dict[str, Entry]
+    entries: dict[str, Versioned]
     cache: dict[int, tuple[Any, Entry]]
 
 
@@ -296,8 +296,10 @@ class XdsServer:
             self._notify(group)
 
     @staticmethod
-    def _entry(msg: Any, previous: dict[int, tuple[Any, Entry]], cache: dict[int, tuple[Any, Entry]]) -> Entry:
+    def _entry(msg: Any, previous: dict[int, tuple[Any, Entry]], cache: dict[int, tuple[Any, Entry]]) -> Versioned:
         """Hash and pack `msg`, unless the builder reused it from the previous update."""
+        if isinstance(msg, Serialized):
+            return msg  # versioned already, its Any made when sent (no copy kept beside its bytes)
         cached = previous.get(id(msg))
         entry = cached[1] if cached is not None and cached[0] is msg else Entry(resource_version(msg), packed(msg))
         cache[id(msg)] = (msg, entry)  # holding msg keeps its id() unique
