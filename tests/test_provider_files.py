@@ -340,3 +340,53 @@ def test_a_file_still_empty_once_settled_is_a_deletion(tmp_path: Path) -> None:
     os.utime(path, (settled, settled))
     assert [k.name for k in provider.scan().deletes] == ["a"]  # the periodic rescan reads it again
 
+
+
+FAST_PATH_CASES = [
+    "apiVersion: v1\nkind: Service\nmetadata: {name: 'a', namespace: \"b\"}\n"
+    "spec: {x: yes, y: ~, z: 0x1F, f: .inf, g: 1_000.5, t: 2001-12-14, s: !!str 12, q: ! 12, e: '', n: null}\n",
+    "kind: List\napiVersion: v1\nitems:\n- 1\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
+    "-\n  apiVersion: v1\n  kind: Service\n  metadata: {name: b}\n",
+    "a: |\n  text\n  more\nb: >\n  folded\nkind: Service\napiVersion: v1\nmetadata: {name: c}\n",
+    "a: 1\n...\nb: 2\n",  # two documents in a chunk
+    "x: &a [1]\ny: *a\n",  # anchors: PyYAML's path
+    "<<: {a: 1}\nkind: x\n",  # a merge key
+    "'<<': 1\nkind: y\n",  # a quoted "<<" is a plain key
+    "1: x\n", "? [a]\n: 1\n", "=: 1\n", "a: {b: [\n", "# only comments\n", "---\n", "null\n", "hello\n", "[1, 2]\n",
+    "a: !custom 1\n", "a: 1\na: 2\n",
+]
+
+
+@pytest.mark.parametrize("text", FAST_PATH_CASES)
+def test_documents_built_from_events_are_those_of_the_composer(text: str) -> None:
+    """The fast path (`_fast_document`) gives what PyYAML's composer and constructor give
+    (keep_nodes takes their path): values and their types, lines, errors."""
+    def seen(result: object) -> object:
+        return ([(d.key, repr(d.raw), d.source) for d in result.documents],  # type: ignore[attr-defined]
+                [(e.line, e.message, e.path) for e in result.errors], result.complete)  # type: ignore[attr-defined]
+
+    assert seen(parse_yaml(text, "f.yaml")) == seen(parse_yaml(text, "f.yaml", keep_nodes=True))
+
+
+def test_every_manifest_of_the_repository_loads_the_same_by_either_path() -> None:
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(p for d in ("examples", "tests", "deploy") for p in (root / d).rglob("*.y*ml"))
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text()
+        fast, slow = parse_yaml(text, str(path)), parse_yaml(text, str(path), keep_nodes=True)
+        assert [(d.key, repr(d.raw), d.source) for d in fast.documents] == \
+            [(d.key, repr(d.raw), d.source) for d in slow.documents], path
+        assert fast.errors == slow.errors, path
+
+
+def test_plain_manifests_are_built_without_the_composer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portico.provider import manifests
+
+    def refused(self: object) -> None:
+        raise AssertionError("composed: the fast path was not taken")
+
+    monkeypatch.setattr(manifests._Loader, "get_single_node", refused)
+    text = "kind: List\napiVersion: v1\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
+    result = parse_yaml(text, "f.yaml")
+    assert [(d.key.name, d.source.line) for d in result.documents] == [("a", 4)]
