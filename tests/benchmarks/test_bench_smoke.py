@@ -19,6 +19,7 @@ from bench import (  # noqa: E402
     changes,
     coldstart,
     groups,
+    heap,
     kube_propagation,
     kube_sync,
     propagation,
@@ -136,6 +137,14 @@ def test_coldstart(tmp_path: Path) -> None:
     check(report, tmp_path)
     assert [(r["routes"], r["failures"]) for r in report.data["runs"]] == [(0, 0), (5, 0)]
     assert report.data["runs"][1]["served_s"] >= report.data["runs"][1]["healthz_s"]
+
+
+def test_heap(capsys: pytest.CaptureFixture[str]) -> None:
+    result = heap.run(2, 5, 5)
+    # per namespace: the Namespace, and per route its Service, EndpointSlice and HTTPRoute
+    assert result["objects"] == 2 + 2 * 5 * 3 + 2  # (+ the Gateway and its GatewayClass)
+    assert result["heap_mib"] > 0 and "portico/store.py" in result["by_module"]
+    assert "objects:" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mode", rds_split.MODES)
