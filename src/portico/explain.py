@@ -210,7 +210,11 @@ def security_lines(action: ir.RouteAction, req: Request | None) -> list[str]:
                                               (f"a token of {rule.jwt_provider}", rule.jwt_provider),
                                               ("claims " + ", ".join(".".join(c) + " in " + "/".join(v)
                                                                      for c, v in rule.claims), rule.claims),
-                                              ("scopes " + " ".join(rule.scopes), rule.scopes)) if present]
+                                              ("scopes " + " ".join(rule.scopes), rule.scopes),
+                                              ("a verified client certificate" + (" named " + " or ".join(
+                                                  f"{k.lower()} {v}" for k, v in rule.certificate_names)
+                                                  if rule.certificate_names else ""),
+                                               rule.client_certificate)) if present]
         if not pending:
             lines.append(f"authorization: {name} {verb}: it matches the request")
             return lines

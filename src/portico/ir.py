@@ -320,6 +320,10 @@ class AuthorizationRule:
     claims: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     scopes: tuple[str, ...] = ()
     jwt_provider: str = ""  # a JWT condition: a token this provider (JWTProvider.name) verified
+    # a client-certificate condition: a verified one; if names, its principal name (URI SAN,
+    # else DNS SAN, else subject) is one of them: (Exact | Prefix | Suffix | RegularExpression, value)
+    client_certificate: bool = False
+    certificate_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -836,11 +836,27 @@ class AuthorizationHeaderMatch(Model):
     values: list[str] = Field(default_factory=list)
 
 
+class CertificateName(Model):
+    """A client certificate's principal name: its URI SANs, else its DNS SANs, else its
+    subject (RFC 2253), as Envoy's RBAC `authenticated.principal_name` reads it."""
+
+    type: str = "Exact"  # Exact | Prefix | Suffix | RegularExpression
+    value: str
+
+
+class ClientCertificatePrincipal(Model):
+    """The caller presented a client certificate the listener verified (mTLS: Gateway
+    spec.tls.frontend), and, if `names` is set, its principal name is one of them."""
+
+    names: list[CertificateName] = Field(default_factory=list)
+
+
 class Principal(Model):
     client_cidrs: list[str] = Field(default_factory=list, validation_alias="clientCIDRs",
                                     serialization_alias="clientCIDRs")
     jwt: JWTPrincipal | None = None
     headers: list[AuthorizationHeaderMatch] = Field(default_factory=list)
+    client_certificate: ClientCertificatePrincipal | None = None
 
 
 class Operation(Model):

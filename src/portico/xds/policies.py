@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac_config
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
@@ -20,6 +20,7 @@ from envoy.extensions.filters.http.buffer.v3 import buffer_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from envoy.type.metadata.v3 import metadata_pb2 as metadata_key_pb2
 from envoy.type.v3 import http_status_pb2, percent_pb2, token_bucket_pb2
@@ -37,6 +38,7 @@ RBAC_FILTER = "envoy.filters.http.rbac"
 BASIC_AUTH_FILTER = "envoy.filters.http.basic_auth"
 API_KEY_FILTER = "envoy.filters.http.api_key_auth"
 NO_USER = "-:{SHA}AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+MTLS_AUTHENTICATED = "envoy.rbac.principals.mtls_authenticated"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 BUFFER_FILTER = "envoy.filters.http.buffer"
 # distinct clients (source IPs, header values) remembered per route rule: the LRU of
@@ -137,6 +139,8 @@ def rule_principal(rule: ir.AuthorizationRule) -> rbac_config.Principal:
     for name, values in rule.headers:
         parts.append(_or([_header(name, v) for v in values]) if values else
                      rbac_config.Principal(header=rc.HeaderMatcher(name=name, present_match=True)))
+    if rule.client_certificate:
+        parts.append(_client_certificate(rule.certificate_names))
     if rule.jwt_provider:
         parts.append(_claim(rule.jwt_provider, (), value_pb2.ValueMatcher(present_match=True)))
         for claim, values in rule.claims:
@@ -148,6 +152,30 @@ def rule_principal(rule: ir.AuthorizationRule) -> rbac_config.Principal:
                 safe_regex=regex_pb2.RegexMatcher(regex=f"(?:^|.* ){re.escape(scope)}(?: .*|$)"))],
                 [string_pb2.StringMatcher(exact=scope)])))
     return _and(parts)
+
+
+def _client_certificate(names: tuple[tuple[str, str], ...]) -> rbac_config.Principal:
+    """A certificate the listener verified (mtls_authenticated: `authenticated` alone matches
+    any TLS connection, and an AllowInsecureFallback listener accepts unverified ones), whose
+    principal name, if `names`, is one of them (`authenticated.principal_name`: the URI SANs,
+    else the DNS SANs, else the subject)."""
+    verified = rbac_config.Principal(custom=extension_pb2.TypedExtensionConfig(
+        name=MTLS_AUTHENTICATED, typed_config=pack(mtls_authenticated_pb2.Config(
+            any_validated_client_certificate=True))))
+    if not names:
+        return verified
+    return _and([verified, _or([rbac_config.Principal(authenticated=rbac_config.Principal.Authenticated(
+        principal_name=_string(kind, value))) for kind, value in names])])
+
+
+def _string(kind: str, value: str) -> string_pb2.StringMatcher:
+    if kind == "Prefix":
+        return string_pb2.StringMatcher(prefix=value)
+    if kind == "Suffix":
+        return string_pb2.StringMatcher(suffix=value)
+    if kind == "RegularExpression":
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=value))
+    return string_pb2.StringMatcher(exact=value)
 
 
 def _header(name: str, value: str) -> rbac_config.Principal:

@@ -27,8 +27,9 @@ listener); a rule's own policy wins over its Gateway's (whole policy, not field 
   Accepted=False and its routes answer 500 (fail closed). The client secret (a Secret's
   "client-secret" key, Envoy Gateway's) reaches Envoy over SDS only.
 - `authorization`: the first rule matching the request (client CIDRs, the verified
-  token's claims and scopes, headers, methods, paths; every condition of a rule) decides,
-  Allow or Deny, else `defaultAction`; a denied request is answered 403.
+  token's claims and scopes, headers, methods, paths, the client certificate the mTLS
+  listener verified and its name; every condition of a rule) decides, Allow or Deny,
+  else `defaultAction`; a denied request is answered 403.
 """
 
 from __future__ import annotations
@@ -44,7 +45,17 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from portico import ir
-from portico.models import OIDC, ConfigMap, Gateway, GatewayClass, JWTProvider, Resource, Secret, SecurityPolicy
+from portico.models import (
+    OIDC,
+    ClientCertificatePrincipal,
+    ConfigMap,
+    Gateway,
+    GatewayClass,
+    JWTProvider,
+    Resource,
+    Secret,
+    SecurityPolicy,
+)
 from portico.objects import ObjectKey
 from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
@@ -54,6 +65,7 @@ from portico.translator.gateway import GatewayState, ListenerState
 from portico.translator.localaccess import ip_of
 from portico.translator.policies.attachment import Ancestors, Attachment
 from portico.translator.policies.kind import PolicyKind
+from portico.translator.regex import regex_problem
 from portico.translator.secrets import configmap_value, secret_value
 from portico.translator.snapshot import Discovered
 
@@ -68,6 +80,7 @@ CLIENT_SECRET_KEY = "client-secret"  # the key of an oidc clientSecret Secret (E
 # Envoy Gateway's default: the callback on the host the request came to
 DEFAULT_REDIRECT_URL = "%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback"
 DEFAULT_LOGOUT_PATH = "/logout"
+CERTIFICATE_NAME_TYPES = ("Exact", "Prefix", "Suffix", "RegularExpression")
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
 
@@ -118,6 +131,9 @@ class SecurityPolicies(PolicyKind):
             for m in rule.operation.methods if rule.operation else []:
                 if m not in METHODS:
                     return f"operation.methods {m!r} is not an HTTP method"
+            why = certificate_problem(rule.principal.client_certificate)
+            if why:
+                return why
             for path in rule.operation.paths if rule.operation else []:
                 if not path or ("*" in path.strip("*")) or path == "*" or not (path.startswith(("/", "*"))):
                     return f"operation.paths {path!r}: an exact path, \"/prefix/*\" or \"*suffix\""
@@ -544,8 +560,23 @@ def authorization(security: SecurityPolicy) -> ir.ClientAuthorization | None:
             headers=tuple((h.name.lower(), tuple(h.values)) for h in r.principal.headers),
             claims=tuple((tuple(c.name.split(".")), tuple(c.values)) for c in jwt.claims) if jwt else (),
             scopes=tuple(jwt.scopes) if jwt else (),
+            client_certificate=r.principal.client_certificate is not None,
+            certificate_names=tuple((n.type, n.value) for n in r.principal.client_certificate.names)
+            if r.principal.client_certificate else (),
             jwt_provider=f"{security.metadata.namespace}/{security.metadata.name}/{jwt.provider}" if jwt else ""))
     return ir.ClientAuthorization(auth.default_action == "Allow", tuple(rules), policy_name(security))
+
+
+def certificate_problem(cert: ClientCertificatePrincipal | None) -> str:
+    for name in cert.names if cert else []:
+        if name.type not in CERTIFICATE_NAME_TYPES:
+            return f"clientCertificate.names type {name.type!r}: one of {', '.join(CERTIFICATE_NAME_TYPES)}"
+        if not name.value:
+            return "clientCertificate.names: an empty value"
+        why = regex_problem(name.value) if name.type == "RegularExpression" else ""
+        if why:
+            return f"clientCertificate.names {name.value!r}: {why}"
+    return ""
 
 
 def policy_name(policy: SecurityPolicy) -> str:
