@@ -400,3 +400,38 @@ def test_basic_auth_with_an_unsupported_hash_fails_closed_with_a_clear_status(en
     conds = {c["type"]: c for c in policy["status"]["ancestors"][0]["conditions"]}
     assert conds["ResolvedRefs"]["status"] == "False" and conds["ResolvedRefs"]["reason"] == "UnsupportedValue"
     assert "bcrypt" in conds["ResolvedRefs"]["message"] and "SHA-1" in conds["ResolvedRefs"]["message"]
+
+
+# ---------------------------------------------------------------- ECDS before the routes
+
+
+def test_a_new_jwt_route_is_never_refused_a_valid_token(env: Env) -> None:
+    """The jwt_authn providers travel by ECDS, the routes naming them by RDS/VHDS: a route
+    must not reach Envoy before the config it names (else a valid token is refused while it
+    is missing), nor keep naming one the config no longer has once its policy is removed.
+    Requests are sent the instant the route answers, over several rounds."""
+    docs: list[dict[str, Any]] = []
+    token = env.key.token()
+    seen: list[tuple[str, int]] = []
+    for i in range(6):
+        name = f"fresh{i}"
+        docs += [route(name, f"/{name}"), security(name, name, jwt={"providers": [remote_provider()]})]
+        env.apply(docs)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status = env.status(f"/{name}", token)
+            except ConnectionRefusedError:  # (the first route: no listener yet)
+                continue
+            if status != 404:
+                seen.append((name, status))
+                break
+        for _ in range(20):  # and after
+            seen.append((name, env.status(f"/{name}", token)))
+    # the policies go, the routes stay: open at once, never refused on the way
+    env.apply([d for d in docs if d["kind"] == "HTTPRoute"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and env.status("/fresh0") == 401:
+        seen.extend((f"fresh{i}", env.status(f"/fresh{i}", token)) for i in range(6))
+    assert env.status("/fresh0") == 200
+    assert [s for s in seen if s[1] != 200] == []

@@ -1,24 +1,28 @@
 """XdsServer ordering, driven by scripted delta ADS and VHDS clients (no Envoy): clusters
 and endpoints before the listeners, routes and virtual hosts using them, cluster
-removals after; a version is ACKed once its virtual hosts are."""
+removals after; the jwt_authn config (ECDS) a route names held before the route is sent,
+and kept until no route Envoy holds names it; a version is ACKed once its virtual hosts are."""
 
 from __future__ import annotations
 
 import asyncio
 
 import grpc
+from envoy.config.core.v3 import extension_pb2
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.route.v3 import rds_pb2_grpc
 from google.rpc import status_pb2
 
 from portico import ir
-from portico.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VHOST
+from portico.xds.jwt import JWT_FILTER
+from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, VHOST
 from portico.xds.server import XdsServer
 
 
-def model(cluster_name: str, route_config: str = "rc") -> ir.IR:
+def model(cluster_name: str, route_config: str = "rc", jwt: ir.JWTAuthentication | None = None) -> ir.IR:
     c = ir.Cluster(cluster_name, (ir.Endpoint("127.20.0.1", 80),))
-    r = ir.Route("r", ir.RouteMatch(), ir.RouteAction(backends=(ir.WeightedBackend(cluster_name, 1),)))
+    r = ir.Route("r", ir.RouteMatch(), ir.RouteAction(backends=(ir.WeightedBackend(cluster_name, 1),), jwt=jwt))
     http = ir.HTTPConfig(route_config, (ir.VirtualHost("vh", ("*",), (r,)),))
     listener = ir.Listener("l", "127.30.1.1", 18081, filter_chains=(ir.FilterChain("fc", http=http),))
     return ir.IR(listeners=(listener,), clusters=(c,))
@@ -78,6 +82,12 @@ def test_order_of_pushes_and_acks() -> None:
             assert (lds.type_url, names(lds)) == (LISTENER, ["l"])
             await envoy.send(LISTENER, nonce=lds.nonce)
             await envoy.send(ROUTE, subscribe=("rc",))
+            await envoy.nothing()  # the routes wait for the jwt_authn config the listener asks for too
+            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+            ecds = await envoy.next()
+            assert (ecds.type_url, names(ecds)) == (EXTENSION, [JWT_FILTER])
+            await envoy.nothing()  # ... and holds
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
             rds = await envoy.next()
             assert (rds.type_url, names(rds)) == (ROUTE, ["rc"])
             await envoy.send(ROUTE, nonce=rds.nonce)
@@ -153,6 +163,9 @@ def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
             await envoy.send(ENDPOINT, nonce=eds.nonce)
             lds = await envoy.next()
             await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+            ecds = await envoy.next()
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
             await envoy.send(ROUTE, subscribe=("rc",))
             rds = await envoy.next()
             await envoy.send(ROUTE, nonce=rds.nonce)
@@ -184,6 +197,77 @@ def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
             await asyncio.sleep(0.1)
             assert acks == [1, 2]
             for stream in (envoy, old, new):
+                stream.reader.cancel()
+                stream.call.cancel()
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def jwt_config(resp: discovery_pb2.DeltaDiscoveryResponse) -> jwt_pb2.JwtAuthentication:
+    typed = extension_pb2.TypedExtensionConfig()
+    resp.resources[0].resource.Unpack(typed)
+    out = jwt_pb2.JwtAuthentication()
+    typed.typed_config.Unpack(out)
+    return out
+
+
+def test_a_jwt_requirement_is_held_before_a_route_names_it_and_after() -> None:
+    """A route gaining JWT: its requirement (ECDS) is sent and ACKed before its virtual host
+    (VHDS, a stream of its own that Envoy may apply first). Losing it: the virtual host
+    first, the requirement dropped only once Envoy holds the route without it."""
+    async def scenario() -> None:
+        acks: list[int] = []
+        server = XdsServer(on_ack=lambda g, v: acks.append(v))
+        port = await server.start("127.0.0.1")
+        server.update("", model("a"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+            await envoy.send(CLUSTER)
+            cds = await envoy.next()
+            await envoy.send(LISTENER)
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.send(ENDPOINT, subscribe=("a",))
+            eds = await envoy.next()
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            lds = await envoy.next()
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+            ecds = await envoy.next()
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            await envoy.send(ROUTE, subscribe=("rc",))
+            rds = await envoy.next()
+            await envoy.send(ROUTE, nonce=rds.nonce)
+            vhds = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
+            await vhds.send(VHOST)
+            hosts = await vhds.next()
+            await vhds.send(VHOST, nonce=hosts.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1]
+
+            provider = ir.JWTProvider("shop/api/idp", issuer="https://idp.example", local_jwks='{"keys": []}')
+            server.update("", model("a", jwt=ir.JWTAuthentication((provider,))))
+            ecds = await envoy.next()
+            assert set(jwt_config(ecds).providers) == {provider.name}
+            await vhds.nothing()  # the route naming it waits for Envoy to hold it
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            host = await vhds.next()
+            assert names(host) == ["rc/vh"]
+            await vhds.send(VHOST, nonce=host.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2]
+
+            server.update("", model("a"))  # the policy goes
+            host = await vhds.next()  # the route first: the config keeps the requirement meanwhile
+            assert names(host) == ["rc/vh"]
+            await envoy.nothing()
+            await vhds.send(VHOST, nonce=host.nonce)
+            ecds = await envoy.next()
+            assert ecds.type_url == EXTENSION and not jwt_config(ecds).providers
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2, 3]
+            for stream in (envoy, vhds):
                 stream.reader.cancel()
                 stream.call.cancel()
         await server.stop()

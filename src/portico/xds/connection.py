@@ -4,9 +4,15 @@ configuration it holds), the ordering of what it is sent, and what it has applie
 Ordering ("No errors on change", ARCHITECTURE):
   1. clusters (CDS), endpoints (EDS) and secrets (SDS) of the newest version;
   2. once Envoy has ACKed them and every accepted EDS cluster has its endpoints
-     (i.e. is warm), listeners (LDS, with removals), route configurations (RDS) and
-     their virtual hosts (VHDS, on the VHDS streams: served from the same snapshot);
-  3. once those are ACKed, removals of the clusters no route uses any more.
+     (i.e. is warm), listeners (LDS, with removals) and the jwt_authn config (ECDS), as
+     the union of the newest version's providers and those of the routes Envoy holds;
+  3. once Envoy holds that config (ACKed), route configurations (RDS) and their virtual
+     hosts (VHDS, on the VHDS streams: served from the same snapshot). A route naming a
+     JWT requirement never reaches Envoy before the requirement does: Envoy answers a
+     route whose requirement it lacks 403, and VHDS is a stream of its own, not ordered
+     with ADS;
+  4. once those are ACKed, the newest version's jwt_authn config alone (the providers
+     no route names any more dropped) and removals of the clusters no route uses.
 A version is applied when Envoy holds every resource of it (`_applied`).
 """
 
@@ -17,8 +23,9 @@ from collections.abc import Callable
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from portico.xds import jwt
 from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET, VHOST
-from portico.xds.stream import SERIALS, WILDCARD, Nack, Snapshot, Stream
+from portico.xds.stream import SERIALS, WILDCARD, Entry, Nack, Snapshot, Stream
 
 log = logging.getLogger("portico.xds")
 
@@ -39,7 +46,9 @@ class Connection:
         self._on_nack = on_nack
         self.ads: Stream | None = None
         self.vhds: list[Stream] = []
-        self.back: Snapshot | None = None  # the snapshot LDS/RDS/VHDS are served from
+        self.back: Snapshot | None = None  # the snapshot LDS/ECDS are served from
+        self.routed: Snapshot | None = None  # the snapshot RDS/VHDS are served from
+        self._bridges: tuple[Snapshot, Snapshot, Snapshot] | None = None  # (routed, target, bridge)
         # route configuration -> when Envoy was first sent it (a SERIALS value; 0: it held it
         # at connect): its VHDS stream is one opened after that
         self.route_marks: dict[str, int] = {}
@@ -84,7 +93,7 @@ class Connection:
     def step(self, stream: Stream) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """Everything that may be sent now on `stream`, in order."""
         if stream.vhds:
-            return stream.push(VHOST, self.back, remove=True) if self.ads is not None and self.back is not None else []
+            return stream.push(VHOST, self.routed, remove=True) if self.ads is not None and self.routed else []
         if stream is not self.ads:
             return []
         target = self._newest()
@@ -94,18 +103,28 @@ class Connection:
             out += stream.push(type_url, target, remove=False)
         if not self._warm(stream, target):
             if self.back is not None:  # new ECDS/RDS subscriptions of the listeners Envoy has
-                out += stream.push(EXTENSION, self.back, remove=False)
-                out += self._push_routes(stream, self.back)
+                out += stream.push(EXTENSION, self._bridge(self.back), remove=False)
+            if self.routed is not None and self._may_route(stream):
+                out += self._push_routes(stream, self.routed)
             return out
-        if self.back is not target:
-            self.back = target
+        self.back = target
+        out += stream.push(LISTENER, target, remove=True)
+        bridge = self._bridge(target)
+        out += stream.push(EXTENSION, bridge, remove=False)
+        if not self._extensions_held(stream, bridge):
+            if self.routed is not None and self._may_route(stream):  # (new RDS subscriptions, from what may be sent)
+                out += self._push_routes(stream, self.routed)
+            return out
+        if self.routed is not target:
+            self.routed = target
             for vhds in self.vhds:
                 vhds.wake()
-        out += stream.push(LISTENER, target, remove=True)
-        # ECDS (the routes' jwt_authn providers) before the routes naming its requirements
-        out += stream.push(EXTENSION, target, remove=False)
         out += self._push_routes(stream, target)
         if stream.busy(LISTENER, EXTENSION, ROUTE) or not self._vhds_hold(target):
+            return out
+        # the routes Envoy holds are the newest: the providers only older ones named go
+        out += stream.push(EXTENSION, target, remove=False)
+        if stream.busy(EXTENSION):
             return out
         if not stream.has_broken(target, (LISTENER, EXTENSION, ROUTE)) and not self._vhds_broken(target):
             # Routes no longer use the removed clusters: remove them now. (After a rejected
@@ -113,6 +132,46 @@ class Connection:
             out += stream.push(CLUSTER, target, remove=True)
         self._check_applied(target)
         return out
+
+    def _bridge(self, snap: Snapshot) -> Snapshot:
+        """`snap` with the jwt_authn config (ECDS) of it and of the routes Envoy holds."""
+        routed = self.routed
+        if routed is None or routed is snap:
+            return snap
+        if self._bridges is not None and self._bridges[0] is routed and self._bridges[1] is snap:
+            return self._bridges[2]
+        bridged = dict(snap.resources[EXTENSION])
+        for name, old in routed.resources[EXTENSION].items():
+            new = bridged.get(name)
+            merged = jwt.union(new.resource, old.resource) if new is not None and new.version != old.version else None
+            if merged is old.resource:
+                bridged[name] = old
+            elif merged is not None:
+                assert new is not None
+                bridged[name] = Entry(f"{new.version}+{old.version}", merged)
+        out = Snapshot(snap.version, {**snap.resources, EXTENSION: bridged})
+        self._bridges = (routed, snap, out)
+        return out
+
+    def _may_route(self, stream: Stream) -> bool:
+        """May route configurations of `routed` be sent (new subscriptions) while the newest
+        version waits? Only while Envoy holds a jwt_authn config naming their requirements:
+        `routed`'s own, or the union of it and the newest listeners' version."""
+        if self.routed is None:
+            return False
+        return self._extensions_held(stream, self.routed) or (
+            self.back is not None and self._extensions_held(stream, self._bridge(self.back)))
+
+    @staticmethod
+    def _extensions_held(stream: Stream, snap: Snapshot) -> bool:
+        """Does Envoy hold (ACKed) the jwt_authn config of `snap`, or is there none to wait
+        for? An Envoy that asked for routes has a connection manager, and each has the
+        jwt_authn filter: it asks for the config too (maybe after the routes)."""
+        state = stream.types[EXTENSION]
+        desired = snap.resources[EXTENSION]
+        if stream.busy(EXTENSION) or (desired and stream.types[ROUTE].started and not state.started):
+            return False
+        return all(state.known.get(n) == desired[n].version for n in desired.keys() & state.subscribed)
 
     def _push_routes(self, stream: Stream, snap: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         out = stream.push(ROUTE, snap, remove=False)

@@ -97,3 +97,30 @@ def provider(p: ir.JWTProvider) -> jwt.JwtProvider:
     if p.clock_skew_s is not None:
         out.clock_skew_seconds = p.clock_skew_s
     return out
+
+
+def union(newer: any_pb2.Any, older: any_pb2.Any) -> any_pb2.Any | None:
+    """The ECDS resource (a packed TypedExtensionConfig) holding `newer`'s providers and
+    requirements and those of `older` it lacks (None: it lacks none; `older` itself: that
+    is `older`'s config): what Envoy is sent
+    while it holds routes of the older version, so that neither a new route nor an old
+    one names a requirement the config does not have (`connection.Connection.step`)."""
+    configs = []
+    for packed_config in (newer, older):
+        typed = extension_pb2.TypedExtensionConfig()
+        packed_config.Unpack(typed)
+        config = jwt.JwtAuthentication()
+        typed.typed_config.Unpack(config)
+        configs.append(config)
+    out, old = configs
+    if old.providers.keys() <= out.providers.keys() and old.requirement_map.keys() <= out.requirement_map.keys():
+        return None
+    for name, p in old.providers.items():
+        if name not in out.providers:
+            out.providers[name].CopyFrom(p)
+    for name, r in old.requirement_map.items():
+        if name not in out.requirement_map:
+            out.requirement_map[name].CopyFrom(r)
+    if out == old:
+        return older  # (nothing to send: Envoy holds it)
+    return pack(extension_pb2.TypedExtensionConfig(name=JWT_FILTER, typed_config=pack(out)))
