@@ -268,7 +268,9 @@ def render(answer: Answer, model: ir.IR) -> list[str]:
                                               if fallback else ""))
         for label, present in (("redirect", action.redirect), ("rewrite", action.rewrite),
                                ("mirrors", action.mirrors), ("CORS", action.cors),
-                               ("external auth", action.external_auth), ("retry", action.retry),
+                               ("external auth", action.external_auth),
+                               ("external auth of SecurityPolicy", action.policy_external_auth),
+                               ("retry", action.retry),
                                ("error pages", action.error_pages),
                                ("client certificate check", action.client_cert_check)):
             if present:

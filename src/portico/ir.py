@@ -249,6 +249,11 @@ class ExternalAuth:
     # HTTP: service answer headers copied into the forwarded request (all but Host when empty)
     allowed_response_headers: tuple[str, ...] = ()
     forward_body_bytes: int = 0  # request body bytes sent along (truncated); 0: none
+    # HTTP, no allowed_response_headers: copy every answer header (the filter's rule) or none
+    # (SecurityPolicy extAuth headersToBackend, Envoy Gateway's)
+    copy_all_response_headers: bool = True
+    fail_open: bool = False  # the service unreachable or failing: let the request through
+    policy: str = ""  # "<namespace>/<name>" of the SecurityPolicy (extAuth), "" for the filter
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,8 @@ class RouteAction:
     basic_auth: BasicAuth | None = None
     api_key_auth: APIKeyAuth | None = None
     oidc: OIDC | None = None
+    # SecurityPolicy extAuth: checked besides (before) the route's own ExternalAuth filter
+    policy_external_auth: ExternalAuth | None = None
     rate_limits: tuple[RateLimit, ...] = ()
     # the answer for the share of requests of invalid backends: 500 (HTTPRoute), or
     # 503 for GRPCRoute, which gRPC clients see as UNAVAILABLE
@@ -671,6 +678,8 @@ def route_clusters(route: Route) -> list[str]:
         out.append(action.external_auth.cluster)
     if action.error_pages is not None and action.error_pages.cluster is not None:
         out.append(action.error_pages.cluster)
+    if action.policy_external_auth is not None:
+        out.append(action.policy_external_auth.cluster)
     if action.jwt is not None:
         out += [p.jwks_cluster for p in action.jwt.providers if p.jwks_cluster]
     if action.oidc is not None:

@@ -978,6 +978,32 @@ class OIDC(Model):
     refresh_token: bool = True
     cookie_names: OIDCCookieNames | None = None
     cookie_domain: str | None = None
+class ExtAuthGRPC(Model):
+    """An authorization service speaking Envoy's ext_authz gRPC protocol."""
+
+    backend_refs: list[BackendObjectReference] = Field(default_factory=list)
+
+
+class ExtAuthHTTP(Model):
+    """A plain HTTP authorization service: a 2xx answer allows the request."""
+
+    backend_refs: list[BackendObjectReference] = Field(default_factory=list)
+    path: str = ""  # a prefix of the path of the check request (then the request's own path)
+    headers_to_backend: list[str] = Field(default_factory=list)  # answer headers copied to the request
+
+
+class ExtAuthBody(Model):
+    max_request_bytes: int
+
+
+class ExtAuth(Model):
+    """Envoy Gateway's SecurityPolicy extAuth: ask an authorization service (grpc or http)."""
+
+    grpc: ExtAuthGRPC | None = None
+    http: ExtAuthHTTP | None = None
+    headers_to_ext_auth: list[str] = Field(default_factory=list)
+    body_to_ext_auth: ExtAuthBody | None = None
+    fail_open: bool = False
 
 
 class SecurityPolicySpec(PolicySpec):
@@ -986,6 +1012,7 @@ class SecurityPolicySpec(PolicySpec):
     basic_auth: BasicAuth | None = None
     api_key_auth: APIKeyAuth | None = None
     oidc: OIDC | None = None
+    ext_auth: ExtAuth | None = None
 
 
 class SecurityPolicy(Resource):

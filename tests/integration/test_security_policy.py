@@ -435,3 +435,66 @@ def test_a_new_jwt_route_is_never_refused_a_valid_token(env: Env) -> None:
         seen.extend((f"fresh{i}", env.status(f"/fresh{i}", token)) for i in range(6))
     assert env.status("/fresh0") == 200
     assert [s for s in seen if s[1] != 200] == []
+
+
+# ---------------------------------------------------------------- external authorization
+
+
+class AuthServer(ThreadingHTTPServer):
+    """An HTTP authorization service: allows a request whose x-token is "good" (2xx, naming
+    the caller in x-auth-user), refuses others (403); records the paths and headers it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        super().__init__(("127.0.0.1", 0), AuthHandler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class AuthHandler(BaseHTTPRequestHandler):
+    server: AuthServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        good = self.headers.get("x-token") == "good"
+        self.send_response(200 if good else 403)
+        if good:
+            self.send_header("x-auth-user", "alice")
+            self.send_header("x-auth-internal", "secret-detail")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_ext_auth_http_service_and_fail_open(env: Env) -> None:
+    auth = AuthServer()
+    threading.Thread(target=auth.serve_forever, daemon=True).start()
+    closed = free_port()  # nothing listens there: the service is unreachable
+    ext = {"http": {"backendRefs": [{"name": "authz", "port": 80}], "path": "/check",
+                    "headersToBackend": ["x-auth-user"]}, "headersToExtAuth": ["x-token"]}
+    down = {"http": {"backendRefs": [{"name": "down", "port": 80}]}}
+    try:
+        env.apply([*service("authz", auth.port), *service("down", closed),
+                   route("ext", "/ext"), security("ext", "ext", extAuth=ext),
+                   route("closed", "/closed"), security("closed", "closed", extAuth=down),
+                   route("open", "/fail-open"), security("open", "open", extAuth={**down, "failOpen": True})])
+        settle(env, "/ext/a", 200, headers={"x-token": "good"})
+        status, body = env.request("/ext/a?q=1", headers={"x-token": "good", "x-other": "1"})
+        assert status == 200
+        assert body["headers"].get("X-Auth-User") == ["alice"], (body, auth.seen)  # headersToBackend
+        assert "X-Auth-Internal" not in body["headers"]  # only those
+        path, headers = auth.seen[-1]
+        assert path == "/check/ext/a?q=1"  # the path prefix, then the request's own
+        assert headers.get("x-token") == "good" and "x-other" not in headers  # headersToExtAuth only
+        assert env.status("/ext/a", headers={"x-token": "bad"}) == 403  # the service's refusal
+        assert env.status("/ext/a") == 403
+        settle(env, "/closed", 403)  # unreachable: fail closed
+        settle(env, "/fail-open", 200)  # unreachable, failOpen: let through
+    finally:
+        auth.shutdown()

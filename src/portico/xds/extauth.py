@@ -22,6 +22,10 @@ from portico.xds._common import INVALID_CLUSTER, millis, pack
 
 GRPC_FILTER = "envoy.filters.http.ext_authz/grpc"
 HTTP_FILTER = "envoy.filters.http.ext_authz/http"
+# SecurityPolicy extAuth: filters of their own (a route may have both checks), one per
+# protocol and failure mode (failOpen is Envoy's failure_mode_allow, a filter setting)
+POLICY_FILTERS = {(protocol, fail_open): f"portico.security.ext_authz/{protocol.lower()}"
+                  + ("-fail-open" if fail_open else "") for protocol in ("GRPC", "HTTP") for fail_open in (False, True)}
 CHECK_TIMEOUT_MS = 10_000
 # Answer headers never copied into the forwarded request when "all" are asked for:
 # Host ("all headers from the authorization server except Authority or Host"), and
@@ -31,18 +35,29 @@ NOT_COPIED = ("host", "content-length", "transfer-encoding", "connection")
 
 def ext_authz_filters() -> list[hcm.HttpFilter]:
     """The two ext_authz filters of every HTTP connection manager, off until a route enables one."""
-    placeholder = http_uri_pb2.HttpUri(uri=f"http://{INVALID_CLUSTER}", cluster=INVALID_CLUSTER,
-                                       timeout=millis(CHECK_TIMEOUT_MS))
-    grpc = ea.ExtAuthz(grpc_service=_grpc_service(INVALID_CLUSTER),
-                       transport_api_version=config_source_pb2.ApiVersion.V3)
-    http = ea.ExtAuthz(http_service=ea.HttpService(server_uri=placeholder),
-                       transport_api_version=config_source_pb2.ApiVersion.V3)
-    return [hcm.HttpFilter(name=GRPC_FILTER, typed_config=pack(grpc), disabled=True),
-            hcm.HttpFilter(name=HTTP_FILTER, typed_config=pack(http), disabled=True)]
+    return [_filter(GRPC_FILTER, "GRPC", False), _filter(HTTP_FILTER, "HTTP", False)]
 
 
-def ext_authz_per_route(a: ir.ExternalAuth) -> tuple[str, any_pb2.Any]:
-    """(filter name, per-route config) enabling the route's authorization check."""
+def policy_ext_authz_filters() -> list[hcm.HttpFilter]:
+    """The SecurityPolicy extAuth filters, off until a route's policy enables one."""
+    return [_filter(name, protocol, fail_open) for (protocol, fail_open), name in POLICY_FILTERS.items()]
+
+
+def _filter(name: str, protocol: str, fail_open: bool) -> hcm.HttpFilter:
+    if protocol == "GRPC":
+        config = ea.ExtAuthz(grpc_service=_grpc_service(INVALID_CLUSTER), failure_mode_allow=fail_open,
+                             transport_api_version=config_source_pb2.ApiVersion.V3)
+    else:
+        placeholder = http_uri_pb2.HttpUri(uri=f"http://{INVALID_CLUSTER}", cluster=INVALID_CLUSTER,
+                                           timeout=millis(CHECK_TIMEOUT_MS))
+        config = ea.ExtAuthz(http_service=ea.HttpService(server_uri=placeholder), failure_mode_allow=fail_open,
+                             transport_api_version=config_source_pb2.ApiVersion.V3)
+    return hcm.HttpFilter(name=name, typed_config=pack(config), disabled=True)
+
+
+def ext_authz_per_route(a: ir.ExternalAuth, policy: bool = False) -> tuple[str, any_pb2.Any]:
+    """(filter name, per-route config) enabling the route's authorization check: the
+    ExternalAuth filter's, or (`policy`) its SecurityPolicy's extAuth."""
     settings = ea.CheckSettings()
     if a.protocol == "GRPC":
         settings.grpc_service.CopyFrom(_grpc_service(a.cluster))
@@ -54,6 +69,8 @@ def ext_authz_per_route(a: ir.ExternalAuth) -> tuple[str, any_pb2.Any]:
                                                               allow_partial_message=True))
     per_route = ea.ExtAuthzPerRoute(check_settings=settings)
     name = GRPC_FILTER if a.protocol == "GRPC" else HTTP_FILTER
+    if policy:
+        name = POLICY_FILTERS[(a.protocol, a.fail_open)]
     return name, pack(rc.FilterConfig(config=pack(per_route)))
 
 
@@ -78,7 +95,7 @@ def _http_service(a: ir.ExternalAuth) -> ea.HttpService:
     upstream = out.authorization_response.allowed_upstream_headers.patterns
     if a.allowed_response_headers:
         upstream.extend(_names(a.allowed_response_headers))
-    else:
+    elif a.copy_all_response_headers:
         # one pattern per alternative (any matching one copies the header): Envoy compiles a
         # route's patterns per request, and one RE2 program of them all exceeds its size
         # limit (100), an exception there that aborted Envoy on the first such request

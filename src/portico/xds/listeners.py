@@ -45,7 +45,7 @@ from portico.xds._common import (
     stat_name,
 )
 from portico.xds.errorpages import error_page_filters
-from portico.xds.extauth import ext_authz_filters
+from portico.xds.extauth import ext_authz_filters, policy_ext_authz_filters
 from portico.xds.jwt import jwt_filter
 from portico.xds.oidc import oidc_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
@@ -218,6 +218,7 @@ def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.Ht
         *_listener_rate_limit(listener_limits),
         oidc_filter(),  # SecurityPolicy oidc: a browser without a session is sent to log in first
         jwt_filter(),  # SecurityPolicy JWT, its providers by ECDS: before RBAC reads claims
+        *policy_ext_authz_filters(),  # SecurityPolicy extAuth (after jwt_authn), disabled too
         *policies.first_filters(),  # RBAC and local rate limits (route policies)
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()), disabled=True),
         hcm.HttpFilter(name=SESSION_FILTER, typed_config=pack(stateful_session_pb2.StatefulSession()),

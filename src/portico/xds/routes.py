@@ -117,6 +117,9 @@ def build_route(route: ir.Route) -> rc.Route:
     if action.error_pages is not None and action.direct_status is None and action.redirect is None:
         for name, config in error_pages_per_route(action.error_pages):
             out.typed_per_filter_config[name].CopyFrom(config)
+    if action.policy_external_auth is not None and action.direct_status is None:
+        name, config = ext_authz_per_route(action.policy_external_auth, policy=True)
+        out.typed_per_filter_config[name].CopyFrom(config)
     policies.per_route(action, out)
     return out
 

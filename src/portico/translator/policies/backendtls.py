@@ -163,7 +163,11 @@ def rename_clusters(li: ir.Listener, new: Callable[[str], str | None]) -> ir.Lis
         pages = a.error_pages
         if pages is not None and pages.cluster is not None:
             pages = replace(pages, cluster=new(pages.cluster) or pages.cluster)
-        return replace(a, backends=backends(a.backends), mirrors=mirrors, external_auth=auth, error_pages=pages)
+        policy_auth = a.policy_external_auth
+        if policy_auth is not None:
+            policy_auth = replace(policy_auth, cluster=new(policy_auth.cluster) or policy_auth.cluster)
+        return replace(a, backends=backends(a.backends), mirrors=mirrors, external_auth=auth, error_pages=pages,
+                       policy_external_auth=policy_auth)
 
     def chain(c: ir.FilterChain) -> ir.FilterChain:
         if c.tcp is not None:

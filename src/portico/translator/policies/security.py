@@ -26,6 +26,10 @@ listener); a rule's own policy wins over its Gateway's (whole policy, not field 
   loop fetches (`portico.oidc`): until it has it, or when it cannot, the policy is
   Accepted=False and its routes answer 500 (fail closed). The client secret (a Secret's
   "client-secret" key, Envoy Gateway's) reaches Envoy over SDS only.
+- `extAuth`: an authorization service (Envoy's ext_authz over `grpc`, or `http` where a
+  2xx answer allows; `headersToExtAuth`, `http.headersToBackend`, `bodyToExtAuth`)
+  decides each request, before the route's own ExternalAuth filter; its refusal is
+  answered; an unreachable service refuses (403) unless `failOpen`.
 - `authorization`: the first rule matching the request (client CIDRs, the verified
   token's claims and scopes, headers, methods, paths, the client certificate the mTLS
   listener verified and its name; every condition of a rule) decides, Allow or Deny,
@@ -49,6 +53,7 @@ from portico.models import (
     OIDC,
     ClientCertificatePrincipal,
     ConfigMap,
+    ExtAuth,
     Gateway,
     GatewayClass,
     JWTProvider,
@@ -61,6 +66,7 @@ from portico.translator.backends import Backends
 from portico.translator.conditions import Cond
 from portico.translator.context import Context
 from portico.translator.durations import parse_duration_s
+from portico.translator.filters import AUTH_PATH
 from portico.translator.gateway import GatewayState, ListenerState
 from portico.translator.localaccess import ip_of
 from portico.translator.policies.attachment import Ancestors, Attachment
@@ -101,12 +107,16 @@ class SecurityPolicies(PolicyKind):
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:
         spec = policy.spec
-        if not (spec.authorization or spec.jwt or spec.basic_auth or spec.api_key_auth or spec.oidc):
-            return "the policy sets none of jwt, oidc, basicAuth, apiKeyAuth and authorization"
+        if not (spec.authorization or spec.jwt or spec.basic_auth or spec.api_key_auth or spec.oidc
+                or spec.ext_auth):
+            return "the policy sets none of jwt, oidc, basicAuth, apiKeyAuth, extAuth and authorization"
         if spec.oidc is not None:
             why = oidc_problem(spec.oidc)
             if why:
                 return f"oidc: {why}"
+        why = ext_auth_problem(spec.ext_auth)
+        if why:
+            return why
         if spec.api_key_auth is not None and not spec.api_key_auth.credential_refs:
             return "apiKeyAuth.credentialRefs is empty"
         providers = [p.name for p in spec.jwt.providers] if spec.jwt else []
@@ -178,8 +188,13 @@ class SecurityPolicies(PolicyKind):
             if isinstance(found_oidc, Cond):
                 return replace(action, direct_status=500, jwt=None, authorization=None)
             oidc = found_oidc
+        ext = None
+        if policy.spec.ext_auth is not None:
+            ext = ext_auth(policy, backends)
+            if ext is None:  # the service cannot be resolved: fail closed (whatever failOpen says)
+                return replace(action, direct_status=500, jwt=None, authorization=None)
         return replace(action, jwt=jwt, basic_auth=basic, api_key_auth=keys, oidc=oidc,
-                       authorization=authorization(policy))
+                       authorization=authorization(policy), policy_external_auth=ext)
 
     def endpoints(self, spec: OIDC) -> Discovered | Cond:
         """The provider's endpoints: as given, else from its discovery document."""
@@ -345,6 +360,13 @@ class SecurityPolicies(PolicyKind):
                         f"{where}: localJWKS.valueRef: no valid JWKS under the key {JWKS_KEY!r}")
             if policy.spec.oidc is not None:
                 self.check_oidc(policy, policy.spec.oidc, list(ancestors), backends)
+            ext = policy.spec.ext_auth
+            service = (ext.grpc or ext.http) if ext else None
+            if ext is not None and service is not None and service.backend_refs:
+                resolved = backends.resolve(policy, service.backend_refs[0], "h2c" if ext.grpc else "http1")
+                if resolved.cluster is None:
+                    why = resolved.problem or Cond("ResolvedRefs", False, "BackendNotFound", "not found")
+                    self.unresolved[policy.key] = replace(why, message=f"extAuth: {why.message}")
             found: list[object] = [self.htpasswd(policy)] if policy.spec.basic_auth else []
             found += [self.api_keys(policy)] if policy.spec.api_key_auth else []
             for problem in found:
@@ -565,6 +587,44 @@ def authorization(security: SecurityPolicy) -> ir.ClientAuthorization | None:
             if r.principal.client_certificate else (),
             jwt_provider=f"{security.metadata.namespace}/{security.metadata.name}/{jwt.provider}" if jwt else ""))
     return ir.ClientAuthorization(auth.default_action == "Allow", tuple(rules), policy_name(security))
+
+
+def ext_auth_problem(ext: ExtAuth | None) -> str:
+    if ext is None:
+        return ""
+    if (ext.grpc is None) == (ext.http is None):
+        return "extAuth: set one of grpc and http"
+    service = ext.grpc or ext.http
+    assert service is not None
+    if len(service.backend_refs) != 1:
+        return "extAuth backendRefs: name the one Service or Backend of the authorization service"
+    if ext.grpc is not None and ext.headers_to_ext_auth:
+        # Envoy sets the headers of a gRPC check per filter, not per route (every one is sent)
+        return "extAuth.headersToExtAuth is not supported with grpc (every request header is sent)"
+    if ext.http is not None and ext.http.path and not AUTH_PATH.fullmatch(ext.http.path):
+        return f"extAuth.http.path {ext.http.path!r} is not a valid path"
+    if ext.body_to_ext_auth is not None and ext.body_to_ext_auth.max_request_bytes < 1:
+        return "extAuth.bodyToExtAuth.maxRequestBytes must be at least 1"
+    return ""
+
+
+def ext_auth(policy: SecurityPolicy, backends: Backends) -> ir.ExternalAuth | None:
+    """The policy's authorization check (None: its service cannot be resolved)."""
+    ext = policy.spec.ext_auth
+    assert ext is not None
+    service = ext.grpc or ext.http
+    assert service is not None
+    resolved = backends.resolve(policy, service.backend_refs[0], "h2c" if ext.grpc else "http1")
+    if resolved.cluster is None:
+        return None
+    http = ext.http
+    return ir.ExternalAuth(
+        protocol="GRPC" if ext.grpc else "HTTP", cluster=resolved.cluster.name,
+        path_prefix=http.path.rstrip("/") if http else "", allowed_headers=tuple(ext.headers_to_ext_auth),
+        allowed_response_headers=tuple(http.headers_to_backend) if http else (),
+        copy_all_response_headers=False,
+        forward_body_bytes=ext.body_to_ext_auth.max_request_bytes if ext.body_to_ext_auth else 0,
+        fail_open=ext.fail_open, policy=policy_name(policy))
 
 
 def certificate_problem(cert: ClientCertificatePrincipal | None) -> str:
