@@ -104,3 +104,69 @@ def test_the_topology_page_draws_colours_describes_and_follows_edits(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+PUBLIC = Path(__file__).resolve().parent / "cli" / "testdata" / "public"
+SECURED = """
+apiVersion: gateway.portico.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: open, namespace: apps}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: open}]
+  basicAuth: {users: {name: users}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: apps}
+stringData: {.htpasswd: "alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\\n"}
+"""
+
+
+def test_the_topology_page_marks_routes_a_public_gateway_exposes_without_authentication(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    manifests = tmp_path / "manifests"
+    shutil.copytree(PUBLIC, manifests)
+    admin = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "portico.cli", "run", str(manifests), "--admin-address",
+                             f"127.0.0.1:{admin}", "--port-offset", str(free_port() - 8080),
+                             "--state-dir", str(tmp_path / "state")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "portico run did not start"
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, chromium_sandbox=False)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{admin}/topology")
+            page.wait_for_function("window.portico && window.portico.cy.getElementById('TCPRoute/apps/db').nonempty()",
+                                   timeout=20000)
+            marked = set(page.evaluate("window.portico.cy.nodes('[unauthenticated]').map(n => n.id())"))
+            assert marked == {"HTTPRoute/apps/open", "HTTPRoute/apps/optional", "HTTPRoute/apps/cidrs",
+                              "TCPRoute/apps/db"}
+            style = page.evaluate("(() => { const n = window.portico.cy.getElementById('HTTPRoute/apps/open'); "
+                                  "return [n.style('border-style'), n.style('border-color'), n.data('label')]; })()")
+            assert style[0] == "dashed" and style[1].replace(" ", "") in ("rgb(230,81,0)", "#e65100")
+            assert style[2].startswith("⚠") and "no authentication" in style[2]
+            unmarked = page.evaluate("window.portico.cy.getElementById('HTTPRoute/apps/tokens').style('border-style')")
+            assert unmarked != "dashed"
+            assert "4 route(s) exposed without authentication" in page.text_content("#status")
+            page.evaluate("window.portico.cy.getElementById('HTTPRoute/apps/open').emit('tap')")
+            page.wait_for_function("document.getElementById('details').textContent.startsWith('WARNING: rule api')",
+                                   timeout=10000)
+            # the route gains basic auth: unmarked without a reload
+            (manifests / "secured.yaml").write_text(SECURED)
+            page.wait_for_function("window.portico.cy.getElementById('HTTPRoute/apps/open')"
+                                   ".data('unauthenticated') === undefined", timeout=20000)
+            assert page.evaluate("window.portico.cy.getElementById('HTTPRoute/apps/open')"
+                                 ".style('border-style')") != "dashed"
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)

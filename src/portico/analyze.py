@@ -12,7 +12,9 @@ running controller holds), as `istioctl analyze` does. Two sources of findings:
   - ReferenceGrants no reference uses (stale permissions, or a typo in a grant that
     was meant to be used);
   - policies whose targetRefs name nothing that exists (no status: a policy with no
-    target has no ancestor to report under).
+    target has no ancestor to report under);
+  - routes a public Gateway (annotation gateway.portico.dev/public) exposes without
+    authentication (`portico.exposure`).
 
 Pure: objects in, findings out (`portico.cli` fetches and prints them).
 """
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from portico import kinds
+from portico import exposure, kinds
 
 # conditions whose healthy state is False (the spec's "negative polarity" types)
 NEGATIVE = {"Conflicted", "PartiallyInvalid", "OverlappingTLSConfig"}
@@ -45,7 +47,7 @@ def analyze(objects: list[dict[str, Any]], controller: str) -> list[Finding]:
     index = Index(objects)
     found = [*status_problems(index, controller), *shadowed_routes(index, controller),
              *services_without_endpoints(index), *unused_reference_grants(index),
-             *policies_targeting_nothing(index, controller)]
+             *policies_targeting_nothing(index, controller), *unauthenticated_routes(objects, controller)]
     return sorted(found, key=lambda f: (f.level != "error", f.object, f.code, f.message))
 
 
@@ -232,6 +234,11 @@ def policies_targeting_nothing(index: Index, controller: str) -> Iterable[Findin
                 yield Finding("warning", "TargetNotFound", _name(policy),
                               f"targets {r.get('kind')} {_ns(policy)}/{r.get('name')}, which does not exist: the "
                               "policy applies to nothing (and has no status to say so)")
+
+
+def unauthenticated_routes(objects: list[dict[str, Any]], controller: str) -> Iterable[Finding]:
+    for e in exposure.unauthenticated(objects, controller):
+        yield Finding("warning", "UnauthenticatedPublicRoute", e.route, e.message)
 
 
 def _ns(obj: dict[str, Any]) -> str:

@@ -1,11 +1,15 @@
 """The topology the admin API's `/topology` page draws: GatewayClasses -> Gateways ->
 listeners -> routes -> backends, each node with a state from its conditions
 ("ok", "pending", "error") and the reason to show, read from the stored objects
-and the statuses Portico wrote (only our entries)."""
+and the statuses Portico wrote (only our entries). Public Gateways are marked
+`public`, and the routes they expose without authentication `unauthenticated` (why:
+`portico.exposure`)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from portico import exposure
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
@@ -33,6 +37,12 @@ def topology(objects: list[dict[str, Any]], controller: str) -> dict[str, Any]:
                           "name": gw["metadata"]["name"]})
             edges.append({"source": gid, "target": lid})
     gateway_ids = {node_id(gw): gw for gw in gateways}
+    # routes a public Gateway exposes without authentication: marked on the page
+    exposed = {e.route_id: e.message for e in exposure.unauthenticated(objects, controller)}
+    public = exposure.public_gateways(objects)
+    for node in nodes:
+        if node["kind"] == "Gateway" and (node["namespace"] or "", node["name"]) in public:
+            node["public"] = True
     for route in (o for o in objects if o.get("kind") in ROUTE_KINDS):
         ns = route["metadata"].get("namespace")
         parents = [p for p in (route.get("status") or {}).get("parents", []) if p.get("controllerName") == controller]
@@ -41,6 +51,8 @@ def topology(objects: list[dict[str, Any]], controller: str) -> dict[str, Any]:
         conditions = [c for p in parents for c in p.get("conditions", [])]
         rid = node_id(route)
         nodes.append(_node(route, route["kind"], state_of(conditions)))
+        if rid in exposed:
+            nodes[-1]["unauthenticated"] = exposed[rid]
         for parent in parents:
             ref = parent.get("parentRef", {})
             gid = f"Gateway/{ref.get('namespace', ns)}/{ref.get('name')}"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from portico import CONTROLLER_NAME
 from portico.analyze import analyze
 
@@ -55,3 +57,38 @@ def test_shadowing_follows_the_specs_precedence() -> None:
     shadowed = [(f.object, f.message.split(" match")[0]) for f in analyze(objects, CONTROLLER_NAME)
                 if f.code == "ShadowedRoute"]
     assert sorted(shadowed) == [("HTTPRoute a/a-new", "rule 0"), ("HTTPRoute a/b-old", "rule 1")]
+
+
+def test_routes_a_public_gateway_exposes_without_authentication() -> None:
+    """Gateway annotation gateway.portico.dev/public: every route attached to it sending
+    requests to a backend with no authentication (SecurityPolicy jwt/oidc/basicAuth/
+    apiKeyAuth/extAuth, the most specific one; or an ExternalAuth filter) is a finding."""
+    result = run("-f", str(HERE / "testdata" / "public"), "-o", "json")
+    assert result.returncode == 0, result.stderr  # warnings only
+    found = {f["object"]: f["message"] for f in json.loads(result.stdout)["findings"]
+             if f["code"] == "UnauthenticatedPublicRoute"}
+    assert set(found) == {
+        "HTTPRoute apps/open",  # no policy (its redirect rule exposes nothing)
+        "HTTPRoute apps/optional",  # an optional token authenticates no one
+        "HTTPRoute apps/cidrs",  # its own policy (client addresses) wins over the listener's API keys
+        "TCPRoute apps/db",
+    }  # not: a required JWT, the listener's API keys, ExternalAuth, extAuth, the annotated website, a private Gateway
+    assert found["HTTPRoute apps/open"].startswith("rule api on public Gateway apps/edge")
+    # without the annotation, nothing is public
+    text = (HERE / "testdata" / "public" / "all.yaml").read_text().replace("gateway.portico.dev/public", "x/y")
+    objects = [o for o in yaml.safe_load_all(text) if o]
+    assert not [f for f in analyze(objects, CONTROLLER_NAME) if f.code == "UnauthenticatedPublicRoute"]
+
+
+def test_the_topology_marks_the_exposed_routes() -> None:
+    from portico.topology import topology
+
+    objects = [o for o in yaml.safe_load_all((HERE / "testdata" / "public" / "all.yaml").read_text()) if o]
+    for o in objects:  # as if accepted: the topology draws routes with a status of ours
+        if o["kind"].endswith("Route"):
+            o["status"] = {"parents": [{"controllerName": CONTROLLER_NAME, "parentRef": ref, "conditions": [
+                {"type": "Accepted", "status": "True"}]} for ref in o["spec"]["parentRefs"]]}
+    nodes = {n["id"]: n for n in topology(objects, CONTROLLER_NAME)["nodes"]}
+    marked = {i for i, n in nodes.items() if n.get("unauthenticated")}
+    assert marked == {"HTTPRoute/apps/open", "HTTPRoute/apps/optional", "HTTPRoute/apps/cidrs", "TCPRoute/apps/db"}
+    assert nodes["Gateway/apps/edge"].get("public") and not nodes["Gateway/apps/internal"].get("public")
