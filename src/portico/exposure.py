@@ -124,7 +124,8 @@ def _policy_for_gateway(gateway: tuple[str, str], sections: set[str | None],
                         policies: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The Gateway's policy for the route's listeners: a listener's own, else the Gateway's
     (the least covered listener decides: a rule is exposed where any listener exposes it)."""
-    whole, by_listener = None, {}
+    whole = None
+    by_listener: dict[str, dict[str, Any]] = {}
     for p in policies:
         if _ns(p) != gateway[0]:
             continue
