@@ -20,10 +20,12 @@ from portico.objects import ObjectKey
 
 REDACTED = "<redacted>"
 # private keys; the users and API keys of SecurityPolicy basicAuth and apiKeyAuth (the IR's
-# htpasswd and credentials, Envoy's BasicAuthPerRoute users and ApiKeyAuthPerRoute credentials)
-# and the client and HMAC secrets of SecurityPolicy oidc (the IR's, and Envoy's generic SDS secrets)
+# htpasswd and credentials, Envoy's BasicAuthPerRoute users and ApiKeyAuthPerRoute credentials),
+# the client and HMAC secrets of SecurityPolicy oidc (the IR's, and Envoy's generic SDS secrets),
+# and a SecurityPolicy's local JWKS (the IR's local_jwks, Envoy's JwtProvider local_jwks): it may
+# come from a Secret and hold symmetric ("oct") keys, which verify and sign alike
 SECRET_FIELDS = frozenset({"key_pem", "privateKey", "private_key", "htpasswd", "credentials", "users",
-                           "client_secret", "hmac_secret", "genericSecret"})
+                           "client_secret", "hmac_secret", "genericSecret", "local_jwks", "localJwks"})
 
 
 def redacted(value: Any) -> Any:
