@@ -50,7 +50,8 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 def route(name: str) -> dict[str, Any]:
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": name, "namespace": NS},
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": NS},
             "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [HOST],
                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/{name}"}}],
                                 "backendRefs": [{"name": "web", "port": 80}]}]}}
