@@ -19,7 +19,7 @@ import traceback
 from bench.common import RESULTS_DIR, fmt, machine
 
 BENCHMARKS = ("propagation", "changes", "attached", "scale", "traffic", "translation", "groups", "kube_sync",
-              "coldstart", "kube_propagation")
+              "coldstart", "kube_propagation", "security")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -355,11 +355,12 @@ class Client:
         self.host, self.port, self.timeout = host, port, timeout
         self.conn: http.client.HTTPConnection | None = None
 
-    def get(self, path: str, host_header: str) -> tuple[int, dict[str, str], bytes]:
+    def get(self, path: str, host_header: str,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            self.conn.request("GET", path, headers={"Host": host_header})
+            self.conn.request("GET", path, headers={"Host": host_header, **(headers or {})})
             resp = self.conn.getresponse()
             body = resp.read()
             headers = {k.lower(): v for k, v in resp.getheaders()}

@@ -276,13 +276,15 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def wrk(host: str, port: int, connections: int, seconds: float,
-        cpu: Callable[[], float] | None = None) -> dict[str, Any]:
-    """One wrk run; with `cpu` (the proxy's CPU seconds so far), also the proxy's CPU per request."""
+        cpu: Callable[[], float] | None = None, host_header: str = HOST,
+        headers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One wrk run; with `cpu` (the proxy's CPU seconds so far), also the proxy's CPU per request.
+    `headers`: more request headers ("Name: value")."""
     path = tools.which("wrk")
     assert path is not None
     threads = min(connections, WORKERS)
     args = [path, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
-            "-H", f"Host: {HOST}", f"http://{host}:{port}/"]
+            "-H", f"Host: {host_header}", *(a for h in headers for a in ("-H", h)), f"http://{host}:{port}/"]
     cpu_before = cpu() if cpu else math.nan
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
     cpu_used = cpu() - cpu_before if cpu else math.nan

@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     propagation,
     rds_split,
     scale,
+    security,
     tools,
     traffic,
     translation,
@@ -83,6 +84,15 @@ def test_traffic(tmp_path: Path) -> None:
     report = traffic.run([1], seconds=1, rounds=1, ablation=False, pairs=1)
     check(report, tmp_path)
     assert {row[1] for row in report.rows} == {"direct", "portico", "envoy", "nginx", "haproxy"}
+
+
+def test_security(tmp_path: Path) -> None:
+    if any(tools.which(t) is None for t in ("nginx", "wrk")):
+        pytest.skip("nginx or wrk not installed (make bench installs them)")
+    report = security.run([1], seconds=1, rounds=1)
+    check(report, tmp_path)
+    assert [row[1] for row in report.rows] == ["open", "jwt", "jwt+authz", "api-key", "basic"]
+    assert report.targets[0]["met"]  # every request answered 200
 
 
 def test_groups(tmp_path: Path) -> None:
