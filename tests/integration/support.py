@@ -4,12 +4,14 @@ manifest writes (as the conformance runner does) and polling."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,17 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interva
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def gateway_address(admin: int, timeout: float = 30.0) -> str:
+    """The address `portico run` (admin API on 127.0.0.1:`admin`) gave a Gateway: the first
+    Gateway's that has one."""
+    def address() -> str | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
+            for item in json.load(r)["items"]:
+                found = (item.get("status") or {}).get("addresses")
+                if found:
+                    return str(found[0]["value"])
+        return None
+
+    return str(wait_for("the Gateway's address", address, timeout))

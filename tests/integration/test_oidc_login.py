@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from oidc_provider import Provider, ProviderServer
-from support import free_port, start, stop, wait_for, write_atomically
+from support import free_port, gateway_address, start, stop, wait_for, write_atomically
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.timeout(240),
@@ -115,16 +115,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     proc = start(["run", str(tmp / "manifests"), "--admin-address", f"127.0.0.1:{admin}", "--port-offset",
                   str(offset), "--state-dir", str(tmp / "state")], tmp / "portico.log")
 
-    def address() -> str | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
-            for item in json.load(r)["items"]:
-                found = (item.get("status") or {}).get("addresses")
-                if found:
-                    return str(found[0]["value"])
-        return None
-
     try:
-        ip = wait_for("the Gateway's address", address, 30)
+        ip = gateway_address(admin)
         yield Env(tmp / "manifests", ip, 80 + offset, admin, provider, tmp / "portico.log")
     finally:
         stop(proc)

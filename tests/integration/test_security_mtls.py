@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime
 import http.client
-import json
 import socket
 import ssl
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support import free_port, start, stop, wait_for, write_atomically
+from support import free_port, gateway_address, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(180)
 NS = "shop"
@@ -196,16 +194,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     proc = start(["run", str(env.dir), "--admin-address", f"127.0.0.1:{admin}", "--port-offset", str(offset),
                   "--state-dir", str(tmp / "state")], tmp / "portico.log")
 
-    def address() -> str | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
-            for item in json.load(r)["items"]:
-                found = (item.get("status") or {}).get("addresses")
-                if found:
-                    return str(found[0]["value"])
-        return None
-
     try:
-        env.ip = wait_for("the Gateway's address", address, 30)
+        env.ip = gateway_address(admin)
         yield env
     finally:
         stop(proc)

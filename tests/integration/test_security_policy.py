@@ -24,7 +24,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support import free_port, start, stop, wait_for, write_atomically
+from support import free_port, gateway_address, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(240)
 NS = "shop"
@@ -169,16 +169,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}", "--port-offset", str(offset),
                   "--state-dir", str(tmp / "state")], tmp / "portico.log")
 
-    def address() -> str | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
-            for item in json.load(r)["items"]:
-                found = (item.get("status") or {}).get("addresses")
-                if found:
-                    return str(found[0]["value"])
-        return None
-
     try:
-        first.ip = wait_for("the Gateway's address", address, 30)
+        first.ip = gateway_address(admin)
         yield first
     finally:
         stop(proc)

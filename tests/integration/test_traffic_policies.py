@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent
-from support import free_port, start, stop, wait_for, write_atomically
+from support import free_port, gateway_address, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(240)
 NS = "shop"
@@ -178,16 +177,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     proc = start(["run", str(manifests), "--admin-address", f"127.0.0.1:{admin}", "--port-offset", str(offset),
                   "--state-dir", str(tmp / "state")], tmp / "portico.log")
 
-    def address() -> str | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/objects?kind=Gateway", timeout=2) as r:
-            for item in json.load(r)["items"]:
-                found = (item.get("status") or {}).get("addresses")
-                if found:
-                    return str(found[0]["value"])
-        return None
-
     try:
-        ip = wait_for("the Gateway's address", address, 30)
+        ip = gateway_address(admin)
         yield Gateway(manifests, ip, 80 + offset, 443 + offset, ca)
     finally:
         stop(proc)
