@@ -143,6 +143,32 @@ def test_order_of_pushes_and_acks() -> None:
     asyncio.run(scenario())
 
 
+async def handshake(channel: grpc.aio.Channel) -> tuple[FakeEnvoy, FakeEnvoy]:
+    """As Envoy starts on route configuration "rc" with cluster "a" and the JWT filter's
+    ECDS: every type subscribed and ACKed in Envoy's order, then the VHDS stream's hosts."""
+    envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+    await envoy.send(CLUSTER)
+    cds = await envoy.next()
+    await envoy.send(LISTENER)
+    await envoy.send(CLUSTER, nonce=cds.nonce)
+    await envoy.send(ENDPOINT, subscribe=("a",))
+    eds = await envoy.next()
+    await envoy.send(ENDPOINT, nonce=eds.nonce)
+    lds = await envoy.next()
+    await envoy.send(LISTENER, nonce=lds.nonce)
+    await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+    ecds = await envoy.next()
+    await envoy.send(EXTENSION, nonce=ecds.nonce)
+    await envoy.send(ROUTE, subscribe=("rc",))
+    rds = await envoy.next()
+    await envoy.send(ROUTE, nonce=rds.nonce)
+    vhds = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
+    await vhds.send(VHOST)
+    hosts = await vhds.next()
+    await vhds.send(VHOST, nonce=hosts.nonce)
+    return envoy, vhds
+
+
 def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
     """Envoy opens a VHDS stream per route configuration once it has it; the stream of the
     one it replaced may stay open while its listener drains. A version with a new route
@@ -153,26 +179,7 @@ def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
         port = await server.start("127.0.0.1")
         server.update("", model("a"))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
-            await envoy.send(CLUSTER)
-            cds = await envoy.next()
-            await envoy.send(LISTENER)
-            await envoy.send(CLUSTER, nonce=cds.nonce)
-            await envoy.send(ENDPOINT, subscribe=("a",))
-            eds = await envoy.next()
-            await envoy.send(ENDPOINT, nonce=eds.nonce)
-            lds = await envoy.next()
-            await envoy.send(LISTENER, nonce=lds.nonce)
-            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
-            ecds = await envoy.next()
-            await envoy.send(EXTENSION, nonce=ecds.nonce)
-            await envoy.send(ROUTE, subscribe=("rc",))
-            rds = await envoy.next()
-            await envoy.send(ROUTE, nonce=rds.nonce)
-            old = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
-            await old.send(VHOST)
-            hosts = await old.next()
-            await old.send(VHOST, nonce=hosts.nonce)
+            envoy, old = await handshake(channel)
             await asyncio.sleep(0.1)
             assert acks == [1]
 
@@ -222,26 +229,7 @@ def test_a_jwt_requirement_is_held_before_a_route_names_it_and_after() -> None:
         port = await server.start("127.0.0.1")
         server.update("", model("a"))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
-            await envoy.send(CLUSTER)
-            cds = await envoy.next()
-            await envoy.send(LISTENER)
-            await envoy.send(CLUSTER, nonce=cds.nonce)
-            await envoy.send(ENDPOINT, subscribe=("a",))
-            eds = await envoy.next()
-            await envoy.send(ENDPOINT, nonce=eds.nonce)
-            lds = await envoy.next()
-            await envoy.send(LISTENER, nonce=lds.nonce)
-            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
-            ecds = await envoy.next()
-            await envoy.send(EXTENSION, nonce=ecds.nonce)
-            await envoy.send(ROUTE, subscribe=("rc",))
-            rds = await envoy.next()
-            await envoy.send(ROUTE, nonce=rds.nonce)
-            vhds = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
-            await vhds.send(VHOST)
-            hosts = await vhds.next()
-            await vhds.send(VHOST, nonce=hosts.nonce)
+            envoy, vhds = await handshake(channel)
             await asyncio.sleep(0.1)
             assert acks == [1]
 
