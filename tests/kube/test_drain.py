@@ -176,8 +176,13 @@ class Pod:
                             if resp.status == 200:
                                 break
                     await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)
-                on_ready_during_drain.append(self.ready())
+                # the exec hook (a `portico` process starting) fails the health check soon, not
+                # at a set time: readiness is read until it fails or the hook has ended
+                seen = self.ready()
+                while seen != 503 and manager_hook.returncode is None and time.monotonic() - start < self.grace:
+                    await asyncio.sleep(0.05)
+                    seen = self.ready()
+                on_ready_during_drain.append(seen)
                 async with http.get(f"http://127.0.0.1:{port}{hook['path']}",
                                     timeout=aiohttp.ClientTimeout(total=self.grace)) as resp:
                     assert resp.status == 200
