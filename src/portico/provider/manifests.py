@@ -154,11 +154,12 @@ class _Collector:
         self.result.errors.append(DocumentError(self.file, line, message, path))
         self.result.complete = False
 
-    def add(self, raw: Any, line: int, node: yaml.Node | None = None, offset: int = 0,
-            item_lines: list[int] | None = None) -> None:
-        """`item_lines`: the 0-based chunk lines of a List's items, from a document built by
-        `_fast_document` (already of JSON shape); else `node` tells them."""
-        problem = shape_problem(raw) if item_lines is None else None
+    def add(self, raw: Any, line: int, node: yaml.Node | None = None, offset: int = 0, *,
+            json_shaped: bool = False, item_lines: list[int] | None = None) -> None:
+        """`json_shaped`: built by `_fast_document`, which admits JSON shapes only.
+        `item_lines`: the 0-based chunk lines of a List's items (from `_fast_document`);
+        else `node` tells them."""
+        problem = None if json_shaped else shape_problem(raw)
         if problem is not None:
             self.error(line, f"invalid document: {problem}")
             return
@@ -321,7 +322,7 @@ def parse_yaml(text: str, file: str, keep_nodes: bool = False) -> FileResult:
             else:
                 if fast is not None and fast[0] is not None:
                     raw, start, item_lines = fast
-                    out.add(raw, offset + start + 1, None, offset, item_lines if item_lines is not None else [])
+                    out.add(raw, offset + start + 1, None, offset, json_shaped=True, item_lines=item_lines)
                 continue
         loader = _Loader(chunk)
         try:
