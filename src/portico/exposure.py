@@ -45,6 +45,8 @@ def unauthenticated(objects: list[dict[str, Any]], controller: str) -> list[Expo
     public = public_gateways(objects)
     if not public:
         return []
+    listeners = {(_ns(o), o["metadata"]["name"]): [str(ls.get("name")) for ls in (o.get("spec") or {}).get(
+        "listeners") or []] for o in objects if o.get("kind") == "Gateway"}
     policies = [p for p in objects if p.get("kind") == "SecurityPolicy"]
     out = []
     for route in (o for o in objects if o.get("kind") in ROUTE_KINDS):
@@ -54,6 +56,8 @@ def unauthenticated(objects: list[dict[str, Any]], controller: str) -> list[Expo
         for (gw_ns, gw), sections in sorted(_attachments(route, controller).items()):
             if (gw_ns, gw) not in public:
                 continue
+            if None in sections:  # attached to every listener of the Gateway
+                sections = set(listeners.get((gw_ns, gw), [])) or sections
             exposed = _exposed_rules(route, policies, (gw_ns, gw), sections)
             if not exposed:
                 continue
@@ -135,7 +139,7 @@ def _policy_for_gateway(gateway: tuple[str, str], sections: set[str | None],
                     whole = whole or p
                 else:
                     by_listener.setdefault(ref["sectionName"], p)
-    if None in sections:  # every listener: the Gateway's policy unless each listener has its own
+    if None in sections:  # every listener, none of them known: the Gateway's policy
         return whole
     found = [by_listener.get(s) or whole for s in sections if s is not None]
     return None if any(f is None for f in found) else _least(found)

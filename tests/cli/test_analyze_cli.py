@@ -92,3 +92,32 @@ def test_the_topology_marks_the_exposed_routes() -> None:
     marked = {i for i, n in nodes.items() if n.get("unauthenticated")}
     assert marked == {"HTTPRoute/apps/open", "HTTPRoute/apps/optional", "HTTPRoute/apps/cidrs", "TCPRoute/apps/db"}
     assert nodes["Gateway/apps/edge"].get("public") and not nodes["Gateway/apps/internal"].get("public")
+
+
+def test_a_listeners_own_policy_decides_for_a_route_on_every_listener() -> None:
+    """A route attached to the whole Gateway is exposed where any listener's policy (the
+    more specific one) authenticates no one, even when the Gateway-wide policy does."""
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": "apps", "annotations": {"gateway.portico.dev/public": "true"}},
+               "spec": {"gatewayClassName": "portico", "listeners": [
+                   {"name": "web", "port": 80, "protocol": "HTTP"}, {"name": "admin", "port": 8080, "protocol": "HTTP"}]}}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "app", "namespace": "apps"},
+             "spec": {"parentRefs": [{"name": "edge"}], "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}}
+
+    def policy(name: str, section: str | None, spec: dict[str, object]) -> dict[str, object]:
+        ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge",
+               **({"sectionName": section} if section else {})}
+        return {"apiVersion": "gateway.portico.dev/v1alpha1", "kind": "SecurityPolicy",
+                "metadata": {"name": name, "namespace": "apps"}, "spec": {"targetRefs": [ref], **spec}}
+
+    keys = {"apiKeyAuth": {"credentialRefs": [{"name": "keys"}]}}
+    cidrs = {"authorization": {"defaultAction": "Deny", "rules": [
+        {"action": "Allow", "principal": {"clientCIDRs": ["10.0.0.0/8"]}}]}}
+
+    def exposed(*policies: dict[str, object]) -> list[str]:
+        objects = [gateway, route, *policies]
+        return [f.object for f in analyze(objects, CONTROLLER_NAME) if f.code == "UnauthenticatedPublicRoute"]
+
+    assert exposed(policy("all", None, keys)) == []
+    assert exposed(policy("all", None, keys), policy("admin", "admin", cidrs)) == ["HTTPRoute apps/app"]
+    assert exposed(policy("web", "web", keys), policy("admin", "admin", keys)) == []
