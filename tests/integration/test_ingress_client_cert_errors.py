@@ -9,7 +9,6 @@ without a certificate is served and one with a failed certificate sent there, or
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import socket
@@ -19,11 +18,9 @@ from typing import Any
 
 import pytest
 import trustme
-import yaml
 from support import free_port, start, stop, wait_for
-from test_ingress_annotations import NGINX, backend, ingress, serve
-
-from portico.ingress import convert
+from test_ingress_annotations import NGINX, ingress
+from test_ingress_client_certs import served_and_converted, tls_docs
 
 pytestmark = pytest.mark.timeout(180)
 PAGE = "https://errors.example.com/client-certificate?from=shop"
@@ -31,18 +28,7 @@ HOSTS = {"required.example.com": "on", "optional.example.com": "optional", "plai
 
 
 def manifests(server_ca: trustme.CA, client_ca: trustme.CA, web: int) -> list[dict[str, Any]]:
-    cert = server_ca.issue_cert(*HOSTS)
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "portico"},
-         "spec": {"controller": "portico.dev/ingress-controller"}},
-        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-         "metadata": {"name": "shop-cert", "namespace": "shop"},
-         "data": {"tls.crt": base64.b64encode(b"".join(b.bytes() for b in cert.cert_chain_pems)).decode(),
-                  "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode()}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "client-ca", "namespace": "shop"},
-         "data": {"ca.crt": base64.b64encode(client_ca.cert_pem.bytes()).decode()}},
-        *backend("web", web),
-    ]
+    docs = tls_docs(server_ca, client_ca, list(HOSTS), web)
     for host, verify in HOSTS.items():
         annotations = {NGINX + "auth-tls-secret": "shop/client-ca", NGINX + "auth-tls-verify-client": verify}
         if not host.startswith("plain-"):
@@ -85,14 +71,8 @@ def test_client_certificate_errors_served_and_converted(tmp_path: Path) -> None:
     echo = start(["echo", "--port", str(web_port), "--name", "web-1", "--namespace", "shop"], tmp_path / "web.log")
     docs = manifests(server_ca, client_ca, web_port)
     try:
-        for run in ("served", "converted"):
-            if run == "served":
-                proc, ip = serve(tmp_path, run, docs, admin, offset, "Ingress")
-            else:
-                converted = convert(docs)
-                (tmp_path / "converted.yaml").write_text(yaml.safe_dump_all(converted.objects))
-                others = [d for d in docs if d["kind"] in ("Service", "EndpointSlice", "Secret")]
-                proc, ip = serve(tmp_path, run, converted.objects + others, admin, offset, "Gateway")
+        runs = served_and_converted(tmp_path, docs, admin, offset)
+        for run, ip in runs:
             wait_for("the HTTPS listener",
                      lambda a=ip: get(a, 443 + offset, "optional.example.com", server_ca, good)[0] == 200, 30)
             assert answers(ip, 443 + offset, server_ca, good, bad) == {
@@ -103,6 +83,6 @@ def test_client_certificate_errors_served_and_converted(tmp_path: Path) -> None:
                 "plain-optional.example.com": {"valid": (200, "web-1", None), "none": (200, "web-1", None),
                                                "other-ca": (400, None)},
             }, run
-            stop(proc)
     finally:
+        runs.close()  # Portico stopped even when an assertion failed in the loop
         stop(echo)

@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.timeout(180)
 HOST = "mtls.example.com"
 
 
-def manifests(server_ca: trustme.CA, client_ca: trustme.CA, web: int) -> list[dict[str, Any]]:
-    cert = server_ca.issue_cert(HOST)
+def tls_docs(server_ca: trustme.CA, client_ca: trustme.CA, hosts: list[str], web: int) -> list[dict[str, Any]]:
+    """What every client-certificate Ingress here stands on: the IngressClass, the server certificate
+    for `hosts`, the client CA's Secret and the `web` backend."""
+    cert = server_ca.issue_cert(*hosts)
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "portico"},
          "spec": {"controller": "portico.dev/ingress-controller"}},
@@ -40,6 +43,30 @@ def manifests(server_ca: trustme.CA, client_ca: trustme.CA, web: int) -> list[di
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "client-ca", "namespace": "shop"},
          "data": {"ca.crt": base64.b64encode(client_ca.cert_pem.bytes()).decode()}},
         *backend("web", web),
+    ]
+
+
+def served_and_converted(tmp_path: Path, docs: list[dict[str, Any]], admin: int,
+                         offset: int) -> Iterator[tuple[str, str]]:
+    """Serve `docs` as Ingress objects, then converted to Gateway API objects: (run, address) each,
+    Portico stopped when the caller asks for the next."""
+    for run in ("served", "converted"):
+        if run == "served":
+            proc, ip = serve(tmp_path, run, docs, admin, offset, "Ingress")
+        else:
+            converted = convert(docs)
+            (tmp_path / "converted.yaml").write_text(yaml.safe_dump_all(converted.objects))
+            others = [d for d in docs if d["kind"] in ("Service", "EndpointSlice", "Secret")]
+            proc, ip = serve(tmp_path, run, converted.objects + others, admin, offset, "Gateway")
+        try:
+            yield run, ip
+        finally:
+            stop(proc)
+
+
+def manifests(server_ca: trustme.CA, client_ca: trustme.CA, web: int) -> list[dict[str, Any]]:
+    return [
+        *tls_docs(server_ca, client_ca, [HOST], web),
         ingress("mtls", {NGINX + "auth-tls-secret": "shop/client-ca", NGINX + "auth-tls-verify-client": "on",
                          NGINX + "auth-tls-pass-certificate-to-upstream": "true"},
                 [("/", "Prefix", "web")], host=HOST, tls=True),
@@ -92,14 +119,8 @@ def test_client_certificates_served_and_converted(tmp_path: Path) -> None:
     echo = start(["echo", "--port", str(web_port), "--name", "web-1", "--namespace", "shop"], tmp_path / "web.log")
     docs = manifests(server_ca, client_ca, web_port)
     try:
-        for run in ("served", "converted"):
-            if run == "served":
-                proc, ip = serve(tmp_path, run, docs, admin, offset, "Ingress")
-            else:
-                converted = convert(docs)
-                (tmp_path / "converted.yaml").write_text(yaml.safe_dump_all(converted.objects))
-                others = [d for d in docs if d["kind"] in ("Service", "EndpointSlice", "Secret")]
-                proc, ip = serve(tmp_path, run, converted.objects + others, admin, offset, "Gateway")
+        runs = served_and_converted(tmp_path, docs, admin, offset)
+        for run, ip in runs:
             wait_for("the HTTPS listener", lambda a=ip: get(a, 443 + offset, server_ca, good) == "web-1", 30)
             assert answers(ip, 443 + offset, server_ca, good, bad) == {
                 "with": "web-1", "without": "refused", "other-ca": "refused"}, run
@@ -110,6 +131,6 @@ def test_client_certificates_served_and_converted(tmp_path: Path) -> None:
             issuer = x509.load_pem_x509_certificate(client_ca.cert_pem.bytes()).subject.rfc4514_string()
             assert seen == {"ssl-client-verify": ["SUCCESS"], "ssl-client-subject-dn": [subject],
                             "ssl-client-issuer-dn": [issuer]}, run
-            stop(proc)
     finally:
+        runs.close()  # Portico stopped even when an assertion failed in the loop
         stop(echo)
