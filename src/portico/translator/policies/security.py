@@ -103,6 +103,9 @@ class SecurityPolicies(PolicyKind):
         self.rejected: dict[ObjectKey, Cond] = {}
         self.issuers: set[str] = set()  # whose discovery documents the policies need
         self.checked = False
+        # policy ("namespace/name") -> Gateway -> listeners where it applies without client
+        # certificate validation: its clientCertificate rules never match there
+        self.unverified: dict[str, dict[ObjectKey, set[str]]] = {}
 
     @staticmethod
     def problem(policy: SecurityPolicy) -> str:
@@ -340,7 +343,9 @@ class SecurityPolicies(PolicyKind):
     def on_gateway(self, gw: GatewayState, listeners: tuple[ir.Listener, ...], backends: Backends
                    ) -> tuple[tuple[ir.Listener, ...], tuple[ir.TLSCertificate, ...]]:
         """Why a policy's keys cannot be had (its routes answer 500), for its status: found
-        here, once per translation, not where rules are translated (those may be memoized)."""
+        here, once per translation, not where rules are translated (those may be memoized).
+        And, per Gateway, where client-certificate rules cannot match (`unvalidated`)."""
+        self.unvalidated(gw)
         if self.checked:
             return listeners, ()
         self.checked = True
@@ -373,6 +378,26 @@ class SecurityPolicies(PolicyKind):
                 if isinstance(problem, Cond):
                     self.unresolved[policy.key] = problem
         return listeners, ()
+
+    def unvalidated(self, gw: GatewayState) -> None:
+        """The listeners of `gw` that validate no client certificate (HTTP, or HTTPS without
+        spec.tls.frontend) where a policy with a `principal.clientCertificate` rule applies:
+        the listener's own policy (whether routes are served there or not), and the policies
+        of the rules served there as translated (their actions: memoized rules included)."""
+        for ls in gw.listeners:
+            if not ls.ready or ls.protocol not in ("HTTP", "HTTPS") or ls.client_validation is not None:
+                continue
+            found = set()
+            policy = self.attachment.for_listener(self.kind, gw.key, ls.qualified_name)
+            if isinstance(policy, SecurityPolicy) and certificate_rules(policy):
+                found.add(policy_name(policy))
+            for routes in ls.http_routes:
+                for entry in routes.entries:
+                    auth = entry.route.action.authorization
+                    if auth is not None and any(r.client_certificate for r in auth.rules):
+                        found.add(auth.policy)
+            for name in found:
+                self.unverified.setdefault(name, {}).setdefault(gw.key, set()).add(ls.qualified_name)
 
     def check_oidc(self, policy: SecurityPolicy, spec: OIDC, ancestors: list[ObjectKey], backends: Backends) -> None:
         """The issuer whose discovery document is needed (when its host is one the policy
@@ -437,6 +462,10 @@ class SecurityPolicies(PolicyKind):
             if why is not None:
                 ancestors = {gw: [why if c.type == "ResolvedRefs" else c for c in conds] + (
                     [] if any(c.type == "ResolvedRefs" for c in conds) else [why]) for gw, conds in ancestors.items()}
+            unverified = self.unverified.get(policy_name(policy)) if isinstance(policy, SecurityPolicy) else None
+            if unverified and isinstance(policy, SecurityPolicy):
+                ancestors = {gw: conds + ([never_matches(policy, unverified[gw])] if gw in unverified and not any(
+                    c.type == "Accepted" for c in conds) else []) for gw, conds in ancestors.items()}
             yield policy, ancestors
 
     def local_jwks(self, ns: str, p: JWTProvider) -> str | None:
@@ -625,6 +654,30 @@ def ext_auth(policy: SecurityPolicy, backends: Backends) -> ir.ExternalAuth | No
         copy_all_response_headers=False,
         forward_body_bytes=ext.body_to_ext_auth.max_request_bytes if ext.body_to_ext_auth else 0,
         fail_open=ext.fail_open, policy=policy_name(policy))
+
+
+# A condition of a policy's ancestor, Portico's (Envoy Gateway's SecurityPolicy has no
+# client-certificate principal): True while some of its authorization rules can never
+# match there. The policy is still Accepted and applies; `portico analyze` reports it.
+NEVER_MATCH_TYPE = "RulesNeverMatch"
+NEVER_MATCH_REASON = "ClientCertificateNotValidated"
+
+
+def certificate_rules(policy: SecurityPolicy) -> list[str]:
+    """The policy's authorization rules with a clientCertificate principal (name, else index)."""
+    rules = policy.spec.authorization.rules if policy.spec.authorization else []
+    return [r.name or str(i) for i, r in enumerate(rules) if r.principal.client_certificate is not None]
+
+
+def never_matches(policy: SecurityPolicy, listeners: set[str]) -> Cond:
+    """The rules with a clientCertificate principal never match on `listeners`: no client
+    certificate is verified there (Envoy's mtls_authenticated principal is never true)."""
+    rules, where = certificate_rules(policy), sorted(listeners)
+    return Cond(NEVER_MATCH_TYPE, True, NEVER_MATCH_REASON, (
+        f"authorization rule{'s' if len(rules) > 1 else ''} {', '.join(rules)} (principal.clientCertificate) "
+        f"never match{'' if len(rules) > 1 else 'es'} on listener{'s' if len(where) > 1 else ''} "
+        f"{', '.join(where)}: no client certificate is verified there (an HTTPS listener with the Gateway's "
+        "spec.tls.frontend validation verifies them)"))
 
 
 def certificate_problem(cert: ClientCertificatePrincipal | None) -> str:
