@@ -21,6 +21,7 @@ open for probes and scrapers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import importlib.resources
 import ipaddress
@@ -34,6 +35,7 @@ from aiohttp import web
 
 from portico import CONTROLLER_NAME
 from portico.contracts import DocumentError
+from portico.exposure import Exposure
 from portico.metrics import CONTENT_TYPE, Metrics
 from portico.models import Secret, model_for
 from portico.store import Store
@@ -66,6 +68,8 @@ class DiagnosticsView(Protocol):
                 gateway: str | None = None, listener: str | None = None) -> dict[str, Any]: ...
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def exposures(self, objects: list[dict[str, Any]], controller: str) -> list[Exposure]: ...
 
 
 class EnvoyAdmin(Protocol):
@@ -132,6 +136,7 @@ class AdminServer:
         self.metrics = metrics
         self.config_dump = diagnostics.config_dump if diagnostics is not None else None
         self.explain = diagnostics.explain if diagnostics is not None else None
+        self.exposures = diagnostics.exposures if diagnostics is not None else None
         self.envoy_stats = envoys.envoy_stats if envoys is not None else None
         self.envoy_admin = envoys.envoy_admin if envoys is not None else None
         self.controller_name = controller_name
@@ -161,6 +166,7 @@ class AdminServer:
             web.get("/api/describe", self._describe),
             web.get("/api/proxies", self._proxies),
             web.get("/api/topology", self._topology),
+            web.get("/api/exposure", self._exposure),
             web.get("/api/topology/events", self._topology_events),
             web.get("/topology", self._topology_page),
             web.get("/topology/cytoscape.min.js", self._cytoscape),
@@ -257,7 +263,19 @@ class AdminServer:
     async def _topology(self, request: web.Request) -> web.Response:
         from portico.topology import topology
 
-        return web.json_response(topology(self.store.list_objects(), self.controller_name), dumps=_dumps)
+        objects = self.store.list_objects()
+        return web.json_response(topology(objects, self.controller_name, self._exposed(objects)), dumps=_dumps)
+
+    def _exposed(self, objects: list[dict[str, Any]]) -> list[Exposure]:
+        return self.exposures(objects, self.controller_name) if self.exposures is not None else []
+
+    async def _exposure(self, request: web.Request) -> web.Response:
+        """The routes public Gateways expose without authentication (`portico analyze`), read
+        from the last translation."""
+        if self.exposures is None:
+            raise web.HTTPNotFound(reason="no configuration here")
+        items = self._exposed(self.store.list_objects())
+        return web.json_response({"items": [dataclasses.asdict(e) for e in items]}, dumps=_dumps)
 
     async def _topology_events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: `data: <revision>` whenever an object or a status changed."""
@@ -427,6 +445,11 @@ OPENAPI: dict[str, Any] = {
         "/api/topology": {"get": {"summary": "Gateways, routes, backends and policies as a graph "
                                             "(nodes and edges with their conditions)",
                                   "responses": {"200": _json("graph", {"type": "object"})}}},
+        "/api/exposure": {"get": {"summary": "Routes public Gateways (annotation gateway.portico.dev/public) "
+                                            "expose without authentication, as the last translation programs "
+                                            "them (`portico analyze`: UnauthenticatedPublicRoute)",
+                                 "responses": {"200": _json("exposures", {"type": "object"}),
+                                               "404": _json("no configuration here", _STATUS)}}},
         "/api/topology/events": {"get": {"summary": "The graph again each time it changes (server-sent events)",
                                          "responses": {"200": {"description": "text/event-stream", "content": {
                                              "text/event-stream": {"schema": {"type": "string"}}}}}}},

@@ -14,23 +14,24 @@ running controller holds), as `istioctl analyze` does. Two sources of findings:
   - policies whose targetRefs name nothing that exists (no status: a policy with no
     target has no ancestor to report under);
   - routes a public Gateway (annotation gateway.portico.dev/public) exposes without
-    authentication (`portico.exposure`).
+    authentication (`portico.exposure`: read from the translation's IR, given here).
 
-Pure: objects in, findings out (`portico.cli` fetches and prints them).
+Pure: objects and exposures in, findings out (`portico.cli` fetches and prints them).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from portico import exposure, kinds
 
-# conditions whose healthy state is False (the spec's "negative polarity" types)
-NEGATIVE = {"Conflicted", "PartiallyInvalid", "OverlappingTLSConfig"}
+# conditions whose healthy state is False (the spec's "negative polarity" types; Portico's
+# RulesNeverMatch on a SecurityPolicy's ancestor)
+NEGATIVE = {"Conflicted", "PartiallyInvalid", "OverlappingTLSConfig", "RulesNeverMatch"}
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 SERVICE_NAME = "kubernetes.io/service-name"
 
@@ -43,11 +44,13 @@ class Finding:
     message: str
 
 
-def analyze(objects: list[dict[str, Any]], controller: str) -> list[Finding]:
+def analyze(objects: list[dict[str, Any]], controller: str, exposures: Sequence[exposure.Exposure]
+            ) -> list[Finding]:
+    """`exposures`: what the translation of `objects` exposes (`portico.exposure`)."""
     index = Index(objects)
     found = [*status_problems(index, controller), *shadowed_routes(index, controller),
              *services_without_endpoints(index), *unused_reference_grants(index),
-             *policies_targeting_nothing(index, controller), *unauthenticated_routes(objects, controller)]
+             *policies_targeting_nothing(index, controller), *unauthenticated_routes(exposures)]
     return sorted(found, key=lambda f: (f.level != "error", f.object, f.code, f.message))
 
 
@@ -236,8 +239,8 @@ def policies_targeting_nothing(index: Index, controller: str) -> Iterable[Findin
                               "policy applies to nothing (and has no status to say so)")
 
 
-def unauthenticated_routes(objects: list[dict[str, Any]], controller: str) -> Iterable[Finding]:
-    for e in exposure.unauthenticated(objects, controller):
+def unauthenticated_routes(exposures: Sequence[exposure.Exposure]) -> Iterable[Finding]:
+    for e in exposures:
         yield Finding("warning", "UnauthenticatedPublicRoute", e.route, e.message)
 
 

@@ -6,7 +6,9 @@ paths (`portico config-dump -f`, `portico explain -f`). Nothing here changes the
   xDS group ("xds"), private keys redacted (`portico.dump`);
 - explain: Envoy's selection replayed on a Gateway's IR (`portico.explain`);
 - readiness: a configuration was translated and every Envoy group has ACKed its
-  newest version.
+  newest version;
+- exposure: the routes public Gateways expose without authentication, read from the
+  last translation's IR (`portico.exposure`: `portico analyze`, the topology page).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 from portico.contracts import GatewayOutput
 from portico.dump import ir_dump, xds_dump
 from portico.explain import Request, explain, render
+from portico.exposure import Exposure, unauthenticated
 from portico.ir import IR
 from portico.objects import ObjectKey
 from portico.status import ProgrammedGate
@@ -74,6 +77,11 @@ class Diagnostics:
             return {"gateway": f"{key.namespace}/{key.name}", "lines": render(answer, out.xds)}
         where = f"has a listener {listener}" if listener else f"listens on port {port}"
         return {"error": f"no Gateway{' ' + gateway if gateway else ''} {where}"}
+
+    def exposures(self, objects: list[dict[str, Any]], controller: str) -> list[Exposure]:
+        """The routes public Gateways expose without authentication, as the last translation
+        programs them (`objects`: the stored objects it was made from, with their statuses)."""
+        return unauthenticated(objects, self._outputs(), controller)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once a configuration was translated and every Envoy group has ACKed its

@@ -3,10 +3,11 @@ listeners -> routes -> backends, each node with a state from its conditions
 ("ok", "pending", "error") and the reason to show, read from the stored objects
 and the statuses Portico wrote (only our entries). Public Gateways are marked
 `public`, and the routes they expose without authentication `unauthenticated` (why:
-`portico.exposure`)."""
+`portico.exposure`, read from the translation's IR by the caller)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from portico import exposure
@@ -14,7 +15,8 @@ from portico import exposure
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
 
 
-def topology(objects: list[dict[str, Any]], controller: str) -> dict[str, Any]:
+def topology(objects: list[dict[str, Any]], controller: str,
+             exposures: Iterable[exposure.Exposure] = ()) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
     classes = {o["metadata"]["name"] for o in objects if o.get("kind") == "GatewayClass"
@@ -38,7 +40,9 @@ def topology(objects: list[dict[str, Any]], controller: str) -> dict[str, Any]:
             edges.append({"source": gid, "target": lid})
     gateway_ids = {node_id(gw): gw for gw in gateways}
     # routes a public Gateway exposes without authentication: marked on the page
-    exposed = {e.route_id: e.message for e in exposure.unauthenticated(objects, controller)}
+    exposed: dict[str, str] = {}
+    for e in exposures:  # (a route on two public Gateways: both messages)
+        exposed[e.route_id] = f"{exposed[e.route_id]}\n{e.message}" if e.route_id in exposed else e.message
     public = exposure.public_gateways(objects)
     for node in nodes:
         if node["kind"] == "Gateway" and (node["namespace"] or "", node["name"]) in public:

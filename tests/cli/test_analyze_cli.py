@@ -8,11 +8,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from portico import CONTROLLER_NAME
 from portico.analyze import analyze
+from portico.exposure import Exposure
+from portico.standalone import offline
 
 HERE = Path(__file__).parent
 PROBLEMS = HERE / "testdata" / "analyze"
@@ -54,12 +57,12 @@ def test_shadowing_follows_the_specs_precedence() -> None:
     objects = [route("b-old", "2020-01-01T00:00:00Z", ["x.example"], "/", "/"),  # its own rule 1 is shadowed
                route("a-new", "2021-01-01T00:00:00Z", ["x.example"], "/"),
                route("other-host", "2019-01-01T00:00:00Z", ["y.example"], "/")]  # another hostname: no conflict
-    shadowed = [(f.object, f.message.split(" match")[0]) for f in analyze(objects, CONTROLLER_NAME)
+    shadowed = [(f.object, f.message.split(" match")[0]) for f in analyze(objects, CONTROLLER_NAME, [])
                 if f.code == "ShadowedRoute"]
     assert sorted(shadowed) == [("HTTPRoute a/a-new", "rule 0"), ("HTTPRoute a/b-old", "rule 1")]
 
 
-def test_routes_a_public_gateway_exposes_without_authentication() -> None:
+def test_routes_a_public_gateway_exposes_without_authentication(tmp_path: Path) -> None:
     """Gateway annotation gateway.portico.dev/public: every route attached to it sending
     requests to a backend with no authentication (SecurityPolicy jwt/oidc/basicAuth/
     apiKeyAuth/extAuth, the most specific one; or an ExternalAuth filter) is a finding."""
@@ -76,25 +79,29 @@ def test_routes_a_public_gateway_exposes_without_authentication() -> None:
     assert found["HTTPRoute apps/open"].startswith("rule api on public Gateway apps/edge")
     # without the annotation, nothing is public
     text = (HERE / "testdata" / "public" / "all.yaml").read_text().replace("gateway.portico.dev/public", "x/y")
-    objects = [o for o in yaml.safe_load_all(text) if o]
-    assert not [f for f in analyze(objects, CONTROLLER_NAME) if f.code == "UnauthenticatedPublicRoute"]
+    (tmp_path / "all.yaml").write_text(text)
+    result = run("-f", str(tmp_path), "-o", "json")
+    assert not [f for f in json.loads(result.stdout)["findings"] if f["code"] == "UnauthenticatedPublicRoute"]
+
+
+def translated(path: Path) -> tuple[list[dict[str, Any]], list[Exposure]]:
+    """The manifests under `path` translated as `analyze -f` does: objects with statuses, exposures."""
+    done = offline([str(path)])
+    objects = done.objects()
+    return objects, done.diagnostics.exposures(objects, CONTROLLER_NAME)
 
 
 def test_the_topology_marks_the_exposed_routes() -> None:
     from portico.topology import topology
 
-    objects = [o for o in yaml.safe_load_all((HERE / "testdata" / "public" / "all.yaml").read_text()) if o]
-    for o in objects:  # as if accepted: the topology draws routes with a status of ours
-        if o["kind"].endswith("Route"):
-            o["status"] = {"parents": [{"controllerName": CONTROLLER_NAME, "parentRef": ref, "conditions": [
-                {"type": "Accepted", "status": "True"}]} for ref in o["spec"]["parentRefs"]]}
-    nodes = {n["id"]: n for n in topology(objects, CONTROLLER_NAME)["nodes"]}
+    objects, exposures = translated(HERE / "testdata" / "public")
+    nodes = {n["id"]: n for n in topology(objects, CONTROLLER_NAME, exposures)["nodes"]}
     marked = {i for i, n in nodes.items() if n.get("unauthenticated")}
     assert marked == {"HTTPRoute/apps/open", "HTTPRoute/apps/optional", "HTTPRoute/apps/cidrs", "TCPRoute/apps/db"}
     assert nodes["Gateway/apps/edge"].get("public") and not nodes["Gateway/apps/internal"].get("public")
 
 
-def test_a_listeners_own_policy_decides_for_a_route_on_every_listener() -> None:
+def test_a_listeners_own_policy_decides_for_a_route_on_every_listener(tmp_path: Path) -> None:
     """A route attached to the whole Gateway is exposed where any listener's policy (the
     more specific one) authenticates no one, even when the Gateway-wide policy does."""
     gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
@@ -114,9 +121,18 @@ def test_a_listeners_own_policy_decides_for_a_route_on_every_listener() -> None:
     cidrs = {"authorization": {"defaultAction": "Deny", "rules": [
         {"action": "Allow", "principal": {"clientCIDRs": ["10.0.0.0/8"]}}]}}
 
+    base = [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
+             "spec": {"controllerName": CONTROLLER_NAME}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "app", "namespace": "apps"},
+             "spec": {"ports": [{"name": "http", "port": 80}]}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "apps"},
+             "stringData": {"ops": "k-ops-0001"}}]
+
     def exposed(*policies: dict[str, object]) -> list[str]:
-        objects = [gateway, route, *policies]
-        return [f.object for f in analyze(objects, CONTROLLER_NAME) if f.code == "UnauthenticatedPublicRoute"]
+        (tmp_path / "all.yaml").write_text(yaml.safe_dump_all([*base, gateway, route, *policies]))
+        objects, exposures = translated(tmp_path)
+        found = analyze(objects, CONTROLLER_NAME, exposures)
+        return [f.object for f in found if f.code == "UnauthenticatedPublicRoute"]
 
     assert exposed(policy("all", None, keys)) == []
     assert exposed(policy("all", None, keys), policy("admin", "admin", cidrs)) == ["HTTPRoute apps/app"]

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from portico import CONTROLLER_NAME
 from portico.cli.shutdown import shutdown_app
 from portico.cli.validate import validate_command
 from portico.infra.addresses import DEFAULT_POOL
+
+if TYPE_CHECKING:
+    from portico.exposure import Exposure
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Gateway API on Envoy: standalone (run) or Kubernetes (controller).",
@@ -324,8 +327,8 @@ def analyze(
 
     if output not in ("text", "json"):
         raise typer.BadParameter("output must be text or json", param_hint="--output")
-    objects = _objects(file, admin_address, admin_token, admin_token_file, "analyze")
-    findings = lint(objects, controller_name)
+    objects, exposures = _analyzed(file, admin_address, admin_token, admin_token_file, controller_name)
+    findings = lint(objects, controller_name, exposures)
     if output == "json":
         sys.stdout.write(json.dumps({"findings": [dataclasses.asdict(f) for f in findings]}, indent=2) + "\n")
     else:
@@ -716,6 +719,30 @@ def status(
         typer.echo(f"portico status: {e}", err=True)
         raise typer.Exit(1) from None
     render(objects, output, Console(), errors)
+
+
+def _analyzed(file: list[Path] | None, admin_address: str, admin_token: str | None, admin_token_file: Path | None,
+              controller_name: str) -> tuple[list[dict[str, Any]], list[Exposure]]:
+    """What `portico analyze` reads: the objects, and what their translation exposes on public
+    Gateways (read from its IR: offline, from the manifests' translation; else the running
+    instance's last one, from its admin API)."""
+    from portico.exposure import Exposure
+
+    if file:
+        from portico.standalone import offline
+
+        done = offline([str(p) for p in file], controller_name)
+        objects = done.objects()
+        return objects, done.diagnostics.exposures(objects, controller_name)
+    from portico.cli.status import get_json
+
+    objects = _objects(file, admin_address, admin_token, admin_token_file, "analyze")
+    try:
+        items = get_json(admin_address, "/api/exposure", {}, admin_token_of(admin_token, admin_token_file))
+    except OSError as e:
+        typer.echo(f"portico analyze: {e}", err=True)
+        raise typer.Exit(1) from None
+    return objects, [Exposure.from_dict(item) for item in items.get("items", [])]
 
 
 def _objects(file: list[Path] | None, admin_address: str, admin_token: str | None, admin_token_file: Path | None,
