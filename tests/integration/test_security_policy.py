@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -24,7 +25,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support import free_port, gateway_address, start, stop, wait_for, write_atomically
+from support import free_port, gateway_address, portico_command, start, stop, wait_for, write_atomically
 
 pytestmark = pytest.mark.timeout(240)
 NS = "shop"
@@ -91,8 +92,8 @@ class Env:
     key: Key
     admin: int = 0
 
-    def apply(self, docs: list[dict[str, Any]]) -> None:
-        write_atomically(self.dir / "test.yaml", base(self) + docs)
+    def apply(self, docs: list[dict[str, Any]], public: bool = False) -> None:
+        write_atomically(self.dir / "test.yaml", base(self, public) + docs)
 
     def request(self, path: str, token: str | None = None, method: str = "GET",
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -110,12 +111,14 @@ class Env:
         return self.request(path, token, **kw)[0]
 
 
-def base(env: Env) -> list[dict[str, Any]]:
+def base(env: Env, public: bool = False) -> list[dict[str, Any]]:
+    annotations = {"annotations": {"gateway.portico.dev/public": "true"}} if public else {}
     docs: list[dict[str, Any]] = [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
          "spec": {"controllerName": "portico.dev/gateway-controller"}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": "gw", "namespace": NS, **annotations},
          "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
     ]
     return docs + service("web", env.echo_port) + service("idp", env.jwks.port)
@@ -490,3 +493,39 @@ def test_ext_auth_http_service_and_fail_open(env: Env) -> None:
         settle(env, "/fail-open", 200)  # unreachable, failOpen: let through
     finally:
         auth.shutdown()
+
+
+# ---------------------------------------------------------------- analyze agrees with Envoy
+
+
+def analyzed(env: Env) -> dict[str, str]:
+    """`portico analyze` against the running instance: UnauthenticatedPublicRoute findings."""
+    result = subprocess.run([*portico_command(), "analyze", "--admin-address", f"127.0.0.1:{env.admin}",
+                             "-o", "json"], capture_output=True, text=True, timeout=60)
+    return {f["object"]: f["message"] for f in json.loads(result.stdout)["findings"]
+            if f["code"] == "UnauthenticatedPublicRoute"}
+
+
+def test_analyze_says_unauthenticated_where_envoy_answers_without_credentials(env: Env) -> None:
+    """On a public Gateway, `portico analyze` calls a route unauthenticated exactly where a
+    request without credentials gets through (200), and authenticated where it is refused
+    (401). The older of two policies on a route applies (GEP-713), though the newer one is
+    listed first and comes first by name: analyze must follow the translation, not the list."""
+    keys = secret("keys", {"ops": "k-ops-0001"})
+    older = security("b-addresses", "contested", authorization={"defaultAction": "Deny", "rules": [
+        {"action": "Allow", "principal": {"clientCIDRs": ["127.0.0.0/8"]}}]})
+    env.apply([keys, route("contested", "/contested"), older, route("locked", "/locked"),
+               security("locked", "locked", apiKeyAuth={"credentialRefs": [{"name": "keys"}]})], public=True)
+    settle(env, "/locked", 401)
+    time.sleep(1.1)  # creationTimestamp has a resolution of a second: the next policy is newer
+    newer = security("a-keys", "contested", apiKeyAuth={"credentialRefs": [{"name": "keys"}]})
+    env.apply([keys, route("contested", "/contested"), newer, older, route("locked", "/locked"),
+               security("locked", "locked", apiKeyAuth={"credentialRefs": [{"name": "keys"}]})], public=True)
+    wait_for("a-keys Conflicted", lambda: "Conflicted" in json.dumps(
+        json.loads(urllib.request.urlopen(f"http://127.0.0.1:{env.admin}/api/objects?kind=SecurityPolicy&name=a-keys",
+                                          timeout=5).read())["items"][0]["status"]), 30)
+    settle(env, "/contested", 200)
+    assert env.status("/locked") == 401 and env.status("/locked", headers={"x-api-key": "k-ops-0001"}) == 200
+    found = wait_for("analyze's verdict", lambda: analyzed(env) or None, 30)
+    assert set(found) == {"HTTPRoute shop/contested"}, found
+    assert "SecurityPolicy shop/b-addresses applies there" in found["HTTPRoute shop/contested"]
