@@ -50,6 +50,9 @@ def test_the_admin_api_and_the_command() -> None:
         def readiness(self) -> tuple[bool, dict[str, object]]:
             return True, {}
 
+        def exposures(self, objects: object, controller: str) -> list[object]:
+            return []
+
     server = AdminServer(Store(), diagnostics=Asked())
     with running(server) as base:
         assert get(base + "/api/config_dump?gateway=ns/gw&format=xds")[1] == {"asked": ["ns/gw", "xds"]}
