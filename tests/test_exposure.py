@@ -219,3 +219,18 @@ def test_an_mtls_listener_authenticates_and_verifies() -> None:
     status = next(o for o in objects if o["metadata"]["name"] == "mtls")["status"]
     never = [c["message"] for a in status["ancestors"] for c in a["conditions"] if c["type"] == "RulesNeverMatch"]
     assert len(never) == 1 and "on listener web:" in never[0] and "secure" not in never[0]
+
+
+def test_http_listeners_sharing_a_port_are_told_apart_by_hostname() -> None:
+    """Two HTTP listeners on port 80 share one route configuration: the host decides whose
+    policy applies (the most specific listener covering it), and which listener is named."""
+    api = {"name": "api", "port": 80, "protocol": "HTTP", "hostname": "api.example.com"}
+    www = {"name": "www", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"}
+    both = route()
+    both["spec"]["hostnames"] = ["api.example.com", "www.example.com"]
+    keys_on_api = policy("api-keys", "2026-01-15T00:00:00Z", KEYS, kind="Gateway", target="edge", section="api")
+    found = exposed(gateway(api, www), both, keys_on_api)
+    assert [(e.listeners, e.policies) for e in found] == [(("listener www",), ())]
+    only_api = route()
+    only_api["spec"]["hostnames"] = ["api.example.com"]
+    assert exposed(gateway(api, www), only_api, keys_on_api) == []

@@ -39,6 +39,7 @@ from typing import Any
 from portico import ir
 from portico.contracts import GatewayOutput
 from portico.objects import ObjectKey
+from portico.translator.hostnames import matches, specificity
 
 PUBLIC = "gateway.portico.dev/public"
 ALLOW_UNAUTHENTICATED = "gateway.portico.dev/allow-unauthenticated"
@@ -52,7 +53,7 @@ class Exposure:
     route_id: str  # "Kind/namespace/name" (the topology's node id)
     gateway: str  # "namespace/name"
     rules: tuple[str, ...]  # the rules exposed (their names, else their indexes)
-    listeners: tuple[str, ...]  # where: "listener NAME", or "port N" (HTTP listeners sharing a port)
+    listeners: tuple[str, ...]  # where: "listener NAME" ("port N": an HTTP port's host no listener covers)
     policies: tuple[str, ...]  # the SecurityPolicies applied there ("namespace/name"), none authenticating
     message: str
 
@@ -88,7 +89,7 @@ def unauthenticated(objects: list[dict[str, Any]], outputs: Mapping[ObjectKey, G
         gateway = (key.namespace, key.name)
         if key.kind != "Gateway" or gateway not in public:
             continue
-        for where, ir_route, action in _http_routes(output):
+        for where, ir_route, action in _http_routes(output, _listener_hostnames(objects, key)):
             origin = _origin(ir_route.name)
             if origin is None or not _forwards(action) or _authenticates(action):
                 continue
@@ -114,7 +115,29 @@ def unauthenticated(objects: list[dict[str, Any]], outputs: Mapping[ObjectKey, G
     return out
 
 
-def _http_routes(out: GatewayOutput) -> list[tuple[str, ir.Route, ir.RouteAction]]:
+def _listener_hostnames(objects: list[dict[str, Any]], gateway: ObjectKey) -> dict[str, str | None]:
+    """The hostnames of the Gateway's listeners and of its ListenerSets' (by the names the
+    IR's infrastructure gives them: "<namespace>/<listenerset>/<name>" for the latter)."""
+    out: dict[str, str | None] = {}
+    for o in objects:
+        if o.get("kind") not in ("Gateway", "ListenerSet") or _ns(o) != gateway.namespace:
+            continue
+        own = o["kind"] == "Gateway" and o["metadata"]["name"] == gateway.name
+        prefix = "" if own else f"{_ns(o)}/{o['metadata']['name']}/"
+        if own or o["kind"] == "ListenerSet":
+            for ls in (o.get("spec") or {}).get("listeners") or []:
+                out[prefix + str(ls.get("name"))] = ls.get("hostname")
+    return out
+
+
+def _listener_of(domain: str, names: list[str], hostnames: dict[str, str | None]) -> str | None:
+    """The listener of an HTTP port whose virtual host `domain` is: the most specific one
+    whose hostname covers it (listener isolation, as the translator builds the hosts)."""
+    covering = [n for n in names if not hostnames.get(n) or (domain != "*" and matches(str(hostnames[n]), domain))]
+    return min(covering, key=lambda n: specificity(hostnames.get(n)), default=None)
+
+
+def _http_routes(out: GatewayOutput, hostnames: dict[str, str | None]) -> list[tuple[str, ir.Route, ir.RouteAction]]:
     """Every HTTP route of the Gateway's IR with where it is served, the listener's own
     client-certificate requirement counted as the route's (`_authenticates`)."""
     prefix = f"{out.infra.namespace}/{out.infra.name}/"
@@ -127,14 +150,13 @@ def _http_routes(out: GatewayOutput) -> list[tuple[str, ir.Route, ir.RouteAction
         for chain in listener.filter_chains:
             if chain.http is None:
                 continue
-            if chain.tls is not None:  # one HTTPS listener per chain: "<ns>/<gateway>/<listener>"
-                where = f"listener {chain.name.removeprefix(prefix)}"
-            else:  # the HTTP listeners of a port share one chain
-                names = http_by_port.get(listener.port, [])
-                where = f"listener {names[0]}" if len(names) == 1 else f"port {listener.port}"
+            names = [chain.name.removeprefix(prefix)] if chain.tls is not None else \
+                http_by_port.get(listener.port, [])  # (the HTTP listeners of a port share one chain)
             mtls = chain.tls is not None and chain.tls.client_validation is not None \
                 and not chain.tls.client_validation.optional
             for vh in chain.http.virtual_hosts:
+                served_by = names[0] if len(names) == 1 else _listener_of(vh.domains[0], names, hostnames)
+                where = f"listener {served_by}" if served_by else f"port {listener.port}"
                 for route in vh.routes:
                     action = route.action
                     if mtls:  # the handshake already refused a client without a valid certificate
