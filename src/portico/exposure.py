@@ -120,11 +120,9 @@ def _listener_hostnames(objects: list[dict[str, Any]], gateway: ObjectKey) -> di
     IR's infrastructure gives them: "<namespace>/<listenerset>/<name>" for the latter)."""
     out: dict[str, str | None] = {}
     for o in objects:
-        if o.get("kind") not in ("Gateway", "ListenerSet") or _ns(o) != gateway.namespace:
-            continue
-        own = o["kind"] == "Gateway" and o["metadata"]["name"] == gateway.name
-        prefix = "" if own else f"{_ns(o)}/{o['metadata']['name']}/"
-        if own or o["kind"] == "ListenerSet":
+        own = o.get("kind") == "Gateway" and (_ns(o), o["metadata"]["name"]) == (gateway.namespace, gateway.name)
+        if own or o.get("kind") == "ListenerSet":  # (only the names of the Gateway's are looked up)
+            prefix = "" if own else f"{_ns(o)}/{o['metadata']['name']}/"
             for ls in (o.get("spec") or {}).get("listeners") or []:
                 out[prefix + str(ls.get("name"))] = ls.get("hostname")
     return out
