@@ -70,7 +70,8 @@ def manifests(echo_port: int) -> list[dict[str, Any]]:
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "portico"},
          "spec": {"controllerName": "portico.dev/gateway-controller"}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": NS},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {
+            "name": "gw", "namespace": NS, "annotations": {"gateway.portico.dev/public": "true"}},  # (/api/exposure)
          "spec": {"gatewayClassName": "portico", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS},
          "spec": {"ports": [{"name": "http", "port": 80}]}},
@@ -143,7 +144,7 @@ def test_no_secret_in_logs_api_dumps_or_statuses(tmp_path: Path, caplog: pytest.
         seen = {
             "objects": objects, "errors": get("/api/errors"), "ir": get("/api/config_dump?format=ir"),
             "xds": get("/api/config_dump?format=xds"), "envoy": get("/api/config_dump?format=envoy"),
-            "topology": get("/api/topology"),
+            "topology": get("/api/topology"), "exposure": get("/api/exposure"),
             "describe": "".join(get("/api/describe?" + urllib.parse.urlencode(
                 {"kind": kind, "namespace": NS, "name": name})) for kind, name in (
                 ("SecurityPolicy", "keys"), ("SecurityPolicy", "basic"), ("SecurityPolicy", "jwt"),
