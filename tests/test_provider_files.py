@@ -8,12 +8,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from portico.objects import ObjectKey
-from portico.provider import ProviderEvent
+from portico.provider import ProviderEvent, files
 from portico.provider.apiserver import APIServerEmulation
 from portico.provider.files import FileProvider
 from portico.provider.manifests import parse_json, parse_yaml, split_yaml
@@ -390,3 +392,76 @@ def test_plain_manifests_are_built_without_the_composer(monkeypatch: pytest.Monk
     text = "kind: List\napiVersion: v1\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
     result = parse_yaml(text, "f.yaml")
     assert [(d.key.name, d.source.line) for d in result.documents] == [("a", 4)]
+
+
+# ---------------------------------------------------------------- the watcher (inotify)
+
+
+def _watching(root: Path, scenario: Callable[[AsyncIterator[ProviderEvent]], Awaitable[None]],
+              **options: Any) -> None:
+    async def run() -> None:
+        stop = asyncio.Event()
+        events = FileProvider([root], **options).events(stop)
+        await anext(events)  # the initial load
+        try:
+            await scenario(events)
+        finally:
+            stop.set()
+            await events.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_file_written_in_place_is_read_once_closed_not_half_written(tmp_path: Path) -> None:
+    """Issue 30: the watcher reports a file when its writer closes it (or renames it into
+    place), not after a quiet period (`quiet_ms` is 60 s here: only a file left open waits
+    for it). So a file being written is not read half-way (no passing parse error)."""
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+
+    async def scenario(events: AsyncIterator[ProviderEvent]) -> None:
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.3)  # the watcher is watching
+        with (tmp_path / "a.yaml").open("w") as f:
+            f.write("apiVersion: v1\nkind: Service\nmetadata: {name: a")  # a YAML error so far
+            f.flush()
+            await asyncio.sleep(0.3)
+            assert not pending.done(), f"read before it was closed: {pending.result()}"
+            f.write("}\n")
+        event = await asyncio.wait_for(pending, 5)
+        assert ([d.key.name for d in event.upserts], event.errors) == (["a"], ())
+        (tmp_path / "sub").mkdir()  # a directory created later is watched too
+        write(tmp_path / "sub" / "b.yaml", svc % "b")
+        event = await asyncio.wait_for(anext(events), 5)
+        assert [d.key.name for d in event.upserts] == ["b"]
+
+    _watching(tmp_path, scenario, quiet_ms=60_000)
+
+
+def test_a_file_left_open_is_read_once_its_writer_is_quiet(tmp_path: Path) -> None:
+    async def scenario(events: AsyncIterator[ProviderEvent]) -> None:
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.3)  # the watcher is watching
+        with (tmp_path / "a.yaml").open("w") as f:
+            f.write("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+            f.flush()
+            event = await asyncio.wait_for(pending, 5)  # still open
+            assert [d.key.name for d in event.upserts] == ["a"]
+
+    _watching(tmp_path, scenario, quiet_ms=50)
+
+
+def test_without_inotify_the_tree_is_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "inotify_add_watch: No space left on device")
+
+    monkeypatch.setattr(files, "Inotify", unavailable)
+
+    async def scenario(events: AsyncIterator[ProviderEvent]) -> None:
+        write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+        event = await asyncio.wait_for(anext(events), 10)
+        assert [d.key.name for d in event.upserts] == ["a"]
+
+    with caplog.at_level(logging.WARNING, logger="portico.provider.files"):
+        _watching(tmp_path, scenario)
+    assert any("polling instead" in r.getMessage() for r in caplog.records)

@@ -19,6 +19,7 @@ import watchfiles
 from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent, Source
 from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, load_files
+from portico.provider.inotify import Inotify
 from portico.provider.manifests import FileResult, hidden, load_file, manifest_files
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,16 @@ class FileProvider:
     """Loads manifests from `paths` and reports changes as ProviderEvents."""
 
     def __init__(self, paths: Sequence[str | Path], debounce_ms: int = 200, step_ms: int = 2,
-                 pool: BulkPool | None = None, settle_ms: int = SETTLE_MS) -> None:
+                 pool: BulkPool | None = None, settle_ms: int = SETTLE_MS, quiet_ms: int = 20) -> None:
         # absolute, so that paths reported by the watcher match the scanned ones
         self.paths = [os.path.abspath(p) for p in paths]
         self.debounce_ms = debounce_ms
-        # The quiet time that ends a burst of file events, and the watcher's poll period:
-        # a change waits for it (measured watcher phase: 9 ms at 5, 3 ms at 1), and the
-        # idle process pays for it (0.6 %, 2.4 % of a core at 5 and 1 ms): 2 ms, 1.3 %.
+        # When polling (no inotify): the quiet time that ends a burst of file events, and
+        # the poll period (a change waits for it, the idle process pays for it).
         self.step_ms = step_ms
+        # With inotify a file is reported when its writer closes it (or renames it into
+        # place); one written and left open, after this long without an event.
+        self.quiet_ms = quiet_ms
         self.settle_ms = settle_ms
         # the stat signature of each file as last loaded (its results are kept for one scan)
         self._cache: dict[str, tuple[int, int, int] | None] = {}
@@ -265,8 +268,8 @@ class FileProvider:
         return sorted(r for r in roots if os.path.isdir(r))
 
     async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProviderEvent]:
-        """The initial load, then one event per burst of file changes that
-        changed an object or the list of load errors."""
+        """The initial load, then one event per batch of file changes that changed an
+        object or the list of load errors."""
         event = await asyncio.to_thread(self.scan)
         yield event
         last_errors = event.errors
@@ -274,21 +277,10 @@ class FileProvider:
         while stop is None or not stop.is_set():
             roots = self._watch_roots()
             try:
-                if not roots:  # every watched path is gone: look again each rescan period
-                    await asyncio.sleep(RESCAN_MS / 1000)
-                    batches: AsyncGenerator[Changes, None] = _once(set())
-                else:
-                    # The periodic empty batches (yield_on_timeout) rescan by stat: they
-                    # catch changes made before the watcher started or missed by it.
-                    batches = watchfiles.awatch(
-                        *roots, watch_filter=_not_hidden, debounce=self.debounce_ms,
-                        step=self.step_ms, stop_event=stop, force_polling=force_polling,
-                        ignore_permission_denied=True, rust_timeout=RESCAN_MS, yield_on_timeout=True,
-                    )
-                async with contextlib.aclosing(batches):
+                async with contextlib.aclosing(self._batches(roots, stop, force_polling)) as batches:
                     async for changes in batches:
                         observed = time.monotonic()
-                        event = await asyncio.to_thread(self.scan, {path for _, path in changes})
+                        event = await asyncio.to_thread(self.scan, changes)
                         if event.upserts or event.deletes or event.errors != last_errors:
                             last_errors = event.errors
                             yield dataclasses.replace(event, observed=observed)
@@ -300,12 +292,31 @@ class FileProvider:
                 force_polling = True
                 await asyncio.sleep(0.5)
 
-
-Changes = set[tuple[watchfiles.Change, str]]
-
-
-async def _once(changes: Changes) -> AsyncGenerator[Changes, None]:
-    yield changes
+    async def _batches(self, roots: list[str], stop: asyncio.Event | None,
+                       force_polling: bool | None) -> AsyncGenerator[set[str], None]:
+        """The paths changed, a batch at a time, and an empty batch every RESCAN_MS: the
+        periodic rescan by stat catches changes made before the watcher started or missed
+        by it. Linux's inotify read on the event loop (`portico.provider.inotify`: a file
+        is reported once written, with no polling), else watchfiles polling the tree."""
+        if not roots:  # every watched path is gone: look again each rescan period
+            await asyncio.sleep(RESCAN_MS / 1000)
+            yield set()
+            return
+        if not force_polling:
+            watcher = Inotify(roots, quiet_ms=self.quiet_ms)
+            try:
+                async with contextlib.aclosing(watcher.batches(RESCAN_MS / 1000, stop)) as batches:
+                    async for batch in batches:
+                        yield batch
+            finally:
+                watcher.close()
+            return
+        async with contextlib.aclosing(watchfiles.awatch(
+                *roots, watch_filter=_not_hidden, debounce=self.debounce_ms, step=self.step_ms, stop_event=stop,
+                force_polling=True, ignore_permission_denied=True, rust_timeout=RESCAN_MS,
+                yield_on_timeout=True)) as polled:
+            async for changes in polled:
+                yield {path for _, path in changes}
 
 
 def _not_hidden(change: watchfiles.Change, path: str) -> bool:

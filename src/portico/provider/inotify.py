@@ -1,0 +1,181 @@
+"""Linux inotify on the event loop: a directory tree's changes as soon as a file is
+complete, with no polling and no thread.
+
+watchfiles (the file provider's watcher before, and still its polling fallback) takes
+inotify's events in a Rust thread, but hands them over by polling: every `step` ms the
+watch call takes the GIL to look, returns only after a step without new events (two
+steps at least: 2-4 ms at step 2 ms, plus the GIL and a thread hop back to the event
+loop; 4-5 ms of every change in bench/propagation.py's timeline). Here the inotify
+descriptor is read by the event loop itself (`add_reader`) when the kernel has events.
+
+When a batch is complete is told by the events themselves, not by a quiet period: a
+file written in place (create or truncate, write, close) is reported at its close
+(IN_CLOSE_WRITE); a rename into place, a deletion or a move away at once. A file
+modified and left open (no close yet) is reported after `quiet_ms` without an event,
+as a quiet period did before. Hidden names (`manifests.hidden`: editors' and atomic
+writers' temporary files) are not reported, as before. The caller re-reads what
+changed by comparing every file's stat (`FileProvider.scan`), so the names reported
+only say which files to read again even if their stat looks the same.
+
+ctypes calls the three libc functions (`inotify_init1`, `inotify_add_watch`,
+`inotify_rm_watch`); the events are the kernel's fixed `struct inotify_event` records
+(inotify(7)). Anything failing (no inotify, watch limits) raises OSError: the file
+provider then polls with watchfiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from portico.provider.manifests import hidden
+
+# inotify(7) event bits
+IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = 0x4000, 0x8000, 0x40000000
+WATCHED = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+           | IN_DELETE_SELF | IN_MOVE_SELF)
+# a file's content is complete (or gone): reported at once
+DONE = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB
+# a file being written: reported at its close, or after a quiet period
+WRITING = IN_CREATE | IN_MODIFY
+_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (of the NUL-padded name that follows)
+
+
+def _libc() -> Any:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    if not hasattr(libc, "inotify_init1"):
+        raise OSError(errno.ENOSYS, "inotify is not available")
+    return libc
+
+
+class Inotify:
+    """One inotify instance watching directory trees (their non-hidden subdirectories,
+    including those created later)."""
+
+    def __init__(self, roots: list[str], quiet_ms: float = 20) -> None:
+        self._libc = _libc()
+        self.quiet = quiet_ms / 1000
+        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise _error("inotify_init1")
+        self.fd: int = fd
+        self._dirs: dict[int, str] = {}  # watch descriptor -> directory
+        self._done: set[str] = set()  # paths complete (or gone) since the last batch
+        self._writing: set[str] = set()  # paths written, not yet closed
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed: OSError | None = None  # (raised in `batches`: a reader callback cannot)
+        try:
+            for root in roots:
+                self._add_tree(root)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _add_tree(self, root: str) -> None:
+        for directory, dirnames, _ in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not hidden(d)]
+            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), WATCHED)
+            if wd < 0:
+                error = _error("inotify_add_watch")
+                if error.errno in (errno.ENOENT, errno.ENOTDIR):  # gone meanwhile: its parent reports it
+                    continue
+                raise error
+            self._dirs[wd] = directory
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.fd)
+            self._loop = None
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    async def batches(self, timeout: float, stop: asyncio.Event | None = None) -> AsyncGenerator[set[str], None]:
+        """Each batch of changed paths as soon as it is complete; an empty set after
+        `timeout` seconds without one (the caller's periodic rescan). Ends when `stop` is set."""
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_reader(self.fd, self._read)
+        stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        if stopping is not None:
+            stopping.add_done_callback(lambda _: self._wake.set())
+        try:
+            while stop is None or not stop.is_set():
+                deadline = loop.time() + timeout
+                while not self._done:
+                    # a file written but not closed yet is reported once its writer is quiet
+                    # (or at the periodic rescan, should it never be)
+                    remaining = deadline - loop.time()
+                    wait = min(self.quiet, remaining) if self._writing else remaining
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), max(wait, 0))
+                    except TimeoutError:
+                        if not self._writing:
+                            break  # the periodic rescan
+                        self._done |= self._writing
+                        self._writing.clear()
+                    if self._failed is not None:
+                        raise self._failed
+                    if stop is not None and stop.is_set():
+                        return
+                batch, self._done = self._done, set()
+                yield batch
+        finally:
+            if stopping is not None:
+                stopping.cancel()
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            wd, mask, _, length = _HEADER.unpack_from(data, offset)
+            name = data[offset + _HEADER.size:offset + _HEADER.size + length].rstrip(b"\0")
+            offset += _HEADER.size + length
+            self._event(wd, mask, os.fsdecode(name))
+        self._wake.set()
+
+    def _event(self, wd: int, mask: int, name: str) -> None:
+        directory = self._dirs.get(wd)
+        if mask & IN_Q_OVERFLOW or directory is None:
+            if mask & IN_Q_OVERFLOW:  # events were lost: the caller's scan compares every file
+                self._done.add("")
+            return
+        if mask & IN_IGNORED:  # the directory is gone (its parent reported it)
+            del self._dirs[wd]
+            return
+        if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+            self._done.add(directory)
+            return
+        if not name or hidden(name):
+            return
+        path = os.path.join(directory, name)
+        if mask & IN_ISDIR:
+            if mask & (IN_CREATE | IN_MOVED_TO):
+                try:
+                    self._add_tree(path)  # (the files already in it: the caller's scan finds them)
+                except OSError as e:
+                    self._failed = e
+            self._done.add(path)
+        elif mask & DONE:
+            self._writing.discard(path)
+            self._done.add(path)
+        elif mask & WRITING:
+            self._writing.add(path)
+
+
+def _error(call: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{call}: {os.strerror(code)}")
