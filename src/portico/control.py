@@ -35,7 +35,7 @@ from portico.status.quarantine import Quarantine
 from portico.status.store import StoreStatusWriter
 from portico.store import Store
 from portico.timeline import Timeline
-from portico.translator import Snapshot, Translation, translate
+from portico.translator import Snapshot, Translation, patch, translate
 from portico.translator.incremental import Incremental
 from portico.translator.ingress import INPUT_KINDS, IngressStage, ingress_statuses, synthesize
 
@@ -61,6 +61,8 @@ class ControlLoop:
         self.notices = Notices(events)
         self.controller_name = controller_name
         self.translator = translator
+        # the incremental path alone, where the translator is the pipeline (`_patched`)
+        self._patch = patch if translator is translate else None
         self.last_irs: dict[str, IR] = {}  # group -> the IR its Envoys were last sent
         self.last_translation: Translation | None = None
         self.syncs = 0  # translations attempted (for tests and logs)
@@ -155,15 +157,32 @@ class ControlLoop:
             log.exception("infrastructure reconciliation failed; retrying on the next change")
 
     async def sync_async(self) -> bool:
-        """Translate off the event loop (large configurations take a while); push and
-        write statuses on it. False when the translation failed."""
+        """Translate off the event loop (large configurations take a while), unless the
+        change is a few routes the kept translation can be patched for (`_patched`); push
+        and write statuses on it. False when the translation failed."""
         try:
             with gc_paused():
                 snapshot, started = self.snapshot(), time.monotonic()
-                self._publish(started, await asyncio.to_thread(self.translator, snapshot))
+                translation = self._patched(snapshot)
+                if translation is None:
+                    translation = await asyncio.to_thread(self.translator, snapshot)
+                self._publish(started, translation)
         except Exception:
             return self._counted(ok=False)
         return self._counted(ok=True)
+
+    # Changed objects up to which a patch is made on the event loop: about 0.1-1 ms each
+    # (a patch's cost follows what changed, not what exists).
+    PATCH_ON_LOOP = 16
+
+    def _patched(self, snapshot: Snapshot) -> Translation | None:
+        """A change of a few routes, patched here on the event loop (`translator.patch`).
+        Handing a 1 ms patch to a thread cost more than the patch: the thread waits for
+        the GIL while the event loop runs what is ready (watch events, status writes and
+        their answers, xDS), 1-7 ms at 3000 routes in Kubernetes mode (issue 30)."""
+        if self._patch is None or snapshot.changes is None or len(snapshot.changes[1]) > self.PATCH_ON_LOOP:
+            return None
+        return self._patch(snapshot)
 
     def sync(self) -> bool:
         """`sync_async` without a thread (tests, tools)."""

@@ -5,7 +5,7 @@ Pure: no I/O, no clock, no globals. See `translate`; the types are in `snapshot`
 
 from __future__ import annotations
 
-from portico.translator.pipeline import translate
+from portico.translator.pipeline import patch, translate
 from portico.translator.snapshot import GatewayOutput, Placement, Snapshot, Translation
 
-__all__ = ["GatewayOutput", "Placement", "Snapshot", "Translation", "translate"]
+__all__ = ["GatewayOutput", "Placement", "Snapshot", "Translation", "patch", "translate"]

@@ -237,7 +237,9 @@ class Incremental:
         if changed is None:
             return None
         out = Patch(state, snapshot, sorted(changed)).apply()
-        if out is not None:
+        if out is None:
+            self.state = None  # a patch given up half-way may have changed the state
+        else:
             self.patches += 1
         return out
 
