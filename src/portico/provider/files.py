@@ -11,16 +11,17 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import watchfiles
 
 from portico.objects import ObjectKey
 from portico.provider import Document, DocumentError, ProviderEvent, Source
 from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, load_files
-from portico.provider.inotify import Inotify
-from portico.provider.manifests import FileResult, hidden, load_file, manifest_files
+from portico.provider.inotify import Batch, Inotify
+from portico.provider.manifests import EXTENSIONS, FileResult, hidden, load_file, manifest_files
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,30 @@ class FileProvider:
         self._conflicts: dict[ObjectKey, DocumentError] = {}
         self._errors: tuple[DocumentError, ...] = ()
         self._loaded_once = False
+        self._full_at = 0.0  # time.monotonic() of the last full scan (`scan`)
         self._missing: set[str] = set()  # watched paths that do not exist (their objects are kept)
         self.pool = pool or BulkPool(workers=1)  # (one: in-process)
 
-    def scan(self, changed: set[str] | None = None) -> ProviderEvent:
+    def scan(self, changed: Iterable[str] | None = None, exact: bool = False) -> ProviderEvent:
         """Reload (files in `changed`, and any whose stat changed) and diff with the last
         scan: only the objects of the files reloaded, added or gone are compared, so one
-        new file costs the same beside 10 objects or 10,000."""
-        for path in changed or ():
+        new file costs the same beside 10 objects or 10,000. `exact`: `changed` names every
+        file changed since the last scan (inotify's files written, renamed or removed; no
+        directory changed): only those are looked at, without listing the tree (a scan that
+        stats every file made a burst of 1000 files quadratic); a full scan still comes at
+        least every RESCAN_MS."""
+        changed = set(changed or ())
+        for path in changed:
             self._cache.pop(path, None)
         self._note_missing()
+        files = self._exact_files(changed) if exact else None
+        if files is not None:
+            try:
+                return self._scan_files(files)
+            finally:
+                self._loaded.clear()
+                self._fresh.clear()
+        self._full_at = time.monotonic()
         paths = manifest_files(self.paths)
         kept = {p for p in self._by_file if self._under_missing(p)}
         if self._loaded_once and set(paths) | kept == set(self._by_file) and all(map(self._cached, paths)):
@@ -107,9 +122,58 @@ class FileProvider:
             self._loaded.clear()
             self._fresh.clear()
 
+    def _exact_files(self, changed: set[str]) -> list[str] | None:
+        """The manifest files among `changed` (present or gone), or None when a full scan
+        is due: a watched path missing or named itself, a path under two watched paths, or
+        the last full scan RESCAN_MS ago (files emptied mid-write are read again by it)."""
+        if not self._loaded_once or self._missing or time.monotonic() - self._full_at > RESCAN_MS / 1000:
+            return None
+        files = []
+        for path in changed:
+            places = [place for place in (self._place_under(i, root, path) for i, root in enumerate(self.paths))
+                      if place is not None]
+            if len(places) > 1 or path in self.paths:
+                return None
+            if places and not any(hidden(part[1]) for part in places[0][1]) and path.endswith(EXTENSIONS):
+                files.append(path)
+        return sorted(files, key=self._place)
+
+    @staticmethod
+    def _place_under(index: int, root: str, path: str) -> tuple[int, tuple[tuple[int, str], ...]] | None:
+        """Where `manifest_files` lists `path` under the watched `root`: a sort key (a
+        directory's files before its subdirectories', each in name order)."""
+        if path == root:
+            return index, ()
+        prefix = root.rstrip(os.sep) + os.sep
+        if not path.startswith(prefix):
+            return None
+        *directories, name = path[len(prefix):].split(os.sep)
+        return index, (*((1, d) for d in directories), (0, name))
+
+    def _place(self, path: str) -> tuple[int, tuple[tuple[int, str], ...]]:
+        return next(p for p in (self._place_under(i, r, path) for i, r in enumerate(self.paths)) if p is not None)
+
     def _scan(self, paths: list[str]) -> ProviderEvent:
-        touched: set[ObjectKey] = set()
+        """A full scan: `paths` every manifest file (`manifest_files`)."""
         stale = [p for p in paths if not (p in self._by_file and self._cached(p))]
+        listed = set(paths)
+        gone = [p for p in self._by_file if p not in listed and not self._under_missing(p)]
+        order = {p: i for i, p in enumerate(paths)}
+        return self._reload(stale, gone, order.__getitem__, paths)
+
+    def _scan_files(self, files: list[str]) -> ProviderEvent:
+        """An exact scan (`scan`): `files` the manifest files changed, present or gone."""
+        present = {p for p in files if os.path.lexists(p) and not os.path.isdir(p)}  # (as os.walk lists files)
+        stale = [p for p in files if p in present and not (p in self._by_file and self._cached(p))]
+        gone = [p for p in files if p in self._by_file and p not in present]
+        return self._reload(stale, gone, self._place, None)
+
+    def _reload(self, stale: list[str], gone: list[str], order: Callable[[str], Any],
+                listed: list[str] | None) -> ProviderEvent:
+        """Load the `stale` files, forget the `gone` ones, diff the objects they define.
+        `order`: a file's place in the listing; `listed`: every file in that order, when
+        known (a full scan)."""
+        touched: set[ObjectKey] = set()
         self._load_all(stale)
         for path in stale:
             result = self._load_cached(path).with_digests()
@@ -123,15 +187,16 @@ class FileProvider:
             touched.update(self._by_file.get(path, {}), held)
             self._define(path, held)
             self._file_errors[path] = tuple(result.errors)
-        listed = set(paths)
-        for gone in [p for p in self._by_file if p not in listed and not self._under_missing(p)]:
-            touched.update(self._by_file[gone])
-            self._define(gone, {})
-            del self._by_file[gone]
-            self._file_errors.pop(gone, None)
-            self._cache.pop(gone, None)
-        file_errors = tuple(e for p in paths for e in self._file_errors.get(p, ()))
-        event = self._diff(touched, {p: i for i, p in enumerate(paths)})
+        for path in gone:
+            touched.update(self._by_file[path])
+            self._define(path, {})
+            del self._by_file[path]
+            self._file_errors.pop(path, None)
+            self._cache.pop(path, None)
+        if listed is None:
+            listed = sorted((p for p, errors in self._file_errors.items() if errors), key=order)
+        file_errors = tuple(e for p in listed for e in self._file_errors.get(p, ()))
+        event = self._diff(touched, order)
         self._errors = file_errors + tuple(self._conflicts[k] for k in sorted(self._conflicts))
         return dataclasses.replace(event, errors=self._errors)
 
@@ -209,7 +274,7 @@ class FileProvider:
             log.warning("skipped document: %s", error)
         return result
 
-    def _diff(self, touched: set[ObjectKey], order: dict[str, int]) -> ProviderEvent:
+    def _diff(self, touched: set[ObjectKey], order: Callable[[str], Any]) -> ProviderEvent:
         """The touched objects as they are now. An object defined in two files is a
         conflict, reported with both: neither definition is applied (one file must not
         silently replace what another defines, say a tenant's file the platform's
@@ -217,7 +282,7 @@ class FileProvider:
         one of them is removed."""
         upserts, deletes = [], []
         for key in sorted(touched):
-            files = sorted(self._defined.get(key, ()), key=order.__getitem__)
+            files = sorted(self._defined.get(key, ()), key=order)
             if not files:
                 self._conflicts.pop(key, None)
                 if self._current.pop(key, None) is not None:
@@ -283,8 +348,8 @@ class FileProvider:
                 async with contextlib.aclosing(self._batches(roots, stop, force_polling)) as batches:
                     async for changes in batches:
                         observed = time.monotonic()
-                        event = self.scan(changes) if self._small(changes) else \
-                            await asyncio.to_thread(self.scan, changes)
+                        event = self.scan(*changes) if self._small(changes) else \
+                            await asyncio.to_thread(self.scan, *changes)
                         if event.upserts or event.deletes or event.errors != last_errors:
                             last_errors = event.errors
                             yield dataclasses.replace(event, observed=observed)
@@ -296,29 +361,31 @@ class FileProvider:
                 force_polling = True
                 await asyncio.sleep(0.5)
 
-    def _small(self, changes: set[str]) -> bool:
-        """A scan small enough to make on the event loop: a few small files changed among
-        few (a scan stats every file it knows). Handing a scan of well under a millisecond
-        to a thread and back cost about half as much again; a bigger one goes to a thread,
-        so the event loop (the xDS streams) never waits for a burst or a big file."""
-        if not changes or len(changes) > SMALL_SCAN[0] or len(self._by_file) > SMALL_SCAN[1]:
+    def _small(self, changes: Batch) -> bool:
+        """A scan small enough to make on the event loop: a few small files changed, an
+        exact scan or among few files (a full scan stats every file). Handing a scan of
+        well under a millisecond to a thread and back cost about half as much again; a
+        bigger one goes to a thread, so the event loop (the xDS streams) never waits for a
+        burst or a big file."""
+        paths, exact = changes
+        if not paths or len(paths) > SMALL_SCAN[0] or (not exact and len(self._by_file) > SMALL_SCAN[1]):
             return False
         size = 0
-        for path in changes:
+        for path in paths:
             if not os.path.isfile(path):  # gone, or a directory (its files are read too)
                 return False
             size += os.path.getsize(path)
         return size <= SMALL_SCAN[2]
 
     async def _batches(self, roots: list[str], stop: asyncio.Event | None,
-                       force_polling: bool | None) -> AsyncGenerator[set[str], None]:
+                       force_polling: bool | None) -> AsyncGenerator[Batch, None]:
         """The paths changed, a batch at a time, and an empty batch every RESCAN_MS: the
         periodic rescan by stat catches changes made before the watcher started or missed
         by it. Linux's inotify read on the event loop (`portico.provider.inotify`: a file
         is reported once written, with no polling), else watchfiles polling the tree."""
         if not roots:  # every watched path is gone: look again each rescan period
             await asyncio.sleep(RESCAN_MS / 1000)
-            yield set()
+            yield Batch(set(), exact=False)
             return
         if not force_polling:
             watcher = Inotify(roots, quiet_ms=self.quiet_ms)
@@ -334,7 +401,7 @@ class FileProvider:
                 force_polling=True, ignore_permission_denied=True, rust_timeout=RESCAN_MS,
                 yield_on_timeout=True)) as polled:
             async for changes in polled:
-                yield {path for _, path in changes}
+                yield Batch({path for _, path in changes}, exact=False)
 
 
 def _not_hidden(change: watchfiles.Change, path: str) -> bool:

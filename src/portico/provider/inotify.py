@@ -12,10 +12,12 @@ When a batch is complete is told by the events themselves, not by a quiet period
 file written in place (create or truncate, write, close) is reported at its close
 (IN_CLOSE_WRITE); a rename into place, a deletion or a move away at once. A file
 modified and left open (no close yet) is reported after `quiet_ms` without an event,
-as a quiet period did before. Hidden names (`manifests.hidden`: editors' and atomic
-writers' temporary files) are not reported, as before. The caller re-reads what
-changed by comparing every file's stat (`FileProvider.scan`), so the names reported
-only say which files to read again even if their stat looks the same.
+as a quiet period did before. Only a burst (more than one file changed since the last
+batch) is taken whole after a quiet period, as watchfiles took every change (`_burst`).
+Hidden names (`manifests.hidden`: editors' and atomic writers' temporary files) are not
+reported, as before. Every file changed is named unless a directory changed or events
+were lost (`Batch.exact`): the caller then reads only those (`FileProvider.scan`), else
+it compares every file's stat.
 
 ctypes calls the three libc functions (`inotify_init1`, `inotify_add_watch`,
 `inotify_rm_watch`); the events are the kernel's fixed `struct inotify_event` records
@@ -33,7 +35,7 @@ import errno
 import os
 import struct
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, NamedTuple
 
 from portico.provider.manifests import hidden
 
@@ -58,13 +60,22 @@ def _libc() -> Any:
     return libc
 
 
+class Batch(NamedTuple):
+    paths: set[str]
+    # every file changed since the last batch is in `paths` (no directory changed, no
+    # event lost): the caller may look at those alone
+    exact: bool
+
+
 class Inotify:
     """One inotify instance watching directory trees (their non-hidden subdirectories,
     including those created later)."""
 
-    def __init__(self, roots: list[str], quiet_ms: float = 20) -> None:
+    def __init__(self, roots: list[str], quiet_ms: float = 20, burst_quiet_ms: float = 2,
+                 burst_max_ms: float = 200) -> None:
         self._libc = _libc()
         self.quiet = quiet_ms / 1000
+        self.burst_quiet, self.burst_max = burst_quiet_ms / 1000, burst_max_ms / 1000
         fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             raise _error("inotify_init1")
@@ -72,6 +83,7 @@ class Inotify:
         self._dirs: dict[int, str] = {}  # watch descriptor -> directory
         self._done: set[str] = set()  # paths complete (or gone) since the last batch
         self._writing: set[str] = set()  # paths written, not yet closed
+        self._exact = True  # no directory changed and no event lost since the last batch
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failed: OSError | None = None  # (raised in `batches`: a reader callback cannot)
@@ -100,9 +112,10 @@ class Inotify:
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
-    async def batches(self, timeout: float, stop: asyncio.Event | None = None) -> AsyncGenerator[set[str], None]:
-        """Each batch of changed paths as soon as it is complete; an empty set after
-        `timeout` seconds without one (the caller's periodic rescan). Ends when `stop` is set."""
+    async def batches(self, timeout: float, stop: asyncio.Event | None = None) -> AsyncGenerator[Batch, None]:
+        """Each batch of changed paths as soon as it is complete; an empty one (not exact)
+        after `timeout` seconds without one (the caller's periodic rescan). Ends when `stop`
+        is set."""
         loop = self._loop = asyncio.get_running_loop()
         loop.add_reader(self.fd, self._read)
         stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
@@ -128,11 +141,28 @@ class Inotify:
                         raise self._failed
                     if stop is not None and stop.is_set():
                         return
-                batch, self._done = self._done, set()
+                if len(self._done) > 1:
+                    await self._burst(loop)
+                batch = Batch(self._done, self._exact and bool(self._done))
+                self._done, self._exact = set(), True
                 yield batch
         finally:
             if stopping is not None:
                 stopping.cancel()
+
+    async def _burst(self, loop: asyncio.AbstractEventLoop) -> None:
+        """More than one file changed since the last batch: a burst may be under way (a
+        `kubectl apply -f dir/`, a checkout, a copy of a directory). It is taken whole
+        once a `burst_quiet_ms` passes without an event (or `burst_max_ms` after it was
+        noticed): one scan of its files, parsed in bulk, instead of many. A single file
+        written (one edit, the next of back-to-back changes) is reported at once."""
+        end = loop.time() + self.burst_max
+        while loop.time() < end:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(self.burst_quiet, end - loop.time()))
+            except TimeoutError:
+                return
 
     def _read(self) -> None:
         try:
@@ -152,12 +182,14 @@ class Inotify:
         if mask & IN_Q_OVERFLOW or directory is None:
             if mask & IN_Q_OVERFLOW:  # events were lost: the caller's scan compares every file
                 self._done.add("")
+                self._exact = False
             return
         if mask & IN_IGNORED:  # the directory is gone (its parent reported it)
             del self._dirs[wd]
             return
         if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
             self._done.add(directory)
+            self._exact = False
             return
         if not name or hidden(name):
             return
@@ -169,6 +201,7 @@ class Inotify:
                 except OSError as e:
                     self._failed = e
             self._done.add(path)
+            self._exact = False
         elif mask & DONE:
             self._writing.discard(path)
             self._done.add(path)
