@@ -154,21 +154,25 @@ class Inotify:
         """More than one file changed since the last batch: a burst may be under way (a
         `kubectl apply -f dir/`, a checkout, a copy of a directory). It is taken whole
         once a `burst_quiet_ms` passes without an event (or `burst_max_ms` after it was
-        noticed): one scan of its files, parsed in bulk, instead of many. A single file
+        noticed): one scan of its files, parsed in bulk, instead of many. Meanwhile the
+        descriptor is read once a `burst_quiet_ms`, not at every event. A single file
         written (one edit, the next of back-to-back changes) is reported at once."""
         end = loop.time() + self.burst_max
-        while loop.time() < end:
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), min(self.burst_quiet, end - loop.time()))
-            except TimeoutError:
-                return
+        loop.remove_reader(self.fd)
+        try:
+            while loop.time() < end:
+                await asyncio.sleep(min(self.burst_quiet, end - loop.time()))
+                if not self._read():
+                    return
+        finally:
+            loop.add_reader(self.fd, self._read)
 
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Take in the events the kernel has; whether there were any."""
         try:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
-            return
+            return False
         offset = 0
         while offset + _HEADER.size <= len(data):
             wd, mask, _, length = _HEADER.unpack_from(data, offset)
@@ -176,6 +180,7 @@ class Inotify:
             offset += _HEADER.size + length
             self._event(wd, mask, os.fsdecode(name))
         self._wake.set()
+        return True
 
     def _event(self, wd: int, mask: int, name: str) -> None:
         directory = self._dirs.get(wd)
