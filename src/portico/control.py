@@ -171,8 +171,8 @@ class ControlLoop:
             return self._counted(ok=False)
         return self._counted(ok=True)
 
-    # Changed objects up to which a patch is made on the event loop: about 0.1-1 ms each
-    # (a patch's cost follows what changed, not what exists).
+    # Changed objects up to which a patch is made on the event loop (a patch costs what
+    # changed, not what exists: one route's 0.7-1.0 ms at 3000 routes).
     PATCH_ON_LOOP = 16
 
     def _patched(self, snapshot: Snapshot) -> Translation | None:
