@@ -19,45 +19,32 @@ reported, as before. Every file changed is named unless a directory changed or e
 were lost (`Batch.exact`): the caller then reads only those (`FileProvider.scan`), else
 it compares every file's stat.
 
-ctypes calls the three libc functions (`inotify_init1`, `inotify_add_watch`,
-`inotify_rm_watch`); the events are the kernel's fixed `struct inotify_event` records
-(inotify(7)). Anything failing (no inotify, watch limits) raises OSError: the file
-provider then polls with watchfiles.
+The system calls and the kernel's event records are inotify_simple's (a maintained
+wrapper of inotify(7), no dependencies); this module adds only when a batch is complete.
+Anything failing (no inotify, watch limits) raises OSError: the file provider then
+polls with watchfiles.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
-import struct
 from collections.abc import AsyncGenerator
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from inotify_simple import INotify
+from inotify_simple import flags as f
 
 from portico.provider.manifests import hidden
 
-# inotify(7) event bits
-IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
-IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
-IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
-IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = 0x4000, 0x8000, 0x40000000
-WATCHED = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
-           | IN_DELETE_SELF | IN_MOVE_SELF)
+WATCHED = (f.MODIFY | f.ATTRIB | f.CLOSE_WRITE | f.MOVED_FROM | f.MOVED_TO | f.CREATE | f.DELETE
+           | f.DELETE_SELF | f.MOVE_SELF)
 # a file's content is complete (or gone): reported at once
-DONE = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB
+DONE = f.CLOSE_WRITE | f.MOVED_TO | f.MOVED_FROM | f.DELETE | f.ATTRIB
 # a file being written: reported at its close, or after a quiet period
-WRITING = IN_CREATE | IN_MODIFY
-_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (of the NUL-padded name that follows)
-
-
-def _libc() -> Any:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    if not hasattr(libc, "inotify_init1"):
-        raise OSError(errno.ENOSYS, "inotify is not available")
-    return libc
+WRITING = f.CREATE | f.MODIFY
 
 
 class Batch(NamedTuple):
@@ -73,13 +60,10 @@ class Inotify:
 
     def __init__(self, roots: list[str], quiet_ms: float = 20, burst_quiet_ms: float = 2,
                  burst_max_ms: float = 200) -> None:
-        self._libc = _libc()
         self.quiet = quiet_ms / 1000
         self.burst_quiet, self.burst_max = burst_quiet_ms / 1000, burst_max_ms / 1000
-        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            raise _error("inotify_init1")
-        self.fd: int = fd
+        self._inotify = INotify(nonblocking=True)  # (close-on-exec: inotify_simple's default)
+        self.fd: int = self._inotify.fileno()
         self._dirs: dict[int, str] = {}  # watch descriptor -> directory
         self._done: set[str] = set()  # paths complete (or gone) since the last batch
         self._writing: set[str] = set()  # paths written, not yet closed
@@ -91,18 +75,18 @@ class Inotify:
             for root in roots:
                 self._add_tree(root)
         except BaseException:
-            os.close(self.fd)
+            self._inotify.close()
             raise
 
     def _add_tree(self, root: str) -> None:
         for directory, dirnames, _ in os.walk(root):
             dirnames[:] = [d for d in dirnames if not hidden(d)]
-            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), WATCHED)
-            if wd < 0:
-                error = _error("inotify_add_watch")
+            try:
+                wd = self._inotify.add_watch(directory, WATCHED)
+            except OSError as error:
                 if error.errno in (errno.ENOENT, errno.ENOTDIR):  # gone meanwhile: its parent reports it
                     continue
-                raise error
+                raise
             self._dirs[wd] = directory
 
     def close(self) -> None:
@@ -110,7 +94,7 @@ class Inotify:
             self._loop.remove_reader(self.fd)
             self._loop = None
         with contextlib.suppress(OSError):
-            os.close(self.fd)
+            self._inotify.close()
 
     async def batches(self, timeout: float, stop: asyncio.Event | None = None) -> AsyncGenerator[Batch, None]:
         """Each batch of changed paths as soon as it is complete; an empty one (not exact)
@@ -169,38 +153,32 @@ class Inotify:
 
     def _read(self) -> bool:
         """Take in the events the kernel has; whether there were any."""
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return False
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            wd, mask, _, length = _HEADER.unpack_from(data, offset)
-            name = data[offset + _HEADER.size:offset + _HEADER.size + length].rstrip(b"\0")
-            offset += _HEADER.size + length
-            self._event(wd, mask, os.fsdecode(name))
-        self._wake.set()
-        return True
+        events = self._inotify.read(timeout=0)
+        for event in events:
+            self._event(event.wd, event.mask, event.name)
+        if events:
+            self._wake.set()
+        return bool(events)
 
     def _event(self, wd: int, mask: int, name: str) -> None:
         directory = self._dirs.get(wd)
-        if mask & IN_Q_OVERFLOW or directory is None:
-            if mask & IN_Q_OVERFLOW:  # events were lost: the caller's scan compares every file
+        if mask & f.Q_OVERFLOW or directory is None:
+            if mask & f.Q_OVERFLOW:  # events were lost: the caller's scan compares every file
                 self._done.add("")
                 self._exact = False
             return
-        if mask & IN_IGNORED:  # the directory is gone (its parent reported it)
+        if mask & f.IGNORED:  # the directory is gone (its parent reported it)
             del self._dirs[wd]
             return
-        if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+        if mask & (f.DELETE_SELF | f.MOVE_SELF):
             self._done.add(directory)
             self._exact = False
             return
         if not name or hidden(name):
             return
         path = os.path.join(directory, name)
-        if mask & IN_ISDIR:
-            if mask & (IN_CREATE | IN_MOVED_TO):
+        if mask & f.ISDIR:
+            if mask & (f.CREATE | f.MOVED_TO):
                 try:
                     self._add_tree(path)  # (the files already in it: the caller's scan finds them)
                 except OSError as e:
@@ -213,7 +191,3 @@ class Inotify:
         elif mask & WRITING:
             self._writing.add(path)
 
-
-def _error(call: str) -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, f"{call}: {os.strerror(code)}")
