@@ -74,6 +74,12 @@ class ControlLoop:
         self._ingress = IngressStage()  # the translator's front stage, of the last snapshot
         self._timeline = Timeline()
         self._collector = Collector()
+        # group -> the version pushed that its data plane has not answered yet (ACK or NACK);
+        # `_answered` is set while there is none (the collector waits for it)
+        self._in_flight: dict[str, int] = {}
+        self._answered_version: dict[str, int] = {}  # group -> the newest version it answered
+        self._answered = asyncio.Event()
+        self._answered.set()
         self.quarantine = Quarantine(store)  # routes Envoy rejects, found and left out
 
     @property
@@ -93,6 +99,7 @@ class ControlLoop:
     def on_ack(self, group: str, version: int) -> None:
         """Envoy of `group` accepted xDS `version`: publish the Gateways it programs."""
         self.metrics.acks.labels(group).inc()
+        self._answer(group, version)
         self._timeline.applied(group, version)
         self.statuses.acked(group, version)
         if self.quarantine.acked(group, version):
@@ -101,11 +108,20 @@ class ControlLoop:
     def on_nack(self, group: str, version: int, message: str) -> None:
         log.error("Envoy of %s rejected configuration version %d: %s", group, version, message)
         self.metrics.nacks.labels(group).inc()
+        self._answer(group, version)
         self.statuses.nacked(group, version, message)
         if self.infra.rejected(group, message):
             self._dirty.set()  # e.g. listeners that cannot bind become PortUnavailable
         elif self.quarantine.nacked(group, version, message):
             self._dirty.set()  # a route's fault? a trial version without some changed routes
+
+    def _answer(self, group: str, version: int) -> None:
+        """The data plane of `group` answered `version` (ACK or NACK)."""
+        self._answered_version[group] = max(self._answered_version.get(group, 0), version)
+        if self._in_flight.get(group, version + 1) <= version:
+            del self._in_flight[group]
+        if not self._in_flight:
+            self._answered.set()
 
     # ------------------------------------------------------------ the loop
 
@@ -114,7 +130,9 @@ class ControlLoop:
         A provider that fails ends the loop with a RuntimeError at once: a control plane
         that no longer sees changes must not look healthy. One sync at a time, started as
         soon as there is a change (no timer): changes applied while one is under way all go
-        into the next (issue 30)."""
+        into the next (issue 30). No cyclic garbage collection from the start until the first
+        configuration was answered (`Collector.hold`)."""
+        self._collector.hold()
         consumer = asyncio.create_task(self._consume(events))
         consumer.add_done_callback(lambda _: self._dirty.set())
         try:
@@ -133,9 +151,11 @@ class ControlLoop:
                     # xDS streams send the new configuration, the consumer applies queued changes
                     await asyncio.sleep(0)
                 last = self.last_translation
-                await self._collector.after_sync(last is not None and last.status_changes is not None, self._dirty)
+                await self._collector.after_sync(last is not None and last.status_changes is not None, self._dirty,
+                                                 self._answered)
         finally:
             consumer.cancel()
+            self._collector.release()
 
     @staticmethod
     def _raise_if_failed(consumer: asyncio.Task[None]) -> None:
@@ -266,6 +286,10 @@ class ControlLoop:
             self.gate.forget_group(gone)
             self.quarantine.forget_group(gone)
             del self.last_irs[gone]
+            self._in_flight.pop(gone, None)
+            self._answered_version.pop(gone, None)
+            if not self._in_flight:
+                self._answered.set()
         owners: Owners = {}
         for group, model in sorted(groups.items()):
             if model != self.last_irs.get(group):
@@ -279,6 +303,9 @@ class ControlLoop:
 
     def _send(self, group: str, model: IR) -> None:
         version = self.xds.update(group, model)
+        if version > self._answered_version.get(group, 0):
+            self._in_flight[group] = version
+            self._answered.clear()
         self.metrics.pushes.labels(group).inc()
         self._timeline.pushed(group, version)
         self.gate.pushed(group, version)
