@@ -121,3 +121,34 @@ def test_a_few_large_files_are_bulk_too(tmp_path: Path) -> None:
         assert pool.used == 1
     finally:
         pool.close()
+
+
+def test_workers_do_not_run_the_control_planes_main_script(tmp_path: Path) -> None:
+    """Issue 30 item 5: multiprocessing prepares each worker by importing the parent's main
+    script again (as `__mp_main__`): the `portico` script's is the whole CLI, 0.3 s per
+    worker on a cold start's path. The workers start, and work, without it."""
+    marker = tmp_path / "imported"
+    script = tmp_path / "main.py"
+    script.write_text(f"""
+import os, sys
+if __name__ != "__main__":  # imported again by a worker
+    with open({str(marker)!r}, "a") as f:
+        f.write(__name__ + "\\n")
+from portico.provider.bulk import BulkPool, load_files
+
+if __name__ == "__main__":
+    pool = BulkPool(workers=2)
+    pool.start()
+    try:
+        assert pool._executor_or_none() is not None
+        results = pool.map(load_files, [sys.argv[1]] * 4, bulk=True)
+        print(pool.used, [len(r.documents) for r in results])
+    finally:
+        pool.close()
+""")
+    manifest = tmp_path / "routes.yaml"
+    manifest.write_text(yaml.safe_dump_all([route(1), route(2)]))
+    out = subprocess.run([sys.executable, str(script), str(manifest)], capture_output=True, text=True, timeout=120,
+                         check=True, cwd=tmp_path, env={**os.environ, "PYTHONSAFEPATH": "1"})
+    assert not marker.exists(), marker.read_text()
+    assert out.stdout.strip() == "1 [2, 2, 2, 2]", out

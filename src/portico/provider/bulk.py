@@ -7,10 +7,12 @@ thousand routes on our 2-core machines, while the second core idles. Spread over
 worker processes it takes about 60 % of that (bench/attached.py). Only bulk is sent
 (`BULK` items or more): a single change stays in-process, where it costs no pickling.
 
-Workers come from a forkserver that imported the parsing and validation modules once
-(forking the control plane itself would copy its gRPC and asyncio threads), and are
-started, and their CRD schemas loaded, in the background when the pool is created: the
-first burst does not wait for them. Any failure of the pool (a worker killed, an
+Workers come from a forkserver that imported the parsing and validation modules and
+compiled the CRD schemas once (`portico.provider.bulkserver`; forking the control plane
+itself would copy its gRPC and asyncio threads), and are started in the background when
+the pool is created: the first burst waits for them only as long as they take to start.
+They do not run the control plane's main script, as multiprocessing would have each
+do (`_plain_main`). Any failure of the pool (a worker killed, an
 object that does not pickle) falls back to doing the same work in-process.
 
 The helpers never outlive the control plane: each worker watches it (a pidfd) and
@@ -30,8 +32,10 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import select
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -69,8 +73,8 @@ def _checked(content: dict[str, Any], old: dict[str, Any] | None) -> Checked:
 
 
 def _warm(_: int) -> tuple[int, int]:
-    """Load a worker's CRD schemas (and compile their rules) before the first burst; its
-    pid and its parent's (the forkserver)."""
+    """A worker's pid and its parent's (the forkserver); its CRD schemas are compiled
+    (the forkserver's, unless that failed)."""
     compile_all()
     return os.getpid(), os.getppid()
 
@@ -109,6 +113,22 @@ def _safe_path() -> Iterator[None]:
             os.environ.pop("PYTHONSAFEPATH", None)
         else:
             os.environ["PYTHONSAFEPATH"] = before
+
+
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """Worker processes started meanwhile do not import the control plane's main script.
+    multiprocessing prepares each (forkserver and spawn alike) by running the parent's
+    `__main__` file again as `__mp_main__`, for functions defined there; the `portico`
+    script imports the whole CLI, 0.3 s of CPU per worker at a cold start, which waits for
+    them. What they run is defined in this module. (Workers start as they are first
+    submitted to, within this block: `_executor_or_none`.)"""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def stop_left_helpers(record: Path) -> None:
@@ -155,12 +175,14 @@ class BulkPool:
             if self._executor is None and self.workers > 1 and not self._closed:
                 try:
                     context = multiprocessing.get_context("forkserver")
-                    context.set_forkserver_preload(["portico.provider.bulk"])
+                    context.set_forkserver_preload(["portico.provider.bulkserver"])
                     with _safe_path():
                         multiprocessing.forkserver.ensure_running()  # (and the resource tracker)
                     executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with,
                                                    initargs=(os.getpid(),))
-                    started = list(executor.map(_warm, range(self.workers)))
+                    with _plain_main():  # (every worker starts here: one task each)
+                        warming = executor.map(_warm, range(self.workers))
+                    started = list(warming)
                     self._executor = executor
                     self._recorded(started)
                 except Exception:  # noqa: BLE001 (no pool: the work is done in-process)
