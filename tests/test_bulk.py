@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from portico.provider.apiserver import APIServerEmulation
+from portico.provider.apiserver import APIServerEmulation, parse_and_check
 from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, stop_left_helpers
 from portico.provider.files import FileProvider
 
@@ -48,6 +48,47 @@ def test_a_burst_across_processes_is_what_it_is_in_process(tmp_path: Path) -> No
         assert loaded == loaded_alone and len(loaded.upserts) == 2 * count
         assert admitted == admitted_alone
         assert len(admitted.upserts) == 2 * count - 10 and len(admitted.errors) == 10
+    finally:
+        pool.close()
+
+
+def test_a_burst_parsed_and_checked_in_one_pass_is_what_it_is_in_process(tmp_path: Path) -> None:
+    """Issue 30 item 5: standalone mode's workers check each document as a new object in
+    the pass that parses it (`parse_and_check`): one round trip to the workers, not two.
+    What is admitted is what the same files give in-process: objects, metadata, errors
+    with file and line. Objects the emulation already holds are checked again against
+    their accepted version (transition rules, generation): changed files give what they
+    give in-process too."""
+    count = BULK + 36
+
+    def write(generation: int) -> None:
+        for i in range(count):  # every 10th route invalid at first, then every 10th of the others
+            valid = i % 10 != (3 if generation == 1 else 4)
+            doc = route(i, valid=valid)
+            doc["spec"]["rules"][0]["backendRefs"][0]["port"] = 80 + generation
+            (tmp_path / f"r{i:03d}.yaml").write_text(yaml.safe_dump(doc))
+
+    write(1)
+    pool = BulkPool(workers=2)
+    try:
+        runs = []
+        for p, loader in ((pool, parse_and_check), (BulkPool(workers=1), None)):
+            counter = itertools.count()
+            provider = FileProvider([tmp_path], pool=p, **({"loader": loader} if loader else {}))
+            api = APIServerEmulation(provider, clock=lambda: "2026-01-01T00:00:00Z",
+                                     new_uid=lambda c=counter: f"uid-{next(c)}", pool=p)
+            runs.append((provider, api))
+        first = [api.admit(provider.scan()) for provider, api in runs]
+        assert pool.used == 1  # parsed and checked in one pass
+        assert first[0] == first[1]
+        assert len(first[0].upserts) == count - 10 and len(first[0].errors) == 10
+        assert {e.line for e in first[0].errors} == {8}  # (the hostname's line)
+        write(2)
+        second = [api.admit(provider.scan()) for provider, api in runs]
+        assert pool.used == 3  # parsed (checks of new objects only), then checked against the old
+        assert second[0] == second[1]
+        generations = {d.raw["metadata"]["name"]: d.raw["metadata"]["generation"] for d in second[0].upserts}
+        assert generations["r0"] == 2 and generations["r3"] == 1  # changed; new (invalid before)
     finally:
         pool.close()
 

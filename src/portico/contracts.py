@@ -29,6 +29,10 @@ class Document:
     key: ObjectKey
     raw: dict[str, Any]
     source: Source
+    # The API server's checks of this document as a new object, made where it was parsed
+    # (a bulk worker: `portico.provider.apiserver.parse_and_check`), for the API-server
+    # emulation to use if it does not hold the object yet; opaque here.
+    checked: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

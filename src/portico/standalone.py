@@ -25,7 +25,7 @@ from portico import CONTROLLER_NAME
 from portico.contracts import Reserved
 from portico.infra.addresses import DEFAULT_POOL, AddressPool
 from portico.infra.host import HostInfrastructure, local_envoys
-from portico.provider.apiserver import APIServerEmulation
+from portico.provider.apiserver import APIServerEmulation, parse_and_check
 from portico.provider.bulk import BulkPool
 from portico.provider.files import FileProvider
 from portico.runtime import AdminFace, Mode, Offline, Plane, private_dir, runtime_base, translate_once
@@ -61,7 +61,8 @@ async def serve(options: Options, stop: asyncio.Event) -> None:
     try:
         threading.Thread(target=compile_all, name="schemas", daemon=True).start()  # single changes: checked here
         await serve_mode(Mode(
-            provider=APIServerEmulation(FileProvider(options.paths, pool=bulk), pool=bulk),
+            # (a burst's documents are parsed and checked in one pass of the bulk workers)
+            provider=APIServerEmulation(FileProvider(options.paths, pool=bulk, loader=parse_and_check), pool=bulk),
             infrastructure=lambda plane: host_infrastructure(options, plane, bulk),
             controller_name=options.controller_name,
             admin=AdminFace(options.admin_host, options.admin_port, options.admin_token),

@@ -72,6 +72,15 @@ def _checked(content: dict[str, Any], old: dict[str, Any] | None) -> Checked:
     return violations, interned(stored), digest(content)
 
 
+def checked_new(content: dict[str, Any]) -> Checked | None:
+    """`content` checked as a new object; None if the checks fail on it (the emulation then
+    checks it, and reports what fails, for this document alone)."""
+    try:
+        return _checked(content, None)
+    except Exception:  # noqa: BLE001 (see above: not this worker's to report)
+        return None
+
+
 def _warm(_: int) -> tuple[int, int]:
     """A worker's pid and its parent's (the forkserver); its CRD schemas are compiled
     (the forkserver's, unless that failed)."""
@@ -199,13 +208,15 @@ class BulkPool:
             with contextlib.suppress(OSError):  # (a state directory not writable: see infra.host)
                 self._record.write_text(json.dumps({"owner": os.getpid(), "pids": self.helpers}))
 
-    def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], bulk: bool | None = None) -> list[R]:
+    def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], bulk: bool | None = None,
+            chunk: int | None = None) -> list[R]:
         """`fn(items)`, its items split between the workers when there are enough (`BULK`,
-        or when the caller says it is `bulk` work)."""
+        or when the caller says it is `bulk` work), `chunk` items a task (default: two
+        tasks per worker, so that one slow task waits less)."""
         executor = self._executor_or_none() if (len(items) >= BULK if bulk is None else bulk) else None
         if executor is None:
             return fn(items)
-        size = -(-len(items) // (2 * self.workers))  # two chunks per worker: one slow chunk waits less
+        size = chunk or -(-len(items) // (2 * self.workers))
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         try:
             results = [r for part in executor.map(fn, chunks) for r in part]
