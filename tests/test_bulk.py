@@ -3,6 +3,7 @@ exactly what the same work in-process gives."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from portico.pids import alive
 from portico.provider.apiserver import APIServerEmulation, parse_and_check
 from portico.provider.bulk import BULK, BULK_BYTES, BulkPool, stop_left_helpers
 from portico.provider.files import FileProvider
@@ -119,27 +121,50 @@ def test_a_pool_closed_while_starting_is_not_started() -> None:
     assert pool._executor_or_none() is None and not pool.helpers
 
 
+def _orphan(code: str) -> int:
+    """The pid of a process running `code` whose parent has exited, as a dead instance's
+    helpers are."""
+    spawn = (f"import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', {code!r}], "
+             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+    return int(subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True, check=True).stdout)
+
+
+def _gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_helpers_a_dead_instance_left_are_stopped(tmp_path: Path) -> None:
     """Issue 31 item 4: a new instance stops the helpers a dead one recorded (only
-    processes running multiprocessing's code: the pid may have been reused)."""
-    helper = subprocess.Popen([sys.executable, "-c", "import multiprocessing, time; time.sleep(60)"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    processes running multiprocessing's code: the pid may have been reused). Never its
+    own: `portico run` starts its helpers before it reads the record (issue 30 item 5),
+    and one of them may have a pid the dead instance's had."""
+    helper = _orphan("import multiprocessing, time; time.sleep(60)")
+    other = _orphan("import time; time.sleep(60)")
+    ours = subprocess.Popen([sys.executable, "-c", "import multiprocessing, time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
         record = tmp_path / "helpers.json"
-        record.write_text(json.dumps({"owner": dead.pid, "pids": [helper.pid, other.pid]}))
+        record.write_text(json.dumps({"owner": dead.pid, "pids": [helper, other, ours.pid]}))
         stop_left_helpers(record)
-        assert helper.wait(5) == -9
-        assert other.poll() is None  # not a helper: left alone
+        assert _gone(helper)
+        assert alive(other)  # not a helper: left alone
+        assert ours.poll() is None  # this process's own: left alone
         assert not record.exists()
-        record.write_text(json.dumps({"owner": other.pid, "pids": [other.pid]}))
+        record.write_text(json.dumps({"owner": other, "pids": [other]}))
         stop_left_helpers(record)  # its owner runs: not ours to stop
-        assert other.poll() is None
+        assert alive(other)
     finally:
-        for proc in (helper, other):
-            proc.kill()
-            proc.wait()
+        for pid in (helper, other):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        ours.kill()
+        ours.wait()
 
 
 def test_a_few_large_files_are_bulk_too(tmp_path: Path) -> None:

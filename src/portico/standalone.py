@@ -55,9 +55,11 @@ def state_dir_for(options: Options) -> Path:
     return runtime_base() / f"{options.admin_host}-{options.admin_port}"
 
 
-async def serve(options: Options, stop: asyncio.Event) -> None:
-    """Admin API, xDS server, Envoy and the control loop, until `stop` is set."""
-    bulk = BulkPool()  # bursts of manifests parsed and checked across processes (started with the state)
+async def serve(options: Options, stop: asyncio.Event, bulk: BulkPool | None = None) -> None:
+    """Admin API, xDS server, Envoy and the control loop, until `stop` is set. `bulk`: the
+    worker processes bursts of manifests are parsed and checked in (`start`ed already by
+    `portico run`, before it imported this; made and started here otherwise)."""
+    bulk = bulk or BulkPool()
     try:
         threading.Thread(target=compile_all, name="schemas", daemon=True).start()  # single changes: checked here
         await serve_mode(Mode(
@@ -78,7 +80,7 @@ async def host_infrastructure(options: Options, plane: Plane, bulk: BulkPool) ->
     state = private_dir(state_dir_for(options), with_parent=not options.state_dir)
     plane.exit.callback(remove_state, state, named=bool(options.state_dir))  # after the Envoys stopped
     plane.exit.callback(bulk.close)  # (before the state goes)
-    bulk.start(state / "helpers.json")  # (in the background, while Envoy starts)
+    bulk.start(state / "helpers.json")  # (in the background if not yet, while Envoy starts; pids recorded)
     return await local_envoys(state, plane.xds, plane.on_change, plane.exit, AddressPool(options.address_pool),
                               port_offset=options.port_offset, log_level=options.envoy_log_level,
                               per_gateway=options.envoy_per_gateway, replicas=options.envoy_replicas,

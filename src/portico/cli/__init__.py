@@ -126,19 +126,27 @@ def run(
     log_format: Annotated[str, typer.Option(help="text or json (one JSON object a line).")] = "text",
 ) -> None:
     """Serve the Gateway API manifests under PATH... with Envoy, applying changes live."""
-    from portico.standalone import Options, serve
-
     setup_logging(log_level, log_format)
     admin_host, admin_port = parse_host_port(admin_address)
-    options = Options(
-        paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
-        port_offset=port_offset, address_pool=address_pool,
-        envoy_log_level="info" if log_level.lower() == "debug" else "warning",
-        controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
-        envoy_replicas=envoy_replicas, admin_token=admin_token_of(admin_token, admin_token_file),
-    )
+    from portico.provider.bulk import BulkPool
+
+    # The bulk workers first: their forkserver imports the parsers and compiles the CRD
+    # schemas while this process imports the rest (0.6-0.8 s); a cold start's manifests
+    # wait for them (issue 30 item 5).
+    bulk = BulkPool()
+    bulk.start()
     try:
-        run_until_signalled(lambda stop: serve(options, stop))
+        token = admin_token_of(admin_token, admin_token_file)
+        from portico.standalone import Options, serve
+
+        options = Options(
+            paths=[str(p) for p in paths], admin_host=admin_host, admin_port=admin_port,
+            port_offset=port_offset, address_pool=address_pool,
+            envoy_log_level="info" if log_level.lower() == "debug" else "warning",
+            controller_name=controller_name, envoy_per_gateway=envoy_per_gateway, state_dir=state_dir,
+            envoy_replicas=envoy_replicas, admin_token=token,
+        )
+        run_until_signalled(lambda stop: serve(options, stop, bulk))
     except (OSError, ValueError, RuntimeError, TimeoutError) as e:  # e.g. admin port taken, no Envoy
         logging.getLogger("portico").error("%s", e)
         if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:  # the admin API is its only TCP port
@@ -146,6 +154,8 @@ def run(
                 "the admin address %s is in use (another portico run?): stop that one, or give this one "
                 "another with --admin-address HOST:PORT", admin_address)
         raise typer.Exit(1) from None
+    finally:
+        bulk.close()  # (serve closes it too: before the state directory goes)
 
 
 @app.command()

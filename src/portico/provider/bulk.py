@@ -140,9 +140,24 @@ def _plain_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _ours(pid: int) -> bool:
+    """`pid` is this process's child or a child's child: one of its own helpers (the
+    forkserver, the resource tracker, a worker), whatever a dead instance recorded."""
+    parent = _parent(pid)
+    return parent == os.getpid() or (parent is not None and parent > 1 and _parent(parent) == os.getpid())
+
+
 def stop_left_helpers(record: Path) -> None:
     """Stop the helpers a dead instance recorded in `record` (only processes still running
-    multiprocessing's code: a pid may have been reused)."""
+    multiprocessing's code, and never this process's own: a pid may have been reused,
+    and this instance's helpers may be running already)."""
     try:
         data = json.loads(record.read_text())
         owner, pids = int(data["owner"]), [int(p) for p in data["pids"]]
@@ -152,7 +167,7 @@ def stop_left_helpers(record: Path) -> None:
         return  # still running: not ours to stop
     for pid in pids:
         with contextlib.suppress(OSError):
-            if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes() and not _ours(pid):
                 log.info("stopping a bulk worker process a previous instance left (pid %d)", pid)
                 os.kill(pid, 9)
     record.unlink(missing_ok=True)
@@ -167,17 +182,34 @@ class BulkPool:
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._started = False
         self._record: Path | None = None
+        self._record_lock = threading.Lock()
         self.helpers: list[int] = []  # pids of the worker processes, forkserver and resource tracker
         self.used = 0  # bursts sent to the workers (for tests and benchmarks)
 
     def start(self, record: Path | None = None) -> None:
-        """Create the workers and load their schemas, in the background; `record`: where
-        their pids are kept (helpers a dead instance left there are stopped first)."""
+        """Create the workers, in the background (once: `portico run` starts them first
+        thing, so that their forkserver imports and compiles while the control plane
+        imports the rest); `record`: see `record`."""
         if record is not None:
+            self.record(record)
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self._executor_or_none, name="bulk-pool-start", daemon=True).start()
+
+    def record(self, record: Path) -> None:
+        """Keep the helpers' pids in `record` (now, or once they run), after stopping those
+        a dead instance left there (`stop_left_helpers`: never this instance's own)."""
+        with self._record_lock:
             stop_left_helpers(record)
-        self._record = record
-        threading.Thread(target=self._executor_or_none, name="bulk-pool-start", daemon=True).start()
+            self._record = record
+            self._write_record()
+
+    def _write_record(self) -> None:
+        if self._record is not None and self.helpers:
+            with contextlib.suppress(OSError):  # (a state directory not writable: see infra.host)
+                self._record.write_text(json.dumps({"owner": os.getpid(), "pids": self.helpers}))
 
     def _executor_or_none(self) -> Executor | None:
         with self._lock:
@@ -203,10 +235,9 @@ class BulkPool:
         from multiprocessing import resource_tracker
 
         tracker = getattr(getattr(resource_tracker, "_resource_tracker", None), "_pid", None)
-        self.helpers = sorted({p for pair in started for p in pair} | ({tracker} if tracker else set()))
-        if self._record is not None:
-            with contextlib.suppress(OSError):  # (a state directory not writable: see infra.host)
-                self._record.write_text(json.dumps({"owner": os.getpid(), "pids": self.helpers}))
+        with self._record_lock:
+            self.helpers = sorted({p for pair in started for p in pair} | ({tracker} if tracker else set()))
+            self._write_record()
 
     def map(self, fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], bulk: bool | None = None,
             chunk: int | None = None) -> list[R]:
