@@ -24,6 +24,8 @@ def stamp_transitions(new: Any, old: Any, clock: Callable[[], str]) -> Any:
     """`new` with every condition's lastTransitionTime set: the old time when the
     matching old condition had the same status, else now. Conditions are matched
     by type, and the lists holding them by listener name / parentRef / ancestorRef."""
+    if not old:  # nothing to match (every status of a start): each condition is new
+        return _all_new(new, clock)
     if isinstance(new, dict):
         old_map = old if isinstance(old, dict) else {}
         out = {k: stamp_transitions(v, old_map.get(k), clock) for k, v in new.items()}
@@ -33,8 +35,24 @@ def stamp_transitions(new: Any, old: Any, clock: Callable[[], str]) -> Any:
         return out
     if isinstance(new, list):
         old_list = old if isinstance(old, list) else []
-        by_id = {_entry_id(e): e for e in old_list if _entry_id(e) is not None}
-        return [stamp_transitions(e, by_id.get(_entry_id(e)) if _entry_id(e) is not None
-                                  else (old_list[i] if i < len(old_list) else None), clock)
-                for i, e in enumerate(new)]
+        by_id = {i: e for i, e in ((_entry_id(e), e) for e in old_list) if i is not None}
+        out_list = []
+        for index, entry in enumerate(new):
+            entry_id = _entry_id(entry)
+            match = by_id.get(entry_id) if entry_id is not None else (
+                old_list[index] if index < len(old_list) else None)
+            out_list.append(stamp_transitions(entry, match, clock))
+        return out_list
+    return new
+
+
+def _all_new(new: Any, clock: Callable[[], str]) -> Any:
+    """`stamp_transitions` against nothing: every condition's time is now."""
+    if isinstance(new, dict):
+        out = {k: _all_new(v, clock) for k, v in new.items()}
+        if "type" in out and "status" in out and "lastTransitionTime" in new:
+            out["lastTransitionTime"] = clock()
+        return out
+    if isinstance(new, list):
+        return [_all_new(e, clock) for e in new]
     return new
