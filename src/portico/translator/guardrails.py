@@ -62,6 +62,7 @@ class Guardrails:
         self.ctx = ctx
         self.access = access
         self._api_server: frozenset[str] | None = None
+        self._hosts: dict[str, str | None] = {}  # endpoint host -> its category (None: neither)
 
     def api_server_addresses(self) -> frozenset[str]:
         if self._api_server is None:
@@ -78,6 +79,11 @@ class Guardrails:
         if endpoint.address.startswith(UNIX_PREFIX):
             return None
         host = endpoint.address.strip("[]").rstrip(".").lower()
+        if host not in self._hosts:  # (thousands of routes to a few endpoints: each parsed once)
+            self._hosts[host] = self._host_category(host)
+        return self._hosts[host]
+
+    def _host_category(self, host: str) -> str | None:
         ip = ip_of(host)
         if host in API_SERVER_NAMES or (ip is not None and str(ip) in self.api_server_addresses()):
             return API_SERVER
