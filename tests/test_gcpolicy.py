@@ -150,3 +150,24 @@ def test_a_loop_stopped_before_its_first_collection_leaves_the_collector_running
 
     asyncio.run(main())
     assert gc.isenabled()
+
+
+def test_the_starts_pause_ends_once_answered_even_while_changes_keep_coming() -> None:
+    """Changes arriving faster than the data plane answers defer the full collection, not
+    the collector: the start's pause ends at the first answer, or after ANSWER_WAIT."""
+
+    async def main() -> None:
+        for answer in (True, False):
+            collector = Collector()
+            if not answer:
+                collector.ANSWER_WAIT = 0.0  # (held that long already)
+            collector.hold()
+            changed, answered = asyncio.Event(), asyncio.Event()
+            if answer:
+                answered.set()
+            changed.set()  # a change came first: the full collection stays due
+            await collector.after_sync(False, changed, answered)
+            assert gc.isenabled()
+            assert collector._full_due
+
+    asyncio.run(main())

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import threading
+import time
 from collections.abc import Iterator
 
 _lock = threading.Lock()
@@ -61,11 +62,13 @@ class Collector:
     one automatic, 0.7 s each, came between the first push and its ACK). A change that
     comes first is translated at once, the collection staying due.
 
-    The start (`hold`): no collection at all from the first event until that first
-    full collection. A cold start builds everything it will keep (documents, models,
-    the first translation): every automatic full collection on the way scanned the
-    whole growing heap for nothing (1.8 s of 10,000 routes' start, 0-5 objects freed
-    each time)."""
+    The start (`hold`): no collection at all from the first event until the first
+    configuration pushed is answered (or ANSWER_WAIT passed since the start), then the
+    first full collection as above. A cold start builds everything it will keep
+    (documents, models, the first translation): every automatic full collection on the
+    way scanned the whole growing heap for nothing (1.8 s of 10,000 routes' start, 0-5
+    objects freed each time). Bounded so that changes arriving faster than the data
+    plane answers never keep the collector off for long."""
 
     # a full collection (unfrozen) at least every this many patched translations
     FULL_COLLECTION_EVERY = 500
@@ -79,11 +82,13 @@ class Collector:
     def __init__(self) -> None:
         self._patched_since_full = 0
         self._full_due = False
-        self._start = contextlib.ExitStack()  # the start's pause, until the first full collection
+        self._start = contextlib.ExitStack()  # the start's pause, until the first answer
+        self._held_since = 0.0
 
     def hold(self) -> None:
-        """No collection from now until the first full one (`after_sync`)."""
+        """No collection from now until the first configuration is answered (`after_sync`)."""
         self._start.enter_context(gc_paused())
+        self._held_since = time.monotonic()
 
     def release(self) -> None:
         """End the start's pause, if still held (the loop stops before its first collection)."""
@@ -99,14 +104,19 @@ class Collector:
             gc.collect(1)
             return
         if answered is not None and not await _answered(answered, changed, self.ANSWER_WAIT):
-            return  # a change came first: translated at once, the collection waits
+            # a change came first: translated at once, the collection waits (the start's
+            # pause ends all the same once answered, or held for ANSWER_WAIT)
+            if answered.is_set() or time.monotonic() - self._held_since >= self.ANSWER_WAIT:
+                self.release()
+            return
         if not await _quiet(changed, self.FULL_COLLECTION_QUIET):
+            self.release()
             return
         self._full_due = False
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self._start.close()
+        self.release()
 
 
 async def _quiet(changed: asyncio.Event, seconds: float) -> bool:
