@@ -14,8 +14,9 @@ from google.protobuf.json_format import MessageToDict
 
 from portico import ir
 from portico.xds import build, resource_version
-from portico.xds.resources import ROUTE, VHOST, Builder, vhds_name
+from portico.xds.resources import ROUTE, SCOPED, VHOST, Builder, vhds_name
 from portico.xds.routes import CATCH_ALL_VHOST
+from portico.xds.scopes import scope_name
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -69,10 +70,12 @@ def test_builder_reuses_unchanged_units_and_matches_build() -> None:
     assert all(again.listeners[n] is m for n, m in first.listeners.items())
 
 
-def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
+@pytest.mark.parametrize("catch_all", [False, True], ids=["scoped", "vhds"])
+def test_builder_assembles_a_changed_route_configuration_like_build(catch_all: bool) -> None:
     """A route configuration's virtual hosts rebuilt around the unchanged first and last
     ones (the Builder's incremental assembly) equal those built from nothing: a virtual host
-    changed, inserted, removed, at the start, middle and end."""
+    changed, inserted, removed, at the start, middle and end. Exact hostnames only: one
+    scope each; with a catch-all route too: VHDS."""
     model = xds_cases.http_basic()
     chain = model.listeners[0].filter_chains[0]
     assert chain.http is not None
@@ -83,7 +86,8 @@ def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
         return ir.VirtualHost(name, (name,), (route,))
 
     def with_hosts(hosts: list[ir.VirtualHost]) -> ir.IR:
-        http = dataclasses.replace(chain.http, virtual_hosts=tuple(hosts))
+        everything = [*hosts, *([host("*")] if catch_all else [])]
+        http = dataclasses.replace(chain.http, virtual_hosts=tuple(everything))
         listener = dataclasses.replace(model.listeners[0], filter_chains=(dataclasses.replace(chain, http=http),))
         return dataclasses.replace(model, listeners=(listener,))
 
@@ -102,12 +106,18 @@ def test_builder_assembles_a_changed_route_configuration_like_build() -> None:
     for step in steps:
         hosts = step(hosts)
         got, want = builder.build(with_hosts(hosts)).by_type(), build(with_hosts(hosts)).by_type()
-        for type_url in (ROUTE, VHOST):
+        for type_url in (ROUTE, VHOST, SCOPED):
             assert {n: m.SerializeToString(deterministic=True) for n, m in got[type_url].items()} == {
                 n: m.SerializeToString(deterministic=True) for n, m in want[type_url].items()}
-        # every virtual host (and the closing one) is a VHDS resource of its route configuration
         config = chain.http.route_config_name
-        assert sorted(got[VHOST]) == sorted(
-            [vhds_name(config, h.name) for h in hosts] + [vhds_name(config, CATCH_ALL_VHOST)])
+        if not catch_all:  # one scope per hostname, no route configuration, no VHDS
+            assert sorted(got[SCOPED]) == sorted(scope_name(config, h.name) for h in hosts)
+            assert all(m.name == n and m.key.fragments[1].string_key == n.rsplit("/", 1)[1]
+                       for n, m in got[SCOPED].items())
+            assert not got[ROUTE] and not got[VHOST]
+            continue
+        # every virtual host is a VHDS resource of its route configuration
+        assert sorted(got[VHOST]) == sorted([vhds_name(config, h.name) for h in [*hosts, host("*")]])
         assert all(m.name == n for n, m in got[VHOST].items())
         assert not got[ROUTE][config].virtual_hosts and got[ROUTE][config].HasField("vhds")
+        assert not got[SCOPED]

@@ -13,10 +13,10 @@ from portico.xds.resources import build
 def test_a_route_gaining_jwt_and_rules_keeps_its_listener() -> None:
     before, after = build(http_security(with_policies=False)), build(http_security())
     assert before.listeners == after.listeners
-    assert before.routes == after.routes  # (the route configuration header; routes travel by VHDS)
-    assert before.virtual_hosts.keys() == after.virtual_hosts.keys()
-    changed = [n for n in after.virtual_hosts if before.virtual_hosts[n].version != after.virtual_hosts[n].version]
-    assert changed == ["127.30.0.3:18082/http/default:gw:http:api.example.com"]
+    assert not before.routes and not after.routes  # (exact hostnames only: scoped by Host)
+    assert before.scopes.keys() == after.scopes.keys()
+    changed = [n for n in after.scopes if before.scopes[n].version != after.scopes[n].version]
+    assert changed == ["127.30.0.3:18082/http/api.example.com"]
     config = jwt.JwtAuthentication()
     after.extensions[JWT_FILTER].typed_config.Unpack(config)  # type: ignore[attr-defined]
     assert set(config.providers) == {PROVIDER.name, "default/web/local"}
@@ -38,7 +38,7 @@ def test_a_route_gaining_oidc_keeps_its_listener_and_its_secrets_travel_by_sds_o
     assert after.secrets[client].generic_secret.secret.inline_string == OIDC.client_secret
     assert after.secrets[hmac].generic_secret.secret.inline_string == OIDC.hmac_secret
     # the route names them; neither value is anywhere but in the SDS secrets
-    for kind in (after.listeners, after.routes, after.virtual_hosts, after.clusters):
+    for kind in (after.listeners, after.routes, after.virtual_hosts, after.scopes, after.clusters):
         for msg in kind.values():
             text = MessageToJson(msg) if hasattr(msg, "DESCRIPTOR") else str(msg)
             assert OIDC.client_secret not in text and OIDC.hmac_secret not in text

@@ -7,7 +7,8 @@ Ordering ("No errors on change", ARCHITECTURE):
      (i.e. is warm), listeners (LDS, with removals) and the jwt_authn config (ECDS), as
      the union of the newest version's providers and those of the routes Envoy holds;
   3. once Envoy holds that config (ACKed), route configurations (RDS) and their virtual
-     hosts (VHDS, on the VHDS streams: served from the same snapshot). A route naming a
+     hosts (VHDS, on the VHDS streams: served from the same snapshot), and the scopes of
+     the connection managers scoped by Host (SRDS, with removals: `xds.scopes`). A route naming a
      JWT requirement never reaches Envoy before the requirement does: Envoy answers a
      route whose requirement it lacks 403, and VHDS is a stream of its own, not ordered
      with ADS;
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from envoy.service.discovery.v3 import discovery_pb2
 
 from portico.xds import jwt
-from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SECRET, VHOST
+from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SCOPED, SECRET, VHOST
 from portico.xds.stream import SERIALS, WILDCARD, Entry, Nack, Snapshot, Stream
 
 log = logging.getLogger("portico.xds")
@@ -105,7 +106,7 @@ class Connection:
             if self.back is not None:  # new ECDS/RDS subscriptions of the listeners Envoy has
                 out += stream.push(EXTENSION, self._bridge(self.back), remove=False)
             if self.routed is not None and self._may_route(stream):
-                out += self._push_routes(stream, self.routed)
+                out += self._push_routes(stream, self.routed, remove=False)
             return out
         self.back = target
         out += stream.push(LISTENER, target, remove=True)
@@ -113,20 +114,20 @@ class Connection:
         out += stream.push(EXTENSION, bridge, remove=False)
         if not self._extensions_held(stream, bridge):
             if self.routed is not None and self._may_route(stream):  # (new RDS subscriptions, from what may be sent)
-                out += self._push_routes(stream, self.routed)
+                out += self._push_routes(stream, self.routed, remove=False)
             return out
         if self.routed is not target:
             self.routed = target
             for vhds in self.vhds:
                 vhds.wake()
-        out += self._push_routes(stream, target)
-        if stream.busy(LISTENER, EXTENSION, ROUTE) or not self._vhds_hold(target):
+        out += self._push_routes(stream, target, remove=True)
+        if stream.busy(LISTENER, EXTENSION, ROUTE, SCOPED) or not self._vhds_hold(target):
             return out
         # the routes Envoy holds are the newest: the providers only older ones named go
         out += stream.push(EXTENSION, target, remove=False)
         if stream.busy(EXTENSION):
             return out
-        if not stream.has_broken(target, (LISTENER, EXTENSION, ROUTE)) and not self._vhds_broken(target):
+        if not stream.has_broken(target, (LISTENER, EXTENSION, ROUTE, SCOPED)) and not self._vhds_broken(target):
             # Routes no longer use the removed clusters: remove them now. (After a rejected
             # listener or route table, the old one Envoy kept may still use them.)
             out += stream.push(CLUSTER, target, remove=True)
@@ -169,17 +170,19 @@ class Connection:
         jwt_authn filter: it asks for the config too (maybe after the routes)."""
         state = stream.types[EXTENSION]
         desired = snap.resources[EXTENSION]
-        if stream.busy(EXTENSION) or (desired and stream.types[ROUTE].started and not state.started):
+        routing = stream.types[ROUTE].started or stream.types[SCOPED].started
+        if stream.busy(EXTENSION) or (desired and routing and not state.started):
             return False
         return all(state.known.get(n) == desired[n].version for n in desired.keys() & state.subscribed)
 
-    def _push_routes(self, stream: Stream, snap: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+    def _push_routes(self, stream: Stream, snap: Snapshot, remove: bool) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        """Route configurations and scopes (those gone removed if `remove`)."""
         out = stream.push(ROUTE, snap, remove=False)
         for resp in out:
             for res in resp.resources:
                 if res.name not in self.route_marks:
                     self.route_marks[res.name] = next(SERIALS)
-        return out
+        return out + stream.push(SCOPED, snap, remove=remove)
 
     @staticmethod
     def _rewarm(stream: Stream, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:

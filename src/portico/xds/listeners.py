@@ -49,6 +49,7 @@ from portico.xds.extauth import ext_authz_filters, policy_ext_authz_filters
 from portico.xds.jwt import jwt_filter
 from portico.xds.oidc import oidc_filter
 from portico.xds.routes import CORS_FILTER, SESSION_FILTER
+from portico.xds.scopes import scope_filter, scope_key_mutation, scoped, scoped_routes
 from portico.xds.secrets import sds_config
 from portico.xds.signin import signin_filters
 
@@ -120,7 +121,8 @@ def _network_filter(name: str, config: object) -> listener_components_pb2.Filter
 
 def http_manager(http: ir.HTTPConfig, prefix: str, client: ir.ClientSettings = _NO_CLIENT_SETTINGS,
                  quic: bool = False) -> hcm.HttpConnectionManager:
-    """HttpConnectionManager with routes over RDS (ADS), with the ClientTrafficPolicy's settings."""
+    """HttpConnectionManager with the ClientTrafficPolicy's settings, its routes over RDS and
+    VHDS, or scoped by Host over ADS when they are all under exact hostnames (`xds.scopes`)."""
     out = _HCM(
         stat_prefix=prefix,
         # HTTP/1.1 and HTTP/2 (h2c prior knowledge on plaintext); HTTP/3 on a QUIC listener
@@ -136,16 +138,21 @@ def http_manager(http: ir.HTTPConfig, prefix: str, client: ir.ClientSettings = _
         strip_trailing_host_dot=True,
         generate_request_id=wrappers_pb2.BoolValue(value=False),
         server_header_transformation=_HCM.PASS_THROUGH,
-        rds=hcm.Rds(config_source=ads_source(), route_config_name=http.route_config_name),
         local_reply_config=_local_reply_config(),
     )
+    by_host = scoped(http)
+    if by_host:
+        out.scoped_routes.CopyFrom(scoped_routes(http.route_config_name))
+        out.early_header_mutation_extensions.append(scope_key_mutation(http.route_config_name))
+    else:
+        out.rds.CopyFrom(hcm.Rds(config_source=ads_source(), route_config_name=http.route_config_name))
     # WebSocket upgrades are off by default; routes with action.websocket enable them.
     out.upgrade_configs.append(
         _HCM.UpgradeConfig(upgrade_type="websocket", enabled=wrappers_pb2.BoolValue(value=False))
     )
     if client != _NO_CLIENT_SETTINGS:
         _client_settings(out, client)
-    out.http_filters.extend(_http_filters(client.rate_limits))
+    out.http_filters.extend(_http_filters(client.rate_limits, scope_filter(http) if by_host else None))
     return out
 
 
@@ -208,13 +215,15 @@ def _listener_rate_limit(limits: tuple[ir.RateLimit, ...]) -> list[hcm.HttpFilte
 LISTENER_RATE_LIMIT_FILTER = "portico.listener.local_ratelimit"
 
 
-def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = ()) -> list[hcm.HttpFilter]:
+def _http_filters(listener_limits: tuple[ir.RateLimit, ...] = (), scope: hcm.HttpFilter | None = None
+                  ) -> list[hcm.HttpFilter]:
     """CORS and stateful session are always present so a route gaining one does not change
     the listener and drain its connections, but disabled: only routes whose FilterConfig
     enables them run them (enabled everywhere they cost 7-20% of Envoy's CPU per request,
     bench/traffic.py ablation); router last."""
     return [
         bad_authority_filter(),
+        *([scope] if scope is not None else []),  # a Host no scope is keyed on (`xds.scopes`)
         *_listener_rate_limit(listener_limits),
         oidc_filter(),  # SecurityPolicy oidc: a browser without a session is sent to log in first
         jwt_filter(),  # SecurityPolicy JWT, its providers by ECDS: before RBAC reads claims

@@ -30,7 +30,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 
 from portico.ir import IR
 from portico.xds.connection import Connection
-from portico.xds.resources import VHOST, Builder, Serialized, packed, resource_version
+from portico.xds.resources import SCOPED, VHOST, Builder, Serialized, packed, resource_version
 from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty
 
 log = logging.getLogger("portico.xds")
@@ -274,8 +274,8 @@ class XdsServer:
         entries: dict[str, Mapping[str, Versioned]] = {}
         built = state.builder.build(ir)
         for type_url, by_name in built.wire().items():
-            if type_url == VHOST:  # made with their versions and packed (thousands of them)
-                entries[type_url] = built.virtual_hosts
+            if type_url in (VHOST, SCOPED):  # made with their versions (thousands of them)
+                entries[type_url] = built.virtual_hosts if type_url == VHOST else built.scopes
                 continue
             before = state.inputs.get(type_url)
             if before is None or before.resources is not by_name:  # else the builder reused the whole dict
