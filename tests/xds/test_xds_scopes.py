@@ -73,6 +73,10 @@ def test_exact_hostnames_only_are_scoped_one_scope_each(echo: EchoBackend) -> No
         assert manager(out.listeners[f"{ADDRESS}:1/tcp"]).WhichOneof("route_specifier") == "rds"
     # no route at all: VHDS too (Gateways are mostly created before their routes)
     assert not build(http_ir(1, {"a.example": (), "*": ()}, echo)).scopes
+    # a route with error pages: VHDS (custom_response's redirect looks the error page's route
+    # up in the connection manager's route configuration: tests/integration/test_ingress_error_pages.py)
+    pages = ir.ErrorPages((503,), "k", cluster=SVC)
+    assert not build(http_ir(1, {"a.example": (route("a", "/", error_pages=pages),)}, echo)).scopes
 
 
 def test_hosts_served_by_scope(plane: Plane, echo: EchoBackend) -> None:

@@ -14,8 +14,11 @@ catch-all's routes keep the connection manager on VHDS
 filter that picks a fallback scope when the Host names none) runs after Envoy created
 the request's filters for the route it found then (none): the filters Portico enables
 per route (SecurityPolicy's authentication and authorization, ExternalAuth, CORS, rate
-limits, error pages...) would not run for the routes chosen that way. Checked against
-Envoy 1.40 (docs/benchmarks.md "scoped routes"). Switching a connection manager between
+limits...) would not run for the routes chosen that way. Checked against
+Envoy 1.40 (docs/benchmarks.md "scoped routes"). A route with error pages keeps it on
+VHDS too: Envoy's custom_response redirect (`xds.errorpages`) finds the error page's route
+in the connection manager's route configuration, which a scoped one has not (the backend's
+answer would pass unchanged: tests/integration/test_ingress_error_pages.py). Switching a connection manager between
 the two changes its listener (its connections drain), which happens when the first
 route arrives, when the first wildcard or catch-all route arrives or the last one leaves.
 
@@ -79,18 +82,20 @@ end
 
 def scoped(http: ir.HTTPConfig) -> bool:
     """Has the connection manager routes, all under exact hostnames (no wildcard
-    hostname's, no catch-all's)? Then its routes are scoped by Host."""
+    hostname's, no catch-all's) and none with error pages? Then its routes are scoped by
+    Host."""
     exact_routed, other_routed = counted(http.virtual_hosts)
     return exact_routed > 0 and other_routed == 0
 
 
 def counted(hosts: Iterable[ir.VirtualHost]) -> tuple[int, int]:
-    """How many of `hosts` are exact hostnames with routes, and wildcards or the
-    catch-all with routes."""
+    """How many of `hosts` are exact hostnames with routes, and how many keep the
+    connection manager on VHDS: wildcards or the catch-all with routes, and virtual hosts
+    with a route that has error pages."""
     exact_routed = other_routed = 0
     for vh in hosts:
         if vh.routes:
-            if exact(vh):
+            if exact(vh) and not any(r.action.error_pages is not None for r in vh.routes):
                 exact_routed += 1
             else:
                 other_routed += 1
