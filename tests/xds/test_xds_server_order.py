@@ -1,7 +1,8 @@
 """XdsServer ordering, driven by scripted delta ADS and VHDS clients (no Envoy): clusters
 and endpoints before the listeners, routes and virtual hosts using them, cluster
-removals after; the jwt_authn config (ECDS) a route names held before the route is sent,
-and kept until no route Envoy holds names it; a version is ACKed once its virtual hosts are."""
+removals after; the jwt_authn config (ECDS) a route names held before the route (or the
+scope) is sent, and kept until no route Envoy holds names it; a version is ACKed once its
+virtual hosts (or scopes) are."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from google.rpc import status_pb2
 
 from portico import ir
 from portico.xds.jwt import JWT_FILTER
-from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, VHOST
+from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SCOPED, VHOST
 from portico.xds.server import XdsServer
 
 
-def model(cluster_name: str, route_config: str = "rc", jwt: ir.JWTAuthentication | None = None) -> ir.IR:
+def model(cluster_name: str, route_config: str = "rc", jwt: ir.JWTAuthentication | None = None,
+          domain: str = "*") -> ir.IR:
+    """One listener, one route; with an exact `domain` its routes are scoped by Host."""
     c = ir.Cluster(cluster_name, (ir.Endpoint("127.20.0.1", 80),))
     r = ir.Route("r", ir.RouteMatch(), ir.RouteAction(backends=(ir.WeightedBackend(cluster_name, 1),), jwt=jwt))
-    http = ir.HTTPConfig(route_config, (ir.VirtualHost("vh", ("*",), (r,)),))
+    http = ir.HTTPConfig(route_config, (ir.VirtualHost("vh", (domain,), (r,)),))
     listener = ir.Listener("l", "127.30.1.1", 18081, filter_chains=(ir.FilterChain("fc", http=http),))
     return ir.IR(listeners=(listener,), clusters=(c,))
 
@@ -258,6 +261,66 @@ def test_a_jwt_requirement_is_held_before_a_route_names_it_and_after() -> None:
             for stream in (envoy, vhds):
                 stream.reader.cancel()
                 stream.call.cancel()
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_jwt_requirement_is_held_before_a_scope_names_it_and_after() -> None:
+    """The same ordering for routes scoped by Host (SRDS over ADS, `xds.scopes`): the
+    requirement ACKed before the scope naming it is sent; dropped only after Envoy holds
+    the scope without it."""
+    async def scenario() -> None:
+        acks: list[int] = []
+        server = XdsServer(on_ack=lambda g, v: acks.append(v))
+        port = await server.start("127.0.0.1")
+        server.update("", model("a", domain="a.example"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+            await envoy.send(CLUSTER)
+            cds = await envoy.next()
+            await envoy.send(LISTENER)
+            await envoy.send(CLUSTER, nonce=cds.nonce)
+            await envoy.send(ENDPOINT, subscribe=("a",))
+            eds = await envoy.next()
+            await envoy.send(ENDPOINT, nonce=eds.nonce)
+            lds = await envoy.next()
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+            await envoy.send(SCOPED)  # (a wildcard subscription: every scope)
+            ecds = await envoy.next()
+            assert ecds.type_url == EXTENSION
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            srds = await envoy.next()
+            assert (srds.type_url, names(srds)) == (SCOPED, ["rc/a.example"])
+            await envoy.send(SCOPED, nonce=srds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1]
+
+            provider = ir.JWTProvider("shop/api/idp", issuer="https://idp.example", local_jwks='{"keys": []}')
+            server.update("", model("a", jwt=ir.JWTAuthentication((provider,)), domain="a.example"))
+            ecds = await envoy.next()
+            assert ecds.type_url == EXTENSION and set(jwt_config(ecds).providers) == {provider.name}
+            await envoy.nothing()  # the scope naming it waits for Envoy to hold it
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            srds = await envoy.next()
+            assert (srds.type_url, names(srds)) == (SCOPED, ["rc/a.example"])
+            await envoy.send(SCOPED, nonce=srds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2]
+
+            server.update("", model("a", domain="a.example"))  # the policy goes
+            srds = await envoy.next()  # the scope first: the config keeps the requirement meanwhile
+            assert (srds.type_url, names(srds)) == (SCOPED, ["rc/a.example"])
+            await envoy.nothing()
+            await envoy.send(SCOPED, nonce=srds.nonce)
+            ecds = await envoy.next()
+            assert ecds.type_url == EXTENSION and not jwt_config(ecds).providers
+            await envoy.send(EXTENSION, nonce=ecds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2, 3]
+            envoy.reader.cancel()
+            envoy.call.cancel()
         await server.stop()
 
     asyncio.run(scenario())

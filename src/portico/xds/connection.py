@@ -8,10 +8,10 @@ Ordering ("No errors on change", ARCHITECTURE):
      the union of the newest version's providers and those of the routes Envoy holds;
   3. once Envoy holds that config (ACKed), route configurations (RDS) and their virtual
      hosts (VHDS, on the VHDS streams: served from the same snapshot), and the scopes of
-     the connection managers scoped by Host (SRDS, with removals: `xds.scopes`). A route naming a
-     JWT requirement never reaches Envoy before the requirement does: Envoy answers a
-     route whose requirement it lacks 403, and VHDS is a stream of its own, not ordered
-     with ADS;
+     the connection managers scoped by Host (SRDS, with removals: `xds.scopes`). A route
+     naming a JWT requirement never reaches Envoy before the requirement does: Envoy
+     answers a route whose requirement it lacks 403, and VHDS is a stream of its own,
+     not ordered with ADS;
   4. once those are ACKed, the newest version's jwt_authn config alone (the providers
      no route names any more dropped) and removals of the clusters no route uses.
 A version is applied when Envoy holds every resource of it (`_applied`).
