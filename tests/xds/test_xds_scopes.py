@@ -87,6 +87,7 @@ def test_hosts_served_by_scope(plane: Plane, echo: EchoBackend) -> None:
     assert request(port, "/other", host="api.example")[0] == 404  # the scope's routes only
     status, _, body = request(port, "/p", host=f"www.example:{port}")  # a Host with a port finds its scope
     assert status == 200 and json.loads(body)["headers"]["host"] == f"www.example:{port}"  # sent as it came
+    assert raw(port, "/api/x", "api.example.")[0] == 200  # a trailing dot is ignored (strip_trailing_host_dot)
     assert request(port, "/", host="unknown.example")[0] == 404
     assert request(port, "/", host="127.0.0.1")[0] == 404
     assert raw(port, "/", "[::1]:80")[0] == 404
