@@ -4,6 +4,7 @@ a wildcard or catch-all route stays on VHDS."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import re
@@ -173,3 +174,34 @@ def test_a_catch_all_route_moves_the_connection_manager_to_vhds_and_back(plane: 
     assert request(port, "/a", host="a.example")[0] == 200
     assert request(port, "/any", host="whatever.example")[0] == 404
     assert {ROUTE, VHOST, SCOPED} <= set(build(model).wire())
+
+
+def test_a_draining_scoped_connection_manager_keeps_its_scopes(plane: Plane, echo: EchoBackend) -> None:
+    """Scoped -> VHDS changes the listener; the old connection manager drains with its
+    scopes: a kept-alive connection's next request is still served. They stay while the
+    configuration is on VHDS and go once it is scoped again (replaced) or not served."""
+    port = free_port()
+    exact = {"a.example": (route("a", "/a"),), "b.example": (route("b", "/b"),)}
+    plane.push(http_ir(port, {**exact, "*": ()}, echo))
+    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+    try:
+        conn.request("GET", "/a", headers={"host": "a.example"})
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))  # now VHDS
+        conn.request("GET", "/a", headers={"host": "a.example"})
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        conn.close()
+    scopes = plane.xds._groups[plane.group].snapshot.resources[SCOPED]
+    assert {f"rc-{port}/a.example", f"rc-{port}/b.example"} <= set(scopes)
+    plane.push(http_ir(port, {"a.example": (route("a", "/a"),), "*": ()}, echo))  # scoped again, b gone
+    scopes = plane.xds._groups[plane.group].snapshot.resources[SCOPED]
+    assert f"rc-{port}/a.example" in scopes and f"rc-{port}/b.example" not in scopes
+    assert request(port, "/b", host="b.example")[0] == 404
+    plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))
+    plane.push(http_ir(free_port(), {"c.example": (route("c", "/"),)}, echo))  # the listener gone
+    assert not [n for n in plane.xds._groups[plane.group].snapshot.resources[SCOPED] if n.startswith(f"rc-{port}/")]

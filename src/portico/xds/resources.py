@@ -173,6 +173,7 @@ class Builder:
         self._all: dict[str, tuple[tuple[int, ...], dict[str, Serialized]]] = {}  # type -> merged
         self._jwt: dict[str, tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]] = {}
         self._oidc: dict[str, tuple[ir.HTTPConfig, list[ir.OIDC]]] = {}
+        self.scoped: frozenset[str] = frozenset()  # the route configurations scoped by Host, last call
 
     def build(self, model: ir.IR) -> Resources:
         out = Resources()
@@ -189,6 +190,7 @@ class Builder:
                   for chain in li.filter_chains if chain.http is not None}
         configs = {name: config for name, config in configs.items() if name in served}
         self._listeners, self._route_configs = listeners, configs
+        self.scoped = frozenset(name for name, (_, by_host, _, _) in configs.items() if by_host)
         self._vhosts = self._next_vhosts
         self._assembled = {**{n: a for n, a in self._assembled.items() if n in configs}, **self._next_assembled}
         out.listeners.update((name, msg) for name, (_, _, msg) in listeners.items() if msg is not None)

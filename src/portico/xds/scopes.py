@@ -21,9 +21,10 @@ in the connection manager's route configuration, which a scoped one has not (the
 answer would pass unchanged: tests/integration/test_ingress_error_pages.py). Switching a connection manager between
 the two changes its listener (its connections drain), which happens when the first
 route arrives, when the first wildcard or catch-all route arrives or the last one leaves.
-Meanwhile the old connection manager's scopes (or virtual hosts) are already removed: a
-request on one of its kept-alive connections gets 404 until it has drained (a known gap,
-docs/benchmarks.md "routes scoped by Host").
+The old connection manager drains with its scopes (`XdsServer._scopes` keeps them), but
+not with its virtual hosts: from VHDS to scoped, a request on one of its kept-alive
+connections gets 404 until it closes (a known gap, docs/benchmarks.md "routes scoped by
+Host").
 
 The scheme:
 

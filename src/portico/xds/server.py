@@ -30,7 +30,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 
 from portico.ir import IR
 from portico.xds.connection import Connection
-from portico.xds.resources import SCOPED, VHOST, Builder, Serialized, packed, resource_version
+from portico.xds.resources import SCOPED, VHOST, Builder, Resources, Serialized, packed, resource_version
 from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty
 
 log = logging.getLogger("portico.xds")
@@ -151,6 +151,9 @@ class _Group:
     # type URL -> what the last update built of it
     inputs: dict[str, _Built] = field(default_factory=dict)
     acked: int = 0
+    scoped: frozenset[str] = frozenset()  # the route configurations scoped by Host in the newest version
+    # route configuration -> the scopes it had before it went to VHDS (`XdsServer._scopes`)
+    retained: dict[str, dict[str, Versioned]] = field(default_factory=dict)
 
 
 class XdsServer:
@@ -275,7 +278,7 @@ class XdsServer:
         built = state.builder.build(ir)
         for type_url, by_name in built.wire().items():
             if type_url in (VHOST, SCOPED):  # made with their versions (thousands of them)
-                entries[type_url] = built.virtual_hosts if type_url == VHOST else built.scopes
+                entries[type_url] = built.virtual_hosts if type_url == VHOST else self._scopes(state, built)
                 continue
             before = state.inputs.get(type_url)
             if before is None or before.resources is not by_name:  # else the builder reused the whole dict
@@ -287,6 +290,27 @@ class XdsServer:
         state.snapshot = Snapshot(state.snapshot.version + 1, entries)
         self._notify(group)
         return state.snapshot.version
+
+    @staticmethod
+    def _scopes(state: _Group, built: Resources) -> Mapping[str, Versioned]:
+        """The scopes to serve: the builder's, and those of each route configuration that
+        went from scoped routes to VHDS while it still is served by VHDS: the connection
+        manager it replaced drains with them (its kept-alive connections would get 404),
+        and nothing tells the server when it is gone (scoped RDS is a wildcard
+        subscription). They go when the configuration is scoped again or not served."""
+        switched = state.scoped - state.builder.scoped
+        if switched:
+            previous = state.snapshot.resources[SCOPED]
+            for name in previous.keys():
+                config = name.rpartition("/")[0]  # (`scopes.scope_name`: a hostname has no "/")
+                if config in switched:
+                    state.retained.setdefault(config, {})[name] = previous[name]
+        state.scoped = state.builder.scoped
+        if state.retained:
+            state.retained = {c: kept for c, kept in state.retained.items() if c in built.routes}
+        if not state.retained:
+            return built.scopes
+        return {**{n: e for kept in state.retained.values() for n, e in kept.items()}, **built.scopes}
 
     def remove(self, group: str) -> None:
         """Forget `group`: its Envoys (if any still connect) are served nothing."""
