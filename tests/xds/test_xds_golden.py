@@ -14,8 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from portico import ir
 from portico.xds import build, resource_version
-from portico.xds.resources import ROUTE, SCOPED, VHOST, Builder, vhds_name
-from portico.xds.routes import CATCH_ALL_VHOST
+from portico.xds.resources import EXTENSION, ROUTE, SCOPED, SECRET, VHOST, Builder, vhds_name
 from portico.xds.scopes import scope_name
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -121,3 +120,41 @@ def test_builder_assembles_a_changed_route_configuration_like_build(catch_all: b
         assert all(m.name == n for n, m in got[VHOST].items())
         assert not got[ROUTE][config].virtual_hosts and got[ROUTE][config].HasField("vhds")
         assert not got[SCOPED]
+
+
+def test_builder_gathers_jwt_and_oidc_per_virtual_host_like_build() -> None:
+    """The jwt_authn config (ECDS) and the OIDC secrets (SDS) follow the routes that name them
+    when the Builder keeps unchanged virtual hosts and walks only the changed ones: a host
+    gaining, losing and swapping a JWT requirement or an OIDC login, others kept as they were."""
+    secured = xds_cases.http_security()
+    chain = secured.listeners[0].filter_chains[0]
+    assert chain.http is not None
+    by_name = {r.name: r for r in chain.http.virtual_hosts[0].routes}
+    jwt, optional, oidc, open_ = by_name["secured"], by_name["optional"], by_name["login"], by_name["open"]
+
+    def host(i: int, route: ir.Route) -> ir.VirtualHost:
+        return ir.VirtualHost(f"h{i}", (f"h{i}.example.com",), (route,))
+
+    def with_hosts(hosts: list[ir.VirtualHost]) -> ir.IR:
+        http = dataclasses.replace(chain.http, virtual_hosts=tuple(hosts))
+        listener = dataclasses.replace(secured.listeners[0], filter_chains=(dataclasses.replace(chain, http=http),))
+        return dataclasses.replace(secured, listeners=(listener,))
+
+    hosts = [host(i, open_) for i in range(6)]
+    steps = [
+        lambda h: h[:2] + [host(2, jwt)] + h[3:],  # one gains a JWT requirement
+        lambda h: h[:4] + [host(4, oidc)] + h[5:],  # another an OIDC login
+        lambda h: h[:1] + [host(1, optional)] + h[2:],  # a second requirement, other providers
+        lambda h: h[:2] + [host(2, open_)] + h[3:],  # the first loses its requirement
+        lambda h: h[:4] + h[5:],  # the OIDC host removed
+        lambda h: h,  # the very same
+        lambda h: [host(i, open_) for i in range(6)],  # none left
+    ]
+    builder = Builder()
+    builder.build(with_hosts(hosts))
+    for step in steps:
+        hosts = step(hosts)
+        got, want = builder.build(with_hosts(hosts)).by_type(), build(with_hosts(hosts)).by_type()
+        for type_url in (EXTENSION, SECRET):
+            assert {n: m.SerializeToString(deterministic=True) for n, m in got[type_url].items()} == {
+                n: m.SerializeToString(deterministic=True) for n, m in want[type_url].items()}, type_url

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import operator
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
@@ -150,6 +151,10 @@ class _Assembled:
     routed: tuple[int, int] = (0, 0)  # exact hostnames with routes, wildcards or catch-all with routes
     by_host: bool = False  # scoped by Host (`xds.scopes`), else VHDS
     header: bytes = b""  # the route configuration's header (in every scope)
+    # the JWT requirements (for the jwt_authn config, ECDS) and OIDC logins (their secrets
+    # go over SDS) its routes name, each with how many routes name it: counted as the
+    # virtual hosts change, not gathered from every route of the port on each change
+    auth: Counter[ir.JWTAuthentication | ir.OIDC] = field(default_factory=Counter)
 
 
 class Builder:
@@ -171,8 +176,7 @@ class Builder:
         self._assembled: dict[str, _Assembled] = {}
         self._next_assembled: dict[str, _Assembled] = {}
         self._all: dict[str, tuple[tuple[int, ...], dict[str, Serialized]]] = {}  # type -> merged
-        self._jwt: dict[str, tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]] = {}
-        self._oidc: dict[str, tuple[ir.HTTPConfig, list[ir.OIDC]]] = {}
+        self._jwt_config: tuple[list[ir.JWTAuthentication], Message] | None = None
         self.scoped: frozenset[str] = frozenset()  # the route configurations scoped by Host, last call
 
     def build(self, model: ir.IR) -> Resources:
@@ -195,29 +199,24 @@ class Builder:
         self._assembled = {**{n: a for n, a in self._assembled.items() if n in configs}, **self._next_assembled}
         out.listeners.update((name, msg) for name, (_, _, msg) in listeners.items() if msg is not None)
         out.routes.update((name, msg) for name, (_, _, msg, _) in configs.items() if msg is not None)
-        self._jwt = {name: self._jwt_of(http) for name, (http, _, _, _) in configs.items()}
+        auths = [a for name in configs for a in self._assembled[name].auth]
         if configs:  # (the jwt_authn filter of every HTTP connection manager asks for it)
-            out.extensions[JWT_FILTER] = extension_config(a for _, auths in self._jwt.values() for a in auths)
+            out.extensions[JWT_FILTER] = self._jwt_extension([a for a in auths if isinstance(a, ir.JWTAuthentication)])
         out.virtual_hosts = self._merged(VHOST, [made for _, by_host, _, made in configs.values() if not by_host])
         out.scopes = self._merged(SCOPED, [made for _, by_host, _, made in configs.values() if by_host])
         out.secrets.update(build_secrets(model))
-        self._oidc = {name: self._oidc_of(http) for name, (http, _, _, _) in configs.items()}
-        out.secrets.update(oidc_secrets(o for _, logins in self._oidc.values() for o in logins))
+        out.secrets.update(oidc_secrets(a for a in auths if isinstance(a, ir.OIDC)))
         return out
 
-    def _jwt_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.JWTAuthentication]]:
-        """A route configuration's JWT requirements (for the jwt_authn config, ECDS)."""
-        prev = self._jwt.get(http.route_config_name)
-        if prev is not None and (prev[0] is http or prev[0] == http):
-            return prev
-        return http, [r.action.jwt for vh in http.virtual_hosts for r in vh.routes if r.action.jwt is not None]
-
-    def _oidc_of(self, http: ir.HTTPConfig) -> tuple[ir.HTTPConfig, list[ir.OIDC]]:
-        """A route configuration's OIDC logins (their client and HMAC secrets go over SDS)."""
-        prev = self._oidc.get(http.route_config_name)
-        if prev is not None and (prev[0] is http or prev[0] == http):
-            return prev
-        return http, [r.action.oidc for vh in http.virtual_hosts for r in vh.routes if r.action.oidc is not None]
+    def _jwt_extension(self, auths: list[ir.JWTAuthentication]) -> Message:
+        """The jwt_authn config of these requirements: the very same message while they are
+        the very same IR objects (most changes name no JWT at all)."""
+        prev = self._jwt_config
+        if prev is not None and len(prev[0]) == len(auths) and all(map(operator.is_, prev[0], auths)):
+            return prev[1]
+        built = extension_config(auths)
+        self._jwt_config = (auths, built)
+        return built
 
     def _merged(self, type_url: str, parts: list[dict[str, Serialized]]) -> dict[str, Serialized]:
         """Every route configuration's virtual hosts (or scopes) in one dict: the very same
@@ -287,6 +286,7 @@ class Builder:
             before, head, tail, units = _Assembled(), 0, 0, {}
             self._next_vhosts[name] = units
         middle = [self._virtual_host(header if by_host else name, vh, units) for vh in hosts[head:len(hosts) - tail]]
+        auth = before.auth - _auth(before.hosts[head:len(before.hosts) - tail]) + _auth(hosts[head:len(hosts) - tail])
         resources = dict(before.resources)
         for gone in before.names[head:len(before.names) - tail]:
             if gone:
@@ -297,7 +297,7 @@ class Builder:
             live = {vh.name for vh in hosts}
             units = self._next_vhosts[name] = {n: u for n, u in units.items() if n in live}
         if by_host:  # (a Host no scope is keyed on: the scope filter answers)
-            self._next_assembled[name] = _Assembled(hosts, names, resources, (), routed, True, header_bytes)
+            self._next_assembled[name] = _Assembled(hosts, names, resources, (), routed, True, header_bytes, auth)
             return True, None, resources
         # What answers a Host none of them serves travels by VHDS too: every route
         # configuration then has a virtual host, and Envoy's VHDS init (which waits for
@@ -309,7 +309,7 @@ class Builder:
             host.name = vhds_name(name, host.name)
             closing.append(host.name)
             resources[host.name] = Serialized(VHOST, host.SerializeToString(deterministic=True))
-        self._next_assembled[name] = _Assembled(hosts, names, resources, tuple(closing), routed)
+        self._next_assembled[name] = _Assembled(hosts, names, resources, tuple(closing), routed, auth=auth)
         header.vhds.config_source.CopyFrom(vhds_source())
         return False, header, resources
 
@@ -345,6 +345,18 @@ class Builder:
             named = _Named("", Serialized(VHOST, b""))
         units[vh.name] = (vh, named, built)
         return named
+
+
+def _auth(hosts: Sequence[ir.VirtualHost]) -> Counter[ir.JWTAuthentication | ir.OIDC]:
+    """The JWT requirements and OIDC logins the routes of `hosts` name, counted."""
+    out: Counter[ir.JWTAuthentication | ir.OIDC] = Counter()
+    for vh in hosts:
+        for r in vh.routes:
+            if r.action.jwt is not None:
+                out[r.action.jwt] += 1
+            if r.action.oidc is not None:
+                out[r.action.oidc] += 1
+    return out
 
 
 @dataclass(frozen=True)
