@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -508,3 +509,52 @@ def test_an_exact_scan_reads_only_the_files_named_and_agrees_with_a_full_one(
         assert not listing, f"{name}: the tree was listed"
         assert by_exact == full.scan(), name
     assert [d.key.name for d in exact.scan().upserts] == []  # nothing left behind
+def test_the_initial_load_is_not_kept_while_waiting_for_changes(tmp_path: Path) -> None:
+    """The watcher and the API-server emulation drop each event once it is passed on: the
+    initial load's parsed documents held while waiting for the next change were a second
+    copy of every object beside the store's (issue 30 item 6)."""
+    import gc
+    import weakref
+
+    write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+    seen: list[weakref.ref[ProviderEvent]] = []
+
+    class Recorded(FileProvider):
+        async def events(self, stop: asyncio.Event | None = None):  # type: ignore[no-untyped-def]
+            async for event in super().events(stop):
+                seen.append(weakref.ref(event))
+                yield event
+                del event
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watched = FileProvider([tmp_path]).events(stop)
+        first = await anext(watched)
+        scanned = weakref.ref(first)
+        del first
+        waiting = asyncio.create_task(anext(watched))  # (the control loop asks for the next at once)
+        await asyncio.sleep(0.05)
+        gc.collect()
+        assert scanned() is None, "the watcher keeps the initial load"
+        stop.set()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await waiting
+        await watched.aclose()
+
+        stop = asyncio.Event()
+        admitted = APIServerEmulation(Recorded([tmp_path])).events(stop)
+        first = await anext(admitted)
+        assert [d.key.name for d in first.upserts] == ["a"]
+        del first
+        waiting = asyncio.create_task(anext(admitted))
+        await asyncio.sleep(0.05)
+        gc.collect()
+        assert seen and seen[0]() is None, "the emulation keeps the documents as written"
+        stop.set()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await waiting
+        await admitted.aclose()
+
+    asyncio.run(scenario())

@@ -167,6 +167,7 @@ class ControlLoop:
     async def _consume(self, events: AsyncIterator[ProviderEvent]) -> None:
         async for event in events:
             self.apply(event)
+            del event  # (not kept while waiting for the next one: the store has what it needs)
 
     async def _reconcile(self) -> None:
         if self.last_translation is None:

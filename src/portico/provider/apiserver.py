@@ -105,7 +105,12 @@ class APIServerEmulation:
         assert self.provider is not None, "no provider to wrap"
         async for event in self.provider.events(stop):
             # a burst of objects is checked off the event loop (and across the bulk pool)
-            yield await asyncio.to_thread(self.admit, event) if len(event.upserts) >= BULK else self.admit(event)
+            admitted = await asyncio.to_thread(self.admit, event) if len(event.upserts) >= BULK else self.admit(event)
+            # the documents as written are not kept while the consumer waits for the next
+            # event (the initial load's would be a second copy of every object)
+            del event
+            yield admitted
+            del admitted
 
     def admit(self, event: ProviderEvent) -> ProviderEvent:
         """One provider sync as the API server would store it: rejected objects left

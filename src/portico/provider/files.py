@@ -347,8 +347,11 @@ class FileProvider:
         """The initial load, then one event per batch of file changes that changed an
         object or the list of load errors."""
         event = await asyncio.to_thread(self.scan)
-        yield event
         last_errors = event.errors
+        yield event
+        # Not kept while waiting for changes: the initial load's parsed documents would
+        # live on beside what the store keeps of them (a second copy of every object).
+        del event
         force_polling: bool | None = None
         while stop is None or not stop.is_set():
             roots = self._watch_roots()
@@ -361,6 +364,7 @@ class FileProvider:
                         if event.upserts or event.deletes or event.errors != last_errors:
                             last_errors = event.errors
                             yield dataclasses.replace(event, observed=observed)
+                        del event
                         if self._watch_roots() != roots:
                             break  # a watched directory went or came back: watch what is there now
             except (OSError, RuntimeError) as e:
