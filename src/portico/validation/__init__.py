@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 from portico import kinds
+from portico.validation import celrepl  # noqa: F401 (first: cel's REPL is not loaded until used)
 from portico.validation.core import core_violations
 from portico.validation.crds import CRDVersion, Registry, default_registry
 from portico.validation.metadata import validate_metadata
