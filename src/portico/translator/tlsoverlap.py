@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
-from cryptography import x509
-
 from portico.translator import hostnames
 from portico.translator.conditions import Cond
 from portico.translator.gateway import GatewayState, ListenerState
@@ -36,6 +34,8 @@ def overlap(a: str | None, b: str | None) -> bool:
 @functools.lru_cache(maxsize=1024)
 def dns_names(cert_pem: str) -> tuple[str, ...]:
     """The DNS subject alternative names of the first certificate of a chain."""
+    from cryptography import x509  # (here: a configuration without TLS never loads it)
+
     try:
         cert = x509.load_pem_x509_certificates(cert_pem.encode())[0]
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from cryptography import x509
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.route.v3 import rds_pb2_grpc
 
@@ -85,6 +84,8 @@ async def _serve(server: XdsServer, requests: AsyncIterator[discovery_pb2.DeltaD
 def _peer_certificate(context: grpc.aio.ServicerContext) -> dict[str, str]:
     """The serial number (hex) and expiry (ISO 8601) of the client certificate a stream
     was opened with: proxy-status shows them, so a rotation can be followed per Envoy."""
+    from cryptography import x509  # (here: standalone's xDS over a Unix socket never loads it)
+
     pem = next(iter(context.auth_context().get("x509_pem_cert", ())), b"")
     try:
         cert = x509.load_pem_x509_certificate(pem if isinstance(pem, bytes) else str(pem).encode())
