@@ -46,6 +46,10 @@ def translate(snapshot: Snapshot) -> Translation:
         patched = memo.patch(snapshot)
         if patched is not None:
             return patched
+        # The kept state is replaced either way: released before the pipeline builds the
+        # next one, not after, the two never live side by side (the peak of a full
+        # translation, which the process's RSS keeps: issue 30 item 6).
+        memo.forget()
         translation, state = run(snapshot, memo.rules)
     except BaseException:
         memo.forget()  # a half-applied state is never patched again
