@@ -11,23 +11,15 @@ import socket
 
 import pytest
 from test_xds_envoy import cluster, http_ir, route, to
-from xds_harness import EchoBackend, Plane, free_port
+from xds_harness import EchoBackend, Plane, free_port, raw_request
 
 
 def raw(port: int, target: str, *hosts: str) -> tuple[int, str, str]:
     """(status, Location, path the backend saw) for one HTTP/1.1 request sent as written."""
     head = f"GET {target} HTTP/1.1\r\n" + "".join(f"Host: {h}\r\n" for h in hosts) + "Connection: close\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(head.encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    top, _, body = data.partition(b"\r\n\r\n")
-    lines = top.decode().split("\r\n")
-    location = next((v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
-                     if k.lower() == "location"), "")
+    status, location, body = raw_request("127.0.0.1", port, head)
     seen = json.loads(body).get("path", "") if body.startswith(b"{") else ""
-    return int(lines[0].split()[1]), location, seen
+    return status, location, seen
 
 
 @pytest.fixture(scope="module")

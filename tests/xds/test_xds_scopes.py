@@ -8,12 +8,11 @@ import http.client
 import json
 import logging
 import re
-import socket
 from typing import Any
 
 import pytest
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from xds_harness import EchoBackend, Plane, free_port, request
+from xds_harness import EchoBackend, Plane, free_port, raw_request, request
 
 from portico import ir
 from portico.xds.resources import ROUTE, SCOPED, VHOST, build
@@ -46,16 +45,7 @@ def manager(listener: Any) -> hcm.HttpConnectionManager:
 def raw(port: int, target: str, host: str, extra: str = "") -> tuple[int, str, bytes]:
     """(status, Location, body) for one HTTP/1.1 request sent as written."""
     head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-    with socket.create_connection((ADDRESS, port), timeout=5) as s:
-        s.sendall(head.encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    top, _, body = data.partition(b"\r\n\r\n")
-    lines = top.decode().split("\r\n")
-    location = next((v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
-                     if k.lower() == "location"), "")
-    return int(lines[0].split()[1]), location, body
+    return raw_request(ADDRESS, port, head)
 
 
 def test_exact_hostnames_only_are_scoped_one_scope_each(echo: EchoBackend) -> None:

@@ -146,10 +146,9 @@ def test_order_of_pushes_and_acks() -> None:
     asyncio.run(scenario())
 
 
-async def handshake(channel: grpc.aio.Channel) -> tuple[FakeEnvoy, FakeEnvoy]:
-    """As Envoy starts on route configuration "rc" with cluster "a" and the JWT filter's
-    ECDS: every type subscribed and ACKed in Envoy's order, then the VHDS stream's hosts."""
-    envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+async def to_listeners(envoy: FakeEnvoy) -> None:
+    """As Envoy starts with cluster "a": CDS, EDS and LDS subscribed and ACKed in Envoy's
+    order, then the JWT filter's ECDS subscribed (not yet answered)."""
     await envoy.send(CLUSTER)
     cds = await envoy.next()
     await envoy.send(LISTENER)
@@ -160,6 +159,13 @@ async def handshake(channel: grpc.aio.Channel) -> tuple[FakeEnvoy, FakeEnvoy]:
     lds = await envoy.next()
     await envoy.send(LISTENER, nonce=lds.nonce)
     await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+
+
+async def handshake(channel: grpc.aio.Channel) -> tuple[FakeEnvoy, FakeEnvoy]:
+    """As Envoy starts on route configuration "rc" with cluster "a" and the JWT filter's
+    ECDS: every type subscribed and ACKed in Envoy's order, then the VHDS stream's hosts."""
+    envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
+    await to_listeners(envoy)
     ecds = await envoy.next()
     await envoy.send(EXTENSION, nonce=ecds.nonce)
     await envoy.send(ROUTE, subscribe=("rc",))
@@ -277,16 +283,7 @@ def test_a_jwt_requirement_is_held_before_a_scope_names_it_and_after() -> None:
         server.update("", model("a", domain="a.example"))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             envoy = FakeEnvoy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources())
-            await envoy.send(CLUSTER)
-            cds = await envoy.next()
-            await envoy.send(LISTENER)
-            await envoy.send(CLUSTER, nonce=cds.nonce)
-            await envoy.send(ENDPOINT, subscribe=("a",))
-            eds = await envoy.next()
-            await envoy.send(ENDPOINT, nonce=eds.nonce)
-            lds = await envoy.next()
-            await envoy.send(LISTENER, nonce=lds.nonce)
-            await envoy.send(EXTENSION, subscribe=(JWT_FILTER,))
+            await to_listeners(envoy)
             await envoy.send(SCOPED)  # (a wildcard subscription: every scope)
             ecds = await envoy.next()
             assert ecds.type_url == EXTENSION

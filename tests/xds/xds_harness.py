@@ -193,3 +193,18 @@ def request(
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def raw_request(address: str, port: int, head: str) -> tuple[int, str, bytes]:
+    """(status, Location, body) of one HTTP/1.1 request sent exactly as `head` is written
+    (it asks for `Connection: close`): for what an HTTP client library would not send."""
+    with socket.create_connection((address, port), timeout=5) as s:
+        s.sendall(head.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    top, _, body = data.partition(b"\r\n\r\n")
+    lines = top.decode().split("\r\n")
+    location = next((v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+                     if k.lower() == "location"), "")
+    return int(lines[0].split()[1]), location, body
