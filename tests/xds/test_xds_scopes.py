@@ -8,6 +8,7 @@ import http.client
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
@@ -195,3 +196,65 @@ def test_a_draining_scoped_connection_manager_keeps_its_scopes(plane: Plane, ech
     plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))
     plane.push(http_ir(free_port(), {"c.example": (route("c", "/"),)}, echo))  # the listener gone
     assert not [n for n in plane.xds._groups[plane.group].snapshot.resources[SCOPED] if n.startswith(f"rc-{port}/")]
+
+
+def test_a_draining_vhds_connection_manager_keeps_its_virtual_hosts(plane: Plane, echo: EchoBackend) -> None:
+    """VHDS -> scoped (the last catch-all route removed) changes the listener; the old
+    connection manager drains with its route configuration and virtual hosts: a kept-alive
+    connection's next request is still served. They are held, out of the new version, for
+    as long as Envoy subscribes to that route configuration (until the drained listener is
+    destroyed), and never hold back "version applied"."""
+    port = free_port()
+    exact = {"a.example": (route("a", "/a"),)}
+    plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))  # VHDS
+    config = f"rc-{port}"
+    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+    try:
+        conn.request("GET", "/a", headers={"host": "a.example"})
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        kept = conn.sock
+        assert kept is not None  # (kept alive)
+        plane.push(http_ir(port, {**exact, "*": ()}, echo))  # now scoped: "version applied" is not held back
+        conn.request("GET", "/a", headers={"host": "a.example"})
+        assert conn.sock is kept  # the drained connection manager's connection
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        conn.close()
+    assert request(port, "/a", host="a.example")[0] == 200  # a new connection: the scoped one
+    assert request(port, "/any", host="whatever.example")[0] == 404
+    snapshot = plane.xds._groups[plane.group].snapshot
+    assert config not in snapshot.resources[ROUTE] and not [n for n in snapshot.resources[VHOST]
+                                                            if n.startswith(f"{config}/")]
+    # held for the draining listener, out of the version: its route configuration and virtual hosts in Envoy
+    assert f"{config}/a.example" in held(plane, config)
+    assert "a.example" in dynamic_route_configs(plane)[config]
+    plane.push(http_ir(port, {"a.example": (route("a", "/a"), route("b", "/b"))}, echo))  # applied meanwhile
+    assert request(port, "/b", host="a.example")[0] == 200
+    # Once the drained listener is destroyed (Envoy's drain time), Envoy no longer
+    # subscribes to the route configuration: nothing of it is held, on the server or in Envoy.
+    deadline = time.monotonic() + 30
+    while held(plane, config) or config in dynamic_route_configs(plane):
+        assert time.monotonic() < deadline, (held(plane, config), dynamic_route_configs(plane))
+        time.sleep(0.2)
+    plane.push(http_ir(port, {"a.example": (route("a", "/a"), route("c", "/c"))}, echo))
+    assert request(port, "/c", host="a.example")[0] == 200
+
+
+def held(plane: Plane, config: str) -> list[str]:
+    """What the server still serves of `config` to the group's Envoys beside the newest version."""
+    async def look() -> list[str]:
+        return [n for c in plane.xds._connections for n in c.draining_virtual_hosts() if n.startswith(f"{config}/")]
+    out: list[str] = plane.run(look())
+    return out
+
+
+def dynamic_route_configs(plane: Plane) -> dict[str, list[str]]:
+    """Envoy's route configurations from RDS: name -> the domains of its virtual hosts (VHDS's too)."""
+    status, body = plane.envoy.admin_get("/config_dump?resource=dynamic_route_configs")
+    assert status == 200
+    return {c["route_config"]["name"]: [d for vh in c["route_config"].get("virtual_hosts", []) for d in vh["domains"]]
+            for c in json.loads(body).get("configs", [])}

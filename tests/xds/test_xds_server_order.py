@@ -41,9 +41,11 @@ class FakeEnvoy:
         async for resp in self.call:
             await self.inbox.put(resp)
 
-    async def send(self, type_url: str, nonce: str = "", subscribe: tuple[str, ...] = (), error: str = "") -> None:
+    async def send(self, type_url: str, nonce: str = "", subscribe: tuple[str, ...] = (), error: str = "",
+                   unsubscribe: tuple[str, ...] = ()) -> None:
         req = discovery_pb2.DeltaDiscoveryRequest(
-            type_url=type_url, response_nonce=nonce, resource_names_subscribe=list(subscribe)
+            type_url=type_url, response_nonce=nonce, resource_names_subscribe=list(subscribe),
+            resource_names_unsubscribe=list(unsubscribe)
         )
         if error:
             req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
@@ -201,17 +203,22 @@ def test_a_new_route_configuration_waits_for_its_own_vhds_stream() -> None:
             assert names(rds) == ["rc2"]
             await envoy.send(ROUTE, nonce=rds.nonce)
             hosts = await old.next()  # every stream is sent every virtual host
-            assert (names(hosts), list(hosts.removed_resources)) == (["rc2/vh"], ["rc/vh"])
+            # (rc's stay while Envoy subscribes to rc: the replaced listener drains with them)
+            assert (names(hosts), list(hosts.removed_resources)) == (["rc2/vh"], [])
             await old.send(VHOST, nonce=hosts.nonce)
             await asyncio.sleep(0.2)
             assert acks == [1]  # rc2's own VHDS stream has not even opened
             new = FakeEnvoy(rds_pb2_grpc.VirtualHostDiscoveryServiceStub(channel).DeltaVirtualHosts())
             await new.send(VHOST)
             hosts = await new.next()
-            assert names(hosts) == ["rc2/vh"]
+            assert names(hosts) == ["rc/vh", "rc2/vh"]
             await new.send(VHOST, nonce=hosts.nonce)
             await asyncio.sleep(0.1)
             assert acks == [1, 2]
+            await envoy.send(ROUTE, unsubscribe=("rc",))  # the drained listener is destroyed
+            for stream in (old, new):
+                removal = await stream.next()
+                assert (names(removal), list(removal.removed_resources)) == ([], ["rc/vh"])
             for stream in (envoy, old, new):
                 stream.reader.cancel()
                 stream.call.cancel()
@@ -316,6 +323,54 @@ def test_a_jwt_requirement_is_held_before_a_scope_names_it_and_after() -> None:
             await envoy.send(EXTENSION, nonce=ecds.nonce)
             await asyncio.sleep(0.1)
             assert acks == [1, 2, 3]
+            envoy.reader.cancel()
+            envoy.call.cancel()
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_drained_route_configurations_virtual_hosts_are_held_out_of_the_version() -> None:
+    """VHDS -> scoped routes: the replaced listener drains with its route configuration,
+    so its virtual hosts stay on its VHDS stream for as long as Envoy subscribes to it.
+    They are no part of the new version: it is ACKed without them, and neither they nor
+    their stream closing (before or after Envoy unsubscribes) holds anything back."""
+    async def scenario() -> None:
+        acks: list[int] = []
+        server = XdsServer(on_ack=lambda g, v: acks.append(v))
+        port = await server.start("127.0.0.1")
+        server.update("", model("a"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy, vhds = await handshake(channel)
+            await asyncio.sleep(0.1)
+            assert acks == [1]
+
+            server.update("", model("a", domain="a.example"))  # scoped: a new listener, no rc
+            lds = await envoy.next()
+            assert names(lds) == ["l"]
+            await envoy.send(LISTENER, nonce=lds.nonce)
+            await envoy.send(SCOPED)
+            srds = await envoy.next()
+            assert (srds.type_url, names(srds)) == (SCOPED, ["rc/a.example"])
+            await envoy.send(SCOPED, nonce=srds.nonce)
+            await vhds.nothing()  # rc/vh stays for the draining listener
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2]
+            [connection] = server._connections
+            assert connection.draining_virtual_hosts() == ["rc/vh"]
+
+            vhds.reader.cancel()  # the drained listener's VHDS stream closes first
+            vhds.call.cancel()
+            await asyncio.sleep(0.1)
+            server.update("", model("a", domain="b.example"))
+            srds = await envoy.next()
+            assert (names(srds), list(srds.removed_resources)) == (["rc/b.example"], ["rc/a.example"])
+            await envoy.send(SCOPED, nonce=srds.nonce)
+            await asyncio.sleep(0.1)
+            assert acks == [1, 2, 3]
+            await envoy.send(ROUTE, unsubscribe=("rc",))  # then Envoy unsubscribes: nothing held
+            await envoy.nothing()
+            assert connection.draining_virtual_hosts() == [] and acks == [1, 2, 3]
             envoy.reader.cancel()
             envoy.call.cancel()
         await server.stop()

@@ -15,6 +15,15 @@ Ordering ("No errors on change", ARCHITECTURE):
   4. once those are ACKed, the newest version's jwt_authn config alone (the providers
      no route names any more dropped) and removals of the clusters no route uses.
 A version is applied when Envoy holds every resource of it (`_applied`).
+
+A route configuration the newest version no longer has (its connection manager went from
+VHDS to scoped routes, or its listener was removed) keeps its virtual hosts served, as
+Envoy last got them, for as long as Envoy subscribes to it (`draining`): the replaced
+listener drains (Envoy's drain time) and its kept-alive connections still find their
+routes there; Envoy unsubscribes (and closes that VHDS stream) once it destroys the
+listener. The route configuration itself stays as well: RDS resources are never removed,
+Envoy drops them when unused. Those held virtual hosts are not part of the version: they
+never count toward (or hold back) its being applied.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from portico.xds import jwt
 from portico.xds.resources import CLUSTER, ENDPOINT, EXTENSION, LISTENER, ROUTE, SCOPED, SECRET, VHOST
-from portico.xds.stream import SERIALS, WILDCARD, Entry, Nack, Snapshot, Stream
+from portico.xds.stream import SERIALS, WILDCARD, Entry, Nack, Snapshot, Stream, Versioned, namespace
 
 log = logging.getLogger("portico.xds")
 
@@ -53,6 +62,10 @@ class Connection:
         # route configuration -> when Envoy was first sent it (a SERIALS value; 0: it held it
         # at connect): its VHDS stream is one opened after that
         self.route_marks: dict[str, int] = {}
+        # route configuration no longer in `routed` that Envoy still subscribes to (a drained
+        # listener's) -> its virtual hosts as Envoy last got them, still served by VHDS
+        self.draining: dict[str, dict[str, Versioned]] = {}
+        self._served: tuple[Snapshot, Snapshot] | None = None  # (routed, routed with `draining`)
         self.applied = 0  # the newest version Envoy has applied
         self.nack_reported = 0  # the newest version a NACK was reported for
         self.last_error = ""
@@ -76,6 +89,10 @@ class Connection:
                 self.route_marks.update(dict.fromkeys(req.initial_resource_versions, 0))
             for name in req.resource_names_unsubscribe:
                 self.route_marks.pop(name, None)
+                if self.draining.pop(name, None) is not None:  # the drained listener is gone
+                    self._served = None
+                    for vhds in self.vhds:  # (the others' streams were given its hosts too: removed)
+                        vhds.wake()
         nack = stream.receive(req)
         if nack is not None:
             self._nacked(nack)
@@ -94,7 +111,9 @@ class Connection:
     def step(self, stream: Stream) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """Everything that may be sent now on `stream`, in order."""
         if stream.vhds:
-            return stream.push(VHOST, self.routed, remove=True) if self.ads is not None and self.routed else []
+            if self.ads is None or self.routed is None:
+                return []
+            return stream.push(VHOST, self._with_draining(self.routed), remove=True)
         if stream is not self.ads:
             return []
         target = self._newest()
@@ -117,6 +136,7 @@ class Connection:
                 out += self._push_routes(stream, self.routed, remove=False)
             return out
         if self.routed is not target:
+            self._drain(stream, self.routed, target)
             self.routed = target
             for vhds in self.vhds:
                 vhds.wake()
@@ -184,6 +204,35 @@ class Connection:
                     self.route_marks[res.name] = next(SERIALS)
         return out + stream.push(SCOPED, snap, remove=remove)
 
+    def _drain(self, ads: Stream, routed: Snapshot | None, target: Snapshot) -> None:
+        """Routes move from `routed` to `target`: hold the virtual hosts of each route
+        configuration `target` drops that Envoy still subscribes to (its listener drains);
+        a route configuration `target` has again is served from it."""
+        if routed is None:
+            return
+        gone = (routed.resources[ROUTE].keys() - target.resources[ROUTE].keys()) & ads.types[ROUTE].subscribed
+        self.draining = {c: kept for c, kept in self.draining.items() if c not in target.resources[ROUTE]}
+        if gone:
+            for name, entry in routed.resources[VHOST].items():
+                config = namespace(name)
+                if config in gone:
+                    self.draining.setdefault(config, {})[name] = entry
+        self._served = None
+
+    def _with_draining(self, snap: Snapshot) -> Snapshot:
+        """`snap` with the virtual hosts held for draining listeners (`draining`): what the
+        VHDS streams serve."""
+        if not self.draining:
+            return snap
+        if self._served is None or self._served[0] is not snap:
+            held = {n: e for kept in self.draining.values() for n, e in kept.items()}
+            self._served = (snap, Snapshot(snap.version, {**snap.resources, VHOST: {**held, **snap.resources[VHOST]}}))
+        return self._served[1]
+
+    def draining_virtual_hosts(self) -> list[str]:
+        """The virtual hosts held for draining listeners (`draining`), by name."""
+        return sorted(n for kept in self.draining.values() for n in kept)
+
     @staticmethod
     def _rewarm(stream: Stream, cds: list[discovery_pb2.DeltaDiscoveryResponse]) -> None:
         """An updated EDS cluster warms again and needs its endpoints resent: Envoy keeps
@@ -223,7 +272,14 @@ class Connection:
         if any(sum(serial > mark for serial in serials) <= i for i, mark in enumerate(marks)):
             return False
         versions = snap.versions(VHOST)
-        return all(not s.pending and s.types[VHOST].known == versions for s in self.vhds)
+        return all(not s.pending and self._of_version(s.types[VHOST].known) == versions for s in self.vhds)
+
+    def _of_version(self, known: dict[str, str]) -> dict[str, str]:
+        """What a VHDS stream holds, less the virtual hosts held for draining listeners
+        (they are no part of any version: they never hold back its being applied)."""
+        if not self.draining:
+            return known
+        return {n: v for n, v in known.items() if namespace(n) not in self.draining}
 
     def _vhds_broken(self, snap: Snapshot) -> bool:
         return any(s.has_broken(snap, (VHOST,)) for s in self.vhds)
