@@ -258,3 +258,29 @@ def dynamic_route_configs(plane: Plane) -> dict[str, list[str]]:
     assert status == 200
     return {c["route_config"]["name"]: [d for vh in c["route_config"].get("virtual_hosts", []) for d in vh["domains"]]
             for c in json.loads(body).get("configs", [])}
+
+
+def test_a_removed_vhds_listener_drains_with_its_virtual_hosts(plane: Plane, echo: EchoBackend) -> None:
+    """A listener removed entirely drains too: its route configuration's virtual hosts stay
+    while Envoy subscribes to it, so a kept-alive connection's next request is served."""
+    port = free_port()
+    plane.push(http_ir(port, {"a.example": (route("a", "/a"),), "*": (route("any", "/any"),)}, echo))  # VHDS
+    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+    try:
+        conn.request("GET", "/any", headers={"host": "whatever.example"})
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        kept = conn.sock
+        plane.push(http_ir(free_port(), {"c.example": (route("c", "/"),)}, echo))  # the listener gone
+        conn.request("GET", "/any", headers={"host": "whatever.example"})
+        assert conn.sock is kept
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        conn.close()
+    deadline = time.monotonic() + 30
+    while held(plane, f"rc-{port}"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
