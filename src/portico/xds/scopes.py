@@ -21,10 +21,15 @@ in the connection manager's route configuration, which a scoped one has not (the
 answer would pass unchanged: tests/integration/test_ingress_error_pages.py). Switching a connection manager between
 the two changes its listener (its connections drain), which happens when the first
 route arrives, when the first wildcard or catch-all route arrives or the last one leaves.
-The old connection manager drains with its scopes (`XdsServer._scopes` keeps them), but
-not with its virtual hosts: from VHDS to scoped, a request on one of its kept-alive
-connections gets 404 until it closes (a known gap, docs/benchmarks.md "routes scoped by
-Host").
+The old connection manager drains with what it served, so a request on one of its
+kept-alive connections is still served: from scoped to VHDS with its scopes
+(`XdsServer._scopes` keeps them while the configuration is on VHDS), from VHDS to scoped
+with its route configuration and virtual hosts (`Connection.draining` keeps them served to
+that Envoy, out of the version, for as long as it subscribes to the route configuration:
+until it destroys the drained listener). Not covered: a scoped listener removed entirely.
+Its scopes go at once (scoped RDS is a wildcard subscription: nothing tells the server
+when the drained listener is gone), and its kept-alive connections get 404 until they
+close (docs/benchmarks.md "routes scoped by Host").
 
 The scheme:
 
