@@ -4,7 +4,10 @@ changed object is a new instance, every other object the very same one) and chec
 the translation with the memo of the previous steps equals a translation without one:
 IR, statuses, every Gateway's output. Changes cover what the memo depends on: routes
 (added, changed, moved between Gateways and listeners, deleted), Services and their
-endpoints, ReferenceGrants, Gateway listeners, and policies of every target kind."""
+endpoints, EndpointSlices alone (the patched case of `translator.incremental`: endpoints
+coming and going, conditions, ports, address types, slices moving between Services,
+endpoints the guardrails refuse, the API server's own slices), ReferenceGrants, Gateway
+listeners, and policies of every target kind."""
 
 from __future__ import annotations
 
@@ -96,6 +99,27 @@ def service_docs(name: str, namespace: str, ports: list[int]) -> list[dict[str, 
              "ports": [{"name": "http", "port": p, "protocol": "TCP"} for p in ports[:1]]}]
 
 
+# endpoints of EndpointSlices: plain ones, a loopback one (a Service's may name it), a
+# metadata address (refused by the guardrails) and an address `default/kubernetes` may hold
+slice_endpoints = st.lists(st.fixed_dictionaries({
+    "addresses": st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "127.0.0.1", "169.254.169.254"]),
+                          min_size=1, max_size=2, unique=True),
+    "conditions": st.sampled_from([{}, {"ready": True}, {"ready": False}, {"ready": False, "serving": True}]),
+}), max_size=3)
+
+slices = st.fixed_dictionaries({
+    "namespace": st.sampled_from(NAMESPACES),
+    "name": st.sampled_from([*SERVICES, "kubernetes"]),
+    "second": st.booleans(),  # a Service's second slice beside the one `service_docs` makes
+    "service": st.sampled_from([*SERVICES, "kubernetes", None]),  # its kubernetes.io/service-name
+    "address_type": st.sampled_from(["IPv4", "IPv4", "IPv6"]),
+    "port_name": st.sampled_from(["http", "http", "other"]),
+    "port": st.sampled_from([9000, 9001, 9100]),
+    "endpoints": slice_endpoints,
+    "present": st.booleans(),
+})
+
+
 policies = st.sampled_from([
     ("BackendTrafficPolicy", {"group": "", "kind": "Service", "name": "a"},
      {"loadBalancer": {"type": "LeastRequest"}, "healthCheck": {"passive": {}}}),
@@ -161,6 +185,20 @@ class Changes(RuleBasedStateMachine):
                 self.put(d)
         else:
             self.delete("Service", namespace, name)
+
+    @rule(s=slices)
+    def change_slice(self, s: dict[str, Any]) -> None:
+        """An EndpointSlice alone changes (pods scaled, rolled, rescheduled)."""
+        name = f"{s['name']}-2" if s["second"] else s["name"]
+        if not s["present"]:
+            self.delete("EndpointSlice", s["namespace"], name)
+            return
+        labels = {"kubernetes.io/service-name": s["service"]} if s["service"] else {}
+        endpoints = [{**e, "addresses": ["fd00::1"] if s["address_type"] == "IPv6" else e["addresses"]}
+                     for e in s["endpoints"]]
+        self.put({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": meta(name, s["namespace"], labels=labels), "addressType": s["address_type"],
+                  "endpoints": endpoints, "ports": [{"name": s["port_name"], "port": s["port"], "protocol": "TCP"}]})
 
     @rule(present=st.booleans())
     def grant(self, present: bool) -> None:

@@ -30,19 +30,19 @@ class Context:
             self.by_name[(key.kind, key.namespace, key.name)] = obj
         self.slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
         for s in self.all(EndpointSlice, "EndpointSlice"):
-            service = s.metadata.labels.get("kubernetes.io/service-name")
+            service = service_of(s)
             if service:
                 self.slices[(s.namespace, service)].append(s)
 
     def advance(self, snapshot: Snapshot, changed: Iterable[ObjectKey]) -> None:
         """Become the context of `snapshot`, which differs from this one's only in the
-        objects `changed` (the incremental path): the indexes are patched, not rebuilt.
-        EndpointSlices must not be among them (their index is not patched)."""
+        objects `changed` (the incremental path): the indexes are patched, not rebuilt."""
         self.snapshot = snapshot
         for key in changed:
-            assert key.kind != "EndpointSlice"
             obj = snapshot.objects.get(key)
             name = (key.kind, key.namespace, key.name)
+            if key.kind == "EndpointSlice":
+                self._reindex_slice(self.by_name.get(name), obj)
             listed = self.by_kind[key.kind]
             at = bisect.bisect_left(listed, key, key=lambda o: o.key)
             present = at < len(listed) and listed[at].key == key
@@ -56,6 +56,17 @@ class Context:
                 listed[at] = obj
             else:
                 listed.insert(at, obj)
+
+    def _reindex_slice(self, old: Resource | None, new: Resource | None) -> None:
+        """`slices` with `old` out and `new` in, each Service's list in key order as built."""
+        service = service_of(old) if isinstance(old, EndpointSlice) else None
+        if old is not None and service:
+            listed = self.slices.get((old.namespace, service), [])
+            listed[:] = [s for s in listed if s is not old]
+        service = service_of(new) if isinstance(new, EndpointSlice) else None
+        if isinstance(new, EndpointSlice) and service:
+            listed = self.slices[(new.namespace, service)]
+            listed.insert(bisect.bisect_left(listed, new.key, key=lambda o: o.key), new)
 
     def all(self, cls: type[R], kind: str) -> Iterator[R]:
         for obj in self.by_kind.get(kind, ()):
@@ -89,6 +100,11 @@ class Context:
                    for t in grant.spec.to):
                 return True
         return False
+
+
+def service_of(endpoint_slice: EndpointSlice) -> str | None:
+    """The Service an EndpointSlice belongs to (its kubernetes.io/service-name label)."""
+    return endpoint_slice.metadata.labels.get("kubernetes.io/service-name") or None
 
 
 def selector_matches(selector: LabelSelector, labels: dict[str, str]) -> bool:

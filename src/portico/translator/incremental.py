@@ -11,10 +11,23 @@ clusters in use per Gateway (reference counts), its own status and its Gateways'
 Everything else keeps its very objects, so comparing the output with the previous one
 (control loop, xDS builder) is a matter of identity.
 
+A change of EndpointSlices (the most frequent watch event in Kubernetes: pods scaled,
+rolled, rescheduled) is patched too (`patch_slices`): the clusters of the Services those
+slices belong to get the endpoints `Backends.endpoints` selects from the new slices, and
+nothing else is rebuilt: routes name clusters, so only those clusters change in the
+Gateways' IR, and no status reads endpoints but through the rules of `Backends.refused`.
+With routes changed in the same sync, the slices are patched first, then the routes.
+
 A patch is made only where it gives exactly the pipeline's output (the property test
 `tests/translator/test_incremental_property.py` checks this on random changes); in
 every other case the pipeline runs, reusing unchanged routes' rules (`RuleMemo`):
-- only HTTPRoutes and GRPCRoutes changed since the kept translation; same placements;
+- only HTTPRoutes, GRPCRoutes and EndpointSlices changed since the kept translation;
+  same placements;
+- no changed slice belongs to `default/kubernetes`: its addresses are refused to every
+  backend (`guardrails`); no endpoint that comes or goes is one `Backends.refused` refuses
+  to some route (a control port, the API server's, a metadata address): that changes the
+  route's ResolvedRefs and whether it has the cluster at all;
+- no UDPRoute cluster merges the endpoints of several Services (`l4routes.udp_backends`);
 - no BackendTLSPolicy, and no policy targeting anything but Gateways: the policies of a
   route, Service or backend follow the routes (cluster variants, ancestors);
 - no listener a changed route reaches, before or after, has candidates of both kinds:
@@ -30,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from portico import ir
-from portico.models import GRPCRoute, HTTPRoute, Resource
+from portico.models import EndpointSlice, GRPCRoute, HTTPRoute, Resource, Service
 from portico.objects import ObjectKey
 from portico.translator import grpcroute, httproute
 from portico.translator.backends import MEMO_KINDS, Backends, RuleMemo
@@ -43,14 +56,17 @@ from portico.translator.build import (
     served_hostnames,
     virtual_host,
 )
-from portico.translator.context import Context
+from portico.translator.context import Context, service_of
 from portico.translator.gateway import GatewayState, HostRoutes, ListenerState
+from portico.translator.guardrails import API_SERVER_SERVICE
 from portico.translator.listenerset import ListenerSetState
+from portico.translator.localaccess import reserved_problem
 from portico.translator.policies import Policies
 from portico.translator.routebinding import Candidacy, RouteResult, candidates_of, translate_route
 from portico.translator.snapshot import Snapshot, Translation
 from portico.translator.status import gateway_status, listenerset_status, route_status
 
+SLICE_KIND = "EndpointSlice"
 Entries = list[tuple[tuple[object, ...], ir.Route]]  # (precedence, route) of one route on one domain
 Slot = tuple[int, tuple[str, str], ObjectKey]  # (listener's place in its table, route order, route)
 
@@ -236,7 +252,11 @@ class Incremental:
         changed = changed_keys(state, snapshot)
         if changed is None:
             return None
-        out = Patch(state, snapshot, sorted(changed)).apply()
+        slices = sorted(k for k in changed if k.kind == SLICE_KIND)
+        routes = sorted(k for k in changed if k.kind != SLICE_KIND)
+        out = patch_slices(state, snapshot, slices) if slices else None
+        if routes and (out is not None or not slices) or not (routes or slices):
+            out = Patch(state, snapshot, routes).apply()  # after the slices': on their clusters
         if out is None:
             self.state = None  # a patch given up half-way may have changed the state
         else:
@@ -258,9 +278,85 @@ def changed_keys(state: State, snapshot: Snapshot) -> set[ObjectKey] | None:
     # routes that entered or left quarantine (`Snapshot.quarantined`) are changed too
     held, was = snapshot.quarantined, before.quarantined
     keys |= {k for k in held.keys() | was.keys() if held.get(k) != was.get(k)}
-    if any(k.kind not in MEMO_KINDS for k in keys):
+    if any(k.kind not in MEMO_KINDS and k.kind != SLICE_KIND for k in keys):
         return None
     return keys
+
+
+def patch_slices(state: State, snapshot: Snapshot, keys: list[ObjectKey]) -> Translation | None:
+    """The kept translation with the clusters of the Services whose EndpointSlices
+    changed given their new endpoints (`Backends.endpoints`: the pipeline's selection);
+    None when that would not be the pipeline's output (see the module docstring)."""
+    ctx, backends, before = state.ctx, state.backends, state.snapshot.objects
+    services = {(k.namespace, name) for k in keys for obj in (before.get(k), snapshot.objects.get(k))
+                if isinstance(obj, EndpointSlice) and (name := service_of(obj)) is not None}
+    if API_SERVER_SERVICE in services:  # its addresses are refused to every backend (guardrails)
+        return None
+    if any(name not in backends.origins for name in backends.clusters):  # UDPRoute clusters merge endpoints
+        return None
+    ports = [(svc, port) for ns, name in sorted(services)
+             if (svc := ctx.get(Service, "Service", ns, name)) is not None and svc.spec.type != "ExternalName"
+             for port in svc.spec.ports]
+    old = [backends.endpoints(svc, port) for svc, port in ports]
+    ctx.advance(snapshot, keys)
+    endpoints: dict[tuple[str, str, str], tuple[ir.Endpoint, ...]] = {}
+    for (svc, port), was in zip(ports, old, strict=True):
+        now = backends.endpoints(svc, port)
+        # the first port of a number, as `Backends.resolve` picks it
+        endpoints.setdefault((svc.namespace, svc.name, str(port.port)), now)
+        # an endpoint refused to a route (a control port, the API server, metadata) coming or
+        # going changes that route's ResolvedRefs and whether it has the cluster at all
+        if any(not plain(backends, svc, e) for e in set(was) ^ set(now)):
+            return None
+    clusters: dict[str, ir.Cluster] = {}
+    for name, (ns, service, _) in backends.origins.items():
+        cluster = backends.clusters.get(name)
+        prefix = f"{ns}/{service}/"
+        if cluster is None or (ns, service) not in services or cluster.dns or not name.startswith(prefix):
+            continue  # not a Service's, or an ExternalName Service's (resolved by DNS)
+        if cluster.tls is not None or cluster.fallback is not None:
+            return None  # variants of a BackendTLSPolicy or a fallback: not under a patchable state
+        selected = endpoints.get((ns, service, name[len(prefix):].split("/", 1)[0]))
+        if selected is None:
+            return None
+        if selected != cluster.endpoints:
+            clusters[name] = backends.clusters[name] = replace(cluster, endpoints=selected)
+    remember(backends.memo, snapshot, keys, clusters)
+    gateways = dict(state.translation.gateways)
+    for key, out in gateways.items():
+        if any(c.name in clusters for c in out.xds.clusters):
+            gateways[key] = replace(out, xds=replace(out.xds, clusters=tuple(
+                clusters.get(c.name, c) for c in out.xds.clusters)))
+    translation = Translation(gateways, dict(state.translation.statuses), frozenset(), state.translation.issuers)
+    state.snapshot, state.translation, state.revision = snapshot, translation, snapshot.revision
+    return translation
+
+
+def plain(backends: Backends, svc: Service, endpoint: ir.Endpoint) -> bool:
+    """Whether no rule refuses `endpoint` of `svc` to any route (`Backends.refused`: a
+    Service's endpoints are the platform's, so only these two may refuse them)."""
+    return (reserved_problem(endpoint, backends.access.reserved) is None
+            and backends.guardrails.category("Service", svc.namespace, svc.name, endpoint) is None)
+
+
+def remember(memo: RuleMemo | None, snapshot: Snapshot, keys: list[ObjectKey], clusters: dict[str, ir.Cluster]
+             ) -> None:
+    """The memo's world and kept clusters as the pipeline would have them after this change:
+    a later pipeline run reusing its rules registers the new clusters, not the old."""
+    if memo is None:
+        return
+    for key in keys:
+        obj = snapshot.objects.get(key)
+        if obj is None:
+            memo.world.pop(key, None)
+        else:
+            memo.world[key] = obj
+    if clusters:
+        for kept in memo.current.values():
+            recorded = kept[2]
+            for i, (cluster, origin) in enumerate(recorded):
+                if cluster.name in clusters:
+                    recorded[i] = (clusters[cluster.name], origin)
 
 
 class Patch:
