@@ -107,16 +107,18 @@ slice_endpoints = st.lists(st.fixed_dictionaries({
     "conditions": st.sampled_from([{}, {"ready": True}, {"ready": False}, {"ready": False, "serving": True}]),
 }), max_size=3)
 
+# (weighted towards the slices routes use: the one `service_docs` makes, in "default")
 slices = st.fixed_dictionaries({
-    "namespace": st.sampled_from(NAMESPACES),
-    "name": st.sampled_from([*SERVICES, "kubernetes"]),
-    "second": st.booleans(),  # a Service's second slice beside the one `service_docs` makes
-    "service": st.sampled_from([*SERVICES, "kubernetes", None]),  # its kubernetes.io/service-name
-    "address_type": st.sampled_from(["IPv4", "IPv4", "IPv6"]),
-    "port_name": st.sampled_from(["http", "http", "other"]),
-    "port": st.sampled_from([9000, 9001, 9100]),
+    "namespace": st.sampled_from(["default", "default", "other"]),
+    "name": st.sampled_from([*SERVICES, *SERVICES, "kubernetes"]),
+    "second": st.sampled_from([False, False, False, True]),  # a second slice of the Service
+    # its kubernetes.io/service-name: None for its own name, "" for none
+    "service": st.sampled_from([None, None, None, None, *SERVICES, "kubernetes", ""]),
+    "address_type": st.sampled_from(["IPv4", "IPv4", "IPv4", "IPv6"]),
+    "port_name": st.sampled_from(["http", "http", "http", "other"]),
+    "port": st.sampled_from([9000, 9001, 9002, 9100]),
     "endpoints": slice_endpoints,
-    "present": st.booleans(),
+    "present": st.sampled_from([True, True, True, False]),
 })
 
 
@@ -193,12 +195,23 @@ class Changes(RuleBasedStateMachine):
         if not s["present"]:
             self.delete("EndpointSlice", s["namespace"], name)
             return
-        labels = {"kubernetes.io/service-name": s["service"]} if s["service"] else {}
+        service = s["name"] if s["service"] is None else s["service"]
+        labels = {"kubernetes.io/service-name": service} if service else {}
         endpoints = [{**e, "addresses": ["fd00::1"] if s["address_type"] == "IPv6" else e["addresses"]}
                      for e in s["endpoints"]]
         self.put({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                   "metadata": meta(name, s["namespace"], labels=labels), "addressType": s["address_type"],
                   "endpoints": endpoints, "ports": [{"name": s["port_name"], "port": s["port"], "protocol": "TCP"}]})
+
+    @rule(s=slices, pick=st.integers(0, 15))
+    def change_used_slice(self, s: dict[str, Any], pick: int) -> None:
+        """The EndpointSlice of a Service a route sends to changes (a pod event where it counts)."""
+        used = sorted({(ref.namespace or key.namespace, ref.name) for key, obj in self.objects.items()
+                       if key.kind in ("HTTPRoute", "GRPCRoute")
+                       for rule in obj.spec.rules for ref in rule.backend_refs})
+        if used:
+            namespace, name = used[pick % len(used)]
+            self.change_slice({**s, "namespace": namespace, "name": name})
 
     @rule(present=st.booleans())
     def grant(self, present: bool) -> None:
