@@ -631,6 +631,46 @@ def test_route_changes_are_patched_and_publish_what_a_fresh_loop_would() -> None
             if c["type"] == "Accepted"] == ["True"]
 
 
+def endpoint_slice(*addresses: str) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "svc-1", "namespace": "ns", "labels": {"kubernetes.io/service-name": "svc"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [a]} for a in addresses],
+            "ports": [{"port": 8080, "protocol": "TCP"}]}
+
+
+def test_endpointslice_changes_are_patched_and_publish_what_a_fresh_loop_would() -> None:
+    """Issue 30: endpoints added and removed (pods scaled, rolled) patch the last translation:
+    the Service's cluster gets its new endpoints, every other IR object stays the very same
+    one; IR and statuses equal a fresh loop's. An endpoint the guardrails refuse (a metadata
+    address) changes the route's ResolvedRefs: the pipeline runs."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "ns"},
+               "spec": {"ports": [{"port": 80}]}}
+    store = EmulatedStore()
+    loop = ControlLoop(store, host(), FakeXds())
+    store.apply(docs(CLASS, GATEWAY, service, endpoint_slice("10.0.0.1"), route("a", "a.example.com"),
+                     route("b", "b.example.com")))
+    assert loop.sync()
+    for addresses in (("10.0.0.1", "10.0.0.2"), ("10.0.0.2",), ()):
+        before = loop.last_irs[MERGED_GROUP]
+        patches = loop._memo.patches
+        store.apply(docs(endpoint_slice(*addresses)))
+        assert loop.sync()
+        assert loop._memo.patches == patches + 1  # patched, not translated afresh
+        after = loop.last_irs[MERGED_GROUP]
+        assert after.listeners is before.listeners  # routes and virtual hosts: the very same objects
+        assert [(e.address, e.port) for c in after.clusters for e in c.endpoints] == [(a, 8080) for a in addresses]
+        fresh = ControlLoop(store, host(), FakeXds())
+        fresh.sync()
+        assert loop.last_irs == fresh.last_irs
+        assert loop.statuses.desired == fresh.statuses.desired
+    patches = loop._memo.patches
+    store.apply(docs(endpoint_slice("10.0.0.2", "169.254.169.254")))
+    assert loop.sync()
+    assert loop._memo.patches == patches  # the pipeline ran
+    conds = store.get(key_of(route("a", "a.example.com"))).status["parents"][0]["conditions"]
+    assert [(c["status"], c["reason"]) for c in conds if c["type"] == "ResolvedRefs"] == [("False", "RefNotPermitted")]
+
+
 def test_a_change_of_a_few_routes_is_patched_on_the_event_loop(monkeypatch: Any) -> None:
     """Issue 30: a patch of a few routes is made where the loop runs, not handed to a
     thread (the thread waited 1-7 ms for the GIL while the event loop ran what was ready:
