@@ -213,6 +213,12 @@ class Changes(RuleBasedStateMachine):
             namespace, name = used[pick % len(used)]
             self.change_slice({**s, "namespace": namespace, "name": name})
 
+    @rule(s=slices, pick=st.integers(0, 15), r=routes)
+    def change_slice_and_route(self, s: dict[str, Any], pick: int, r: dict[str, Any]) -> None:
+        """A route and an EndpointSlice change in one sync (a GitOps apply of a namespace)."""
+        self.change_used_slice(s, pick)
+        self.put_route(r)
+
     @rule(present=st.booleans())
     def grant(self, present: bool) -> None:
         if present:
