@@ -811,3 +811,18 @@ def test_the_xds_streams_send_a_new_configuration_before_the_infrastructure_is_r
                     await t
 
     asyncio.run(main())
+
+
+def test_answered_is_clear_while_a_pushed_version_awaits_its_answer() -> None:
+    """The event a mode's status writer waits for (Kubernetes mode: status writes after
+    Envoy's answer, `KubernetesStatusWriter.hold`) is the loop's: cleared by a push, set
+    once every group answered it (ACK or NACK)."""
+    answered = asyncio.Event()
+    translator, xds = FakeTranslator(), FakeXds()
+    loop = ControlLoop(EmulatedStore(), host(), xds, translator=translator, answered=answered)
+    assert answered.is_set()
+    loop.apply(docs(CLASS, GATEWAY))
+    loop.sync()
+    assert not answered.is_set()
+    loop.on_ack(next(iter(xds.by_group)), 1)
+    assert answered.is_set()

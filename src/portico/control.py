@@ -52,7 +52,7 @@ class ControlLoop:
                  controller_name: str = CONTROLLER_NAME, translator: Translate = translate,
                  metrics: Metrics | None = None,
                  events: EventRecorder | None = None, changed: asyncio.Event | None = None,
-                 discovery: Discovery | None = None) -> None:
+                 discovery: Discovery | None = None, answered: asyncio.Event | None = None) -> None:
         self.store = store
         self.infra = infra
         self.xds = xds
@@ -75,10 +75,11 @@ class ControlLoop:
         self._timeline = Timeline()
         self._collector = Collector()
         # group -> the version pushed that its data plane has not answered yet (ACK or NACK);
-        # `_answered` is set while there is none (the collector waits for it)
+        # `_answered` is set while there is none (the collector waits for it, and a mode's
+        # status writer may: `answered`, Kubernetes mode's KubernetesStatusWriter.hold)
         self._in_flight: dict[str, int] = {}
         self._answered_version: dict[str, int] = {}  # group -> the newest version it answered
-        self._answered = asyncio.Event()
+        self._answered = answered or asyncio.Event()
         self._answered.set()
         self.quarantine = Quarantine(store)  # routes Envoy rejects, found and left out
 
@@ -172,7 +173,6 @@ class ControlLoop:
     async def _consume(self, events: AsyncIterator[ProviderEvent]) -> None:
         async for event in events:
             self.apply(event)
-            del event  # (not kept while waiting for the next one: the store has what it needs)
 
     async def _reconcile(self) -> None:
         if self.last_translation is None:

@@ -51,11 +51,14 @@ from portico.provider.kubernetes import KINDS, KubernetesProvider
 from portico.runtime import AdminFace, Mode, Plane, private_dir, runtime_base, serve
 from portico.seams import Infrastructure
 from portico.status.events import KubernetesEvents
-from portico.status.kubernetes import KubernetesStatusWriter
+from portico.status.kubernetes import KubernetesStatusWriter, set_within
 from portico.store import Store
 
 log = logging.getLogger(__name__)
 KIND_OF = {k.kind: k for k in KINDS}
+# How long a status write waits for Envoy's answer to the configuration pushed with it (an
+# Envoy that is not connected never answers): at 3000 routes the answer takes 4-15 ms.
+STATUS_HOLD = 0.2
 
 
 @dataclass
@@ -130,8 +133,11 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     is_leader = elector.is_leader if elector else (lambda: True)
     provider = KubernetesProvider(client, KINDS, retry_missing=options.retry_missing)
     # statuses are written at the version the cluster serves, which the provider learns by discovery
+    # set by the control loop while no pushed configuration awaits Envoy's answer: status writes
+    # wait for it (bounded), so that they and their watch echoes do not delay reading the ACK
+    answered = asyncio.Event()
     writer = KubernetesStatusWriter(client, provider.served, options.controller_name, is_leader=is_leader,
-                                    lookup=_lookup(store))
+                                    lookup=_lookup(store), hold=lambda: set_within(answered, STATUS_HOLD))
     events = KubernetesEvents(client, writer.is_leader, uid_of=_uid_of(store))
     finalizers = ClassFinalizers(client, store, options.controller_name, KIND_OF["GatewayClass"],
                                  is_leader=writer.is_leader)
@@ -154,6 +160,7 @@ async def serve_controller(options: ControllerOptions, stop: asyncio.Event, clie
     await serve(Mode(
         provider=_Marked(provider, loaded, finalizers.schedule), infrastructure=infrastructure,
         controller_name=options.controller_name, store=store, writer=writer, events=events, changed=changed,
+        answered=answered,
         admin=AdminFace(options.health_host, options.health_port, await _admin_token(options, client)),
         services=(*((elector.run,) if elector is not None else ()),
                   *((generated.run_until,) if generated is not None else ())),

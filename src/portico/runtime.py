@@ -81,6 +81,8 @@ class Mode:
     admin: AdminFace | None = None
     # wakes the control loop for what changed outside the store (placements, leadership)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # set by the control loop while no configuration it pushed awaits its data plane's answer
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     # other tasks that run until `stop` (leader election)
     services: tuple[Callable[[asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
     # data planes started before the first translation (e.g. the one Envoy of standalone mode)
@@ -129,7 +131,7 @@ async def serve(mode: Mode, stop: asyncio.Event) -> None:
         infra = await mode.infrastructure(Plane(xds, mode.store, mode.changed.set, exit))
         exit.push_async_callback(infra.stop)
         loop = ControlLoop(mode.store, infra, xds, mode.writer, controller_name=mode.controller_name,
-                           metrics=metrics, events=mode.events, changed=mode.changed)
+                           metrics=metrics, events=mode.events, changed=mode.changed, answered=mode.answered)
         admin = None
         if mode.admin is not None:
             admin = AdminServer(mode.store, mode.admin.host, mode.admin.port, token=mode.admin.token,

@@ -10,7 +10,7 @@ from typing import Any
 from kube.support import route, running, until
 from portico.objects import ObjectKey
 from portico.provider.kubernetes import KINDS
-from portico.status.kubernetes import KubernetesStatusWriter
+from portico.status.kubernetes import KubernetesStatusWriter, set_within
 
 G = "gateway.networking.k8s.io"
 ME, OTHER = "portico.dev/gateway-controller", "example.com/other"
@@ -140,5 +140,34 @@ def test_settle_does_not_wait_for_a_write_backing_off_and_keeps_its_status_desir
             await asyncio.wait_for(writer.idle(), 10)
             stored = api.get(G, "httproutes", "apps", "web")
             assert stored is not None and stored["status"]["parents"][0]["controllerName"] == ME
+
+    asyncio.run(main())
+
+
+def test_a_write_waits_for_its_hold_and_settle_does_not() -> None:
+    """`hold` (the controller's: until Envoy answered the configuration just pushed) comes
+    before the write is sent; `settle` does not wait for a held write, whose status stays
+    desired and is written when leadership resumes."""
+    async def main() -> None:
+        async with running() as (api, client):
+            api.put(route("web"))
+            answered = asyncio.Event()
+            writer = KubernetesStatusWriter(client, KINDS, ME, hold=lambda: set_within(answered, 60))
+            writer.write(KEY, {"parents": [entry(ME, "gw")]})
+            await asyncio.sleep(0.2)  # the write would be answered by now (loopback)
+            assert api.status_writes() == []
+            await asyncio.wait_for(writer.settle(), 2)
+            assert api.status_writes() == []
+            writer.resume()
+            await asyncio.sleep(0.05)
+            assert api.status_writes() == []
+            answered.set()
+            await asyncio.wait_for(writer.idle(), 10)
+            assert len(api.status_writes()) == 1
+            answered.clear()  # a bounded hold: written all the same when no answer comes
+            writer.write(KEY, {"parents": [entry(ME, "gw", "False")]})
+            writer.hold = lambda: set_within(answered, 0.05)
+            await asyncio.wait_for(writer.idle(), 10)
+            assert len(api.status_writes()) == 2
 
     asyncio.run(main())
