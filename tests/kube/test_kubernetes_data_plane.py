@@ -78,8 +78,10 @@ def test_deployments_per_gateway_fed_over_mtls(tmp_path: Path) -> None:
                 service = api.get("", "services", "apps", "portico-gw")
                 assert service is not None, service
                 assert [p["port"] for p in service["spec"]["ports"]] == [listener_port], service
-                # no load balancer yet: no address
-                assert condition(api, "Programmed").get("reason") == "AddressNotAssigned"
+                # no load balancer yet: no address (written once Envoy answered the push, or after
+                # STATUS_HOLD: no Envoy runs yet)
+                await until(lambda: condition(api, "Programmed").get("reason") == "AddressNotAssigned",
+                            what="Programmed: AddressNotAssigned")
                 api.put({**service, "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}})
                 await until(lambda: (api.get(G, "gateways", "apps", "gw") or {}).get("status", {})
                             .get("addresses") == [{"type": "IPAddress", "value": "127.0.0.1"}],
