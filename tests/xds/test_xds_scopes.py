@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -167,6 +168,27 @@ def test_a_catch_all_route_moves_the_connection_manager_to_vhds_and_back(plane: 
     assert {ROUTE, VHOST, SCOPED} <= set(build(model).wire())
 
 
+def kept_connection_served(port: int, path: str, host: str, change: Callable[[], None]) -> None:
+    """A kept-alive connection is answered 200 before `change` and, on the same socket (the
+    connection manager `change` replaces drains with it), 200 after."""
+    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"host": host})
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        kept = conn.sock
+        assert kept is not None  # (kept alive)
+        change()
+        conn.request("GET", path, headers={"host": host})
+        assert conn.sock is kept  # the drained connection manager's connection
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+    finally:
+        conn.close()
+
+
 def test_a_draining_scoped_connection_manager_keeps_its_scopes(plane: Plane, echo: EchoBackend) -> None:
     """Scoped -> VHDS changes the listener; the old connection manager drains with its
     scopes: a kept-alive connection's next request is still served. They stay while the
@@ -174,19 +196,8 @@ def test_a_draining_scoped_connection_manager_keeps_its_scopes(plane: Plane, ech
     port = free_port()
     exact = {"a.example": (route("a", "/a"),), "b.example": (route("b", "/b"),)}
     plane.push(http_ir(port, {**exact, "*": ()}, echo))
-    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
-    try:
-        conn.request("GET", "/a", headers={"host": "a.example"})
-        first = conn.getresponse()
-        first.read()
-        assert first.status == 200
-        plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))  # now VHDS
-        conn.request("GET", "/a", headers={"host": "a.example"})
-        again = conn.getresponse()
-        again.read()
-        assert again.status == 200
-    finally:
-        conn.close()
+    kept_connection_served(port, "/a", "a.example",  # now VHDS:
+                           lambda: plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo)))
     scopes = plane.xds._groups[plane.group].snapshot.resources[SCOPED]
     assert {f"rc-{port}/a.example", f"rc-{port}/b.example"} <= set(scopes)
     plane.push(http_ir(port, {"a.example": (route("a", "/a"),), "*": ()}, echo))  # scoped again, b gone
@@ -208,22 +219,8 @@ def test_a_draining_vhds_connection_manager_keeps_its_virtual_hosts(plane: Plane
     exact = {"a.example": (route("a", "/a"),)}
     plane.push(http_ir(port, {**exact, "*": (route("any", "/any"),)}, echo))  # VHDS
     config = f"rc-{port}"
-    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
-    try:
-        conn.request("GET", "/a", headers={"host": "a.example"})
-        first = conn.getresponse()
-        first.read()
-        assert first.status == 200
-        kept = conn.sock
-        assert kept is not None  # (kept alive)
-        plane.push(http_ir(port, {**exact, "*": ()}, echo))  # now scoped: "version applied" is not held back
-        conn.request("GET", "/a", headers={"host": "a.example"})
-        assert conn.sock is kept  # the drained connection manager's connection
-        again = conn.getresponse()
-        again.read()
-        assert again.status == 200
-    finally:
-        conn.close()
+    # now scoped: "version applied" is not held back
+    kept_connection_served(port, "/a", "a.example", lambda: plane.push(http_ir(port, {**exact, "*": ()}, echo)))
     assert request(port, "/a", host="a.example")[0] == 200  # a new connection: the scoped one
     assert request(port, "/any", host="whatever.example")[0] == 404
     snapshot = plane.xds._groups[plane.group].snapshot
@@ -265,21 +262,8 @@ def test_a_removed_vhds_listener_drains_with_its_virtual_hosts(plane: Plane, ech
     while Envoy subscribes to it, so a kept-alive connection's next request is served."""
     port = free_port()
     plane.push(http_ir(port, {"a.example": (route("a", "/a"),), "*": (route("any", "/any"),)}, echo))  # VHDS
-    conn = http.client.HTTPConnection(ADDRESS, port, timeout=5)
-    try:
-        conn.request("GET", "/any", headers={"host": "whatever.example"})
-        first = conn.getresponse()
-        first.read()
-        assert first.status == 200
-        kept = conn.sock
-        plane.push(http_ir(free_port(), {"c.example": (route("c", "/"),)}, echo))  # the listener gone
-        conn.request("GET", "/any", headers={"host": "whatever.example"})
-        assert conn.sock is kept
-        again = conn.getresponse()
-        again.read()
-        assert again.status == 200
-    finally:
-        conn.close()
+    kept_connection_served(port, "/any", "whatever.example",  # the listener gone:
+                           lambda: plane.push(http_ir(free_port(), {"c.example": (route("c", "/"),)}, echo)))
     deadline = time.monotonic() + 30
     while held(plane, f"rc-{port}"):
         assert time.monotonic() < deadline
