@@ -17,9 +17,12 @@ INVALID_BACKEND_HEADER = "x-portico-invalid-backend"
 
 
 def pack(msg: Message) -> any_pb2.Any:
-    """Pack `msg` into an Any with the canonical type.googleapis.com prefix."""
+    """Pack `msg` into an Any with the canonical type.googleapis.com prefix. Its bytes are
+    serialized deterministically (map entries in key order): equal configurations then
+    make equal resources, whatever order their maps were filled in, so a resource's
+    version changes only when its content does (else Envoy is sent it again for nothing)."""
     out = any_pb2.Any()
-    out.Pack(msg, type_url_prefix="type.googleapis.com/")
+    out.Pack(msg, type_url_prefix="type.googleapis.com/", deterministic=True)
     return out
 
 
