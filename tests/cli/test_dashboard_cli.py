@@ -85,7 +85,10 @@ def test_kubernetes_forwards_to_the_controller_with_its_token(tmp_path: Path) ->
             env.pop("PORTICO_ADMIN_TOKEN", None)
             proc = await asyncio.create_subprocess_exec(
                 *PORTICO, "dashboard", "--kubernetes", "--no-browser", "--kubeconfig", str(config),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                # Ctrl-C as from a terminal: a test run started in the background of a
+                # non-interactive shell has SIGINT ignored, which its children inherit
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             try:
                 assert proc.stdout is not None
                 line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
