@@ -30,7 +30,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 from portico.ir import IR
 from portico.xds.connection import Connection
 from portico.xds.resources import SCOPED, VHOST, Builder, Resources, Serialized, packed, resource_version
-from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty
+from portico.xds.stream import CLOSED, Entry, Snapshot, Stream, Versioned, empty, namespace
 
 log = logging.getLogger("portico.xds")
 
@@ -303,7 +303,7 @@ class XdsServer:
         if switched:
             previous = state.snapshot.resources[SCOPED]
             for name in previous.keys():
-                config = name.rpartition("/")[0]  # (`scopes.scope_name`: a hostname has no "/")
+                config = namespace(name)  # (`scopes.scope_name`: "<configuration>/<hostname>", as VHDS names)
                 if config in switched:
                     state.retained.setdefault(config, {})[name] = previous[name]
         state.scoped = state.builder.scoped
