@@ -255,7 +255,7 @@ class Incremental:
         slices = sorted(k for k in changed if k.kind == SLICE_KIND)
         routes = sorted(k for k in changed if k.kind != SLICE_KIND)
         out = patch_slices(state, snapshot, slices) if slices else None
-        if routes and (out is not None or not slices) or not (routes or slices):
+        if not slices or (out is not None and routes):
             out = Patch(state, snapshot, routes).apply()  # after the slices': on their clusters
         if out is None:
             self.state = None  # a patch given up half-way may have changed the state
